@@ -1,0 +1,5 @@
+import sys
+
+from dsjepsen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Checkers: history -> CheckResult. They never touch nodes, SSH or templates."""

@@ -1,0 +1,1 @@
+"""The harness: cluster control, test configuration, the runner and the run store."""

@@ -1,0 +1,1 @@
+"""Remote control of nodes: one Remote per node, for local namespaces, SSH and docker."""

@@ -1,0 +1,1 @@
+"""Fault injection: partitions, process faults, clocks, packet faults, and their schedule."""

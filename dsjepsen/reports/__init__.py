@@ -1,0 +1,1 @@
+"""Reports: a run directory -> one self-contained report.html."""

@@ -1,0 +1,1 @@
+"""Systems under test. Each target installs, starts and talks to one kind of system."""

@@ -1,0 +1,69 @@
+"""The Target and Client contracts.
+
+A Target knows how to run one system on a node through its Remote; a Client turns one
+invocation into one completion with Jepsen's honesty rule: a definite error is `fail`, anything
+that may have happened (timeout, dropped connection after sending) is `info`, never a guess.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.history import Op
+
+
+class Client(ABC):
+    """Talks to the system on behalf of one worker, bound to one node."""
+
+    @abstractmethod
+    def invoke(self, op: Op) -> Op:
+        """Perform op (type invoke) and return its completion (ok / fail / info)."""
+
+    def close(self) -> None:  # noqa: B027 - stateless clients need nothing
+        """Release connections."""
+
+
+class Target(ABC):
+    """One system under test, driven only through the cluster's Remotes."""
+
+    name: str = "target"
+    version: str = "unknown"
+
+    @abstractmethod
+    def setup(self, cluster: Cluster) -> None:
+        """Install (if needed), configure and start the system on every node; wait until it
+        serves."""
+
+    @abstractmethod
+    def teardown(self, cluster: Cluster) -> None:
+        """Stop the system on every node and remove its data."""
+
+    @abstractmethod
+    def start(self, cluster: Cluster, node: str) -> None: ...
+
+    @abstractmethod
+    def kill(self, cluster: Cluster, node: str) -> None: ...
+
+    @abstractmethod
+    def pause(self, cluster: Cluster, node: str) -> None: ...
+
+    @abstractmethod
+    def resume(self, cluster: Cluster, node: str) -> None: ...
+
+    @abstractmethod
+    def wipe(self, cluster: Cluster, node: str) -> None:
+        """Delete the node's data (the process must be stopped)."""
+
+    @abstractmethod
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        """Paths on the node of log files worth collecting."""
+
+    @abstractmethod
+    def client(self, cluster: Cluster, node: str) -> Client: ...
+
+    def leader(self, cluster: Cluster) -> str | None:
+        """Name of the node that is leader now, when the system has one and it is known."""
+        return None
