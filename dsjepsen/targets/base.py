@@ -67,3 +67,7 @@ class Target(ABC):
     def leader(self, cluster: Cluster) -> str | None:
         """Name of the node that is leader now, when the system has one and it is known."""
         return None
+
+    def pid(self, cluster: Cluster, node: str) -> int | None:
+        """The system's process id on the node, when known: process faults record it."""
+        return None
