@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from dsjepsen import edn
 from dsjepsen.errors import InputError
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
@@ -318,29 +320,306 @@ class HistoryWriter:
 
 
 # ---------------------------------------------------------------------------------------------
+# Importers: Jepsen log lines, EDN (Jepsen / Knossos history.edn), Porcupine kv lines.
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as e:
+        raise InputError(f"cannot read history: {e.strerror}", str(path)) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", str(path)) from None
+
+
+# `INFO  jepsen.util - 3\t:invoke\t:write\t4`, and newer Jepsen's
+# `INFO [2020-...] jepsen worker 3 - jepsen.util 3\t:invoke\t:read\tnil`.
+_LOG_OP = re.compile(
+    r"jepsen\.util\s+(?:-\s+)?(:?[\w.-]+)\s+:(invoke|ok|fail|info)\s+:?([^\s]+)[ \t]*(.*?)\s*$"
+)
+
+
+def _log_value(text: str, source: str, line: int) -> tuple[Any, Any]:
+    """The value of a log line and what follows it (Jepsen prints an error after the value)."""
+    if not text or text == "nil":
+        return None, None
+    if text.isdigit():
+        return int(text), None
+    try:
+        value, rest = edn.read_prefix(text)
+    except edn.EdnError as e:
+        raise InputError(f"cannot parse op value {text!r}: {e.reason}", source, line) from None
+    error: Any = None
+    if rest:
+        try:
+            error = edn.to_plain(edn.loads(rest))
+        except edn.EdnError:
+            error = rest
+    return value, error
+
+
+def read_jepsen_log(path: str | os.PathLike[str]) -> History:
+    """Read the op lines of a Jepsen log (`jepsen.util - <process> <type> <f> <value>`).
+
+    Other lines (setup chatter, stack traces) are skipped. The logs carry no clock, so `time`
+    is the op's position. A bare keyword as the value of a `fail` or `info` completion (old
+    Jepsen wrote `:info :write :timed-out`) is the error, not a value: it goes to `error` and
+    the completion keeps its invocation's value, as Knossos expects of a failed op.
+    """
+    source = str(path)
+    text = _read_text(path)
+    ops: list[Op] = []
+    open_values: dict[Any, Any] = {}
+    search = _LOG_OP.search
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if "jepsen.util" not in raw:
+            continue
+        m = search(raw)
+        if m is None:
+            continue
+        proc_s, typ, f, val_s = m.groups()
+        process: int | str
+        if proc_s.isdigit():
+            process = int(proc_s)
+        else:
+            process = proc_s.lstrip(":")
+        value, error = _log_value(val_s, source, n)
+        if typ == "invoke":
+            open_values[process] = value
+        elif typ != "ok" and isinstance(value, edn.Keyword) and error is None:
+            error = str(value)
+            value = open_values.get(process)
+        if typ != "invoke":
+            open_values.pop(process, None)
+        i = len(ops)
+        ops.append(
+            Op(
+                index=i,
+                time=i,
+                process=process,
+                type=typ,
+                f=f,
+                value=edn.to_plain(value),
+                error=error,
+                line=n,
+            )
+        )
+    return History(ops, source)
+
+
+_TUPLE_TAGS = ("jepsen.independent.Tuple", "independent.Tuple")
+
+
+def _is_independent(maps: list[tuple[int, dict[Any, Any]]]) -> bool:
+    """Does this EDN history use jepsen.independent `[k v]` tuples as values?
+
+    Jepsen writes an independent tuple (a MapEntry) exactly like a 2-vector, so it is inferred:
+    every client invocation's value is `[k v]` with a scalar key, and no op is a `cas` whose
+    inner value is not itself a pair (a plain cas-register's `[old new]` has a scalar second).
+    """
+    seen = False
+    for _, m in maps:
+        if m.get(_K_PROCESS) == NEMESIS or m.get(_K_TYPE) != "invoke" or _K_KEY in m:
+            continue
+        v = m.get(_K_VALUE)
+        if not isinstance(v, list) or len(v) != 2 or isinstance(v[0], (list, dict, frozenset)):
+            return False
+        if m.get(_K_F) == "cas" and not (isinstance(v[1], list) and len(v[1]) == 2):
+            return False
+        seen = True
+    return seen
+
+
+_K_PROCESS = edn.Keyword("process")
+_K_TYPE = edn.Keyword("type")
+_K_F = edn.Keyword("f")
+_K_VALUE = edn.Keyword("value")
+_K_KEY = edn.Keyword("key")
+_K_TIME = edn.Keyword("time")
+_K_NODE = edn.Keyword("node")
+_K_ERROR = edn.Keyword("error")
+
+
+def _edn_ops(forms: Iterable[tuple[int, Any]], source: str, independent: bool | None) -> list[Op]:
+    maps: list[tuple[int, dict[Any, Any]]] = []
+    for line, form in forms:
+        # Jepsen >= 0.3 prints each op as a record: #jepsen.history.Op{...}
+        if isinstance(form, edn.Tagged) and isinstance(form.value, dict):
+            form = form.value
+        if not isinstance(form, dict):
+            raise InputError(f"expected an op map, found {edn.dumps(form)[:60]}", source, line)
+        maps.append((line, form))
+    split = _is_independent(maps) if independent is None else independent
+    ops: list[Op] = []
+    plain = _plain
+    for line, m in maps:
+        i = len(ops)
+        try:
+            typ = m[_K_TYPE]
+            f = m[_K_F]
+            process = m[_K_PROCESS]
+        except KeyError as e:
+            raise InputError(f"op is missing :{e.args[0]}", source, line) from None
+        if not isinstance(typ, str):
+            raise InputError(f":type must be a keyword, got {edn.dumps(typ)}", source, line)
+        if type(process) is not int:
+            if isinstance(process, str):
+                process = str(process)
+            else:
+                raise InputError(
+                    f":process must be an integer or a keyword, got {edn.dumps(process)}",
+                    source,
+                    line,
+                )
+        t = m.get(_K_TIME, i)
+        if type(t) is not int:
+            raise InputError(f":time must be an integer, got {edn.dumps(t)}", source, line)
+        value = m.get(_K_VALUE)
+        key = m.get(_K_KEY)
+        if type(value) is edn.Tagged and value.tag.endswith(_TUPLE_TAGS):
+            inner = value.value
+            if isinstance(inner, dict):
+                key, value = inner.get(_K_KEY), inner.get(_K_VALUE)
+            elif isinstance(inner, list) and len(inner) == 2:
+                key, value = inner
+        elif split and process != NEMESIS and type(value) is list and len(value) == 2:
+            key, value = value
+        node = m.get(_K_NODE)
+        error = m.get(_K_ERROR)
+        ops.append(
+            Op(
+                i,
+                t,
+                process,
+                str(typ),
+                str(f) if isinstance(f, str) else edn.dumps(f),
+                value if type(value) in plain else edn.to_plain(value),
+                key if type(key) in plain else edn.to_plain(key),
+                node if type(node) in plain else edn.to_plain(node),
+                error if type(error) in plain else edn.to_plain(error),
+                line,
+            )
+        )
+    return ops
+
+
+_plain = frozenset({int, str, type(None), bool, float})
+
+
+def read_edn(path: str | os.PathLike[str], independent: bool | None = None) -> History:
+    """Read a Jepsen / Knossos history.edn: one vector or list of op maps, or maps in sequence.
+
+    Keywords become plain strings, sets sorted lists, `:index` is renumbered to the position,
+    `:time` is kept when present (else the position). Keyed ops come from a `:key` field, a
+    `#jepsen.independent.Tuple{:key k :value v}`, or jepsen.independent `[k v]` values
+    (`independent=None` infers the latter; pass True or False to decide). Extra keys are ignored.
+    """
+    source = str(path)
+    text = _read_text(path)
+    try:
+        ops = _edn_ops(edn.iter_forms(text, unwrap=True), source, independent)
+    except edn.EdnError as e:
+        raise InputError(f"invalid EDN: {e.reason}", source, e.line) from None
+    return History(ops, source)
+
+
+# The kv-log lines are simple flat maps; a line-anchored pattern reads those directly and
+# anything else on a line goes through the EDN reader.
+_KV_ATOM = r'nil|-?\d+|"[^"\\]*"|:[\w.*+!?<>=-]+'
+_KV_FIELD = re.compile(r":([\w-]+)\s+(" + _KV_ATOM + r")")
+_KV_LINE = re.compile(r"\{\s*(?::[\w-]+\s+(?:" + _KV_ATOM + r")\s*,?\s*)*\}")
+
+
+def _kv_line(text: str) -> dict[Any, Any] | None:
+    """A flat map of keywords to nil / integers / plain strings / keywords, or None when the
+    line is anything richer (then the EDN reader takes it). Keys stay plain strings: they hash
+    and compare like the reader's Keywords, and the op builder only looks them up."""
+    if _KV_LINE.fullmatch(text) is None:
+        return None
+    out: dict[Any, Any] = {}
+    for k, v in _KV_FIELD.findall(text):
+        c = v[0]
+        if c == '"' or c == ":":
+            out[k] = v[1:-1] if c == '"' else v[1:]
+        elif v == "nil":
+            out[k] = None
+        else:
+            out[k] = int(v)
+    return out
+
+
+def read_kv_log(path: str | os.PathLike[str]) -> History:
+    """Read Porcupine's kv lines, one Clojure map per line (`{:process 0, :type :invoke, :f
+    :append, :key "0", :value "x 0 0 y"}`); `:key` goes to Op.key. Blank lines are skipped."""
+    source = str(path)
+    text = _read_text(path)
+
+    def forms() -> Iterator[tuple[int, Any]]:
+        for n, raw in enumerate(text.splitlines(), start=1):
+            s = raw.strip()
+            if not s or s.startswith(";"):
+                continue
+            m = _kv_line(s)
+            if m is None:
+                try:
+                    m = edn.loads(s)
+                except edn.EdnError as e:
+                    raise InputError(f"invalid EDN: {e.reason}", source, n) from None
+            yield n, m
+
+    return History(_edn_ops(forms(), source, independent=False), source)
+
+
+# ---------------------------------------------------------------------------------------------
 # Format detection and dispatch. Importers for other formats register in FORMATS.
 
-FORMATS: dict[str, Any] = {"jsonl": read_jsonl}
+FORMATS: dict[str, Any] = {
+    "jsonl": read_jsonl,
+    "edn": read_edn,
+    "jepsen-log": read_jepsen_log,
+    "kv-log": read_kv_log,
+}
+
+
+_DETECT_LINES = 2000
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Guess a history file's format from its first non-blank line."""
+    """Guess a history file's format from its content.
+
+    The first line that is not blank or a `;` comment decides between JSONL (`{"`), Porcupine
+    kv lines (a whole `{:... :key ...}` map on one line) and EDN (`[`, `(`, `{:`, a `#tag`).
+    Anything else is a Jepsen log if one of its first lines is an op line (logs start with
+    setup chatter).
+    """
+    first: str | None = None
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for raw in fh:
+            for n, raw in enumerate(fh):
+                if n >= _DETECT_LINES:
+                    break
                 s = raw.strip()
-                if not s:
-                    continue
-                if s.startswith('{"') or s.startswith('{ "'):
-                    return "jsonl"
-                if s.startswith("[") or s.startswith("({") or s.startswith("{:"):
-                    return "edn"
-                if ":invoke" in s or ":ok" in s or ":info" in s or ":fail" in s:
+                if first is None:
+                    if not s or s.startswith(";"):
+                        continue
+                    first = s
+                    if s.startswith('{"') or s.startswith('{ "'):
+                        return "jsonl"
+                    if s.startswith("{") and ":key " in s and _kv_line(s) is not None:
+                        return "kv-log"
+                    if s[0] in "[({#":
+                        return "edn"
+                if "jepsen.util" in s and _LOG_OP.search(s):
                     return "jepsen-log"
-                break
     except OSError as e:
         raise InputError(f"cannot read history: {e.strerror}", str(path)) from None
-    raise InputError("cannot tell the history format; pass --format", str(path))
+    if first is None:
+        raise InputError("history is empty", str(path))
+    raise InputError(
+        "cannot tell the history format (not JSONL, EDN, kv lines or a Jepsen log); pass --format",
+        str(path),
+    )
 
 
 def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
