@@ -1,0 +1,70 @@
+"""Pieces every nemesis shares: honest completions and leader lookup.
+
+A nemesis completion is the only record of what a fault did, and the runner's vacuous-run
+check counts `ok` fault completions, so `ok` means "done, exactly as described"; `fail` means
+nothing was done (with the reason); `info` means we tried and may have done part of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.history import Op
+    from dsjepsen.targets.base import Target
+
+
+def fault_name(op: Op, default: str) -> str:
+    """The catalog name an op asks for (schedule ops carry it in value["fault"])."""
+    if isinstance(op.value, dict) and isinstance(op.value.get("fault"), str):
+        return op.value["fault"]
+    return default
+
+
+def complete(op: Op, type: str, value: dict[str, Any], error: Any = None) -> Op:
+    return dataclasses.replace(op, type=type, value=value, error=error)
+
+
+def done(op: Op, fault: str, nodes: list[str], description: str, **data: Any) -> Op:
+    """The fault happened exactly as described."""
+    return complete(op, "ok", {"fault": fault, "nodes": nodes, "description": description, **data})
+
+
+def not_done(op: Op, fault: str, reason: str, **data: Any) -> Op:
+    """Nothing was done; the reason says why."""
+    return complete(
+        op,
+        "fail",
+        {"fault": fault, "nodes": [], "description": f"not applied: {reason}", **data},
+        error=reason,
+    )
+
+
+def maybe_done(op: Op, fault: str, nodes: list[str], tried: str, error: str, **data: Any) -> Op:
+    """We tried and something went wrong part way: the fault may be partly in effect."""
+    return complete(
+        op,
+        "info",
+        {
+            "fault": fault,
+            "nodes": nodes,
+            "description": f"tried to {tried}, outcome unknown: {error}",
+            **data,
+        },
+        error=error,
+    )
+
+
+def find_leader(target: Target, cluster: Cluster) -> tuple[str | None, str]:
+    """(leader, "") when the target names a node of the cluster, else (None, reason)."""
+    try:
+        leader = target.leader(cluster)
+    except Exception as e:  # a lookup that fails is "unknown", never fatal to the run
+        return None, f"leader lookup failed: {e}"
+    if leader is None:
+        return None, f"{target.name} reported no leader"
+    if leader not in cluster.names:
+        return None, f"{target.name} reported leader {leader!r}, which is not a cluster node"
+    return leader, ""

@@ -1,0 +1,123 @@
+"""Network partitions: a grudge computed by shape, applied with iptables on every node.
+
+One class serves every partition shape of the catalog; the shape only decides the grudge.
+`stop-partition` and `heal` both remove our chain on every node, whatever is installed, so
+they also clean up after a crashed run.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dsjepsen.nemesis import grudge as g
+from dsjepsen.nemesis import netfilter
+from dsjepsen.nemesis.base import Nemesis
+from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
+
+if TYPE_CHECKING:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.history import Op
+    from dsjepsen.targets.base import Target
+
+START, STOP = "start-partition", "stop-partition"
+
+
+def _halves(nodes: list[str], rng: random.Random, _t: Any, _c: Any) -> tuple[g.Grudge, dict]:
+    grudge = g.random_halves(nodes, rng)
+    return grudge, {"components": g.components(grudge, nodes)}
+
+
+def _one(nodes: list[str], rng: random.Random, _t: Any, _c: Any) -> tuple[g.Grudge, dict]:
+    isolated = rng.choice(nodes)
+    return g.isolate(nodes, isolated), {"isolated": isolated}
+
+
+def _ring(nodes: list[str], rng: random.Random, _t: Any, _c: Any) -> tuple[g.Grudge, dict]:
+    grudge = g.majorities_ring(nodes, rng)
+    seen = g.visible(grudge, nodes)
+    return grudge, {"sees": {n: [m for m in nodes if m in seen[n]] for n in nodes}}
+
+
+def _bridge(nodes: list[str], rng: random.Random, _t: Any, _c: Any) -> tuple[g.Grudge, dict]:
+    grudge = g.bridge(nodes, rng)
+    return grudge, {"bridge": next(n for n in nodes if not grudge[n])}
+
+
+def _leader(
+    nodes: list[str], rng: random.Random, target: Target, cluster: Cluster
+) -> tuple[g.Grudge, dict]:
+    leader, reason = find_leader(target, cluster)
+    if leader is None:
+        node = rng.choice(nodes)
+        return g.isolate(nodes, node), {
+            "isolated": node,
+            "leader": None,
+            "fallback": f"{reason}; isolated random node {node} instead",
+        }
+    return g.isolate(nodes, leader), {"isolated": leader, "leader": leader}
+
+
+Shape = Callable[[list[str], random.Random, Any, Any], tuple[g.Grudge, dict]]
+
+SHAPES: dict[str, Shape] = {
+    "partition-majority": _halves,
+    "partition-majorities-ring": _ring,
+    "partition-one": _one,
+    "partition-leader": _leader,
+    "bridge": _bridge,
+}
+
+
+class PartitionNemesis(Nemesis):
+    fs = (START, STOP)
+
+    def __init__(self, name: str, target: Target, rng: random.Random):
+        if name not in SHAPES:
+            raise ValueError(f"unknown partition shape {name!r}")
+        self.name = name
+        self.target = target
+        self.rng = rng
+        self._lock = threading.Lock()
+
+    def invoke(self, cluster: Cluster, op: Op) -> Op:
+        fault = fault_name(op, self.name)
+        with self._lock:
+            if op.f == START:
+                return self._start(cluster, op, fault)
+            if op.f == STOP:
+                return self._stop(cluster, op, fault)
+            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+
+    def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
+        nodes = cluster.names
+        try:
+            grudge, extra = SHAPES[self.name](nodes, self.rng, self.target, cluster)
+        except ValueError as e:  # too few nodes for this shape
+            return not_done(op, fault, str(e))
+        cut = [n for n in nodes if grudge[n]]
+        description = g.describe(grudge, nodes)
+        if extra.get("fallback"):
+            description = f"{description} ({extra['fallback']})"
+        try:
+            netfilter.apply_grudge(cluster, grudge)
+        except Exception as e:
+            return maybe_done(op, fault, cut, description, str(e), grudge=grudge, **extra)
+        return done(op, fault, cut, description, grudge=grudge, **extra)
+
+    def _stop(self, cluster: Cluster, op: Op, fault: str) -> Op:
+        try:
+            healed = netfilter.heal_cluster(cluster)
+        except Exception as e:
+            return maybe_done(op, fault, cluster.names, "heal the network", str(e))
+        if healed:
+            description = f"healed the network: removed {netfilter.CHAIN} on {', '.join(healed)}"
+        else:
+            description = "healed the network: no partition rules were installed"
+        return done(op, fault, healed, description)
+
+    def heal(self, cluster: Cluster) -> None:
+        with self._lock:
+            netfilter.heal_cluster(cluster)
