@@ -238,8 +238,12 @@ def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
         raise InputError(f"op is missing field {e.args[0]!r}", source, line) from None
     if not isinstance(typ, str) or not isinstance(f, str):
         raise InputError("fields 'type' and 'f' must be strings", source, line)
+    if not isinstance(process, (int, str)) or isinstance(process, bool):
+        raise InputError(
+            f"field 'process' must be an integer or a string, got {process!r}", source, line
+        )
     t = d.get("time", index)
-    if not isinstance(t, int):
+    if not isinstance(t, int) or isinstance(t, bool):
         raise InputError(f"field 'time' must be an integer, got {t!r}", source, line)
     return Op(
         index=index,
@@ -569,6 +573,93 @@ def read_kv_log(path: str | os.PathLike[str]) -> History:
             yield n, m
 
     return History(_edn_ops(forms(), source, independent=False), source)
+
+
+# ---------------------------------------------------------------------------------------------
+# EDN exporter: histories Knossos (and Jepsen's checkers) can read back.
+
+_ALL_KEYS: Any = object()
+
+
+def _edn_name(name: str) -> str:
+    return edn.keyword(name)
+
+
+def to_edn(
+    history: History | Iterable[Op],
+    *,
+    key: Any = _ALL_KEYS,
+    nemesis_as_info: bool = True,
+) -> str:
+    """EDN text of a history: a vector of op maps, one per line, as Knossos' CLI reads it.
+
+    Maps carry `:index` (the op's position, unique as Knossos requires), `:time` (ns),
+    `:type`, `:process` (an integer, or `:nemesis`), `:f` and `:value` as keywords / EDN data,
+    and `:key`, `:node`, `:error` when set. A keyed op keeps `:key` as its own field rather
+    than a `[key value]` value: Knossos' CLI (knossos/cli.clj) reads with clojure.edn, offers
+    only single-object models (register, cas-register, mutex) and ignores unknown fields, and
+    Jepsen's independent checker recognises tuples as MapEntry objects, which clojure.edn never
+    produces from a `[k v]` vector. So a multi-key history is exported one key at a time
+    (`key=k` keeps that key's ops plus the unkeyed ones, as Jepsen's `subhistory` does), and
+    every exported file is a correct single-register history for Knossos.
+
+    Knossos-compatibility normalisations: nemesis ops are written with `:type :info` (Jepsen's
+    convention; Knossos would otherwise pair a nemesis invoke with an info completion and reject
+    the next nemesis invoke); a `fail` completion carries its invocation's value (Knossos asserts
+    they are equal). Pass `nemesis_as_info=False` for a lossless dsjepsen-to-dsjepsen copy.
+    """
+    ops = history.ops if isinstance(history, History) else list(history)
+    open_values: dict[Any, Any] = {}
+    lines: list[str] = []
+    dumps = edn.dumps
+    for op in ops:
+        if key is not _ALL_KEYS and op.key is not None and op.key != key:
+            continue
+        typ = op.type
+        value = op.value
+        if op.process == NEMESIS:
+            proc = ":nemesis"
+            if nemesis_as_info:
+                typ = "info"
+        else:
+            if op.type == "invoke":
+                open_values[op.process] = op.value
+            elif op.type == "fail":
+                value = open_values.get(op.process, value)
+            if op.type != "invoke":
+                open_values.pop(op.process, None)
+            proc = str(op.process) if type(op.process) is int else _edn_name(str(op.process))
+        parts = [
+            f"{{:index {op.index}",
+            f":time {op.time}",
+            f":type {_edn_name(typ)}",
+            f":process {proc}",
+            f":f {_edn_name(op.f)}",
+        ]
+        if op.key is not None:
+            parts.append(f":key {dumps(op.key)}")
+        parts.append(f":value {dumps(value)}")
+        if op.node is not None:
+            parts.append(f":node {dumps(op.node)}")
+        if op.error is not None:
+            parts.append(f":error {dumps(op.error)}")
+        lines.append(", ".join(parts) + "}")
+    if not lines:
+        return "[]\n"
+    return "[" + "\n ".join(lines) + "]\n"
+
+
+def write_edn(
+    history: History | Iterable[Op],
+    path: str | os.PathLike[str],
+    *,
+    key: Any = _ALL_KEYS,
+    nemesis_as_info: bool = True,
+) -> None:
+    """Write `to_edn(history)` to `path` (see there for the format)."""
+    text = to_edn(history, key=key, nemesis_as_info=nemesis_as_info)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 # ---------------------------------------------------------------------------------------------
