@@ -1,0 +1,255 @@
+"""raft-kv server entry point: command line, HTTP routes, and the mapping of Raft outcomes to
+status codes (the contract is docs/http-kv-contract.md).
+
+    python -m dsjepsen.targets.raft_kv.server --id n1 --listen 10.0.0.1:7070 \
+        --peers n2=10.0.0.2:7070,n3=10.0.0.3:7070 --data-dir /var/lib/raft-kv [--bug NAME ...]
+
+Standard library only: the harness copies this package to nodes that have nothing but python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+from urllib.parse import unquote
+
+from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serve_connection
+from .kv import ABSENT
+from .node import BUGS, Config, Outcome, RaftNode
+from .storage import Storage
+
+ABSENT_BODY = {"error": "not found"}
+
+
+def _hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{what} must be HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_peers(text: str) -> dict[str, tuple[str, int]]:
+    peers: dict[str, tuple[str, int]] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, addr = item.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"--peers item must be NAME=HOST:PORT, got {item!r}")
+        peers[name] = _hostport(addr, f"address of peer {name}")
+    return peers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="raft-kv", description="Reference Raft key-value server (dsjepsen)."
+    )
+    p.add_argument("--id", required=True, help="this node's name, e.g. n1")
+    p.add_argument("--listen", required=True, help="HOST:PORT to serve clients and peers on")
+    p.add_argument("--advertise", help="HOST:PORT others reach us at (default: --listen)")
+    p.add_argument("--peers", default="", help="the other nodes: n2=HOST:PORT,n3=HOST:PORT,...")
+    p.add_argument("--data-dir", required=True, help="directory for term, vote and log")
+    p.add_argument(
+        "--bug",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a deliberate bug (repeatable): " + ", ".join(sorted(BUGS)),
+    )
+    p.add_argument("--election-timeout", type=float, default=500.0, metavar="MS")
+    p.add_argument("--heartbeat", type=float, default=50.0, metavar="MS")
+    p.add_argument("--request-timeout", type=float, default=1.0, metavar="S")
+    p.add_argument("--flush-interval", type=float, default=2.0, metavar="S", help="no-fsync")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+FORWARDED = "x-raft-forwarded"
+
+
+class Server:
+    """HTTP front: the client contract, the Raft RPCs, and forwarding from followers.
+
+    A follower that knows the leader forwards client requests to it (once: a forwarded request
+    is never forwarded again), so every node's clients can read and write. The forward's outcome
+    is reported honestly: 503 if the request certainly never reached the leader, 504 for a
+    write the leader may have received but did not answer.
+    """
+
+    def __init__(self, node: RaftNode, addresses: dict[str, str], forward_timeout: float):
+        self.node = node
+        self.addresses = addresses
+        self.forward_timeout = forward_timeout
+        self._pools: dict[str, PeerPool] = {}
+
+    def _not_leader(self, error: str = "not leader") -> Response:
+        leader = self.node.leader_id if self.node.leader_id != self.node.id else None
+        return Response(
+            503,
+            {"error": error, "leader": leader, "leader_addr": self.addresses.get(leader or "")},
+        )
+
+    async def handle(self, req: Request) -> Response:
+        try:
+            return await self._route(req)
+        except (ValueError, KeyError, TypeError) as e:
+            return Response(400, {"error": f"bad request: {e}"})
+
+    async def _route(self, req: Request) -> Response:
+        path = req.path
+        if path.startswith("/kv/"):
+            if self._should_forward(req):
+                return await self._forward(req)
+            rest = path[4:]
+            if rest.endswith("/cas"):
+                if req.method != "POST":
+                    return Response(405, {"error": "use POST for /kv/{key}/cas"})
+                return await self._cas(unquote(rest[:-4]), req.json())
+            key = unquote(rest)
+            if req.method == "GET":
+                return await self._get(key)
+            if req.method == "PUT":
+                return await self._put(key, req.json())
+            return Response(405, {"error": "use GET or PUT on /kv/{key}"})
+        if path == "/status" and req.method == "GET":
+            return Response(200, self.node.status())
+        if path == "/raft/append" and req.method == "POST":
+            return Response(200, self.node.on_append(req.json()))
+        if path == "/raft/vote" and req.method == "POST":
+            return Response(200, self.node.on_vote(req.json()))
+        return Response(400, {"error": f"no endpoint {req.method} {path}"})
+
+    def _should_forward(self, req: Request) -> bool:
+        if req.method == "GET" and "stale-read" in self.node.bugs:
+            return False  # the bug: answer from local state, whoever we are
+        return self.node.role != "leader" and FORWARDED not in req.headers
+
+    async def _forward(self, req: Request) -> Response:
+        leader = self.node.leader_id
+        addr = self.addresses.get(leader or "")
+        if leader is None or leader == self.node.id or addr is None:
+            return self._not_leader("not leader, and no leader known")
+        pool = self._pools.get(addr)
+        if pool is None:
+            host, _, port = addr.rpartition(":")
+            pool = self._pools[addr] = PeerPool(host, int(port))
+        try:
+            status, payload = await pool.request(
+                req.method, req.path, req.body, self.forward_timeout, {FORWARDED: self.node.id}
+            )
+        except NotSent as e:
+            return self._not_leader(f"leader {leader} unreachable: {e}")
+        except (OSError, TimeoutError, ValueError, EOFError, ProtocolError) as e:
+            if req.method == "GET":
+                return self._not_leader(f"leader {leader} did not answer the read: {e!r}")
+            return Response(
+                504, {"error": f"forwarded to leader {leader}, no answer: outcome unknown"}
+            )
+        return Response(status, payload)
+
+    async def _get(self, key: str) -> Response:
+        outcome = await self.node.read_barrier()
+        if outcome != Outcome.OK:
+            return self._not_leader("not leader, or leadership not confirmed by a quorum")
+        value = self.node.kv.get(key)
+        if value is ABSENT:
+            return Response(404, ABSENT_BODY)
+        return Response(200, {"value": value})
+
+    async def _put(self, key: str, body: Any) -> Response:
+        if not isinstance(body, dict) or "value" not in body:
+            return Response(400, {"error": 'body must be {"value": ...}'})
+        return self._written(
+            await self.node.propose({"op": "put", "key": key, "value": body["value"]})
+        )
+
+    async def _cas(self, key: str, body: Any) -> Response:
+        if not isinstance(body, dict) or "from" not in body or "to" not in body:
+            return Response(400, {"error": 'body must be {"from": ..., "to": ...}'})
+        cmd = {"op": "cas", "key": key, "from": body["from"], "to": body["to"]}
+        return self._written(await self.node.propose(cmd))
+
+    def _written(self, got: tuple[str, Any]) -> Response:
+        outcome, result = got
+        if outcome == Outcome.NOT_LEADER:
+            return self._not_leader()
+        if outcome == Outcome.LOST:
+            return self._not_leader("superseded: another entry was committed in its place")
+        if outcome == Outcome.TIMEOUT:
+            return Response(504, {"error": "timed out waiting for commit; outcome unknown"})
+        verdict, value = result
+        if verdict == "absent":
+            return Response(404, ABSENT_BODY)
+        if verdict == "mismatch":
+            return Response(409, {"error": "current value differs", "value": value})
+        return Response(200, {"value": value})
+
+
+async def amain(args: argparse.Namespace) -> None:
+    host, port = _hostport(args.listen, "--listen")
+    advertise = args.advertise or args.listen
+    peers = parse_peers(args.peers)
+    if args.id in peers:
+        raise SystemExit(f"raft-kv: --peers must not include this node ({args.id})")
+    log = logging.getLogger("raft-kv")
+    cfg = Config(
+        node_id=args.id,
+        advertise=advertise,
+        peers=peers,
+        election_timeout=args.election_timeout / 1000.0,
+        heartbeat=args.heartbeat / 1000.0,
+        request_timeout=args.request_timeout,
+        rpc_timeout=max(args.election_timeout / 2000.0, 2 * args.heartbeat / 1000.0),
+        flush_interval=args.flush_interval,
+        bugs=frozenset(args.bug),
+    )
+    storage = Storage(args.data_dir, fsync="no-fsync" not in cfg.bugs)
+    node = RaftNode(cfg, storage, log)
+    addresses = {name: f"{h}:{p}" for name, (h, p) in peers.items()}
+    addresses[args.id] = advertise
+    forward_timeout = args.request_timeout + max(0.25, args.request_timeout / 2)
+    server = Server(node, addresses, forward_timeout)
+    srv = await asyncio.start_server(
+        lambda r, w: serve_connection(r, w, server.handle), host, port, reuse_address=True
+    )
+    node.start()
+    log.info("listening on %s:%d, peers %s", host, port, args.peers or "(none)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with srv:
+        await stop.wait()
+    storage.sync(force=True)  # a clean stop is not a crash: keep the tail even under no-fsync
+    storage.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    unknown = [b for b in args.bug if b not in BUGS]
+    if unknown:
+        print(
+            f"raft-kv: unknown --bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format=f"%(asctime)s {args.id} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    os.makedirs(args.data_dir, exist_ok=True)
+    try:
+        asyncio.run(amain(args))
+    except argparse.ArgumentTypeError as e:
+        print(f"raft-kv: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Raft's persistent state: term and vote in a small metadata file, the log in an append-only file.
+
+Raft is only safe if a node never forgets a vote or an acknowledged entry, so `save_meta` and
+`sync` return only once the bytes are on disk (fsync of the file, and of the directory when a
+file is renamed into place). The `no-fsync` bug keeps appended entries in memory and writes them
+only when `sync(force=True)` is called periodically, so a SIGKILL loses the unsynced tail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+META = "meta.json"
+LOG = "log.jsonl"
+
+
+@dataclass
+class Entry:
+    term: int
+    cmd: dict[str, Any]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+class Storage:
+    """The on-disk image of one node. `entries[i]` is log index i + 1 (Raft indexes from 1)."""
+
+    def __init__(self, data_dir: str, fsync: bool = True):
+        self.dir = data_dir
+        self.fsync = fsync
+        os.makedirs(data_dir, exist_ok=True)
+        self.term = 0
+        self.voted_for: str | None = None
+        self.entries: list[Entry] = []
+        self.durable = 0  # entries[:durable] are in the log file
+        self._load()
+        self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115 - kept open
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        meta_path = os.path.join(self.dir, META)
+        if os.path.exists(meta_path):
+            with open(meta_path, "rb") as fh:
+                meta = json.loads(fh.read())
+            self.term = int(meta["term"])
+            self.voted_for = meta.get("voted_for")
+        log_path = os.path.join(self.dir, LOG)
+        if not os.path.exists(log_path):
+            return
+        with open(log_path, "rb") as fh:
+            raw = fh.read()
+        good = 0
+        for line in raw.split(b"\n"):
+            if not line:
+                break
+            try:
+                d = json.loads(line)
+            except ValueError:
+                break  # a torn write from a crash: nothing after it was acknowledged
+            self.entries.append(Entry(int(d["t"]), d["c"]))
+            good += len(line) + 1
+        if good != len(raw):
+            with open(log_path, "r+b") as fh:
+                fh.truncate(good)
+                os.fsync(fh.fileno())
+        self.durable = len(self.entries)
+
+    # -- term and vote ------------------------------------------------------------------------
+
+    def save_meta(self, term: int, voted_for: str | None) -> None:
+        self.term = term
+        self.voted_for = voted_for
+        payload = json.dumps({"term": term, "voted_for": voted_for}).encode()
+        _write_atomic(os.path.join(self.dir, META), payload)
+
+    # -- log ----------------------------------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        return len(self.entries)
+
+    def term_at(self, index: int) -> int:
+        return self.entries[index - 1].term if index >= 1 else 0
+
+    def append(self, entries: list[Entry]) -> None:
+        """Add entries in memory; they are durable only after `sync`."""
+        self.entries.extend(entries)
+
+    def truncate(self, from_index: int) -> None:
+        """Drop entries from `from_index` on, on disk too (the file is rewritten atomically)."""
+        if from_index > len(self.entries):
+            return
+        del self.entries[from_index - 1 :]
+        if self.durable >= from_index:
+            self._fh.close()
+            data = b"".join(self._line(e) for e in self.entries[: from_index - 1])
+            _write_atomic(os.path.join(self.dir, LOG), data)
+            self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115
+            self.durable = from_index - 1
+
+    def sync(self, force: bool = False) -> None:
+        """Write and fsync the in-memory tail. Under no-fsync only a forced (periodic) call
+        writes anything, which is the bug: acknowledgements go out before the data is on disk."""
+        if not self.fsync and not force:
+            return
+        if self.durable >= len(self.entries):
+            return
+        self._fh.write(b"".join(self._line(e) for e in self.entries[self.durable :]))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.durable = len(self.entries)
+
+    @staticmethod
+    def _line(e: Entry) -> bytes:
+        return json.dumps({"t": e.term, "c": e.cmd}, separators=(",", ":")).encode() + b"\n"
+
+    def close(self) -> None:
+        self._fh.close()

@@ -1,0 +1,244 @@
+"""RaftKvTarget: runs the reference raft-kv server on every node through its Remote only.
+
+On the local namespace cluster the nodes share this machine's files, so the server runs from
+the installed package with this interpreter. On ssh and docker nodes the server package (this
+directory, standard library only) is uploaded to `<workdir>/raft-kv/code/raft_kv` and run with
+the node's own `python3`, which must be 3.11 or newer.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.harness.daemon import (
+    daemon_pid,
+    signal_daemon,
+    start_daemon,
+    stop_daemon,
+    wait_for_port,
+)
+from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.raft_kv.bugs import BUGS
+from dsjepsen.targets.raft_kv.client import HttpKvClient
+
+if TYPE_CHECKING:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.harness.control.base import Node, Remote
+
+__all__ = ["BUGS", "RaftKvTarget"]
+
+DEFAULT_PORT = 7070
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: harness-side modules that a node neither needs nor can import (they import dsjepsen)
+HARNESS_ONLY = {"target.py", "client.py"}
+
+
+class RaftKvTarget(Target):
+    name = "raft-kv"
+    version = "0.1.0"
+    BUGS = BUGS
+
+    def __init__(
+        self,
+        bugs: Sequence[str] = (),
+        client_timeout: float = 2.0,
+        *,
+        port: int = DEFAULT_PORT,
+        election_timeout_ms: float = 500.0,
+        heartbeat_ms: float = 50.0,
+        request_timeout: float = 1.0,
+        flush_interval: float = 2.0,
+        setup_timeout: float = 30.0,
+    ):
+        unknown = [b for b in bugs if b not in BUGS]
+        if unknown:
+            raise ConfigError(f"unknown raft-kv bug {unknown[0]!r} (known: {', '.join(BUGS)})")
+        if request_timeout >= client_timeout:
+            # Otherwise the client gives up first and every slow write becomes `info`.
+            raise ConfigError(
+                f"raft-kv request timeout ({request_timeout:g}s) must be shorter than the "
+                f"client timeout ({client_timeout:g}s)"
+            )
+        self.bugs = tuple(dict.fromkeys(bugs))
+        self.client_timeout = client_timeout
+        self.port = port
+        self.election_timeout_ms = election_timeout_ms
+        self.heartbeat_ms = heartbeat_ms
+        self.request_timeout = request_timeout
+        self.flush_interval = flush_interval
+        self.setup_timeout = setup_timeout
+
+    # -- paths on a node ----------------------------------------------------------------------
+
+    @staticmethod
+    def home(node: Node) -> str:
+        return f"{node.workdir.rstrip('/')}/raft-kv"
+
+    def data_dir(self, node: Node) -> str:
+        return f"{self.home(node)}/data"
+
+    def log_file(self, node: Node) -> str:
+        return f"{self.home(node)}/server.log"
+
+    def pid_file(self, node: Node) -> str:
+        return f"{self.home(node)}/server.pid"
+
+    def code_dir(self, node: Node) -> str:
+        return f"{self.home(node)}/code"
+
+    # -- process control ----------------------------------------------------------------------
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The server command line for one node (also what a user runs by hand)."""
+        peers = ",".join(f"{n.name}={n.address}:{self.port}" for n in cluster.nodes if n != node)
+        if cluster.kind == "local":
+            head = [sys.executable, "-m", "dsjepsen.targets.raft_kv.server"]
+        else:
+            head = ["python3", "-m", "raft_kv.server"]
+        argv = [
+            *head,
+            "--id",
+            node.name,
+            "--listen",
+            f"0.0.0.0:{self.port}",
+            "--advertise",
+            f"{node.address}:{self.port}",
+            "--peers",
+            peers,
+            "--data-dir",
+            self.data_dir(node),
+            "--election-timeout",
+            f"{self.election_timeout_ms:g}",
+            "--heartbeat",
+            f"{self.heartbeat_ms:g}",
+            "--request-timeout",
+            f"{self.request_timeout:g}",
+            "--flush-interval",
+            f"{self.flush_interval:g}",
+        ]
+        for bug in self.bugs:
+            argv += ["--bug", bug]
+        return argv
+
+    def _upload(self, remote: Remote, node: Node) -> None:
+        res = remote.run(
+            ["python3", "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
+            timeout=30.0,
+            check=False,
+        )
+        if res.exit != 0:
+            raise HarnessError(
+                f"node {node.name}: raft-kv needs python3 >= 3.11 on the node "
+                f"(exit {res.exit}: {res.stderr.strip()[:200]})"
+            )
+        dest = f"{self.code_dir(node)}/raft_kv"
+        remote.run(["rm", "-rf", dest], timeout=30.0)
+        remote.run(["mkdir", "-p", dest], timeout=30.0)
+        for name in sorted(os.listdir(PACKAGE_DIR)):
+            if name.endswith(".py") and name not in HARNESS_ONLY:
+                remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
+
+    def setup(self, cluster: Cluster) -> None:
+        for node in cluster.nodes:
+            remote = cluster.remote(node.name)
+            remote.run(["mkdir", "-p", self.data_dir(node)], timeout=30.0)
+            if cluster.kind != "local":
+                self._upload(remote, node)
+        for node in cluster.nodes:
+            self.start(cluster, node.name)
+        for node in cluster.nodes:
+            wait_for_port(node.address, self.port, timeout=self.setup_timeout)
+        deadline = time.monotonic() + self.setup_timeout
+        while self.leader(cluster) is None:
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"raft-kv elected no leader within {self.setup_timeout:g}s; "
+                    f"see {self.log_file(cluster.nodes[0])} on the nodes"
+                )
+            time.sleep(0.1)
+
+    def teardown(self, cluster: Cluster) -> None:
+        errors = []
+        for node in cluster.nodes:
+            remote = cluster.remote(node.name)
+            try:
+                stop_daemon(remote, self.pid_file(node))
+                remote.run(["rm", "-rf", self.data_dir(node)], timeout=30.0)
+            except HarnessError as e:
+                errors.append(str(e))
+        if errors:
+            raise HarnessError("raft-kv teardown: " + "; ".join(errors))
+
+    def start(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        cwd = self.home(n) if cluster.kind == "local" else self.code_dir(n)
+        start_daemon(
+            cluster.remote(node),
+            self.argv(cluster, n),
+            pidfile=self.pid_file(n),
+            logfile=self.log_file(n),
+            cwd=cwd,
+        )
+
+    def kill(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
+        # Wait until it is really gone, so that a restart right after cannot find it alive.
+        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
+
+    def pause(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
+
+    def resume(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
+
+    def wipe(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        cluster.remote(node).run(["rm", "-rf", self.data_dir(n)], timeout=30.0)
+
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        return [self.log_file(cluster.node(node))]
+
+    def pid(self, cluster: Cluster, node: str) -> int | None:
+        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
+
+    # -- observation --------------------------------------------------------------------------
+
+    def status(self, cluster: Cluster, node: str, timeout: float = 1.0) -> dict | None:
+        """The node's GET /status, or None when it does not answer."""
+        n = cluster.node(node)
+        conn = http.client.HTTPConnection(n.address, self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/status")
+            resp = conn.getresponse()
+            body = resp.read()
+            return json.loads(body) if resp.status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
+    def leader(self, cluster: Cluster) -> str | None:
+        """The leader of the highest term that some node reports itself leader of."""
+        best: tuple[int, str] | None = None
+        for node in cluster.names:
+            st = self.status(cluster, node)
+            if st and st.get("role") == "leader" and (best is None or st["term"] > best[0]):
+                best = (int(st["term"]), node)
+        return best[1] if best else None
+
+    def client(self, cluster: Cluster, node: str) -> Client:
+        n = cluster.node(node)
+        return HttpKvClient(n.address, self.port, timeout=self.client_timeout, node=node)
+
+    def describe(self, cluster: Cluster, node: str) -> str:
+        """The exact command a user can paste to run this node's server by hand."""
+        return shlex.join(self.argv(cluster, cluster.node(node)))
