@@ -1,0 +1,136 @@
+"""`dsjepsen test`: run a test against a real cluster and print the verdict.
+
+Exit codes are Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad options, 255 harness error.
+With --test-count N the worst verdict wins (invalid over unknown over valid) and the runs stop
+at the first invalid one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
+
+log = logging.getLogger("dsjepsen.test")
+
+
+def register(subparsers: Any) -> None:
+    from dsjepsen.harness.config import add_test_options
+
+    p = subparsers.add_parser(
+        "test",
+        help="run a test: clients + faults against a cluster, then check the history",
+        description="Set the target up on the nodes, run concurrent clients while faults come "
+        "and go, heal, read every key, check the history. Exit 0 valid, 1 invalid, 2 unknown, "
+        "254 bad options, 255 harness error.",
+    )
+    add_test_options(p)
+    _add_node_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    try:
+        from dsjepsen.harness.nodes import add_node_options
+    except ImportError:
+        # the cluster-selection module is not there: a local cluster is all we can offer
+        parser.add_argument("--node-count", default="5", metavar="N")
+        return
+    add_node_options(parser)
+
+
+def _open_nodes(args: argparse.Namespace) -> Any:
+    try:
+        from dsjepsen.harness.nodes import open_nodes
+    except ImportError:
+        from dsjepsen.harness import localnet
+        from dsjepsen.harness.config import _integer
+
+        n = _integer(getattr(args, "node_count", 5), "--node-count", minimum=1)
+        return localnet.up("default", node_count=n)
+    return open_nodes(args)
+
+
+class _LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """On a terminal, clear the progress line before a log line so the two never mix."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "isatty", lambda: False)():
+            try:
+                self.stream.write("\r\x1b[2K")
+            except (OSError, ValueError):
+                pass
+        super().emit(record)
+
+
+def _console_logging(verbose: bool) -> logging.Handler:
+    handler = _LineClearingHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("dsjepsen")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    return handler
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsjepsen.harness.config import config_from_args
+    from dsjepsen.harness.runner import Runner, run_with_seed_offset
+
+    config = config_from_args(args, argv=sys.argv[:])
+    handler = _console_logging(bool(getattr(args, "debug", False)))
+    summaries: list[dict[str, Any]] = []
+    worst = EXIT_VALID
+    try:
+        cluster = _open_nodes(args)
+        try:
+            for i in range(config.test_count):
+                cfg = run_with_seed_offset(config, i)
+                if config.test_count > 1:
+                    log.info("run %d of %d (seed %d)", i + 1, config.test_count, cfg.seed)
+                outcome = Runner(cfg, cluster).run()
+                summaries.append(
+                    {
+                        "run_dir": str(outcome.run_dir),
+                        "seed": cfg.seed,
+                        **outcome.results,
+                    }
+                )
+                _print_summary(cfg, outcome, json_out=config.json)
+                if outcome.exit_code == EXIT_INVALID:
+                    worst = EXIT_INVALID
+                    break
+                if outcome.exit_code == EXIT_UNKNOWN:
+                    worst = EXIT_UNKNOWN
+        finally:
+            if hasattr(cluster, "close"):
+                cluster.close()
+    finally:
+        logging.getLogger("dsjepsen").removeHandler(handler)
+    if config.json:
+        out = summaries[0] if len(summaries) == 1 else {"runs": summaries}
+        json.dump(out, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    return worst
+
+
+def _print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:
+    verdict = {True: "VALID", False: "INVALID"}.get(outcome.valid, "UNKNOWN")
+    stats = outcome.results.get("stats", {}).get("total", {})
+    lines = [
+        f"{verdict}: {cfg.test_name} (seed {cfg.seed})",
+        f"  ops: {stats.get('ok', 0)} ok, {stats.get('fail', 0)} fail, {stats.get('info', 0)} info",
+    ]
+    if outcome.results.get("reason"):
+        lines.append(f"  reason: {outcome.results['reason']}")
+    lines.append(f"  run directory: {outcome.run_dir}")
+    report = outcome.run_dir / "report.html"
+    if report.exists():
+        lines.append(f"  report: {report}")
+    # with --json stdout carries only JSON, so the human summary goes to stderr
+    stream = sys.stderr if json_out else sys.stdout
+    print("\n".join(lines), file=stream, flush=True)

@@ -1,0 +1,63 @@
+"""The one place ops enter the history while a test runs.
+
+A single lock gives every op its index and its time (ns since the test started, monotonic)
+and writes it through HistoryWriter (flushed per op) before anyone else can record, so index
+order, time order and file order are the same thing, and a killed harness leaves a readable
+history. It also keeps the live counts the progress line shows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from dsjepsen.history import History, HistoryWriter, Op
+
+
+class Recorder:
+    def __init__(self, path: str | Path, start_ns: int | None = None):
+        self.path = Path(path)
+        self.start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        self.lock = threading.RLock()
+        self._writer: HistoryWriter | None = HistoryWriter(self.path)
+        self.ops: list[Op] = []
+        self.counts: Counter[str] = Counter()  # ok / fail / info of client ops
+        self.dropped = 0
+
+    def elapsed(self) -> float:
+        return (time.monotonic_ns() - self.start_ns) / 1e9
+
+    def record(self, op: Op) -> Op:
+        """Stamp op with the next index and the current time, write it, return the stamped op.
+
+        After close() ops are counted in `dropped` and not written: only a worker abandoned
+        by the runner (stuck past its deadline) can still complete then.
+        """
+        with self.lock:
+            stamped = replace(op, index=len(self.ops), time=time.monotonic_ns() - self.start_ns)
+            if self._writer is None:
+                self.dropped += 1
+                return stamped
+            self._writer.write(stamped)
+            self.ops.append(stamped)
+            if stamped.is_client and stamped.type != "invoke":
+                self.counts[stamped.type] += 1
+            return stamped
+
+    @property
+    def next_index(self) -> int:
+        with self.lock:
+            return len(self.ops)
+
+    def history(self) -> History:
+        with self.lock:
+            return History(list(self.ops), str(self.path))
+
+    def close(self) -> None:
+        with self.lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None

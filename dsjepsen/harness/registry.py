@@ -1,0 +1,164 @@
+"""What `dsjepsen test` can run: targets, workloads and nemeses, by name.
+
+Implementations are named as lazily imported "module:Class" strings, so the CLI (and
+`dsjepsen list`) keeps working when one piece is missing or broken: only a test that asks for it
+fails, with one line saying what could not be loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsjepsen.errors import ConfigError, HarnessError
+
+#: bug switches of the reference raft-kv, used only when its package cannot tell us its own
+#: list (see `TargetSpec.bugs`); the authoritative list lives with the target.
+RAFT_KV_DOCUMENTED_BUGS = ("stale-read", "no-fsync", "early-ack", "no-term-check")
+
+
+def load(path: str) -> Any:
+    """Import "package.module:Attr" and return the attribute; HarnessError when impossible."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise HarnessError(f"cannot import {module_name}: {e}") from e
+    try:
+        return getattr(module, attr) if attr else module
+    except AttributeError:
+        raise HarnessError(f"{module_name} has no {attr}") from None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A target by name: where its class lives, what it accepts, which workloads fit it."""
+
+    name: str
+    path: str
+    description: str
+    default_workload: str = "register"
+    workloads: tuple[str, ...] = ("register",)
+    #: where to look for the target's own list of bug switches ("module:ATTR"), in order
+    bug_sources: tuple[str, ...] = ()
+    fallback_bugs: tuple[str, ...] = ()
+    supports_serializable_reads: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def bugs(self) -> tuple[str, ...]:
+        """The bug switches this target knows, asked of the target's own code when possible."""
+        for source in self.bug_sources:
+            module_name, _, attr = source.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            obj: Any = module
+            for part in attr.split("."):
+                obj = getattr(obj, part, None)
+                if obj is None:
+                    break
+            if obj:
+                return tuple(obj.keys() if isinstance(obj, dict) else obj)
+        return self.fallback_bugs
+
+    def validate_options(self, *, bugs: Sequence[str], serializable_reads: bool) -> None:
+        if bugs:
+            known = self.bugs()
+            if not known:
+                raise ConfigError(f"--bug: target {self.name} has no bug switches")
+            for b in bugs:
+                if b not in known:
+                    raise ConfigError(
+                        f"--bug: unknown bug {b!r} for target {self.name} "
+                        f"(known: {', '.join(known)})"
+                    )
+        if serializable_reads and not self.supports_serializable_reads:
+            raise ConfigError(f"--serializable-reads: not an option of target {self.name}")
+
+    def build(self, *, bugs: Sequence[str] = (), serializable_reads: bool = False) -> Any:
+        cls = load(self.path)
+        kwargs: dict[str, Any] = {}
+        if self.bug_sources or self.fallback_bugs:
+            kwargs["bugs"] = tuple(bugs)
+        if self.supports_serializable_reads:
+            kwargs["serializable_reads"] = serializable_reads
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    path: str
+    description: str
+
+
+TARGETS: dict[str, TargetSpec] = {
+    "raft-kv": TargetSpec(
+        name="raft-kv",
+        path="dsjepsen.targets.raft_kv.target:RaftKvTarget",
+        description="the reference Raft key-value store shipped with dsjepsen (HTTP contract, "
+        "switchable bugs)",
+        bug_sources=(
+            "dsjepsen.targets.raft_kv.bugs:BUGS",
+            "dsjepsen.targets.raft_kv.target:BUGS",
+            "dsjepsen.targets.raft_kv.target:RaftKvTarget.BUGS",
+            "dsjepsen.targets.raft_kv:BUGS",
+        ),
+        fallback_bugs=RAFT_KV_DOCUMENTED_BUGS,
+    ),
+    "etcd": TargetSpec(
+        name="etcd",
+        path="dsjepsen.targets.etcd:EtcdTarget",
+        description="etcd (Debian's etcd-server) through its v3 JSON gateway; "
+        "--serializable-reads for local reads",
+        supports_serializable_reads=True,
+    ),
+}
+
+WORKLOADS: dict[str, WorkloadSpec] = {
+    "register": WorkloadSpec(
+        name="register",
+        path="dsjepsen.workloads.register:RegisterWorkload",
+        description="read / write / cas on independent integer registers, checked for "
+        "linearizability per key",
+    ),
+}
+
+
+def target_spec(name: str) -> TargetSpec:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"--target: unknown target {name!r} (known: {', '.join(TARGETS)})"
+        ) from None
+
+
+def workload_spec(name: str) -> WorkloadSpec:
+    try:
+        return WORKLOADS[name]
+    except KeyError:
+        raise ConfigError(
+            f"--workload: unknown workload {name!r} (known: {', '.join(WORKLOADS)})"
+        ) from None
+
+
+def nemesis_catalog() -> dict[str, str]:
+    """name -> one-line description, from dsjepsen.nemesis.catalog."""
+    try:
+        catalog = importlib.import_module("dsjepsen.nemesis.catalog")
+    except ImportError as e:
+        raise HarnessError(f"the nemesis catalog cannot be loaded: {e}") from e
+    return dict(catalog.NEMESES)
+
+
+def validate_nemeses(names: Sequence[str]) -> None:
+    if not names:
+        return
+    known = nemesis_catalog()
+    for n in names:
+        if n not in known:
+            raise ConfigError(f"--nemesis: unknown fault {n!r} (known: none, {', '.join(known)})")

@@ -1,0 +1,115 @@
+"""Option validation of `dsjepsen test`: every bad value exits 254 with one line naming the
+option, before any node is touched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dsjepsen.cli import build_parser, main
+from dsjepsen.errors import ConfigError
+from dsjepsen.harness.config import TestConfig, config_from_args, parse_concurrency
+
+
+def config(*argv: str) -> TestConfig:
+    args = build_parser().parse_args(["test", *argv])
+    return config_from_args(args, argv=["dsjepsen", "test", *argv])
+
+
+BAD = [
+    (["--target", "mongodb"], "--target"),
+    (["--bug", "nope"], "--bug"),
+    (["--target", "etcd", "--bug", "stale-read"], "--bug"),
+    (["--serializable-reads"], "--serializable-reads"),
+    (["--workload", "bank"], "--workload"),
+    (["--nemesis", "partition-majority,meteor"], "--nemesis"),
+    (["--nemesis", "none,kill"], "--nemesis"),
+    (["--nemesis", "kill,kill"], "--nemesis"),
+    (["--nemesis-interval", "0"], "--nemesis-interval"),
+    (["--time-limit", "-5"], "--time-limit"),
+    (["--time-limit", "soon"], "--time-limit"),
+    (["--concurrency", "0"], "--concurrency"),
+    (["--concurrency", "2x"], "--concurrency"),
+    (["--concurrency", "n"], "--concurrency"),
+    (["--rate", "-1"], "--rate"),
+    (["--rate", "nan"], "--rate"),
+    (["--keys", "0"], "--keys"),
+    (["--keys", "1.5"], "--keys"),
+    (["--ops-per-key", "0"], "--ops-per-key"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "abc"], "--seed"),
+    (["--test-count", "0"], "--test-count"),
+    (["--recovery-timeout", "-1"], "--recovery-timeout"),
+    (["--check-time-limit", "0"], "--check-time-limit"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_option_raises_config_error_naming_it(argv: list[str], option: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        config(*argv)
+    assert str(e.value).startswith(option + ":"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("argv", "option"), BAD[:6], ids=[" ".join(a) for a, _ in BAD[:6]])
+def test_cli_exits_254_with_one_line(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    rc = main(["test", "--store", str(tmp_path), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 254
+    assert len(err) == 1 and option in err[0], err
+    assert not any(tmp_path.iterdir()), "nothing may be created for a bad option"
+
+
+def test_console_script_exit_code_and_message() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "test", "--concurrency", "3q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 254
+    assert p.stderr.strip().count("\n") == 0 and "--concurrency" in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "clients_on_5"),
+    [("2n", (2, True), 10), ("1n", (1, True), 5), ("7", (7, False), 7), (" 3n ", (3, True), 15)],
+)
+def test_concurrency_syntax(text: str, expected: tuple[int, bool], clients_on_5: int) -> None:
+    assert parse_concurrency(text) == expected
+    cfg = config("--concurrency", text)
+    assert cfg.clients_for(5) == clients_on_5
+    assert cfg.clients_for(3) == (expected[0] * 3 if expected[1] else expected[0])
+
+
+def test_defaults_and_options_are_recorded() -> None:
+    cfg = config()
+    assert (cfg.target, cfg.workload, cfg.nemesis) == ("raft-kv", "register", ())
+    assert cfg.time_limit == 60 and cfg.nemesis_interval == 10
+    assert cfg.concurrency_spec == "2n" and not cfg.seed_given
+    assert 0 <= cfg.seed < 2**31
+    cfg = config(
+        "--target", "raft-kv", "--bug", "stale-read", "--bug", "no-fsync",
+        "--nemesis", "partition-majority,kill", "--seed", "42", "--concurrency", "6",
+        "--rate", "0", "--keys", "3", "--ops-per-key", "10", "--time-limit", "12.5",
+    )  # fmt: skip
+    assert cfg.bugs == ("stale-read", "no-fsync")
+    assert cfg.nemesis == ("partition-majority", "kill")
+    assert (cfg.seed, cfg.seed_given, cfg.rate, cfg.keys, cfg.ops_per_key) == (42, True, 0, 3, 10)
+    assert cfg.time_limit == 12.5
+    d = cfg.to_dict()
+    assert d["concurrency"] == "6" and d["bugs"] == ["stale-read", "no-fsync"]
+    assert cfg.test_name == "raft-kv-bug-stale-read+no-fsync-register-partition-majority+kill"
+    with pytest.raises(AttributeError):
+        cfg.seed = 3  # type: ignore[misc]  # frozen
+
+
+def test_etcd_options() -> None:
+    cfg = config("--target", "etcd", "--serializable-reads", "--nemesis", "partition-majority")
+    assert cfg.serializable_reads and cfg.workload == "register"
+    assert cfg.test_name == "etcd-serializable-register-partition-majority"

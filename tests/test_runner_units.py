@@ -1,0 +1,159 @@
+"""Runner pieces in isolation: rate limiter, recorder, run store, stats and vacuous checks,
+and the seed determinism of the fault schedule the runner derives."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from dsjepsen.checkers.stats import check_stats, op_counts
+from dsjepsen.checkers.vacuous import check_vacuous
+from dsjepsen.harness.generator import RateLimiter
+from dsjepsen.harness.recorder import Recorder
+from dsjepsen.harness.store import create_run_dir
+from dsjepsen.history import History, Op, read_jsonl
+
+
+def test_rate_limiter_spaces_slots_across_threads() -> None:
+    t = [100.0]
+    rl = RateLimiter(50, clock=lambda: t[0])
+    slots = [rl.reserve() for _ in range(10)]
+    assert slots == pytest.approx([100 + i / 50 for i in range(10)])
+    t[0] = 200.0  # fell behind: restart from now, no burst
+    assert rl.reserve() == 200.0 and rl.reserve() == pytest.approx(200.02)
+
+
+def test_rate_limiter_real_threads_hold_the_rate() -> None:
+    rl = RateLimiter(200)
+    stop = threading.Event()
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(20):
+            assert rl.wait(stop)
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # 100 slots at 200/s take at least ~0.5 s whatever the number of threads
+    assert time.monotonic() - t0 >= 0.45
+    stop.set()
+    assert not rl.wait(stop) or RateLimiter(0).interval == 0
+
+
+def test_recorder_stamps_index_and_monotonic_time(tmp_path) -> None:
+    rec = Recorder(tmp_path / "h.jsonl")
+
+    def worker(p: int) -> None:
+        for i in range(50):
+            rec.record(Op(0, 0, p, "invoke", "write", i, key=1))
+            rec.record(Op(0, 0, p, "ok", "write", i, key=1))
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    rec.close()
+    h = read_jsonl(tmp_path / "h.jsonl")
+    assert [op.index for op in h] == list(range(800))
+    assert all(a.time <= b.time for a, b in zip(h.ops, h.ops[1:], strict=False))
+    h.validate()
+    assert rec.counts["ok"] == 400
+    rec.record(Op(0, 0, 1, "invoke", "read", None))  # after close: dropped, not an error
+    assert rec.dropped == 1
+
+
+def test_partial_history_of_a_killed_writer_is_readable(tmp_path) -> None:
+    rec = Recorder(tmp_path / "h.jsonl")
+    rec.record(Op(0, 0, 0, "invoke", "read", None, key=1))
+    rec.record(Op(0, 0, 0, "ok", "read", 3, key=1))
+    rec.close()
+    with open(tmp_path / "h.jsonl", "a") as fh:
+        fh.write('{"index":2,"time":5,"proc')  # torn last line
+    assert len(read_jsonl(tmp_path / "h.jsonl")) == 2
+
+
+def test_run_dir_layout_and_latest_links(tmp_path) -> None:
+    a = create_run_dir(tmp_path, "raft-kv-register-none")
+    b = create_run_dir(tmp_path, "raft-kv-register-none")  # same second: suffixed
+    assert a.path != b.path and a.path.parent == b.path.parent
+    assert (tmp_path / "latest").resolve() == b.path.resolve()
+    assert (tmp_path / "raft-kv-register-none" / "latest").resolve() == b.path.resolve()
+    b.update_test(name="x", seed=1)
+    b.update_test(end_time="later")
+    assert json.loads((b.path / "test.json").read_text()) == {
+        "name": "x",
+        "seed": 1,
+        "end_time": "later",
+    }
+    assert b.node_dir("n1").is_dir()
+
+
+def _h(*rows: tuple) -> History:
+    return History([Op(i, i, *row) for i, row in enumerate(rows)])
+
+
+def test_stats_and_vacuous_counts() -> None:
+    h = _h(
+        (0, "invoke", "read", None, 1),
+        (0, "ok", "read", 1, 1),
+        (1, "invoke", "write", 2, 1),
+        (1, "info", "write", 2, 1),
+        ("nemesis", "invoke", "start-partition", {"fault": "partition-one"}),
+        ("nemesis", "ok", "start-partition", {"fault": "partition-one", "nodes": ["n1"]}),
+        (2, "invoke", "write", 3, 1),
+        (2, "fail", "write", 3, 1),
+        (3, "invoke", "write", 4, 1),
+        (3, "ok", "write", 4, 1),
+        (4, "invoke", "read", None, 1),
+    )
+    assert op_counts(h.ops) == {
+        "read": {"ok": 1, "fail": 0, "info": 0, "pending": 1},
+        "write": {"ok": 1, "fail": 1, "info": 1, "pending": 0},
+    }
+    s = check_stats(h)
+    assert s.valid is True and s.details["total"]["count"] == 5
+    assert s.details["nemesis"] == {"start-partition": {"ok": 1, "fail": 0, "info": 0}}
+    v = check_vacuous(h, required_ok={"read": 1, "write": 1}, faults=["partition-one"])
+    assert v.valid is True
+    v = check_vacuous(h, required_ok={"read": 2, "write": 1}, faults=["partition-one", "kill"])
+    assert v.valid == "unknown"
+    assert "only 1 read" in v.reason and "fault kill was requested but never took effect" in (
+        v.reason
+    )
+    # ops invoked from index 8 on (final reads) do not count for the run
+    v = check_vacuous(h, required_ok={"write": 1}, before_index=8)
+    assert v.valid == "unknown"
+
+
+def test_failed_fault_start_does_not_count_as_applied() -> None:
+    h = _h(
+        ("nemesis", "invoke", "start-kill", {"fault": "kill-leader"}),
+        ("nemesis", "fail", "start-kill", {"fault": "kill-leader", "nodes": []}),
+    )
+    v = check_vacuous(h, required_ok={}, faults=["kill-leader"])
+    assert v.valid == "unknown" and "kill-leader" in v.reason
+
+
+def test_fault_schedule_is_seeded() -> None:
+    from dsjepsen.nemesis.schedule import FaultSchedule
+
+    names = ["partition-majority", "kill", "pause"]
+
+    def ops(seed: int) -> list:
+        s = FaultSchedule(names, 1.0, random.Random(f"{seed}:schedule"))
+        return [s.next_op() for _ in range(40)]
+
+    assert ops(3) == ops(3)
+    assert ops(3) != ops(4)
