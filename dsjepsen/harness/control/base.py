@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dsjepsen.errors import HarnessError
+from dsjepsen.errors import EXIT_BAD_CONFIG, ConfigError, HarnessError
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -49,11 +49,33 @@ class RemoteError(HarnessError):
         shown = cmd if isinstance(cmd, str) else " ".join(cmd)
         if len(shown) > 200:
             shown = shown[:197] + "..."
-        super().__init__(f"node {node}: {message}: {shown}")
+        super().__init__(f"node {node}: {message}: {shown}" if shown else f"node {node}: {message}")
 
 
 class RemoteTimeout(RemoteError):
     """A remote command did not finish within its timeout."""
+
+
+class RemoteConfigError(RemoteError):
+    """The node cannot be used as configured (authentication refused, unknown host key, no
+    such container): the user must fix the configuration, so it exits 254 like ConfigError."""
+
+    exit_code = EXIT_BAD_CONFIG
+
+
+def env_assignments(env: Mapping[str, str] | None) -> list[str]:
+    """`NAME=value` words for `env(1)`; names are checked so that a value can never be
+    mistaken for an option or a command."""
+    words = []
+    for key, value in (env or {}).items():
+        if (
+            not key
+            or not (key[0].isalpha() or key[0] == "_")
+            or not all(c.isalnum() or c == "_" for c in key)
+        ):
+            raise ConfigError(f"invalid environment variable name {key!r}")
+        words.append(f"{key}={value}")
+    return words
 
 
 class Remote(ABC):

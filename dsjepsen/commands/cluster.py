@@ -1,0 +1,122 @@
+"""`dsjepsen cluster up|down|status|exec|heal`: manage the embedded local namespace cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dsjepsen.errors import ConfigError
+from dsjepsen.harness import localnet
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cluster",
+        help="manage the local network-namespace cluster",
+        description="Create, inspect, use, heal and remove the local cluster: one network "
+        "namespace per node (n1..nN) on a private bridge; every name starts with dsj-.",
+    )
+    sub = parser.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--name",
+            default=localnet.DEFAULT_NAME,
+            help=f"cluster name, 1-7 lowercase letters/digits (default: {localnet.DEFAULT_NAME})",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add("up", "create the cluster (idempotent)", run_up)
+    p.add_argument("--nodes", type=int, default=5, metavar="N", help="node count (default 5)")
+    p.add_argument("--subnet", metavar="CIDR", help="IPv4 subnet (default: a /24 of 10.213.0.0/16)")
+
+    p = add("down", "kill every process in the cluster and remove it", run_down)
+    p.add_argument("--keep-data", action="store_true", help="keep node data and logs")
+
+    p = add("status", "show the cluster's nodes, processes and leftover faults", run_status)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("exec", "run a command on a node: exec NODE -- CMD...", run_exec)
+    p.add_argument("node", help="node name, e.g. n1")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+
+    add("heal", "remove every fault dsjepsen left (firewall, qdiscs, paused processes)", run_heal)
+
+
+def run_up(args) -> int:
+    cluster = localnet.up(args.name, node_count=args.nodes, subnet=args.subnet)
+    print(
+        f"cluster {cluster.name}: {len(cluster.nodes)} nodes on {cluster.meta['subnet']} "
+        f"(controller {cluster.meta['controller_address']})"
+    )
+    for n in cluster.nodes:
+        print(f"  {n.name}  {n.address:<15}  {n.extra['netns']}  {n.workdir}")
+    return 0
+
+
+def run_down(args) -> int:
+    removed = localnet.down(args.name, keep_data=args.keep_data)
+    namespaces = sum(1 for r in removed if r.startswith("namespace "))
+    processes = sum(1 for r in removed if r.startswith("process "))
+    if removed:
+        print(f"cluster {args.name}: removed {namespaces} namespaces, killed {processes} processes")
+    else:
+        print(f"cluster {args.name}: nothing to remove")
+    return 0
+
+
+def run_status(args) -> int:
+    st = localnet.status(args.name)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0 if st["exists"] else 1
+    if not st["exists"]:
+        others = [c for c in localnet.list_clusters() if c != args.name]
+        print(
+            f"cluster {args.name}: not created"
+            + (f" (stray: {', '.join(st['stray'])})" if st["stray"] else "")
+        )
+        if others:
+            print(f"other clusters: {', '.join(others)}")
+        return 1
+    print(
+        f"cluster {st['name']}: {len(st['nodes'])} nodes on {st['subnet']}, created {st['created']}"
+    )
+    if st["missing"]:
+        print(f"  DAMAGED, missing: {', '.join(st['missing'])}")
+    print(f"  {'node':<5} {'address':<15} {'up':<4} {'procs':>5} {'paused':>6} {'rules':>5}  netns")
+    for n in st["nodes"]:
+        print(
+            f"  {n['name']:<5} {n['address']:<15} {'yes' if n['up'] else 'NO':<4} "
+            f"{n['processes']:>5} {n['stopped']:>6} {n['iptables_rules']:>5}  {n['netns']}"
+        )
+    return 0
+
+
+def run_exec(args) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ConfigError("cluster exec: no command given (usage: cluster exec NODE -- CMD...)")
+    cluster = localnet.open_cluster(args.name)
+    res = cluster.remote(args.node).run(cmd, timeout=args.timeout, check=False)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.exit
+
+
+def run_heal(args) -> int:
+    report = localnet.heal(args.name)
+    total = 0
+    for node, done in report.items():
+        for kind, items in done.items():
+            for item in items:
+                total += 1
+                print(f"{node}: {kind}: {item}")
+    print(f"cluster {args.name}: healed ({total} faults undone)")
+    return 0

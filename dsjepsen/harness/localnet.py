@@ -1,0 +1,621 @@
+"""The embedded default cluster: one Linux network namespace per node on a private bridge.
+
+Each cluster has a short name; every namespace, link, bridge and root iptables chain it makes
+is named `dsj-<name>-...`, and its metadata lives in a state file, so that `open_cluster`,
+`heal` and `down` work from a fresh process, including after a crashed run. Nodes only get
+addresses inside the cluster's own /24 (from 10.213.0.0/16 unless --subnet says otherwise) and
+no default route: nothing they do can reach beyond the bridge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.harness.cluster import Cluster
+from dsjepsen.harness.control.base import Node, RemoteError, Result
+from dsjepsen.harness.control.local import LocalRemote, run_argv
+
+PREFIX = "dsj"
+DEFAULT_NAME = "default"
+#: Linux interface names hold 15 characters: "dsj-" + name + "-" + up to 3 digits
+NAME_RE = re.compile(r"^[a-z0-9]{1,7}$")
+POOL = ipaddress.ip_network("10.213.0.0/16")
+MAX_NODES = 200
+#: node n<i> gets host number FIRST_NODE_HOST + i - 1 of the subnet; the bridge gets host 1
+FIRST_NODE_HOST = 11
+HOST = "controller"
+TABLES = ("filter", "nat", "mangle", "raw")
+
+
+def state_root() -> Path:
+    """Where cluster state and node workdirs live (DSJEPSEN_STATE_DIR overrides it)."""
+    return Path(os.environ.get("DSJEPSEN_STATE_DIR", "/var/lib/dsjepsen")) / "clusters"
+
+
+def netns_name(name: str, i: int) -> str:
+    return f"{PREFIX}-{name}-n{i}"
+
+
+def bridge_name(name: str) -> str:
+    return f"{PREFIX}-{name}-br"
+
+
+def veth_name(name: str, i: int) -> str:
+    return f"{PREFIX}-{name}-{i}"
+
+
+def chain_name(name: str) -> str:
+    return f"{PREFIX}-{name}"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    netns: str
+    address: str
+    veth: str
+    workdir: str
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What `up` made; written to <state_root>/<name>/cluster.json."""
+
+    name: str
+    subnet: str
+    bridge: str
+    bridge_address: str
+    chain: str
+    nodes: list[NodeState]
+    created: str
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterState:
+        raw = json.loads(text)
+        raw["nodes"] = [NodeState(**n) for n in raw["nodes"]]
+        return cls(**raw)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(
+            f"invalid cluster name {name!r}: use 1 to 7 lowercase letters or digits "
+            "(it goes into 15-character interface names)"
+        )
+    return name
+
+
+def preflight() -> None:
+    """Fail early, with one line, when this machine cannot make namespaces at all."""
+    if not has_net_admin():
+        raise ConfigError(
+            "the local cluster needs root (CAP_NET_ADMIN) to create network namespaces; "
+            "run as root or use --nodes/--docker"
+        )
+    for tool, package in (("ip", "iproute2"), ("iptables", "iptables")):
+        if shutil.which(tool) is None:
+            raise ConfigError(f"{tool} not found: install {package} (see `dsjepsen doctor`)")
+
+
+def has_net_admin() -> bool:
+    if os.geteuid() == 0:
+        return True
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 12))
+    except OSError:
+        pass
+    return False
+
+
+# --------------------------------------------------------------------------- host helpers
+
+
+def _host(argv: list[str], check: bool = True, timeout: float = 30.0) -> Result:
+    return run_argv(HOST, argv, timeout=timeout, check=check)
+
+
+def _in_ns(ns: str, argv: list[str], check: bool = True, timeout: float = 30.0) -> Result:
+    return run_argv(
+        ns, ["ip", "netns", "exec", ns, *argv], shown=argv, timeout=timeout, check=check
+    )
+
+
+def list_netns() -> list[str]:
+    out = _host(["ip", "netns", "list"]).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def list_links() -> list[str]:
+    out = _host(["ip", "-o", "link", "show"]).stdout
+    names = []
+    for line in out.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            names.append(parts[1].strip().split("@")[0])
+    return names
+
+
+def netns_pids(ns: str) -> list[int]:
+    res = _host(["ip", "netns", "pids", ns], check=False)
+    return [int(p) for p in res.stdout.split() if p.isdigit()]
+
+
+def _root_chains() -> list[str]:
+    res = _host(["iptables", "-w", "-S"], check=False)
+    return [line.split()[1] for line in res.stdout.splitlines() if line.startswith("-N ")]
+
+
+def _root_rules_mentioning(chain: str) -> list[str]:
+    res = _host(["iptables", "-w", "-S"], check=False)
+    return [line for line in res.stdout.splitlines() if chain in line.split()]
+
+
+def _own(name: str, items: list[str]) -> list[str]:
+    """Items named by cluster `name`: names hold no '-', so `dsj-a-` never matches `dsj-ab-`."""
+    pat = re.compile(rf"^{PREFIX}-{re.escape(name)}-(n?\d+|br)$")
+    return [i for i in items if pat.match(i)]
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    """One `up`/`down` at a time on this machine: subnet allocation reads other clusters."""
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state_path(name: str) -> Path:
+    return state_root() / name / "cluster.json"
+
+
+def read_state(name: str) -> ClusterState | None:
+    path = _state_path(name)
+    try:
+        return ClusterState.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as e:
+        raise HarnessError(
+            f"{path}: unreadable cluster state ({e}); run `dsjepsen cluster down --name {name}`"
+        ) from None
+
+
+def list_clusters() -> list[str]:
+    """Clusters with a state file, plus any whose namespaces outlived their state."""
+    names = set()
+    root = state_root()
+    if root.is_dir():
+        names.update(p.parent.name for p in root.glob("*/cluster.json"))
+    with contextlib.suppress(RemoteError, HarnessError):
+        for ns in list_netns():
+            m = re.match(rf"^{PREFIX}-([a-z0-9]+)-n\d+$", ns)
+            if m:
+                names.add(m.group(1))
+    return sorted(names)
+
+
+def _used_networks(name: str) -> list[ipaddress.IPv4Network]:
+    used = []
+    root = state_root()
+    if root.is_dir():
+        for p in root.glob("*/cluster.json"):
+            if p.parent.name == name:
+                continue
+            try:
+                used.append(ipaddress.ip_network(json.loads(p.read_text())["subnet"]))
+            except (OSError, ValueError, KeyError):
+                continue
+    for line in _host(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines():
+        m = re.search(r"inet (\S+)", line)
+        if m and bridge_name(name) not in line.split():
+            used.append(ipaddress.ip_interface(m.group(1)).network)
+    for line in _host(["ip", "-4", "route", "show"]).stdout.splitlines():
+        word = line.split()[0] if line.split() else ""
+        if "/" in word:
+            with contextlib.suppress(ValueError):
+                used.append(ipaddress.ip_network(word, strict=False))
+    return used
+
+
+def _allocate_subnet(name: str, requested: str | None, node_count: int) -> ipaddress.IPv4Network:
+    used = _used_networks(name)
+    if requested is not None:
+        try:
+            net = ipaddress.ip_network(requested, strict=True)
+        except ValueError as e:
+            raise ConfigError(f"--subnet {requested}: {e}") from None
+        if net.version != 4:
+            raise ConfigError(f"--subnet {requested}: only IPv4 subnets are supported")
+        if net.num_addresses - 2 < FIRST_NODE_HOST - 1 + node_count:
+            raise ConfigError(f"--subnet {requested} is too small for {node_count} nodes")
+        clash = [u for u in used if u.overlaps(net) and not u.is_loopback]
+        if clash:
+            raise ConfigError(
+                f"--subnet {requested} overlaps {clash[0]}, already used on this machine"
+            )
+        return net
+    subnets = list(POOL.subnets(new_prefix=24))
+    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(subnets)
+    for k in range(len(subnets)):
+        net = subnets[(start + k) % len(subnets)]
+        if not any(u.overlaps(net) for u in used if not u.is_loopback):
+            return net
+    raise HarnessError(f"no free /24 left in {POOL} for cluster {name}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def up(name: str = DEFAULT_NAME, node_count: int = 5, subnet: str | None = None) -> Cluster:
+    """Create cluster `name` (n1..n<node_count>), or return it if it already exists whole.
+
+    A partly built or partly destroyed cluster of that name is removed and rebuilt; a whole one
+    with a different node count or subnet is an error (down it first). On any failure nothing
+    of the new cluster is left behind."""
+    validate_name(name)
+    if not isinstance(node_count, int) or not 1 <= node_count <= MAX_NODES:
+        raise ConfigError(f"node count must be between 1 and {MAX_NODES}, not {node_count!r}")
+    preflight()
+    with _lock():
+        state = read_state(name)
+        if state is not None and not missing_parts(state):
+            if state.node_count != node_count:
+                raise ConfigError(
+                    f"cluster {name} already exists with {state.node_count} nodes; "
+                    f"run `dsjepsen cluster down --name {name}` first"
+                )
+            if (
+                subnet is not None
+                and str(ipaddress.ip_network(subnet, strict=False)) != state.subnet
+            ):
+                raise ConfigError(
+                    f"cluster {name} already exists on {state.subnet}; "
+                    f"run `dsjepsen cluster down --name {name}` first"
+                )
+            return to_cluster(state)
+        _teardown(name, keep_data=True)
+        net = _allocate_subnet(name, subnet, node_count)
+        try:
+            state = _create(name, node_count, net)
+        except BaseException:
+            _teardown(name, keep_data=False)
+            raise
+        return to_cluster(state)
+
+
+def _create(name: str, node_count: int, net: ipaddress.IPv4Network) -> ClusterState:
+    hosts = list(net.hosts())
+    prefix = net.prefixlen
+    br = bridge_name(name)
+    chain = chain_name(name)
+    bridge_address = str(hosts[0])
+    base = state_root() / name
+    nodes = [
+        NodeState(
+            name=f"n{i}",
+            netns=netns_name(name, i),
+            address=str(hosts[FIRST_NODE_HOST - 2 + i]),
+            veth=veth_name(name, i),
+            workdir=str(base / f"n{i}"),
+        )
+        for i in range(1, node_count + 1)
+    ]
+    state = ClusterState(
+        name=name,
+        subnet=str(net),
+        bridge=br,
+        bridge_address=bridge_address,
+        chain=chain,
+        nodes=nodes,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    # Write the state first: a crash halfway leaves a record that `down` can follow.
+    _state_path(name).write_text(state.to_json())
+
+    _host(["ip", "link", "add", br, "type", "bridge"])
+    _host(["ip", "addr", "add", f"{bridge_address}/{prefix}", "dev", br])
+    _host(["ip", "link", "set", br, "up"])
+    # br_netfilter sends bridged frames through the root FORWARD chain; a host whose policy
+    # is DROP (docker sets that) would cut the nodes off from each other without this.
+    _host(["iptables", "-w", "-N", chain])
+    _host(["iptables", "-w", "-A", chain, "-i", br, "-j", "ACCEPT"])
+    _host(["iptables", "-w", "-A", chain, "-o", br, "-j", "ACCEPT"])
+    _host(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
+    for n in nodes:
+        _host(["ip", "netns", "add", n.netns])
+        _host(
+            ["ip", "link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", n.netns]
+        )
+        _host(["ip", "link", "set", n.veth, "master", br])
+        _host(["ip", "link", "set", n.veth, "up"])
+        _host(["ip", "-n", n.netns, "addr", "add", f"{n.address}/{prefix}", "dev", "eth0"])
+        _host(["ip", "-n", n.netns, "link", "set", "eth0", "up"])
+        _host(["ip", "-n", n.netns, "link", "set", "lo", "up"])
+        Path(n.workdir).mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def missing_parts(state: ClusterState) -> list[str]:
+    """What of `state` no longer exists (empty when the cluster is whole)."""
+    namespaces = set(list_netns())
+    links = set(list_links())
+    missing = []
+    if state.bridge not in links:
+        missing.append(f"bridge {state.bridge}")
+    for n in state.nodes:
+        if n.netns not in namespaces:
+            missing.append(f"namespace {n.netns}")
+        if n.veth not in links:
+            missing.append(f"link {n.veth}")
+        if not Path(n.workdir).is_dir():
+            missing.append(f"workdir {n.workdir}")
+    if state.chain not in _root_chains():
+        missing.append(f"iptables chain {state.chain}")
+    return missing
+
+
+def to_cluster(state: ClusterState) -> Cluster:
+    nodes = [
+        Node(name=n.name, address=n.address, workdir=n.workdir, extra={"netns": n.netns})
+        for n in state.nodes
+    ]
+    return Cluster(
+        kind="local",
+        nodes=nodes,
+        remotes={n.name: LocalRemote(n, n.extra["netns"]) for n in nodes},
+        name=state.name,
+        meta={
+            "subnet": state.subnet,
+            "bridge": state.bridge,
+            "controller_address": state.bridge_address,
+        },
+    )
+
+
+def open_cluster(name: str = DEFAULT_NAME) -> Cluster:
+    """The existing cluster `name`; an error (naming what is gone) if it is not whole."""
+    validate_name(name)
+    preflight()
+    state = read_state(name)
+    if state is None:
+        raise ConfigError(f"no local cluster named {name}: run `dsjepsen cluster up --name {name}`")
+    gone = missing_parts(state)
+    if gone:
+        raise HarnessError(
+            f"local cluster {name} is damaged ({', '.join(gone[:3])} missing); "
+            f"run `dsjepsen cluster down --name {name}` and up again"
+        )
+    return to_cluster(state)
+
+
+def down(name: str = DEFAULT_NAME, keep_data: bool = False) -> list[str]:
+    """Remove everything of cluster `name`: processes, namespaces, links, root chain, workdirs
+    (unless keep_data). Idempotent; works without a state file. Returns what it removed and
+    raises HarnessError if anything is still there afterwards."""
+    validate_name(name)
+    preflight()
+    with _lock():
+        removed = _teardown(name, keep_data=keep_data)
+    leftovers = remains(name, include_data=not keep_data)
+    if leftovers:
+        raise HarnessError(f"cluster {name}: could not remove {', '.join(leftovers)}")
+    return removed
+
+
+def _teardown(name: str, keep_data: bool) -> list[str]:
+    removed: list[str] = []
+    namespaces = _own(name, list_netns())
+    for ns in namespaces:
+        removed += [f"process {p}" for p in _kill_all(ns)]
+    for ns in namespaces:
+        _host(["ip", "netns", "del", ns], check=False)
+        removed.append(f"namespace {ns}")
+    for link in _own(name, list_links()):
+        # deleting one end of a veth pair removes the other: ignore "cannot find device"
+        if _host(["ip", "link", "del", link], check=False).exit == 0:
+            removed.append(f"link {link}")
+    chain = chain_name(name)
+    for _ in range(100):
+        if _host(["iptables", "-w", "-D", "FORWARD", "-j", chain], check=False).exit != 0:
+            break
+    if chain in _root_chains():
+        _host(["iptables", "-w", "-F", chain], check=False)
+        _host(["iptables", "-w", "-X", chain], check=False)
+        removed.append(f"iptables chain {chain}")
+    base = state_root() / name
+    if keep_data:
+        _state_path(name).unlink(missing_ok=True)
+    elif base.exists():
+        shutil.rmtree(base, ignore_errors=True)
+        removed.append(f"directory {base}")
+    return removed
+
+
+def _kill_all(ns: str, timeout: float = 10.0) -> list[int]:
+    """SIGKILL every process in namespace ns and wait until none is left (a process left
+    alive would keep the namespace, and its ports, around after `ip netns del`)."""
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = netns_pids(ns)
+        if not pids:
+            return killed
+        if time.monotonic() > deadline:
+            raise HarnessError(f"namespace {ns}: processes {pids} survived SIGKILL")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if pid not in killed:
+                killed.append(pid)
+        time.sleep(0.05)
+
+
+def remains(name: str, include_data: bool = True) -> list[str]:
+    """Everything of cluster `name` still present on this machine (empty after a clean down)."""
+    left = [f"namespace {ns}" for ns in _own(name, list_netns())]
+    left += [f"link {link}" for link in _own(name, list_links())]
+    chain = chain_name(name)
+    left += [f"iptables rule {r!r}" for r in _root_rules_mentioning(chain)]
+    if include_data and (state_root() / name).exists():
+        left.append(f"directory {state_root() / name}")
+    elif _state_path(name).exists():
+        left.append(f"state file {_state_path(name)}")
+    return left
+
+
+def status(name: str = DEFAULT_NAME) -> dict:
+    """A JSON-able description: nodes, addresses, processes per node, what is missing."""
+    validate_name(name)
+    state = read_state(name)
+    if state is None:
+        stray = remains(name)
+        return {"name": name, "exists": False, "stray": stray}
+    namespaces = set(list_netns())
+    nodes = []
+    for n in state.nodes:
+        alive = n.netns in namespaces
+        pids = netns_pids(n.netns) if alive else []
+        nodes.append(
+            {
+                "name": n.name,
+                "address": n.address,
+                "netns": n.netns,
+                "workdir": n.workdir,
+                "up": alive,
+                "processes": len(pids),
+                "stopped": sum(1 for p in pids if _proc_state(p) == "T"),
+                "iptables_rules": _count_rules(n.netns) if alive else 0,
+            }
+        )
+    return {
+        "name": name,
+        "exists": True,
+        "subnet": state.subnet,
+        "bridge": state.bridge,
+        "controller_address": state.bridge_address,
+        "created": state.created,
+        "missing": missing_parts(state),
+        "nodes": nodes,
+    }
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    # the command name is in parentheses and may hold spaces: the state follows the last ')'
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _iptables_dump(ns: str, table: str) -> list[str]:
+    res = _in_ns(ns, ["iptables", "-w", "-t", table, "-S"], check=False)
+    return res.stdout.splitlines() if res.exit == 0 else []
+
+
+def _count_rules(ns: str) -> int:
+    return sum(
+        1 for t in TABLES for line in _iptables_dump(ns, t) if line.startswith(("-A ", "-N "))
+    )
+
+
+def heal(name: str = DEFAULT_NAME) -> dict[str, dict[str, list[str]]]:
+    """Undo every fault dsjepsen can leave in cluster `name` after a crashed run.
+
+    Node namespaces hold nothing but what dsjepsen put there, so each one's firewall is reset
+    whole (every rule and user chain, `DSJ-...` partition chains included, in every table;
+    policies back to ACCEPT), the root and ingress qdiscs on eth0 are removed (packet faults),
+    and every stopped process is resumed with SIGCONT. Returns, per node, what was undone."""
+    validate_name(name)
+    preflight()
+    cluster_state = read_state(name)
+    if cluster_state is None:
+        raise ConfigError(f"no local cluster named {name}: nothing to heal")
+    namespaces = set(list_netns())
+    report: dict[str, dict[str, list[str]]] = {}
+    for n in cluster_state.nodes:
+        if n.netns not in namespaces:
+            report[n.name] = {"missing": [n.netns]}
+            continue
+        report[n.name] = {
+            "iptables": _reset_firewall(n.netns),
+            "qdiscs": _reset_qdiscs(n.netns),
+            "resumed": [str(p) for p in _resume_all(n.netns)],
+        }
+    return report
+
+
+def _reset_firewall(ns: str) -> list[str]:
+    undone = []
+    for table in TABLES:
+        lines = _iptables_dump(ns, table)
+        changed = [ln for ln in lines if ln.startswith(("-A ", "-N "))]
+        changed += [ln for ln in lines if ln.startswith("-P ") and not ln.endswith(" ACCEPT")]
+        if not changed:
+            continue
+        _in_ns(ns, ["iptables", "-w", "-t", table, "-F"])
+        _in_ns(ns, ["iptables", "-w", "-t", table, "-X"])
+        for ln in lines:
+            if ln.startswith("-P ") and not ln.endswith(" ACCEPT"):
+                _in_ns(ns, ["iptables", "-w", "-t", table, "-P", ln.split()[1], "ACCEPT"])
+        undone += [f"{table}: {ln}" for ln in changed]
+    return undone
+
+
+def _reset_qdiscs(ns: str) -> list[str]:
+    res = _in_ns(ns, ["tc", "qdisc", "show", "dev", "eth0"], check=False)
+    undone = []
+    for line in res.stdout.splitlines():
+        words = line.split()
+        if "root" in words and "noqueue" not in words:
+            _in_ns(ns, ["tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+            undone.append(line.strip())
+        elif "ingress" in words or "clsact" in words:
+            _in_ns(ns, ["tc", "qdisc", "del", "dev", "eth0", words[1]], check=False)
+            undone.append(line.strip())
+    return undone
+
+
+def _resume_all(ns: str) -> list[int]:
+    resumed = []
+    for pid in netns_pids(ns):
+        if _proc_state(pid) in ("T", "t"):
+            resumed.append(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    return resumed
