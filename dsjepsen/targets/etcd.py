@@ -115,15 +115,16 @@ _GRPC_INVALID_ARGUMENT = 3
 class EtcdClient(Client):
     """One worker's connection to one etcd node."""
 
-    def __init__(self, address: str, timeout: float, serializable: bool):
+    def __init__(self, address: str, timeout: float, serializable: bool, port: int = CLIENT_PORT):
         self.address = address
+        self.port = port
         self.timeout = timeout
         self.serializable = serializable
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.address, CLIENT_PORT, timeout=self.timeout)
+            self._conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
         return self._conn
 
     def close(self) -> None:
@@ -278,7 +279,12 @@ class EtcdTarget(Target):
             )
             # Debian's package starts its own etcd service; ours must own the ports.
             remote.run(["systemctl", "disable", "--now", "etcd"], timeout=60, check=False)
-            res = remote.run([BINARY, "--version"], timeout=30)
+            res = remote.run([BINARY, "--version"], timeout=30, check=False)
+            if res.exit != 0:
+                raise HarnessError(
+                    f"node {remote.node.name}: etcd does not run even after apt-get install "
+                    f"{PACKAGE}: {(res.stderr or res.stdout).strip()[:200]}"
+                )
         m = re.search(r"etcd Version:\s*(\S+)", res.stdout)
         return m.group(1) if m else "unknown"
 
