@@ -1,0 +1,41 @@
+"""`dsjepsen report RUN_DIR`: (re)write a run directory's report.html."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dsjepsen.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="(re)generate report.html for a run directory",
+        description=(
+            "Render RUN_DIR/report.html from the run's test.json, history.jsonl, results.json "
+            "and node logs. Works on interrupted runs too (no verdict, history still drawn)."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. store/latest")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of RUN_DIR/report.html"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsjepsen.reports.html import render, render_run_report
+    from dsjepsen.reports.rundata import load_run_dir
+
+    d = Path(args.run_dir)
+    if not d.is_dir():
+        raise InputError("not a directory (expected a run directory)", str(d))
+    if not (d / "history.jsonl").exists() and not (d / "test.json").exists():
+        raise InputError("not a run directory: it has neither history.jsonl nor test.json", str(d))
+    if args.output:
+        out = render(load_run_dir(d), Path(args.output))
+    else:
+        out = render_run_report(d)
+    print(out)
+    return 0

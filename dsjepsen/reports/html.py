@@ -1,0 +1,252 @@
+"""report.html: one self-contained postmortem page per run.
+
+Rendered with jinja2 and autoescaping on: every value from the system under test (op values,
+errors, log lines, fault descriptions) reaches the page escaped. The only markup inserted
+unescaped is what this package generates itself (SVG built with `svg.esc` on every text, and
+the bundled CSS/JS files); script data goes through `tojson`, which escapes `<`, `>` and `&`
+so that a value containing `</script>` cannot end the script element.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from dsjepsen import __version__
+from dsjepsen.checkers.result import CheckResult
+from dsjepsen.history import History
+from dsjepsen.reports import anomaly as anomaly_mod
+from dsjepsen.reports import logs as logs_mod
+from dsjepsen.reports import plots, rca, stats, timeline
+from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
+from dsjepsen.reports.timeline import short
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@dataclass
+class Verdict:
+    label: str
+    css: str
+    detail: str
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every value is data unless this module marks it Markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: "–" if v is None else f"{v * 100:.1f}%"
+    env.filters["short"] = short
+    return env
+
+
+def _num(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.{digits}f}"
+
+
+def _asset(name: str) -> Markup:
+    # Our own files, inlined verbatim: they are code, not data.
+    return Markup((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def verdict_of(run: RunData) -> Verdict:
+    r = run.results
+    if r is None:
+        if run.run_dir is None:
+            return Verdict("NO VERDICT", "none", "no check result was given")
+        return Verdict("NO VERDICT", "none", "run interrupted: no results.json was written")
+    v = r.get("valid")
+    reason = r.get("reason") or ""
+    if v is True:
+        return Verdict("VALID", "valid", reason or "every checker passed")
+    if v is False:
+        return Verdict("INVALID", "invalid", reason or "a checker found an anomaly")
+    return Verdict("UNKNOWN", "unknown", reason or "the checkers could not decide")
+
+
+def _opt(test: Mapping[str, Any], *names: str) -> Any:
+    opts = test.get("options") if isinstance(test.get("options"), dict) else {}
+    for n in names:
+        for src in (opts, test):
+            if src.get(n) not in (None, "", [], ()):
+                return src[n]
+    return None
+
+
+def _list_text(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return ", ".join(str(x) for x in v) or "none"
+    return str(v)
+
+
+def reproduce_command(test: Mapping[str, Any]) -> str | None:
+    """The exact command line, with the seed pinned so the run's choices repeat."""
+    argv = test.get("argv")
+    if not isinstance(argv, list) or not argv:
+        return None
+    args = [str(a) for a in argv]
+    if os.path.basename(args[0]) in ("dsjepsen", "__main__.py", "cli.py") or args[0].endswith(
+        "dsjepsen"
+    ):
+        args = args[1:]
+    seed = test.get("seed", _opt(test, "seed"))
+    if seed is not None and not any(a == "--seed" or a.startswith("--seed=") for a in args):
+        args += ["--seed", str(seed)]
+    return shlex.join(["dsjepsen", *args])
+
+
+def _summary(run: RunData, verdict: Verdict, counts: dict[str, int], first: str | None) -> str:
+    t = run.test
+    target = _opt(t, "target") or "the system"
+    bugs = _opt(t, "bugs", "bug")
+    if bugs:
+        target = f"{target} (bugs: {_list_text(bugs)})"
+    nodes = run.nodes
+    workload = _opt(t, "workload")
+    faults = _opt(t, "nemesis", "faults")
+    dur = "" if run.logical_time else f", {run.end_time / NS:.1f} s recorded"
+    parts = [f"{verdict.label}: {target}"]
+    if nodes:
+        parts.append(f" on {len(nodes)} nodes ({', '.join(nodes)})")
+    if workload:
+        parts.append(f", {workload} workload")
+    parts.append(f", faults: {_list_text(faults) if faults else 'none'}")
+    parts.append(dur)
+    parts.append(
+        f". {counts['total']:,} client ops ({counts['ok']:,} ok, {counts['fail']:,} failed, "
+        f"{counts['info']:,} indeterminate), {len(run.faults)} fault window{'' if len(run.faults) == 1 else 's'}."
+    )
+    if first:
+        parts.append(f" First anomaly: {first}")
+    elif verdict.css != "invalid":
+        parts.append(f" {verdict.detail[0].upper() + verdict.detail[1:]}.")
+    return "".join(parts)
+
+
+def _files(run: RunData) -> list[dict[str, Any]]:
+    if run.run_dir is None:
+        return []
+    out = []
+    for p in sorted(run.run_dir.rglob("*")):
+        if p.is_file() and p.name != "report.html":
+            out.append({"rel": p.relative_to(run.run_dir).as_posix(), "size": p.stat().st_size})
+    return out[:500]
+
+
+def render(run: RunData, out_path: Path) -> Path:
+    """Render `run` into out_path (written atomically: a reader never sees half a page)."""
+    anomalies = anomaly_mod.collect(run.results)
+    anomaly_mod.link_ops(run, anomalies)
+    for a in anomalies[:20]:
+        a.diagram = Markup(anomaly_mod.diagram(run, a))
+    involved = set().union(*(a.op_ids for a in anomalies)) if anomalies else set()
+    df = stats.ops_frame(run)
+    counts = {
+        "total": len(df),
+        "ok": int((df["type"] == "ok").sum()),
+        "fail": int((df["type"] == "fail").sum()),
+        "info": int((df["type"] == "info").sum()),
+    }
+    width = stats.nice_width(max(run.end_time, 1), logical=run.logical_time)
+    tp = stats.throughput(df, width, run.end_time, logical=run.logical_time)
+    quant = stats.latency_quantiles(df, width)
+    verdict = verdict_of(run)
+    first_msg = None
+    if anomalies:
+        a0 = anomalies[0]
+        first_msg = (f"key {short(a0.key)}: " if a0.key is not None else "") + a0.message
+    summary = _summary(run, verdict, counts, first_msg)
+    reproduce = reproduce_command(run.test)
+    rca_data = rca.build(run, anomalies, summary, counts, reproduce)
+    log_section = logs_mod.excerpts(run, rca.first_anomaly_interval(run, anomalies))
+    versions = run.test.get("versions") if isinstance(run.test.get("versions"), dict) else {}
+    ctx = {
+        "run": run,
+        "title": run.title,
+        "verdict": verdict,
+        "summary": summary,
+        "counts": counts,
+        "reproduce": reproduce,
+        "seed": run.test.get("seed", _opt(run.test, "seed")),
+        "versions": versions,
+        "report_version": __version__,
+        "test": run.test,
+        "options": run.test.get("options") if isinstance(run.test.get("options"), dict) else {},
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "timeline": timeline.timeline_data(run, involved),
+        "latency_svg": Markup(plots.latency_svg(run, df, quant, width)),
+        "throughput_svg": Markup(plots.throughput_svg(run, tp, width)),
+        "bucket": width if run.logical_time else width / NS,
+        "stats": stats.per_f_table(run, df),
+        "lat_unit": "positions" if run.logical_time else "ms",
+        "anomalies": anomalies,
+        "tid": {o.call: o.id for o in run.operations if o.id in involved},
+        "shown_anomalies": anomalies[:20],
+        "rca": rca_data,
+        "logs": log_section,
+        "files": _files(run),
+        "faults": run.faults,
+        "events": run.events,
+        "short": short,
+        "op_text": anomaly_mod.op_text,
+        "css": _asset("report.css"),
+        "js": _asset("timeline.js"),
+        "start_wall": run.start_wall.isoformat() if run.start_wall else None,
+    }
+    page = _env().get_template("report.html.j2").render(**ctx)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def render_run_report(run_dir: str | os.PathLike[str]) -> Path:
+    """Write RUN_DIR/report.html from whatever the run left behind; returns its path."""
+    run = load_run_dir(run_dir)
+    return render(run, Path(run_dir) / "report.html")
+
+
+def render_check_report(
+    history: History,
+    result: CheckResult | Mapping[str, Any] | None,
+    out_path: str | os.PathLike[str],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Report for a history checked outside a run (`dsjepsen check FILE --report OUT`).
+
+    `meta` may carry test.json-like fields (name, argv, seed, nodes, versions, start_time).
+    """
+    results: dict[str, Any] | None
+    if result is None:
+        results = None
+    elif isinstance(result, CheckResult):
+        results = {
+            "valid": result.valid,
+            "reason": result.reason,
+            "checks": {result.checker: result.to_dict()},
+        }
+    else:
+        results = dict(result)
+    test = dict(meta or {})
+    title = test.get("name") or Path(history.source).name
+    run = build_run_data(history, results, test, run_dir=None, title=str(title))
+    return render(run, Path(out_path))

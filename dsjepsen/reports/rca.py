@@ -1,0 +1,363 @@
+"""The root-cause-analysis skeleton, filled from what the run recorded.
+
+Hypotheses are computed, not canned: each one states a fact found in the data (which node
+answered the anomalous op, which side of an active partition it was on, whether it was paused
+or had just restarted, whether a read returned an overwritten value) and what that fact
+suggests. A hypothesis with no supporting fact is not emitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsjepsen.history import Operation
+from dsjepsen.reports.anomaly import Anomaly, op_text
+from dsjepsen.reports.rundata import NS, FaultWindow, RunData
+from dsjepsen.reports.timeline import short
+
+INVARIANTS = {
+    "nonlinearizable": (
+        "Linearizability of each key as a single register: every operation must appear to "
+        "take effect atomically at one instant between its invocation and its completion, "
+        "so a read returns the value of the latest write that took effect before it."
+    ),
+}
+
+
+@dataclass
+class Hypothesis:
+    title: str
+    evidence: list[str]
+    suggests: str
+
+
+@dataclass
+class TimelineRow:
+    t: int
+    when: str
+    what: str
+    kind: str  # fault, heal, anomaly, run
+
+
+@dataclass
+class Rca:
+    summary: str
+    impact: list[str]
+    detection: list[str]
+    timeline: list[TimelineRow]
+    invariants: list[str]
+    hypotheses: list[Hypothesis]
+    reproduction: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def components(nodes: list[str], value: Any) -> list[list[str]] | None:
+    """The sides of a partition, from its completion value (grudge or explicit sides)."""
+    if not isinstance(value, dict):
+        return None
+    for k in ("components", "sides", "halves", "partitions"):
+        v = value.get(k)
+        if isinstance(v, list) and v and all(isinstance(s, list) for s in v):
+            return [[str(n) for n in s] for s in v]
+    grudge = value.get("grudge")
+    if not isinstance(grudge, dict):
+        return None
+    cut: dict[str, set[str]] = {str(k): {str(n) for n in v} for k, v in grudge.items()}
+    names = sorted(set(nodes) | set(cut) | {n for v in cut.values() for n in v})
+    seen: set[str] = set()
+    comps: list[list[str]] = []
+    for start in names:
+        if start in seen:
+            continue
+        comp, stack = [], [start]
+        seen.add(start)
+        while stack:
+            a = stack.pop()
+            comp.append(a)
+            for b in names:
+                if b not in seen and b not in cut.get(a, ()) and a not in cut.get(b, ()):
+                    seen.add(b)
+                    stack.append(b)
+        comps.append(sorted(comp))
+    return comps
+
+
+def _op_node(o: Operation) -> str | None:
+    node = o.invoke.node or (o.complete.node if o.complete is not None else None)
+    return str(node) if node else None
+
+
+def _interval(o: Operation, end: int) -> tuple[int, int]:
+    return o.invoke.time, o.complete.time if o.complete is not None else end
+
+
+def _active(run: RunData, s: int, e: int) -> list[FaultWindow]:
+    return [w for w in run.faults if not w.failed and w.start <= e and w.end >= s]
+
+
+def _secs(ns: int) -> str:
+    return f"{ns / NS:.2f}s"
+
+
+def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
+    out: list[Hypothesis] = []
+    ops = run.operations
+    nodes = run.nodes
+    majority = len(nodes) // 2 + 1 if nodes else 0
+    minority_hits: list[str] = []
+    served: dict[str, int] = {}
+    anomalous = [ops[i] for a in anomalies for i in sorted(a.op_ids)[:1] if i < len(ops)]
+    # the op that cannot be placed, per anomaly
+    bad_ops: list[tuple[Anomaly, Operation]] = []
+    by_call = {o.call: o for o in ops}
+    for a in anomalies:
+        if a.op and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
+            bad_ops.append((a, by_call[a.op["call"]]))
+    if not bad_ops:
+        bad_ops = [(a, o) for a, o in zip(anomalies, anomalous, strict=False)]
+    quiet: list[str] = []
+    for _a, o in bad_ops:
+        node = _op_node(o)
+        s, e = _interval(o, run.end_time)
+        if node:
+            served[node] = served.get(node, 0) + 1
+        active = _active(run, s, e)
+        if not active:
+            prev = [w for w in run.faults if not w.failed and w.end < s]
+            if prev:
+                gap = s - max(w.end for w in prev)
+                quiet.append(
+                    f"op {o.id} ({op_text(_d(o))}) ran {_secs(gap)} after the last fault healed"
+                )
+            else:
+                quiet.append(f"op {o.id} ({op_text(_d(o))}) ran before any fault was injected")
+        for w in active:
+            if w.family.startswith("partition") or "grudge" in (w.value or {}):
+                comps = components(nodes, w.value)
+                if node and comps:
+                    side = next((c for c in comps if node in c), [node])
+                    if len(side) < majority:
+                        minority_hits.append(
+                            f"op {o.id} ({op_text(_d(o))}, key {short(o.key)}) was answered by "
+                            f"{node} at {run.fmt_t(e)}, while {node} was on the minority side "
+                            f"{{{', '.join(side)}}} of the partition \u201c{w.description}\u201d "
+                            f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
+                        )
+            elif node and node in w.nodes and w.family.startswith("pause"):
+                out.append(
+                    Hypothesis(
+                        f"A paused node answered: {node}",
+                        [
+                            f"op {o.id} ({op_text(_d(o))}) was answered by {node}, which was "
+                            f"paused by \u201c{w.description}\u201d during the op"
+                        ],
+                        "A leader that resumes after a pause may still believe it leads "
+                        "(lease or timing assumptions) and serve stale or conflicting "
+                        "results until it learns of the new term.",
+                    )
+                )
+            elif w.family.startswith("kill") and node and node in w.nodes:
+                out.append(
+                    Hypothesis(
+                        f"The answering node was killed around the op: {node}",
+                        [
+                            f"op {o.id} ({op_text(_d(o))}) was answered by {node}; "
+                            f"\u201c{w.description}\u201d was active from {run.fmt_t(w.start)} "
+                            f"to {run.fmt_t(w.end)}"
+                        ],
+                        "State acknowledged before the crash may have been lost on restart "
+                        "(writes acknowledged before being made durable), or the restarted "
+                        "node served reads before catching up with the log.",
+                    )
+                )
+    if minority_hits:
+        out.insert(
+            0,
+            Hypothesis(
+                "Reads answered by a node cut off from the majority (and so from the leader)",
+                minority_hits,
+                "The node answered from its local state without confirming it still "
+                "belonged to a quorum: reads that bypass consensus (no read index, no "
+                "leader lease check, or serving from a follower) return values that a "
+                "newer majority has already overwritten.",
+            ),
+        )
+    stale = _stale_reads(run, [o for _, o in bad_ops])
+    if stale:
+        out.append(
+            Hypothesis(
+                "Stale read: an overwritten value was returned",
+                stale,
+                "Some replica answered from an older state than the one already acknowledged "
+                "to other clients.",
+            )
+        )
+    if len(served) == 1 and sum(served.values()) > 1:
+        node = next(iter(served))
+        out.append(
+            Hypothesis(
+                f"Every anomalous op was answered by {node}",
+                [f"{served[node]} anomalous ops, all through {node}"],
+                f"Look at {node}'s log around these times first.",
+            )
+        )
+    if quiet:
+        out.append(
+            Hypothesis(
+                "No fault was active while the anomalous op ran",
+                quiet,
+                "The anomaly happened on the normal path (or after healing): the bug need not "
+                "depend on the fault at all, or state damaged during a fault persisted.",
+            )
+        )
+    return out
+
+
+def _d(o: Operation) -> dict[str, Any]:
+    return {"f": o.f, "value": o.value, "output": o.output, "type": o.type}
+
+
+def _stale_reads(run: RunData, bad: list[Operation]) -> list[str]:
+    """For each anomalous ok read, find the write of its value and a later completed write."""
+    out: list[str] = []
+    for r in bad:
+        if r.f != "read" or r.type != "ok" or r.output is None:
+            continue
+        writes = [
+            o
+            for o in run.operations
+            if o.key == r.key
+            and o.f in ("write", "cas")
+            and o.type in ("ok", "info")
+            and o.complete is not None
+        ]
+
+        def written(o: Operation) -> Any:
+            return o.value[1] if o.f == "cas" and isinstance(o.value, list) else o.value
+
+        src = [o for o in writes if written(o) == r.output and o.invoke.time < r.invoke.time]
+        last_src = max(src, key=lambda o: o.complete.time) if src else None
+        later = [
+            o
+            for o in writes
+            if o.type == "ok"
+            and written(o) != r.output
+            and o.complete.time < r.invoke.time
+            and (last_src is None or o.invoke.time > last_src.complete.time)
+        ]
+        if last_src is not None and later:
+            w = max(later, key=lambda o: o.complete.time)
+            out.append(
+                f"read op {r.id} (key {short(r.key)}, invoked {run.fmt_t(r.invoke.time)}) "
+                f"returned {short(r.output)}, written by op {last_src.id}; but op {w.id} "
+                f"({op_text(_d(w))}) had completed at {run.fmt_t(w.complete.time)}, before "
+                "the read began"
+            )
+        elif not src:
+            out.append(
+                f"read op {r.id} returned {short(r.output)}, a value no write in the history "
+                "wrote to this key"
+            )
+    return out
+
+
+def build(
+    run: RunData,
+    anomalies: list[Anomaly],
+    summary: str,
+    counts: dict[str, int],
+    reproduce: str | None,
+) -> Rca:
+    affected = set().union(*(a.op_ids for a in anomalies)) if anomalies else set()
+    keys = sorted({short(a.key) for a in anomalies if a.key is not None})
+    impact = []
+    if anomalies:
+        impact.append(
+            f"{len(anomalies)} anomal{'y' if len(anomalies) == 1 else 'ies'} involving "
+            f"{len(affected)} of {counts['total']} client ops"
+        )
+        if keys:
+            impact.append(
+                f"keys affected: {', '.join(keys[:30])}" + (" …" if len(keys) > 30 else "")
+            )
+    else:
+        impact.append("no anomaly was found")
+    impact.append(
+        f"{counts['ok']} ok, {counts['fail']} failed, {counts['info']} indeterminate (info) ops"
+    )
+    detection = []
+    results = run.results or {}
+    for name, res in (results.get("checks") or {}).items():
+        if isinstance(res, dict):
+            v = res.get("valid")
+            verdict = {True: "valid", False: "INVALID"}.get(v, str(v))
+            reason = f": {res['reason']}" if res.get("reason") else ""
+            detection.append(f"checker {name}: {verdict}{reason}")
+    if not detection:
+        detection.append(
+            "no checker ran (the run was interrupted before checking)"
+            if run.results is None
+            else "results.json lists no checks"
+        )
+    tl: list[TimelineRow] = [TimelineRow(0, run.fmt_t(0), "test starts", "run")]
+    for w in run.faults:
+        tl.append(TimelineRow(w.start, run.fmt_t(w.start), f"fault: {w.description}", "fault"))
+        if w.healed:
+            tl.append(
+                TimelineRow(
+                    w.end, run.fmt_t(w.end), f"healed: {w.stop_description or w.family}", "heal"
+                )
+            )
+    for e in run.events:
+        tl.append(TimelineRow(e.time, run.fmt_t(e.time), e.description, "fault"))
+    first = _first_anomaly(run, anomalies)
+    if first is not None:
+        a, o = first
+        tl.append(
+            TimelineRow(
+                o.invoke.time,
+                run.fmt_t(o.invoke.time),
+                f"first anomalous op {o.id} invoked ({op_text(_d(o))}, key {short(o.key)}, "
+                f"process {o.process}{', node ' + _op_node(o) if _op_node(o) else ''}): {a.message}",
+                "anomaly",
+            )
+        )
+    tl.append(TimelineRow(run.end_time, run.fmt_t(run.end_time), "last recorded op", "run"))
+    tl.sort(key=lambda r: r.t)
+    invariants = []
+    for a in anomalies:
+        text = INVARIANTS.get(a.type, f"{a.checker}: no {a.type} anomalies")
+        if text not in invariants:
+            invariants.append(text)
+    return Rca(
+        summary=summary,
+        impact=impact,
+        detection=detection,
+        timeline=tl,
+        invariants=invariants,
+        hypotheses=hypotheses(run, anomalies),
+        reproduction=reproduce,
+    )
+
+
+def _first_anomaly(run: RunData, anomalies: list[Anomaly]) -> tuple[Anomaly, Operation] | None:
+    best: tuple[Anomaly, Operation] | None = None
+    by_call = {o.call: o for o in run.operations}
+    for a in anomalies:
+        o = None
+        if a.op and a.op.get("call") in by_call:
+            o = by_call[a.op["call"]]
+        elif a.op_ids:
+            o = run.operations[min(a.op_ids)]
+        if o is not None and (best is None or o.invoke.time < best[1].invoke.time):
+            best = (a, o)
+    return best
+
+
+def first_anomaly_interval(run: RunData, anomalies: list[Anomaly]) -> list[tuple[int, int]]:
+    first = _first_anomaly(run, anomalies)
+    if first is None:
+        return []
+    o = first[1]
+    return [_interval(o, run.end_time)]

@@ -1,0 +1,320 @@
+"""Everything a report needs from one run, loaded once and tolerant of missing pieces.
+
+A report must render from whatever a run left behind: a finished run directory, an interrupted
+one (no results.json, a half-written last history line), or a bare imported history with no
+run directory at all. So loading never raises for a missing or damaged artefact; it records a
+warning that the page shows instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dsjepsen.errors import DsjError
+from dsjepsen.history import NEMESIS, History, Op, Operation, pair_operations, read_jsonl
+
+NS = 1_000_000_000
+
+
+@dataclass
+class FaultWindow:
+    """One fault from its start invocation to its stop completion (or the end of the run).
+
+    The window is deliberately the widest interval in which the fault may have been in
+    effect: ops inside it are the ones a fault could explain.
+    """
+
+    id: int
+    family: str  # "partition", "kill", "pause", ... (f without start-/stop-)
+    start: int  # ns since test start
+    end: int
+    start_index: int
+    end_index: int | None  # None: never stopped in the history
+    description: str
+    nodes: list[str]
+    value: Any  # the start completion's value (grudge etc.)
+    stop_description: str | None = None
+    failed: bool = False  # the start op ended `fail`: the fault was not applied
+
+    @property
+    def healed(self) -> bool:
+        return self.end_index is not None
+
+
+@dataclass
+class NemesisEvent:
+    """A nemesis op that is not a start/stop pair (e.g. a one-shot kill): a point in time."""
+
+    time: int
+    index: int
+    f: str
+    description: str
+
+
+@dataclass
+class RunData:
+    """A run as the report sees it."""
+
+    title: str
+    history: History
+    operations: list[Operation]
+    test: dict[str, Any]
+    results: dict[str, Any] | None
+    run_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    faults: list[FaultWindow] = field(default_factory=list)
+    events: list[NemesisEvent] = field(default_factory=list)
+    logical_time: bool = False  # imported history without clocks: time is the position
+    interrupted: bool = False
+
+    @property
+    def start_wall(self) -> datetime | None:
+        return parse_wall(self.test.get("start_time") or self.test.get("start"))
+
+    @property
+    def end_time(self) -> int:
+        return self.history.ops[-1].time if self.history.ops else 0
+
+    def wall(self, t_ns: int) -> datetime | None:
+        s = self.start_wall
+        return None if s is None else s + timedelta(microseconds=t_ns / 1000)
+
+    def fmt_t(self, t_ns: int) -> str:
+        """A history time as a person reads it: seconds since start (and wall clock)."""
+        if self.logical_time:
+            return f"position {t_ns}"
+        w = self.wall(t_ns)
+        rel = f"t+{t_ns / NS:.3f}s"
+        return f"{rel} ({w.strftime('%H:%M:%S.%f')[:-3]})" if w else rel
+
+    @property
+    def nodes(self) -> list[str]:
+        nodes = self.test.get("nodes") or []
+        names = [n if isinstance(n, str) else str(n.get("name", n)) for n in nodes]
+        if not names:
+            names = sorted({str(op.node) for op in self.history.ops if op.node is not None})
+        return names
+
+
+def parse_wall(s: Any) -> datetime | None:
+    """ISO time from test.json; a zone-less time is taken as the controller's local time."""
+    if not isinstance(s, str) or not s:
+        return None
+    try:
+        d = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.astimezone()
+    return d
+
+
+def _read_json(path: Path, warnings: list[str]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, json.JSONDecodeError) as e:
+        warnings.append(f"{path.name} is unreadable ({e}); shown without it")
+        return None
+    if not isinstance(data, dict):
+        warnings.append(f"{path.name} is not a JSON object; ignored")
+        return None
+    return data
+
+
+def lenient_operations(ops: list[Op]) -> list[Operation]:
+    """Pair invocations and completions without enforcing Jepsen's rules.
+
+    Used only when the strict pairing rejects a history: a report of a broken history is
+    still more useful than no report, and the page says the history broke the rules.
+    """
+    open_ops: dict[Any, Op] = {}
+    out: list[Operation] = []
+    slots: dict[Any, int] = {}
+    for op in ops:
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke":
+            open_ops[op.process] = op
+            slots[op.process] = len(out)
+            out.append(_op(op, None))
+        elif op.process in open_ops:
+            inv = open_ops.pop(op.process)
+            out[slots.pop(op.process)] = _op(inv, op)
+    for i, o in enumerate(out):
+        o.id = i
+    return out
+
+
+def _op(inv: Op, comp: Op | None) -> Operation:
+    typ = comp.type if comp is not None else "info"
+    return Operation(
+        id=-1,
+        process=inv.process,
+        f=inv.f,
+        key=inv.key,
+        value=inv.value,
+        output=comp.value if comp is not None else None,
+        type=typ,
+        call=inv.index,
+        ret=comp.index if comp is not None and typ != "info" else None,
+        invoke=inv,
+        complete=comp,
+    )
+
+
+def _family(f: str) -> tuple[str | None, str]:
+    for prefix, kind in (("start-", "start"), ("stop-", "stop")):
+        if f.startswith(prefix):
+            return kind, f[len(prefix) :]
+    return None, f
+
+
+def describe_value(f: str, value: Any) -> str:
+    if isinstance(value, dict) and isinstance(value.get("description"), str):
+        return value["description"]
+    if value is None:
+        return f
+    return f"{f} {json.dumps(value, default=str)[:200]}"
+
+
+def fault_windows(ops: list[Op]) -> tuple[list[FaultWindow], list[NemesisEvent]]:
+    """Turn nemesis start/stop ops into windows; everything else into point events."""
+    nem = pair_operations([op for op in ops if op.process == NEMESIS], include_nemesis=True)
+    # Nemesis completions without invocations (Jepsen logs) become events.
+    invoked = {o.complete.index for o in nem if o.complete is not None}
+    windows: list[FaultWindow] = []
+    events: list[NemesisEvent] = []
+    open_by_family: dict[str, list[FaultWindow]] = {}
+    end_t = ops[-1].time if ops else 0
+    for o in nem:
+        kind, fam = _family(o.f)
+        comp = o.complete
+        value = comp.value if comp is not None else o.value
+        desc = describe_value(o.f, value)
+        if kind == "start":
+            nodes = value.get("nodes", []) if isinstance(value, dict) else []
+            w = FaultWindow(
+                id=len(windows),
+                family=fam,
+                start=o.invoke.time,
+                end=end_t,
+                start_index=o.invoke.index,
+                end_index=None,
+                description=desc,
+                nodes=[str(n) for n in nodes] if isinstance(nodes, list) else [],
+                value=value,
+                failed=comp is not None and comp.type == "fail",
+            )
+            windows.append(w)
+            open_by_family.setdefault(fam, []).append(w)
+        elif kind == "stop" and open_by_family.get(fam):
+            w = open_by_family[fam].pop(0)
+            end_op = comp if comp is not None else o.invoke
+            w.end = end_op.time
+            w.end_index = end_op.index
+            w.stop_description = desc
+        else:
+            events.append(NemesisEvent(o.invoke.time, o.invoke.index, o.f, desc))
+    for op in ops:
+        if op.process == NEMESIS and op.type != "invoke" and op.index not in invoked:
+            events.append(NemesisEvent(op.time, op.index, op.f, describe_value(op.f, op.value)))
+    return windows, events
+
+
+def _is_logical(ops: list[Op]) -> bool:
+    return bool(ops) and all(op.time == op.index for op in ops[: min(len(ops), 200)])
+
+
+def build_run_data(
+    history: History,
+    results: dict[str, Any] | None,
+    test: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+    title: str | None = None,
+    warnings: list[str] | None = None,
+) -> RunData:
+    warnings = list(warnings or [])
+    try:
+        operations = history.operations()
+    except DsjError as e:
+        warnings.append(f"the history breaks Jepsen's process rules ({e}); ops paired leniently")
+        operations = lenient_operations(history.ops)
+    try:
+        faults, events = fault_windows(history.ops)
+    except DsjError as e:
+        warnings.append(f"nemesis ops could not be paired ({e}); fault windows omitted")
+        faults, events = [], []
+    test = test or {}
+    name = title or test.get("name") or (run_dir.parent.name if run_dir else history.source)
+    return RunData(
+        title=str(name),
+        history=history,
+        operations=operations,
+        test=test,
+        results=results,
+        run_dir=run_dir,
+        warnings=warnings,
+        faults=faults,
+        events=events,
+        logical_time=_is_logical(history.ops),
+        interrupted=results is None and run_dir is not None,
+    )
+
+
+def load_run_dir(run_dir: str | Path) -> RunData:
+    """Read a run directory; only a missing directory or history is an error."""
+    from dsjepsen.errors import InputError
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise InputError("not a run directory", str(d))
+    warnings: list[str] = []
+    test = _read_json(d / "test.json", warnings)
+    if test is None:
+        warnings.append("test.json is missing: no command, seed or versions to show")
+    results = _read_json(d / "results.json", warnings)
+    hist_path = d / "history.jsonl"
+    if hist_path.exists():
+        history = read_jsonl(hist_path)
+    else:
+        warnings.append("history.jsonl is missing: the run recorded no ops")
+        history = History([], str(hist_path))
+    return build_run_data(history, results, test, run_dir=d, warnings=warnings)
+
+
+_TS_RE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?)"
+    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?"
+)
+_EPOCH_RE = re.compile(r'"(?:ts|time|timestamp)"\s*:\s*(?P<epoch>1\d{9}(?:\.\d+)?)')
+
+
+def parse_log_time(line: str) -> datetime | None:
+    """The wall-clock timestamp at the start of a log line (ISO-ish, or a JSON epoch `ts`)."""
+    m = _TS_RE.search(line, 0, 80)
+    if m:
+        frac = m.group("time").replace(",", ".")
+        if "." in frac:
+            whole, digits = frac.split(".")
+            frac = f"{whole}.{digits[:6].ljust(6, '0')}"
+        tz = m.group("tz") or ""
+        if tz == "Z":
+            tz = "+00:00"
+        elif tz and ":" not in tz:
+            tz = tz[:3] + ":" + tz[3:]
+        try:
+            d = datetime.fromisoformat(f"{m.group('date')}T{frac}{tz}")
+        except ValueError:
+            return None
+        return d if d.tzinfo else d.astimezone()
+    m2 = _EPOCH_RE.search(line, 0, 200)
+    if m2:
+        return datetime.fromtimestamp(float(m2.group("epoch")), tz=UTC)
+    return None
