@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,9 @@ class Storage:
         self.voted_for: str | None = None
         self.entries: list[Entry] = []
         self.durable = 0  # entries[:durable] are in the log file
+        # The leader fsyncs in a worker thread (overlapping its own write with the followers');
+        # the lock keeps that write and a truncation from interleaving on the file.
+        self._lock = threading.Lock()
         self._load()
         self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115 - kept open
 
@@ -108,31 +112,36 @@ class Storage:
 
     def truncate(self, from_index: int) -> None:
         """Drop entries from `from_index` on, on disk too (the file is rewritten atomically)."""
-        if from_index > len(self.entries):
-            return
-        del self.entries[from_index - 1 :]
-        if self.durable >= from_index:
-            self._fh.close()
-            data = b"".join(self._line(e) for e in self.entries[: from_index - 1])
-            _write_atomic(os.path.join(self.dir, LOG), data)
-            self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115
-            self.durable = from_index - 1
+        with self._lock:
+            if from_index > len(self.entries):
+                return
+            del self.entries[from_index - 1 :]
+            if self.durable >= from_index:
+                self._fh.close()
+                data = b"".join(self._line(e) for e in self.entries[: from_index - 1])
+                _write_atomic(os.path.join(self.dir, LOG), data)
+                self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115
+                self.durable = from_index - 1
 
     def sync(self, force: bool = False) -> None:
         """Write and fsync the in-memory tail. Under no-fsync only a forced (periodic) call
         writes anything, which is the bug: acknowledgements go out before the data is on disk."""
         if not self.fsync and not force:
             return
-        if self.durable >= len(self.entries):
-            return
-        self._fh.write(b"".join(self._line(e) for e in self.entries[self.durable :]))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.durable = len(self.entries)
+        with self._lock:
+            start = self.durable
+            tail = self.entries[start:]  # a snapshot: the loop may append meanwhile
+            if not tail:
+                return
+            self._fh.write(b"".join(self._line(e) for e in tail))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.durable = start + len(tail)
 
     @staticmethod
     def _line(e: Entry) -> bytes:
         return json.dumps({"t": e.term, "c": e.cmd}, separators=(",", ":")).encode() + b"\n"
 
     def close(self) -> None:
-        self._fh.close()
+        with self._lock:
+            self._fh.close()
