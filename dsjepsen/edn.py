@@ -57,30 +57,22 @@ class EdnError(ValueError):
 
 
 _DELIMS = r"\s,\[\](){}\"#;"
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>[\s,]+|;[^\n]*)
-  | (?P<str>"(?:[^"\\]|\\.)*")
-  | (?P<open>\#\{|[\[({])
-  | (?P<close>[\])}])
-  | (?P<disc>\#_)
-  | (?P<special>\#\#[A-Za-z-]+)
-  | (?P<nsmap>\#:[^"""
-    + _DELIMS
-    + r"""]+(?=\{))
-  | (?P<tag>\#[A-Za-z][^"""
-    + _DELIMS
-    + r"""]*)
-  | (?P<char>\\(?:newline|space|tab|return|formfeed|backspace|u[0-9a-fA-F]{4}|.))
-  | (?P<atom>[^"""
-    + _DELIMS
-    + r"""\\][^"""
-    + _DELIMS
-    + r"""]*)
-  | (?P<bad>.)
-    """,
-    re.VERBOSE | re.DOTALL,
+# One token per match; blanks, commas and comments are skipped inside the pattern, but a newline
+# is a token of its own so the parser can count lines without knowing positions. findall runs
+# the whole scan in C, and the parser only loops over the tokens.
+_TOKEN_ALTS = (
+    r"\n"
+    r'|"(?:[^"\\]|\\.)*"'
+    r"|\#\{|[\[\](){}]"
+    r"|\#_"
+    r"|\#\#[A-Za-z-]+"
+    r"|\#:[^" + _DELIMS + r"]+(?=\{)"
+    r"|\#[A-Za-z][^" + _DELIMS + r"]*"
+    r"|\\(?:newline|space|tab|return|formfeed|backspace|u[0-9a-fA-F]{4}|.)"
+    r"|[^" + _DELIMS + r"\\][^" + _DELIMS + r"]*"
+    r"|."
 )
+_TOKENS = re.compile(r"(?:[^\S\n]+|,|;[^\n]*)*(" + _TOKEN_ALTS + r")", re.DOTALL)
 _INT = re.compile(r"[+-]?\d+N?")
 _FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
 _RATIO = re.compile(r"[+-]?\d+/\d+")
@@ -137,34 +129,22 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-class _Frame:
-    __slots__ = ("kind", "items", "line", "tag")
-
-    def __init__(self, kind: str, line: int, tag: str | None = None):
-        self.kind = kind  # "[", "(", "{", "#{", "tag", "disc", or "nsmap:<ns>"
-        self.items: list[Any] = []
-        self.line = line
-        self.tag = tag
-
-
-def _finish(frame: _Frame) -> Any:
-    kind, items = frame.kind, frame.items
-    if kind in ("[", "("):
+def _finish(kind: str, items: list[Any], line: int) -> Any:
+    if kind == "[" or kind == "(":
         return items
-    if kind == "{" or kind.startswith("nsmap:"):
+    if kind == "{" or kind.startswith("#:"):
         if len(items) % 2:
-            raise EdnError("map literal has an odd number of forms", frame.line)
-        it = iter(items)
+            raise EdnError("map literal has an odd number of forms", line)
         out: dict[Any, Any] = {}
-        ns = kind[6:] if kind.startswith("nsmap:") else None
-        for k in it:
-            v = next(it)
+        ns = kind[2:] if kind.startswith("#:") else None
+        for n in range(0, len(items), 2):
+            k = items[n]
             if ns is not None and isinstance(k, Keyword) and "/" not in k:
                 k = Keyword(f"{ns}/{k}")
             try:
-                out[k] = v
+                out[k] = items[n + 1]
             except TypeError:
-                out[_hashable(k)] = v
+                out[_hashable(k)] = items[n + 1]
         return out
     # "#{"
     return frozenset(_hashable(x) for x in items)
@@ -177,128 +157,132 @@ def iter_forms(text: str, *, unwrap: bool = False) -> Iterator[tuple[int, Any]]:
     instead, each with its own starting line; this is how a history.edn written as one vector
     still gets a line number per op.
     """
-    for line, value, _ in _scan(text, unwrap):
+    for line, value, _ in _parse(_TOKENS.findall(text), unwrap):
         yield line, value
 
 
-def _scan(text: str, unwrap: bool) -> Iterator[tuple[int, Any, int]]:
-    stack: list[_Frame] = []
+_OUTER = "outer"
+_TAG = "tag"
+_DISC = "disc"
+
+
+def _parse(tokens: list[str], unwrap: bool) -> Iterator[tuple[int, Any, int]]:
+    """Parse a token list; yield (line, value, number of tokens consumed) per top-level form.
+
+    The stack holds [kind, items, line, tag] frames; atoms are cached per token text because a
+    history repeats the same keywords and small integers hundreds of thousands of times.
+    """
+    stack: list[list[Any]] = []
+    cache: dict[str, Any] = {}
     line = 1
-    counted = 0  # text[:counted] has been scanned for newlines
     seen_top = False
-    match = _TOKEN.match
-    count = text.count
-    pos = 0
-    end = len(text)
-    while pos < end:
-        m = match(text, pos)
-        assert m is not None  # the `bad` alternative matches any character
-        kind = m.lastgroup
-        start = pos
-        pos = m.end()
-        if kind == "ws":
+    n = 0
+    for tok in tokens:
+        n += 1
+        c = tok[0]
+        if c == "\n":
+            line += 1
             continue
-        line += count("\n", counted, start)
-        counted = start
-        value: Any
-        if kind == "atom":
-            try:
-                value = _atom(m.group())
-            except ValueError as e:
-                raise EdnError(str(e), line) from None
-        elif kind == "str":
-            s = m.group()[1:-1]
-            if "\\" in s:
+        value_line = line
+        if tok in cache:
+            value = cache[tok]
+        elif c == '"':
+            if len(tok) == 1:  # the string pattern did not match: no closing quote
+                raise EdnError("unterminated string", line)
+            value = tok[1:-1]
+            if "\\" in value:
                 try:
-                    s = _ESCAPE.sub(_unescape, s)
+                    value = _ESCAPE.sub(_unescape, value)
                 except ValueError as e:
                     raise EdnError(str(e), line) from None
-            value = s
-        elif kind == "open":
-            tok = m.group()
-            if unwrap and not stack and not seen_top and tok in ("[", "("):
-                # Remember that we are inside the outer collection; its elements are
-                # emitted one by one as top-level forms.
+            line += tok.count("\n")
+        elif c in "[({" or tok == "#{":
+            if stack and stack[-1][3] is _SKIP_BRACE:
+                stack[-1][3] = None  # the `{` of a `#:ns{` map
+                continue
+            if unwrap and not stack and not seen_top and (c == "[" or c == "("):
                 seen_top = True
-                stack.append(_Frame("outer", line))
-                continue
-            stack.append(_Frame(tok, line))
+                stack.append([_OUTER, None, line, c])
+            else:
+                stack.append([tok, [], line, None])
             continue
-        elif kind == "close":
-            if not stack or stack[-1].kind in ("tag", "disc"):
-                raise EdnError(f"unexpected {m.group()!r}", line)
-            frame = stack.pop()
-            if frame.kind == "outer":
-                if m.group() not in ("]", ")"):
-                    raise EdnError(f"unexpected {m.group()!r}", line)
+        elif c in "])}":
+            if not stack or stack[-1][0] in (_TAG, _DISC):
+                raise EdnError(f"unexpected {tok!r}", line)
+            kind, items, value_line, opener = stack.pop()
+            if kind == _OUTER:
+                if tok != _CLOSER[opener]:
+                    raise EdnError(f"unexpected {tok!r}", line)
                 continue
-            expected = "}" if frame.kind.startswith("nsmap:") else _CLOSER[frame.kind]
-            if m.group() != expected:
+            expected = "}" if kind[0] == "#" else _CLOSER[kind]
+            if tok != expected:
                 raise EdnError(
-                    f"expected {expected!r} to close {frame.kind!r} from line {frame.line}, "
-                    f"found {m.group()!r}",
+                    f"expected {expected!r} to close {kind!r} from line {value_line}, "
+                    f"found {tok!r}",
                     line,
                 )
-            value = _finish(frame)
-            line_of = frame.line
-        elif kind == "tag":
-            stack.append(_Frame("tag", line, m.group()[1:]))
-            continue
-        elif kind == "disc":
-            stack.append(_Frame("disc", line))
-            continue
-        elif kind == "nsmap":
-            # `#:ns{...}` namespaced map: the `{` follows immediately.
-            nxt = match(text, pos)
-            assert nxt is not None
-            pos = nxt.end()
-            stack.append(_Frame("nsmap:" + m.group()[2:], line))
-            continue
-        elif kind == "char":
-            c = m.group()[1:]
-            if len(c) == 1:
-                value = c
-            elif c in _CHARS:
-                value = _CHARS[c]
+            value = _finish(kind, items, value_line)
+        elif c == "#":
+            if tok == "#_":
+                stack.append([_DISC, None, line, None])
+                continue
+            if tok[1] == "#":
+                if tok not in _SPECIAL:
+                    raise EdnError(f"unknown symbolic value {tok!r}", line)
+                value = _SPECIAL[tok]
+            elif tok[1] == ":":
+                # `#:ns{...}`: the pattern guarantees the `{` token comes next.
+                stack.append(["#:" + tok[2:], [], line, _SKIP_BRACE])
+                continue
+            elif len(tok) > 1 and tok[1].isalpha():
+                stack.append([_TAG, None, line, tok[1:]])
+                continue
             else:
-                value = chr(int(c[1:], 16))
-        elif kind == "special":
-            if m.group() not in _SPECIAL:
-                raise EdnError(f"unknown symbolic value {m.group()!r}", line)
-            value = _SPECIAL[m.group()]
-        elif m.group() == '"':
-            raise EdnError("unterminated string", line)
+                raise EdnError(f"unexpected character {tok!r}", line)
+        elif c == "\\":
+            ch = tok[1:]
+            if len(ch) == 1:
+                value = ch
+            elif ch in _CHARS:
+                value = _CHARS[ch]
+            else:
+                value = chr(int(ch[1:], 16))
+        elif c in _BAD_START:
+            raise EdnError(f"unexpected character {tok!r}", line)
         else:
-            raise EdnError(f"unexpected character {m.group()!r}", line)
-        if kind != "close":
-            line_of = line
+            try:
+                value = _atom(tok)
+            except ValueError as e:
+                raise EdnError(str(e), line) from None
+            cache[tok] = value
         # Deliver the finished value to whatever encloses it.
         while True:
-            if not stack or stack[-1].kind == "outer":
+            if not stack or stack[-1][0] is _OUTER:
                 seen_top = True
-                yield line_of, value, pos
+                yield value_line, value, n
                 break
             top = stack[-1]
-            if top.kind == "tag":
+            kind = top[0]
+            if kind is _TAG:
                 stack.pop()
-                value = Tagged(top.tag or "", value)
-                line_of = top.line
+                value = Tagged(top[3], value)
+                value_line = top[2]
                 continue
-            if top.kind == "disc":
+            if kind is _DISC:
                 stack.pop()
-                value = _DISCARDED
                 break
-            top.items.append(value)
+            if top[3] is _SKIP_BRACE:
+                raise EdnError("expected '{' after a namespaced map prefix", line)
+            top[1].append(value)
             break
-        if value is _DISCARDED:
-            continue
     if stack:
-        frame = stack[-1]
-        what = "the outer collection" if frame.kind == "outer" else repr(frame.kind)
-        raise EdnError(f"end of input inside {what} opened on line {frame.line}", frame.line)
+        kind, _, opened, _ = stack[-1]
+        what = "the outer collection" if kind is _OUTER else repr(kind)
+        raise EdnError(f"end of input inside {what} opened on line {opened}", opened)
 
 
-_DISCARDED = object()
+_SKIP_BRACE = object()
+_BAD_START = frozenset("\"'`~^@")
 
 
 def loads(text: str) -> Any:
@@ -311,8 +295,9 @@ def loads(text: str) -> Any:
 
 def read_prefix(text: str) -> tuple[Any, str]:
     """Parse the first EDN value of `text`; return it and the unparsed rest (stripped)."""
-    for _, value, end in _scan(text, False):
-        return value, text[end:].strip()
+    matches = list(_TOKENS.finditer(text))
+    for _, value, used in _parse([m.group(1) for m in matches], False):
+        return value, text[matches[used - 1].end() :].strip()
     raise EdnError("no EDN value", 1)
 
 

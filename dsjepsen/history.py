@@ -521,8 +521,12 @@ def read_edn(path: str | os.PathLike[str], independent: bool | None = None) -> H
     """
     source = str(path)
     text = _read_text(path)
+    forms = _edn_lines_fast(text)
     try:
-        ops = _edn_ops(edn.iter_forms(text, unwrap=True), source, independent)
+        if forms is None:
+            ops = _edn_ops(edn.iter_forms(text, unwrap=True), source, independent)
+        else:
+            ops = _edn_ops(forms, source, independent)
     except edn.EdnError as e:
         raise InputError(f"invalid EDN: {e.reason}", source, e.line) from None
     return History(ops, source)
@@ -530,26 +534,91 @@ def read_edn(path: str | os.PathLike[str], independent: bool | None = None) -> H
 
 # The kv-log lines are simple flat maps; a line-anchored pattern reads those directly and
 # anything else on a line goes through the EDN reader.
-_KV_ATOM = r'nil|-?\d+|"[^"\\]*"|:[\w.*+!?<>=-]+'
-_KV_FIELD = re.compile(r":([\w-]+)\s+(" + _KV_ATOM + r")")
-_KV_LINE = re.compile(r"\{\s*(?::[\w-]+\s+(?:" + _KV_ATOM + r")\s*,?\s*)*\}")
+_FLAT_SCALAR = r'nil|true|false|-?\d+|"[^"\\]*"|:[\w.*+!?<>=-]+'
+_FLAT_ATOM = _FLAT_SCALAR + r'|\[(?:[^\[\](){}"#\\;]|"[^"\\]*")*\]'
+_FLAT_KEY = r"[\w.*+!?<>=-]+"
+_FLAT_FIELD = re.compile(r":(" + _FLAT_KEY + r")\s+(" + _FLAT_ATOM + r")")
+_FLAT_MAP = re.compile(r"\{\s*(?::" + _FLAT_KEY + r"\s+(?:" + _FLAT_ATOM + r")\s*,?\s*)*\}")
+_FLAT_ITEM = re.compile(r'"[^"\\]*"|[^\s,]+')
+_NO_FAST = object()
+_DIGITS = frozenset("-0123456789")
+_FLAT_CONST = {"nil": None, "true": True, "false": False}
+
+
+def _flat_atom(v: str) -> Any:
+    c = v[0]
+    if c == '"':
+        return v[1:-1]
+    if c == ":":
+        return v[1:]
+    if c == "[":
+        items = [_flat_atom(x) for x in _FLAT_ITEM.findall(v, 1, len(v) - 1)]
+        return _NO_FAST if _NO_FAST in items else items
+    if v in _FLAT_CONST:
+        return _FLAT_CONST[v]
+    if c == "-" or c.isdigit():
+        try:
+            return int(v)
+        except ValueError:
+            return _NO_FAST
+    return _NO_FAST  # a symbol, float, char...: leave it to the EDN reader
 
 
 def _kv_line(text: str) -> dict[Any, Any] | None:
-    """A flat map of keywords to nil / integers / plain strings / keywords, or None when the
-    line is anything richer (then the EDN reader takes it). Keys stay plain strings: they hash
-    and compare like the reader's Keywords, and the op builder only looks them up."""
-    if _KV_LINE.fullmatch(text) is None:
+    """A flat map of keywords to nil / booleans / integers / plain strings / keywords / flat
+    vectors of those, or None when the line is anything richer (then the EDN reader takes it).
+    Keys and keyword values become plain strings, as the op builder would make them anyway;
+    keys hash and compare like the reader's Keywords."""
+    if _FLAT_MAP.fullmatch(text) is None:
         return None
     out: dict[Any, Any] = {}
-    for k, v in _KV_FIELD.findall(text):
+    for k, v in _FLAT_FIELD.findall(text):
         c = v[0]
-        if c == '"' or c == ":":
-            out[k] = v[1:-1] if c == '"' else v[1:]
+        if c in _DIGITS:  # the pattern admits only -?\d+ here
+            out[k] = int(v)
+        elif c == '"':
+            out[k] = v[1:-1]
+        elif c == ":":
+            out[k] = v[1:]
         elif v == "nil":
             out[k] = None
         else:
-            out[k] = int(v)
+            x = _flat_atom(v)
+            if x is _NO_FAST:
+                return None
+            out[k] = x
+    return out
+
+
+def _edn_lines_fast(text: str) -> list[tuple[int, Any]] | None:
+    """Read EDN written one op map per line (our exporter's and Jepsen's own layout, with or
+    without one enclosing vector) without the general reader; None when the text is anything
+    else, and then the general reader (with its precise errors) takes over."""
+    out: list[tuple[int, Any]] = []
+    closer: str | None = None
+    closed = False
+    for n, raw in enumerate(text.split("\n"), start=1):
+        s = raw.strip()
+        if not s:
+            continue
+        if closed:
+            return None
+        if not out and closer is None and s[0] in "[(":
+            closer = "]" if s[0] == "[" else ")"
+            s = s[1:].lstrip()
+            if not s:
+                continue
+        if closer is not None and s[-1] == closer:
+            closed = True
+            s = s[:-1].rstrip()
+            if not s:
+                continue
+        m = _kv_line(s)
+        if m is None:
+            return None
+        out.append((n, m))
+    if closer is not None and not closed:
+        return None
     return out
 
 

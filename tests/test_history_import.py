@@ -347,3 +347,33 @@ def test_space_separated_logs_read_like_tab_separated() -> None:
     h = read_history(CORPUS / "jepsen" / "etcd_100.log")
     assert len(h.operations()) == 77
     assert any(o.f == "cas" and isinstance(o.value, list) for o in h.ops)
+
+
+def test_line_per_op_fast_path_agrees_with_the_general_reader(tmp_path: Path) -> None:
+    """read_edn reads one-map-per-line files without the general EDN reader; both paths must
+    give identical ops, and anything the fast path does not cover falls back cleanly."""
+    from dsjepsen import edn
+    from dsjepsen.history import _edn_lines_fast, _edn_ops
+
+    texts = [
+        "[{:index 0, :time 5, :type :invoke, :process 0, :f :cas, :value [1 2]}\n"
+        " {:index 1, :time 6, :type :fail, :process 0, :f :cas, :value [1 2], "
+        ':error [:not-found "k"]}]\n',
+        "{:type :invoke, :process :nemesis, :f :start, :value nil}\n"
+        "{:type :info, :process :nemesis, :f :start, :value [:n1 :n2], :ok? true}\n",
+        "(\n{:type :invoke, :process 0, :f :read, :value [1 nil]}\n"
+        "{:type :ok, :process 0, :f :read, :value [1 -4]}\n)\n",
+        # Not covered (a float, a set, an escape, a tag): the general reader takes these.
+        "[{:type :invoke, :process 0, :f :write, :value 1.5}]",
+        "{:type :ok, :process 0, :f :read, :value #{1}}\n",
+        '{:type :ok, :process 0, :f :read, :value "a\\"b"}\n',
+        "#jepsen.history.Op{:type :invoke, :process 0, :f :read}\n",
+    ]
+    covered = 0
+    for n, text in enumerate(texts):
+        p = write(tmp_path, f"{n}.edn", text)
+        general = _edn_ops(edn.iter_forms(text, unwrap=True), str(p), None)
+        assert read_edn(p).ops == general, text
+        assert [o.line for o in read_edn(p).ops] == [o.line for o in general]
+        covered += _edn_lines_fast(text) is not None
+    assert covered == 3
