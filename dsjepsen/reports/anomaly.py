@@ -35,6 +35,7 @@ class Anomaly:
     states: list[Any] = field(default_factory=list)
     window: list[int] = field(default_factory=list)
     diagram: str = ""
+    prefix_omitted: int = 0
     op_ids: set[int] = field(default_factory=set)  # timeline op ids involved
 
     @property
@@ -75,13 +76,18 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
                 raw=a,
                 op=op,
                 prefix=[
-                    {"op": _norm(p["op"]), "state": p.get("state")}
+                    {
+                        "op": _norm(p["op"]),
+                        "state": p.get("state"),
+                        "description": p.get("description"),
+                    }
                     for p in a.get("prefix") or []
                     if isinstance(p, dict) and isinstance(p.get("op"), dict)
                 ],
                 pending=[_norm(p) for p in a.get("pending") or [] if isinstance(p, dict)],
                 states=list(a.get("states") or []),
                 window=[w for w in a.get("window") or [] if isinstance(w, int)],
+                prefix_omitted=int(a.get("prefix_omitted") or 0),
             )
         )
     return out
@@ -187,7 +193,7 @@ def diagram(run: RunData, a: Anomaly) -> str:
     col = {p: i for i, p in enumerate(points)}
     procs = sorted({str(d.get("process")) for d in drawn}, key=_proc_key)
     lane = {p: i for i, p in enumerate(procs)}
-    step_px = max(22, min(70, 1000 // max(len(points), 1)))
+    step_px = max(34, min(70, 1100 // max(len(points), 1)))
     left, top, lh = 70, 24, 58
     width = left + step_px * (len(points) + 1) + 40
     height = top + lh * len(procs) + 34

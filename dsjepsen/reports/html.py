@@ -114,7 +114,7 @@ def reproduce_command(test: Mapping[str, Any]) -> str | None:
 
 def _summary(run: RunData, verdict: Verdict, counts: dict[str, int], first: str | None) -> str:
     t = run.test
-    target = _opt(t, "target") or "the system"
+    target = _opt(t, "target") or f"history {Path(run.history.source).name}"
     bugs = _opt(t, "bugs", "bug")
     if bugs:
         target = f"{target} (bugs: {_list_text(bugs)})"
@@ -127,7 +127,8 @@ def _summary(run: RunData, verdict: Verdict, counts: dict[str, int], first: str 
         parts.append(f" on {len(nodes)} nodes ({', '.join(nodes)})")
     if workload:
         parts.append(f", {workload} workload")
-    parts.append(f", faults: {_list_text(faults) if faults else 'none'}")
+    if faults or run.faults or run.run_dir is not None:
+        parts.append(f", faults: {_list_text(faults) if faults else 'none'}")
     parts.append(dur)
     parts.append(
         f". {counts['total']:,} client ops ({counts['ok']:,} ok, {counts['fail']:,} failed, "

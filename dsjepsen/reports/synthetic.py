@@ -61,6 +61,7 @@ def build_run_dir(
     (run_dir / "nodes").mkdir(parents=True, exist_ok=True)
     rate_gap = 4_000_000  # ns between one process's ops on average
     duration = max(int(n_ops / processes * rate_gap * 1.3), 5 * NS)
+    rate_gap = int(duration / (n_ops / processes) / 1.3)  # short histories still span faults
     # fault windows: partitions of the first two nodes, every 4 s for 2 s
     faults: list[tuple[int, int, list[str], list[str]]] = []
     t = 1 * NS

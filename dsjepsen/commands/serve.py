@@ -1,0 +1,69 @@
+"""`dsjepsen serve`: browse the store's runs and reports over HTTP (read-only)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+
+from dsjepsen.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="browse the store's runs and reports in a web browser (read-only)",
+        description=(
+            "Serve the store read-only: the runs newest first, each run's report.html and "
+            "files. Listens on loopback unless --host says otherwise."
+        ),
+    )
+    p.add_argument("--store", default="store", metavar="DIR", help="the store (default: store)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)"
+    )
+    p.set_defaults(func=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsjepsen.reports.server import make_server
+
+    store = Path(args.store)
+    if not store.is_dir():
+        raise ConfigError(f"--store: {store} is not a directory (run `dsjepsen test` first)")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: {args.port} is not a TCP port (0-65535)")
+    try:
+        server = make_server(store, args.host, args.port)
+    except (OSError, socket.gaierror) as e:
+        raise ConfigError(
+            f"--host/--port: cannot listen on {args.host}:{args.port}: {e.strerror or e}"
+        ) from None
+    host, port = server.server_address[:2]
+    if not _is_loopback(args.host):
+        print(
+            f"dsjepsen: warning: serving {store} on {host}, reachable from other machines",
+            file=sys.stderr,
+        )
+    print(
+        f"serving {store.resolve()} read-only at http://{host}:{port}/ (Ctrl-C stops)", flush=True
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
