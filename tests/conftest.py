@@ -3,15 +3,22 @@ tears them down (and checks that nothing is left) afterwards, also when the test
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import string
+import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from dsjepsen.harness import localnet
 from dsjepsen.harness.cluster import Cluster
+from dsjepsen.harness.control.base import Node
+from dsjepsen.harness.control.ssh import SshConfig, SshRemote
+from dsjepsen.harness.daemon import start_daemon, stop_daemon, wait_for_port
 
 
 def cluster_unsupported() -> str | None:
@@ -65,3 +72,102 @@ def make_cluster() -> Iterator[Callable[..., Cluster]]:
             problems.append(f"{name}: left behind {left}")
     if problems:
         pytest.fail("cluster teardown: " + "; ".join(problems))
+
+
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[Cluster]:
+    """One 2-node local cluster for a whole test module (cheaper than one per test); taken
+    down and verified gone after the module."""
+    reason = cluster_unsupported()
+    if reason:
+        pytest.skip(reason)
+    name = unique_cluster_name()
+    try:
+        cluster = localnet.up(name, node_count=2)
+        yield cluster
+        cluster.close()
+    finally:
+        localnet.down(name)
+        left = localnet.remains(name)
+        assert not left, f"cluster {name} left behind {left}"
+
+
+@dataclass
+class SshServer:
+    """A throwaway OpenSSH server inside a namespace node, and what a client needs for it."""
+
+    node: Node
+    port: int
+    key: Path  # authorized client private key
+    other_key: Path  # a key the server does not know
+    known_hosts: Path  # lists the server's host key
+    empty_known_hosts: Path
+    pidfile: str
+
+    def config(self, **kw) -> SshConfig:
+        base = dict(
+            user="root",
+            port=self.port,
+            key_file=str(self.key),
+            known_hosts=str(self.known_hosts),
+            connect_timeout=10.0,
+            allow_agent=False,
+        )
+        base.update(kw)
+        return SshConfig(**base)
+
+    def remote(self, **kw) -> SshRemote:
+        return SshRemote(self.node, self.config(**kw))
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+@pytest.fixture(scope="module")
+def ssh_server(shared_cluster: Cluster, tmp_path_factory) -> Iterator[SshServer]:
+    """Real sshd (-D, throwaway host and client keys) listening on n1's address, port 2222."""
+    if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
+        pytest.skip("openssh-server (sshd, ssh-keygen) is not installed")
+    d = tmp_path_factory.mktemp("sshd")
+    for key in ("host", "client", "other"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"dsj-{key}", "-f", str(d / key)],
+            check=True,
+            timeout=60,
+        )
+    (d / "authorized_keys").write_text((d / "client.pub").read_text())
+    node = shared_cluster.node("n1")
+    port = 2222
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress {node.address}\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile none\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxSessions 50\nMaxStartups 50\n"
+    )
+    host_pub = " ".join((d / "host.pub").read_text().split()[:2])
+    (d / "known_hosts").write_text(f"[{node.address}]:{port} {host_pub}\n")
+    (d / "empty_known_hosts").write_text("")
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    remote = shared_cluster.remote("n1")
+    pidfile = str(d / "sshd.pid")
+    start_daemon(
+        remote,
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
+        pidfile=pidfile,
+        logfile=str(d / "sshd.log"),
+        cwd=str(d),
+    )
+    wait_for_port(node.address, port, timeout=30)
+    try:
+        yield SshServer(
+            node=node,
+            port=port,
+            key=d / "client",
+            other_key=d / "other",
+            known_hosts=d / "known_hosts",
+            empty_known_hosts=d / "empty_known_hosts",
+            pidfile=pidfile,
+        )
+    finally:
+        stop_daemon(remote, pidfile)

@@ -105,7 +105,16 @@ def start_daemon(
     if not argv:
         raise ConfigError("start_daemon: empty command")
     command = [*(["env", *env_assignments(env)] if env else []), *argv]
-    res = remote.run(_sh(_START, pidfile, logfile, cwd, *command), timeout=timeout)
+    res = remote.run(_sh(_START, pidfile, logfile, cwd, *command), timeout=timeout, check=False)
+    if res.exit == 3:
+        tail = " | ".join(res.stderr.strip().splitlines()[1:])[-300:]
+        raise RemoteError(
+            remote.node.name, list(argv), f"daemon exited at once (log {logfile}: {tail})", res
+        )
+    if res.exit != 0:
+        raise RemoteError(
+            remote.node.name, list(argv), f"cannot start daemon ({res.stderr.strip()[-200:]})", res
+        )
     return res.stdout.strip().startswith("started")
 
 
@@ -135,7 +144,14 @@ def stop_daemon(remote: Remote, pidfile: str, grace: float = 5.0) -> None:
     """TERM (and CONT, so a paused daemon can act on it), up to `grace` seconds to exit, then
     KILL the whole group; removes the pidfile. A daemon that is not running is fine."""
     ticks = max(1, int(grace * 10))
-    remote.run(_sh(_STOP, pidfile, str(ticks)), timeout=grace + 20.0)
+    res = remote.run(_sh(_STOP, pidfile, str(ticks)), timeout=grace + 20.0, check=False)
+    if res.exit != 0:
+        raise RemoteError(
+            remote.node.name,
+            ["stop", pidfile],
+            f"cannot stop daemon ({res.stderr.strip()[-200:]})",
+            res,
+        )
 
 
 def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:

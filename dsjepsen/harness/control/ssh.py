@@ -1,0 +1,328 @@
+"""The SSH backend: real machines, Jepsen's way, through fabric (paramiko).
+
+Host keys are checked against known_hosts by default (an unknown or changed key is a
+configuration error, exit 254); only an explicit opt-out accepts any key. Passwords never
+appear on a command line or in a file of ours: only the *name* of an environment variable is
+configured. One connection per node is opened lazily and reused for every command and
+transfer; every command, connect and transfer has a timeout.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shlex
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from dsjepsen.errors import ConfigError
+from dsjepsen.harness.control.base import (
+    DEFAULT_TIMEOUT,
+    Node,
+    Remote,
+    RemoteConfigError,
+    RemoteError,
+    RemoteTimeout,
+    Result,
+    env_assignments,
+)
+
+PASSWORD_ENV_DEFAULT = "DSJEPSEN_SSH_PASSWORD"
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    """How to reach one node. `sudo=None` means: use `sudo -n` unless the user is root."""
+
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = None
+    password_env: str | None = None
+    known_hosts: str | None = None
+    insecure_host_keys: bool = False
+    connect_timeout: float = 10.0
+    sudo: bool | None = None
+    allow_agent: bool = True
+
+    @property
+    def use_sudo(self) -> bool:
+        return self.user != "root" if self.sudo is None else self.sudo
+
+    def password(self) -> str | None:
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"SSH password variable {self.password_env} is not set in the environment"
+            )
+        return value
+
+
+def command_line(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    sudo: bool = False,
+) -> str:
+    """The one string the remote login shell runs: every word shlex-quoted; with sudo the
+    whole command (cd and env included) runs as root via `sudo -n sh -c`, so that a missing
+    sudo rule fails at once instead of waiting for a password."""
+    if not argv:
+        raise ConfigError("empty command")
+    words = list(argv)
+    if env:
+        words = ["env", *env_assignments(env), *words]
+    cmd = shlex.join(words)
+    if cwd:
+        cmd = f"cd {shlex.quote(cwd)} && exec {cmd}"
+    if sudo:
+        cmd = shlex.join(["sudo", "-n", "--", "sh", "-c", cmd])
+    return cmd
+
+
+class SshRemote(Remote):
+    """One node over SSH; `host` defaults to node.address."""
+
+    def __init__(self, node: Node, config: SshConfig | None = None, host: str | None = None):
+        self.node = node
+        self.config = config or SshConfig()
+        self.host = host or node.address
+        self._conn = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def where(self) -> str:
+        return f"{self.config.user}@{self.host}:{self.config.port}"
+
+    def connection(self):
+        """The open fabric Connection, opened (and checked) on first use."""
+        with self._lock:
+            if self._conn is not None and self._conn.is_connected:
+                return self._conn
+            self._conn = self._open()
+            return self._conn
+
+    def _open(self):
+        from fabric import Config, Connection
+
+        cfg = self.config
+        connect_kwargs: dict[str, object] = {
+            "timeout": cfg.connect_timeout,
+            "banner_timeout": cfg.connect_timeout,
+            "auth_timeout": cfg.connect_timeout,
+            "allow_agent": cfg.allow_agent,
+            "look_for_keys": cfg.key_file is None,
+        }
+        if cfg.key_file:
+            if not Path(cfg.key_file).expanduser().is_file():
+                raise ConfigError(f"node {self.node.name}: SSH key file {cfg.key_file} not found")
+            connect_kwargs["key_filename"] = str(Path(cfg.key_file).expanduser())
+        password = cfg.password()
+        if password is not None:
+            connect_kwargs["password"] = password
+        conn = Connection(
+            self.host,
+            user=cfg.user,
+            port=cfg.port,
+            config=Config(overrides={"load_ssh_configs": False}),
+            connect_kwargs=connect_kwargs,
+        )
+        client = conn.client
+        keys = client.get_host_keys()
+        keys.clear()
+        if cfg.insecure_host_keys:
+            client.set_missing_host_key_policy(_AcceptAnyKey())
+        else:
+            # load into the key table without recording a file name: nothing ever writes to
+            # the user's known_hosts on our behalf
+            path = Path(cfg.known_hosts or "~/.ssh/known_hosts").expanduser()
+            if path.is_file():
+                try:
+                    keys.load(str(path))
+                except (OSError, paramiko.SSHException) as e:
+                    raise ConfigError(f"known_hosts file {path}: {e}") from None
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException:
+            raise RemoteConfigError(
+                self.node.name,
+                "",
+                f"host key of {self.host} does not match known_hosts "
+                "(possible man-in-the-middle; fix known_hosts)",
+            ) from None
+        except paramiko.AuthenticationException as e:
+            how = f"key {cfg.key_file}" if cfg.key_file else "agent/default keys"
+            if password is not None:
+                how += f" or password from ${cfg.password_env}"
+            raise RemoteConfigError(
+                self.node.name, "", f"SSH authentication failed for {self.where} with {how} ({e})"
+            ) from None
+        except paramiko.SSHException as e:
+            if "known_hosts" in str(e):
+                shown = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
+                raise RemoteConfigError(
+                    self.node.name,
+                    "",
+                    f"unknown SSH host key for {shown} (not in "
+                    f"{cfg.known_hosts or '~/.ssh/known_hosts'}; add it, e.g. with "
+                    "ssh-keyscan, or pass --ssh-insecure-host-keys)",
+                ) from None
+            raise RemoteError(
+                self.node.name, "", f"SSH connection to {self.where} failed ({e})"
+            ) from None
+        except TimeoutError:
+            raise RemoteError(
+                self.node.name,
+                "",
+                f"cannot reach {self.where}: no answer within {cfg.connect_timeout:g}s",
+            ) from None
+        except OSError as e:
+            reason = e.strerror or str(e)
+            if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+                reason = "connection refused (is sshd running on that port?)"
+            raise RemoteError(self.node.name, "", f"cannot reach {self.where}: {reason}") from None
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # ------------------------------------------------------------------ commands
+
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout: float = DEFAULT_TIMEOUT,
+        check: bool = True,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Result:
+        from invoke.exceptions import CommandTimedOut
+
+        cmd = command_line(argv, env, cwd, sudo=self.config.use_sudo)
+        conn = self.connection()
+        started = time.monotonic()
+        try:
+            r = conn.run(
+                cmd,
+                hide=True,
+                warn=True,
+                pty=False,
+                timeout=timeout,
+                in_stream=io.StringIO(input) if input is not None else False,
+                encoding="utf-8",
+            )
+        except CommandTimedOut:
+            raise RemoteTimeout(
+                self.node.name, list(argv), f"timed out after {timeout:g}s"
+            ) from None
+        except (OSError, EOFError) as e:
+            self.close()
+            raise RemoteError(self.node.name, list(argv), f"SSH connection lost ({e})") from None
+        if r.exited in (None, -1) and time.monotonic() - started >= timeout:
+            # invoke's timer closed the channel but lost the race to report it (its
+            # timed_out flag is read before the timer thread ends): no exit status = timeout
+            raise RemoteTimeout(self.node.name, list(argv), f"timed out after {timeout:g}s")
+        result = Result(r.exited if r.exited is not None else -1, r.stdout, r.stderr)
+        if check and result.exit != 0:
+            last = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            detail = f" ({last[-1][:200]})" if last else ""
+            raise RemoteError(self.node.name, list(argv), f"exit {result.exit}{detail}", result)
+        return result
+
+    # ------------------------------------------------------------------ files
+
+    def _sftp(self, timeout: float):
+        sftp = self.connection().sftp()
+        sftp.get_channel().settimeout(timeout)
+        return sftp
+
+    def _tmp(self, suffix: str) -> str:
+        return f"/tmp/dsj-{uuid.uuid4().hex}{suffix}"
+
+    def put(self, local: str, remote: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Files go by SFTP; a directory travels as one tar file. With sudo the upload lands
+        in /tmp first and is moved into place as root."""
+        src = Path(local)
+        if not src.exists():
+            raise RemoteError(self.node.name, ["put", local, remote], "no such local file")
+        try:
+            if src.is_dir():
+                with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
+                    with tarfile.open(tmp.name, "w") as tar:
+                        tar.add(str(src), arcname=".")
+                    staged = self._tmp(".tar")
+                    self._sftp(timeout).put(tmp.name, staged)
+                script = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; rc=$?; rm -f -- "$2"; exit $rc'
+                self.run(["sh", "-c", script, "dsj-put", remote, staged], timeout=timeout)
+            elif self.config.use_sudo:
+                staged = self._tmp("")
+                self._sftp(timeout).put(str(src), staged)
+                script = 'mkdir -p -- "$(dirname -- "$1")" && mv -f -- "$2" "$1"'
+                self.run(["sh", "-c", script, "dsj-put", remote, staged], timeout=timeout)
+            else:
+                self.run(["mkdir", "-p", posixpath.dirname(remote) or "."], timeout=timeout)
+                self._sftp(timeout).put(str(src), remote)
+        except (OSError, EOFError) as e:
+            raise RemoteError(
+                self.node.name, ["put", local, remote], f"SFTP failed ({e})"
+            ) from None
+
+    def get(self, remote: str, local: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        dst = Path(local)
+        try:
+            is_dir = self.run(["test", "-d", remote], timeout=timeout, check=False).exit == 0
+            if not is_dir and not self.config.use_sudo:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                self._sftp(timeout).get(remote, str(dst))
+                return
+            staged = self._tmp(".tar" if is_dir else "")
+            if is_dir:
+                script = 'tar -cf "$2" -C "$1" . && chown "$3" "$2"'
+            else:
+                script = 'cp -- "$1" "$2" && chown "$3" "$2"'
+            self.run(
+                ["sh", "-c", script, "dsj-get", remote, staged, self.config.user], timeout=timeout
+            )
+            try:
+                if is_dir:
+                    with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
+                        self._sftp(timeout).get(staged, tmp.name)
+                        dst.mkdir(parents=True, exist_ok=True)
+                        with tarfile.open(tmp.name) as tar:
+                            tar.extractall(dst, filter="data")
+                else:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    self._sftp(timeout).get(staged, str(dst))
+            finally:
+                self.run(["rm", "-f", staged], timeout=timeout, check=False)
+        except (OSError, EOFError) as e:
+            raise RemoteError(
+                self.node.name, ["get", remote, local], f"SFTP failed ({e})"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"SshRemote({self.node.name!r}, {self.where})"
+
+
+class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):
+    """--ssh-insecure-host-keys: accept any host key and record it nowhere."""
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        return None
