@@ -154,7 +154,7 @@ def test_kill_removes_the_process_and_stop_restarts_it(etcd):
         stop = nem.invoke(cluster, nem_op("stop-kill", "kill-leader"))
         assert stop.type == "ok" and stop.value["nodes"] == [leader]
         new_pid = target.pid(cluster, leader)
-        assert new_pid and new_pid != pid
+        assert new_pid and new_pid != pid and stop.value["pids"] == {leader: new_pid}
         assert proc_state(cluster, leader, new_pid) not in (None, "Z", "T")
         eventually("reads on the restarted node", lambda: c.invoke(op("read", 1)).type == "ok")
     finally:

@@ -136,6 +136,8 @@ def test_kill_records_node_signal_pid_and_stop_restarts_it():
     assert t.calls == [("kill", node)]
     stopped = nem.invoke(c, op("stop-kill", "kill"))
     assert stopped.type == "ok" and stopped.value["nodes"] == [node]
+    assert stopped.value["pids"] == {node: 1000 + int(node[1:])}
+    assert stopped.value["description"] == f"restarted rec on {node} (pid {1000 + int(node[1:])})"
     assert t.calls[-1] == ("start", node)
     again = nem.invoke(c, op("stop-kill", "kill"))
     assert again.type == "ok" and again.value["nodes"] == []

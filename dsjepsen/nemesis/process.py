@@ -118,10 +118,12 @@ class ProcessNemesis(Nemesis):
         data = {"signal": self.action.undo_signal} if self.action.undo_signal else {}
         if errors:
             return maybe_done(op, fault, nodes, f"{how} {', '.join(nodes)}", "; ".join(errors))
-        what = f"{self.action.undo_verb} {self.target.name} on {', '.join(undone)}"
+        pids = {n: self._pid(cluster, n) for n in undone}
+        shown = [f"{n} (pid {pids[n]})" if pids[n] is not None else n for n in undone]
+        what = f"{self.action.undo_verb} {self.target.name} on {', '.join(shown)}"
         if self.action.undo_signal:
-            what += f" ({self.action.undo_signal})"
-        return done(op, fault, undone, what, **data)
+            what += f" with {self.action.undo_signal}"
+        return done(op, fault, undone, what, pids=pids, **data)
 
     def _undo_all(self, cluster: Cluster, nodes: list[str]) -> tuple[list[str], list[str]]:
         undone: list[str] = []
