@@ -268,6 +268,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> History:
             lines = fh.readlines()
     except OSError as e:
         raise InputError(f"cannot read history: {e.strerror}", source) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", source) from None
     for n, raw in enumerate(lines, start=1):
         text = raw.strip()
         if not text:

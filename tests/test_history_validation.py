@@ -184,3 +184,14 @@ def test_history_writer_flushes_every_op(tmp_path: Path) -> None:
     with HistoryWriter(p) as w2:
         w2.write(Op(index=3, time=40, process=1, type="invoke", f="read", value=None))
     assert len(read_jsonl(p).ops) == 4
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "edn", "jepsen-log", "kv-log", "auto"])
+def test_unreadable_files_are_one_line_input_errors(tmp_path: Path, fmt: str) -> None:
+    binary = tmp_path / "binary"
+    binary.write_bytes(b'{"index": 0}\n\xff\xfe\x00garbage\n')
+    with pytest.raises(InputError) as e:
+        read_history(binary, fmt)
+    assert str(e.value).startswith(f"{binary}: ") and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="cannot read history"):
+        read_history(tmp_path, fmt)  # a directory
