@@ -8,6 +8,7 @@ import sys
 
 from dsjepsen.errors import ConfigError
 from dsjepsen.harness import localnet
+from dsjepsen.harness.nodes import add_node_options, open_nodes
 
 
 def register(subparsers) -> None:
@@ -43,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("node", help="node name, e.g. n1")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    # exec also reaches SSH hosts and containers, to check a node list before a test
+    add_node_options(p, local=False)
 
     add("heal", "remove every fault dsjepsen left (firewall, qdiscs, paused processes)", run_heal)
 
@@ -103,8 +106,14 @@ def run_exec(args) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise ConfigError("cluster exec: no command given (usage: cluster exec NODE -- CMD...)")
-    cluster = localnet.open_cluster(args.name)
-    res = cluster.remote(args.node).run(cmd, timeout=args.timeout, check=False)
+    if args.nodes or args.nodes_file or args.docker:
+        cluster = open_nodes(args, create=False, check=False)
+    else:
+        cluster = localnet.open_cluster(args.name)
+    try:
+        res = cluster.remote(args.node).run(cmd, timeout=args.timeout, check=False)
+    finally:
+        cluster.close()
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     return res.exit

@@ -1,0 +1,332 @@
+"""Node selection: turn command-line options into a Cluster, for every command that needs
+nodes (`dsjepsen test`, `dsjepsen cluster exec`, ...).
+
+No option means the embedded local namespace cluster (created on demand); `--nodes` names SSH
+hosts (or containers with `--docker`); `--nodes-file` gives per-node settings in TOML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsjepsen.errors import ConfigError, InputError
+from dsjepsen.harness import localnet
+from dsjepsen.harness.cluster import Cluster
+from dsjepsen.harness.control.base import Node, Remote, RemoteError
+from dsjepsen.harness.control.docker import DockerRemote
+from dsjepsen.harness.control.local import run_argv
+from dsjepsen.harness.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
+
+REMOTE_WORKDIR = "/var/lib/dsjepsen"
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+_SSH_KEYS = {
+    "host",
+    "user",
+    "port",
+    "key",
+    "password_env",
+    "known_hosts",
+    "insecure_host_keys",
+    "sudo",
+}
+_NODE_KEYS = _SSH_KEYS | {"backend", "container", "workdir", "address", "timeout"}
+
+
+def add_node_options(parser: argparse.ArgumentParser, local: bool = True) -> None:
+    """The node options, in their own help group. local=False leaves out the options of the
+    embedded cluster (for commands that have their own --name)."""
+    g = parser.add_argument_group(
+        "nodes",
+        "Where the test runs. Default: the local network-namespace cluster (needs root).",
+    )
+    g.add_argument("--nodes", metavar="N1,N2,...", help="SSH hosts (or containers with --docker)")
+    g.add_argument("--nodes-file", metavar="FILE", help="TOML file with per-node settings")
+    g.add_argument("--docker", action="store_true", help="--nodes are docker container names")
+    if local:
+        g.add_argument(
+            "--node-count",
+            type=int,
+            default=5,
+            metavar="N",
+            help="size of the local cluster when it must be created (default 5)",
+        )
+        g.add_argument(
+            "--cluster-name",
+            default=localnet.DEFAULT_NAME,
+            metavar="NAME",
+            help=f"local cluster name (default {localnet.DEFAULT_NAME})",
+        )
+    g.add_argument("--ssh-user", default="root", help="SSH user (default root; others use sudo -n)")
+    g.add_argument("--ssh-key", metavar="FILE", help="SSH private key (default: agent and ~/.ssh)")
+    g.add_argument("--ssh-port", type=int, default=22, help="SSH port (default 22)")
+    g.add_argument(
+        "--ssh-password-env",
+        metavar="VAR",
+        help=f"read the SSH password from this environment variable (e.g. {PASSWORD_ENV_DEFAULT})",
+    )
+    g.add_argument(
+        "--ssh-known-hosts", metavar="FILE", help="known_hosts (default ~/.ssh/known_hosts)"
+    )
+    g.add_argument(
+        "--ssh-insecure-host-keys",
+        action="store_true",
+        help="accept any SSH host key (only on networks you trust)",
+    )
+    g.add_argument(
+        "--ssh-timeout", type=float, default=10.0, metavar="SEC", help="SSH connect timeout"
+    )
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node as configured, before any connection is made."""
+
+    name: str
+    backend: str  # "ssh" or "docker"
+    host: str
+    workdir: str
+    ssh: SshConfig | None = None
+    container: str | None = None
+
+
+def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True) -> Cluster:
+    """The Cluster the options select. create: make the local cluster if needed (otherwise it
+    must exist). check: run `true` on every remote node first, so that an unreachable host or
+    a refused key surfaces now, as one line naming the node."""
+    nodes_opt = getattr(args, "nodes", None)
+    nodes_file = getattr(args, "nodes_file", None)
+    docker = getattr(args, "docker", False)
+    if nodes_opt and nodes_file:
+        raise ConfigError("--nodes and --nodes-file are mutually exclusive")
+    if docker and not (nodes_opt or nodes_file):
+        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
+    if not nodes_opt and not nodes_file:
+        name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
+        if create:
+            return localnet.up(name, node_count=getattr(args, "node_count", 5))
+        return localnet.open_cluster(name)
+    if nodes_file:
+        specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)
+    else:
+        specs = specs_from_list(nodes_opt, ssh_defaults(args), docker)
+    cluster = build_cluster(specs)
+    if check:
+        try:
+            check_reachable(cluster)
+        except BaseException:
+            cluster.close()
+            raise
+    return cluster
+
+
+def ssh_defaults(args: argparse.Namespace) -> SshConfig:
+    port = getattr(args, "ssh_port", 22)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--ssh-port {port}: must be 1-65535")
+    return SshConfig(
+        user=getattr(args, "ssh_user", "root"),
+        port=port,
+        key_file=getattr(args, "ssh_key", None),
+        password_env=getattr(args, "ssh_password_env", None),
+        known_hosts=getattr(args, "ssh_known_hosts", None),
+        insecure_host_keys=getattr(args, "ssh_insecure_host_keys", False),
+        connect_timeout=getattr(args, "ssh_timeout", 10.0),
+    )
+
+
+def specs_from_list(text: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
+    names = [n.strip() for n in text.split(",")]
+    if any(not n for n in names):
+        raise ConfigError(f"--nodes {text!r}: empty node name")
+    for n in names:
+        if not NODE_NAME_RE.match(n):
+            raise ConfigError(f"--nodes: invalid node name {n!r}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"--nodes: duplicate node {dupes[0]!r}")
+    backend = "docker" if docker else "ssh"
+    return [
+        NodeSpec(
+            name=n,
+            backend=backend,
+            host=n,
+            workdir=f"{REMOTE_WORKDIR}/{n}",
+            ssh=None if docker else ssh,
+            container=n if docker else None,
+        )
+        for n in names
+    ]
+
+
+def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
+    """Read a nodes file:
+
+    ```toml
+    [defaults]            # optional; any per-node key
+    user = "admin"
+    key = "~/.ssh/id_ed25519"
+
+    [nodes.n1]
+    host = "10.0.0.1"     # default: the node's name
+    port = 2222
+    ```
+    Per-node keys: host, user, port, key, password_env, known_hosts, insecure_host_keys,
+    sudo, backend ("ssh" or "docker"), container, workdir. Errors name the file, the line of
+    the node's table and the key."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read nodes file ({e.strerror})", path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise InputError(f"invalid TOML: {e}", path, int(m.group(1)) if m else None) from None
+    lines = text.splitlines()
+
+    def line_of(table: str) -> int | None:
+        pat = re.compile(rf"^\s*\[\s*{re.escape(table)}\s*\]")
+        for i, line in enumerate(lines, 1):
+            if pat.match(line):
+                return i
+        return None
+
+    unknown_top = set(data) - {"defaults", "nodes"}
+    if unknown_top:
+        raise InputError(
+            f"unknown section {sorted(unknown_top)[0]!r} (use [defaults] and [nodes.NAME])", path
+        )
+    defaults = data.get("defaults", {})
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        raise InputError("no nodes: add one [nodes.NAME] table per node", path)
+    if not isinstance(defaults, dict):
+        raise InputError("'defaults' must be a table", path)
+    specs = []
+    for name, raw in nodes.items():
+        where = f"nodes.{name}"
+        line = line_of(where)
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: must be a table", path, line)
+        if not NODE_NAME_RE.match(name):
+            raise InputError(f"{where}: invalid node name {name!r}", path, line)
+        merged = {**defaults, **raw}
+        for key in merged:
+            if key not in _NODE_KEYS:
+                raise InputError(
+                    f"{where}: unknown key {key!r} (known: {', '.join(sorted(_NODE_KEYS))})",
+                    path,
+                    line if key in raw else line_of("defaults"),
+                )
+
+        def get(key, kind, default, where=where, line=line, merged=merged):
+            value = merged.get(key, default)
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            wrong = not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))
+            if value is not None and wrong:
+                label = "number" if float in kinds else kinds[0].__name__
+                raise InputError(f"{where}.{key}: must be {label}, not {value!r}", path, line)
+            return value
+
+        backend = get("backend", str, "docker" if docker else "ssh")
+        if backend not in ("ssh", "docker"):
+            raise InputError(
+                f"{where}.backend: must be 'ssh' or 'docker', not {backend!r}", path, line
+            )
+        host = get("host", str, name)
+        port = get("port", int, ssh.port)
+        if not 1 <= port <= 65535:
+            raise InputError(f"{where}.port: must be 1-65535, not {port}", path, line)
+        cfg = SshConfig(
+            user=get("user", str, ssh.user),
+            port=port,
+            key_file=get("key", str, ssh.key_file),
+            password_env=get("password_env", str, ssh.password_env),
+            known_hosts=get("known_hosts", str, ssh.known_hosts),
+            insecure_host_keys=get("insecure_host_keys", bool, ssh.insecure_host_keys),
+            connect_timeout=float(get("timeout", (int, float), ssh.connect_timeout)),
+            sudo=get("sudo", bool, None),
+        )
+        specs.append(
+            NodeSpec(
+                name=name,
+                backend=backend,
+                host=get("address", str, host) if backend == "docker" else host,
+                workdir=get("workdir", str, f"{REMOTE_WORKDIR}/{name}"),
+                ssh=cfg if backend == "ssh" else None,
+                container=get("container", str, name) if backend == "docker" else None,
+            )
+        )
+    return specs
+
+
+def build_cluster(specs: list[NodeSpec]) -> Cluster:
+    """Nodes and remotes for specs; docker nodes get their container's IP as address."""
+    kinds = {s.backend for s in specs}
+    nodes: list[Node] = []
+    remotes: dict[str, Remote] = {}
+    for s in specs:
+        if s.backend == "docker":
+            assert s.container is not None
+            address = s.host if s.host != s.name else container_address(s.name, s.container)
+            node = Node(s.name, address, s.workdir, extra={"container": s.container})
+            remotes[s.name] = DockerRemote(node, s.container)
+        else:
+            node = Node(s.name, s.host, s.workdir)
+            remotes[s.name] = SshRemote(node, s.ssh, host=s.host)
+        nodes.append(node)
+    return Cluster(
+        kind=kinds.pop() if len(kinds) == 1 else "mixed",
+        nodes=nodes,
+        remotes=remotes,
+        name="remote",
+    )
+
+
+def container_address(node: str, container: str, timeout: float = 30.0) -> str:
+    """The container's IP on its (first) docker network, which the controller can reach."""
+    DockerRemote(Node(node, "", "/"), container).run(["true"], timeout=timeout)  # clear errors
+    res = run_argv(
+        node,
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            container,
+        ],
+        timeout=timeout,
+    )
+    ips = res.stdout.split()
+    if not ips:
+        raise ConfigError(
+            f"node {node}: container {container} has no IP address on a docker network"
+        )
+    return ips[0]
+
+
+def check_reachable(cluster: Cluster, timeout: float = 30.0) -> None:
+    """Run `true` on every node at once; raise the first node's error (one line)."""
+    if cluster.kind == "local":
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(cluster.nodes))) as pool:
+        futures = {
+            n.name: pool.submit(cluster.remote(n.name).run, ["true"], timeout)
+            for n in cluster.nodes
+        }
+        errors = []
+        for name in cluster.names:
+            try:
+                futures[name].result()
+            except RemoteError as e:
+                errors.append(e)
+    if errors:
+        # a configuration error (254) outranks an unreachable host (255): fix that first
+        errors.sort(key=lambda e: e.exit_code)
+        raise errors[0]
