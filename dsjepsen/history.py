@@ -592,6 +592,9 @@ def _kv_line(text: str) -> dict[Any, Any] | None:
     return out
 
 
+_OP_RECORD = "#jepsen.history.Op"  # how Jepsen >= 0.3 prints each op of a history.edn
+
+
 def _edn_lines_fast(text: str) -> list[tuple[int, Any]] | None:
     """Read EDN written one op map per line (our exporter's and Jepsen's own layout, with or
     without one enclosing vector) without the general reader; None when the text is anything
@@ -615,6 +618,8 @@ def _edn_lines_fast(text: str) -> list[tuple[int, Any]] | None:
             s = s[:-1].rstrip()
             if not s:
                 continue
+        if s.startswith(_OP_RECORD):
+            s = s[len(_OP_RECORD) :]
         m = _kv_line(s)
         if m is None:
             return None
