@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,23 +301,28 @@ class HistoryWriter:
     """Append-only, flushed-per-op JSONL writer used while a test runs.
 
     Every op is written and flushed as it happens, so a harness killed mid-run leaves a
-    readable history with everything recorded up to that moment.
+    readable history with everything recorded up to that moment. Writes are serialised by a
+    lock, so worker threads sharing one writer never interleave parts of lines.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self._lock = threading.Lock()
         self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, op: Op) -> None:
-        if self._fh is None:
-            raise ValueError(f"history writer for {self.path} is closed")
-        self._fh.write(dump_op(op) + "\n")
-        self._fh.flush()
+        line = dump_op(op) + "\n"
+        with self._lock:
+            if self._fh is None:
+                raise ValueError(f"history writer for {self.path} is closed")
+            self._fh.write(line)
+            self._fh.flush()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def __enter__(self) -> HistoryWriter:
         return self

@@ -195,3 +195,25 @@ def test_unreadable_files_are_one_line_input_errors(tmp_path: Path, fmt: str) ->
     assert str(e.value).startswith(f"{binary}: ") and "\n" not in str(e.value)
     with pytest.raises(InputError, match="cannot read history"):
         read_history(tmp_path, fmt)  # a directory
+
+
+def test_history_writer_shared_by_threads_keeps_lines_whole(tmp_path: Path) -> None:
+    import threading
+
+    p = tmp_path / "history.jsonl"
+    big = "x" * 5000  # long lines make interleaving likely if writes were not serialised
+    with HistoryWriter(p) as w:
+
+        def worker(proc: int) -> None:
+            for i in range(200):
+                w.write(Op(index=i, time=i, process=proc, type="invoke", f="write", value=big))
+                w.write(Op(index=i, time=i, process=proc, type="ok", f="write", value=big))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    lines = p.read_text().splitlines()
+    assert len(lines) == 4 * 400
+    assert all(json.loads(line)["value"] == big for line in lines)
