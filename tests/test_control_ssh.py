@@ -1,0 +1,119 @@
+"""SSH failures users hit, against a real sshd in a namespace: each is one line naming the node
+and the cause, within the timeout, with exit 254 (configuration) or 255 (unreachable)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS
+from dsjepsen.harness.control.base import Node, RemoteConfigError, RemoteError
+from dsjepsen.harness.control.ssh import SshConfig, SshRemote, command_line
+
+pytestmark = pytest.mark.cluster
+
+
+def _fails(remote, exc=RemoteError, within=15.0):
+    t0 = time.monotonic()
+    with pytest.raises(exc) as e:
+        remote.run(["true"])
+    elapsed = time.monotonic() - t0
+    assert elapsed < within, f"took {elapsed:.1f}s"
+    msg = str(e.value)
+    assert "\n" not in msg and f"node {remote.node.name}" in msg
+    return e.value
+
+
+def test_good_connection_is_reused(ssh_server):
+    remote = ssh_server.remote()
+    try:
+        assert remote.run(["hostname", "-I"]).stdout.split()[0] == ssh_server.node.address
+        transport = remote.connection().transport
+        for _ in range(5):
+            remote.run(["true"])
+        assert remote.connection().transport is transport  # one connection for all commands
+    finally:
+        remote.close()
+
+
+def test_wrong_key_is_an_authentication_error(ssh_server):
+    err = _fails(ssh_server.remote(key_file=str(ssh_server.other_key)), RemoteConfigError)
+    assert "authentication failed" in str(err) and "root@" in str(err)
+    assert err.exit_code == EXIT_BAD_CONFIG
+
+
+def test_unknown_host_key_is_refused_by_default(ssh_server):
+    err = _fails(
+        ssh_server.remote(known_hosts=str(ssh_server.empty_known_hosts)), RemoteConfigError
+    )
+    assert "unknown SSH host key" in str(err) and f"[{ssh_server.node.address}]:2222" in str(err)
+    assert err.exit_code == EXIT_BAD_CONFIG
+    # the explicit opt-out connects, and writes nothing into the known_hosts file
+    remote = ssh_server.remote(
+        known_hosts=str(ssh_server.empty_known_hosts), insecure_host_keys=True
+    )
+    try:
+        assert remote.run(["echo", "in"]).stdout == "in\n"
+    finally:
+        remote.close()
+    assert ssh_server.empty_known_hosts.read_text() == ""
+
+
+def test_changed_host_key_is_refused(ssh_server, tmp_path):
+    other_pub = (ssh_server.other_key.parent / "other.pub").read_text().split()[:2]
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[{ssh_server.node.address}]:{ssh_server.port} {' '.join(other_pub)}\n")
+    err = _fails(ssh_server.remote(known_hosts=str(kh)), RemoteConfigError)
+    assert "does not match known_hosts" in str(err)
+
+
+def test_closed_port_is_a_harness_error(ssh_server):
+    err = _fails(ssh_server.remote(port=2299))
+    assert "refused" in str(err) and err.exit_code == EXIT_HARNESS
+
+
+def test_unreachable_host_fails_within_the_connect_timeout(shared_cluster):
+    # an address of our own cluster's subnet that no namespace holds: nothing answers ARP
+    node = Node("ghost", shared_cluster.meta["subnet"].rsplit(".", 1)[0] + ".200", "/tmp")
+    remote = SshRemote(node, SshConfig(port=22, connect_timeout=2.0, allow_agent=False))
+    err = _fails(remote, within=10.0)
+    assert "cannot reach root@" in str(err) and err.exit_code == EXIT_HARNESS
+
+
+def test_missing_password_variable_is_named(ssh_server, monkeypatch):
+    monkeypatch.delenv("DSJ_TEST_NO_SUCH_PW", raising=False)
+    remote = ssh_server.remote(password_env="DSJ_TEST_NO_SUCH_PW")
+    with pytest.raises(Exception, match="DSJ_TEST_NO_SUCH_PW is not set"):
+        remote.run(["true"])
+
+
+def test_cli_reports_one_line_and_the_exit_code(ssh_server):
+    base = [
+        sys.executable, "-m", "dsjepsen", "cluster", "exec",
+        "--nodes", ssh_server.node.address, "--ssh-port", "2222",
+        "--ssh-known-hosts", str(ssh_server.known_hosts),
+    ]  # fmt: skip
+    ok = subprocess.run(
+        [*base, "--ssh-key", str(ssh_server.key), ssh_server.node.address, "--", "sh", "-c", "echo hi; exit 4"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (ok.returncode, ok.stdout) == (4, "hi\n"), ok.stderr
+    bad = subprocess.run(
+        [*base, "--ssh-key", str(ssh_server.other_key), ssh_server.node.address, "--", "true"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 254
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "authentication failed" in lines[0]
+    assert f"node {ssh_server.node.address}" in lines[0]
+
+
+def test_command_line_quoting_and_sudo():
+    assert command_line(["echo", "a b", "$(x)"]) == "echo 'a b' '$(x)'"
+    assert command_line(["ls"], env={"K": "v w"}, cwd="/d x") == "cd '/d x' && exec env 'K=v w' ls"
+    sudo = command_line(["id", "-u"], cwd="/w", sudo=True)
+    assert sudo == "sudo -n -- sh -c 'cd /w && exec id -u'"
+    assert SshConfig(user="admin").use_sudo and not SshConfig(user="root").use_sudo
