@@ -1,0 +1,833 @@
+"""Linearizability checking: does some total order of the ops, consistent with real time, obey
+the model?
+
+The engine is Lowe's "just-in-time" linearization (G. Lowe, *Testing for linearizability*,
+2017), the breadth-first sibling of the Wing-Gong/Lowe (WGL) depth-first search that Porcupine
+implements, run per key (P-compositionality, Horn & Kroening 2015), with Jepsen's meaning of
+indeterminate ops and a few extra prunings. We chose it over a WGL port because it streams:
+it walks the history once, holds only the configurations alive at the current point (so memory
+is bounded by concurrency, not history length), and the point where it fails is exactly "the op
+that cannot be linearized", which is what the explanation needs.
+
+Definitions (per key). An op is *determinate* if it completed `ok` (it has a return position),
+*indeterminate* if it completed `info` or never completed. `fail` ops are dropped (they did not
+happen), and so are indeterminate ops of read-only fs (they constrain nothing). A
+*configuration* is (model state, L, U): L = the pending determinate ops already linearized, U =
+the indeterminate ops already used.
+
+The search. Walk the call/return events in history order, keeping the set C of configurations
+consistent with the history so far. A call adds a pending op (no new configurations). At the
+return of op o, every configuration must have linearized o: those with o in L keep going (o
+leaves L); from the others we explore every sequence of pending ops (determinate not in L,
+indeterminate not in U) that ends with o, memoising configurations seen during this return
+(this is WGL's cache of (linearized set, state), scoped to one return). If C becomes empty, o
+cannot be linearized: the history is not linearizable, and C just before is the explanation.
+
+Why this is complete (JIT lemma). Take any valid linearization. Move every op's linearization
+point as late as possible while keeping the order: o_k lands just before the return of the
+first determinate op at or after it in the order. That is legal because if o_j comes before o_k
+in the order, o_k's return cannot precede o_j's call (real time would force o_k first), so o_j
+is already invoked when o_k returns. Indeterminate ops after the last determinate op are simply
+never linearized ("it may never have happened"). The lazy schedule only linearizes ops at
+returns, in sequences ending with the returning op, which is what the search enumerates.
+
+Prunings beyond Porcupine, each with its soundness argument:
+
+(a) Interchangeable indeterminate ops. Indeterminate ops with the same f and value form a
+    class; they never return, so they impose no real-time constraint on anything after them and
+    can take effect at any point after their call. If a configuration uses instance B of a class
+    while an earlier-invoked instance A is unused, swapping A for B gives the same model states
+    at every step and A is invoked whenever B is. So we only ever use a class's instances in
+    call order: U is a per-class prefix, and the search never explores permutations of
+    interchangeable ops.
+(b) Dominance. Using an indeterminate op is never obligatory, so a configuration (s, L, U)
+    can simulate every continuation of (s, L, U') when U is a subset of U' (it relabels each
+    class's instances to earlier-invoked, hence already-invoked, ones). After each return we keep
+    only the configurations whose U is minimal for their (s, L).
+(c) No-op indeterminate steps. Applying an indeterminate op that leaves the state unchanged
+    gives (s, L, U + op), dominated by (s, L, U) under (b); it is never explored.
+(d) Unobservable indeterminate writes (register, cas-register, kv read/write/cas). An
+    indeterminate write/cas whose written value v is never observed (no determinate read
+    returns v, no cas expects v, no kept indeterminate cas expects v) can be removed: once the
+    state is v, the only legal steps are writes (a read or cas would have to observe v), which
+    overwrite v whatever it was, so the configuration that skipped it reaches the same states
+    with more unused ops. Iterated to a fixpoint (a cas [v w] dropped can make w unobservable).
+(e) Unique-value registers (Gibbons & Korach read-mapping). When, on one key of a register
+    history, every write (determinate or not) writes a distinct value and no value equals the
+    initial one, each read maps to its unique write. We still run the search, but (d) removes
+    every unread indeterminate write, which collapses the search on such histories to few
+    configurations; a dedicated polynomial pass was not needed on the corpus (see
+    bench/checker_big.py for the measured figures).
+
+Budgets. `time_limit` (seconds, whole check) and `max_configs` (configurations alive or
+explored at one return; about 150-250 bytes each) turn into verdict "unknown" with the key and
+the number of configurations explored. Memory reported: the peak configuration count, the
+estimate in bytes, and the process's max RSS before and after (resource.getrusage; the delta is
+zero when the check never exceeded an earlier peak).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsjepsen.checkers.fastpath import FastVerdict, append_order, register_zones
+from dsjepsen.checkers.models import ILLEGAL, UNKNOWN, Model, get_model, infer_model, show
+from dsjepsen.checkers.result import CheckResult, merge_validity
+from dsjepsen.errors import ConfigError, InputError
+from dsjepsen.history import History, Operation
+
+CHECKER = "linearizable"
+DEFAULT_MAX_CONFIGS = 2_000_000
+#: rough bytes per configuration held in the per-return cache (tuple + dict slot + ints)
+BYTES_PER_CONFIG = 200
+#: maximal prefix entries kept in an explanation (the newest ones)
+MAX_PREFIX = 200
+#: seconds a failing key's traced search may take to find the states for its explanation
+EXPLAIN_SECONDS = 5.0
+#: the first time slice of every key, in seconds (later rounds get 4x the previous)
+FIRST_SLICE = 0.25
+#: without a time limit, how long undecided keys still run once another key has failed
+AFTER_FAILURE_SECONDS = 10.0
+
+ProgressFn = Callable[[Any, int, float], None]
+
+
+class _OutOfBudget(Exception):
+    def __init__(self, reason: str, explored: int = 0, memory: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.explored = explored
+        self.memory = memory
+
+
+@dataclass
+class _Op:
+    """One op of a partition, ready for the search."""
+
+    op: Operation
+    f: str
+    value: Any
+    output: Any  # UNKNOWN for indeterminate ops
+    trans: Callable[[Any], Any]
+    call: int
+    ret: int | None
+
+
+@dataclass
+class _Failure:
+    op: _Op
+    prefix: list[tuple[_Op, Any]]
+    states: list[Any]
+    pending: list[_Op]
+
+
+@dataclass
+class _Outcome:
+    valid: bool | str
+    explored: int = 0
+    peak: int = 0
+    reason: str | None = None
+    failure: _Failure | None = None
+    ops: list[_Op] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparing a partition
+
+
+def _prepare(ops: Iterable[Operation], model: Model, source: str) -> list[_Op]:
+    out: list[_Op] = []
+    for o in ops:
+        if o.type == "fail":
+            continue
+        det = o.ret is not None
+        if not det and o.f in model.read_fs:
+            continue
+        if o.f not in model.fs:
+            line = o.invoke.line if o.invoke.line is not None else o.call + 1
+            raise InputError(
+                f"model {model.name} has no operation {o.f!r} (it knows "
+                f"{', '.join(sorted(model.fs))}); pass another --model",
+                source,
+                line,
+            )
+        output = o.output if det else UNKNOWN
+        try:
+            value, output = model.prepare(o.f, o.value, output)
+        except (ValueError, TypeError) as e:
+            line = o.invoke.line if o.invoke.line is not None else o.call + 1
+            raise InputError(f"{o.f} op: {e}", source, line) from None
+        out.append(_Op(o, o.f, value, output, model.transition(o.f, value, output), o.call, o.ret))
+    out.sort(key=lambda p: p.call)
+    return out
+
+
+_REGISTER_READS = {"read": "output", "get": "output"}
+
+
+def _prune_unobservable(ops: list[_Op], model: Model) -> list[_Op]:
+    """Pruning (d): drop indeterminate writes/cas whose value nobody can observe."""
+    if model.name not in ("register", "cas-register", "kv"):
+        return ops
+    if any(p.f in ("put", "append", "get") for p in ops):
+        return ops  # string ops observe values by concatenation; keep everything
+    observed: set[Any] = set()
+    for p in ops:
+        if p.ret is not None:
+            if p.f == "read":
+                observed.add(p.output)
+            elif p.f == "cas":
+                observed.add(p.value[0])
+    observed.add(model.init())
+    kept = [p for p in ops if p.ret is not None]
+    maybe = [p for p in ops if p.ret is None]
+    changed = True
+    while changed:
+        changed = False
+        rest = []
+        for p in maybe:
+            written = p.value if p.f == "write" else p.value[1]
+            if written in observed:
+                kept.append(p)
+                if p.f == "cas" and p.value[0] not in observed:
+                    observed.add(p.value[0])
+                    changed = True
+            else:
+                rest.append(p)
+        maybe = rest
+    # an indeterminate cas [a b] is kept only if b is observed; its old value a becomes
+    # observed (it must have held a), which can keep more writes: hence the fixpoint.
+    kept.sort(key=lambda p: p.call)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+
+
+def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
+    """Precompute, for every return event, what the search needs there.
+
+    A level is (op index, op's slot bit, op's transition, pending determinate ops other than
+    it as (bit, transition, index), invoked indeterminate classes as (transition, mask)). Slots
+    are reused after a return, so L stays as small as the concurrency.
+    """
+    CALL, RET, INFO = 0, 1, 2
+    events: list[tuple[int, int, int]] = []
+    for i, p in enumerate(ops):
+        if p.ret is None:
+            events.append((p.call, INFO, i))
+        else:
+            events.append((p.call, CALL, i))
+            events.append((p.ret, RET, i))
+    events.sort()
+    # indeterminate classes: same f and value -> interchangeable (pruning a)
+    class_index: dict[tuple[str, Any], int] = {}
+    class_trans: list[Callable[[Any], Any]] = []
+    class_mask: list[int] = []
+    op_of_info_bit: dict[int, int] = {}
+    active: tuple[tuple[Callable[[Any], Any], int], ...] = ()
+    order: list[int] = []  # active class ids in first-invocation order
+    levels: list[tuple[Any, ...]] = []
+    pending: list[tuple[int, Callable[[Any], Any], int]] = []
+    slot_bit: dict[int, int] = {}
+    free_bits: list[int] = []
+    next_bit = 1
+    nbits = 0
+    for _pos, kind, i in events:
+        p = ops[i]
+        if kind == CALL:
+            if free_bits:
+                bit = free_bits.pop()
+            else:
+                bit = next_bit
+                next_bit <<= 1
+            slot_bit[i] = bit
+            pending.append((bit, p.trans, i))
+        elif kind == INFO:
+            k = class_index.get((p.f, p.value))
+            if k is None:
+                k = class_index[(p.f, p.value)] = len(class_trans)
+                class_trans.append(p.trans)
+                class_mask.append(0)
+                order.append(k)
+            bit = 1 << nbits
+            nbits += 1
+            op_of_info_bit[bit] = i
+            class_mask[k] |= bit
+            active = tuple((class_trans[c], class_mask[c]) for c in order)
+        else:
+            obit = slot_bit.pop(i)
+            pending = [e for e in pending if e[2] != i]
+            levels.append((i, obit, p.trans, tuple(pending), active))
+            free_bits.append(obit)
+    return levels, op_of_info_bit
+
+
+def _search(
+    ops: list[_Op],
+    model: Model,
+    key: Any,
+    deadline: float | None,
+    max_configs: int,
+    trace: bool,
+    progress: ProgressFn | None,
+    started: float,
+) -> _Outcome:
+    """Depth-first JIT tree search over the return events, memoising failed configurations.
+
+    Depth-first finds a witness of a valid history without enumerating every configuration;
+    an invalid one is exhausted exactly as the breadth-first search would, and the deepest
+    return reached is the op that cannot be linearized.
+    """
+    levels, op_of_info_bit = _levels(ops)
+    ops_call = [p.call for p in ops]
+    nlevels = len(levels)
+    init = model.init()
+    # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
+    failed: dict[tuple[int, Any, int], list[int]] = {}
+    n_failed = 0
+    check_every = 4096
+    next_check = check_every
+    last_progress = started
+    # deepest level reached, and what was seen there (trace mode only)
+    deep = -1
+    deep_probe: list[Any] = [set(), None]  # states tried there, (config, node) furthest in
+    counters = [0, 0]  # configurations explored, largest closure queue
+
+    stack: list[Any] = [iter([((init, 0, 0), None)])]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            continue
+        r = len(stack) - 1
+        if r == nlevels:
+            return _Outcome(True, counters[0], max(counters[1], n_failed), ops=ops)
+        cfg, node = nxt
+        s, lin, used = cfg
+        fk = (r, s, lin)
+        prev = failed.get(fk)
+        if prev is not None:
+            if used == 0 or any(u & ~used == 0 for u in prev):
+                continue
+            prev.append(used)
+        else:
+            failed[fk] = [used]
+        n_failed += 1
+        i, obit, otrans, pending, active = levels[r]
+        if trace and r > deep:
+            deep, deep_probe = r, [set(), None]
+        if lin & obit:
+            stack.append(iter([((s, lin ^ obit, used), node)]))
+        else:
+            probe = deep_probe if (trace and r == deep) else None
+            stack.append(
+                _closure(levels[r], cfg, node, op_of_info_bit, ops_call, trace, probe, counters)
+            )
+        if counters[0] >= next_check:
+            next_check = counters[0] + check_every
+            last_progress = _budget(
+                key,
+                counters[0],
+                n_failed + counters[1],
+                deadline,
+                max_configs,
+                progress,
+                started,
+                last_progress,
+            )
+    out = _Outcome(False, counters[0], max(counters[1], n_failed), ops=ops)
+    if trace and deep >= 0:
+        out.failure = _failure(ops, levels[deep], deep_probe[1], deep_probe[0], op_of_info_bit)
+    return out
+
+
+def _closure(
+    level: tuple[Any, ...],
+    cfg: tuple[Any, int, int],
+    node: Any,
+    op_of_info_bit: dict[int, int],
+    ops_call: list[int],
+    trace: bool,
+    probe: list[Any] | None,
+    counters: list[int],
+) -> Iterator[tuple[tuple[Any, int, int], Any]]:
+    """Yield every configuration after the level's return, lazily and breadth-first.
+
+    Breadth-first, so the successors that linearize the fewest extra ops come first (and the
+    depth-first search above usually needs only the first); lazily, so a valid history never
+    pays for the enumeration of permutations of pending ops it does not need.
+    `probe` (trace mode, deepest level only) collects the states in which the op was tried
+    and the configuration that got furthest.
+    """
+    i, _obit, otrans, pending, active = level
+    ocall = ops_call[i]
+    rpending = [(bit, tr, j, ops_call[j] < ocall) for bit, tr, j in reversed(pending)]
+    marked = False
+    emitted: set[Any] = set()
+    # (state, L) -> used-sets reached; breadth-first order reaches a smaller used-set for the
+    # same (state, L) strictly earlier (fewer steps), so checking on insertion suffices (b).
+    seen: dict[tuple[Any, int], list[int]] = {(cfg[0], cfg[1]): [cfg[2]]}
+    nodes: dict[Any, Any] = {cfg: node}
+    # depth-first over determinate ops, earliest-invoked first (as WGL does), one bucket per
+    # number of indeterminate ops used, fewest first (so dominators usually come first)
+    stack = [cfg]
+    later: list[tuple[Any, int, int]] = []
+    size = 1
+    try:
+        while True:
+            if not stack:
+                if not later:
+                    break
+                stack, later = later[::-1], []
+            c = stack.pop()
+            if len(c) == 4:  # the marker: linearize op i now (c[3] = trace node before it)
+                c2 = c[:3]
+                if c2 not in emitted:
+                    emitted.add(c2)
+                    yield c2, (_node(i, c2[0], c[3]) if trace else None)
+                continue
+            counters[0] += 1
+            s, lin, used = c
+            if trace:
+                node = nodes[c]
+                if probe is not None:
+                    probe[0].add(s)
+                    if probe[1] is None or _depth(node) > _depth(probe[1][1]):
+                        probe[1] = (c, node)
+            # push order = reverse of pop order: later-invoked ops, then op i itself, then the
+            # ops invoked before op i (popped first: the greedy call order WGL tries first)
+            for bit, tr, j, before in rpending:
+                if before and not marked:
+                    marked = True
+                    s2 = otrans(s)
+                    if s2 is not ILLEGAL:
+                        stack.append((s2, lin, used, node))
+                if not lin & bit:
+                    s2 = tr(s)
+                    if s2 is not ILLEGAL:
+                        sk = (s2, lin | bit)
+                        us = seen.get(sk)
+                        if us is None:
+                            seen[sk] = [used]
+                        elif any(u & ~used == 0 for u in us):
+                            continue
+                        else:
+                            us.append(used)
+                        c2 = (s2, lin | bit, used)
+                        if trace:
+                            nodes[c2] = _node(j, s2, node)
+                        stack.append(c2)
+                        size += 1
+            if not marked:
+                s2 = otrans(s)
+                if s2 is not ILLEGAL:
+                    stack.append((s2, lin, used, node))
+            marked = False
+            for tr, mask in active:
+                avail = mask & ~used
+                if avail:
+                    s2 = tr(s)
+                    if s2 is not ILLEGAL and s2 != s:
+                        low = avail & -avail
+                        u2 = used | low
+                        sk = (s2, lin)
+                        us = seen.get(sk)
+                        if us is None:
+                            seen[sk] = [u2]
+                        elif any(u & ~u2 == 0 for u in us):
+                            continue
+                        else:
+                            us.append(u2)
+                        c2 = (s2, lin, u2)
+                        if trace:
+                            nodes[c2] = _node(op_of_info_bit[low], s2, node)
+                        later.append(c2)
+                        size += 1
+    finally:
+        if size > counters[1]:
+            counters[1] = size
+
+
+def _depth(node: Any) -> int:
+    return node[3] if node is not None else 0
+
+
+def _budget(
+    key: Any,
+    explored: int,
+    alive: int,
+    deadline: float | None,
+    max_configs: int,
+    progress: ProgressFn | None,
+    started: float,
+    last_progress: float,
+) -> float:
+    """Raise _OutOfBudget past the deadline or the configuration cap; report progress."""
+    now = time.monotonic()
+    if deadline is not None and now > deadline:
+        raise _OutOfBudget(
+            f"time limit reached on key {show(key)} after exploring {explored} configurations",
+            explored,
+        )
+    if alive > max_configs:
+        raise _OutOfBudget(
+            f"more than {max_configs} configurations alive at one point on key {show(key)} "
+            f"(memory cap) after exploring {explored}",
+            explored,
+            memory=True,
+        )
+    if progress is not None and now - last_progress > 1.0 and now - started > 2.0:
+        progress(key, explored, now - started)
+        return now
+    return last_progress
+
+
+def _dominance(succ: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Pruning (b): among configurations with equal (state, L) keep those with minimal U."""
+    groups: dict[tuple[Any, int], list[int]] = {}
+    for (s, lin, used), _node in succ:
+        groups.setdefault((s, lin), []).append(used)
+    if len(groups) == len(succ):
+        return succ
+    out = []
+    for cfg, node in succ:
+        s, lin, used = cfg
+        if any(u != used and u & ~used == 0 for u in groups[(s, lin)]):
+            continue
+        out.append((cfg, node))
+    return out
+
+
+def _node(j: int, s: Any, parent: Any) -> tuple[int, Any, Any, int]:
+    """A trace node: op index, state after it, parent node, depth."""
+    return (j, s, parent, parent[3] + 1 if parent is not None else 1)
+
+
+def _unwind(node: Any) -> list[tuple[int, Any]]:
+    seq = []
+    while node is not None:
+        seq.append((node[0], node[1]))
+        node = node[2]
+    seq.reverse()
+    return seq
+
+
+def _failure(
+    ops: list[_Op],
+    level: tuple[Any, ...],
+    best: tuple[Any, Any] | None,
+    tried: set[Any],
+    op_of_info_bit: dict[int, int],
+) -> _Failure:
+    i, _obit, _otrans, pending, active = level
+    prefix: list[tuple[int, Any]] = []
+    lin = used = 0
+    if best is not None:
+        (_s, lin, used), node = best
+        prefix = _unwind(node)
+    in_prefix = {j for j, _ in prefix}
+    still = [ops[j] for bit, _t, j in pending if not lin & bit and j not in in_prefix]
+    for _tr, mask in active:
+        avail = mask & ~used
+        while avail:
+            low = avail & -avail
+            avail ^= low
+            still.append(ops[op_of_info_bit[low]])
+    still.sort(key=lambda p: p.call)
+    return _Failure(
+        op=ops[i],
+        prefix=[(ops[j], s) for j, s in prefix],
+        states=sorted(tried, key=repr),
+        pending=still,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def op_dict(p: _Op | Operation) -> dict[str, Any]:
+    """The opdict of the team contract (history indices, null ret when indeterminate)."""
+    o = p.op if isinstance(p, _Op) else p
+    return {
+        "id": o.id,
+        "process": o.process,
+        "f": o.f,
+        "key": o.key,
+        "value": o.value,
+        "output": o.output,
+        "type": o.type,
+        "call": o.call,
+        "ret": o.ret,
+        "call_time": o.invoke.time,
+        "ret_time": o.complete.time if (o.complete is not None and o.ret is not None) else None,
+    }
+
+
+def _window(fail: _Failure, ops: list[_Op]) -> list[int]:
+    """History indices of the smallest window around the failing op.
+
+    The op itself, everything concurrent with it, and its immediate real-time predecessors
+    (the maximal ops that returned before it was invoked: the transitive reduction of the
+    precedence order, computed with networkx on the ops near it).
+    """
+    import networkx as nx
+
+    o = fail.op
+    assert o.ret is not None
+    near = [p for p in ops if p.call <= o.ret and (p.ret is None or p.ret >= o.call)]
+    before = [p for p in ops if p.ret is not None and p.ret < o.call]
+    before = sorted(before, key=lambda p: p.ret or 0)[-64:]
+    g = nx.DiGraph()
+    nodes = before + [o]
+    g.add_nodes_from(range(len(nodes)))
+    for a, pa in enumerate(nodes):
+        for b, pb in enumerate(nodes):
+            if pa.ret is not None and pa.ret < pb.call:
+                g.add_edge(a, b)
+    red = nx.transitive_reduction(g)
+    preds = [nodes[a] for a in red.predecessors(len(nodes) - 1)]
+    chosen = {id(p): p for p in near + preds}
+    return sorted(p.call for p in chosen.values())
+
+
+def _anomaly(key: Any, model: Model, fail: _Failure, ops: list[_Op]) -> dict[str, Any]:
+    o = fail.op
+    prefix = fail.prefix
+    dropped = max(0, len(prefix) - MAX_PREFIX)
+    return {
+        "type": "nonlinearizable",
+        "key": key,
+        "message": model.explain(o.f, o.value, o.output, fail.states),
+        "op": op_dict(o),
+        "op_description": model.describe_op(o.f, o.value, o.output),
+        "prefix": [
+            {
+                "op": op_dict(p),
+                "description": model.describe_op(p.f, p.value, p.output),
+                "state": model.describe_state(s),
+            }
+            for p, s in prefix[dropped:]
+        ],
+        "prefix_length": len(prefix),
+        "prefix_omitted": dropped,
+        "pending": [op_dict(p) for p in fail.pending],
+        "states": [model.describe_state(s) for s in fail.states],
+        "window": _window(fail, ops),
+    }
+
+
+def _fast_path(ops: list[_Op], model: Model) -> FastVerdict | None:
+    """Pruning (e): a polynomial verdict when values are unique, else None (search)."""
+    if model.name in ("register", "cas-register", "kv"):
+        fs = {p.f for p in ops}
+        if fs <= {"read", "write"}:
+            return register_zones(ops, model.init())
+        if fs <= {"get", "append"}:
+            return append_order(ops)
+    return None
+
+
+def _explain(
+    key: Any,
+    model: Model,
+    ops: list[_Op],
+    fast: FastVerdict | None,
+    deadline: float | None,
+    max_configs: int,
+) -> dict[str, Any]:
+    """The anomaly for a failing key: from a traced search when it finishes in its budget
+    (it gives the possible states), else from the fast path's violation."""
+    budget = time.monotonic() + EXPLAIN_SECONDS
+    if deadline is not None:
+        budget = min(budget, max(deadline, time.monotonic() + 1.0))
+    try:
+        traced = _search(ops, model, key, budget, max_configs, True, None, time.monotonic())
+    except _OutOfBudget:
+        traced = None
+    if traced is not None and traced.failure is not None:
+        return _anomaly(key, model, traced.failure, ops)
+    assert fast is not None and fast.op is not None
+    fail = _Failure(op=fast.op, prefix=list(fast.prefix), states=[], pending=[])
+    a = _anomaly(key, model, fail, ops)
+    a["message"] = fast.message
+    a["states"] = [model.describe_state(fast.prefix[-1][1])] if fast.prefix else []
+    a["pending"] = [
+        op_dict(p)
+        for p in ops
+        if p is not fast.op
+        and p.call < (fast.op.ret or 0)
+        and (p.ret is None or p.ret > fast.op.call)
+    ]
+    a["related"] = [op_dict(p) for p in fast.related]
+    a["method"] = fast.method
+    return a
+
+
+def _operations(history: History | Sequence[Operation]) -> tuple[list[Operation], str]:
+    if isinstance(history, History):
+        return history.operations(), history.source
+    ops = list(history)
+    return ops, "<memory>"
+
+
+def resolve_model(model: Model | str | None, operations: Sequence[Operation]) -> Model:
+    if isinstance(model, Model):
+        return model
+    if model is None:
+        try:
+            return infer_model({o.f for o in operations})
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    try:
+        return get_model(model)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_linearizable(
+    history: History | Sequence[Operation],
+    model: Model | str | None = None,
+    time_limit: float | None = None,
+    max_configs: int = DEFAULT_MAX_CONFIGS,
+    progress: ProgressFn | None = None,
+    explain: bool = True,
+    all_keys: bool = True,
+) -> CheckResult:
+    """Check a history (or paired operations) for linearizability against `model`.
+
+    Partitions by key and checks every key, reporting every failing key. Returns valid
+    True / False / "unknown" (time limit or memory cap; the reason names the key). Once one
+    key has failed the verdict is False whatever the others say, so without a time limit the
+    remaining undecided keys get AFTER_FAILURE_SECONDS more and are then listed as undecided;
+    `all_keys=False` stops at the first failing key (what Porcupine does).
+    """
+    started = time.monotonic()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    operations, source = _operations(history)
+    m = resolve_model(model, operations)
+    deadline = started + time_limit if time_limit is not None else None
+
+    partitions: dict[Any, list[Operation]] = {}
+    for o in operations:
+        k = o.key
+        try:
+            hash(k)
+        except TypeError:
+            k = repr(k)
+        partitions.setdefault(k, []).append(o)
+
+    anomalies: list[dict[str, Any]] = []
+    per_key: dict[Any, dict[str, Any]] = {}
+    unknown_reasons: list[str] = []
+    explored_total = 0
+    peak = 0
+    # Every key first gets a small time slice, then the undecided ones get slices four times
+    # longer, round after round: one hard key cannot starve the others, and a failing key is
+    # found early (restarting a key costs at most a constant factor of the time spent).
+    work: list[tuple[Any, list[_Op], int]] = []
+    for key, key_ops in partitions.items():
+        kept = _prune_unobservable(_prepare(key_ops, m, source), m)
+        entry = per_key[key] = {
+            "valid": "unknown",
+            "ops": len(key_ops),
+            "searched_ops": len(kept),
+            "dropped_ops": len(key_ops) - len(kept),
+            "configurations": 0,
+            "peak_configurations": 0,
+            "ms": 0.0,
+            "method": "search",
+        }
+        t0 = time.monotonic()
+        fast = _fast_path(kept, m)
+        if fast is None:
+            work.append((key, kept, len(work)))
+            continue
+        entry["valid"] = fast.valid
+        entry["method"] = fast.method
+        if fast.valid is False and explain:
+            anomalies.append(_explain(key, m, kept, fast, deadline, max_configs))
+        entry["ms"] = round((time.monotonic() - t0) * 1000, 3)
+    slice_s = FIRST_SLICE
+    failed_at: float | None = (
+        time.monotonic() if any(e["valid"] is False for e in per_key.values()) else None
+    )
+    while work:
+        undecided = []
+        for key, kept, n in work:
+            entry = per_key[key]
+            now = time.monotonic()
+            stop = now + slice_s
+            if deadline is not None:
+                stop = min(stop, deadline)
+            if failed_at is not None and not all_keys:
+                entry["reason"] = "not checked: another key already failed"
+                continue
+            if failed_at is not None and time_limit is None:
+                stop = min(stop, failed_at + AFTER_FAILURE_SECONDS)
+            try:
+                out = _search(kept, m, key, stop, max_configs, False, progress, started)
+            except _OutOfBudget as e:
+                entry["configurations"] += e.explored
+                entry["ms"] = round(entry["ms"] + (time.monotonic() - now) * 1000, 3)
+                final = e.memory or (deadline is not None and time.monotonic() >= deadline)
+                if failed_at is not None and time_limit is None:
+                    final = final or time.monotonic() >= failed_at + AFTER_FAILURE_SECONDS
+                if final:
+                    entry["reason"] = e.reason
+                    unknown_reasons.append(e.reason)
+                else:
+                    undecided.append((key, kept, n))
+                continue
+            entry["valid"] = out.valid
+            entry["configurations"] += out.explored
+            entry["peak_configurations"] = out.peak
+            entry["ms"] = round(entry["ms"] + (time.monotonic() - now) * 1000, 3)
+            explored_total += out.explored
+            peak = max(peak, out.peak)
+            if out.valid is False:
+                if failed_at is None:
+                    failed_at = time.monotonic()
+                if explain:
+                    anomalies.append(_explain(key, m, kept, None, deadline, max_configs))
+        work = undecided
+        slice_s *= 4
+    verdicts = [e["valid"] for e in per_key.values()]
+    per_key = {("nil" if k is None else show(k)): v for k, v in per_key.items()}
+    valid = merge_validity(verdicts) if verdicts else True
+    elapsed = time.monotonic() - started
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reason = None
+    if valid is False:
+        bad = [a for a in anomalies]
+        reason = "; ".join(f"key {show(a['key'])}: {a['message']}" for a in bad) or (
+            "not linearizable"
+        )
+    elif valid == "unknown":
+        reason = "; ".join(unknown_reasons)
+    details = {
+        "model": m.name,
+        "ops": len(operations),
+        "keys": len(partitions),
+        "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],
+        "undecided_keys": [k for k, e in per_key.items() if e["valid"] == "unknown"],
+        "per_key": per_key,
+        "configurations_explored": explored_total,
+        "peak_configurations": peak,
+        "memory": {
+            "estimated_cache_bytes": peak * BYTES_PER_CONFIG,
+            "maxrss_kb_before": rss_before,
+            "maxrss_kb_after": rss_after,
+            "maxrss_delta_kb": rss_after - rss_before,
+            "measure": "estimate = peak configurations x 200 B; maxrss from getrusage",
+        },
+        "seconds": round(elapsed, 6),
+        "time_limit": time_limit,
+    }
+    return CheckResult(CHECKER, valid, reason, anomalies, details)

@@ -1,0 +1,381 @@
+"""Sequential specifications that histories are checked against.
+
+A model is a small pure class: an initial state, `step(state, f, value, output) -> (legal,
+next_state)`, hashable states, and words for people (`describe_state`, `describe_op`,
+`explain`). The checker partitions a history by `key` before it ever calls a model, so every
+model describes ONE object (one register, one key's string, one set); a multi-key store is
+checked as many independent single-key objects (P-compositionality).
+
+`output` is what the completion reported (a read's value). For an indeterminate op (`info`,
+or never completed) the checker passes `UNKNOWN`: the model must then allow any output, and
+return the effect the op has IF it took effect (a cas that took effect succeeded). Ops whose f
+is in `read_fs` have no effect on the state, so the checker drops indeterminate ones (they
+constrain nothing). Adding a model = one subclass plus one line in `MODELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, ClassVar
+
+
+class _Unknown:
+    """The output of an op whose completion we never saw."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+#: returned by a transition for an illegal step (a state can never be this object)
+ILLEGAL: Any = object()
+
+
+def freeze(value: Any) -> Hashable:
+    """Make JSON-ish values hashable (lists become tuples, dicts sorted item tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, set | frozenset):
+        return frozenset(freeze(v) for v in value)
+    return value
+
+
+def show(value: Any) -> str:
+    """A value as a person reads it: nil for None, strings quoted, tuples as [a b]."""
+    if value is None:
+        return "nil"
+    if value is UNKNOWN:
+        return "?"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + " ".join(show(v) for v in value) + "]"
+    if isinstance(value, frozenset | set):
+        return "#{" + " ".join(sorted(show(v) for v in value)) + "}"
+    return str(value)
+
+
+def _or_list(items: list[str]) -> str:
+    if not items:
+        return "nothing"
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+class Model:
+    """Base class. Subclasses set name, fs, read_fs and implement init and step."""
+
+    name: ClassVar[str] = "model"
+    #: every f the model understands
+    fs: ClassVar[frozenset[str]] = frozenset()
+    #: fs that never change the state (an indeterminate one is dropped)
+    read_fs: ClassVar[frozenset[str]] = frozenset()
+    #: what the object is called in sentences ("the register could only hold ...")
+    noun: ClassVar[str] = "object"
+    verb: ClassVar[str] = "hold"
+
+    def init(self) -> Hashable:
+        return None
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        raise NotImplementedError
+
+    def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
+        """Normalise an op's value and output once, before the search (hashable, canonical)."""
+        return freeze(value), (output if output is UNKNOWN else freeze(output))
+
+    def transition(self, f: str, value: Any, output: Any) -> Callable[[Any], Any]:
+        """A one-argument function state -> next state or ILLEGAL, for the search's hot loop.
+
+        The default wraps `step`; models override it with tighter closures.
+        """
+        step = self.step
+
+        def t(state: Any) -> Any:
+            ok, nxt = step(state, f, value, output)
+            return nxt if ok else ILLEGAL
+
+        return t
+
+    def describe_state(self, state: Any) -> str:
+        return show(state)
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if output is UNKNOWN or output == value or output is None:
+            return f"{f} {show(value)}"
+        return f"{f} {show(value)} -> {show(output)}"
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        """One sentence: why this op cannot take effect in any of these states."""
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        return (
+            f"{self.describe_op(f, value, output)} cannot be linearized: "
+            f"the {self.noun} could only {self.verb} {held} at that point"
+        )
+
+    def __repr__(self) -> str:
+        return f"<model {self.name}>"
+
+
+class CasRegister(Model):
+    """A single register: read, write, and compare-and-set with value [old, new]."""
+
+    name = "cas-register"
+    fs = frozenset({"read", "write", "cas"})
+    read_fs = frozenset({"read"})
+    noun = "register"
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f == "read":
+            return (output is UNKNOWN or output == state), state
+        if f == "write":
+            return True, value
+        if f == "cas":
+            old, new = value
+            return state == old, new
+        raise ValueError(f"{self.name} model has no operation {f!r}")
+
+    def transition(self, f: str, value: Any, output: Any) -> Callable[[Any], Any]:
+        if f == "read":
+            if output is UNKNOWN:
+                return lambda s: s
+            return lambda s: s if s == output else ILLEGAL
+        if f == "write":
+            return lambda s: value
+        if f == "cas":
+            old, new = value
+            return lambda s: new if s == old else ILLEGAL
+        return super().transition(f, value, output)
+
+    def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
+        value, output = super().prepare(f, value, output)
+        if f == "read" and output is not UNKNOWN:
+            # Jepsen's read invocations carry nil; the completion has the value read.
+            return None, output
+        if f == "cas" and (not isinstance(value, tuple) or len(value) != 2):
+            raise ValueError(f"cas value must be [old, new], got {show(value)}")
+        return value, output
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if f == "read":
+            return "read" if output is UNKNOWN else f"read {show(output)}"
+        if f == "cas":
+            return f"cas {show(value[0])} -> {show(value[1])}"
+        return f"{f} {show(value)}"
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        if f == "read":
+            return (
+                f"read returned {show(output)}, but the {self.noun} could only hold "
+                f"{held} at that point"
+            )
+        if f == "cas":
+            return (
+                f"cas from {show(value[0])} to {show(value[1])} succeeded, but the {self.noun} "
+                f"could only hold {held} at that point"
+            )
+        return super().explain(f, value, output, states)
+
+
+class Register(CasRegister):
+    """A read/write register (no cas)."""
+
+    name = "register"
+    fs = frozenset({"read", "write"})
+
+
+class KV(CasRegister):
+    """One key of a key-value store (the checker splits keys): get / put / append on strings
+    (absent reads as "", as in Porcupine's kv model) and read / write / cas on any value."""
+
+    name = "kv"
+    fs = frozenset({"get", "put", "append", "read", "write", "cas"})
+    read_fs = frozenset({"get", "read"})
+    noun = "key"
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f == "get":
+            return (output is UNKNOWN or output == (state or "")), state
+        if f == "put":
+            return True, value
+        if f == "append":
+            return True, (state or "") + value
+        return super().step(state, f, value, output)
+
+    def transition(self, f: str, value: Any, output: Any) -> Callable[[Any], Any]:
+        if f == "get":
+            if output is UNKNOWN:
+                return lambda s: s
+            if output == "":
+                return lambda s: s if not s else ILLEGAL
+            return lambda s: s if s == output else ILLEGAL
+        if f == "put":
+            return lambda s: value
+        if f == "append":
+            return lambda s: value if s is None else s + value
+        return super().transition(f, value, output)
+
+    def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
+        if f in ("get", "put", "append"):
+            value, output = Model.prepare(self, f, value, output)
+            if f == "get":
+                return None, ("" if output is None else output)
+            if not isinstance(value, str):
+                value = "" if value is None else str(value)
+            return value, output
+        return super().prepare(f, value, output)
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if f == "get":
+            return "get" if output is UNKNOWN else f"get {show(output)}"
+        return super().describe_op(f, value, output)
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        if f == "get":
+            held = _or_list(sorted({self.describe_state(s) for s in states}))
+            return f"get returned {show(output)}, but the key could only hold {held} at that point"
+        return super().explain(f, value, output, states)
+
+    def describe_state(self, state: Any) -> str:
+        return show("" if state is None else state)
+
+
+class SetModel(Model):
+    """A grow-only set: add v, and read returning the whole set."""
+
+    name = "set"
+    fs = frozenset({"add", "read"})
+    read_fs = frozenset({"read"})
+    noun = "set"
+    verb = "be"
+
+    def init(self) -> Hashable:
+        return frozenset()
+
+    def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
+        value, output = super().prepare(f, value, output)
+        if f == "read" and output is not UNKNOWN:
+            return None, frozenset(output or ())
+        return value, output
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f == "add":
+            return True, state | {value}
+        if f == "read":
+            return (output is UNKNOWN or output == state), state
+        raise ValueError(f"set model has no operation {f!r}")
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if f == "read":
+            return "read" if output is UNKNOWN else f"read {show(output)}"
+        return f"add {show(value)}"
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        return f"read returned {show(output)}, but the set could only be {held} at that point"
+
+
+class FifoQueue(Model):
+    """A FIFO queue: enqueue v; dequeue returns the head (nil when empty)."""
+
+    name = "queue"
+    fs = frozenset({"enqueue", "dequeue"})
+    noun = "queue"
+    verb = "be"
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f == "enqueue":
+            return True, state + (value,)
+        if f == "dequeue":
+            if output is UNKNOWN:
+                # If it took effect it removed the head; an empty dequeue changes nothing,
+                # which is the same as not taking effect, so it is not a legal effect here.
+                return bool(state), state[1:]
+            if output is None:
+                return not state, state
+            return bool(state) and state[0] == output, state[1:]
+        raise ValueError(f"queue model has no operation {f!r}")
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if f == "dequeue":
+            return "dequeue" if output is UNKNOWN else f"dequeue -> {show(output)}"
+        return f"enqueue {show(value)}"
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        if f == "dequeue":
+            return (
+                f"dequeue returned {show(output)}, but the queue could only be {held} at that point"
+            )
+        return super().explain(f, value, output, states)
+
+
+class Mutex(Model):
+    """A lock: acquire succeeds only when free, release only when held."""
+
+    name = "mutex"
+    fs = frozenset({"acquire", "release"})
+    noun = "lock"
+    verb = "be"
+
+    def init(self) -> Hashable:
+        return False
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f == "acquire":
+            return not state, True
+        if f == "release":
+            return bool(state), False
+        raise ValueError(f"mutex model has no operation {f!r}")
+
+    def describe_state(self, state: Any) -> str:
+        return "held" if state else "free"
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        return f
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        return f"{f} succeeded, but the lock could only be {held} at that point"
+
+
+MODELS: dict[str, type[Model]] = {
+    m.name: m for m in (Register, CasRegister, KV, SetModel, FifoQueue, Mutex)
+}
+
+
+def get_model(name: str) -> Model:
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})") from None
+
+
+def infer_model(fs: Iterable[str]) -> Model:
+    """Pick the model whose operations cover the history's fs (the smallest that does)."""
+    seen = set(fs)
+    if not seen:
+        return CasRegister()
+    if seen & {"get", "put", "append"}:
+        return KV()
+    if "add" in seen:
+        return SetModel()
+    for cls in (Register, CasRegister, FifoQueue, Mutex, KV):
+        if seen <= cls.fs:
+            return cls()
+    raise ValueError(
+        f"no model understands the history's operations {', '.join(sorted(seen))}; pass --model"
+    )
