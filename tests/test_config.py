@@ -113,3 +113,19 @@ def test_etcd_options() -> None:
     cfg = config("--target", "etcd", "--serializable-reads", "--nemesis", "partition-majority")
     assert cfg.serializable_reads and cfg.workload == "register"
     assert cfg.test_name == "etcd-serializable-register-partition-majority"
+
+
+def test_list_shows_targets_workloads_nemeses(capsys: pytest.CaptureFixture[str]) -> None:
+    from dsjepsen.nemesis.catalog import NEMESES
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("raft-kv", "etcd", "register", "none", *NEMESES):
+        assert any(line.split()[0] == name for line in out.splitlines() if line.strip()), name
+    assert "stale-read" in out  # raft-kv's bug switches, from the target's own list
+    assert main(["list", "nemeses"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(NEMESES) + 1 and all(len(ln.split()) > 2 for ln in lines)
+    with pytest.raises(SystemExit) as e:
+        main(["list", "bogus"])
+    assert e.value.code == 254

@@ -396,6 +396,9 @@ class Runner:
         assert self.workload is not None and self.recorder is not None
         specs = self.workload.final_ops()
         self.final_start_index = self.recorder.next_index
+        with self._process_lock:  # fresh ids above every id a worker has had
+            used = [w.process for w in self.workers]
+            self._next_process = max([self._next_process - 1, *used]) + 1
         if not specs:
             return
         log.info("final reads: %d ops through each of %d nodes", len(specs), len(self.node_names))
