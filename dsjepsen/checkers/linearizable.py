@@ -89,7 +89,7 @@ MAX_PREFIX = 200
 #: seconds a failing key's traced search may take to find the states for its explanation
 EXPLAIN_SECONDS = 5.0
 #: the first time slice of every key, in seconds (later rounds get 4x the previous)
-FIRST_SLICE = 0.25
+FIRST_SLICE = 0.05
 #: without a time limit, how long undecided keys still run once another key has failed
 AFTER_FAILURE_SECONDS = 10.0
 
