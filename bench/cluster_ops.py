@@ -1,0 +1,86 @@
+"""Figures for the local cluster and the Remote backends: up/down time by node count and
+per-command latency (local netns exec vs SSH to a real sshd in a namespace). Prints, asserts
+nothing. Needs root. Usage: python3 bench/cluster_ops.py"""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from dsjepsen.harness import localnet
+from dsjepsen.harness.control.ssh import SshConfig, SshRemote
+from dsjepsen.harness.daemon import start_daemon, stop_daemon, wait_for_port
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def latency(remote, n=30) -> str:
+    samples = []
+    for _ in range(n):
+        dt, _ = timed(lambda: remote.run(["true"]))
+        samples.append(dt * 1000)
+    return f"median {statistics.median(samples):.1f} ms, max {max(samples):.1f} ms over {n}"
+
+
+def main() -> None:
+    for count in (3, 5, 9):
+        name = "b" + secrets.token_hex(3)
+        up, _ = timed(localnet.up, name, node_count=count)
+        again, _ = timed(localnet.up, name, node_count=count)
+        heal, _ = timed(localnet.heal, name)
+        down, _ = timed(localnet.down, name)
+        print(
+            f"{count} nodes: up {up:.2f}s, idempotent up {again:.2f}s, heal {heal:.2f}s, "
+            f"down {down:.2f}s"
+        )
+    name = "b" + secrets.token_hex(3)
+    cluster = localnet.up(name, node_count=1)
+    try:
+        node = cluster.node("n1")
+        print(f"local run(['true']): {latency(cluster.remote('n1'))}")
+        d = Path(tempfile.mkdtemp())
+        for k in ("host", "client"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / k)], check=True
+            )
+        (d / "ak").write_text((d / "client.pub").read_text())
+        (d / "cfg").write_text(
+            f"Port 2222\nListenAddress {node.address}\nHostKey {d / 'host'}\nAuthorizedKeysFile {d / 'ak'}\n"
+            "PidFile none\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+            "Subsystem sftp internal-sftp\n"
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        r = cluster.remote("n1")
+        start_daemon(
+            r,
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "cfg")],
+            pidfile=str(d / "pid"),
+            logfile=str(d / "log"),
+            cwd=str(d),
+        )
+        wait_for_port(node.address, 2222)
+        ssh = SshRemote(
+            node,
+            SshConfig(
+                port=2222, key_file=str(d / "client"), insecure_host_keys=True, allow_agent=False
+            ),
+        )
+        first, _ = timed(lambda: ssh.run(["true"]))
+        print(f"ssh first command (connect + auth): {first * 1000:.0f} ms")
+        print(f"ssh run(['true']) on the reused connection: {latency(ssh)}")
+        ssh.close()
+        stop_daemon(r, str(d / "pid"))
+    finally:
+        localnet.down(name)
+
+
+if __name__ == "__main__":
+    main()
