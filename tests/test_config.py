@@ -129,3 +129,27 @@ def test_list_shows_targets_workloads_nemeses(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as e:
         main(["list", "bogus"])
     assert e.value.code == 254
+
+
+def test_reproduce_argv_pins_the_seed_of_each_run() -> None:
+    from dsjepsen.harness.runner import run_with_seed_offset
+
+    cfg = config("--time-limit", "5", "--seed=9", "--test-count", "3", "--keys", "2")
+    second = run_with_seed_offset(cfg, 1)
+    assert second.seed == 10
+    assert second.reproduce_argv() == [
+        "dsjepsen", "test", "--time-limit", "5", "--keys", "2",
+        "--seed", "10",
+    ]  # fmt: skip
+    unseeded = config("--time-limit", "5")
+    assert unseeded.reproduce_argv()[-2:] == ["--seed", str(unseeded.seed)]
+
+
+def test_canonical_argv_round_trips() -> None:
+    from dataclasses import replace
+
+    cfg = config("--bug", "stale-read", "--nemesis", "kill,pause", "--concurrency", "3n")
+    cfg = replace(cfg, argv=())  # started from Python: rebuilt from the config
+    argv = cfg.reproduce_argv()
+    again = config_from_args(build_parser().parse_args(argv[1:]), argv=argv)
+    assert replace(again, argv=()) == replace(cfg, seed_given=True)

@@ -55,6 +55,15 @@ def _open_nodes(args: argparse.Namespace) -> Any:
     return open_nodes(args)
 
 
+def _command_line() -> list[str]:
+    """What the user typed, as `dsjepsen test ...` (recorded in test.json to reproduce the
+    run). Empty when dsjepsen was called from Python with other arguments than sys.argv."""
+    raw = sys.argv[1:]
+    if "test" not in raw:
+        return []
+    return ["dsjepsen", *raw]
+
+
 class _LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """On a terminal, clear the progress line before a log line so the two never mix."""
 
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen.harness.config import config_from_args
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
 
-    config = config_from_args(args, argv=sys.argv[:])
+    config = config_from_args(args, argv=_command_line())
     handler = _console_logging(bool(getattr(args, "debug", False)))
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID

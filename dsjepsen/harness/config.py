@@ -82,6 +82,43 @@ class TestConfig:
 
         return replace(self, seed=seed, seed_given=True)
 
+    def reproduce_argv(self) -> list[str]:
+        """The command line that repeats exactly this run: argv with the seed pinned and
+        --test-count dropped (run i of --test-count N uses seed + i)."""
+        out: list[str] = []
+        args = list(self.argv)
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a in ("--seed", "--test-count"):
+                i += 2
+                continue
+            if a.startswith(("--seed=", "--test-count=")):
+                i += 1
+                continue
+            out.append(a)
+            i += 1
+        if not out:
+            out = self.canonical_argv()
+        return [*out, "--seed", str(self.seed)]
+
+    def canonical_argv(self) -> list[str]:
+        """A command line giving this config (without node options or seed), for runs
+        started from Python rather than from a shell."""
+        argv = ["dsjepsen", "test", "--target", self.target]
+        for b in self.bugs:
+            argv += ["--bug", b]
+        if self.serializable_reads:
+            argv.append("--serializable-reads")
+        argv += ["--workload", self.workload, "--nemesis", ",".join(self.nemesis) or "none"]
+        argv += ["--nemesis-interval", f"{self.nemesis_interval:g}"]
+        argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
+        argv += ["--rate", f"{self.rate:g}", "--keys", str(self.keys)]
+        argv += ["--ops-per-key", str(self.ops_per_key), "--store", self.store]
+        if self.leave_running:
+            argv.append("--leave-running")
+        return argv
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["concurrency"] = self.concurrency_spec

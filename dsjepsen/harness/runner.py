@@ -130,7 +130,8 @@ class Runner:
         log.info("run directory %s", run_dir.path)
         run_dir.update_test(
             name=cfg.test_name,
-            argv=list(cfg.argv),
+            argv=cfg.reproduce_argv(),
+            invoked_argv=list(cfg.argv),
             options=cfg.to_dict(),
             seed=cfg.seed,
             nodes=[
@@ -510,7 +511,7 @@ class Runner:
         run_dir.write_results(results)
         log.info(
             "verdict: %s%s",
-            results["valid"],
+            {True: "valid", False: "invalid"}.get(results["valid"], "unknown"),
             f" ({results['reason']})" if results.get("reason") else "",
         )
         self._render_report()
