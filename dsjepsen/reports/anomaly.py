@@ -16,7 +16,8 @@ from dsjepsen.reports.rundata import RunData
 from dsjepsen.reports.svg import esc
 from dsjepsen.reports.timeline import short
 
-MAX_DIAGRAM_OPS = 60
+MAX_DIAGRAM_OPS = 40
+DIAGRAM_STEPS = 8
 
 
 @dataclass
@@ -165,10 +166,15 @@ def diagram(run: RunData, a: Anomaly) -> str:
     step_of: dict[int, int] = {}
     state_of: dict[int, str] = {}
     ops: dict[int, dict[str, Any]] = {}
-    for n, p in enumerate(a.prefix, start=1):
+    first_step = a.prefix_omitted + 1
+    # The diagram shows the end of the linearization (the table lists all of it): the last
+    # DIAGRAM_STEPS steps, everything pending, the checker's window and the failing op.
+    tail_from = max(0, len(a.prefix) - DIAGRAM_STEPS)
+    for n, p in enumerate(a.prefix, start=first_step):
         d = p.get("op")
         if isinstance(d, dict) and isinstance(d.get("call"), int):
-            ops[d["call"]] = d
+            if n - first_step >= tail_from:
+                ops[d["call"]] = d
             step_of[d["call"]] = n
             state_of[d["call"]] = short(p.get("state"), 24)
     for d in a.pending:
@@ -180,7 +186,10 @@ def diagram(run: RunData, a: Anomaly) -> str:
     by_call = {o.call: o for o in run.operations}
     for w in a.window:
         if w in by_call and w not in ops and by_call[w].key == a.key:
-            ops[w] = operation_dict(run, by_call[w].id)
+            ops[w] = next(
+                (p["op"] for p in a.prefix if p["op"].get("call") == w),
+                operation_dict(run, by_call[w].id),
+            )
     if not ops:
         return ""
     # Keep the ops nearest the failing one when the window is large.
@@ -193,7 +202,7 @@ def diagram(run: RunData, a: Anomaly) -> str:
     col = {p: i for i, p in enumerate(points)}
     procs = sorted({str(d.get("process")) for d in drawn}, key=_proc_key)
     lane = {p: i for i, p in enumerate(procs)}
-    step_px = max(34, min(70, 1100 // max(len(points), 1)))
+    step_px = max(30, min(80, 1050 // (len(points) + 1)))
     left, top, lh = 70, 24, 58
     width = left + step_px * (len(points) + 1) + 40
     height = top + lh * len(procs) + 34
@@ -217,7 +226,7 @@ def diagram(run: RunData, a: Anomaly) -> str:
     lin_points: list[tuple[float, float, int]] = []
     last_x = 0.0
     for c in sorted(chosen, key=lambda c: step_of.get(c, 10**9)):
-        if c in step_of:
+        if c in step_of and c in ops:
             d = ops[c]
             x0 = x(c)
             x1 = x(d["ret"]) if isinstance(d.get("ret"), int) and d["ret"] in col else right_edge

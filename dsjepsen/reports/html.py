@@ -74,11 +74,24 @@ def verdict_of(run: RunData) -> Verdict:
         return Verdict("NO VERDICT", "none", "run interrupted: no results.json was written")
     v = r.get("valid")
     reason = r.get("reason") or ""
+    if r.get("interrupted"):
+        return Verdict("NO VERDICT", "none", "run interrupted: " + (reason or "not checked"))
+    if r.get("error"):
+        return Verdict("NO VERDICT", "none", f"harness error: {r['error']}")
     if v is True:
         return Verdict("VALID", "valid", reason or "every checker passed")
     if v is False:
-        return Verdict("INVALID", "invalid", reason or "a checker found an anomaly")
+        return Verdict("INVALID", "invalid", _brief(reason) or "a checker found an anomaly")
     return Verdict("UNKNOWN", "unknown", reason or "the checkers could not decide")
+
+
+def _brief(reason: str, limit: int = 200) -> str:
+    """A long multi-key reason cut to its first part and a count of the rest."""
+    if len(reason) <= limit:
+        return reason
+    parts = reason.split("; ")
+    head = parts[0] if len(parts[0]) <= limit else parts[0][: limit - 1] + "…"
+    return f"{head} (and {len(parts) - 1} more)" if len(parts) > 1 else head
 
 
 def _opt(test: Mapping[str, Any], *names: str) -> Any:

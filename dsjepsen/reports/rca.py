@@ -16,6 +16,7 @@ from dsjepsen.reports.anomaly import Anomaly, op_text
 from dsjepsen.reports.rundata import NS, FaultWindow, RunData
 from dsjepsen.reports.timeline import short
 
+MAX_EVIDENCE = 6
 INVARIANTS = {
     "nonlinearizable": (
         "Linearizability of each key as a single register: every operation must appear to "
@@ -270,7 +271,10 @@ def build(
     reproduce: str | None,
 ) -> Rca:
     affected = set().union(*(a.op_ids for a in anomalies)) if anomalies else set()
-    keys = sorted({short(a.key) for a in anomalies if a.key is not None})
+    keys = sorted(
+        {short(a.key) for a in anomalies if a.key is not None},
+        key=lambda k: (0, int(k), k) if k.lstrip("-").isdigit() else (1, 0, k),
+    )
     impact = []
     if anomalies:
         impact.append(
@@ -292,7 +296,9 @@ def build(
         if isinstance(res, dict):
             v = res.get("valid")
             verdict = {True: "valid", False: "INVALID"}.get(v, str(v))
-            reason = f": {res['reason']}" if res.get("reason") else ""
+            parts = str(res.get("reason") or "").split("; ")
+            more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
+            reason = f": {'; '.join(parts[:3])}{more}" if res.get("reason") else ""
             detection.append(f"checker {name}: {verdict}{reason}")
     if not detection:
         detection.append(
@@ -325,18 +331,23 @@ def build(
         )
     tl.append(TimelineRow(run.end_time, run.fmt_t(run.end_time), "last recorded op", "run"))
     tl.sort(key=lambda r: r.t)
+    hyps = hypotheses(run, anomalies)
     invariants = []
     for a in anomalies:
         text = INVARIANTS.get(a.type, f"{a.checker}: no {a.type} anomalies")
         if text not in invariants:
             invariants.append(text)
+    for h in hyps:
+        if len(h.evidence) > MAX_EVIDENCE:
+            more = len(h.evidence) - MAX_EVIDENCE
+            h.evidence = h.evidence[:MAX_EVIDENCE] + [f"… and {more} more like these"]
     return Rca(
         summary=summary,
         impact=impact,
         detection=detection,
         timeline=tl,
         invariants=invariants,
-        hypotheses=hypotheses(run, anomalies),
+        hypotheses=hyps,
         reproduction=reproduce,
     )
 

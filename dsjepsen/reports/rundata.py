@@ -264,7 +264,8 @@ def build_run_data(
         faults=faults,
         events=events,
         logical_time=_is_logical(history.ops),
-        interrupted=results is None and run_dir is not None,
+        interrupted=(results is None and run_dir is not None)
+        or bool((results or {}).get("interrupted")),
     )
 
 

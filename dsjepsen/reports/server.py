@@ -136,7 +136,7 @@ def list_runs(store: Path) -> list[RunSummary]:
                 duration = f"{last_t / 1e9:.1f} s"
             else:
                 duration = "–"
-            if results is None:
+            if results is None or results.get("interrupted") or results.get("error"):
                 verdict, css = "no verdict", "none"
             else:
                 v = results.get("valid")

@@ -22,7 +22,12 @@ def short(v: Any, n: int = MAX_TEXT) -> str:
     """A value as short text for labels (never markup: escaped where it is shown)."""
     if v is None:
         return "nil"
-    s = v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
+    t = type(v)
+    if t is int or t is float:
+        return str(v)
+    if t is list and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return f"[{v[0]},{v[1]}]"  # cas values: the common case, without json.dumps
+    s = v if t is str else json.dumps(v, default=str, separators=(",", ":"))
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
