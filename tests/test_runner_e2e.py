@@ -299,3 +299,23 @@ def test_interrupted_run_heals_tears_down_and_keeps_history(
     results = json.loads((history_file.parent / "results.json").read_text())
     assert results["valid"] == "unknown" and "interrupted" in results["reason"]
     assert json.loads((history_file.parent / "test.json").read_text())["end_time"]
+
+
+def test_harness_error_mid_run_tears_down_and_says_unknown(make_cluster, tmp_path: Path) -> None:
+    from dsjepsen.errors import HarnessError
+
+    cluster = make_cluster(node_count=3)
+
+    def explode(runner: Runner) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(HarnessError, match="disk on fire"):
+        run_test(
+            cluster, tmp_path, "--target", "raft-kv", "--time-limit", "5", "--seed", "6",
+            hooks=_Hooks(after_setup=[explode]),
+        )  # fmt: skip
+    run_dir = (tmp_path / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["valid"] == "unknown" and "disk on fire" in results["reason"]
+    assert "disk on fire" in (run_dir / "dsjepsen.log").read_text()
+    assert not any(node_processes(cluster).values()), "the target must be torn down"

@@ -162,6 +162,17 @@ class Runner:
                     self._cleanup()
         try:
             outcome = self._conclude(interrupted, error)
+        except KeyboardInterrupt:
+            # interrupted while checking: everything is healed and recorded; say so and stop
+            run_dir.write_results(
+                {
+                    "valid": "unknown",
+                    "reason": "interrupted while checking; re-check with dsjepsen check",
+                    "checks": {},
+                    "interrupted": True,
+                }
+            )
+            raise
         finally:
             self._detach_log()
         if interrupted:
