@@ -4,9 +4,7 @@ tears them down (and checks that nothing is left) afterwards, also when the test
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import string
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,25 +18,10 @@ from dsjepsen.harness.control.base import Node
 from dsjepsen.harness.control.ssh import SshConfig, SshRemote
 from dsjepsen.harness.daemon import start_daemon, stop_daemon, wait_for_port
 
-
-def cluster_unsupported() -> str | None:
-    """Why real namespace clusters cannot run here, or None when they can."""
-    if not localnet.has_net_admin():
-        return "needs root (CAP_NET_ADMIN) for network namespaces"
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    try:
-        localnet.list_netns()
-    except Exception as e:  # noqa: BLE001 - any failure means: cannot run here
-        return f"`ip netns` does not work here: {e}"
-    return None
-
-
-def unique_cluster_name() -> str:
-    """7 characters, 't' + 6 random: parallel test processes never share a cluster."""
-    alphabet = string.ascii_lowercase + string.digits
-    return "t" + "".join(secrets.choice(alphabet) for _ in range(6))
+# the helpers live in localnet so that test modules import them whether or not tests/ is a
+# package (importing conftest directly breaks when it is)
+cluster_unsupported = localnet.unsupported_reason
+unique_cluster_name = localnet.random_name
 
 
 @pytest.fixture

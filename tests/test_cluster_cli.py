@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cluster_unsupported, unique_cluster_name
 
 from dsjepsen.harness import localnet
 
@@ -22,10 +21,10 @@ def dsj(*argv: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def name():
-    reason = cluster_unsupported()
+    reason = localnet.unsupported_reason()
     if reason:
         pytest.skip(reason)
-    n = unique_cluster_name()
+    n = localnet.random_name()
     yield n
     localnet.down(n)
     assert localnet.remains(n) == []
@@ -78,8 +77,8 @@ def test_up_exec_status_down(name):
     ],
 )
 def test_errors_are_one_line_exit_254(argv, message):
-    if cluster_unsupported():
-        pytest.skip(cluster_unsupported())
+    if localnet.unsupported_reason():
+        pytest.skip(localnet.unsupported_reason())
     res = dsj(*argv)
     assert res.returncode == 254, res.stderr
     lines = res.stderr.strip().splitlines()

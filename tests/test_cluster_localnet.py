@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import unique_cluster_name
 
 from dsjepsen.errors import ConfigError
 from dsjepsen.harness import localnet
@@ -235,14 +234,14 @@ def test_bad_names_and_sizes_are_config_errors():
     with pytest.raises(ConfigError, match="invalid cluster name"):
         localnet.up("a-b")
     with pytest.raises(ConfigError, match="node count"):
-        localnet.up(unique_cluster_name(), node_count=0)
+        localnet.up(localnet.random_name(), node_count=0)
 
 
 def test_subnet_override_and_clash(make_cluster):
     cluster = make_cluster(2, subnet="10.213.250.0/24")
     assert cluster.node("n1").address == "10.213.250.11"
     assert cluster.meta["controller_address"] == "10.213.250.1"
-    name = unique_cluster_name()
+    name = localnet.random_name()
     with pytest.raises(ConfigError, match="overlaps"):
         localnet.up(name, node_count=2, subnet="10.213.250.0/25")
     assert localnet.remains(name) == []

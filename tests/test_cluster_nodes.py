@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from conftest import unique_cluster_name
 
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.harness import localnet
@@ -116,12 +115,10 @@ def test_nodes_file_reaches_the_real_sshd(ssh_server, tmp_path):
 
 @pytest.mark.cluster
 def test_no_option_means_the_local_cluster_created_on_demand():
-    from conftest import cluster_unsupported
-
-    reason = cluster_unsupported()
+    reason = localnet.unsupported_reason()
     if reason:
         pytest.skip(reason)
-    name = unique_cluster_name()
+    name = localnet.random_name()
     try:
         with pytest.raises(ConfigError, match="no local cluster named"):
             open_nodes(parse("--cluster-name", name), create=False)

@@ -74,10 +74,8 @@ def _netem_works() -> bool:
 
 @pytest.mark.cluster
 def test_doctor_matches_this_machine():
-    from conftest import cluster_unsupported
-
-    if cluster_unsupported():
-        pytest.skip(cluster_unsupported())
+    if localnet.unsupported_reason():
+        pytest.skip(localnet.unsupported_reason())
     res = _doctor("--json")
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert res.returncode == 0, res.stderr  # root, ip netns, veth, iptables all work here

@@ -16,8 +16,10 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import string
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +34,7 @@ from dsjepsen.harness.control.local import LocalRemote, run_argv
 PREFIX = "dsj"
 DEFAULT_NAME = "default"
 #: Linux interface names hold 15 characters: "dsj-" + name + "-" + up to 3 digits
+NAME_MAX = 7
 NAME_RE = re.compile(r"^[a-z0-9]{1,7}$")
 POOL = ipaddress.ip_network("10.213.0.0/16")
 MAX_NODES = 200
@@ -119,6 +122,26 @@ def preflight() -> None:
     for tool, package in (("ip", "iproute2"), ("iptables", "iptables")):
         if shutil.which(tool) is None:
             raise ConfigError(f"{tool} not found: install {package} (see `dsjepsen doctor`)")
+
+
+def unsupported_reason() -> str | None:
+    """Why local clusters cannot run on this machine, or None when they can (test skips)."""
+    if not has_net_admin():
+        return "needs root (CAP_NET_ADMIN) for network namespaces"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    try:
+        list_netns()
+    except (RemoteError, HarnessError) as e:
+        return f"`ip netns` does not work here: {e}"
+    return None
+
+
+def random_name(prefix: str = "t") -> str:
+    """A fresh 7-character cluster name, so parallel tests never share a cluster."""
+    alphabet = string.ascii_lowercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(NAME_MAX - len(prefix)))
 
 
 def has_net_admin() -> bool:
