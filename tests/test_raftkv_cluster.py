@@ -76,11 +76,11 @@ class Harness:
         return str(poll(find, f"a leader among {nodes} (excluding {list(exclude)})"))
 
     def write(self, node: str, key: int, value: int) -> Op:
-        """Write through `node`, retrying definite failures (e.g. just after an election)."""
+        """Write through `node` until acknowledged: failures (e.g. just after an election) and
+        timeouts of a slow machine are retried; writing the same value again is harmless."""
 
         def attempt() -> Op | None:
             done = self.call(node, "write", key, value)
-            assert done.type != "info", f"write {key}={value} via {node} was indeterminate: {done}"
             return done if done.type == "ok" else None
 
         return poll(attempt, f"write {key}={value} via {node} to succeed")  # type: ignore[return-value]

@@ -134,7 +134,9 @@ class RaftNode:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(max(0.005, self._deadline - self._loop.time()))
-            if self.role != LEADER and self._loop.time() >= self._deadline:
+            if self.role == LEADER:
+                self._reset_deadline()  # leaders do not time out; just look again later
+            elif self._loop.time() >= self._deadline:
                 self._reset_deadline()
                 self._spawn(self._election())
 
