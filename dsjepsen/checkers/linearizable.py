@@ -699,6 +699,7 @@ def check_linearizable(
     progress: ProgressFn | None = None,
     explain: bool = True,
     all_keys: bool = True,
+    source: str | None = None,
 ) -> CheckResult:
     """Check a history (or paired operations) for linearizability against `model`.
 
@@ -710,7 +711,8 @@ def check_linearizable(
     """
     started = time.monotonic()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    operations, source = _operations(history)
+    operations, found_source = _operations(history)
+    source = source or found_source
     m = resolve_model(model, operations)
     deadline = started + time_limit if time_limit is not None else None
 

@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     operations = history.operations()
     parse_s = time.monotonic() - t0
     model = resolve_model(args.model, operations)
-    result = check_linearizable(operations, model, time_limit=args.time_limit, progress=_progress)
+    result = check_linearizable(
+        operations, model, time_limit=args.time_limit, progress=_progress, source=history.source
+    )
     result.details["source"] = history.source
     result.details["parse_seconds"] = round(parse_s, 6)
     if renderer is not None:

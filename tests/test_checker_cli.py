@@ -1,0 +1,95 @@
+"""`dsjepsen check`: exit codes, --json, the explanation text, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def write(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    return path
+
+
+VALID = [
+    {"process": 0, "type": "invoke", "f": "write", "value": 1},
+    {"process": 0, "type": "ok", "f": "write", "value": 1},
+    {"process": 1, "type": "invoke", "f": "read", "value": None},
+    {"process": 1, "type": "ok", "f": "read", "value": 1},
+]
+INVALID = VALID[:2] + [
+    {"process": 1, "type": "invoke", "f": "read", "value": None},
+    {"process": 1, "type": "ok", "f": "read", "value": 3},
+]
+
+
+def test_valid_exits_0(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", VALID)))
+    assert r.returncode == 0, r.stderr
+    assert "VALID" in r.stdout
+
+
+def test_invalid_exits_1_with_sentence(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", INVALID)), "--model", "register")
+    assert r.returncode == 1, r.stderr
+    assert "read returned 3, but the register could only hold 1 at that point" in r.stdout
+
+
+def test_json_output(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", INVALID)), "--json")
+    assert r.returncode == 1
+    d = json.loads(r.stdout)
+    assert d["valid"] is False and d["anomalies"][0]["type"] == "nonlinearizable"
+    assert d["details"]["memory"]["estimated_cache_bytes"] >= 0
+
+
+def test_unreadable_and_malformed_input_exit_254(tmp_path: Path) -> None:
+    r = run(str(tmp_path / "missing.jsonl"))
+    assert r.returncode == 254 and "missing.jsonl" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(VALID[0]) + "\n{not json\n" + json.dumps(VALID[1]) + "\n")
+    r = run(str(bad))
+    assert r.returncode == 254 and "bad.jsonl:2" in r.stderr
+
+
+def test_wrong_model_for_ops_exits_254(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", VALID)), "--model", "queue")
+    assert r.returncode == 254 and "h.jsonl:1" in r.stderr
+
+
+def test_bad_time_limit_exits_254(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", VALID)), "--time-limit", "-1")
+    assert r.returncode == 254
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=f"Porcupine corpus not present at {CORPUS}")
+def test_etcd_000_explanation() -> None:
+    r = run(str(CORPUS / "jepsen" / "etcd_000.log"))
+    assert r.returncode == 1, r.stderr
+    out = r.stdout
+    assert "INVALID" in out
+    assert "read returned 2, but the register could only hold 0, 1, 3 or 4" in out
+    assert "longest linearizable prefix" in out and "pending at that point" in out
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=f"Porcupine corpus not present at {CORPUS}")
+def test_unknown_exits_2() -> None:
+    # the hardest failing keys of c50-bad cannot be decided in 0.01 s
+    r = run(str(CORPUS / "kv" / "c50-ok.txt"), "--time-limit", "0.01")
+    assert r.returncode == 2, r.stdout
+    assert "time limit" in r.stdout
