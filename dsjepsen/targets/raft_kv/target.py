@@ -57,6 +57,7 @@ class RaftKvTarget(Target):
         request_timeout: float = 1.0,
         flush_interval: float = 2.0,
         setup_timeout: float = 30.0,
+        python: str = "python3",
     ):
         unknown = [b for b in bugs if b not in BUGS]
         if unknown:
@@ -75,6 +76,7 @@ class RaftKvTarget(Target):
         self.request_timeout = request_timeout
         self.flush_interval = flush_interval
         self.setup_timeout = setup_timeout
+        self.python = python  # the interpreter on ssh / docker nodes
 
     # -- paths on a node ----------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class RaftKvTarget(Target):
         if cluster.kind == "local":
             head = [sys.executable, "-m", "dsjepsen.targets.raft_kv.server"]
         else:
-            head = ["python3", "-m", "raft_kv.server"]
+            head = [self.python, "-m", "raft_kv.server"]
         argv = [
             *head,
             "--id",
@@ -130,13 +132,13 @@ class RaftKvTarget(Target):
 
     def _upload(self, remote: Remote, node: Node) -> None:
         res = remote.run(
-            ["python3", "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
+            [self.python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
             timeout=30.0,
             check=False,
         )
         if res.exit != 0:
             raise HarnessError(
-                f"node {node.name}: raft-kv needs python3 >= 3.11 on the node "
+                f"node {node.name}: raft-kv needs {self.python} >= 3.11 on the node "
                 f"(exit {res.exit}: {res.stderr.strip()[:200]})"
             )
         dest = f"{self.code_dir(node)}/raft_kv"
