@@ -427,8 +427,13 @@ class Runner:
     def _final_reads_on(self, node: str, specs: list[OpSpec], deadline: float) -> None:
         client = None
         process = self.new_process()
+        failed_in_a_row = 0
         try:
             for spec in specs:
+                if failed_in_a_row >= 2:
+                    log.warning("final reads on %s: node does not answer, skipping the rest", node)
+                    return
+                failed_in_a_row += 1
                 for attempt in range(FINAL_READ_ATTEMPTS):
                     if time.monotonic() > deadline:
                         log.warning("final reads on %s: out of time", node)
@@ -437,6 +442,7 @@ class Runner:
                         client = self.target.client(self.cluster, node)
                     comp = self.invoke(client, spec, process, node)
                     if comp.type == "ok":
+                        failed_in_a_row = 0
                         break
                     if comp.type == "info":
                         process = self.new_process()
