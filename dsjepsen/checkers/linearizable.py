@@ -291,13 +291,24 @@ def _search(
     # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
     failed: dict[tuple[int, Any, int], list[int]] = {}
     n_failed = 0
-    check_every = 4096
-    next_check = check_every
-    last_progress = started
     # deepest level reached, and what was seen there (trace mode only)
     deep = -1
     deep_probe: list[Any] = [set(), None]  # states tried there, (config, node) furthest in
     counters = [0, 0]  # configurations explored, largest closure queue
+
+    progress_at = [started]
+
+    def check(alive: int) -> None:
+        progress_at[0] = _budget(
+            key,
+            counters[0],
+            n_failed + alive,
+            deadline,
+            max_configs,
+            progress,
+            started,
+            progress_at[0],
+        )
 
     stack: list[Any] = [iter([((init, 0, 0), None)])]
     while stack:
@@ -327,19 +338,9 @@ def _search(
         else:
             probe = deep_probe if (trace and r == deep) else None
             stack.append(
-                _closure(levels[r], cfg, node, op_of_info_bit, ops_call, trace, probe, counters)
-            )
-        if counters[0] >= next_check:
-            next_check = counters[0] + check_every
-            last_progress = _budget(
-                key,
-                counters[0],
-                n_failed + counters[1],
-                deadline,
-                max_configs,
-                progress,
-                started,
-                last_progress,
+                _closure(
+                    levels[r], cfg, node, op_of_info_bit, ops_call, check, trace, probe, counters
+                )
             )
     out = _Outcome(False, counters[0], max(counters[1], n_failed), ops=ops)
     if trace and deep >= 0:
@@ -353,6 +354,7 @@ def _closure(
     node: Any,
     op_of_info_bit: dict[int, int],
     ops_call: list[int],
+    check: Callable[[int], None],
     trace: bool,
     probe: list[Any] | None,
     counters: list[int],
@@ -393,6 +395,8 @@ def _closure(
                     yield c2, (_node(i, c2[0], c[3]) if trace else None)
                 continue
             counters[0] += 1
+            if not counters[0] & 4095:
+                check(size)
             s, lin, used = c
             if trace:
                 node = nodes[c]
