@@ -66,7 +66,7 @@ def test_up_exec_status_down(name):
     "argv, message",
     [
         (["cluster", "up", "--name", "Bad-Name"], "invalid cluster name"),
-        (["cluster", "up", "--name", "tbad", "--nodes", "0"], "node count"),
+        (["cluster", "up", "--name", "tbad", "--nodes", "0"], "--nodes 0: must be 1-200"),
         (["cluster", "up", "--name", "tbad", "--subnet", "192.0.2.0/24"], "overlaps"),
         (["cluster", "up", "--name", "tbad", "--subnet", "10.213.0.0/33"], "--subnet"),
         (

@@ -128,3 +128,24 @@ def test_no_option_means_the_local_cluster_created_on_demand():
     finally:
         localnet.down(name)
     assert localnet.remains(name) == []
+
+
+@pytest.mark.cluster
+def test_node_count_follows_the_existing_cluster_unless_given():
+    """`cluster up --nodes 3` then `dsjepsen test` uses those 3 nodes; an explicit
+    --node-count of another size rebuilds the cluster instead of failing."""
+    reason = localnet.unsupported_reason()
+    if reason:
+        pytest.skip(reason)
+    name = localnet.random_name()
+    try:
+        localnet.up(name, node_count=3)
+        assert len(open_nodes(parse("--cluster-name", name)).nodes) == 3
+        rebuilt = open_nodes(parse("--cluster-name", name, "--node-count", "4"))
+        assert rebuilt.names == ["n1", "n2", "n3", "n4"]
+        assert len(open_nodes(parse("--cluster-name", name)).nodes) == 4
+        with pytest.raises(ConfigError, match="--node-count 0"):
+            open_nodes(parse("--cluster-name", name, "--node-count", "0"))
+    finally:
+        localnet.down(name)
+    assert localnet.remains(name) == []

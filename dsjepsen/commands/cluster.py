@@ -51,6 +51,8 @@ def register(subparsers) -> None:
 
 
 def run_up(args) -> int:
+    if not 1 <= args.nodes <= localnet.MAX_NODES:
+        raise ConfigError(f"--nodes {args.nodes}: must be 1-{localnet.MAX_NODES}")
     cluster = localnet.up(args.name, node_count=args.nodes, subnet=args.subnet)
     print(
         f"cluster {cluster.name}: {len(cluster.nodes)} nodes on {cluster.meta['subnet']} "

@@ -20,6 +20,7 @@ log = logging.getLogger("dsjepsen.test")
 
 def register(subparsers: Any) -> None:
     from dsjepsen.harness.config import add_test_options
+    from dsjepsen.harness.nodes import add_node_options
 
     p = subparsers.add_parser(
         "test",
@@ -29,30 +30,8 @@ def register(subparsers: Any) -> None:
         "254 bad options, 255 harness error.",
     )
     add_test_options(p)
-    _add_node_options(p)
+    add_node_options(p)
     p.set_defaults(func=run)
-
-
-def _add_node_options(parser: argparse.ArgumentParser) -> None:
-    try:
-        from dsjepsen.harness.nodes import add_node_options
-    except ImportError:
-        # the cluster-selection module is not there: a local cluster is all we can offer
-        parser.add_argument("--node-count", default="5", metavar="N")
-        return
-    add_node_options(parser)
-
-
-def _open_nodes(args: argparse.Namespace) -> Any:
-    try:
-        from dsjepsen.harness.nodes import open_nodes
-    except ImportError:
-        from dsjepsen.harness import localnet
-        from dsjepsen.harness.config import _integer
-
-        n = _integer(getattr(args, "node_count", 5), "--node-count", minimum=1)
-        return localnet.up("default", node_count=n)
-    return open_nodes(args)
 
 
 def _command_line() -> list[str]:
@@ -88,6 +67,7 @@ def _console_logging(verbose: bool) -> logging.Handler:
 
 def run(args: argparse.Namespace) -> int:
     from dsjepsen.harness.config import config_from_args
+    from dsjepsen.harness.nodes import open_nodes
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
 
     config = config_from_args(args, argv=_command_line())
@@ -95,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID
     try:
-        cluster = _open_nodes(args)
+        cluster = open_nodes(args)
         try:
             for i in range(config.test_count):
                 cfg = run_with_seed_offset(config, i)

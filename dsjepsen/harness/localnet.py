@@ -38,6 +38,7 @@ NAME_MAX = 7
 NAME_RE = re.compile(r"^[a-z0-9]{1,7}$")
 POOL = ipaddress.ip_network("10.213.0.0/16")
 MAX_NODES = 200
+DEFAULT_NODE_COUNT = 5
 #: node n<i> gets host number FIRST_NODE_HOST + i - 1 of the subnet; the bridge gets host 1
 FIRST_NODE_HOST = 11
 HOST = "controller"
@@ -303,18 +304,46 @@ def _allocate_subnet(name: str, requested: str | None, node_count: int) -> ipadd
 # --------------------------------------------------------------------------- public API
 
 
-def up(name: str = DEFAULT_NAME, node_count: int = 5, subnet: str | None = None) -> Cluster:
+def up(
+    name: str = DEFAULT_NAME,
+    node_count: int | None = None,
+    subnet: str | None = None,
+    rebuild: bool = False,
+) -> Cluster:
     """Create cluster `name` (n1..n<node_count>), or return it if it already exists whole.
 
-    A partly built or partly destroyed cluster of that name is removed and rebuilt; a whole one
-    with a different node count or subnet is an error (down it first). On any failure nothing
-    of the new cluster is left behind."""
+    node_count None means "whatever size it has", or DEFAULT_NODE_COUNT when it must be
+    created, so a test after `cluster up --nodes 3` just uses those 3 nodes. A partly built or
+    partly destroyed cluster of that name is removed and rebuilt; a whole one with a different
+    node count or subnet is an error (down it first), unless rebuild=True, which a test run
+    uses because it sets its target up from scratch anyway. On any failure nothing of the new
+    cluster is left behind."""
     validate_name(name)
-    if not isinstance(node_count, int) or not 1 <= node_count <= MAX_NODES:
+    if node_count is not None and (
+        not isinstance(node_count, int) or not 1 <= node_count <= MAX_NODES
+    ):
         raise ConfigError(f"node count must be between 1 and {MAX_NODES}, not {node_count!r}")
     preflight()
     with _lock():
         state = read_state(name)
+        if state is not None and not missing_parts(state) and node_count is None:
+            node_count = state.node_count
+        if node_count is None:
+            node_count = DEFAULT_NODE_COUNT
+        if (
+            state is not None
+            and not missing_parts(state)
+            and rebuild
+            and (
+                state.node_count != node_count
+                or (
+                    subnet is not None
+                    and str(ipaddress.ip_network(subnet, strict=False)) != state.subnet
+                )
+            )
+        ):
+            _teardown(name, keep_data=False)
+            state = None
         if state is not None and not missing_parts(state):
             if state.node_count != node_count:
                 raise ConfigError(

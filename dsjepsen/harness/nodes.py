@@ -51,9 +51,10 @@ def add_node_options(parser: argparse.ArgumentParser, local: bool = True) -> Non
         g.add_argument(
             "--node-count",
             type=int,
-            default=5,
+            default=None,
             metavar="N",
-            help="size of the local cluster when it must be created (default 5)",
+            help="size of the local cluster (default: the existing cluster's size, or "
+            f"{localnet.DEFAULT_NODE_COUNT} when it is created; a different size rebuilds it)",
         )
         g.add_argument(
             "--cluster-name",
@@ -107,8 +108,11 @@ def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True
         raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
     if not nodes_opt and not nodes_file:
         name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
+        count = getattr(args, "node_count", None)
+        if count is not None and not 1 <= count <= localnet.MAX_NODES:
+            raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
         if create:
-            return localnet.up(name, node_count=getattr(args, "node_count", 5))
+            return localnet.up(name, node_count=count, rebuild=count is not None)
         return localnet.open_cluster(name)
     if nodes_file:
         specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)
