@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID
     try:
+        created = _creates_local_cluster(args)
         cluster = open_nodes(args)
         try:
             for i in range(config.test_count):
@@ -96,8 +97,14 @@ def run(args: argparse.Namespace) -> int:
                 if outcome.exit_code == EXIT_UNKNOWN:
                     worst = EXIT_UNKNOWN
         finally:
-            if hasattr(cluster, "close"):
-                cluster.close()
+            cluster.close()
+            if created and not config.leave_running:
+                # a cluster this command made on demand goes away with it; one the user
+                # brought up with `dsjepsen cluster up` stays for the next test
+                from dsjepsen.harness import localnet
+
+                localnet.down(cluster.name)
+                log.info("removed the local cluster %s created for this test", cluster.name)
     finally:
         logging.getLogger("dsjepsen").removeHandler(handler)
     if config.json:
@@ -105,6 +112,15 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     return worst
+
+
+def _creates_local_cluster(args: argparse.Namespace) -> bool:
+    """True when the test runs on a local cluster that does not exist yet."""
+    if args.nodes or args.nodes_file or args.docker:
+        return False
+    from dsjepsen.harness import localnet
+
+    return localnet.read_state(args.cluster_name) is None
 
 
 def _print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:
