@@ -170,10 +170,13 @@ def test_kill_and_pause_happen_and_are_undone(make_cluster, tmp_path: Path) -> N
         t0.append(time.monotonic())
         sampler.start()
 
+    # --leave-running: teardown would kill every process while the sampler still runs, and a
+    # fault stopped at the time limit would then look as if it were never undone; the
+    # make_cluster fixture removes the processes afterwards
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--nemesis", "kill,pause",
         "--time-limit", "16", "--nemesis-interval", "3", "--seed", str(seed),
-        hooks=_Hooks(after_setup=[start_sampling]),
+        "--leave-running", hooks=_Hooks(after_setup=[start_sampling]),
     )  # fmt: skip
     stop.set()
     sampler.join(5)
