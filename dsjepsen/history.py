@@ -89,6 +89,23 @@ class Operation:
     invoke: Op
     complete: Op | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape checkers' anomalies and reports use for one operation."""
+        done = self.complete is not None and self.ret is not None
+        return {
+            "id": self.id,
+            "process": self.process,
+            "f": self.f,
+            "key": self.key,
+            "value": self.value,
+            "output": self.output,
+            "type": self.type,
+            "call": self.call,
+            "ret": self.ret,
+            "call_time": self.invoke.time,
+            "ret_time": self.complete.time if done else None,
+        }
+
 
 @dataclass
 class History:
@@ -140,7 +157,7 @@ def pair_operations(
     crashed: set[Any] = set()
     result: list[Operation | None] = []
     last_time: int | None = None
-    for pos, op in enumerate(ops):
+    for op in ops:
         if op.type not in OP_TYPES:
             raise InputError(
                 f"unknown op type {op.type!r} (expected one of {', '.join(OP_TYPES)})",
@@ -192,10 +209,10 @@ def pair_operations(
             )
         if op.type == "info" and not is_nemesis:
             crashed.add(op.process)
-        result[slot] = _make_operation(inv, op, pos)
+        result[slot] = make_operation(inv, op)
     # Invocations never completed are indeterminate, exactly like an info completion.
     for inv, slot in open_ops.values():
-        result[slot] = _make_operation(inv, None, None)
+        result[slot] = make_operation(inv, None)
     out: list[Operation] = []
     for o in result:
         if o is None:
@@ -207,7 +224,9 @@ def pair_operations(
     return out
 
 
-def _make_operation(inv: Op, comp: Op | None, ret_pos: int | None) -> Operation:
+def make_operation(inv: Op, comp: Op | None) -> Operation:
+    """Pair one invocation with its completion (None: never completed). id is set by the
+    caller, which knows the operation's position."""
     typ = comp.type if comp is not None else "info"
     output = comp.value if comp is not None else None
     return Operation(

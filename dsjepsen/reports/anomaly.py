@@ -143,20 +143,7 @@ def op_text(d: dict[str, Any]) -> str:
 
 
 def operation_dict(run: RunData, op_id: int) -> dict[str, Any]:
-    o = run.operations[op_id]
-    return {
-        "id": o.id,
-        "process": o.process,
-        "f": o.f,
-        "key": o.key,
-        "value": o.value,
-        "output": o.output,
-        "type": o.type,
-        "call": o.call,
-        "ret": o.ret,
-        "call_time": o.invoke.time,
-        "ret_time": o.complete.time if o.complete is not None else None,
-    }
+    return run.operations[op_id].to_dict()
 
 
 def diagram(run: RunData, a: Anomaly) -> str:

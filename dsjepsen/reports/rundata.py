@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import DsjError
-from dsjepsen.history import NEMESIS, History, Op, Operation, pair_operations, read_jsonl
+from dsjepsen.history import (
+    NEMESIS,
+    History,
+    Op,
+    Operation,
+    make_operation,
+    pair_operations,
+    read_jsonl,
+)
 
 NS = 1_000_000_000
 
@@ -143,30 +151,13 @@ def lenient_operations(ops: list[Op]) -> list[Operation]:
         if op.type == "invoke":
             open_ops[op.process] = op
             slots[op.process] = len(out)
-            out.append(_op(op, None))
+            out.append(make_operation(op, None))
         elif op.process in open_ops:
             inv = open_ops.pop(op.process)
-            out[slots.pop(op.process)] = _op(inv, op)
+            out[slots.pop(op.process)] = make_operation(inv, op)
     for i, o in enumerate(out):
         o.id = i
     return out
-
-
-def _op(inv: Op, comp: Op | None) -> Operation:
-    typ = comp.type if comp is not None else "info"
-    return Operation(
-        id=-1,
-        process=inv.process,
-        f=inv.f,
-        key=inv.key,
-        value=inv.value,
-        output=comp.value if comp is not None else None,
-        type=typ,
-        call=inv.index,
-        ret=comp.index if comp is not None and typ != "info" else None,
-        invoke=inv,
-        complete=comp,
-    )
 
 
 def _family(f: str) -> tuple[str | None, str]:
