@@ -30,8 +30,14 @@ NEMESES: dict[str, str] = {
     "bridge": "two halves that cannot talk, joined by one node that sees both",
     "kill": "SIGKILL the system on one random node; restart it on stop",
     "kill-leader": "SIGKILL the system on the current leader; restart it on stop",
+    "kill-minority": "SIGKILL the system on n//2 random nodes at once (Jepsen's minority); restart",
+    "kill-majority": "SIGKILL the system on n//2+1 random nodes at once (a majority); restart",
+    "kill-all": "SIGKILL the system on every node at once; restart them all on stop",
     "pause": "SIGSTOP the system on one random node; SIGCONT it on stop",
     "pause-leader": "SIGSTOP the system on the current leader; SIGCONT it on stop",
+    "pause-minority": "SIGSTOP the system on n//2 random nodes (Jepsen's minority); SIGCONT on stop",
+    "pause-majority": "SIGSTOP the system on n//2+1 random nodes (a majority); SIGCONT on stop",
+    "pause-all": "SIGSTOP the system on every node; SIGCONT them all on stop",
 }
 
 #: catalog name -> the family that names its f (start-<family> / stop-<family>)
@@ -43,8 +49,14 @@ FAMILY: dict[str, str] = {
     "bridge": "partition",
     "kill": "kill",
     "kill-leader": "kill",
+    "kill-minority": "kill",
+    "kill-majority": "kill",
+    "kill-all": "kill",
     "pause": "pause",
     "pause-leader": "pause",
+    "pause-minority": "pause",
+    "pause-majority": "pause",
+    "pause-all": "pause",
 }
 
 #: heal order at the end of a run: network first so that restarted nodes can rejoin
@@ -70,7 +82,9 @@ def _make(name: str, target: Target, rng: random.Random) -> Nemesis:
     family = FAMILY[name]
     if family == "partition":
         return PartitionNemesis(name, target, rng)
-    return ProcessNemesis(name, family, name.endswith("-leader"), target, rng)
+    # "kill" -> one random node, "kill-majority" -> a majority, ... (process.SCOPES)
+    scope = name.removeprefix(family).removeprefix("-") or "one"
+    return ProcessNemesis(name, family, scope, target, rng)
 
 
 class CompositeNemesis(Nemesis):

@@ -1,18 +1,25 @@
 """Process faults through the Target: kill (SIGKILL, restart on stop) and pause (SIGSTOP,
-SIGCONT on stop), on a random node or on the current leader.
+SIGCONT on stop), on one random node, the current leader, a random minority, a random
+majority, or every node.
 
 The Target owns how its process is signalled (pidfiles, daemon helpers), so the same nemesis
 works for every system. The nemesis remembers which nodes it faulted, so that stop undoes
 exactly those; `heal` of pause also CONTs every node, because after a harness crash that
 memory is gone and SIGCONT to a running process is harmless.
+
+A group is signalled in parallel, one thread per node: "kill a majority" should mean the
+majority dies at about the same moment, not one node after another while the rest of the
+cluster keeps acknowledging writes (that is what loses an unsynced tail on every node).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dsjepsen.errors import HarnessError
 from dsjepsen.nemesis.base import Nemesis
@@ -38,14 +45,79 @@ ACTIONS = {
     "pause": Action("pause", "SIGSTOP", "SIGCONT", "paused", "resumed"),
 }
 
+#: which nodes a fault hits: the part of the catalog name after the family ("kill-majority"
+#: -> "majority"; a bare "kill" is "one"). Jepsen's node specs (jepsen.nemesis.combined).
+SCOPES = ("one", "leader", "minority", "majority", "all")
+
+
+def majority(n: int) -> int:
+    """More than half of n nodes (Jepsen's util/majority): ⌊n/2⌋ + 1."""
+    return n // 2 + 1
+
+
+def group_size(scope: str, n: int) -> int:
+    """How many of n nodes a scope hits, as Jepsen's `db-nodes` counts them: one and leader
+    1, minority majority(n) - 1 = ⌊n/2⌋ (exactly half when n is even, as in Jepsen and as the
+    smaller side of partition-majority), majority ⌊n/2⌋ + 1, all n."""
+    if n < 1:
+        return 0
+    sizes = {
+        "one": 1,
+        "leader": 1,
+        "minority": majority(n) - 1,
+        "majority": majority(n),
+        "all": n,
+    }
+    return sizes[scope]
+
+
+def choose(scope: str, nodes: list[str], free: list[str], rng: random.Random) -> list[str]:
+    """`group_size(scope, len(nodes))` random nodes among `free` (the nodes not faulted
+    already), in cluster order; ValueError saying why when there are not enough. Not for
+    "leader", which asks the target instead of the rng."""
+    k = group_size(scope, len(nodes))
+    if k == 0:
+        raise ValueError(f"a {scope} of {len(nodes)} node(s) is no node")
+    if len(free) < k:
+        busy = [n for n in nodes if n not in free]
+        raise ValueError(
+            f"{scope} needs {k} of {len(nodes)} nodes, but {', '.join(busy)} "
+            f"{'is' if len(busy) == 1 else 'are'} already faulted"
+        )
+    picked = set(rng.sample(free, k))
+    return [n for n in nodes if n in picked]
+
+
+def share(k: int, n: int) -> str:
+    """What k of n nodes is, said without overclaiming ("2 of 4" is half, not a minority)."""
+    if k == n:
+        return f"all {n} nodes"
+    kind = "a majority" if 2 * k > n else "a minority" if 2 * k < n else "half"
+    return f"{kind}, {k} of {n} nodes"
+
+
+def on_nodes(nodes: list[str], fn: Callable[[str], Any]) -> dict[str, BaseException | None]:
+    """Run fn(node) for every node at once; {node: the exception it raised, or None}."""
+    if not nodes:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        futures = {n: pool.submit(fn, n) for n in nodes}
+    return {n: f.exception() for n, f in futures.items()}
+
+
+def _node_error(node: str, e: BaseException) -> str:
+    return str(e) if node in str(e) else f"node {node}: {e}"
+
 
 class ProcessNemesis(Nemesis):
     def __init__(
-        self, name: str, action: str, leader: bool, target: Target, rng: random.Random
+        self, name: str, action: str, scope: str, target: Target, rng: random.Random
     ) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown process fault scope {scope!r} (one of {SCOPES})")
         self.name = name
         self.action = ACTIONS[action]
-        self.leader = leader
+        self.scope = scope
         self.target = target
         self.rng = rng
         self.fs = (f"start-{action}", f"stop-{action}")
@@ -61,18 +133,20 @@ class ProcessNemesis(Nemesis):
                 return self._stop(cluster, op, fault)
             return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
 
-    def _pick(self, cluster: Cluster) -> tuple[str | None, str, dict]:
-        candidates = [n for n in cluster.names if n not in self.faulted]
-        if not candidates:
-            return None, "every node is already faulted", {}
-        if not self.leader:
-            return self.rng.choice(candidates), "", {}
+    def _pick(self, cluster: Cluster) -> tuple[list[str], str, dict]:
+        """(victims, "", extra) or ([], why not, extra)."""
+        free = [n for n in cluster.names if n not in self.faulted]
+        if self.scope != "leader":
+            try:
+                return choose(self.scope, cluster.names, free, self.rng), "", {}
+            except ValueError as e:
+                return [], str(e), {}
         leader, reason = find_leader(self.target, cluster)
         if leader is None:
-            return None, reason, {"leader": None}
+            return [], reason, {"leader": None}
         if leader in self.faulted:
-            return None, f"leader {leader} is already {self.action.verb}", {"leader": leader}
-        return leader, "", {"leader": leader}
+            return [], f"leader {leader} is already {self.action.verb}", {"leader": leader}
+        return [leader], "", {"leader": leader}
 
     def _pid(self, cluster: Cluster, node: str) -> int | None:
         try:
@@ -80,28 +154,44 @@ class ProcessNemesis(Nemesis):
         except Exception:  # the pid is a detail of the record, not worth failing a fault for
             return None
 
+    def _pids(self, cluster: Cluster, nodes: list[str]) -> dict[str, int | None]:
+        pids: dict[str, int | None] = {}
+        on_nodes(nodes, lambda n: pids.__setitem__(n, self._pid(cluster, n)))
+        return {n: pids.get(n) for n in nodes}
+
+    @staticmethod
+    def _shown(nodes: list[str], pids: dict[str, int | None]) -> str:
+        return ", ".join(f"{n} (pid {pids[n]})" if pids.get(n) is not None else n for n in nodes)
+
+    def _signal(self, cluster: Cluster, node: str) -> None:
+        if self.action.family == "kill":
+            self.target.kill(cluster, node)
+        else:
+            self.target.pause(cluster, node)
+
     def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
-        node, reason, extra = self._pick(cluster)
-        if node is None:
+        nodes, reason, extra = self._pick(cluster)
+        if not nodes:
             return not_done(op, fault, reason, **extra)
-        pid = self._pid(cluster, node)
-        what = f"{self.action.verb} {self.target.name} on {node} ({self.action.signal}"
-        what += f", pid {pid})" if pid is not None else ")"
-        if self.leader:
+        pids = self._pids(cluster, nodes)
+        data: dict[str, Any] = {"signal": self.action.signal, "pids": pids, **extra}
+        if len(nodes) == 1 and self.scope in ("one", "leader"):
+            data["pid"] = pids[nodes[0]]  # the one-node record, as it always was
+        outcome = on_nodes(nodes, lambda n: self._signal(cluster, n))
+        # every node we tried may have been hit, so stop and heal must undo all of them
+        self.faulted.extend(nodes)
+        errors = [_node_error(n, e) for n, e in outcome.items() if e is not None]
+        if errors:
+            data["signalled"] = [n for n, e in outcome.items() if e is None]
+            tried = f"send {self.action.signal} to {', '.join(nodes)}"
+            return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
+        what = f"{self.action.verb} {self.target.name} on {self._shown(nodes, pids)}"
+        what += f" with {self.action.signal}"
+        if self.scope == "leader":
             what += ", the leader"
-        data = {"signal": self.action.signal, "pid": pid, **extra}
-        try:
-            if self.action.family == "kill":
-                self.target.kill(cluster, node)
-            else:
-                self.target.pause(cluster, node)
-        except Exception as e:
-            self.faulted.append(node)  # it may have happened: stop and heal must undo it
-            return maybe_done(
-                op, fault, [node], f"send {self.action.signal} to {node}", str(e), **data
-            )
-        self.faulted.append(node)
-        return done(op, fault, [node], what, **data)
+        elif self.scope != "one":
+            what += f": {share(len(nodes), len(cluster.names))}"
+        return done(op, fault, nodes, what, **data)
 
     def _undo(self, cluster: Cluster, node: str) -> None:
         if self.action.family == "kill":
@@ -118,34 +208,26 @@ class ProcessNemesis(Nemesis):
         data = {"signal": self.action.undo_signal} if self.action.undo_signal else {}
         if errors:
             return maybe_done(op, fault, nodes, f"{how} {', '.join(nodes)}", "; ".join(errors))
-        pids = {n: self._pid(cluster, n) for n in undone}
-        shown = [f"{n} (pid {pids[n]})" if pids[n] is not None else n for n in undone]
-        what = f"{self.action.undo_verb} {self.target.name} on {', '.join(shown)}"
+        pids = self._pids(cluster, undone)
+        what = f"{self.action.undo_verb} {self.target.name} on {self._shown(undone, pids)}"
         if self.action.undo_signal:
             what += f" with {self.action.undo_signal}"
         return done(op, fault, undone, what, pids=pids, **data)
 
     def _undo_all(self, cluster: Cluster, nodes: list[str]) -> tuple[list[str], list[str]]:
-        undone: list[str] = []
-        errors: list[str] = []
-        for node in nodes:
-            try:
-                self._undo(cluster, node)
-            except Exception as e:
-                errors.append(str(e) if node in str(e) else f"node {node}: {e}")
-                continue
-            undone.append(node)
-            self.faulted.remove(node)
+        """Undo on every node at once; the ones that worked leave `faulted`."""
+        outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
+        undone = [n for n in nodes if outcome[n] is None]
+        for n in undone:
+            self.faulted.remove(n)
+        errors = [_node_error(n, e) for n, e in outcome.items() if e is not None]
         return undone, errors
 
     def heal(self, cluster: Cluster) -> None:
         with self._lock:
             _, errors = self._undo_all(cluster, list(self.faulted))
             if self.action.family == "pause":
-                for node in cluster.names:
-                    try:
-                        self.target.resume(cluster, node)
-                    except Exception as e:
-                        errors.append(str(e) if node in str(e) else f"node {node}: {e}")
+                outcome = on_nodes(cluster.names, lambda n: self.target.resume(cluster, n))
+                errors += [_node_error(n, e) for n, e in outcome.items() if e is not None]
             if errors:
                 raise HarnessError(f"{self.name}: could not heal: {'; '.join(errors)}")
