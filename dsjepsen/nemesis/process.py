@@ -155,8 +155,13 @@ class ProcessNemesis(Nemesis):
             return None
 
     def _pids(self, cluster: Cluster, nodes: list[str]) -> dict[str, int | None]:
+        """{node: pid} looked up on all nodes at once (`_pid` never raises)."""
         pids: dict[str, int | None] = {}
-        on_nodes(nodes, lambda n: pids.__setitem__(n, self._pid(cluster, n)))
+
+        def look(node: str) -> None:
+            pids[node] = self._pid(cluster, node)
+
+        on_nodes(nodes, look)
         return {n: pids.get(n) for n in nodes}
 
     @staticmethod
