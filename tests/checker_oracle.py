@@ -55,6 +55,52 @@ def _oracle_key(ops: list[Operation], model: Model) -> bool:
     return False
 
 
+def oracle_dp(operations: list[Operation], model: Model) -> bool:
+    """The same question by exhaustive search over (set of ops done, model state), memoised.
+
+    No pruning beyond the memo: an op may go next when every op that returned before its call
+    is done; indeterminate ops may be done or not; success when every determinate op is done.
+    Independent of the checker's JIT search (no classes, no dominance, no dropped ops), and
+    fast enough for the 10-14-op histories the pruning tests need.
+    """
+    by_key: dict[Any, list[Operation]] = {}
+    for o in operations:
+        by_key.setdefault(o.key, []).append(o)
+    return all(_dp_key(ops, model) for ops in by_key.values())
+
+
+def _dp_key(ops: list[Operation], model: Model) -> bool:
+    items = []
+    for o in ops:
+        if o.type == "fail":
+            continue
+        det = o.ret is not None
+        value, output = model.prepare(o.f, o.value, o.output if det else UNKNOWN)
+        items.append((o.f, value, output, o.call, o.ret if det else float("inf"), det))
+    n = len(items)
+    det_mask = sum(1 << i for i, x in enumerate(items) if x[5])
+    # before[i] = ops that returned before op i was invoked: they must be done first
+    before = [sum(1 << j for j, y in enumerate(items) if y[4] < x[3]) for x in items]
+    dead: set[tuple[int, Any]] = set()
+
+    def go(done: int, state: Any) -> bool:
+        if done & det_mask == det_mask:
+            return True
+        if (done, state) in dead:
+            return False
+        for i in range(n):
+            if done >> i & 1 or before[i] & ~done:
+                continue
+            f, value, output, _c, _r, _d = items[i]
+            ok, nxt = model.step(state, f, value, output)
+            if ok and go(done | 1 << i, nxt):
+                return True
+        dead.add((done, state))
+        return False
+
+    return go(0, model.init())
+
+
 def _orders(state: Any, remaining: list[tuple[Any, ...]], model: Model) -> bool:
     if not remaining:
         return True

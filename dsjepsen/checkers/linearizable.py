@@ -324,7 +324,9 @@ def _search(
         fk = (r, s, lin)
         prev = failed.get(fk)
         if prev is not None:
-            if used == 0 or any(u & ~used == 0 for u in prev):
+            # skip only when an exhausted used-set is a subset of this one: fewer used
+            # indeterminate ops can do everything more can (b), never the other way round
+            if any(u & ~used == 0 for u in prev):
                 continue
             prev.append(used)
         else:
