@@ -123,6 +123,62 @@ MUTATIONS = [
         "if b[0] < a[1]:",
         "if b[0] < a[0]:",
     ),
+    Mutation(
+        "kv-no-chain-check",
+        "(e) kv epochs: chain of groups (C1)",
+        "fastpath.py",
+        "bad = _chain_violation(groups)",
+        "bad = None",
+    ),
+    Mutation(
+        "kv-epoch0-not-first",
+        "(e) kv epochs: epoch 0 precedes every put",
+        "fastpath.py",
+        "if base is not None else -INF",
+        "",
+    ),
+    Mutation(
+        "kv-unread-ops-ignored",
+        "(e) kv epochs: unread puts/appends are blocks",
+        "fastpath.py",
+        'blocks.append((p.ret, p.call, [[p]], f"{p.f} {p.value!r} (never read)"))',
+        "pass",
+    ),
+    Mutation(
+        "kv-zones-sorted-by-m",
+        "(e) kv epochs: zone order",
+        "fastpath.py",
+        "blocks.sort(key=lambda b: min(b[0], b[1]))",
+        "blocks.sort(key=lambda b: b[0])",
+    ),
+    Mutation(
+        "kv-append-read-twice-allowed",
+        "(e) kv epochs: an append is observed once",
+        "fastpath.py",
+        "            if id(a) in observed:\n                g = next(",
+        "            if False:\n                g = next(",
+    ),
+    Mutation(
+        "kv-prefix-disagreement-ignored",
+        "(e) kv epochs: gets of an epoch read one sequence",
+        "fastpath.py",
+        "if slot[0] != t:",
+        "if False:",
+    ),
+    Mutation(
+        "kv-resolver-call-vs-call",
+        "(e) kv epochs: resolving repeated values",
+        "fastpath.py",
+        "if p.call < g.ret",
+        "if p.call < g.call",
+    ),
+    Mutation(
+        "kv-resolver-ignores-base",
+        "(e) kv epochs: resolving repeated values",
+        "fastpath.py",
+        "and not (base is not None and _ret(p) < base.call)",
+        "and not (base is not None and _ret(p) < base.ret)",
+    ),
 ]
 
 

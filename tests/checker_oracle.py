@@ -112,3 +112,31 @@ def _orders(state: Any, remaining: list[tuple[Any, ...]], model: Model) -> bool:
         if ok and _orders(nxt, remaining[:n] + remaining[n + 1 :], model):
             return True
     return False
+
+
+def hard_kv_ops(seed: int, key: Any = "k", n: int = 300, concurrency: int = 30) -> list[Op]:
+    """A valid kv history the search cannot decide quickly: 30 concurrent processes append
+    only "a" or "b" (so the epoch fast path cannot tell the appends apart) and get."""
+    import random
+
+    rng = random.Random(seed)
+    state = ""
+    ops: list[Op] = []
+    pending: dict[int, tuple[str, Any]] = {}
+    invoked = 0
+    while invoked < n or pending:
+        slot = rng.randrange(concurrency)
+        if slot in pending:
+            f, v = pending.pop(slot)
+            if f == "append":
+                state += v
+                ops.append(Op(len(ops), len(ops), f"{key}-{slot}", "ok", f, v, key=key))
+            else:
+                ops.append(Op(len(ops), len(ops), f"{key}-{slot}", "ok", f, state, key=key))
+        elif invoked < n:
+            f = rng.choice(["append", "get"])
+            v = rng.choice("ab") if f == "append" else None
+            pending[slot] = (f, v)
+            ops.append(Op(len(ops), len(ops), f"{key}-{slot}", "invoke", f, v, key=key))
+            invoked += 1
+    return ops

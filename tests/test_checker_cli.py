@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checker_oracle import hard_kv_ops
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
 
@@ -87,9 +88,9 @@ def test_etcd_000_explanation() -> None:
     assert "longest linearizable prefix" in out and "pending at that point" in out
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"Porcupine corpus not present at {CORPUS}")
-def test_unknown_exits_2() -> None:
-    # the hardest failing keys of c50-bad cannot be decided in 0.01 s
-    r = run(str(CORPUS / "kv" / "c50-ok.txt"), "--time-limit", "0.01")
+def test_unknown_exits_2(tmp_path: Path) -> None:
+    # 300 concurrent appends of only "a" or "b": the search cannot decide it in 0.2 s
+    path = write(tmp_path / "hard.jsonl", [o.to_dict() for o in hard_kv_ops(1)])
+    r = run(str(path), "--time-limit", "0.2")
     assert r.returncode == 2, r.stdout
     assert "time limit" in r.stdout

@@ -437,3 +437,123 @@ def test_dp_oracle_agrees_with_permutation_oracle(h: History) -> None:
     if len(ops) > 9:
         ops = ops[:9]
     assert oracle_dp(ops, m) == oracle(ops, m)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kv epoch test (fastpath.kv_epochs): get / put / append with (mostly) unique values
+
+
+@st.composite
+def kv_histories(draw: Any) -> History:
+    """A sequential get/put/append run widened into overlapping intervals, with some
+    indeterminate puts/appends (applied or not), then perhaps one get's result perturbed.
+
+    Values are single letters, so results always parse one way; `fresh` draws a new letter
+    for every put/append (the unique case), otherwise letters repeat and a put and an append
+    may share one (the resolver, and the fall-back to the search).
+    """
+    m = get_model("kv")
+    n = draw(st.integers(2, 11))
+    fresh = draw(st.integers(0, 3)) > 0
+    letters = iter("abcdefghijklmnop")
+    state: Any = None
+    entries = []
+    for i in range(n):
+        f = draw(st.sampled_from(["get", "get", "append", "append", "put"]))
+        point = 10 * i + 10
+        call = point - draw(st.integers(1, 35))
+        if f == "get":
+            entries.append(("get", None, state or "", "ok", call, point + draw(st.integers(1, 35))))
+            continue
+        v = next(letters) if fresh else draw(st.sampled_from("abc"))
+        if draw(st.integers(0, 4)) == 0:  # indeterminate
+            if draw(st.booleans()):
+                _, state = m.step(state, f, v, v)
+            ret = None if draw(st.booleans()) else point + draw(st.integers(1, 35))
+            entries.append((f, v, v, "info", call, ret))
+            continue
+        _, state = m.step(state, f, v, v)
+        entries.append((f, v, v, "ok", call, point + draw(st.integers(1, 35))))
+    gets = [k for k, e in enumerate(entries) if e[0] == "get"]
+    if gets and draw(st.integers(0, 2)) > 0:
+        k = draw(st.sampled_from(gets))
+        out = entries[k][2]
+        how = draw(st.integers(0, 3))
+        if how == 0:
+            out = entries[draw(st.sampled_from(gets))][2]
+        elif how == 1 and out:
+            j = draw(st.integers(0, len(out) - 1))
+            out = out[:j] + out[j + 1 :]
+        elif how == 2 and len(out) > 1:
+            j = draw(st.integers(0, len(out) - 2))
+            out = out[:j] + out[j + 1] + out[j] + out[j + 2 :]
+        else:
+            written = [e[1] for e in entries if e[0] != "get"]
+            if written:
+                out = out + draw(st.sampled_from(written))
+        e = entries[k]
+        entries[k] = (e[0], e[1], out, *e[3:])
+    return timeline(entries)
+
+
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kv_histories())
+def test_kv_epochs_agree_with_oracle(h: History) -> None:
+    agree(h, "kv")
+
+
+def test_kv_epochs_decides_unique_and_repeated_values() -> None:
+    """The epoch test, not the search, decides puts and appends with repeated values when
+    real time tells the repeats apart, and gives up (search) only when it cannot."""
+    entries = [
+        ("put", "a", "a", "ok", 0, 1),
+        ("append", "b", "b", "ok", 2, 3),
+        ("get", None, "ab", "ok", 4, 5),
+        ("put", "c", "c", "ok", 6, 7),
+        ("append", "b", "b", "ok", 8, 9),  # b again, after another put
+        ("get", None, "cb", "ok", 10, 11),
+        ("append", "a", "a", "ok", 12, 13),  # a value put earlier, appended now
+        ("get", None, "cba", "ok", 14, 15),
+    ]
+    assert verdict(timeline(entries), "kv", method="kv-epochs") is True
+    bad = [*entries[:-1], ("get", None, "cab", "ok", 14, 15)]
+    assert verdict(timeline(bad), "kv", method="kv-epochs") is False
+    # two appends of b both open across the first get: either may be the one it read
+    amb = [
+        ("append", "b", "b", "ok", 0, 10),
+        ("append", "b", "b", "ok", 1, 11),
+        ("get", None, "b", "ok", 2, 3),
+        ("get", None, "bb", "ok", 12, 13),
+    ]
+    assert verdict(timeline(amb), "kv", method="kv-epochs") is True
+    amb[1] = ("append", "c", "c", "ok", 1, 11)
+    assert verdict(timeline(amb), "kv", method="kv-epochs") is False
+    # the second b overlaps the put and may follow it; the first returned before it
+    over = [
+        ("append", "b", "b", "ok", 0, 1),
+        ("put", "a", "a", "ok", 2, 10),
+        ("append", "b", "b", "ok", 3, 5),
+        ("get", None, "ab", "ok", 11, 12),
+    ]
+    assert verdict(timeline(over), "kv", method="kv-epochs") is True
+    over[2] = ("append", "b", "b", "ok", 0, 1)
+    assert verdict(timeline(over), "kv", method="kv-epochs") is False
+    # two puts of a both open across the get: which epoch it is in is left to the search
+    two = [("put", "a", "a", "ok", 0, 10), ("put", "a", "a", "ok", 1, 11)]
+    two.append(("get", None, "a", "ok", 2, 3))
+    assert verdict(timeline(two), "kv", method="search") is True
+
+
+def test_kv_epochs_explains_a_stale_get() -> None:
+    """A get that returns the value from before a completed put."""
+    h = timeline(
+        [
+            ("put", "a", "a", "ok", 0, 1),
+            ("put", "b", "b", "ok", 2, 3),
+            ("get", None, "a", "ok", 4, 5),
+        ]
+    )
+    r = check_linearizable(h.operations(), "kv")
+    assert r.valid is False
+    (a,) = r.anomalies
+    assert a["op"]["f"] == "get" and a["message"]
