@@ -94,3 +94,45 @@ def test_unknown_exits_2(tmp_path: Path) -> None:
     r = run(str(path), "--time-limit", "0.2")
     assert r.returncode == 2, r.stdout
     assert "time limit" in r.stdout
+
+
+def _two_hard_keys_and_a_bad_one(tmp_path: Path) -> Path:
+    ops = [o.to_dict() for k in ("h1", "h2") for o in hard_kv_ops(int(k[1]), key=k)]
+    for d in ops:  # renumbered by the reader
+        del d["index"], d["time"]
+    ops += [
+        {"process": "b", "type": "invoke", "f": "put", "key": "bad", "value": "x"},
+        {"process": "b", "type": "ok", "f": "put", "key": "bad", "value": "x"},
+        {"process": "b", "type": "invoke", "f": "get", "key": "bad", "value": None},
+        {"process": "b", "type": "ok", "f": "get", "key": "bad", "value": "y"},
+    ]
+    return write(tmp_path / "multi.jsonl", ops)
+
+
+def test_invalid_verdict_does_not_wait_for_hard_keys(tmp_path: Path) -> None:
+    """Key 'bad' is invalid at once; 'h1' and 'h2' would keep the search busy for minutes.
+    The verdict comes after the short after-failure budget, naming the undecided keys."""
+    r = run(str(_two_hard_keys_and_a_bad_one(tmp_path)), "--json")
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)["details"]
+    assert d["failing_keys"] == ["'bad'"]
+    assert d["undecided_keys"] == ["'h1'", "'h2'"]
+    assert d["undecided_note"] == (
+        "2 keys not decided within the 1.5 s budget after the verdict was known: 'h1', 'h2'"
+    )
+    # 1.5 s for the undecided keys + at most 1.5 s of explanations; 10+ s before the fix
+    assert d["seconds"] < 8, d["seconds"]
+    text = run(str(_two_hard_keys_and_a_bad_one(tmp_path))).stdout
+    assert "2 keys not decided within the 1.5 s budget after the verdict was known" in text
+    assert "get returned 'y', but the key could only hold 'x' at that point" in text
+
+
+def test_after_failure_budget_follows_the_time_limit(tmp_path: Path) -> None:
+    r = run(str(_two_hard_keys_and_a_bad_one(tmp_path)), "--json", "--time-limit", "0.5")
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)["details"]
+    assert d["undecided_note"].startswith("2 keys not decided within the time limit of 0.5 s")
+    assert all(
+        d["per_key"][k]["reason"] == "not decided: the verdict was already known"
+        for k in ("'h1'", "'h2'")
+    )

@@ -179,6 +179,8 @@ def _zone_violation(
 
 #: most combinations of candidate appends tried when repeated values leave a choice
 MAX_ASSIGNMENTS = 64
+#: most ops writing one value for the epoch test to try telling them apart by real time
+MAX_REPEATS = 4
 
 
 def kv_epochs(ops: list[Any]) -> FastVerdict | None:
@@ -194,7 +196,10 @@ def kv_epochs(ops: list[Any]) -> FastVerdict | None:
         elif p.f in ("put", "append"):
             if not isinstance(p.value, str) or not p.value:
                 return None
-            by_value.setdefault(p.value, []).append(p)
+            same = by_value.setdefault(p.value, [])
+            same.append(p)
+            if len(same) > MAX_REPEATS:
+                return None  # values this common are no evidence of which op wrote them
             if p.f == "put":
                 puts.append(p)
         else:
@@ -225,6 +230,18 @@ def kv_epochs(ops: list[Any]) -> FastVerdict | None:
         if toks:
             first = [p for p in by_value[toks[0]] if p.f == "put" or not resolve.put_before(g)]
             first = resolve.filter(first, g, None) if len(first) > 1 else first
+            only_appends = all(p.f == "append" for p in by_value[toks[0]])
+            if not first and only_appends and resolve.put_before(g):
+                q = resolve.first_put
+                return FastVerdict(
+                    False,
+                    method,
+                    g,
+                    f"get returned {out!r}, which starts with appended {toks[0]!r} and so "
+                    f"comes before any put, but put {q.value!r} completed before the get was "
+                    "invoked",
+                    [q],
+                )
             if not first:
                 return FastVerdict(
                     False,
@@ -382,6 +399,7 @@ class _Resolver:
 
     def __init__(self, puts: list[Any]):
         order = sorted(puts, key=lambda p: p.call)
+        self.first_put = min(puts, key=_ret, default=None)  # the put that returned first
         self.calls = [p.call for p in order]
         # suffix minimum of returns: the earliest return among puts invoked after a position
         self.min_ret = [INF] * (len(order) + 1)

@@ -88,12 +88,18 @@ DEFAULT_MAX_CONFIGS = 2_000_000
 BYTES_PER_CONFIG = 200
 #: maximal prefix entries kept in an explanation (the newest ones)
 MAX_PREFIX = 200
-#: seconds a failing key's traced search may take to find the states for its explanation
-EXPLAIN_SECONDS = 5.0
-#: the first time slice of every key, in seconds (later rounds get 4x the previous)
+#: seconds the first failing key's traced search may take to find its explanation's states
+EXPLAIN_SECONDS = 1.0
+#: ... when a fast path already explains the violation
+FAST_EXPLAIN_SECONDS = 0.25
+#: ... and the other failing keys' traced searches together (they fall back to shorter ones)
+EXPLAIN_OTHERS_SECONDS = 0.5
+#: with a time limit, the first explanation may overrun it by this much
+MIN_EXPLAIN_SECONDS = 0.5
+#: the first time slice of every key, in seconds (later rounds get 2x the previous, up to 1 s)
 FIRST_SLICE = 0.05
 #: without a time limit, how long undecided keys still run once another key has failed
-AFTER_FAILURE_SECONDS = 10.0
+AFTER_FAILURE_SECONDS = 1.5
 
 ProgressFn = Callable[[Any, int, float], None]
 
@@ -135,6 +141,8 @@ class _Outcome:
     reason: str | None = None
     failure: _Failure | None = None
     ops: list[_Op] = field(default_factory=list)
+    #: the op at the deepest return the search reached (invalid histories)
+    deepest: _Op | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,47 +278,123 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
     return levels, op_of_info_bit
 
 
+#: yielded by a paused search (its time slice is over); the driver resumes it later
+PAUSE: Any = object()
+
+
+class _Budget:
+    """What a running search checks every few thousand configurations: the end of its time
+    slice (it then pauses, to be resumed where it was), the configuration cap (memory), and
+    when to report progress."""
+
+    def __init__(
+        self,
+        key: Any,
+        max_configs: int,
+        progress: ProgressFn | None,
+        started: float,
+        pool: list[int] | None = None,
+    ):
+        self.key = key
+        #: configurations memoised by every paused search of this check (they all hold
+        #: memory at once), counted against the same cap
+        self.pool = pool if pool is not None else [0]
+        self.max_configs = max_configs
+        self.progress = progress
+        self.started = started
+        self.progress_at = started
+        self.stop = float("inf")
+        self.counters = [0, 0]  # configurations explored, largest closure queue
+        self.n_failed = 0
+
+    def tick(self, alive: int) -> bool:
+        """True when the slice is over; raises _OutOfBudget past the configuration cap."""
+        explored = self.counters[0]
+        if self.pool[0] + alive > self.max_configs:
+            raise _OutOfBudget(
+                f"more than {self.max_configs} configurations held at one point (memory cap), "
+                f"on key {show(self.key)} after exploring {explored}",
+                explored,
+                memory=True,
+            )
+        now = time.monotonic()
+        if self.progress is not None and now - self.progress_at > 1.0 and now - self.started > 2.0:
+            self.progress(self.key, explored, now - self.started)
+            self.progress_at = now
+        return now > self.stop
+
+
+class _Task:
+    """One key's search, resumable: `run(stop)` works until `stop` (monotonic seconds) and
+    returns the outcome, or None when the slice ended first (the next call continues)."""
+
+    def __init__(
+        self,
+        ops: list[_Op],
+        model: Model,
+        key: Any,
+        max_configs: int,
+        trace: bool,
+        progress: ProgressFn | None,
+        started: float,
+        pool: list[int] | None = None,
+    ):
+        self.levels = _levels(ops)
+        self.budget = _Budget(key, max_configs, progress, started, pool)
+        self.gen = _search(ops, model, self.levels, self.budget, trace)
+        self.outcome: _Outcome | None = None
+
+    @property
+    def explored(self) -> int:
+        return self.budget.counters[0]
+
+    def run(self, stop: float) -> _Outcome | None:
+        if self.outcome is not None:
+            return self.outcome
+        self.budget.stop = stop
+        try:
+            next(self.gen)
+        except StopIteration as e:
+            self.outcome = e.value
+            self.release()
+            return self.outcome
+        except _OutOfBudget:
+            self.release()
+            raise
+        return None
+
+    def release(self) -> None:
+        """Drop the search state (and its share of the pool)."""
+        self.budget.pool[0] -= self.budget.n_failed
+        self.budget.n_failed = 0
+        self.gen.close()
+
+
 def _search(
     ops: list[_Op],
     model: Model,
-    key: Any,
-    deadline: float | None,
-    max_configs: int,
+    levels_info: tuple[list[tuple[Any, ...]], dict[int, int]],
+    budget: _Budget,
     trace: bool,
-    progress: ProgressFn | None,
-    started: float,
-) -> _Outcome:
+) -> Iterator[None]:
     """Depth-first JIT tree search over the return events, memoising failed configurations.
 
     Depth-first finds a witness of a valid history without enumerating every configuration;
     an invalid one is exhausted exactly as the breadth-first search would, and the deepest
-    return reached is the op that cannot be linearized.
+    return reached is the op that cannot be linearized. A generator: it yields (pauses)
+    when its budget's slice is over and returns the _Outcome.
     """
-    levels, op_of_info_bit = _levels(ops)
+    levels, op_of_info_bit = levels_info
     ops_call = [p.call for p in ops]
     nlevels = len(levels)
     init = model.init()
     # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
     failed: dict[tuple[int, Any, int], list[int]] = {}
-    n_failed = 0
-    # deepest level reached, and what was seen there (trace mode only)
+    counters = budget.counters
+    # deepest level reached, and (trace mode) what was seen there
     deep = -1
     deep_probe: list[Any] = [set(), None]  # states tried there, (config, node) furthest in
-    counters = [0, 0]  # configurations explored, largest closure queue
-
-    progress_at = [started]
-
-    def check(alive: int) -> None:
-        progress_at[0] = _budget(
-            key,
-            counters[0],
-            n_failed + alive,
-            deadline,
-            max_configs,
-            progress,
-            started,
-            progress_at[0],
-        )
+    steps = 0
 
     stack: list[Any] = [iter([((init, 0, 0), None)])]
     while stack:
@@ -318,9 +402,12 @@ def _search(
         if nxt is None:
             stack.pop()
             continue
+        if nxt is PAUSE:
+            yield
+            continue
         r = len(stack) - 1
         if r == nlevels:
-            return _Outcome(True, counters[0], max(counters[1], n_failed), ops=ops)
+            return _Outcome(True, counters[0], max(counters[1], budget.n_failed), ops=ops)
         cfg, node = nxt
         s, lin, used = cfg
         fk = (r, s, lin)
@@ -333,20 +420,26 @@ def _search(
             prev.append(used)
         else:
             failed[fk] = [used]
-        n_failed += 1
+        budget.n_failed += 1
+        budget.pool[0] += 1
+        steps += 1
+        if not steps & 4095 and budget.tick(0):
+            yield
         i, obit, otrans, pending, active = levels[r]
-        if trace and r > deep:
-            deep, deep_probe = r, [set(), None]
+        if r > deep:
+            deep = r
+            if trace:
+                deep_probe = [set(), None]
         if lin & obit:
             stack.append(iter([((s, lin ^ obit, used), node)]))
         else:
             probe = deep_probe if (trace and r == deep) else None
             stack.append(
-                _closure(
-                    levels[r], cfg, node, op_of_info_bit, ops_call, check, trace, probe, counters
-                )
+                _closure(levels[r], cfg, node, op_of_info_bit, ops_call, budget, trace, probe)
             )
-    out = _Outcome(False, counters[0], max(counters[1], n_failed), ops=ops)
+    out = _Outcome(False, counters[0], max(counters[1], budget.n_failed), ops=ops)
+    if deep >= 0:
+        out.deepest = ops[levels[deep][0]]
     if trace and deep >= 0:
         out.failure = _failure(ops, levels[deep], deep_probe[1], deep_probe[0], op_of_info_bit)
     return out
@@ -358,19 +451,19 @@ def _closure(
     node: Any,
     op_of_info_bit: dict[int, int],
     ops_call: list[int],
-    check: Callable[[int], None],
+    budget: _Budget,
     trace: bool,
     probe: list[Any] | None,
-    counters: list[int],
-) -> Iterator[tuple[tuple[Any, int, int], Any]]:
+) -> Iterator[Any]:
     """Yield every configuration after the level's return, lazily and breadth-first.
 
     Breadth-first, so the successors that linearize the fewest extra ops come first (and the
     depth-first search above usually needs only the first); lazily, so a valid history never
     pays for the enumeration of permutations of pending ops it does not need.
     `probe` (trace mode, deepest level only) collects the states in which the op was tried
-    and the configuration that got furthest.
+    and the configuration that got furthest. Yields PAUSE when the budget's slice is over.
     """
+    counters = budget.counters
     i, _obit, otrans, pending, active = level
     ocall = ops_call[i]
     rpending = [(bit, tr, j, ops_call[j] < ocall) for bit, tr, j in reversed(pending)]
@@ -399,8 +492,8 @@ def _closure(
                     yield c2, (_node(i, c2[0], c[3]) if trace else None)
                 continue
             counters[0] += 1
-            if not counters[0] & 4095:
-                check(size)
+            if not counters[0] & 4095 and budget.tick(size):
+                yield PAUSE
             s, lin, used = c
             if trace:
                 node = nodes[c]
@@ -464,36 +557,6 @@ def _closure(
 
 def _depth(node: Any) -> int:
     return node[3] if node is not None else 0
-
-
-def _budget(
-    key: Any,
-    explored: int,
-    alive: int,
-    deadline: float | None,
-    max_configs: int,
-    progress: ProgressFn | None,
-    started: float,
-    last_progress: float,
-) -> float:
-    """Raise _OutOfBudget past the deadline or the configuration cap; report progress."""
-    now = time.monotonic()
-    if deadline is not None and now > deadline:
-        raise _OutOfBudget(
-            f"time limit reached on key {show(key)} after exploring {explored} configurations",
-            explored,
-        )
-    if alive > max_configs:
-        raise _OutOfBudget(
-            f"more than {max_configs} configurations alive at one point on key {show(key)} "
-            f"(memory cap) after exploring {explored}",
-            explored,
-            memory=True,
-        )
-    if progress is not None and now - last_progress > 1.0 and now - started > 2.0:
-        progress(key, explored, now - started)
-        return now
-    return last_progress
 
 
 def _node(j: int, s: Any, parent: Any) -> tuple[int, Any, Any, int]:
@@ -631,34 +694,41 @@ def _explain(
     model: Model,
     ops: list[_Op],
     fast: FastVerdict | None,
-    deadline: float | None,
+    deepest: _Op | None,
+    stop: float,
     max_configs: int,
 ) -> dict[str, Any]:
-    """The anomaly for a failing key: from a traced search when it finishes in its budget
-    (it gives the possible states), else from the fast path's violation."""
-    budget = time.monotonic() + EXPLAIN_SECONDS
-    if deadline is not None:
-        budget = min(budget, max(deadline, time.monotonic() + 1.0))
+    """The anomaly for a failing key: from a traced search when it finishes before `stop`
+    (it gives the prefix and the possible states), else from the fast path's violation, else
+    (the search found the key invalid but the traced rerun ran out of time) the op at the
+    deepest return the search reached."""
     try:
-        traced = _search(ops, model, key, budget, max_configs, True, None, time.monotonic())
+        traced = _Task(ops, model, key, max_configs, True, None, time.monotonic()).run(stop)
     except _OutOfBudget:
         traced = None
     if traced is not None and traced.failure is not None:
         return _anomaly(key, model, traced.failure, ops)
-    assert fast is not None and fast.op is not None
-    fail = _Failure(op=fast.op, prefix=list(fast.prefix), states=[], pending=[])
+    op = fast.op if fast is not None else deepest
+    assert op is not None and op.ret is not None
+    fail = _Failure(op=op, prefix=list(fast.prefix) if fast else [], states=[], pending=[])
     a = _anomaly(key, model, fail, ops)
-    a["message"] = fast.message
-    a["states"] = [model.describe_state(fast.prefix[-1][1])] if fast.prefix else []
+    if fast is not None:
+        a["message"] = fast.message
+        a["states"] = [model.describe_state(fast.prefix[-1][1])] if fast.prefix else []
+        a["related"] = [op_dict(p) for p in fast.related]
+        a["method"] = fast.method
+    else:
+        a["message"] = (
+            f"{model.describe_op(op.f, op.value, op.output)} cannot be linearized "
+            "(the search proved it; tracing the possible states ran out of its time budget)"
+        )
+        a["states"] = []
+        a["method"] = "search"
     a["pending"] = [
         op_dict(p)
         for p in ops
-        if p is not fast.op
-        and p.call < (fast.op.ret or 0)
-        and (p.ret is None or p.ret > fast.op.call)
+        if p is not op and p.call < (op.ret or 0) and (p.ret is None or p.ret > op.call)
     ]
-    a["related"] = [op_dict(p) for p in fast.related]
-    a["method"] = fast.method
     return a
 
 
@@ -692,13 +762,16 @@ def check_linearizable(
     explain: bool = True,
     all_keys: bool = True,
     source: str | None = None,
+    after_failure: float | None = None,
 ) -> CheckResult:
     """Check a history (or paired operations) for linearizability against `model`.
 
     Partitions by key and checks every key, reporting every failing key. Returns valid
     True / False / "unknown" (time limit or memory cap; the reason names the key). Once one
-    key has failed the verdict is False whatever the others say, so without a time limit the
-    remaining undecided keys get AFTER_FAILURE_SECONDS more and are then listed as undecided;
+    key has failed the verdict is False whatever the others say, so the keys still undecided
+    then get only `after_failure` more seconds (default AFTER_FAILURE_SECONDS, or what is left
+    of `time_limit` when one is given) and are then listed as not decided
+    (details["undecided_keys"], with a sentence in details["undecided_note"]).
     `all_keys=False` stops at the first failing key (what Porcupine does).
     """
     started = time.monotonic()
@@ -707,6 +780,8 @@ def check_linearizable(
     source = source or found_source
     m = resolve_model(model, operations)
     deadline = started + time_limit if time_limit is not None else None
+    if after_failure is None:
+        after_failure = AFTER_FAILURE_SECONDS
 
     partitions: dict[Any, list[Operation]] = {}
     for o in operations:
@@ -717,15 +792,16 @@ def check_linearizable(
             k = repr(k)
         partitions.setdefault(k, []).append(o)
 
-    anomalies: list[dict[str, Any]] = []
     per_key: dict[Any, dict[str, Any]] = {}
     unknown_reasons: list[str] = []
-    explored_total = 0
     peak = 0
-    # Every key first gets a small time slice, then the undecided ones get slices four times
-    # longer, round after round: one hard key cannot starve the others, and a failing key is
-    # found early (restarting a key costs at most a constant factor of the time spent).
-    work: list[tuple[Any, list[_Op], int]] = []
+    # failing keys in the order found: (key, ops, fast verdict, deepest op of the search)
+    failing: list[tuple[Any, list[_Op], FastVerdict | None, _Op | None]] = []
+    # Every key first gets a small time slice, then the undecided ones get longer slices,
+    # round after round: one hard key cannot starve the others, and a failing key is found
+    # early. Searches are resumable, so slicing wastes nothing.
+    work: list[tuple[Any, list[_Op], _Task]] = []
+    pool = [0]  # configurations held by all the searches, against max_configs
     for key, key_ops in partitions.items():
         kept = _prune_unobservable(_prepare(key_ops, m, source), m)
         entry = per_key[key] = {
@@ -740,58 +816,92 @@ def check_linearizable(
         }
         t0 = time.monotonic()
         fast = _fast_path(kept, m)
+        entry["ms"] = round((time.monotonic() - t0) * 1000, 3)
         if fast is None:
-            work.append((key, kept, len(work)))
+            work.append(
+                (key, kept, _Task(kept, m, key, max_configs, False, progress, started, pool))
+            )
             continue
         entry["valid"] = fast.valid
         entry["method"] = fast.method
-        if fast.valid is False and explain:
-            anomalies.append(_explain(key, m, kept, fast, deadline, max_configs))
-        entry["ms"] = round((time.monotonic() - t0) * 1000, 3)
+        if fast.valid is False:
+            failing.append((key, kept, fast, None))
+    failed_at: float | None = time.monotonic() if failing else None
+    # when the undecided keys stop once the verdict is known to be False
+    window_end = None if failed_at is None else _window_end(failed_at, after_failure, deadline)
     slice_s = FIRST_SLICE
-    failed_at: float | None = (
-        time.monotonic() if any(e["valid"] is False for e in per_key.values()) else None
-    )
     while work:
         undecided = []
-        for key, kept, n in work:
+        for key, kept, task in work:
             entry = per_key[key]
+            if failed_at is not None and not all_keys:
+                entry["reason"] = "not checked: another key already failed"
+                task.release()
+                continue
             now = time.monotonic()
             stop = now + slice_s
             if deadline is not None:
                 stop = min(stop, deadline)
-            if failed_at is not None and not all_keys:
-                entry["reason"] = "not checked: another key already failed"
-                continue
-            if failed_at is not None and time_limit is None:
-                stop = min(stop, failed_at + AFTER_FAILURE_SECONDS)
+            if window_end is not None:
+                stop = min(stop, window_end)
             try:
-                out = _search(kept, m, key, stop, max_configs, False, progress, started)
+                out = task.run(stop)
             except _OutOfBudget as e:
-                entry["configurations"] += e.explored
+                entry["configurations"] = e.explored
                 entry["ms"] = round(entry["ms"] + (time.monotonic() - now) * 1000, 3)
-                final = e.memory or (deadline is not None and time.monotonic() >= deadline)
-                if failed_at is not None and time_limit is None:
-                    final = final or time.monotonic() >= failed_at + AFTER_FAILURE_SECONDS
-                if final:
-                    entry["reason"] = e.reason
-                    unknown_reasons.append(e.reason)
+                entry["reason"] = e.reason
+                unknown_reasons.append(e.reason)
+                continue
+            after = time.monotonic()
+            entry["ms"] = round(entry["ms"] + (after - now) * 1000, 3)
+            entry["configurations"] = task.explored
+            if out is None:
+                if window_end is not None and after >= window_end:
+                    entry["reason"] = "not decided: the verdict was already known"
+                    task.release()
+                elif deadline is not None and after >= deadline:
+                    reason = (
+                        f"time limit reached on key {show(key)} after exploring "
+                        f"{task.explored} configurations"
+                    )
+                    entry["reason"] = reason
+                    unknown_reasons.append(reason)
+                    task.release()
                 else:
-                    undecided.append((key, kept, n))
+                    undecided.append((key, kept, task))
                 continue
             entry["valid"] = out.valid
-            entry["configurations"] += out.explored
             entry["peak_configurations"] = out.peak
-            entry["ms"] = round(entry["ms"] + (time.monotonic() - now) * 1000, 3)
-            explored_total += out.explored
             peak = max(peak, out.peak)
             if out.valid is False:
+                failing.append((key, kept, None, out.deepest))
                 if failed_at is None:
-                    failed_at = time.monotonic()
-                if explain:
-                    anomalies.append(_explain(key, m, kept, None, deadline, max_configs))
+                    failed_at = after
+                    window_end = _window_end(failed_at, after_failure, deadline)
         work = undecided
-        slice_s *= 4
+        slice_s = min(slice_s * 2, 1.0)
+    anomalies: list[dict[str, Any]] = []
+    if explain:
+        # the first failing key's explanation gets EXPLAIN_SECONDS; the others share
+        # another EXPLAIN_OTHERS_SECONDS (each falls back to a shorter explanation)
+        others_end = None
+        for n, (key, kept, fast, deepest) in enumerate(failing):
+            now = time.monotonic()
+            if n == 0:
+                # a fast path's violation is an explanation already: the traced search
+                # (prefix, possible states) only gets a short try at improving it
+                stop = now + (FAST_EXPLAIN_SECONDS if fast is not None else EXPLAIN_SECONDS)
+                if deadline is not None:
+                    stop = min(stop, max(deadline, now + MIN_EXPLAIN_SECONDS))
+            else:
+                if others_end is None:
+                    others_end = now + EXPLAIN_OTHERS_SECONDS
+                stop = max(others_end, now + 0.01)
+            t0 = time.monotonic()
+            anomalies.append(_explain(key, m, kept, fast, deepest, stop, max_configs))
+            entry = per_key[key]
+            entry["explain_ms"] = round((time.monotonic() - t0) * 1000, 3)
+    explored_total = sum(e["configurations"] for e in per_key.values())
     verdicts = [e["valid"] for e in per_key.values()]
     per_key = {("nil" if k is None else show(k)): v for k, v in per_key.items()}
     valid = merge_validity(verdicts) if verdicts else True
@@ -799,18 +909,33 @@ def check_linearizable(
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reason = None
     if valid is False:
-        bad = [a for a in anomalies]
-        reason = "; ".join(f"key {show(a['key'])}: {a['message']}" for a in bad) or (
-            "not linearizable"
+        reason = "; ".join(f"key {show(a['key'])}: {a['message']}" for a in anomalies) or (
+            f"not linearizable (failing keys: {', '.join(show(f[0]) for f in failing)})"
         )
     elif valid == "unknown":
         reason = "; ".join(unknown_reasons)
+    undecided_keys = [k for k, e in per_key.items() if e["valid"] == "unknown"]
+    note = None
+    if valid is False and undecided_keys:
+        budget = (
+            f"the {after_failure:g} s budget"
+            if time_limit is None
+            else f"the time limit of {time_limit:g} s"
+        )
+        n = len(undecided_keys)
+        note = (
+            f"{n} key{'s' if n != 1 else ''} not decided within {budget} after the verdict "
+            f"was known: {', '.join(undecided_keys)}"
+        )
+        if not all_keys:
+            note = f"{n} key{'s' if n != 1 else ''} not checked after the first failing key"
     details = {
         "model": m.name,
         "ops": len(operations),
         "keys": len(partitions),
         "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],
-        "undecided_keys": [k for k, e in per_key.items() if e["valid"] == "unknown"],
+        "undecided_keys": undecided_keys,
+        "undecided_note": note,
         "per_key": per_key,
         "configurations_explored": explored_total,
         "peak_configurations": peak,
@@ -825,3 +950,9 @@ def check_linearizable(
         "time_limit": time_limit,
     }
     return CheckResult(CHECKER, valid, reason, anomalies, details)
+
+
+def _window_end(failed_at: float, after_failure: float, deadline: float | None) -> float:
+    """Undecided keys run until the time limit when one was given, else `after_failure`
+    seconds past the first failure."""
+    return deadline if deadline is not None else failed_at + after_failure

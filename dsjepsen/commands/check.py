@@ -120,7 +120,9 @@ def render_text(history: History, result: CheckResult) -> str:
     ]
     if d.get("failing_keys"):
         lines.append("  failing keys: " + ", ".join(str(k) for k in d["failing_keys"]))
-    if d.get("undecided_keys"):
+    if d.get("undecided_note"):
+        lines.append("  " + d["undecided_note"])
+    elif d.get("undecided_keys"):
         lines.append("  undecided keys: " + ", ".join(str(k) for k in d["undecided_keys"]))
     if result.valid == "unknown" and result.reason:
         lines.append(f"  reason: {result.reason}")
