@@ -273,7 +273,10 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
         else:
             obit = slot_bit.pop(i)
             pending = [e for e in pending if e[2] != i]
-            levels.append((i, obit, p.trans, tuple(pending), active))
+            # the closure's push order, precomputed: latest-invoked first, each with
+            # whether it was invoked before op i (those are popped first, WGL's order)
+            rpending = tuple((b, tr, j, ops[j].call < p.call) for b, tr, j in reversed(pending))
+            levels.append((i, obit, p.trans, tuple(pending), active, rpending))
             free_bits.append(obit)
     return levels, op_of_info_bit
 
@@ -385,7 +388,6 @@ def _search(
     when its budget's slice is over and returns the _Outcome.
     """
     levels, op_of_info_bit = levels_info
-    ops_call = [p.call for p in ops]
     nlevels = len(levels)
     init = model.init()
     # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
@@ -425,7 +427,7 @@ def _search(
         steps += 1
         if not steps & 4095 and budget.tick(0):
             yield
-        i, obit, otrans, pending, active = levels[r]
+        obit = levels[r][1]
         if r > deep:
             deep = r
             if trace:
@@ -434,9 +436,7 @@ def _search(
             stack.append(iter([((s, lin ^ obit, used), node)]))
         else:
             probe = deep_probe if (trace and r == deep) else None
-            stack.append(
-                _closure(levels[r], cfg, node, op_of_info_bit, ops_call, budget, trace, probe)
-            )
+            stack.append(_closure(levels[r], cfg, node, op_of_info_bit, budget, trace, probe))
     out = _Outcome(False, counters[0], max(counters[1], budget.n_failed), ops=ops)
     if deep >= 0:
         out.deepest = ops[levels[deep][0]]
@@ -450,7 +450,6 @@ def _closure(
     cfg: tuple[Any, int, int],
     node: Any,
     op_of_info_bit: dict[int, int],
-    ops_call: list[int],
     budget: _Budget,
     trace: bool,
     probe: list[Any] | None,
@@ -464,15 +463,13 @@ def _closure(
     and the configuration that got furthest. Yields PAUSE when the budget's slice is over.
     """
     counters = budget.counters
-    i, _obit, otrans, pending, active = level
-    ocall = ops_call[i]
-    rpending = [(bit, tr, j, ops_call[j] < ocall) for bit, tr, j in reversed(pending)]
+    i, _obit, otrans, _pending, active, rpending = level
     marked = False
     emitted: set[Any] = set()
     # (state, L) -> used-sets reached; breadth-first order reaches a smaller used-set for the
     # same (state, L) strictly earlier (fewer steps), so checking on insertion suffices (b).
     seen: dict[tuple[Any, int], list[int]] = {(cfg[0], cfg[1]): [cfg[2]]}
-    nodes: dict[Any, Any] = {cfg: node}
+    nodes: dict[Any, Any] = {cfg: node} if trace else {}
     # depth-first over determinate ops, earliest-invoked first (as WGL does), one bucket per
     # number of indeterminate ops used, fewest first (so dominators usually come first)
     stack = [cfg]
@@ -580,7 +577,7 @@ def _failure(
     tried: set[Any],
     op_of_info_bit: dict[int, int],
 ) -> _Failure:
-    i, _obit, _otrans, pending, active = level
+    i, _obit, _otrans, pending, active, _rpending = level
     prefix: list[tuple[int, Any]] = []
     lin = used = 0
     if best is not None:

@@ -37,8 +37,13 @@ UNKNOWN: Any = _Unknown()
 ILLEGAL: Any = object()
 
 
+_ATOMS = frozenset({int, str, float, bool})
+
+
 def freeze(value: Any) -> Hashable:
     """Make JSON-ish values hashable (lists become tuples, dicts sorted item tuples)."""
+    if value is None or type(value) in _ATOMS:
+        return value
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):
