@@ -206,6 +206,7 @@ def kv_epochs(ops: list[Any]) -> FastVerdict | None:
             return None
     method = "kv-epochs"
     resolve = _Resolver(puts)
+    lengths = sorted({len(v) for v in by_value})
     parses: dict[str, list[str] | None] = {}
     # slot (epoch id, position) -> [value, candidate appends]; epoch = base put op or None
     slots: dict[tuple[int, int], list[Any]] = {}
@@ -215,7 +216,7 @@ def kv_epochs(ops: list[Any]) -> FastVerdict | None:
         if out in parses:
             toks = parses[out]
         else:
-            toks = parses[out] = _parse(out, by_value)
+            toks = parses[out] = _parse(out, by_value, lengths)
         if toks is None:
             return None  # several parses: the search decides
         if out and not toks:
@@ -478,34 +479,52 @@ def _zone_message(method: str, e: Any, f: Any) -> FastVerdict:
     )
 
 
-def _parse(s: str, tokens: dict[str, Any]) -> list[str] | None:
-    """Split s into appended tokens; [] if impossible, None if there are several splits."""
+def _parse(s: str, tokens: dict[str, Any], lengths: list[int] | None = None) -> list[str] | None:
+    """Split s into tokens; [] if impossible, None if there are several splits.
+
+    Forward over the positions a split can reach (few, when tokens delimit themselves), then
+    backward counting the splits from each of them (capped at 2).
+    """
     if not s:
         return []
-    lengths = sorted({len(t) for t in tokens})
+    if lengths is None:
+        lengths = sorted({len(t) for t in tokens})
     n = len(s)
-    ways = [0] * (n + 1)
-    choice: list[str | None] = [None] * (n + 1)
-    ways[n] = 1
-    for i in range(n - 1, -1, -1):
-        w = 0
+    reach = bytearray(n + 1)
+    reach[0] = 1
+    edges: dict[int, list[str]] = {}
+    for i in range(n):
+        if not reach[i]:
+            continue
+        out = []
         for ln in lengths:
             if i + ln > n:
                 break
             t = s[i : i + ln]
-            if t in tokens and ways[i + ln]:
-                w += ways[i + ln]
-                choice[i] = t
-        ways[i] = min(w, 2)
-    if ways[0] == 0:
+            if t in tokens:
+                out.append(t)
+                reach[i + ln] = 1
+        if out:
+            edges[i] = out
+    if not reach[n]:
         return []
-    if ways[0] > 1:
+    ways = {n: 1}
+    choice: dict[int, str] = {}
+    for i in sorted(edges, reverse=True):
+        w = 0
+        for t in edges[i]:
+            x = ways.get(i + len(t), 0)
+            if x:
+                w += x
+                choice[i] = t
+        if w:
+            ways[i] = min(w, 2)
+    if ways.get(0, 0) > 1:
         return None
-    out = []
+    toks = []
     i = 0
     while i < n:
         t = choice[i]
-        assert t is not None
-        out.append(t)
+        toks.append(t)
         i += len(t)
-    return out
+    return toks
