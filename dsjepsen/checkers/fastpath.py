@@ -288,7 +288,7 @@ def kv_epochs(ops: list[Any]) -> FastVerdict | None:
                     [other],
                 )
             if len(slot[1]) > 1 or len(appends) > 1:
-                slot[1] = [a for a in slot[1] if a in appends]
+                slot[1] = [a for a in slot[1] if any(a is b for b in appends)]
         epochs.setdefault(id(base), (base, []))[1].append((g, len(rest)))
     choices = []
     for (eid, j), (t, cands) in slots.items():
@@ -338,9 +338,9 @@ def _epoch_blocks(
     blocks: list[tuple[float, float, list[list[Any]], str]] = []
     for eid, (base, members) in epochs.items():
         longest = seq[eid]
-        for a in longest:
+        for pos, a in enumerate(longest):
             if id(a) in observed:
-                g = next(g for g, n in members if n > longest.index(a))
+                g = next(g for g, n in members if n > pos)
                 if observed[id(a)] is base:
                     return FastVerdict(
                         False,
