@@ -632,6 +632,20 @@ TEMPLATES = {
         ("write", "d", "d", "ok", 80, 90),
         ("read", None, "b", "ok", 100, 110),
     ],
+    "cas-same-new-value": [
+        ("write", "a", "a", "ok", 0, 10),
+        ("cas", ["a", "b"], ["a", "b"], "info", 12, None),
+        ("cas", ["c", "b"], ["c", "b"], "info", 14, None),
+        ("read", None, "b", "ok", 20, 30),
+        ("write", "c", "c", "ok", 40, 50),
+        ("read", None, "b", "ok", 60, 70),
+    ],
+    "unread-write-for-info-cas": [
+        ("write", "a", "a", "ok", 0, 10),
+        ("write", "c", "c", "info", 12, None),
+        ("cas", ["c", "d"], ["c", "d"], "info", 14, None),
+        ("read", None, "d", "ok", 20, 30),
+    ],
     "restore-start-state": [
         ("write", "a", "a", "ok", 0, 10),
         ("cas", ["a", "b"], ["a", "b"], "ok", 100, 500),
