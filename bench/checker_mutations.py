@@ -8,6 +8,12 @@ package and the checker tests are copied to a temporary directory, the one line 
 there, and the checker's oracle tests run against the copy. The working tree is never
 touched. A mutation is *killed* when the tests fail; every one must be. Prints one line per
 mutation and exits 1 if any survives.
+
+Two plausible mutants are left out because they are equivalent (no history tells them apart):
+reversing the closure's dominance test for indeterminate steps (its breadth-first buckets
+always insert the smaller used-set first, so only the superset check ever fires), and not
+counting the initial value as observed in pruning (d) (an unread initial value is as
+unobservable as any other unread value, so dropping an info write of it is sound too).
 """
 
 from __future__ import annotations
