@@ -906,11 +906,18 @@ def check_linearizable(
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reason = None
     if valid is False:
-        reason = "; ".join(f"key {show(a['key'])}: {a['message']}" for a in anomalies) or (
-            f"not linearizable (failing keys: {', '.join(show(f[0]) for f in failing)})"
-        )
+        # one sentence a person reads first; every key's sentence stays in `anomalies`
+        if anomalies:
+            first = anomalies[0]
+            reason = f"key {show(first['key'])}: {first['message']}"
+            if len(anomalies) > 1:
+                reason += f" (and {len(anomalies) - 1} more failing keys)"
+        else:
+            reason = f"not linearizable (failing keys: {', '.join(show(f[0]) for f in failing)})"
     elif valid == "unknown":
-        reason = "; ".join(unknown_reasons)
+        reason = "; ".join(unknown_reasons[:3])
+        if len(unknown_reasons) > 3:
+            reason += f" (and {len(unknown_reasons) - 3} more undecided keys)"
     undecided_keys = [k for k, e in per_key.items() if e["valid"] == "unknown"]
     note = None
     if valid is False and undecided_keys:
