@@ -39,6 +39,9 @@ class TestConfig:
     workload: str = "register"
     bugs: tuple[str, ...] = ()
     serializable_reads: bool = False
+    #: http-kv: the command template that starts the user's server, and its port
+    server_cmd: str | None = None
+    server_port: int | None = None
     nemesis: tuple[str, ...] = ()
     nemesis_interval: float = DEFAULT_NEMESIS_INTERVAL
     time_limit: float = DEFAULT_TIME_LIMIT
@@ -110,6 +113,10 @@ class TestConfig:
             argv += ["--bug", b]
         if self.serializable_reads:
             argv.append("--serializable-reads")
+        if self.server_cmd is not None:
+            argv += ["--server-cmd", self.server_cmd]
+        if self.server_port is not None:
+            argv += ["--server-port", str(self.server_port)]
         argv += ["--workload", self.workload, "--nemesis", ",".join(self.nemesis) or "none"]
         argv += ["--nemesis-interval", f"{self.nemesis_interval:g}"]
         argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
@@ -182,6 +189,25 @@ def _names(value: Any) -> list[str]:
     return out
 
 
+def _server_options(spec: Any, cmd: Any, port: Any) -> tuple[str | None, int | None]:
+    """--server-cmd / --server-port: only for targets that take them, checked by the target."""
+    from dsjepsen.harness import registry
+
+    accepted = {name for name, _ in spec.config_kwargs}
+    for option, name, value in (
+        ("--server-cmd", "server_cmd", cmd),
+        ("--server-port", "server_port", port),
+    ):
+        if value is not None and name not in accepted:
+            raise ConfigError(f"{option}: not an option of target {spec.name}")
+    port_number = _integer(port, "--server-port", minimum=1) if port is not None else None
+    if spec.options_check:
+        values = {"server_cmd": cmd, "server_port": port_number}
+        kwargs = {kw: values.get(f) for f, kw in spec.config_kwargs}
+        registry.load(spec.options_check)(**kwargs)
+    return (str(cmd) if cmd is not None else None), port_number
+
+
 # ---------------------------------------------------------------------------------------------
 # argparse wiring
 
@@ -205,6 +231,16 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         "--serializable-reads",
         action="store_true",
         help="etcd: serve reads from the local member (serializable), not through a quorum",
+    )
+    g.add_argument(
+        "--server-cmd",
+        default=None,
+        metavar="TEMPLATE",
+        help="http-kv: command starting your server on a node; placeholders {node} {address} "
+        "{port} {peers} {all_nodes} {data_dir}",
+    )
+    g.add_argument(
+        "--server-port", default=None, metavar="PORT", help="http-kv: your server's port (7070)"
     )
     g.add_argument("--workload", default=None, help="workload (default: the target's own)")
     g.add_argument(
@@ -294,6 +330,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
     bugs = tuple(_names(get("bug")))
     serializable = bool(get("serializable_reads"))
     spec.validate_options(bugs=bugs, serializable_reads=serializable)
+    server_cmd, server_port = _server_options(spec, get("server_cmd"), get("server_port"))
 
     workload = get("workload") or spec.default_workload
     registry.workload_spec(workload)  # raises ConfigError naming --workload
@@ -324,6 +361,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         workload=workload,
         bugs=bugs,
         serializable_reads=serializable,
+        server_cmd=server_cmd,
+        server_port=server_port,
         nemesis=tuple(nemesis_names),
         nemesis_interval=_number(
             get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL), "--nemesis-interval", minimum=0

@@ -45,6 +45,10 @@ class TargetSpec:
     bug_sources: tuple[str, ...] = ()
     fallback_bugs: tuple[str, ...] = ()
     supports_serializable_reads: bool = False
+    #: TestConfig fields passed to the constructor, as (config field, keyword) pairs
+    config_kwargs: tuple[tuple[str, str], ...] = ()
+    #: "module:function" called with those keywords to validate them (raises ConfigError)
+    options_check: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def bugs(self) -> tuple[str, ...]:
@@ -78,9 +82,16 @@ class TargetSpec:
         if serializable_reads and not self.supports_serializable_reads:
             raise ConfigError(f"--serializable-reads: not an option of target {self.name}")
 
-    def build(self, *, bugs: Sequence[str] = (), serializable_reads: bool = False) -> Any:
+    def config_options(self, config: Any) -> dict[str, Any]:
+        """The constructor keywords taken from a TestConfig (unset ones left out)."""
+        values = {kw: getattr(config, f, None) for f, kw in self.config_kwargs}
+        return {kw: v for kw, v in values.items() if v is not None}
+
+    def build(
+        self, *, bugs: Sequence[str] = (), serializable_reads: bool = False, config: Any = None
+    ) -> Any:
         cls = load(self.path)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = self.config_options(config) if config is not None else {}
         if self.bug_sources or self.fallback_bugs:
             kwargs["bugs"] = tuple(bugs)
         if self.supports_serializable_reads:
@@ -115,6 +126,14 @@ TARGETS: dict[str, TargetSpec] = {
         description="etcd (Debian's etcd-server) through its v3 JSON gateway; "
         "--serializable-reads for local reads",
         supports_serializable_reads=True,
+    ),
+    "http-kv": TargetSpec(
+        name="http-kv",
+        path="dsjepsen.targets.http_kv:HttpKvTarget",
+        description="your own server implementing docs/http-kv-contract.md, started on every "
+        "node from --server-cmd (placeholders {node} {address} {port} {peers} {data_dir} ...)",
+        config_kwargs=(("server_cmd", "server_cmd"), ("server_port", "port")),
+        options_check="dsjepsen.targets.http_kv:check_options",
     ),
 }
 

@@ -188,7 +188,9 @@ class Runner:
         assert self.recorder is not None and self.run_dir is not None
         if self.target is None:
             spec = registry.target_spec(cfg.target)
-            self.target = spec.build(bugs=cfg.bugs, serializable_reads=cfg.serializable_reads)
+            self.target = spec.build(
+                bugs=cfg.bugs, serializable_reads=cfg.serializable_reads, config=cfg
+            )
         self.workload = registry.load(registry.workload_spec(cfg.workload).path).from_config(cfg)
         if cfg.nemesis:
             from dsjepsen.nemesis.catalog import build_nemesis

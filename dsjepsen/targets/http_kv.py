@@ -1,0 +1,290 @@
+"""HttpKvTarget: any server that speaks docs/http-kv-contract.md, started from a command
+template the user gives (`--server-cmd`), tested as a black box.
+
+The template is filled in per node and split into an argument list; every substituted value is
+shlex-quoted first, so a node name, path or address can never become two arguments or a shell
+construct (there is no shell). The process is run with the daemon helpers like every other
+target, so kill / pause / resume / log collection work the same as for raft-kv.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shlex
+import string
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.harness.daemon import (
+    daemon_pid,
+    signal_daemon,
+    start_daemon,
+    stop_daemon,
+    wait_for_port,
+)
+from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.raft_kv.client import HttpKvClient
+
+if TYPE_CHECKING:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.harness.control.base import Node
+
+DEFAULT_PORT = 7070
+#: placeholder -> what it stands for (shown in errors and in the docs)
+PLACEHOLDERS = {
+    "node": "this node's name (n1, n2, ...)",
+    "address": "this node's address",
+    "port": "the server port (--server-port)",
+    "peers": "the other nodes as name=address:port,... (empty with one node)",
+    "all_nodes": "every node as name=address:port,...",
+    "data_dir": "a per-node data directory (created before start, removed by wipe)",
+}
+#: key of the setup round trip; the workloads use integer keys, so it never meets theirs
+SETUP_KEY = "dsjepsen-setup"
+
+
+def template_fields(template: str) -> list[str]:
+    """The placeholder names used in template; ConfigError for a malformed or unknown one."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise ConfigError(
+            f"--server-cmd: malformed template ({e}; write {{{{ for a brace)"
+        ) from None
+    names = []
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS:
+            raise ConfigError(
+                f"--server-cmd: unknown placeholder {{{field}}} "
+                f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
+            )
+        if spec or conversion:
+            raise ConfigError(
+                f"--server-cmd: placeholder {{{field}}} takes no format or !conversion"
+            )
+        names.append(field)
+    return names
+
+
+def render_command(template: str, values: dict[str, str]) -> list[str]:
+    """Fill template with shlex-quoted values and split it: each value stays one argument (or
+    part of one), whatever characters it holds."""
+    template_fields(template)
+    try:
+        argv = shlex.split(template.format(**{k: shlex.quote(str(v)) for k, v in values.items()}))
+    except ValueError as e:  # unbalanced quotes in the template itself
+        raise ConfigError(f"--server-cmd: cannot split the command ({e})") from None
+    if not argv:
+        raise ConfigError("--server-cmd: the command is empty")
+    return argv
+
+
+def check_options(server_cmd: str | None = None, port: int | None = None, **_: object) -> None:
+    """Validate the target options before anything touches a node (config_from_args)."""
+    if not server_cmd or not server_cmd.strip():
+        raise ConfigError(
+            "--server-cmd: required with --target http-kv (the command that starts your server, "
+            "e.g. 'python3 my_server.py --id {node} --port {port} --peers {peers}')"
+        )
+    sample = {k: "x" for k in PLACEHOLDERS}
+    render_command(server_cmd, sample)
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--server-port: must be a TCP port 1-65535, got {port}")
+
+
+class HttpKvTarget(Target):
+    name = "http-kv"
+    version = "user"
+
+    def __init__(
+        self,
+        server_cmd: str,
+        port: int = DEFAULT_PORT,
+        client_timeout: float = 2.0,
+        *,
+        setup_timeout: float = 30.0,
+    ):
+        check_options(server_cmd, port)
+        self.server_cmd = server_cmd
+        self.port = int(port)
+        self.client_timeout = client_timeout
+        self.setup_timeout = setup_timeout
+
+    # -- paths on a node ----------------------------------------------------------------------
+
+    @staticmethod
+    def home(node: Node) -> str:
+        return f"{node.workdir.rstrip('/')}/http-kv"
+
+    def data_dir(self, node: Node) -> str:
+        return f"{self.home(node)}/data"
+
+    def log_file(self, node: Node) -> str:
+        return f"{self.home(node)}/server.log"
+
+    def pid_file(self, node: Node) -> str:
+        return f"{self.home(node)}/server.pid"
+
+    # -- process control ----------------------------------------------------------------------
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The server command for one node (also what a user can run by hand)."""
+
+        def members(nodes: list[Node]) -> str:
+            return ",".join(f"{n.name}={n.address}:{self.port}" for n in nodes)
+
+        values = {
+            "node": node.name,
+            "address": node.address,
+            "port": str(self.port),
+            "peers": members([n for n in cluster.nodes if n.name != node.name]),
+            "all_nodes": members(list(cluster.nodes)),
+            "data_dir": self.data_dir(node),
+        }
+        return render_command(self.server_cmd, values)
+
+    def setup(self, cluster: Cluster) -> None:
+        for node in cluster.nodes:
+            cluster.remote(node.name).run(["mkdir", "-p", self.data_dir(node)], timeout=30.0)
+        for node in cluster.nodes:
+            self.start(cluster, node.name)
+        deadline = time.monotonic() + self.setup_timeout
+        silent = []
+        for node in cluster.nodes:
+            try:
+                wait_for_port(
+                    node.address, self.port, timeout=max(1.0, deadline - time.monotonic())
+                )
+            except HarnessError:
+                silent.append(node)
+        if silent:
+            raise HarnessError(
+                f"http-kv: port {self.port} never answered on "
+                f"{', '.join(n.name for n in silent)} within {self.setup_timeout:g}s; "
+                f"see {self._logs(cluster, silent)}"
+            )
+        last = ""
+        while True:
+            for node in cluster.nodes:
+                ok, last = self._round_trip(cluster, node)
+                if ok:
+                    return
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"http-kv: no node ({', '.join(cluster.names)}) completed a PUT then GET "
+                    f"of /kv/{SETUP_KEY} within {self.setup_timeout:g}s (last: {last}); "
+                    f"see {self._logs(cluster, cluster.nodes)}"
+                )
+            time.sleep(0.2)
+
+    def _logs(self, cluster: Cluster, nodes: list[Node]) -> str:
+        return ", ".join(f"{n.name}:{self.log_file(n)}" for n in nodes)
+
+    def _round_trip(self, cluster: Cluster, node: Node) -> tuple[bool, str]:
+        """PUT a fresh value and read it back through node: the store really serves."""
+        client = HttpKvClient(node.address, self.port, timeout=self.client_timeout, node=node.name)
+        value = time.time_ns()
+        try:
+            status, body = client.request("PUT", f"/kv/{SETUP_KEY}", {"value": value})
+            if status != 200:
+                return False, f"{node.name}: PUT answered {status} {body}"
+            status, body = client.request("GET", f"/kv/{SETUP_KEY}")
+            if status != 200 or not isinstance(body, dict) or body.get("value") != value:
+                return False, f"{node.name}: GET after PUT answered {status} {body}"
+            return True, ""
+        except Exception as e:  # noqa: BLE001 - any failure means "not serving yet"
+            return False, f"{node.name}: {type(e).__name__}: {e}"
+        finally:
+            client.close()
+
+    def teardown(self, cluster: Cluster) -> None:
+        errors = []
+        for node in cluster.nodes:
+            remote = cluster.remote(node.name)
+            try:
+                stop_daemon(remote, self.pid_file(node))
+                remote.run(["rm", "-rf", self.data_dir(node)], timeout=30.0)
+            except HarnessError as e:
+                errors.append(str(e))
+        if errors:
+            raise HarnessError("http-kv teardown: " + "; ".join(errors))
+
+    def start(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        cluster.remote(node).run(["mkdir", "-p", self.data_dir(n)], timeout=30.0)
+        start_daemon(
+            cluster.remote(node),
+            self.argv(cluster, n),
+            pidfile=self.pid_file(n),
+            logfile=self.log_file(n),
+            cwd=self.home(n),
+        )
+
+    def kill(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
+        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
+
+    def pause(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
+
+    def resume(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
+
+    def wipe(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        cluster.remote(node).run(["rm", "-rf", self.data_dir(n)], timeout=30.0)
+
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        return [self.log_file(cluster.node(node))]
+
+    def pid(self, cluster: Cluster, node: str) -> int | None:
+        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
+
+    # -- observation --------------------------------------------------------------------------
+
+    def status(self, cluster: Cluster, node: str, timeout: float = 1.0) -> dict | None:
+        """The node's GET /status as a dict, or None (no answer, not 200, not a JSON object)."""
+        n = cluster.node(node)
+        conn = http.client.HTTPConnection(n.address, self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/status")
+            resp = conn.getresponse()
+            body = json.loads(resp.read() or b"null")
+            return body if resp.status == 200 and isinstance(body, dict) else None
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
+    def leader(self, cluster: Cluster) -> str | None:
+        """The node that says it leads (highest term wins), else the node most others name as
+        leader; None when the server has no /status or no `leader` field (it is optional)."""
+        claims: list[tuple[int, str]] = []
+        named: Counter[str] = Counter()
+        for node in cluster.names:
+            st = self.status(cluster, node)
+            if not st:
+                continue
+            term = st.get("term")
+            term = term if isinstance(term, int) and not isinstance(term, bool) else 0
+            if st.get("role") == "leader":
+                claims.append((term, node))
+            hint = st.get("leader")
+            if isinstance(hint, str) and hint in cluster.names:
+                named[hint] += 1
+        if claims:
+            return max(claims)[1]
+        return named.most_common(1)[0][0] if named else None
+
+    def client(self, cluster: Cluster, node: str) -> Client:
+        n = cluster.node(node)
+        return HttpKvClient(n.address, self.port, timeout=self.client_timeout, node=node)
+
+    def describe(self, cluster: Cluster, node: str) -> str:
+        return shlex.join(self.argv(cluster, cluster.node(node)))

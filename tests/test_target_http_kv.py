@@ -1,0 +1,185 @@
+"""The http-kv target: a user's own server, started from a command template, tested as a black
+box. The cluster tests use the reference raft-kv server as "the student's server" through the
+template only (the target knows nothing about it): correct, it passes a partition test; with
+its stale-read bug switched on in the template, the same test finds the anomaly.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsjepsen.cli import build_parser
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.harness.config import TestConfig, config_from_args
+from dsjepsen.harness.runner import Runner, RunOutcome
+from dsjepsen.history import read_jsonl
+from dsjepsen.targets.http_kv import HttpKvTarget, render_command, template_fields
+
+REFERENCE_SERVER = (
+    f"{shlex.quote(sys.executable)} -m dsjepsen.targets.raft_kv.server --id {{node}} "
+    "--listen 0.0.0.0:{port} --advertise {address}:{port} --peers {peers} --data-dir {data_dir}"
+)
+
+
+def make_config(*argv: str) -> TestConfig:
+    full = ["test", *argv]
+    return config_from_args(build_parser().parse_args(full), argv=["dsjepsen", *full])
+
+
+# -- template substitution -------------------------------------------------------------------
+
+
+def test_hostile_values_stay_one_argument_each() -> None:
+    hostile = {
+        "node": "n1; rm -rf /",
+        "address": "$(touch /tmp/pwned)",
+        "port": "7070",
+        "peers": "a b\tc 'd' \"e\" `f`",
+        "all_nodes": "",
+        "data_dir": "/tmp/with space/and'quote\\",
+    }
+    argv = render_command(
+        "srv --id {node} --addr={address} --peers {peers} --all {all_nodes} {data_dir}", hostile
+    )
+    assert argv == [
+        "srv",
+        "--id",
+        hostile["node"],
+        f"--addr={hostile['address']}",
+        "--peers",
+        hostile["peers"],
+        "--all",
+        "",
+        hostile["data_dir"],
+    ]
+
+
+def test_literal_braces_and_repeated_placeholders() -> None:
+    argv = render_command("s {port} -e '{{\"a\": 1}}' {port}", {"port": "7070"})
+    assert argv == ["s", "7070", "-e", '{"a": 1}', "7070"]
+    assert template_fields("a {node} {port} {node}") == ["node", "port", "node"]
+
+
+@pytest.mark.parametrize(
+    "template, fragment",
+    [
+        ("srv --id {nod}", "unknown placeholder {nod}"),
+        ("srv {0}", "unknown placeholder {0}"),
+        ("srv {node.x}", "unknown placeholder {node.x}"),
+        ("srv {port:5}", "takes no format"),
+        ("srv {node", "malformed template"),
+        ("srv 'unclosed {node}", "cannot split"),
+        ("   ", "required with --target http-kv"),
+    ],
+)
+def test_bad_templates_are_one_config_error(template: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        HttpKvTarget(template)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_argv_for_a_node_fills_every_placeholder() -> None:
+    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.harness.control.base import Node
+
+    nodes = [Node(f"n{i}", f"10.9.0.{i}", f"/w/n{i}") for i in (1, 2, 3)]
+    cluster = Cluster(kind="local", nodes=nodes, remotes={})
+    t = HttpKvTarget("s {node} {address} {port} {peers} {all_nodes} {data_dir}", port=7071)
+    assert t.argv(cluster, nodes[1]) == [
+        "s",
+        "n2",
+        "10.9.0.2",
+        "7071",
+        "n1=10.9.0.1:7071,n3=10.9.0.3:7071",
+        "n1=10.9.0.1:7071,n2=10.9.0.2:7071,n3=10.9.0.3:7071",
+        "/w/n2/http-kv/data",
+    ]
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def test_cli_options_reach_the_target() -> None:
+    cfg = make_config("--target", "http-kv", "--server-cmd", "s {node}", "--server-port", "7171")
+    assert (cfg.server_cmd, cfg.server_port) == ("s {node}", 7171)
+    from dsjepsen.harness import registry
+
+    target = registry.target_spec("http-kv").build(config=cfg)
+    assert isinstance(target, HttpKvTarget)
+    assert (target.server_cmd, target.port) == ("s {node}", 7171)
+    assert "--server-cmd" in cfg.canonical_argv()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--target", "http-kv"], "--server-cmd: required with --target http-kv"),
+        (["--target", "http-kv", "--server-cmd", "s {nodes}"], "unknown placeholder {nodes}"),
+        (["--target", "raft-kv", "--server-cmd", "s"], "--server-cmd: not an option of target"),
+        (["--target", "http-kv", "--server-cmd", "s", "--server-port", "0"], "--server-port"),
+        (["--target", "http-kv", "--server-cmd", "s", "--bug", "stale-read"], "--bug"),
+    ],
+)
+def test_bad_options_are_one_line(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        make_config(*argv)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# -- real clusters ---------------------------------------------------------------------------
+
+
+def run_test(cluster, store: Path, *argv: str) -> RunOutcome:
+    return Runner(make_config("--store", str(store), *argv), cluster).run()
+
+
+@pytest.mark.cluster
+def test_reference_server_through_the_template_is_valid(make_cluster, tmp_path: Path) -> None:
+    cluster = make_cluster(node_count=3)
+    out = run_test(
+        cluster, tmp_path, "--target", "http-kv", "--server-cmd", REFERENCE_SERVER,
+        "--nemesis", "partition-majority", "--time-limit", "10", "--nemesis-interval", "3",
+        "--seed", "11",
+    )  # fmt: skip
+    assert out.valid is True, out.results.get("reason")
+    stats = out.results["stats"]["by_f"]
+    assert stats["read"]["ok"] > 20 and stats["write"]["ok"] > 20
+    history = read_jsonl(out.run_dir / "history.jsonl")
+    assert any(op.f == "start-partition" and op.type == "ok" for op in history.nemesis_ops())
+    for name in cluster.names:  # the server's own output was collected from every node
+        logs = list((out.run_dir / "nodes" / name).iterdir())
+        assert logs and all(p.stat().st_size > 0 for p in logs), name
+
+
+@pytest.mark.cluster
+def test_stale_read_server_through_the_template_is_invalid(make_cluster, tmp_path: Path) -> None:
+    cluster = make_cluster(node_count=3)
+    out = run_test(
+        cluster, tmp_path, "--target", "http-kv",
+        "--server-cmd", REFERENCE_SERVER + " --bug stale-read",
+        "--nemesis", "partition-majority", "--time-limit", "10", "--nemesis-interval", "3",
+        "--seed", "11",
+    )  # fmt: skip
+    assert out.valid is False, out.results.get("reason")
+    lin = out.results["checks"]["linearizable"]
+    assert lin["valid"] is False and lin["anomalies"][0]["op"]["f"] == "read"
+
+
+@pytest.mark.cluster
+def test_a_server_that_never_listens_fails_setup_naming_nodes_and_logs(make_cluster) -> None:
+    cluster = make_cluster(node_count=3)
+    target = HttpKvTarget("sh -c 'echo booting {node}; exec sleep 60'", setup_timeout=3.0)
+    try:
+        with pytest.raises(HarnessError) as e:
+            target.setup(cluster)
+        message = str(e.value)
+        for node in cluster.nodes:
+            assert node.name in message and target.log_file(node) in message
+        assert all(target.pid(cluster, n) for n in cluster.names)
+    finally:
+        target.teardown(cluster)
+    assert not any(target.pid(cluster, n) for n in cluster.names)
