@@ -243,13 +243,7 @@ def test_requested_fault_that_never_happens_is_unknown(make_cluster, tmp_path: P
 
 def _cli_cluster_args(cluster: Cluster) -> list[str]:
     """How `dsjepsen test` is told to use this local cluster."""
-    parser = build_parser()
-    test_parser = parser._subparsers._group_actions[0].choices["test"]  # type: ignore[union-attr]
-    options = {s for a in test_parser._actions for s in a.option_strings}
-    for opt in ("--cluster-name", "--cluster", "--local-cluster", "--name"):
-        if opt in options:
-            return [opt, cluster.name, "--node-count", str(len(cluster.nodes))]
-    pytest.skip(f"`dsjepsen test` has no option naming a local cluster (options: {options})")
+    return ["--cluster-name", cluster.name, "--node-count", str(len(cluster.nodes))]
 
 
 @pytest.mark.parametrize(
