@@ -606,20 +606,7 @@ def _failure(
 
 def op_dict(p: _Op | Operation) -> dict[str, Any]:
     """The opdict of the team contract (history indices, null ret when indeterminate)."""
-    o = p.op if isinstance(p, _Op) else p
-    return {
-        "id": o.id,
-        "process": o.process,
-        "f": o.f,
-        "key": o.key,
-        "value": o.value,
-        "output": o.output,
-        "type": o.type,
-        "call": o.call,
-        "ret": o.ret,
-        "call_time": o.invoke.time,
-        "ret_time": o.complete.time if (o.complete is not None and o.ret is not None) else None,
-    }
+    return (p.op if isinstance(p, _Op) else p).to_dict()
 
 
 def _window(fail: _Failure, ops: list[_Op]) -> list[int]:

@@ -9,8 +9,6 @@ target, so kill / pause / resume / log collection work the same as for raft-kv.
 
 from __future__ import annotations
 
-import http.client
-import json
 import shlex
 import string
 import time
@@ -18,14 +16,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.daemon import (
-    daemon_pid,
-    signal_daemon,
-    start_daemon,
-    stop_daemon,
-    wait_for_port,
-)
-from dsjepsen.targets.base import Client, Target
+from dsjepsen.harness.daemon import wait_for_port
+from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 
 if TYPE_CHECKING:
@@ -97,7 +89,7 @@ def check_options(server_cmd: str | None = None, port: int | None = None, **_: o
         raise ConfigError(f"--server-port: must be a TCP port 1-65535, got {port}")
 
 
-class HttpKvTarget(Target):
+class HttpKvTarget(HttpServerTarget):
     name = "http-kv"
     version = "user"
 
@@ -115,42 +107,21 @@ class HttpKvTarget(Target):
         self.client_timeout = client_timeout
         self.setup_timeout = setup_timeout
 
-    # -- paths on a node ----------------------------------------------------------------------
-
-    @staticmethod
-    def home(node: Node) -> str:
-        return f"{node.workdir.rstrip('/')}/http-kv"
-
-    def data_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/data"
-
-    def log_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.log"
-
-    def pid_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.pid"
-
     # -- process control ----------------------------------------------------------------------
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         """The server command for one node (also what a user can run by hand)."""
-
-        def members(nodes: list[Node]) -> str:
-            return ",".join(f"{n.name}={n.address}:{self.port}" for n in nodes)
-
         values = {
             "node": node.name,
             "address": node.address,
             "port": str(self.port),
-            "peers": members([n for n in cluster.nodes if n.name != node.name]),
-            "all_nodes": members(list(cluster.nodes)),
+            "peers": self.members([n for n in cluster.nodes if n.name != node.name]),
+            "all_nodes": self.members(list(cluster.nodes)),
             "data_dir": self.data_dir(node),
         }
         return render_command(self.server_cmd, values)
 
     def setup(self, cluster: Cluster) -> None:
-        for node in cluster.nodes:
-            cluster.remote(node.name).run(["mkdir", "-p", self.data_dir(node)], timeout=30.0)
         for node in cluster.nodes:
             self.start(cluster, node.name)
         deadline = time.monotonic() + self.setup_timeout
@@ -202,66 +173,6 @@ class HttpKvTarget(Target):
         finally:
             client.close()
 
-    def teardown(self, cluster: Cluster) -> None:
-        errors = []
-        for node in cluster.nodes:
-            remote = cluster.remote(node.name)
-            try:
-                stop_daemon(remote, self.pid_file(node))
-                remote.run(["rm", "-rf", self.data_dir(node)], timeout=30.0)
-            except HarnessError as e:
-                errors.append(str(e))
-        if errors:
-            raise HarnessError("http-kv teardown: " + "; ".join(errors))
-
-    def start(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        cluster.remote(node).run(["mkdir", "-p", self.data_dir(n)], timeout=30.0)
-        start_daemon(
-            cluster.remote(node),
-            self.argv(cluster, n),
-            pidfile=self.pid_file(n),
-            logfile=self.log_file(n),
-            cwd=self.home(n),
-        )
-
-    def kill(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
-        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
-
-    def pause(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
-
-    def resume(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
-
-    def wipe(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        cluster.remote(node).run(["rm", "-rf", self.data_dir(n)], timeout=30.0)
-
-    def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        return [self.log_file(cluster.node(node))]
-
-    def pid(self, cluster: Cluster, node: str) -> int | None:
-        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
-
-    # -- observation --------------------------------------------------------------------------
-
-    def status(self, cluster: Cluster, node: str, timeout: float = 1.0) -> dict | None:
-        """The node's GET /status as a dict, or None (no answer, not 200, not a JSON object)."""
-        n = cluster.node(node)
-        conn = http.client.HTTPConnection(n.address, self.port, timeout=timeout)
-        try:
-            conn.request("GET", "/status")
-            resp = conn.getresponse()
-            body = json.loads(resp.read() or b"null")
-            return body if resp.status == 200 and isinstance(body, dict) else None
-        except (OSError, http.client.HTTPException, ValueError):
-            return None
-        finally:
-            conn.close()
-
     def leader(self, cluster: Cluster) -> str | None:
         """The node that says it leads (highest term wins), else the node most others name as
         leader; None when the server has no /status or no `leader` field (it is optional)."""
@@ -281,10 +192,3 @@ class HttpKvTarget(Target):
         if claims:
             return max(claims)[1]
         return named.most_common(1)[0][0] if named else None
-
-    def client(self, cluster: Cluster, node: str) -> Client:
-        n = cluster.node(node)
-        return HttpKvClient(n.address, self.port, timeout=self.client_timeout, node=node)
-
-    def describe(self, cluster: Cluster, node: str) -> str:
-        return shlex.join(self.argv(cluster, cluster.node(node)))

@@ -8,26 +8,16 @@ the node's own `python3`, which must be 3.11 or newer.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.daemon import (
-    daemon_pid,
-    signal_daemon,
-    start_daemon,
-    stop_daemon,
-    wait_for_port,
-)
-from dsjepsen.targets.base import Client, Target
+from dsjepsen.harness.daemon import wait_for_port
+from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.bugs import BUGS
-from dsjepsen.targets.raft_kv.client import HttpKvClient
 
 if TYPE_CHECKING:
     from dsjepsen.harness.cluster import Cluster
@@ -41,7 +31,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 HARNESS_ONLY = {"target.py", "client.py"}
 
 
-class RaftKvTarget(Target):
+class RaftKvTarget(HttpServerTarget):
     name = "raft-kv"
     version = "0.1.0"
     BUGS = BUGS
@@ -78,20 +68,7 @@ class RaftKvTarget(Target):
         self.setup_timeout = setup_timeout
         self.python = python  # the interpreter on ssh / docker nodes
 
-    # -- paths on a node ----------------------------------------------------------------------
-
-    @staticmethod
-    def home(node: Node) -> str:
-        return f"{node.workdir.rstrip('/')}/raft-kv"
-
-    def data_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/data"
-
-    def log_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.log"
-
-    def pid_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.pid"
+    # -- paths on a node (the rest are HttpServerTarget's) ------------------------------------
 
     def code_dir(self, node: Node) -> str:
         return f"{self.home(node)}/code"
@@ -100,7 +77,7 @@ class RaftKvTarget(Target):
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         """The server command line for one node (also what a user runs by hand)."""
-        peers = ",".join(f"{n.name}={n.address}:{self.port}" for n in cluster.nodes if n != node)
+        peers = self.members([n for n in cluster.nodes if n != node])
         if cluster.kind == "local":
             head = [sys.executable, "-m", "dsjepsen.targets.raft_kv.server"]
         else:
@@ -149,11 +126,9 @@ class RaftKvTarget(Target):
                 remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
 
     def setup(self, cluster: Cluster) -> None:
-        for node in cluster.nodes:
-            remote = cluster.remote(node.name)
-            remote.run(["mkdir", "-p", self.data_dir(node)], timeout=30.0)
-            if cluster.kind != "local":
-                self._upload(remote, node)
+        if cluster.kind != "local":
+            for node in cluster.nodes:
+                self._upload(cluster.remote(node.name), node)
         for node in cluster.nodes:
             self.start(cluster, node.name)
         for node in cluster.nodes:
@@ -167,80 +142,6 @@ class RaftKvTarget(Target):
                 )
             time.sleep(0.1)
 
-    def teardown(self, cluster: Cluster) -> None:
-        errors = []
-        for node in cluster.nodes:
-            remote = cluster.remote(node.name)
-            try:
-                stop_daemon(remote, self.pid_file(node))
-                remote.run(["rm", "-rf", self.data_dir(node)], timeout=30.0)
-            except HarnessError as e:
-                errors.append(str(e))
-        if errors:
-            raise HarnessError("raft-kv teardown: " + "; ".join(errors))
-
-    def start(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        cwd = self.home(n) if cluster.kind == "local" else self.code_dir(n)
-        start_daemon(
-            cluster.remote(node),
-            self.argv(cluster, n),
-            pidfile=self.pid_file(n),
-            logfile=self.log_file(n),
-            cwd=cwd,
-        )
-
-    def kill(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
-        # Wait until it is really gone, so that a restart right after cannot find it alive.
-        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
-
-    def pause(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
-
-    def resume(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
-
-    def wipe(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        cluster.remote(node).run(["rm", "-rf", self.data_dir(n)], timeout=30.0)
-
-    def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        return [self.log_file(cluster.node(node))]
-
-    def pid(self, cluster: Cluster, node: str) -> int | None:
-        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
-
-    # -- observation --------------------------------------------------------------------------
-
-    def status(self, cluster: Cluster, node: str, timeout: float = 1.0) -> dict | None:
-        """The node's GET /status, or None when it does not answer."""
-        n = cluster.node(node)
-        conn = http.client.HTTPConnection(n.address, self.port, timeout=timeout)
-        try:
-            conn.request("GET", "/status")
-            resp = conn.getresponse()
-            body = resp.read()
-            return json.loads(body) if resp.status == 200 else None
-        except (OSError, http.client.HTTPException, ValueError):
-            return None
-        finally:
-            conn.close()
-
-    def leader(self, cluster: Cluster) -> str | None:
-        """The leader of the highest term that some node reports itself leader of."""
-        best: tuple[int, str] | None = None
-        for node in cluster.names:
-            st = self.status(cluster, node)
-            if st and st.get("role") == "leader" and (best is None or st["term"] > best[0]):
-                best = (int(st["term"]), node)
-        return best[1] if best else None
-
-    def client(self, cluster: Cluster, node: str) -> Client:
-        n = cluster.node(node)
-        return HttpKvClient(n.address, self.port, timeout=self.client_timeout, node=node)
-
-    def describe(self, cluster: Cluster, node: str) -> str:
-        """The exact command a user can paste to run this node's server by hand."""
-        return shlex.join(self.argv(cluster, cluster.node(node)))
+    def cwd(self, cluster: Cluster, node: Node) -> str:
+        # on ssh / docker nodes `python -m raft_kv.server` imports the uploaded package
+        return self.home(node) if cluster.kind == "local" else self.code_dir(node)
