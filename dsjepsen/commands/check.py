@@ -48,13 +48,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.time_limit is not None and args.time_limit <= 0:
         raise ConfigError(f"--time-limit must be positive, got {args.time_limit}")
-    renderer = None
-    if args.report:
-        try:
-            from dsjepsen.reports.html import render_check_report  # type: ignore[attr-defined]
-        except ImportError:
-            raise ConfigError("report rendering not available yet") from None
-        renderer = render_check_report
     t0 = time.monotonic()
     history = read_history(args.file, args.format)
     operations = history.operations()
@@ -65,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     )
     result.details["source"] = history.source
     result.details["parse_seconds"] = round(parse_s, 6)
-    if renderer is not None:
-        renderer(history, result, args.report)
+    if args.report:
+        # imported here: pandas and jinja2 are only needed for a report
+        from dsjepsen.reports.html import render_check_report
+
+        render_check_report(history, result, args.report)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=_json_default))
     else:

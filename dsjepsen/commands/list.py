@@ -36,7 +36,7 @@ def lines(kind: str) -> list[str]:
         out = []
         for spec in registry.TARGETS.values():
             extra = []
-            bugs = spec.bugs() if (spec.bug_sources or spec.fallback_bugs) else ()
+            bugs = spec.bugs()
             if bugs:
                 extra.append("bugs: " + ", ".join(bugs))
             if spec.supports_serializable_reads:

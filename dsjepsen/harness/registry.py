@@ -14,10 +14,6 @@ from typing import Any
 
 from dsjepsen.errors import ConfigError, HarnessError
 
-#: bug switches of the reference raft-kv, used only when its package cannot tell us its own
-#: list (see `TargetSpec.bugs`); the authoritative list lives with the target.
-RAFT_KV_DOCUMENTED_BUGS = ("stale-read", "no-fsync", "early-ack", "no-term-check")
-
 
 def load(path: str) -> Any:
     """Import "package.module:Attr" and return the attribute; HarnessError when impossible."""
@@ -41,9 +37,9 @@ class TargetSpec:
     description: str
     default_workload: str = "register"
     workloads: tuple[str, ...] = ("register",)
-    #: where to look for the target's own list of bug switches ("module:ATTR"), in order
-    bug_sources: tuple[str, ...] = ()
-    fallback_bugs: tuple[str, ...] = ()
+    #: the target's own list of bug switches ("module:ATTR", a name -> description dict), which
+    #: lives in a module that imports nothing heavy so `dsjepsen list` stays fast
+    bugs_source: str | None = None
     supports_serializable_reads: bool = False
     #: TestConfig fields passed to the constructor, as (config field, keyword) pairs
     config_kwargs: tuple[tuple[str, str], ...] = ()
@@ -52,21 +48,8 @@ class TargetSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def bugs(self) -> tuple[str, ...]:
-        """The bug switches this target knows, asked of the target's own code when possible."""
-        for source in self.bug_sources:
-            module_name, _, attr = source.partition(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue
-            obj: Any = module
-            for part in attr.split("."):
-                obj = getattr(obj, part, None)
-                if obj is None:
-                    break
-            if obj:
-                return tuple(obj.keys() if isinstance(obj, dict) else obj)
-        return self.fallback_bugs
+        """The bug switches this target knows, asked of the target's own code."""
+        return tuple(load(self.bugs_source)) if self.bugs_source else ()
 
     def validate_options(self, *, bugs: Sequence[str], serializable_reads: bool) -> None:
         if bugs:
@@ -92,7 +75,7 @@ class TargetSpec:
     ) -> Any:
         cls = load(self.path)
         kwargs: dict[str, Any] = self.config_options(config) if config is not None else {}
-        if self.bug_sources or self.fallback_bugs:
+        if self.bugs_source:
             kwargs["bugs"] = tuple(bugs)
         if self.supports_serializable_reads:
             kwargs["serializable_reads"] = serializable_reads
@@ -112,13 +95,7 @@ TARGETS: dict[str, TargetSpec] = {
         path="dsjepsen.targets.raft_kv.target:RaftKvTarget",
         description="the reference Raft key-value store shipped with dsjepsen (HTTP contract, "
         "switchable bugs)",
-        bug_sources=(
-            "dsjepsen.targets.raft_kv.bugs:BUGS",
-            "dsjepsen.targets.raft_kv.target:BUGS",
-            "dsjepsen.targets.raft_kv.target:RaftKvTarget.BUGS",
-            "dsjepsen.targets.raft_kv:BUGS",
-        ),
-        fallback_bugs=RAFT_KV_DOCUMENTED_BUGS,
+        bugs_source="dsjepsen.targets.raft_kv.bugs:BUGS",
     ),
     "etcd": TargetSpec(
         name="etcd",

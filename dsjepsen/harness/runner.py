@@ -33,6 +33,7 @@ from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, DsjError, Ha
 from dsjepsen.harness import registry
 from dsjepsen.harness.cluster import Cluster
 from dsjepsen.harness.config import TestConfig
+from dsjepsen.harness.daemon import fetch_files
 from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.progress import Progress
 from dsjepsen.harness.recorder import Recorder
@@ -347,8 +348,7 @@ class Runner:
                 return
         if self.schedule is not None and (self._last_nemesis_f or "").startswith("start"):
             try:
-                stop_op = getattr(self.schedule, "stop_op", None)
-                op = stop_op() if stop_op is not None else self.schedule.next_op()
+                op = self.schedule.stop_op()
                 if op is not None:
                     self._nemesis_op(*op)
             except Exception as e:  # noqa: BLE001 - heal() below undoes it anyway
@@ -486,11 +486,6 @@ class Runner:
 
     def _collect_logs(self) -> None:
         assert self.run_dir is not None
-        try:
-            from dsjepsen.harness.daemon import fetch_files
-        except ImportError as e:
-            log.warning("cannot collect node logs: %s", e)
-            return
         for node in self.node_names:
             try:
                 paths = list(self.target.log_files(self.cluster, node))
@@ -582,11 +577,9 @@ class Runner:
 
     def _render_report(self) -> None:
         assert self.run_dir is not None
-        try:
-            from dsjepsen.reports.html import render_run_report
-        except ImportError:
-            log.debug("no HTML report renderer installed")
-            return
+        # imported here: pandas and jinja2 are only needed once the run is over
+        from dsjepsen.reports.html import render_run_report
+
         try:
             out = render_run_report(self.run_dir.path)
             log.info("report: %s", out or self.run_dir.path / "report.html")

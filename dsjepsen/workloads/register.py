@@ -16,11 +16,11 @@ Shaped for finding bugs, not for load:
 
 from __future__ import annotations
 
-import importlib
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dsjepsen.checkers.models import get_model
 from dsjepsen.workloads.base import OpSpec, Workload
 
 if TYPE_CHECKING:
@@ -96,19 +96,5 @@ class RegisterWorkload(Workload):
     def check(self, history: History, time_limit: float) -> list[CheckResult]:
         from dsjepsen.checkers.linearizable import check_linearizable
 
-        model = cas_register_model()
+        model = get_model(MODEL)
         return [check_linearizable(history, model, time_limit=time_limit)]
-
-
-def cas_register_model() -> Any:
-    """The cas-register model from dsjepsen.checkers.models, whatever shape its registry has."""
-    models = importlib.import_module("dsjepsen.checkers.models")
-    for getter in ("get_model", "model", "get"):
-        fn = getattr(models, getter, None)
-        if callable(fn):
-            return fn(MODEL)
-    registry = getattr(models, "MODELS", None)
-    if isinstance(registry, dict) and MODEL in registry:
-        m = registry[MODEL]
-        return m() if isinstance(m, type) else m
-    raise ImportError(f"dsjepsen.checkers.models has no {MODEL!r} model")
