@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dsjepsen.harness import localnet
-from dsjepsen.harness.control.ssh import SshConfig, SshRemote
-from dsjepsen.harness.daemon import start_daemon, stop_daemon, wait_for_port
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
+from dsjepsen.cluster.daemon import start_daemon, stop_daemon, wait_for_port
 
 
 def timed(fn, *args, **kwargs):

@@ -167,7 +167,7 @@ class NamespaceCluster:
         self.name = name
 
     def __enter__(self) -> NamespaceCluster:
-        from dsjepsen.harness import localnet
+        from dsjepsen.cluster import localnet
         from dsjepsen.targets.raft_kv.target import RaftKvTarget
 
         self.cluster = localnet.up(self.name, node_count=3)
@@ -192,7 +192,7 @@ class NamespaceCluster:
         return self.cluster.node(name).address, self.target.port
 
     def __exit__(self, *exc: object) -> None:
-        from dsjepsen.harness import localnet
+        from dsjepsen.cluster import localnet
 
         try:
             self.target.teardown(self.cluster)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.harness import localnet
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Node
-from dsjepsen.harness.control.ssh import SshConfig, SshRemote
-from dsjepsen.harness.daemon import start_daemon, stop_daemon, wait_for_port
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Node
+from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
+from dsjepsen.cluster.daemon import start_daemon, stop_daemon, wait_for_port
 
 # the helpers live in localnet so that test modules import them whether or not tests/ is a
 # package (importing conftest directly breaks when it is)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dsjepsen.harness import localnet
+from dsjepsen.cluster import localnet
 
 pytestmark = pytest.mark.cluster
 

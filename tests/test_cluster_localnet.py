@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.harness import localnet
-from dsjepsen.harness.daemon import (
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.daemon import (
     daemon_running,
     signal_daemon,
     start_daemon,

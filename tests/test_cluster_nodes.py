@@ -8,9 +8,9 @@ import argparse
 import pytest
 
 from dsjepsen.errors import ConfigError, InputError
-from dsjepsen.harness import localnet
-from dsjepsen.harness.control.ssh import SshRemote
-from dsjepsen.harness.nodes import add_node_options, open_nodes
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.control.ssh import SshRemote
+from dsjepsen.cluster.nodes import add_node_options, open_nodes
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.harness.control.base import Node, RemoteError, RemoteTimeout
-from dsjepsen.harness.control.docker import DockerRemote, docker_engine_answers
-from dsjepsen.harness.daemon import (
+from dsjepsen.cluster.control.base import Node, RemoteError, RemoteTimeout
+from dsjepsen.cluster.control.docker import DockerRemote, docker_engine_answers
+from dsjepsen.cluster.daemon import (
     daemon_running,
     fetch_files,
     signal_daemon,

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.harness.control.base import Node, RemoteConfigError, RemoteError
-from dsjepsen.harness.control.docker import DockerRemote, cp_argv, docker_engine_answers, exec_argv
+from dsjepsen.cluster.control.base import Node, RemoteConfigError, RemoteError
+from dsjepsen.cluster.control.docker import DockerRemote, cp_argv, docker_engine_answers, exec_argv
 
 
 def test_exec_argv_passes_the_argv_untouched():

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS
-from dsjepsen.harness.control.base import Node, RemoteConfigError, RemoteError
-from dsjepsen.harness.control.ssh import SshConfig, SshRemote, command_line
+from dsjepsen.cluster.control.base import Node, RemoteConfigError, RemoteError
+from dsjepsen.cluster.control.ssh import SshConfig, SshRemote, command_line
 
 pytestmark = pytest.mark.cluster
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from dsjepsen.commands import doctor
-from dsjepsen.harness import localnet
+from dsjepsen.cluster import localnet
 
 
 def _doctor(*extra: str) -> subprocess.CompletedProcess:

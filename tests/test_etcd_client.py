@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.harness.control.base import Node, Remote, RemoteError, Result
+from dsjepsen.cluster.control.base import Node, Remote, RemoteError, Result
 from dsjepsen.history import Op
 from dsjepsen.targets.etcd import EtcdClient, EtcdTarget
 

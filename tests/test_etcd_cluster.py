@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dsjepsen.harness import daemon
-from dsjepsen.harness.cluster import Cluster
+from dsjepsen.cluster import daemon
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.history import Op
 from dsjepsen.nemesis import grudge as g
 from dsjepsen.nemesis import netfilter

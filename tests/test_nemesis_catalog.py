@@ -12,8 +12,8 @@ import random
 import pytest
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Node
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Node
 from dsjepsen.history import Op
 from dsjepsen.nemesis.catalog import FAMILY, NEMESES, build_nemesis, check_names
 from dsjepsen.nemesis.schedule import FaultSchedule

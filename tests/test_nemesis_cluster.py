@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dsjepsen.harness import daemon
-from dsjepsen.harness.cluster import Cluster
+from dsjepsen.cluster import daemon
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.history import Op
 from dsjepsen.nemesis import netfilter
 from dsjepsen.nemesis.catalog import build_nemesis

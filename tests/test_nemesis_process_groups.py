@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.harness import localnet
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Node
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Node
 from dsjepsen.history import Op, read_jsonl
 from dsjepsen.nemesis.catalog import FAMILY, NEMESES, build_nemesis
 from dsjepsen.nemesis.process import SCOPES, choose, group_size, majority, share

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dsjepsen.harness.cluster import Cluster
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.history import Op
 from dsjepsen.targets.raft_kv.target import RaftKvTarget
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.daemon import daemon_running, fetch_files
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.daemon import daemon_running, fetch_files
 from dsjepsen.history import Op
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

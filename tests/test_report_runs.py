@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cluster_name() -> Iterator[str]:
-    from dsjepsen.harness import localnet
+    from dsjepsen.cluster import localnet
 
     if (
         not localnet.has_net_admin()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.harness import localnet
+from dsjepsen.cluster import localnet
 
 pytestmark = [pytest.mark.cluster]
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from dsjepsen.cli import build_parser
-from dsjepsen.harness import localnet
-from dsjepsen.harness.cluster import Cluster
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.harness.config import TestConfig, config_from_args
 from dsjepsen.harness.runner import Runner, RunOutcome, _Hooks
 from dsjepsen.history import read_jsonl

@@ -83,8 +83,8 @@ def test_bad_templates_are_one_config_error(template: str, fragment: str) -> Non
 
 
 def test_argv_for_a_node_fills_every_placeholder() -> None:
-    from dsjepsen.harness.cluster import Cluster
-    from dsjepsen.harness.control.base import Node
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node
 
     nodes = [Node(f"n{i}", f"10.9.0.{i}", f"/w/n{i}") for i in (1, 2, 3)]
     cluster = Cluster(kind="local", nodes=nodes, remotes={})

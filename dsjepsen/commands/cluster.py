@@ -7,8 +7,8 @@ import json
 import sys
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.harness import localnet
-from dsjepsen.harness.nodes import add_node_options, open_nodes
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.nodes import add_node_options, open_nodes
 
 
 def register(subparsers) -> None:

@@ -17,10 +17,10 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from dsjepsen.errors import EXIT_HARNESS
-from dsjepsen.harness import localnet
-from dsjepsen.harness.control.base import RemoteError, Result
-from dsjepsen.harness.control.docker import docker_engine_answers
-from dsjepsen.harness.control.local import run_argv
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.control.base import RemoteError, Result
+from dsjepsen.cluster.control.docker import docker_engine_answers
+from dsjepsen.cluster.control.local import run_argv
 
 FAKETIME_GLOBS = (
     "/usr/lib/*/faketime/libfaketime.so.1",

@@ -20,7 +20,7 @@ log = logging.getLogger("dsjepsen.test")
 
 def register(subparsers: Any) -> None:
     from dsjepsen.harness.config import add_test_options
-    from dsjepsen.harness.nodes import add_node_options
+    from dsjepsen.cluster.nodes import add_node_options
 
     p = subparsers.add_parser(
         "test",
@@ -67,7 +67,7 @@ def _console_logging(verbose: bool) -> logging.Handler:
 
 def run(args: argparse.Namespace) -> int:
     from dsjepsen.harness.config import config_from_args
-    from dsjepsen.harness.nodes import open_nodes
+    from dsjepsen.cluster.nodes import open_nodes
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
 
     config = config_from_args(args, argv=_command_line())
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             if created and not config.leave_running:
                 # a cluster this command made on demand goes away with it; one the user
                 # brought up with `dsjepsen cluster up` stays for the next test
-                from dsjepsen.harness import localnet
+                from dsjepsen.cluster import localnet
 
                 localnet.down(cluster.name)
                 log.info("removed the local cluster %s created for this test", cluster.name)
@@ -118,7 +118,7 @@ def _creates_local_cluster(args: argparse.Namespace) -> bool:
     """True when the test runs on a local cluster that does not exist yet."""
     if args.nodes or args.nodes_file or args.docker:
         return False
-    from dsjepsen.harness import localnet
+    from dsjepsen.cluster import localnet
 
     return localnet.read_state(args.cluster_name) is None
 

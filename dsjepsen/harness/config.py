@@ -213,7 +213,7 @@ def _server_options(spec: Any, cmd: Any, port: Any) -> tuple[str | None, int | N
 
 
 def add_test_options(parser: argparse.ArgumentParser) -> None:
-    """Every option of `dsjepsen test` except node selection (harness.nodes adds those).
+    """Every option of `dsjepsen test` except node selection (cluster.nodes adds those).
 
     Values are taken as strings and validated by `config_from_args`, so that every bad value
     gets the same one-line message naming the option, whatever its type.

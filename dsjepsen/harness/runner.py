@@ -31,9 +31,9 @@ from dsjepsen import __version__
 from dsjepsen.checkers.result import CheckResult, Validity, compose
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, DsjError, HarnessError
 from dsjepsen.harness import registry
-from dsjepsen.harness.cluster import Cluster
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.harness.config import TestConfig
-from dsjepsen.harness.daemon import fetch_files
+from dsjepsen.cluster.daemon import fetch_files
 from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.progress import Progress
 from dsjepsen.harness.recorder import Recorder
@@ -364,7 +364,7 @@ class Runner:
                 problems.append(f"nemesis heal: {_describe(e)}")
         if self.cluster.kind == "local":
             try:
-                from dsjepsen.harness import localnet
+                from dsjepsen.cluster import localnet
 
                 localnet.heal(self.cluster.name)
             except Exception as e:  # noqa: BLE001

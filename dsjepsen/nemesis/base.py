@@ -1,19 +1,27 @@
-"""The Nemesis contract.
+"""The Nemesis and FaultPackage contracts.
 
 A nemesis performs one fault op and returns a completion that records what was really done
 (which nodes were cut from which, which process got which signal), because the report and the
 root-cause analysis are built from that record. `heal` must be idempotent and safe after a
 crash of the harness, so that every run can start by healing and end by healing.
+
+A fault package (Jepsen's nemesis packages) is one file: the fault names it offers with a
+sentence each, the family that names its ops (`start-<family>` / `stop-<family>`), its heal
+order, how to build the nemesis for a run, and how a completion shows that the fault took
+effect. It is registered in the `dsjepsen.nemeses` entry-point group (docs/extending.md).
 """
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
+    from dsjepsen.options import Option
+    from dsjepsen.targets.base import Target
 
 
 class Nemesis(ABC):
@@ -28,3 +36,37 @@ class Nemesis(ABC):
     @abstractmethod
     def heal(self, cluster: Cluster) -> None:
         """Undo every fault of this kind on every node. Idempotent."""
+
+
+class FaultPackage(ABC):
+    """A family of faults that share one nemesis implementation."""
+
+    #: names the ops: start-<family> / stop-<family>
+    family: ClassVar[str] = "fault"
+    #: fault name -> one sentence (what `--nemesis NAME` does)
+    faults: ClassVar[dict[str, str]] = {}
+    #: lower heals first at the end of a run (network before processes, so restarted nodes
+    #: can rejoin)
+    heal_order: ClassVar[int] = 50
+    #: options of `dsjepsen test` this package takes
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    @abstractmethod
+    def nemesis(
+        self, name: str, target: Target, rng: random.Random, options: dict[str, Any]
+    ) -> Nemesis:
+        """The nemesis that performs fault `name` for this run."""
+
+    def start_op(self, name: str) -> tuple[str, dict[str, Any]]:
+        return f"start-{self.family}", {"fault": name}
+
+    def stop_op(self, name: str) -> tuple[str, dict[str, Any]]:
+        return f"stop-{self.family}", {"fault": name}
+
+    def took_effect(self, completion: Op) -> bool:
+        """Whether a start completion shows the fault really happened (vacuous-run check)."""
+        return completion.type == "ok"
+
+    def unsupported(self, name: str, target: Target) -> str | None:
+        """Why fault `name` cannot work with this target (refused before the run), or None."""
+        return None

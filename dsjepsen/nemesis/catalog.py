@@ -18,7 +18,7 @@ from dsjepsen.nemesis.partition import PartitionNemesis
 from dsjepsen.nemesis.process import ProcessNemesis
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
     from dsjepsen.targets.base import Target
 

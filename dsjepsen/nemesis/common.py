@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
     from dsjepsen.targets.base import Target
 

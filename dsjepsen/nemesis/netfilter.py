@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Remote
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Remote
 
 CHAIN = "DSJ-PARTITION"
 TIMEOUT = 20.0

@@ -18,7 +18,7 @@ from dsjepsen.nemesis.base import Nemesis
 from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
     from dsjepsen.targets.base import Target
 

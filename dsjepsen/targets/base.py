@@ -3,16 +3,23 @@
 A Target knows how to run one system on a node through its Remote; a Client turns one
 invocation into one completion with Jepsen's honesty rule: a definite error is `fail`, anything
 that may have happened (timeout, dropped connection after sending) is `info`, never a guess.
+
+A target says which op vocabulary its clients speak (`speaks`: the f values they implement), so
+a workload runs on every target whose clients speak all the fs it needs, and an unsupported pair
+is refused before a run. Its options are declared as `Option`s and arrive as keywords of the
+constructor ('-' turned into '_'). To add one: subclass Target in one file and register it in
+the `dsjepsen.targets` entry-point group (docs/extending.md).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
+    from dsjepsen.options import Option
 
 
 class Client(ABC):
@@ -29,8 +36,18 @@ class Client(ABC):
 class Target(ABC):
     """One system under test, driven only through the cluster's Remotes."""
 
-    name: str = "target"
+    name: ClassVar[str] = "target"
+    description: ClassVar[str] = ""
+    #: the f values its clients implement (e.g. read, write, cas)
+    speaks: ClassVar[frozenset[str]] = frozenset()
+    #: the workload run when --workload is not given
+    default_workload: ClassVar[str] = "register"
+    #: options of `dsjepsen test` this target takes
+    options: ClassVar[tuple[Option, ...]] = ()
     version: str = "unknown"
+
+    def __init__(self, **options: Any) -> None:
+        self.values = options
 
     @abstractmethod
     def setup(self, cluster: Cluster) -> None:
@@ -52,10 +69,6 @@ class Target(ABC):
 
     @abstractmethod
     def resume(self, cluster: Cluster, node: str) -> None: ...
-
-    @abstractmethod
-    def wipe(self, cluster: Cluster, node: str) -> None:
-        """Delete the node's data (the process must be stopped)."""
 
     @abstractmethod
     def log_files(self, cluster: Cluster, node: str) -> list[str]:

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.harness import daemon
-from dsjepsen.harness.control.base import Remote, RemoteError
+from dsjepsen.cluster import daemon
+from dsjepsen.cluster.control.base import Remote, RemoteError
 from dsjepsen.targets.base import Client, Target
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
+    from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
 
 CLIENT_PORT = 2379

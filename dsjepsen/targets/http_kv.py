@@ -16,13 +16,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.daemon import wait_for_port
+from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
-    from dsjepsen.harness.control.base import Node
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node
 
 DEFAULT_PORT = 7070
 #: placeholder -> what it stands for (shown in errors and in the docs)

@@ -14,13 +14,13 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.harness.daemon import daemon_pid, signal_daemon, start_daemon, stop_daemon
+from dsjepsen.cluster.daemon import daemon_pid, signal_daemon, start_daemon, stop_daemon
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
-    from dsjepsen.harness.control.base import Node
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node
 
 
 class HttpServerTarget(Target):

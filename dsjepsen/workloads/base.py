@@ -1,21 +1,24 @@
 """The Workload contract: what clients do, what is read at the end, and how it is judged.
 
-A workload is a deterministic function of its seed: the runner asks it for the next op under
-the history lock, so the sequence of invocations in history.jsonl is the same for the same seed
-(which worker gets which op depends on timing, as in Jepsen). It knows nothing of nodes or
-threads.
+A workload is a deterministic function of its seed and options: the run asks it for the next op
+under the history lock, so the sequence of invocations in history.jsonl is the same for the
+same seed (which worker gets which op depends on timing, as in Jepsen). It knows nothing of
+nodes, threads or the harness: it stands on the op vocabulary (`needs`, the f values a target's
+client must speak) and on the checkers.
+
+To add one: subclass Workload in one file, declare `name`, `description`, `needs`, `options`,
+and register the class in the `dsjepsen.workloads` entry-point group (docs/extending.md).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from dsjepsen.checkers.result import CheckResult
-    from dsjepsen.harness.config import TestConfig
-    from dsjepsen.history import History
+    from dsjepsen.checkers.base import Checker
+    from dsjepsen.options import Option
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +31,25 @@ class OpSpec:
 
 
 class Workload(ABC):
-    name: str = "workload"
-    description: str = ""
+    name: ClassVar[str] = "workload"
+    description: ClassVar[str] = ""
+    #: the op vocabulary: every f this workload invokes; a target runs it when its clients
+    #: speak all of them
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: options of `dsjepsen test` this workload takes (passed to __init__ as keywords, with
+    #: '-' turned into '_')
+    options: ClassVar[tuple[Option, ...]] = ()
+    #: the model its checkers use, when it has one (recorded in results and used by reports)
+    model: ClassVar[str | None] = None
     #: minimum number of `ok` completions per f, during the run proper, for a run to count as
     #: having tested anything (see checkers.vacuous)
-    required_ok: dict[str, int] = {}
+    required_ok: ClassVar[dict[str, int]] = {}
+    #: after the final ops, repeat them through every node until every node answers the same
+    #: for a few rounds (CRDTs: convergence), instead of reading once
+    converges: ClassVar[bool] = False
 
-    @classmethod
-    @abstractmethod
-    def from_config(cls, config: TestConfig) -> Workload: ...
+    def __init__(self, *, seed: int, **options: Any) -> None:
+        self.seed = seed
 
     @abstractmethod
     def next_op(self) -> OpSpec:
@@ -47,5 +60,5 @@ class Workload(ABC):
         """Ops to run through every node after faults are healed (e.g. a read of every key)."""
 
     @abstractmethod
-    def check(self, history: History, time_limit: float) -> list[CheckResult]:
-        """The workload's own correctness checks on the whole history."""
+    def checkers(self) -> list[Checker]:
+        """The workload's own correctness checkers (the run adds stats and vacuous)."""

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.daemon import wait_for_port
+from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.bugs import BUGS
 
 if TYPE_CHECKING:
-    from dsjepsen.harness.cluster import Cluster
-    from dsjepsen.harness.control.base import Node, Remote
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node, Remote
 
 __all__ = ["BUGS", "RaftKvTarget"]
 

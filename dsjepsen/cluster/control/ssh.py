@@ -25,7 +25,7 @@ from pathlib import Path
 import paramiko
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.harness.control.base import (
+from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
     Remote,

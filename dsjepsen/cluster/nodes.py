@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsjepsen.errors import ConfigError, InputError
-from dsjepsen.harness import localnet
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Node, Remote, RemoteError
-from dsjepsen.harness.control.docker import DockerRemote
-from dsjepsen.harness.control.local import run_argv
-from dsjepsen.harness.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
+from dsjepsen.cluster import localnet
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Node, Remote, RemoteError
+from dsjepsen.cluster.control.docker import DockerRemote
+from dsjepsen.cluster.control.local import run_argv
+from dsjepsen.cluster.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
 
 REMOTE_WORKDIR = "/var/lib/dsjepsen"
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.harness.control.base import Node, Remote
+from dsjepsen.cluster.control.base import Node, Remote
 
 
 @dataclass

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.cluster import Cluster
-from dsjepsen.harness.control.base import Node, RemoteError, Result
-from dsjepsen.harness.control.local import LocalRemote, run_argv
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.control.base import Node, RemoteError, Result
+from dsjepsen.cluster.control.local import LocalRemote, run_argv
 
 PREFIX = "dsj"
 DEFAULT_NAME = "default"

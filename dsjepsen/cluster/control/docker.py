@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping, Sequence
 
-from dsjepsen.harness.control.base import (
+from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
     Remote,
@@ -19,7 +19,7 @@ from dsjepsen.harness.control.base import (
     Result,
     env_assignments,
 )
-from dsjepsen.harness.control.local import run_argv
+from dsjepsen.cluster.control.local import run_argv
 
 
 def exec_argv(

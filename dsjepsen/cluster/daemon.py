@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.harness.control.base import Remote, RemoteError, env_assignments
+from dsjepsen.cluster.control.base import Remote, RemoteError, env_assignments
 
 SIGNALS = ("KILL", "STOP", "CONT", "TERM", "INT", "HUP")
 

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from dsjepsen.harness.control.base import (
+from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
     Remote,

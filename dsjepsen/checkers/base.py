@@ -1,0 +1,76 @@
+"""The Checker contract: a history (and what the run knows) in, a CheckResult out.
+
+Every checker has one signature, `check(history, context)`, so the run composes a workload's
+checkers with the generic ones (stats, vacuous) and `dsjepsen check FILE --checker NAME` runs any
+of them on a file. Checkers are pure: they never reach nodes, files of nodes or templates; what a
+run knows beyond the history (requested faults, where the final reads begin, the time budget)
+arrives in `CheckContext`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dsjepsen.checkers.result import CheckResult, compose
+
+if TYPE_CHECKING:
+    from dsjepsen.history import History, Op
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a checker may know besides the history.
+
+    `model` names a model from the `dsjepsen.models` registry (None: inferred from the ops);
+    `faults` are the fault names the run asked for and `fault_took_effect(name, completion)`
+    says whether one nemesis completion shows the fault really happened (the fault package
+    decides; None: an `ok` start completion counts); `final_from_index` is the history index
+    where the final reads begin (None: there are none); `required_ok` is the workload's minimum
+    of ok completions per f for a run to count as having tested anything.
+    """
+
+    time_limit: float | None = None
+    model: str | None = None
+    consistency: str = "linearizable"
+    faults: Sequence[str] = ()
+    fault_took_effect: Callable[[str, Op], bool] | None = None
+    final_from_index: int | None = None
+    required_ok: Mapping[str, int] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Checker(ABC):
+    """One way of judging a history. Registered under `name` in the `dsjepsen.checkers` group."""
+
+    name: ClassVar[str] = "checker"
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def check(self, history: History, context: CheckContext) -> CheckResult:
+        """The verdict on the whole history."""
+
+
+def run_checkers(
+    checkers: Sequence[Checker], history: History, context: CheckContext, name: str = "dsjepsen"
+) -> tuple[CheckResult, list[CheckResult]]:
+    """Run each checker and compose (Jepsen's rule: any False -> False, else any unknown ->
+    unknown). A checker that raises is `unknown` with the error, never a pass."""
+    results: list[CheckResult] = []
+    for c in checkers:
+        try:
+            results.append(c.check(history, context))
+        except Exception as e:  # noqa: BLE001 - a broken checker is unknown, never a pass
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            results.append(
+                CheckResult(
+                    c.name,
+                    "unknown",
+                    reason=f"checker failed: {type(e).__name__}: {first}",
+                    details={"traceback": traceback.format_exc(limit=8)},
+                )
+            )
+    return compose(name, results), results

@@ -1,0 +1,164 @@
+"""Options an extension declares: name, type, default, help; parsed once, with one-line errors.
+
+A workload, target or fault package lists its own options as `Option` values. The CLI adds
+each to `dsjepsen test` (`--keys`, `--bug`, ...), `dsjepsen list` shows them, the run records
+them in test.json, and `Option.parse` turns whatever the user typed into a typed value or a
+`ConfigError` that names the option. Adding an option is therefore one line in one file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dsjepsen.errors import ConfigError
+
+#: the value types an option may have
+TYPES = ("str", "int", "float", "bool", "list")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an extension.
+
+    `type` is one of TYPES: "bool" is a flag (`--serializable-reads`), "list" is repeatable
+    and comma-separated (`--bug a --bug b` or `--bug a,b`). `choices` restricts the values (for
+    a list, each item). `minimum` bounds numbers. `check` validates the parsed value further and
+    raises ConfigError; `secret` keeps the value out of the store (test.json shows "<secret>").
+    """
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    metavar: str | None = None
+    check: Callable[[Any], None] | None = None
+    secret: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"option {self.name}: type must be one of {TYPES}, not {self.type!r}")
+        if not self.name or not all(c.isalnum() or c == "-" for c in self.name):
+            raise ValueError(f"option name {self.name!r}: letters, digits and '-' only")
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores the value under."""
+        return "opt_" + self.name.replace("-", "_")
+
+    def parse(self, raw: Any) -> Any:
+        """The typed value of what was given (None: the default)."""
+        if raw is None or (self.type == "list" and raw == []):
+            return self.default
+        if self.type == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{self.flag}: expected true or false, got {raw!r}")
+        if self.type == "list":
+            items = [raw] if isinstance(raw, str) else list(raw)
+            value: Any = tuple(
+                s.strip() for item in items for s in str(item).split(",") if s.strip()
+            )
+            for v in value:
+                self._check_choice(v)
+        elif self.type == "int":
+            value = self._int(raw)
+        elif self.type == "float":
+            value = self._float(raw)
+        else:
+            value = str(raw)
+            self._check_choice(value)
+        if self.check is not None:
+            self.check(value)
+        return value
+
+    def _check_choice(self, value: str) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{self.flag}: unknown value {value!r} (known: {', '.join(self.choices)})"
+            )
+
+    def _int(self, raw: Any) -> int:
+        try:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            x = int(raw) if isinstance(raw, int | float) else int(str(raw).strip())
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.flag}: expected an integer, got {raw!r}") from None
+        if self.minimum is not None and x < self.minimum:
+            raise ConfigError(f"{self.flag}: must be an integer >= {self.minimum:g}, got {raw!r}")
+        return x
+
+    def _float(self, raw: Any) -> float:
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.flag}: expected a number, got {raw!r}") from None
+        if not math.isfinite(x):
+            raise ConfigError(f"{self.flag}: expected a finite number, got {raw!r}")
+        if self.minimum is not None and x < self.minimum:
+            raise ConfigError(f"{self.flag}: must be at least {self.minimum:g}, got {raw!r}")
+        return x
+
+    def describe(self) -> str:
+        """One line for `dsjepsen list`: `--keys N (default 5): keys in use at once`."""
+        meta = "" if self.type == "bool" else f" {self.metavar or self.type.upper()}"
+        default = "" if self.default in (None, (), False) else f" (default {self.default})"
+        return f"{self.flag}{meta}{default}: {self.help}"
+
+
+def parse_options(
+    declared: Sequence[Option], given: dict[str, Any], owner: str
+) -> dict[str, Any]:
+    """{option name: typed value} for every declared option, from {name: raw or None}.
+
+    `owner` names the extension in errors about options it does not take.
+    """
+    by_name = {o.name: o for o in declared}
+    for name, raw in given.items():
+        if name not in by_name and raw not in (None, [], False):
+            raise ConfigError(f"--{name}: not an option of {owner}")
+    return {o.name: o.parse(given.get(o.name)) for o in declared}
+
+
+def merge_declarations(groups: Sequence[tuple[str, Sequence[Option]]]) -> dict[str, Option]:
+    """One Option per name over many extensions (several targets may declare `--bug`).
+
+    Two declarations of one name must agree on the type; the first one's help is kept and the
+    owners are listed, so `--help` says which extensions take the option.
+    """
+    merged: dict[str, Option] = {}
+    owners: dict[str, list[str]] = {}
+    for owner, options in groups:
+        for o in options:
+            seen = merged.get(o.name)
+            if seen is not None and seen.type != o.type:
+                raise ConfigError(
+                    f"--{o.name}: declared as {seen.type} by {owners[o.name][0]} "
+                    f"and as {o.type} by {owner}"
+                )
+            merged.setdefault(o.name, o)
+            owners.setdefault(o.name, []).append(owner)
+    return {
+        name: Option(
+            name=o.name,
+            type=o.type,
+            default=o.default,
+            help=f"{', '.join(owners[name])}: {o.help}",
+            metavar=o.metavar,
+        )
+        for name, o in merged.items()
+    }

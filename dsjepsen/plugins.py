@@ -1,0 +1,130 @@
+"""Extensions by name, found through Python entry points, built-ins included.
+
+dsjepsen's own workloads, targets, fault packages, checkers and models register exactly as a
+third party's do, in the entry-point groups of GROUPS (see pyproject.toml), so a user can ship a
+target for their own database as a pip package without editing dsjepsen. Loading is lazy and
+per entry: one broken plugin is remembered as one line (`broken()`), shown by `dsjepsen list`
+and `dsjepsen doctor`, and never hides the others. Only a test that asks for a broken
+extension fails, naming it.
+
+This module imports no extension statically: entry points are the only way in, which keeps the
+layering (commands -> harness -> workloads/targets/nemesis -> cluster) free of cycles.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from dsjepsen.errors import ConfigError, HarnessError
+
+#: kind -> entry-point group
+GROUPS: dict[str, str] = {
+    "workloads": "dsjepsen.workloads",
+    "targets": "dsjepsen.targets",
+    "nemeses": "dsjepsen.nemeses",
+    "checkers": "dsjepsen.checkers",
+    "models": "dsjepsen.models",
+}
+
+#: kind -> (the option that names one, what one is called), for error messages
+_WORDS = {
+    "workloads": ("--workload", "workload"),
+    "targets": ("--target", "target"),
+    "nemeses": ("--nemesis", "fault package"),
+    "checkers": ("--checker", "checker"),
+    "models": ("--model", "model"),
+}
+
+
+@dataclass(frozen=True)
+class Broken:
+    """An entry point that could not be loaded."""
+
+    kind: str
+    name: str
+    source: str  # "module:attr (distribution version)"
+    error: str
+
+    def line(self) -> str:
+        return f"{GROUPS[self.kind]}: {self.name} = {self.source}: {self.error}"
+
+
+_lock = threading.Lock()
+_loaded: dict[str, dict[str, Any]] = {}
+_broken: dict[str, list[Broken]] = {}
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    eps = sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+    # one distribution may be visible twice (an editable install beside a path entry): keep
+    # the first of each name and value
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for ep in eps:
+        if (ep.name, ep.value) not in seen:
+            seen.add((ep.name, ep.value))
+            out.append(ep)
+    return out
+
+
+def _load_kind(kind: str) -> dict[str, Any]:
+    if kind not in GROUPS:
+        raise ValueError(f"unknown extension kind {kind!r}")
+    with _lock:
+        if kind in _loaded:
+            return _loaded[kind]
+        found: dict[str, Any] = {}
+        broken: list[Broken] = []
+        for ep in _entry_points(GROUPS[kind]):
+            dist = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
+            source = ep.value + dist
+            if ep.name in found:
+                broken.append(Broken(kind, ep.name, source, "name already taken"))
+                continue
+            try:
+                found[ep.name] = ep.load()
+            except Exception as e:  # noqa: BLE001 - any failure of a plugin is its own
+                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                broken.append(Broken(kind, ep.name, source, f"{type(e).__name__}: {text}"))
+        _loaded[kind] = found
+        _broken[kind] = broken
+        return found
+
+
+def available(kind: str) -> dict[str, Any]:
+    """{name: loaded object} of every extension of this kind that loads."""
+    return dict(_load_kind(kind))
+
+
+def broken(kind: str | None = None) -> list[Broken]:
+    """The entries that failed to load (of one kind, or of all)."""
+    kinds = [kind] if kind else list(GROUPS)
+    out: list[Broken] = []
+    for k in kinds:
+        _load_kind(k)
+        out.extend(_broken[k])
+    return out
+
+
+def get(kind: str, name: str) -> Any:
+    """The extension `name` of `kind`; ConfigError for an unknown name (listing the known),
+    HarnessError naming the plugin when it exists but does not load."""
+    found = _load_kind(kind)
+    if name in found:
+        return found[name]
+    for b in _broken[kind]:
+        if b.name == name:
+            raise HarnessError(f"{_WORDS[kind][0]} {name}: the plugin does not load: {b.line()}")
+    known = ", ".join(found) or "none"
+    option, what = _WORDS[kind]
+    raise ConfigError(f"{option}: unknown {what} {name!r} (known: {known})")
+
+
+def reset() -> None:
+    """Forget what was loaded (tests that install a plugin at run time)."""
+    with _lock:
+        _loaded.clear()
+        _broken.clear()
