@@ -29,7 +29,8 @@ class CheckContext:
     `faults` are the fault names the run asked for and `fault_took_effect(name, completion)`
     says whether one nemesis completion shows the fault really happened (the fault package
     decides; None: an `ok` start completion counts); `final_from_index` is the history index
-    where the final reads begin (None: there are none); `required_ok` is the workload's minimum
+    where the final reads begin (None: there are none) and `healed_at` the history time (ns)
+    when every fault had been healed before them; `required_ok` is the workload's minimum
     of ok completions per f for a run to count as having tested anything.
     """
 
@@ -39,6 +40,7 @@ class CheckContext:
     faults: Sequence[str] = ()
     fault_took_effect: Callable[[str, Op], bool] | None = None
     final_from_index: int | None = None
+    healed_at: int | None = None
     required_ok: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
