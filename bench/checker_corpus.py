@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from dsjepsen.checkers.linearizable import check_linearizable
-from dsjepsen.history import read_history
+from dsjepsen.formats import read_history
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
 PORCUPINE_MS = {"etcd": 179.0, "kv": 204.0}

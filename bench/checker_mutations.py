@@ -96,16 +96,16 @@ MUTATIONS = [
         "unobservable-forgets-info-cas-old",
         "(d) unobservable indeterminate writes",
         "linearizable.py",
-        'if p.f == "cas" and p.value[0] not in observed:',
+        'if role == "cas" and p.value[0] not in observed:',
         "if False:",
     ),
     Mutation(
         "unobservable-forgets-cas-old",
         "(d) unobservable indeterminate writes",
         "linearizable.py",
-        """            elif p.f == "cas":
+        """            elif role == "cas":
                 observed.add(p.value[0])""",
-        """            elif p.f == "cas":
+        """            elif role == "cas":
                 pass""",
     ),
     Mutation(

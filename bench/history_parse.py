@@ -12,7 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dsjepsen.history import History, Op, read_history, write_edn, write_jsonl
+from dsjepsen.formats import read_history
+from dsjepsen.formats.edn import write_edn
+from dsjepsen.history import History, Op, write_jsonl
 
 REPEATS = 5
 

@@ -10,12 +10,17 @@ strings -> str, keywords -> `Keyword` and symbols -> `Symbol` (both `str` subcla
 compare equal to their name without the colon), vectors and lists -> list, maps -> dict, sets ->
 frozenset, characters -> str, a tagged literal `#tag value` -> `Tagged`. A vector used as a map
 key or set element becomes a tuple (lists are not hashable).
+
+Nesting deeper than MAX_DEPTH is an error: the reader itself would cope, but what consumes its
+values (to_plain, dumps, the models' freeze) recurses. `finite=True` refuses `##NaN`, `##Inf`
+and decimals that overflow to infinity, as history readers need (NaN never equals itself).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +78,11 @@ _TOKEN_ALTS = (
     r"|."
 )
 _TOKENS = re.compile(r"(?:[^\S\n]+|,|;[^\n]*)*(" + _TOKEN_ALTS + r")", re.DOTALL)
-_INT = re.compile(r"[+-]?\d+N?")
-_FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
-_RATIO = re.compile(r"[+-]?\d+/\d+")
+_INT = re.compile(r"[+-]?[0-9]+N?")
+_FLOAT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?M?")
+_RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+")
+#: deepest nesting of collections, tags and discards accepted
+MAX_DEPTH = 100
 _CHARS = {
     "newline": "\n",
     "space": " ",
@@ -108,14 +115,23 @@ def _atom(text: str) -> Any:
             raise ValueError("empty keyword ':'")
         return Keyword(text[2:] if text[1] == ":" else text[1:])
     if c.isdigit() or (c in "+-" and len(text) > 1 and text[1].isdigit()):
-        if _INT.fullmatch(text):
-            return int(text.rstrip("N"))
-        if _FLOAT.fullmatch(text):
-            return float(text.rstrip("M"))
-        if _RATIO.fullmatch(text):
-            num, den = text.split("/")
-            return int(num) / int(den)
-        raise ValueError(f"invalid number {text!r}")
+        try:
+            if _INT.fullmatch(text):
+                return int(text.rstrip("N"))
+            if _FLOAT.fullmatch(text):
+                return float(text.rstrip("M"))
+            if _RATIO.fullmatch(text):
+                num, den = text.split("/")
+                return int(num) / int(den)
+        except ZeroDivisionError:
+            raise ValueError(f"ratio {text[:40]} divides by zero") from None
+        except OverflowError:
+            raise ValueError(f"ratio {text[:40]} is too large for a number") from None
+        except ValueError:
+            raise ValueError(
+                f"integer with more than {sys.get_int_max_str_digits()} digits; refused"
+            ) from None
+        raise ValueError(f"invalid number {text[:60]!r}")
     if text in _CONST:
         return _CONST[text]
     return Symbol(text)
@@ -150,14 +166,16 @@ def _finish(kind: str, items: list[Any], line: int) -> Any:
     return frozenset(_hashable(x) for x in items)
 
 
-def iter_forms(text: str, *, unwrap: bool = False) -> Iterator[tuple[int, Any]]:
+def iter_forms(
+    text: str, *, unwrap: bool = False, finite: bool = False
+) -> Iterator[tuple[int, Any]]:
     """Yield (line, value) for each top-level form of `text`.
 
     With `unwrap`, a text that starts with a vector or list yields that collection's elements
     instead, each with its own starting line; this is how a history.edn written as one vector
-    still gets a line number per op.
+    still gets a line number per op. `finite`: see the module docstring.
     """
-    for line, value, _ in _parse(_TOKENS.findall(text), unwrap):
+    for line, value, _ in _parse(_TOKENS.findall(text), unwrap, finite):
         yield line, value
 
 
@@ -166,7 +184,7 @@ _TAG = "tag"
 _DISC = "disc"
 
 
-def _parse(tokens: list[str], unwrap: bool) -> Iterator[tuple[int, Any, int]]:
+def _parse(tokens: list[str], unwrap: bool, finite: bool = False) -> Iterator[tuple[int, Any, int]]:
     """Parse a token list; yield (line, value, number of tokens consumed) per top-level form.
 
     The stack holds [kind, items, line, tag] frames; atoms are cached per token text because a
@@ -204,6 +222,8 @@ def _parse(tokens: list[str], unwrap: bool) -> Iterator[tuple[int, Any, int]]:
                 seen_top = True
                 stack.append([_OUTER, None, line, c])
             else:
+                if len(stack) >= MAX_DEPTH:
+                    raise EdnError(_too_deep(), line)
                 stack.append([tok, [], line, None])
             continue
         elif c in "])}":
@@ -223,12 +243,16 @@ def _parse(tokens: list[str], unwrap: bool) -> Iterator[tuple[int, Any, int]]:
                 )
             value = _finish(kind, items, value_line)
         elif c == "#":
+            if len(stack) >= MAX_DEPTH:
+                raise EdnError(_too_deep(), line)
             if tok == "#_":
                 stack.append([_DISC, None, line, None])
                 continue
             if tok[1] == "#":
                 if tok not in _SPECIAL:
-                    raise EdnError(f"unknown symbolic value {tok!r}", line)
+                    raise EdnError(f"unknown symbolic value {tok[:40]!r}", line)
+                if finite:
+                    raise EdnError(f"{tok} is not a finite number; refused", line)
                 value = _SPECIAL[tok]
             elif tok[1] == ":":
                 # `#:ns{...}`: the pattern guarantees the `{` token comes next.
@@ -248,12 +272,14 @@ def _parse(tokens: list[str], unwrap: bool) -> Iterator[tuple[int, Any, int]]:
             else:
                 value = chr(int(ch[1:], 16))
         elif c in _BAD_START:
-            raise EdnError(f"unexpected character {tok!r}", line)
+            raise EdnError(f"unexpected character {tok[:40]!r}", line)
         else:
             try:
                 value = _atom(tok)
             except ValueError as e:
                 raise EdnError(str(e), line) from None
+            if finite and type(value) is float and not math.isfinite(value):
+                raise EdnError(f"number {tok[:40]} is not finite; refused", line)
             cache[tok] = value
         # Deliver the finished value to whatever encloses it.
         while True:
@@ -285,18 +311,22 @@ _SKIP_BRACE = object()
 _BAD_START = frozenset("\"'`~^@")
 
 
-def loads(text: str) -> Any:
+def _too_deep() -> str:
+    return f"nesting deeper than {MAX_DEPTH} levels"
+
+
+def loads(text: str, *, finite: bool = False) -> Any:
     """Parse exactly one EDN value."""
-    forms = list(iter_forms(text))
+    forms = list(iter_forms(text, finite=finite))
     if len(forms) != 1:
         raise EdnError(f"expected one EDN value, found {len(forms)}", forms[1][0] if forms else 1)
     return forms[0][1]
 
 
-def read_prefix(text: str) -> tuple[Any, str]:
+def read_prefix(text: str, *, finite: bool = False) -> tuple[Any, str]:
     """Parse the first EDN value of `text`; return it and the unparsed rest (stripped)."""
     matches = list(_TOKENS.finditer(text))
-    for _, value, used in _parse([m.group(1) for m in matches], False):
+    for _, value, used in _parse([m.group(1) for m in matches], False, finite):
         return value, text[matches[used - 1].end() :].strip()
     raise EdnError("no EDN value", 1)
 

@@ -26,7 +26,11 @@ class Option:
     `type` is one of TYPES: "bool" is a flag (`--serializable-reads`), "list" is repeatable
     and comma-separated (`--bug a --bug b` or `--bug a,b`). `choices` restricts the values (for
     a list, each item). `minimum` bounds numbers. `check` validates the parsed value further and
-    raises ConfigError; `secret` keeps the value out of the store (test.json shows "<secret>").
+    raises ConfigError.
+    `keyword` is the constructor keyword the value is passed as (default: the name with '-'
+    as '_'); `label`, when given, puts a non-default value into the test's name (a flag as the
+    label alone, a list as `label-a+b`), so runs with different switches land apart in the
+    store.
     """
 
     name: str
@@ -37,7 +41,8 @@ class Option:
     minimum: float | None = None
     metavar: str | None = None
     check: Callable[[Any], None] | None = None
-    secret: bool = False
+    keyword: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -53,6 +58,34 @@ class Option:
     def dest(self) -> str:
         """The attribute argparse stores the value under."""
         return "opt_" + self.name.replace("-", "_")
+
+    @property
+    def kwarg(self) -> str:
+        return self.keyword or self.name.replace("-", "_")
+
+    def name_part(self, value: Any) -> str | None:
+        """This value's part of the test name, or None (no label, or the default)."""
+        if self.label is None or value == self.default or value in (None, (), False, ""):
+            return None
+        if self.type == "bool":
+            return self.label
+        if self.type == "list":
+            return f"{self.label}-{'+'.join(value)}"
+        return f"{self.label}-{value}"
+
+    def argv(self, value: Any) -> list[str]:
+        """Command-line tokens that give this value (none for the default)."""
+        if value == self.default or value is None:
+            return []
+        if self.type == "bool":
+            return [self.flag] if value else []
+        if self.type == "list":
+            return [t for v in value for t in (self.flag, str(v))]
+        return [self.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+
+    def recorded(self, value: Any) -> Any:
+        """The value as test.json records it (JSON has no tuples)."""
+        return list(value) if isinstance(value, tuple) else value
 
     def parse(self, raw: Any) -> Any:
         """The typed value of what was given (None: the default)."""
@@ -115,14 +148,14 @@ class Option:
 
     def describe(self) -> str:
         """One line for `dsjepsen list`: `--keys N (default 5): keys in use at once`."""
-        meta = "" if self.type == "bool" else f" {self.metavar or self.type.upper()}"
+        fallback = "NAME" if self.type == "list" else self.type.upper()
+        meta = "" if self.type == "bool" else f" {self.metavar or fallback}"
         default = "" if self.default in (None, (), False) else f" (default {self.default})"
-        return f"{self.flag}{meta}{default}: {self.help}"
+        choices = f" [{', '.join(self.choices)}]" if self.choices else ""
+        return f"{self.flag}{meta}{default}: {self.help}{choices}"
 
 
-def parse_options(
-    declared: Sequence[Option], given: dict[str, Any], owner: str
-) -> dict[str, Any]:
+def parse_options(declared: Sequence[Option], given: dict[str, Any], owner: str) -> dict[str, Any]:
     """{option name: typed value} for every declared option, from {name: raw or None}.
 
     `owner` names the extension in errors about options it does not take.
@@ -162,3 +195,8 @@ def merge_declarations(groups: Sequence[tuple[str, Sequence[Option]]]) -> dict[s
         )
         for name, o in merged.items()
     }
+
+
+def kwargs(declared: Sequence[Option], values: dict[str, Any]) -> dict[str, Any]:
+    """Constructor keywords for parsed values."""
+    return {o.kwarg: values[o.name] for o in declared if o.name in values}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.checkers.linearizable import check_linearizable
-from dsjepsen.history import read_history
+from dsjepsen.formats import read_history
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
 

@@ -6,8 +6,8 @@ import pytest
 
 from dsjepsen.checkers.models import (
     ILLEGAL,
-    MODELS,
     UNKNOWN,
+    available_models,
     get_model,
     infer_model,
 )
@@ -62,7 +62,7 @@ def test_steps(name, state, f, value, output, ok, nxt):
 
 
 def test_states_are_hashable_and_described():
-    for name in MODELS:
+    for name in available_models():
         m = get_model(name)
         hash(m.init())
         assert isinstance(m.describe_state(m.init()), str)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.errors import ConfigError
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.daemon import (
     daemon_running,
@@ -20,6 +19,7 @@ from dsjepsen.cluster.daemon import (
     stop_daemon,
     wait_for_port,
 )
+from dsjepsen.errors import ConfigError
 
 pytestmark = pytest.mark.cluster
 

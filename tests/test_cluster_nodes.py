@@ -7,10 +7,10 @@ import argparse
 
 import pytest
 
-from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.control.ssh import SshRemote
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
+from dsjepsen.errors import ConfigError, InputError
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -3,15 +3,16 @@ and the cause, within the timeout, with exit 254 (configuration) or 255 (unreach
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
 
 import pytest
 
-from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS
 from dsjepsen.cluster.control.base import Node, RemoteConfigError, RemoteError
 from dsjepsen.cluster.control.ssh import SshConfig, SshRemote, command_line
+from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS
 
 pytestmark = pytest.mark.cluster
 
@@ -45,7 +46,8 @@ def test_wrong_key_is_an_authentication_error(ssh_server):
     assert err.exit_code == EXIT_BAD_CONFIG
 
 
-def test_unknown_host_key_is_refused_by_default(ssh_server):
+def test_unknown_host_key_is_refused_by_default(ssh_server, caplog):
+    caplog.set_level(logging.WARNING, logger="dsjepsen")
     err = _fails(
         ssh_server.remote(known_hosts=str(ssh_server.empty_known_hosts)), RemoteConfigError
     )
@@ -57,9 +59,14 @@ def test_unknown_host_key_is_refused_by_default(ssh_server):
     )
     try:
         assert remote.run(["echo", "in"]).stdout == "in\n"
+        assert remote.run(["true"]).exit == 0
     finally:
         remote.close()
     assert ssh_server.empty_known_hosts.read_text() == ""
+    # ...but never silently: one warning for the one connection, naming the node
+    warned = [r.getMessage() for r in caplog.records if r.name == "dsjepsen.ssh"]
+    assert len(warned) == 1 and warned[0].startswith(f"node {ssh_server.node.name}: ")
+    assert f"[{ssh_server.node.address}]:2222 NOT checked" in warned[0]
 
 
 def test_changed_host_key_is_refused(ssh_server, tmp_path):

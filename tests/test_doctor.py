@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from dsjepsen.commands import doctor
 from dsjepsen.cluster import localnet
+from dsjepsen.commands import doctor
 
 
 def _doctor(*extra: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dsjepsen.errors import HarnessError
 from dsjepsen.cluster.control.base import Node, Remote, RemoteError, Result
+from dsjepsen.errors import HarnessError
 from dsjepsen.history import Op
 from dsjepsen.targets.etcd import EtcdClient, EtcdTarget
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cli import main
-from dsjepsen.history import Op, read_history, write_jsonl
+from dsjepsen.formats import read_history
+from dsjepsen.history import Op, write_jsonl
 
 
 def _history(tmp_path: Path) -> Path:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from dsjepsen import edn
-from dsjepsen.history import History, Op, read_history, to_edn, write_edn, write_jsonl
+from dsjepsen.formats import read_history
+from dsjepsen.formats.edn import to_edn, write_edn
+from dsjepsen.history import History, Op, write_jsonl
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
 CLOJURE = shutil.which("clojure")

@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.errors import InputError
-from dsjepsen.history import (
-    FORMATS,
-    Op,
-    detect_format,
-    read_edn,
-    read_history,
-    read_jepsen_log,
-    read_kv_log,
-)
+from dsjepsen.formats import FORMATS, detect_format, read_history
+from dsjepsen.formats.edn import read_edn
+from dsjepsen.formats.jepsen_log import read_jepsen_log
+from dsjepsen.formats.kv_log import read_kv_log
+from dsjepsen.history import Op
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "histories" / "porcupine"
 needs_corpus = pytest.mark.skipif(
@@ -353,7 +349,7 @@ def test_line_per_op_fast_path_agrees_with_the_general_reader(tmp_path: Path) ->
     """read_edn reads one-map-per-line files without the general EDN reader; both paths must
     give identical ops, and anything the fast path does not cover falls back cleanly."""
     from dsjepsen import edn
-    from dsjepsen.history import _edn_lines_fast, _edn_ops
+    from dsjepsen.formats.edn import edn_lines_fast, edn_ops
 
     texts = [
         "[{:index 0, :time 5, :type :invoke, :process 0, :f :cas, :value [1 2]}\n"
@@ -374,8 +370,8 @@ def test_line_per_op_fast_path_agrees_with_the_general_reader(tmp_path: Path) ->
     covered = 0
     for n, text in enumerate(texts):
         p = write(tmp_path, f"{n}.edn", text)
-        general = _edn_ops(edn.iter_forms(text, unwrap=True), str(p), None)
+        general = edn_ops(edn.iter_forms(text, unwrap=True), str(p), None)
         assert read_edn(p).ops == general, text
         assert [o.line for o in read_edn(p).ops] == [o.line for o in general]
-        covered += _edn_lines_fast(text) is not None
+        covered += edn_lines_fast(text) is not None
     assert covered == 4

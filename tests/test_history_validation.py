@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.errors import EXIT_BAD_CONFIG, InputError
-from dsjepsen.history import HistoryWriter, Op, read_history, read_jsonl
+from dsjepsen.formats import read_history
+from dsjepsen.formats.jsonl import read_jsonl
+from dsjepsen.history import HistoryWriter, Op
 
 
 def jl(**kw: object) -> str:
@@ -47,7 +49,6 @@ JSONL_CASES = {
         "after one of its ops ended 'info'",
     ),
     "unknown type": ([jl(), jl(type="done")], 2, "unknown op type 'done'"),
-    "time goes backwards": ([jl(time=50), jl(time=40, type="ok")], 2, "time goes backwards"),
     "completion f differs": ([jl(), jl(type="ok", f="write")], 2, "does not match invocation"),
     "invalid json mid-file": ([jl(), "{not json", jl(type="ok")], 2, "invalid JSON"),
     "not an object": ([jl(), "[1, 2]"], 2, "must be a JSON object"),
@@ -122,15 +123,33 @@ def test_kv_lines_invoke_while_open(tmp_path: Path) -> None:
     expect_error(p, 3, "is still open")
 
 
-def test_edn_errors_point_into_a_multiline_vector(tmp_path: Path) -> None:
+def test_time_going_backwards_is_read_with_one_warning(tmp_path: Path) -> None:
+    """Jepsen appends completions in arrival order, so :time can step back: the history is read
+    as it is (times kept), with one warning naming the count, the largest step back and the
+    first line; the order of the lines is the real-time order."""
     p = tmp_path / "history.edn"
     p.write_text(
         "[{:type :invoke, :f :read, :process 0, :time 10}\n"
         " {:type :ok, :f :read, :process 0,\n"
         "  :value 1, :time 20}\n"
-        " {:type :invoke, :f :read, :process 1, :time 15}]\n"
+        " {:type :invoke, :f :read, :process 1, :time 15}\n"
+        " {:type :ok, :f :read, :process 1, :value 1, :time 12}]\n"
     )
-    expect_error(p, 4, "time goes backwards")
+    h = read_history(p)
+    assert [o.time for o in h.ops] == [10, 20, 15, 12]
+    assert [(o.call, o.ret) for o in h.operations()] == [(0, 1), (2, 3)]
+    assert h.warnings == [
+        f"{p}:4: time goes backwards 2 times (largest step back 8 ns); times kept as "
+        "recorded, real-time order is the order of the ops in the file"
+    ]
+    j = tmp_path / "h.jsonl"
+    j.write_text("\n".join([jl(time=50), jl(time=40, type="ok")]) + "\n")
+    (warning,) = read_history(j).warnings
+    assert warning.startswith(f"{j}:2: time goes backwards 1 time (largest step back 10 ns)")
+
+
+def test_edn_errors_point_into_a_multiline_vector(tmp_path: Path) -> None:
+    p = tmp_path / "history.edn"
     p.write_text(
         "[{:type :invoke, :f :read, :process 0}\n {:type :crashed, :f :read, :process 0}]\n"
     )

@@ -11,13 +11,19 @@ import random
 
 import pytest
 
-from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node
+from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.history import Op
-from dsjepsen.nemesis.catalog import FAMILY, NEMESES, build_nemesis, check_names
+from dsjepsen.nemesis.catalog import build_nemesis, check_names, descriptions, fault_catalog
 from dsjepsen.nemesis.schedule import FaultSchedule
 from dsjepsen.targets.base import Client, Target
+
+NEMESES = descriptions()
+
+
+def family(fault: str) -> str:
+    return fault_catalog()[fault].family
 
 
 class RecordingTarget(Target):
@@ -78,8 +84,13 @@ def op(f, fault=None) -> Op:
 
 
 def test_catalog_names_and_families_agree():
-    assert set(NEMESES) == set(FAMILY)
+    catalog = fault_catalog()
+    assert set(NEMESES) == set(catalog)
     assert all(d and "\n" not in d for d in NEMESES.values())
+    for name, package in catalog.items():
+        assert package.faults[name] == NEMESES[name]
+        assert package.start_op(name) == (f"start-{package.family}", {"fault": name})
+        assert package.stop_op(name) == (f"stop-{package.family}", {"fault": name})
 
 
 def test_unknown_nemesis_is_a_config_error_listing_the_known():
@@ -108,7 +119,7 @@ def test_schedule_alternates_and_is_seeded():
     for start, stop in zip(seq_a[::2], seq_a[1::2], strict=True):
         assert start[0].startswith("start-") and stop[0].startswith("stop-")
         assert start[1]["fault"] == stop[1]["fault"]
-        assert start[0] == f"start-{FAMILY[start[1]['fault']]}"
+        assert start[0] == f"start-{family(start[1]['fault'])}"
     assert {s[1]["fault"] for s in seq_a} == set(names)
     other = FaultSchedule(names, 5, random.Random(4))
     assert [other.next_op() for _ in range(40)] != seq_a

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.errors import HarnessError
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node
+from dsjepsen.errors import HarnessError
 from dsjepsen.history import Op, read_jsonl
-from dsjepsen.nemesis.catalog import FAMILY, NEMESES, build_nemesis
+from dsjepsen.nemesis.catalog import build_nemesis, descriptions, fault_catalog
 from dsjepsen.nemesis.process import SCOPES, choose, group_size, majority, share
 from dsjepsen.nemesis.schedule import FaultSchedule
 from dsjepsen.targets.base import Client, Target
@@ -98,7 +98,8 @@ def nem_op(f: str, fault: str) -> Op:
 
 
 def family_ops(fault: str) -> tuple[str, str]:
-    return f"start-{FAMILY[fault]}", f"stop-{FAMILY[fault]}"
+    package = fault_catalog()[fault]
+    return package.start_op(fault)[0], package.stop_op(fault)[0]
 
 
 # -- sizes and choice ---------------------------------------------------------------------------
@@ -161,9 +162,10 @@ def test_choose_only_picks_free_nodes_and_refuses_when_too_few() -> None:
 
 
 def test_catalog_lists_every_group_fault_with_its_family() -> None:
+    nemeses = descriptions()
     for fault in GROUP_FAULTS:
-        assert fault in NEMESES and NEMESES[fault]
-        assert FAMILY[fault] == fault.split("-")[0]
+        assert fault in nemeses and nemeses[fault]
+        assert fault_catalog()[fault].family == fault.split("-")[0]
     assert {f.split("-", 1)[1] for f in GROUP_FAULTS} <= set(SCOPES)
     s = FaultSchedule(["kill-all"], 1, random.Random(0))
     assert s.next_op() == ("start-kill", {"fault": "kill-all"})

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.errors import ConfigError
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node
 from dsjepsen.cluster.control.local import LocalRemote
+from dsjepsen.errors import ConfigError
 from dsjepsen.history import Op
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 from dsjepsen.targets.raft_kv.storage import Entry, Storage

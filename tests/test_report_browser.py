@@ -88,11 +88,22 @@ def test_op_anchor_zooms_to_the_op(tmp_path: Path) -> None:
 
 
 def test_console_error_detection_works(tmp_path: Path) -> None:
-    """The two detectors above are not vacuous: a throwing script trips both."""
+    """The two detectors above are not vacuous: the page's own script throwing (on timeline
+    data that is not JSON) trips both. A script added to the page would not do: the report's
+    content security policy refuses it, which is itself a console message."""
     run = build_run_dir(tmp_path / "store", n_ops=200)
     page = render_run_report(run).read_text()
     broken = tmp_path / "broken.html"
-    broken.write_text(page.replace("</body>", "<script>undefinedFunction();</script></body>"))
+    broken.write_text(
+        re.sub(r'(<script type="application/json" id="timeline-data">).*?(</script>)',
+               r"\1{not json\2", page, count=1, flags=re.S)
+    )  # fmt: skip
     dom, stderr = dump_dom(broken.as_uri(), tmp_path / "profile")
-    assert any("undefinedFunction" in m for m in console_messages(stderr))
-    assert re.search(r"<html[^>]*data-js-errors=\"[^\"]*undefinedFunction", dom)
+    assert any("JSON" in m for m in console_messages(stderr)), stderr[-2000:]
+    assert re.search(r"<html[^>]*data-js-errors=\"[^\"]*JSON", dom)
+    injected = tmp_path / "injected.html"
+    injected.write_text(page.replace("</body>", "<script>undefinedFunction();</script></body>"))
+    dom, stderr = dump_dom(injected.as_uri(), tmp_path / "profile")
+    assert any("Content Security Policy" in m for m in console_messages(stderr)), stderr[-2000:]
+    assert not any("undefinedFunction is not defined" in m for m in console_messages(stderr))
+    assert not re.search(r"<html[^>]*data-js-errors", dom)

@@ -86,7 +86,7 @@ def test_invalid_run_report_has_every_section(invalid_run: Path) -> None:
     assert 'class="pc-op pc-bad"' in anom
     # 6. node logs: aligned excerpts for stamped logs, an explicit note for the unstamped one
     logs = section(page, "logs")
-    assert 'href="nodes/n1/node.log"' in logs
+    assert 'href="./nodes/n1/node.log"' in logs
     assert "this log has no timestamps" in logs and "nodes/n5/node.log" in logs
     assert "first anomaly" in logs
     # 7. RCA: the minority-side hypothesis computed from the grudge and Op.node

@@ -96,7 +96,7 @@ def test_invalid_run_stale_read(tmp_path: Path, cluster_name: str) -> None:
     )  # fmt: skip
     assert code == 1, err[-2000:]
     run = only_run(tmp_path)
-    page = (run / "report.html").read_text()  # written by the runner itself
+    page = (run / "report.html").read_text()  # written by `dsjepsen test` after the run
     assert verdict(page) == "INVALID"
     assert "--seed 11" in page and "--bug stale-read" in page
     results = json.loads((run / "results.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cli import build_parser
+from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.harness.config import TestConfig, config_from_args
 from dsjepsen.harness.runner import Runner, RunOutcome
@@ -103,12 +104,18 @@ def test_argv_for_a_node_fills_every_placeholder() -> None:
 # -- options ---------------------------------------------------------------------------------
 
 
-def test_cli_options_reach_the_target() -> None:
+def test_cli_options_reach_the_target(tmp_path: Path) -> None:
     cfg = make_config("--target", "http-kv", "--server-cmd", "s {node}", "--server-port", "7171")
-    assert (cfg.server_cmd, cfg.server_port) == ("s {node}", 7171)
-    from dsjepsen.harness import registry
+    assert (cfg.option("server-cmd"), cfg.option("server-port")) == ("s {node}", 7171)
+    from dsjepsen.harness.phases import RunContext, build
+    from dsjepsen.harness.recorder import Recorder
+    from dsjepsen.harness.store import create_run_dir
 
-    target = registry.target_spec("http-kv").build(config=cfg)
+    run_dir = create_run_dir(str(tmp_path), "t")
+    cluster = Cluster(kind="ssh", nodes=[], remotes={})
+    ctx = RunContext(cfg, cluster, run_dir, Recorder(run_dir.history_path))
+    build(ctx)
+    target = ctx.target
     assert isinstance(target, HttpKvTarget)
     assert (target.server_cmd, target.port) == ("s {node}", 7171)
     assert "--server-cmd" in cfg.canonical_argv()

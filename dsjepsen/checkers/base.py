@@ -55,6 +55,16 @@ class Checker(ABC):
     def check(self, history: History, context: CheckContext) -> CheckResult:
         """The verdict on the whole history."""
 
+    def validate_input(self, history: History, context: CheckContext) -> None:
+        """Raise InputError / ConfigError for input this checker cannot judge at all (an op
+        its model does not know, an unknown model name).
+
+        `run_checkers` turns an exception inside `check` into `unknown`, which is right for a
+        broken checker but wrong for bad input: `dsjepsen check` calls this first, so bad input
+        is an error (exit 254), never a verdict. The default accepts everything.
+        """
+        return None
+
 
 def run_checkers(
     checkers: Sequence[Checker], history: History, context: CheckContext, name: str = "dsjepsen"

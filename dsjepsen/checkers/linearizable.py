@@ -46,14 +46,16 @@ Prunings beyond Porcupine, each with its soundness argument:
     only the configurations whose U is minimal for their (s, L).
 (c) No-op indeterminate steps. Applying an indeterminate op that leaves the state unchanged
     gives (s, L, U + op), dominated by (s, L, U) under (b); it is never explored.
-(d) Unobservable indeterminate writes (register, cas-register, kv read/write/cas). An
+(d) Unobservable indeterminate writes (models that declare `register_roles`: register,
+    cas-register, kv's read/write/cas; see Model.register_roles for what is relied on). An
     indeterminate write/cas whose written value v is never observed (no determinate read
     returns v, no cas expects v, no kept indeterminate cas expects v) can be removed: once the
     state is v, the only legal steps are writes (a read or cas would have to observe v), which
     overwrite v whatever it was, so the configuration that skipped it reaches the same states
     with more unused ops. Iterated to a fixpoint (a cas [v w] dropped can make w unobservable).
-(e) Polynomial fast paths (fastpath.py, proofs there). Register read/write with unique values:
-    Gibbons & Korach's zones. kv get/put/append whose values parse every get result one way:
+(e) Polynomial fast paths (fastpath.py, proofs there), chosen by the model's hooks, never by
+    its name. Register read/write (`register_roles`) with unique values: Gibbons & Korach's
+    zones. get/put/append (`string_roles`) whose values parse every get result one way:
     the *epoch* test (each get's result names the put it started from and the appends since,
     so every epoch is a forced chain of groups, and epochs plus unread ops are ordered by
     their zones, like Gibbons & Korach's clusters); repeated values are told apart by real
@@ -72,12 +74,22 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.fastpath import FastVerdict, kv_epochs, register_zones
-from dsjepsen.checkers.models import ILLEGAL, UNKNOWN, Model, get_model, infer_model, show
+from dsjepsen.checkers.models import (
+    FALSE,
+    ILLEGAL,
+    TRUE,
+    UNKNOWN,
+    Model,
+    get_model,
+    infer_model,
+    show,
+)
 from dsjepsen.checkers.result import CheckResult, merge_validity
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.history import History, Operation
@@ -176,21 +188,23 @@ def _prepare(ops: Iterable[Operation], model: Model, source: str) -> list[_Op]:
     return out
 
 
-_REGISTER_READS = {"read": "output", "get": "output"}
-
-
 def _prune_unobservable(ops: list[_Op], model: Model) -> list[_Op]:
-    """Pruning (d): drop indeterminate writes/cas whose value nobody can observe."""
-    if model.name not in ("register", "cas-register", "kv"):
+    """Pruning (d): drop indeterminate writes/cas whose value nobody can observe.
+
+    Sound only for the register shape the model declares in `register_roles` (the state is the
+    last value written; reads and cas observe it by equality), and only when every op of the key
+    has a role: any other op (kv's append) reads the state in its own way.
+    """
+    roles = model.register_roles
+    if not roles or not {p.f for p in ops} <= roles.keys():
         return ops
-    if any(p.f in ("put", "append", "get") for p in ops):
-        return ops  # string ops observe values by concatenation; keep everything
     observed: set[Any] = set()
     for p in ops:
         if p.ret is not None:
-            if p.f == "read":
+            role = roles[p.f]
+            if role == "read":
                 observed.add(p.output)
-            elif p.f == "cas":
+            elif role == "cas":
                 observed.add(p.value[0])
     observed.add(model.init())
     kept = [p for p in ops if p.ret is not None]
@@ -200,10 +214,14 @@ def _prune_unobservable(ops: list[_Op], model: Model) -> list[_Op]:
         changed = False
         rest = []
         for p in maybe:
-            written = p.value if p.f == "write" else p.value[1]
+            role = roles[p.f]
+            if role == "read":  # not in read_fs: not ours to drop
+                kept.append(p)
+                continue
+            written = p.value if role == "write" else p.value[1]
             if written in observed:
                 kept.append(p)
-                if p.f == "cas" and p.value[0] not in observed:
+                if role == "cas" and p.value[0] not in observed:
                     observed.add(p.value[0])
                     changed = True
             else:
@@ -663,14 +681,50 @@ def _anomaly(key: Any, model: Model, fail: _Failure, ops: list[_Op]) -> dict[str
 
 
 def _fast_path(ops: list[_Op], model: Model) -> FastVerdict | None:
-    """Pruning (e): a polynomial verdict when values are unique, else None (search)."""
-    if model.name in ("register", "cas-register", "kv"):
-        fs = {p.f for p in ops}
-        if fs <= {"read", "write"}:
-            return register_zones(ops, model.init())
-        if fs <= {"get", "put", "append"}:
-            return kv_epochs(ops)
+    """Pruning (e): a polynomial verdict when the model's hooks allow one and values are
+    unique, else None (search). The fast paths see each op under its role's name."""
+    fs = {p.f for p in ops}
+    roles = model.register_roles
+    if roles and fs <= roles.keys():
+        if {roles[f] for f in fs} <= {"read", "write"}:
+            return _through_roles(lambda v: register_zones(v, model.init()), ops, roles)
+        return None
+    roles = model.string_roles
+    if roles and fs <= roles.keys():
+        return _through_roles(kv_epochs, ops, roles)
     return None
+
+
+@dataclass(slots=True)
+class _RoleView:
+    """An op as a fast path sees it: `f` is its role (fastpath.py reasons in roles)."""
+
+    f: str
+    value: Any
+    output: Any
+    call: int
+    ret: int | None
+    op: _Op
+
+
+def _through_roles(
+    test: Callable[[list[Any]], FastVerdict | None], ops: list[_Op], roles: Mapping[str, str]
+) -> FastVerdict | None:
+    """Run a fast path on the ops renamed to their roles, and name the ops again in its
+    verdict. Ops whose f is already their role's name go as they are (no copies)."""
+    if all(roles[f] == f for f in {p.f for p in ops}):
+        return test(ops)
+    verdict = test([_RoleView(roles[p.f], p.value, p.output, p.call, p.ret, p) for p in ops])
+    if verdict is None:
+        return None
+
+    def back(x: Any) -> Any:
+        return x.op if isinstance(x, _RoleView) else x
+
+    verdict.op = back(verdict.op)
+    verdict.related = [back(x) for x in verdict.related]
+    verdict.prefix = [(back(x), s) for x, s in verdict.prefix]
+    return verdict
 
 
 def _explain(
@@ -769,12 +823,7 @@ def check_linearizable(
 
     partitions: dict[Any, list[Operation]] = {}
     for o in operations:
-        k = o.key
-        try:
-            hash(k)
-        except TypeError:
-            k = repr(k)
-        partitions.setdefault(k, []).append(o)
+        partitions.setdefault(_partition_key(o.key), []).append(o)
 
     per_key: dict[Any, dict[str, Any]] = {}
     unknown_reasons: list[str] = []
@@ -943,7 +992,67 @@ def check_linearizable(
     return CheckResult(CHECKER, valid, reason, anomalies, details)
 
 
+def _partition_key(key: Any) -> Any:
+    """The key as a partition: hashable, and typed as JSON types it (key `true` is not key
+    `1`)."""
+    if type(key) is bool:
+        return TRUE if key else FALSE
+    try:
+        hash(key)
+    except TypeError:
+        return repr(key)
+    return key
+
+
 def _window_end(failed_at: float, after_failure: float, deadline: float | None) -> float:
     """Undecided keys run until the time limit when one was given, else `after_failure`
     seconds past the first failure."""
     return deadline if deadline is not None else failed_at + after_failure
+
+
+# ---------------------------------------------------------------------------------------------
+# The Checker
+
+
+def validate_operations(operations: Sequence[Operation], model: Model, source: str) -> None:
+    """Raise InputError (file and line) for an op the model cannot judge: an f it does not
+    know, or a value it cannot take (a cas that is not [old new]). The search does the same
+    on the way; this runs before any verdict so that bad input is an error, never `unknown`."""
+    _prepare(operations, model, source)
+
+
+class LinearizableChecker(Checker):
+    """Linearizability per key against the context's model (inferred when None), within the
+    context's time limit; `context.extra["progress"]`, when set, is called about once a
+    second on long checks with (key, configurations explored, seconds)."""
+
+    name: ClassVar[str] = CHECKER
+    description: ClassVar[str] = (
+        "some order of the ops, consistent with real time, obeys the model (per key)"
+    )
+
+    def __init__(
+        self,
+        *,
+        max_configs: int = DEFAULT_MAX_CONFIGS,
+        explain: bool = True,
+        all_keys: bool = True,
+    ) -> None:
+        self.max_configs = max_configs
+        self.explain = explain
+        self.all_keys = all_keys
+
+    def validate_input(self, history: History, context: CheckContext) -> None:
+        operations = history.operations()
+        validate_operations(operations, resolve_model(context.model, operations), history.source)
+
+    def check(self, history: History, context: CheckContext) -> CheckResult:
+        return check_linearizable(
+            history,
+            context.model,
+            time_limit=context.time_limit,
+            max_configs=self.max_configs,
+            progress=context.extra.get("progress"),
+            explain=self.explain,
+            all_keys=self.all_keys,
+        )

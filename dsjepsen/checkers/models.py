@@ -10,13 +10,24 @@ checked as many independent single-key objects (P-compositionality).
 or never completed) the checker passes `UNKNOWN`: the model must then allow any output, and
 return the effect the op has IF it took effect (a cas that took effect succeeded). Ops whose f
 is in `read_fs` have no effect on the state, so the checker drops indeterminate ones (they
-constrain nothing). Adding a model = one subclass plus one line in `MODELS`.
+constrain nothing).
+
+Models are found by name through the `dsjepsen.models` entry-point group (dsjepsen.plugins),
+built-ins included, so adding a model = one subclass plus one entry point. What the engine may
+assume beyond `step` (the prunings and polynomial tests of linearizable.py and fastpath.py) a
+model states in the hooks `register_roles` and `string_roles`; a new register-like model only
+declares them and gets those optimizations, with no name test in the engine.
+
+Values are compared as JSON compares them: `true` is not `1` (see `freeze`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ClassVar
+
+from dsjepsen import plugins
+from dsjepsen.errors import ConfigError
 
 
 class _Unknown:
@@ -37,17 +48,59 @@ UNKNOWN: Any = _Unknown()
 ILLEGAL: Any = object()
 
 
-_ATOMS = frozenset({int, str, float, bool})
+class JsonBool:
+    """A JSON boolean inside model states: equal only to itself.
+
+    Python's `True == 1` (and equal hashes) would let a read of `true` match a write of `1` and
+    make a non-linearizable history pass; JSON (and Jepsen's Clojure) tell them apart. `freeze`
+    turns booleans into the two instances TRUE and FALSE, which compare unequal to every number.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __hash__(self) -> int:
+        return hash((JsonBool, self.value))
+
+    def __repr__(self) -> str:
+        return "true" if self.value else "false"
+
+    def __reduce__(self) -> str:
+        return "TRUE" if self.value else "FALSE"
+
+    def __lt__(self, other: object) -> bool:
+        # only for sorting mixed values in explanations; never a model comparison
+        return repr(self) < repr(other)
+
+
+TRUE = JsonBool(True)
+FALSE = JsonBool(False)
+
+_ATOMS = frozenset({int, str, float})
 
 
 def freeze(value: Any) -> Hashable:
-    """Make JSON-ish values hashable (lists become tuples, dicts sorted item tuples)."""
+    """Make JSON-ish values hashable and typed as JSON types them: lists become tuples, dicts
+    sorted item tuples, booleans TRUE / FALSE (never equal to 1 / 0)."""
     if value is None or type(value) in _ATOMS:
         return value
+    if value is True:
+        return TRUE
+    if value is False:
+        return FALSE
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+        items = [(k, freeze(v)) for k, v in value.items()]
+        try:
+            return tuple(sorted(items))
+        except TypeError:  # keys of several types (EDN maps): any canonical order will do
+            return tuple(sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0]))))
     if isinstance(value, set | frozenset):
         return frozenset(freeze(v) for v in value)
     return value
@@ -80,6 +133,7 @@ class Model:
     """Base class. Subclasses set name, fs, read_fs and implement init and step."""
 
     name: ClassVar[str] = "model"
+    description: ClassVar[str] = ""
     #: every f the model understands
     fs: ClassVar[frozenset[str]] = frozenset()
     #: fs that never change the state (an indeterminate one is dropped)
@@ -87,6 +141,25 @@ class Model:
     #: what the object is called in sentences ("the register could only hold ...")
     noun: ClassVar[str] = "object"
     verb: ClassVar[str] = "hold"
+    #: among models whose fs cover a history's fs equally tightly, inference picks the lowest
+    #: (a history of reads alone is a register's rather than a set's)
+    inference_rank: ClassVar[int] = 100
+
+    #: Register hook: f -> "read" | "write" | "cas", for a model whose state is nothing but the
+    #: last value written, starting at `init()`. The engine then relies on exactly this, for
+    #: values as `prepare` returns them: a "write" op sets the state to its value whatever it
+    #: was; a "read" op is legal only in the state equal to its output and changes nothing; a
+    #: "cas" op's value is (old, new), legal only in state old, and sets new. Equal values are
+    #: indistinguishable. With that, pruning (d) of linearizable.py (indeterminate writes
+    #: nobody can observe) is sound for a key whose every op has a role, and a key of reads and
+    #: writes alone goes to the unique-value zone test (fastpath.register_zones). Empty: none.
+    register_roles: ClassVar[Mapping[str, str]] = {}
+    #: String hook: f -> "get" | "put" | "append", for a model whose state is a string (absent =
+    #: empty) that "put" replaces with its value, "append" extends at the end with its value,
+    #: and "get" returns whole as its output ("" when absent), values and outputs being the
+    #: strings `prepare` returns. A key whose every op has a role goes to the epoch test
+    #: (fastpath.kv_epochs). Empty: none.
+    string_roles: ClassVar[Mapping[str, str]] = {}
 
     def init(self) -> Hashable:
         return None
@@ -135,9 +208,12 @@ class CasRegister(Model):
     """A single register: read, write, and compare-and-set with value [old, new]."""
 
     name = "cas-register"
+    description = "one register: read, write, cas [old new]"
     fs = frozenset({"read", "write", "cas"})
     read_fs = frozenset({"read"})
     noun = "register"
+    inference_rank = 1
+    register_roles = {"read": "read", "write": "write", "cas": "cas"}
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         if f == "read":
@@ -196,7 +272,10 @@ class Register(CasRegister):
     """A read/write register (no cas)."""
 
     name = "register"
+    description = "one register: read, write"
     fs = frozenset({"read", "write"})
+    inference_rank = 0
+    register_roles = {"read": "read", "write": "write"}
 
 
 class KV(CasRegister):
@@ -204,9 +283,12 @@ class KV(CasRegister):
     (absent reads as "", as in Porcupine's kv model) and read / write / cas on any value."""
 
     name = "kv"
+    description = "one key of a store: get / put / append on strings, read / write / cas"
     fs = frozenset({"get", "put", "append", "read", "write", "cas"})
     read_fs = frozenset({"get", "read"})
     noun = "key"
+    inference_rank = 2
+    string_roles = {"get": "get", "put": "put", "append": "append"}
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         if f == "get":
@@ -259,6 +341,7 @@ class SetModel(Model):
     """A grow-only set: add v, and read returning the whole set."""
 
     name = "set"
+    description = "a grow-only set: add, read (the whole set)"
     fs = frozenset({"add", "read"})
     read_fs = frozenset({"read"})
     noun = "set"
@@ -294,6 +377,7 @@ class FifoQueue(Model):
     """A FIFO queue: enqueue v; dequeue returns the head (nil when empty)."""
 
     name = "queue"
+    description = "a FIFO queue: enqueue, dequeue"
     fs = frozenset({"enqueue", "dequeue"})
     noun = "queue"
     verb = "be"
@@ -332,6 +416,7 @@ class Mutex(Model):
     """A lock: acquire succeeds only when free, release only when held."""
 
     name = "mutex"
+    description = "a lock: acquire, release"
     fs = frozenset({"acquire", "release"})
     noun = "lock"
     verb = "be"
@@ -357,30 +442,45 @@ class Mutex(Model):
         return f"{f} succeeded, but the lock could only be {held} at that point"
 
 
-MODELS: dict[str, type[Model]] = {
-    m.name: m for m in (Register, CasRegister, KV, SetModel, FifoQueue, Mutex)
-}
+#: the model of a history with no operations at all
+DEFAULT_MODEL = "cas-register"
+
+
+class UnknownModel(ConfigError, ValueError):
+    """No model of that name: a bad argument (exit 254) that callers written against the
+    older `ValueError` still catch."""
+
+
+def available_models() -> dict[str, type[Model]]:
+    """{name: model class} of every model the `dsjepsen.models` entry points provide."""
+    return {
+        name: cls
+        for name, cls in plugins.available("models").items()
+        if isinstance(cls, type) and issubclass(cls, Model)
+    }
 
 
 def get_model(name: str) -> Model:
+    """A fresh instance of the model registered as `name`."""
     try:
-        return MODELS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})") from None
+        cls = plugins.get("models", name)
+    except ConfigError as e:
+        raise UnknownModel(str(e)) from None
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise UnknownModel(f"--model {name}: the plugin is not a Model subclass ({cls!r})")
+    return cls()
 
 
 def infer_model(fs: Iterable[str]) -> Model:
-    """Pick the model whose operations cover the history's fs (the smallest that does)."""
+    """The registered model whose operations cover the history's fs most tightly (fewest fs,
+    then lowest `inference_rank`, then name); DEFAULT_MODEL when there are no operations."""
     seen = set(fs)
     if not seen:
-        return CasRegister()
-    if seen & {"get", "put", "append"}:
-        return KV()
-    if "add" in seen:
-        return SetModel()
-    for cls in (Register, CasRegister, FifoQueue, Mutex, KV):
-        if seen <= cls.fs:
-            return cls()
-    raise ValueError(
-        f"no model understands the history's operations {', '.join(sorted(seen))}; pass --model"
-    )
+        return get_model(DEFAULT_MODEL)
+    covering = [cls for cls in available_models().values() if seen <= cls.fs]
+    if not covering:
+        raise ValueError(
+            f"no model understands the history's operations {', '.join(sorted(seen))}; pass --model"
+        )
+    best = min(covering, key=lambda c: (len(c.fs), c.inference_rank, c.name))
+    return best()

@@ -8,8 +8,9 @@ ops whose completion is known.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
+from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.history import NEMESIS, History, Op
 
@@ -94,3 +95,13 @@ def check_stats(history: History) -> CheckResult:
         "throughput_ok_per_s": round(total["ok"] / duration_s, 2) if duration_s > 0 else 0.0,
     }
     return CheckResult(checker="stats", valid=True, details=details)
+
+
+class StatsChecker(Checker):
+    """`check_stats` as a registered checker (it needs nothing from the context)."""
+
+    name: ClassVar[str] = "stats"
+    description: ClassVar[str] = "op counts, latencies and throughput per f (never a verdict)"
+
+    def check(self, history: History, context: CheckContext) -> CheckResult:
+        return check_stats(history)

@@ -8,24 +8,52 @@ exercised, under the faults asked for, and behaved".
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
+from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.stats import op_counts
-from dsjepsen.history import NEMESIS, History
+from dsjepsen.history import NEMESIS, History, Op
+
+#: does this nemesis completion show that the named fault really happened?
+TookEffect = Callable[[str, Op], bool]
 
 
-def faults_applied(history: History) -> dict[str, int]:
-    """{fault name: number of start ops that completed ok} from the nemesis ops."""
+def fault_of(op: Op) -> str:
+    """The fault a nemesis op is about: its value's `fault`, else its f without `start-`."""
+    fault = op.value.get("fault") if isinstance(op.value, dict) else None
+    if not isinstance(fault, str):  # a nemesis that does not name its fault: take it from f
+        fault = op.f.removeprefix("start-")
+    return fault
+
+
+def ok_start(name: str, op: Op) -> bool:
+    """The default test of a fault taking effect: a start op of that fault completed ok."""
+    return op.type == "ok" and op.f.startswith("start") and fault_of(op) == name
+
+
+def faults_applied(
+    history: History, faults: Sequence[str] = (), took_effect: TookEffect | None = None
+) -> dict[str, int]:
+    """{fault name: number of nemesis completions showing it took effect}.
+
+    Without `took_effect`, every fault that completed a start op with ok is counted (also
+    faults not in `faults`); with it, each fault of `faults` is counted by asking it about every
+    nemesis completion, because only the fault package knows what its records mean.
+    """
     applied: dict[str, int] = {}
     for op in history.ops:
-        if op.process != NEMESIS or op.type != "ok" or not op.f.startswith("start"):
+        if op.process != NEMESIS or op.type == "invoke":
             continue
-        fault = op.value.get("fault") if isinstance(op.value, dict) else None
-        if fault is None:  # a nemesis that does not name its fault: take it from f
-            fault = op.f.removeprefix("start-")
-        applied[fault] = applied.get(fault, 0) + 1
+        if took_effect is None:
+            if ok_start(fault_of(op), op):
+                name = fault_of(op)
+                applied[name] = applied.get(name, 0) + 1
+            continue
+        for name in faults:
+            if took_effect(name, op):
+                applied[name] = applied.get(name, 0) + 1
     return applied
 
 
@@ -35,13 +63,16 @@ def check_vacuous(
     required_ok: Mapping[str, int],
     faults: Sequence[str] = (),
     before_index: int | None = None,
+    took_effect: TookEffect | None = None,
 ) -> CheckResult:
-    """Unknown when some f in required_ok has fewer ok completions than asked, or a requested
-    fault never completed a start op with ok. before_index limits the count to the run proper
-    (final reads after healing do not show the system worked under faults)."""
+    """Unknown when no client op succeeded, when some f in required_ok has fewer ok completions
+    than asked, or when a requested fault never took effect (`took_effect`, default: a start op
+    that completed ok). before_index limits the counts to the run proper (final reads after
+    healing do not show the system worked under faults)."""
     counts = op_counts(history.ops, before_index=before_index)
     problems: list[str] = []
     anomalies: list[dict[str, Any]] = []
+    total_ok = sum(c.get("ok", 0) for c in counts.values())
     for f, minimum in required_ok.items():
         got = counts.get(f, {}).get("ok", 0)
         if got < minimum:
@@ -52,7 +83,15 @@ def check_vacuous(
             )
             problems.append(msg)
             anomalies.append({"type": "too-few-ok", "f": f, "ok": got, "message": msg})
-    applied = faults_applied(history)
+    if total_ok == 0 and not problems:
+        outcomes = {k: sum(c.get(k, 0) for c in counts.values()) for k in ("fail", "info")}
+        msg = (
+            f"no client op succeeded during the run ({outcomes['fail']} failed, "
+            f"{outcomes['info']} indeterminate)"
+        )
+        problems.append(msg)
+        anomalies.append({"type": "too-few-ok", "f": None, "ok": 0, "message": msg})
+    applied = faults_applied(history, faults, took_effect)
     for fault in faults:
         if not applied.get(fault):
             msg = f"fault {fault} was requested but never took effect"
@@ -70,3 +109,22 @@ def check_vacuous(
             "faults_applied": applied,
         },
     )
+
+
+class VacuousChecker(Checker):
+    """`check_vacuous` configured by the context: the workload's `required_ok`, the requested
+    `faults` and the fault package's `fault_took_effect`, counting up to `final_from_index`."""
+
+    name: ClassVar[str] = "vacuous"
+    description: ClassVar[str] = (
+        "unknown when the run exercised nothing: too few ok ops, or a fault that never happened"
+    )
+
+    def check(self, history: History, context: CheckContext) -> CheckResult:
+        return check_vacuous(
+            history,
+            required_ok=context.required_ok,
+            faults=context.faults,
+            before_index=context.final_from_index,
+            took_effect=context.fault_took_effect,
+        )

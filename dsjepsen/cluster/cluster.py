@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from dsjepsen.errors import ConfigError
 from dsjepsen.cluster.control.base import Node, Remote
+from dsjepsen.errors import ConfigError
 
 
 @dataclass
@@ -14,6 +16,13 @@ class Cluster:
 
     `kind` is "local", "ssh" or "docker"; `name` identifies a local namespace cluster (so that
     several can coexist, e.g. in parallel tests) and is informational for the others.
+
+    What differs between kinds is said here as facts, so nothing above this package asks which
+    kind a cluster is: `shares_controller_files` (the nodes see the controller's own files, so
+    a target can run from the installed package instead of uploading it), `heal_leftovers()`
+    (undo whatever faults a crashed run may have left, beyond what the fault packages know),
+    and the lifetime: used as a context manager, a cluster made on demand for one test
+    (`created_here`) is removed again on exit unless `keep` is set.
     """
 
     kind: str
@@ -21,6 +30,14 @@ class Cluster:
     remotes: dict[str, Remote]
     name: str = "default"
     meta: dict[str, object] = field(default_factory=dict)
+    shares_controller_files: bool = False
+    created_here: bool = False
+    keep: bool = False
+    #: the backend's own heal of leftovers (local: reset each namespace's firewall, qdiscs and
+    #: stopped processes); None when the backend has none beyond the fault packages' heals
+    healer: Callable[[], Any] | None = None
+    #: removes a cluster made on demand
+    remover: Callable[[], Any] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -38,6 +55,20 @@ class Cluster:
         except KeyError:
             raise ConfigError(f"unknown node {name!r} (nodes: {', '.join(self.names)})") from None
 
+    def heal_leftovers(self) -> Any:
+        """Undo every fault the backend knows how to find (None when it knows none)."""
+        return self.healer() if self.healer is not None else None
+
     def close(self) -> None:
         for r in self.remotes.values():
             r.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close every connection; remove the cluster if this process made it for one test
+        (a cluster brought up beforehand stays for the next)."""
+        self.close()
+        if self.created_here and not self.keep and self.remover is not None:
+            self.remover()

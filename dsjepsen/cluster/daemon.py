@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.cluster.control.base import Remote, RemoteError, env_assignments
+from dsjepsen.errors import ConfigError, HarnessError
 
 SIGNALS = ("KILL", "STOP", "CONT", "TERM", "INT", "HUP")
 

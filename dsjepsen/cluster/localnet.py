@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
+from dsjepsen.errors import ConfigError, HarnessError
 
 PREFIX = "dsj"
 DEFAULT_NAME = "default"
@@ -39,6 +39,12 @@ NAME_RE = re.compile(r"^[a-z0-9]{1,7}$")
 POOL = ipaddress.ip_network("10.213.0.0/16")
 MAX_NODES = 200
 DEFAULT_NODE_COUNT = 5
+GIB = 1 << 30
+MIB = 1 << 20
+#: the capacity rule of max_node_count (see its docstring for where the figures come from)
+NODES_PER_CORE = 8
+MEMORY_PER_NODE = 128 * MIB
+CONTROLLER_RESERVE = 1 * GIB
 #: node n<i> gets host number FIRST_NODE_HOST + i - 1 of the subnet; the bridge gets host 1
 FIRST_NODE_HOST = 11
 HOST = "controller"
@@ -137,6 +143,63 @@ def unsupported_reason() -> str | None:
     except (RemoteError, HarnessError) as e:
         return f"`ip netns` does not work here: {e}"
     return None
+
+
+def machine_resources() -> tuple[int, int]:
+    """(usable CPU cores, memory bytes) of this machine as a process here sees them: the CPU
+    affinity mask and MemTotal, each lowered by a cgroup v2 limit (cpu.max, memory.max) when
+    one is set, so that a container is judged by its own share, not the host's."""
+    cores = len(os.sched_getaffinity(0)) or 1
+    memory = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    cgroup = Path("/sys/fs/cgroup")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = max(1, min(cores, -(-int(quota) // int(period))))
+    with contextlib.suppress(OSError, ValueError):
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            memory = min(memory, int(limit)) if memory else int(limit)
+    return cores, memory
+
+
+def max_node_count(cores: int, memory: int) -> int:
+    """How many local nodes a machine with `cores` CPUs and `memory` bytes can host, roughly.
+
+    Why these figures: one raft-kv node (the default target) is a Python process of about
+    64 MiB resident; MEMORY_PER_NODE doubles that for its data directory and logs in the page
+    cache and for heavier targets (etcd), after CONTROLLER_RESERVE (1 GiB, or a quarter of a
+    small machine) is kept for the controller itself (client workers, history, checker,
+    report). CPU is the tighter bound: on a 2-core machine about 15 namespaces of raft-kv keep
+    up with the default rate (100 ops/s plus heartbeats and elections); beyond that timeouts,
+    not the system under test, decide the verdict. NODES_PER_CORE = 8 is that measurement.
+    The estimate is min(8 * cores, (memory - reserve) / 128 MiB), at least 1 and at most
+    MAX_NODES: 16 on a 2-core 24 GiB machine (5 and 7 pass, 200 does not).
+    """
+    reserve = min(CONTROLLER_RESERVE, memory // 4)
+    by_memory = max(0, memory - reserve) // MEMORY_PER_NODE
+    return max(1, min(NODES_PER_CORE * max(cores, 1), by_memory, MAX_NODES))
+
+
+def check_node_count(node_count: int, force: bool = False) -> None:
+    """Refuse a cluster this machine cannot host (ConfigError naming --node-count, the count
+    and the estimate), unless forced: an overloaded controller turns every fault into client
+    timeouts and the verdict says more about the machine than about the system."""
+    if force:
+        return
+    cores, memory = machine_resources()
+    limit = max_node_count(cores, memory)
+    if node_count > limit:
+        raise ConfigError(
+            f"--node-count {node_count}: this machine can host about {limit} local nodes "
+            f"({cores} cores, {memory / GIB:.1f} GiB memory; estimate min({NODES_PER_CORE} per "
+            f"core, one per {MEMORY_PER_NODE // MIB} MiB)); use fewer nodes, or "
+            "--force-node-count to try anyway"
+        )
 
 
 def random_name(prefix: str = "t") -> str:
@@ -309,6 +372,7 @@ def up(
     node_count: int | None = None,
     subnet: str | None = None,
     rebuild: bool = False,
+    force: bool = False,
 ) -> Cluster:
     """Create cluster `name` (n1..n<node_count>), or return it if it already exists whole.
 
@@ -317,7 +381,10 @@ def up(
     partly destroyed cluster of that name is removed and rebuilt; a whole one with a different
     node count or subnet is an error (down it first), unless rebuild=True, which a test run
     uses because it sets its target up from scratch anyway. On any failure nothing of the new
-    cluster is left behind."""
+    cluster is left behind.
+
+    A cluster to be created larger than this machine can host (check_node_count) is refused
+    before anything is touched, unless force=True (the CLI's --force-node-count)."""
     validate_name(name)
     if node_count is not None and (
         not isinstance(node_count, int) or not 1 <= node_count <= MAX_NODES
@@ -330,6 +397,9 @@ def up(
             node_count = state.node_count
         if node_count is None:
             node_count = DEFAULT_NODE_COUNT
+        whole = state is not None and not missing_parts(state)
+        if not (whole and state is not None and state.node_count == node_count):
+            check_node_count(node_count, force)  # before a rebuild tears anything down
         if (
             state is not None
             and not missing_parts(state)
@@ -456,6 +526,9 @@ def to_cluster(state: ClusterState) -> Cluster:
             "bridge": state.bridge,
             "controller_address": state.bridge_address,
         },
+        shares_controller_files=True,
+        healer=lambda: heal(state.name),
+        remover=lambda: down(state.name),
     )
 
 

@@ -14,13 +14,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, Remote, RemoteError
 from dsjepsen.cluster.control.docker import DockerRemote
 from dsjepsen.cluster.control.local import run_argv
 from dsjepsen.cluster.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
+from dsjepsen.errors import ConfigError, InputError
 
 REMOTE_WORKDIR = "/var/lib/dsjepsen"
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
@@ -112,7 +112,10 @@ def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True
         if count is not None and not 1 <= count <= localnet.MAX_NODES:
             raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
         if create:
-            return localnet.up(name, node_count=count, rebuild=count is not None)
+            existed = localnet.read_state(name) is not None
+            cluster = localnet.up(name, node_count=count, rebuild=count is not None)
+            cluster.created_here = not existed
+            return cluster
         return localnet.open_cluster(name)
     if nodes_file:
         specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)

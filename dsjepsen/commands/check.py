@@ -1,6 +1,9 @@
-"""`dsjepsen check FILE`: the linearizability verdict on a history file.
+"""`dsjepsen check FILE`: the verdict of any registered checker on a history file.
 
-Exit codes as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unreadable input.
+Exit codes as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or input. Bad input
+never becomes a verdict: an unreadable or malformed file, a history with no client operations,
+or ops the model cannot judge are one line on stderr and exit 254, before any checker runs.
+What the reader forgave (a truncated last line, time going backwards) is one warning line each.
 """
 
 from __future__ import annotations
@@ -11,29 +14,39 @@ import sys
 import time
 from typing import Any
 
-from dsjepsen.checkers.linearizable import check_linearizable, resolve_model
-from dsjepsen.checkers.models import MODELS, show
+from dsjepsen import plugins
+from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
+from dsjepsen.checkers.models import get_model, show
 from dsjepsen.checkers.result import CheckResult
-from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
-from dsjepsen.history import History, read_history
-
-FORMATS = ("auto", "jsonl", "edn", "jepsen-log", "kv-log")
+from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
+from dsjepsen.formats import format_names, read_history
+from dsjepsen.history import NEMESIS, History, printable
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "check",
-        help="check a history file for linearizability",
+        help="check a history file (linearizability by default)",
         description="Check a history (JSONL, Jepsen history.edn, Jepsen log lines, or "
-        "Porcupine kv lines) for linearizability against a model.",
+        "Porcupine kv lines) with any registered checker; by default for linearizability "
+        "against a model.",
     )
     p.add_argument("file", metavar="FILE", help="history file")
     p.add_argument(
-        "--model",
-        choices=sorted(MODELS),
-        help="sequential model (default: inferred from the operations' fs)",
+        "--checker",
+        action="append",
+        metavar="NAME",
+        help="checker to run, repeatable (default: linearizable; `dsjepsen list checkers`)",
     )
-    p.add_argument("--format", choices=FORMATS, default="auto", help="history format")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="sequential model (default: inferred from the operations' fs; `dsjepsen list models`)",
+    )
+    p.add_argument(
+        "--format", choices=("auto", *format_names()), default="auto", help="history format"
+    )
     p.add_argument(
         "--time-limit",
         type=float,
@@ -45,39 +58,78 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def checkers_named(names: list[str]) -> list[Checker]:
+    """One instance of each named checker, in order, each once; ConfigError for an unknown
+    name (listing the known ones)."""
+    out: list[Checker] = []
+    for name in dict.fromkeys(names):
+        cls = plugins.get("checkers", name)
+        checker = cls()
+        if not isinstance(checker, Checker):
+            raise ConfigError(f"--checker {name}: the plugin is not a Checker ({cls!r})")
+        out.append(checker)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise ConfigError(f"--time-limit must be positive, got {args.time_limit}")
+    if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
+        raise ConfigError(f"--time-limit must be a positive number, got {args.time_limit}")
+    checkers = checkers_named(args.checker or [LINEARIZABLE])
+    if args.model is not None:
+        get_model(args.model)  # an unknown name is a bad argument before any reading
     t0 = time.monotonic()
     history = read_history(args.file, args.format)
-    operations = history.operations()
+    for warning in history.warnings:
+        print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)
+    history.operations()  # Jepsen's process rules, with file and line
+    require_client_ops(history)
     parse_s = time.monotonic() - t0
-    model = resolve_model(args.model, operations)
-    result = check_linearizable(
-        operations, model, time_limit=args.time_limit, progress=_progress, source=history.source
+    context = CheckContext(
+        time_limit=args.time_limit, model=args.model, extra={"progress": _progress}
     )
-    result.details["source"] = history.source
-    result.details["parse_seconds"] = round(parse_s, 6)
+    for checker in checkers:
+        checker.validate_input(history, context)
+    composed, results = run_checkers(checkers, history, context, name="dsjepsen")
+    for r in (composed, *results):
+        r.details["source"] = history.source
+        r.details["parse_seconds"] = round(parse_s, 6)
+    shown = results[0] if len(results) == 1 else composed
     if args.report:
         # imported here: pandas and jinja2 are only needed for a report
         from dsjepsen.reports.html import render_check_report
 
-        render_check_report(history, result, args.report)
+        report: CheckResult | dict[str, Any] = shown
+        if len(results) > 1:  # in the shape of a run's results.json
+            report = {
+                "valid": composed.valid,
+                "reason": composed.reason,
+                "checks": {r.checker: r.to_dict() for r in results},
+            }
+        render_check_report(history, report, args.report)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        print(json.dumps(shown.to_dict(), indent=2, default=_json_default))
     else:
-        print(render_text(history, result))
-    if result.valid is True:
+        print(render(history, composed, results))
+    if composed.valid is True:
         return EXIT_VALID
-    if result.valid is False:
+    if composed.valid is False:
         return EXIT_INVALID
     return EXIT_UNKNOWN
+
+
+def require_client_ops(history: History) -> None:
+    """A history without client operations tested nothing: an error, never VALID."""
+    clients = sum(1 for op in history.ops if op.process != NEMESIS)
+    if clients == 0:
+        nemesis = len(history.ops)
+        what = f"only {nemesis} nemesis op{'s' if nemesis != 1 else ''}" if nemesis else "no ops"
+        raise InputError(f"no client operations to check ({what})", history.source)
 
 
 def _progress(key: Any, explored: int, elapsed: float) -> None:
     """Called by the checker about once a second on checks longer than ~2 s."""
     print(
-        f"  ... {elapsed:.0f} s: key {show(key)}, {explored} configurations explored",
+        printable(f"  ... {elapsed:.0f} s: key {show(key)}, {explored} configurations explored"),
         file=sys.stderr,
         flush=True,
     )
@@ -87,6 +139,51 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, set | frozenset | tuple):
         return list(o)
     return str(o)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text output. Everything printed passes through `printable`: histories are input, and an
+# escape sequence in a process name or a value must show as text, not act on the terminal.
+
+VERDICTS = {True: "VALID", False: "INVALID"}
+
+
+def _verdict(result: CheckResult) -> str:
+    return VERDICTS.get(result.valid, "UNKNOWN")  # type: ignore[call-overload]
+
+
+def render(history: History, composed: CheckResult, results: list[CheckResult]) -> str:
+    """Every checker's block; with several, a last line with the composed verdict."""
+    blocks = [
+        render_text(history, r) if r.checker == LINEARIZABLE else render_other(history, r)
+        for r in results
+    ]
+    if len(results) > 1:
+        names = ", ".join(r.checker for r in results)
+        blocks.append(f"{history.source}: {_verdict(composed)} (checkers: {names})")
+    return "\n".join(printable(line) for block in blocks for line in block.split("\n"))
+
+
+def render_other(history: History, result: CheckResult) -> str:
+    """A checker without its own layout: verdict, reason, anomalies, and for stats the
+    counts per f."""
+    lines = [f"{history.source}: {_verdict(result)} ({result.checker})"]
+    by_f = result.details.get("by_f")
+    if isinstance(by_f, dict):
+        for f, c in by_f.items():
+            lat = c.get("latency_ms", {})
+            lines.append(
+                f"  {f}: {c.get('ok', 0)} ok, {c.get('fail', 0)} fail, {c.get('info', 0)} info, "
+                f"{c.get('pending', 0)} pending; latency p50 {lat.get('p50', 0)} ms, "
+                f"p99 {lat.get('p99', 0)} ms"
+            )
+    if result.reason:
+        lines.append(f"  reason: {result.reason}")
+    for a in result.anomalies:
+        message = a.get("message")
+        if message and (not result.reason or message not in result.reason):
+            lines.append(f"  {a.get('type', 'anomaly')}: {message}")
+    return "\n".join(lines)
 
 
 def _opline(d: dict[str, Any]) -> str:
@@ -105,10 +202,10 @@ def _desc(d: dict[str, Any]) -> str:
 
 
 def render_text(history: History, result: CheckResult) -> str:
+    """The linearizability verdict, with each failing key's explanation."""
     d = result.details
-    verdict = {True: "VALID", False: "INVALID"}.get(result.valid, "UNKNOWN")  # type: ignore[call-overload]
     lines = [
-        f"{history.source}: {verdict} (linearizable, model {d['model']})",
+        f"{history.source}: {_verdict(result)} (linearizable, model {d['model']})",
         f"  ops: {d['ops']}  keys: {d['keys']}  time: {d['seconds'] * 1000:.1f} ms "
         f"(parse {d.get('parse_seconds', 0) * 1000:.1f} ms)  configurations: "
         f"{d['configurations_explored']}  memory: ~{d['memory']['estimated_cache_bytes'] // 1024}"

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from dsjepsen.errors import ConfigError
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
+from dsjepsen.errors import ConfigError
 
 
 def register(subparsers) -> None:

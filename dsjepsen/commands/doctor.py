@@ -16,11 +16,11 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 
-from dsjepsen.errors import EXIT_HARNESS
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.control.base import RemoteError, Result
 from dsjepsen.cluster.control.docker import docker_engine_answers
 from dsjepsen.cluster.control.local import run_argv
+from dsjepsen.errors import EXIT_HARNESS
 
 FAKETIME_GLOBS = (
     "/usr/lib/*/faketime/libfaketime.so.1",
@@ -132,7 +132,23 @@ def run_checks() -> list[Check]:
         Check("docker engine", reason is None, reason or "answers", "the --docker backend")
     )
     checks.append(_etcd())
+    checks += _plugins()
     return checks
+
+
+def _plugins() -> list[Check]:
+    """Every installed extension that does not load, one line each (the others still work)."""
+    from dsjepsen import plugins
+    from dsjepsen.nemesis import catalog
+
+    broken = plugins.broken()
+    broken += [b for b in catalog.broken() if b not in broken]  # fault names taken twice
+    if not broken:
+        loaded = sum(len(plugins.available(kind)) for kind in plugins.GROUPS)
+        return [Check("extensions", True, f"{loaded} load", "nothing")]
+    return [
+        Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}") for b in broken
+    ]
 
 
 def _probe_namespace(have_tc: bool) -> list[Check]:

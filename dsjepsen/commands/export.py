@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.history import FORMATS, History, read_history, write_edn, write_jsonl
+from dsjepsen.formats import format_names, read_history
+from dsjepsen.formats.edn import write_edn
+from dsjepsen.history import History, printable, write_jsonl
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--to", choices=("edn", "jsonl"), default="edn", help="output format")
     p.add_argument(
         "--format",
-        choices=("auto", *sorted(FORMATS)),
+        choices=("auto", *format_names()),
         default="auto",
         help="input format (default: detected from the content)",
     )
@@ -58,12 +61,14 @@ def _safe_name(key: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     history = read_history(args.file, args.format)
+    for warning in history.warnings:
+        print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)
     history.validate()
     keys = _keys(history)
     if args.key is not None:
         matching = [k for k in keys if str(k) == args.key]
         if not matching:
-            shown = ", ".join(str(k) for k in keys[:10]) or "none"
+            shown = printable(", ".join(str(k) for k in keys[:10]) or "none")
             raise ConfigError(f"--key {args.key!r} is not a key of {args.file} (keys: {shown})")
         selected: list[Any] = matching
     elif args.split:

@@ -1,60 +1,61 @@
-"""`dsjepsen list targets|workloads|nemeses`: what a test can be made of, one line each.
+"""`dsjepsen list [targets|workloads|nemeses|checkers|models]`: what a test can be made of.
 
-Reads only the registry and the nemesis catalog, never imports a target, so it works even when
-one piece is missing (that piece is then marked unavailable instead of breaking the listing).
+Everything comes from the entry-point registries, built-ins and plugins alike. A plugin that
+does not load is listed as one line saying why, and the rest are listed as usual.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-KINDS = ("targets", "workloads", "nemeses")
+from dsjepsen import plugins
+
+KINDS = ("targets", "workloads", "nemeses", "checkers", "models")
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "list", help="list targets, workloads or nemeses", description=__doc__.splitlines()[0]
+        "list",
+        help="list targets, workloads, faults, checkers or models",
+        description=__doc__.splitlines()[0],
+        epilog="example: dsjepsen list targets",
     )
     p.add_argument("kind", nargs="?", choices=KINDS, help="what to list (default: everything)")
     p.set_defaults(func=run)
 
 
-def _available(path: str) -> str:
-    module = path.partition(":")[0]
-    try:
-        return "" if importlib.util.find_spec(module) is not None else "  (not installed)"
-    except (ImportError, ValueError):
-        return "  (not installed)"
+def _options(ext: Any) -> list[str]:
+    return [f"    {o.describe()}" for o in getattr(ext, "options", ())]
 
 
 def lines(kind: str) -> list[str]:
-    from dsjepsen.harness import registry
+    from dsjepsen.harness.config import supported_workloads
+    from dsjepsen.nemesis import catalog
 
+    out: list[str] = []
     if kind == "targets":
-        out = []
-        for spec in registry.TARGETS.values():
-            extra = []
-            bugs = spec.bugs()
-            if bugs:
-                extra.append("bugs: " + ", ".join(bugs))
-            if spec.supports_serializable_reads:
-                extra.append("option: --serializable-reads")
-            tail = f" [{'; '.join(extra)}]" if extra else ""
-            out.append(f"{spec.name:<12} {spec.description}{tail}{_available(spec.path)}")
-        return out
-    if kind == "workloads":
-        return [
-            f"{w.name:<12} {w.description}{_available(w.path)}" for w in registry.WORKLOADS.values()
-        ]
-    try:
-        catalog = registry.nemesis_catalog()
-    except Exception as e:  # noqa: BLE001 - say what is wrong, keep listing
-        return [f"(nemesis catalog unavailable: {e})"]
-    return [f"{'none':<26} no faults (the default)"] + [
-        f"{name:<26} {desc}" for name, desc in catalog.items()
-    ]
+        for name, t in plugins.available("targets").items():
+            out.append(f"{name:<12} {t.description}")
+            out.append(f"    workloads: {', '.join(supported_workloads(t)) or 'none'}")
+            out += _options(t)
+    elif kind == "workloads":
+        for name, w in plugins.available("workloads").items():
+            out.append(f"{name:<12} {w.description}")
+            out.append(f"    ops: {', '.join(sorted(w.needs))}")
+            out += _options(w)
+    elif kind == "nemeses":
+        out.append(f"{'none':<26} no faults (the default)")
+        for name, package in catalog.fault_catalog().items():
+            out.append(f"{name:<26} {package.faults[name]}")
+        for package in dict.fromkeys(type(p) for p in catalog.fault_catalog().values()):
+            out += _options(package)
+    else:
+        for name, ext in plugins.available(kind).items():
+            doc = getattr(ext, "description", "") or (ext.__doc__ or "").strip().split("\n")[0]
+            out.append(f"{name:<14} {doc}")
+    out += [f"(broken) {b.line()}" for b in plugins.broken(kind)]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

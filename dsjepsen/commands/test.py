@@ -11,6 +11,8 @@ import argparse
 import json
 import logging
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
@@ -19,8 +21,8 @@ log = logging.getLogger("dsjepsen.test")
 
 
 def register(subparsers: Any) -> None:
-    from dsjepsen.harness.config import add_test_options
     from dsjepsen.cluster.nodes import add_node_options
+    from dsjepsen.harness.config import add_test_options
 
     p = subparsers.add_parser(
         "test",
@@ -66,8 +68,8 @@ def _console_logging(verbose: bool) -> logging.Handler:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsjepsen.harness.config import config_from_args
     from dsjepsen.cluster.nodes import open_nodes
+    from dsjepsen.harness.config import config_from_args
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
 
     config = config_from_args(args, argv=_command_line())
@@ -75,20 +77,18 @@ def run(args: argparse.Namespace) -> int:
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID
     try:
-        created = _creates_local_cluster(args)
-        cluster = open_nodes(args)
-        try:
+        # a cluster this command made on demand goes away with it (unless --leave-running);
+        # one the user brought up with `dsjepsen cluster up` stays for the next test
+        with open_nodes(args) as cluster:
+            cluster.keep = config.leave_running
             for i in range(config.test_count):
                 cfg = run_with_seed_offset(config, i)
                 if config.test_count > 1:
                     log.info("run %d of %d (seed %d)", i + 1, config.test_count, cfg.seed)
                 outcome = Runner(cfg, cluster).run()
+                render_report(outcome.run_dir)
                 summaries.append(
-                    {
-                        "run_dir": str(outcome.run_dir),
-                        "seed": cfg.seed,
-                        **outcome.results,
-                    }
+                    {"run_dir": str(outcome.run_dir), "seed": cfg.seed, **outcome.results}
                 )
                 _print_summary(cfg, outcome, json_out=config.json)
                 if outcome.exit_code == EXIT_INVALID:
@@ -96,15 +96,6 @@ def run(args: argparse.Namespace) -> int:
                     break
                 if outcome.exit_code == EXIT_UNKNOWN:
                     worst = EXIT_UNKNOWN
-        finally:
-            cluster.close()
-            if created and not config.leave_running:
-                # a cluster this command made on demand goes away with it; one the user
-                # brought up with `dsjepsen cluster up` stays for the next test
-                from dsjepsen.cluster import localnet
-
-                localnet.down(cluster.name)
-                log.info("removed the local cluster %s created for this test", cluster.name)
     finally:
         logging.getLogger("dsjepsen").removeHandler(handler)
     if config.json:
@@ -114,13 +105,17 @@ def run(args: argparse.Namespace) -> int:
     return worst
 
 
-def _creates_local_cluster(args: argparse.Namespace) -> bool:
-    """True when the test runs on a local cluster that does not exist yet."""
-    if args.nodes or args.nodes_file or args.docker:
-        return False
-    from dsjepsen.cluster import localnet
+def render_report(run_dir: Path) -> None:
+    """report.html for a finished run; a rendering failure never changes the verdict."""
+    # imported here: pandas and jinja2 are only needed once the run is over
+    from dsjepsen.reports.html import render_run_report
 
-    return localnet.read_state(args.cluster_name) is None
+    try:
+        out = render_run_report(run_dir)
+        log.info("report: %s", out or run_dir / "report.html")
+    except Exception as e:  # noqa: BLE001 - the verdict stands whatever the report does
+        log.error("report rendering failed (the verdict stands): %s: %s", type(e).__name__, e)
+        log.debug("%s", traceback.format_exc())
 
 
 def _print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import argparse
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dsjepsen import plugins
 from dsjepsen.errors import ConfigError
+from dsjepsen.nemesis import catalog, schedule
+from dsjepsen.options import Option, kwargs, merge_declarations, parse_options
 
 DEFAULT_CONCURRENCY = "2n"
 DEFAULT_TIME_LIMIT = 60.0
 DEFAULT_NEMESIS_INTERVAL = 10.0
 DEFAULT_RATE = 100.0
-DEFAULT_KEYS = 5
-DEFAULT_OPS_PER_KEY = 60
 DEFAULT_RECOVERY_TIMEOUT = 30.0
 DEFAULT_CHECK_TIME_LIMIT = 120.0
 DEFAULT_STORE = "store"
@@ -31,25 +32,23 @@ _CONCURRENCY = re.compile(r"^\s*(\d+)\s*(n?)\s*$")
 @dataclass(frozen=True)
 class TestConfig:
     """One test's options. `concurrency` is per node when `concurrency_per_node` (Jepsen's
-    `2n`), resolved against the real node count by `clients_for`."""
+    `2n`), resolved against the real node count by `clients_for`.
+
+    The options of the chosen target, workload and fault packages (each declared by the
+    extension itself, see dsjepsen.options) live in `target_options`, `workload_options` and
+    `nemesis_options`, keyed by option name; `option(name)` reads any of them.
+    """
 
     __test__ = False  # not a pytest test class, whatever its name says
 
     target: str = "raft-kv"
     workload: str = "register"
-    bugs: tuple[str, ...] = ()
-    serializable_reads: bool = False
-    #: http-kv: the command template that starts the user's server, and its port
-    server_cmd: str | None = None
-    server_port: int | None = None
     nemesis: tuple[str, ...] = ()
     nemesis_interval: float = DEFAULT_NEMESIS_INTERVAL
     time_limit: float = DEFAULT_TIME_LIMIT
     concurrency: int = 2
     concurrency_per_node: bool = True
     rate: float = DEFAULT_RATE
-    keys: int = DEFAULT_KEYS
-    ops_per_key: int = DEFAULT_OPS_PER_KEY
     seed: int = 0
     seed_given: bool = False
     test_count: int = 1
@@ -58,7 +57,23 @@ class TestConfig:
     json: bool = False
     recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT
     check_time_limit: float = DEFAULT_CHECK_TIME_LIMIT
+    target_options: dict[str, Any] = field(default_factory=dict)
+    workload_options: dict[str, Any] = field(default_factory=dict)
+    nemesis_options: dict[str, Any] = field(default_factory=dict)
+    #: the extensions' parts of the test name (e.g. "bug-stale-read"), in order
+    name_parts: tuple[str, ...] = ()
+    #: the extensions' options as command-line tokens, to reproduce a run
+    option_argv: tuple[str, ...] = ()
+    #: the extensions' options as test.json records them
+    recorded_options: dict[str, Any] = field(default_factory=dict)
     argv: tuple[str, ...] = field(default=(), compare=False)
+
+    def option(self, name: str) -> Any:
+        """The value of an extension's option by name (`keys`, `bug`, ...)."""
+        for opts in (self.target_options, self.workload_options, self.nemesis_options):
+            if name in opts:
+                return opts[name]
+        raise KeyError(f"no option {name!r} in this test")
 
     def clients_for(self, node_count: int) -> int:
         """Number of client workers on a cluster of node_count nodes."""
@@ -70,20 +85,9 @@ class TestConfig:
 
     @property
     def test_name(self) -> str:
-        """Directory name of this test in the store: target, bugs, workload, faults."""
-        parts = [self.target]
-        if self.bugs:
-            parts.append("bug-" + "+".join(self.bugs))
-        if self.serializable_reads:
-            parts.append("serializable")
-        parts.append(self.workload)
-        parts.append("+".join(self.nemesis) if self.nemesis else "none")
-        return "-".join(parts)
-
-    def with_seed(self, seed: int) -> TestConfig:
-        from dataclasses import replace
-
-        return replace(self, seed=seed, seed_given=True)
+        """Directory name of this test in the store: target, switches, workload, faults."""
+        faults = "+".join(self.nemesis) if self.nemesis else "none"
+        return "-".join([self.target, *self.name_parts, self.workload, faults])
 
     def reproduce_argv(self) -> list[str]:
         """The command line that repeats exactly this run: argv with the seed pinned and
@@ -108,31 +112,36 @@ class TestConfig:
     def canonical_argv(self) -> list[str]:
         """A command line giving this config (without node options or seed), for runs
         started from Python rather than from a shell."""
-        argv = ["dsjepsen", "test", "--target", self.target]
-        for b in self.bugs:
-            argv += ["--bug", b]
-        if self.serializable_reads:
-            argv.append("--serializable-reads")
-        if self.server_cmd is not None:
-            argv += ["--server-cmd", self.server_cmd]
-        if self.server_port is not None:
-            argv += ["--server-port", str(self.server_port)]
-        argv += ["--workload", self.workload, "--nemesis", ",".join(self.nemesis) or "none"]
+        argv = ["dsjepsen", "test", "--target", self.target, "--workload", self.workload]
+        argv += list(self.option_argv)
+        argv += ["--nemesis", ",".join(self.nemesis) or "none"]
         argv += ["--nemesis-interval", f"{self.nemesis_interval:g}"]
         argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
-        argv += ["--rate", f"{self.rate:g}", "--keys", str(self.keys)]
-        argv += ["--ops-per-key", str(self.ops_per_key), "--store", self.store]
+        argv += ["--rate", f"{self.rate:g}", "--store", self.store]
         if self.leave_running:
             argv.append("--leave-running")
         return argv
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """What test.json records: every option, the extensions' options by name."""
+        d = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name
+            not in (
+                "concurrency_per_node",
+                "target_options",
+                "workload_options",
+                "nemesis_options",
+                "option_argv",
+                "recorded_options",
+                "name_parts",
+            )
+        }
         d["concurrency"] = self.concurrency_spec
-        del d["concurrency_per_node"]
-        d["bugs"] = list(self.bugs)
         d["nemesis"] = list(self.nemesis)
         d["argv"] = list(self.argv)
+        d["options"] = dict(self.recorded_options)
         return d
 
 
@@ -189,23 +198,14 @@ def _names(value: Any) -> list[str]:
     return out
 
 
-def _server_options(spec: Any, cmd: Any, port: Any) -> tuple[str | None, int | None]:
-    """--server-cmd / --server-port: only for targets that take them, checked by the target."""
-    from dsjepsen.harness import registry
-
-    accepted = {name for name, _ in spec.config_kwargs}
-    for option, name, value in (
-        ("--server-cmd", "server_cmd", cmd),
-        ("--server-port", "server_port", port),
-    ):
-        if value is not None and name not in accepted:
-            raise ConfigError(f"{option}: not an option of target {spec.name}")
-    port_number = _integer(port, "--server-port", minimum=1) if port is not None else None
-    if spec.options_check:
-        values = {"server_cmd": cmd, "server_port": port_number}
-        kwargs = {kw: values.get(f) for f, kw in spec.config_kwargs}
-        registry.load(spec.options_check)(**kwargs)
-    return (str(cmd) if cmd is not None else None), port_number
+def extension_options() -> dict[str, Option]:
+    """Every option any installed target, workload or fault package declares, merged by
+    name (so `dsjepsen test --help` lists them all, each saying who takes it)."""
+    groups: list[tuple[str, tuple[Option, ...]]] = []
+    for kind, what in (("targets", "target"), ("workloads", "workload"), ("nemeses", "faults")):
+        for name, ext in plugins.available(kind).items():
+            groups.append((f"{what} {name}", tuple(getattr(ext, "options", ()))))
+    return merge_declarations(groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,33 +219,12 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     gets the same one-line message naming the option, whatever its type.
     """
     g = parser.add_argument_group("what to test")
-    g.add_argument("--target", default="raft-kv", help="system under test (raft-kv, etcd)")
-    g.add_argument(
-        "--bug",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="raft-kv: switch on a deliberate bug (repeatable; see `dsjepsen list targets`)",
-    )
-    g.add_argument(
-        "--serializable-reads",
-        action="store_true",
-        help="etcd: serve reads from the local member (serializable), not through a quorum",
-    )
-    g.add_argument(
-        "--server-cmd",
-        default=None,
-        metavar="TEMPLATE",
-        help="http-kv: command starting your server on a node; placeholders {node} {address} "
-        "{port} {peers} {all_nodes} {data_dir}",
-    )
-    g.add_argument(
-        "--server-port", default=None, metavar="PORT", help="http-kv: your server's port (7070)"
-    )
+    targets = ", ".join(plugins.available("targets")) or "none installed"
+    g.add_argument("--target", default="raft-kv", help=f"system under test ({targets})")
     g.add_argument("--workload", default=None, help="workload (default: the target's own)")
     g.add_argument(
         "--nemesis",
-        default="none",
+        default=None,
         metavar="F1,F2",
         help="comma list of faults from `dsjepsen list nemeses`, or none (default)",
     )
@@ -255,6 +234,22 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between fault start and stop (default 10)",
     )
+    g = parser.add_argument_group("options of targets, workloads and faults")
+    for opt in extension_options().values():
+        if opt.type == "bool":
+            g.add_argument(
+                opt.flag, dest=opt.dest, action="store_true", default=None, help=opt.help
+            )
+        elif opt.type == "list":
+            g.add_argument(
+                opt.flag, dest=opt.dest, action="append", default=None,
+                metavar=opt.metavar or "NAME", help=opt.help + " (repeatable)",
+            )  # fmt: skip
+        else:
+            g.add_argument(
+                opt.flag, dest=opt.dest, default=None, metavar=opt.metavar or opt.type.upper(),
+                help=opt.help + (f" (default {opt.default})" if opt.default is not None else ""),
+            )  # fmt: skip
     g = parser.add_argument_group("load")
     g.add_argument(
         "--time-limit",
@@ -273,18 +268,6 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_RATE),
         metavar="OPS_PER_SECOND",
         help="total op rate over all clients; 0 = unlimited (default 100)",
-    )
-    g.add_argument(
-        "--keys",
-        default=str(DEFAULT_KEYS),
-        metavar="N",
-        help="keys in use at once (default 5)",
-    )
-    g.add_argument(
-        "--ops-per-key",
-        default=str(DEFAULT_OPS_PER_KEY),
-        metavar="N",
-        help="ops on a key before it is retired for a fresh one (default 60)",
     )
     g.add_argument(
         "--seed",
@@ -309,7 +292,7 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         "--check-time-limit",
         default=str(DEFAULT_CHECK_TIME_LIMIT),
         metavar="SECONDS",
-        help="budget of the linearizability check; past it the verdict is unknown (default 120)",
+        help="budget of the checkers; past it the verdict is unknown (default 120)",
     )
     g.add_argument(
         "--store",
@@ -320,34 +303,73 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
+def _fault_names(raw: Any) -> list[str]:
+    """--nemesis: a comma list, or none. An empty list ('' or ',,,') is a mistake, not 'none'."""
+    if raw is None:
+        return []
+    names = _names(raw)
+    if not names:
+        raise ConfigError("--nemesis: empty fault list (use none for no faults)")
+    if names == ["none"]:
+        return []
+    if "none" in names:
+        raise ConfigError("--nemesis: 'none' cannot be combined with other faults")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--nemesis: a fault is listed twice in {','.join(names)}")
+    return catalog.check_names(names)
+
+
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TestConfig:
     """Validate parsed options into a TestConfig; the first bad one raises ConfigError."""
-    from dsjepsen.harness import registry
-
     get = args.__dict__.get
-    target = str(get("target") or "raft-kv")
-    spec = registry.target_spec(target)
-    bugs = tuple(_names(get("bug")))
-    serializable = bool(get("serializable_reads"))
-    spec.validate_options(bugs=bugs, serializable_reads=serializable)
-    server_cmd, server_port = _server_options(spec, get("server_cmd"), get("server_port"))
-
-    workload = get("workload") or spec.default_workload
-    registry.workload_spec(workload)  # raises ConfigError naming --workload
-    if workload not in spec.workloads:
+    target_name = str(get("target") or "raft-kv")
+    target = plugins.get("targets", target_name)
+    workload_name = str(get("workload") or target.default_workload)
+    workload = plugins.get("workloads", workload_name)
+    missing = sorted(set(workload.needs) - set(target.speaks))
+    if missing:
         raise ConfigError(
-            f"--workload: target {target} does not support workload {workload!r} "
-            f"(supported: {', '.join(spec.workloads)})"
+            f"--workload: target {target_name} does not support workload {workload_name!r} "
+            f"(its clients do not speak {', '.join(missing)}; "
+            f"supported: {', '.join(supported_workloads(target)) or 'none'})"
         )
+    fault_names = _fault_names(get("nemesis"))
+    faults = catalog.fault_catalog()
+    packages = list(dict.fromkeys(type(faults[n]) for n in fault_names))
 
-    nemesis_names = _names(get("nemesis") or "none")
-    if nemesis_names == ["none"]:
-        nemesis_names = []
-    elif "none" in nemesis_names:
-        raise ConfigError("--nemesis: 'none' cannot be combined with other faults")
-    registry.validate_nemeses(nemesis_names)
-    if len(set(nemesis_names)) != len(nemesis_names):
-        raise ConfigError(f"--nemesis: a fault is listed twice in {','.join(nemesis_names)}")
+    # every extension option the user gave must belong to one of the chosen extensions
+    given = {o.name: get(o.dest) for o in extension_options().values()}
+    owners = [
+        (f"target {target_name}", target.options, "target"),
+        (f"workload {workload_name}", workload.options, "workload"),
+        *((f"faults {p.family}", p.options, "nemesis") for p in packages),
+    ]
+    taken = {o.name for _, opts, _ in owners for o in opts}
+    for name, raw in given.items():
+        if raw is not None and name not in taken:
+            chosen = ", ".join(owner for owner, _, _ in owners)
+            raise ConfigError(f"--{name}: not an option of {chosen}")
+    values: dict[str, dict[str, Any]] = {"target": {}, "workload": {}, "nemesis": {}}
+    parts: list[str] = []
+    option_argv: list[str] = []
+    recorded: dict[str, Any] = {}
+    for owner, opts, slot in owners:
+        mine = {o.name: given.get(o.name) for o in opts}
+        parsed = parse_options(opts, mine, owner)
+        values[slot].update(parsed)
+        for o in opts:
+            part = o.name_part(parsed[o.name])
+            if part:
+                parts.append(part)
+            option_argv += o.argv(parsed[o.name])
+            recorded[o.name] = o.recorded(parsed[o.name])
+    target.check_options(**kwargs(target.options, values["target"]))
+    for p in packages:
+        for name in fault_names:
+            if type(faults[name]) is p:
+                why = faults[name].unsupported(name, target)
+                if why:
+                    raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
 
     concurrency, per_node = parse_concurrency(get("concurrency") or DEFAULT_CONCURRENCY)
     seed_text = get("seed")
@@ -355,24 +377,22 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         seed, seed_given = random.SystemRandom().randrange(2**31), False
     else:
         seed, seed_given = _integer(seed_text, "--seed", minimum=0), True
+    interval = _number(
+        get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL), "--nemesis-interval", minimum=0
+    )
+    time_limit = _number(get("time_limit", DEFAULT_TIME_LIMIT), "--time-limit", minimum=0)
+    if fault_names:
+        schedule.check_fits(fault_names, interval, time_limit)
 
     return TestConfig(
-        target=target,
-        workload=workload,
-        bugs=bugs,
-        serializable_reads=serializable,
-        server_cmd=server_cmd,
-        server_port=server_port,
-        nemesis=tuple(nemesis_names),
-        nemesis_interval=_number(
-            get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL), "--nemesis-interval", minimum=0
-        ),
-        time_limit=_number(get("time_limit", DEFAULT_TIME_LIMIT), "--time-limit", minimum=0),
+        target=target_name,
+        workload=workload_name,
+        nemesis=tuple(fault_names),
+        nemesis_interval=interval,
+        time_limit=time_limit,
         concurrency=concurrency,
         concurrency_per_node=per_node,
         rate=_number(get("rate", DEFAULT_RATE), "--rate", minimum=0, allow_zero=True),
-        keys=_integer(get("keys", DEFAULT_KEYS), "--keys", minimum=1),
-        ops_per_key=_integer(get("ops_per_key", DEFAULT_OPS_PER_KEY), "--ops-per-key", minimum=1),
         seed=seed,
         seed_given=seed_given,
         test_count=_integer(get("test_count", 1), "--test-count", minimum=1),
@@ -385,5 +405,20 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         check_time_limit=_number(
             get("check_time_limit", DEFAULT_CHECK_TIME_LIMIT), "--check-time-limit", minimum=0
         ),
+        target_options=values["target"],
+        workload_options=values["workload"],
+        nemesis_options=values["nemesis"],
+        name_parts=tuple(parts),
+        option_argv=tuple(option_argv),
+        recorded_options=recorded,
         argv=tuple(argv or ()),
     )
+
+
+def supported_workloads(target: Any) -> list[str]:
+    """Names of the installed workloads whose op vocabulary the target's clients speak."""
+    return [
+        name
+        for name, w in plugins.available("workloads").items()
+        if set(w.needs) <= set(target.speaks)
+    ]

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from dsjepsen.history import History, HistoryWriter, Op
+from dsjepsen.history import HistoryWriter, Op
 
 
 class Recorder:
@@ -51,10 +51,6 @@ class Recorder:
     def next_index(self) -> int:
         with self.lock:
             return len(self.ops)
-
-    def history(self) -> History:
-        with self.lock:
-            return History(list(self.ops), str(self.path))
 
     def close(self) -> None:
         with self.lock:

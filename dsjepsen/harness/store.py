@@ -4,6 +4,12 @@ Layout (the report engineer reads exactly this): test.json (name, argv, options,
 versions, start/end time), history.jsonl, results.json, dsjepsen.log, nodes/<node>/<logs>, and a
 `latest` symlink both in the store and in the test's folder. Files are written whole to a
 temporary name and renamed, so a crash never leaves a half-written JSON file.
+
+A run directory holds what the system under test logged, the exact command line and the node
+addresses: not for every user of the machine. Directories made here are DIR_MODE (0o750) and
+files written here FILE_MODE (0o640), before the umask, which can only take more away. Files
+that other parts write into the run directory (history, logs) are then out of other users'
+reach through the directory, whatever their own mode.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 from dsjepsen.errors import HarnessError
 
 TIMESTAMP = "%Y%m%dT%H%M%S"
+DIR_MODE = 0o750
+FILE_MODE = 0o640
 
 
 def iso_now() -> str:
@@ -27,7 +35,8 @@ def iso_now() -> str:
 
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=False, default=str)
         fh.write("\n")
         fh.flush()
@@ -68,8 +77,9 @@ class RunDir:
         return self.path / "results.json"
 
     def node_dir(self, node: str) -> Path:
+        (self.path / "nodes").mkdir(mode=DIR_MODE, exist_ok=True)
         d = self.path / "nodes" / node
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
         return d
 
     def update_test(self, **fields: Any) -> None:
@@ -86,12 +96,13 @@ def create_run_dir(store: str | os.PathLike[str], test_name: str) -> RunDir:
     root = Path(store)
     try:
         base = root / test_name
-        base.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        base.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         stamp = time.strftime(TIMESTAMP)
         for n in range(1000):
             path = base / (stamp if n == 0 else f"{stamp}-{n}")
             try:
-                path.mkdir()
+                path.mkdir(mode=DIR_MODE)
                 break
             except FileExistsError:
                 continue

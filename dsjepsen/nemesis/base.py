@@ -64,7 +64,11 @@ class FaultPackage(ABC):
         return f"stop-{self.family}", {"fault": name}
 
     def took_effect(self, completion: Op) -> bool:
-        """Whether a start completion shows the fault really happened (vacuous-run check)."""
+        """Whether a start completion shows the fault really happened (vacuous-run check).
+
+        The catalog asks only about completions of this fault's start op (`start_op`) that
+        name this fault, so the package judges just what its own nemesis recorded.
+        """
         return completion.type == "ok"
 
     def unsupported(self, name: str, target: Target) -> str | None:

@@ -17,9 +17,9 @@ import shlex
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from dsjepsen.errors import HarnessError
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Remote
+from dsjepsen.errors import HarnessError
 
 CHAIN = "DSJ-PARTITION"
 TIMEOUT = 20.0

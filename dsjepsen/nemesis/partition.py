@@ -1,8 +1,9 @@
 """Network partitions: a grudge computed by shape, applied with iptables on every node.
 
-One class serves every partition shape of the catalog; the shape only decides the grudge.
+One class serves every partition shape of the package; the shape only decides the grudge.
 `stop-partition` and `heal` both remove our chain on every node, whatever is installed, so
-they also clean up after a crashed run.
+they also clean up after a crashed run. `PartitionFaults` is the fault package that offers
+the shapes to `--nemesis` (entry point `partition` in the `dsjepsen.nemeses` group).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.nemesis import grudge as g
 from dsjepsen.nemesis import netfilter
-from dsjepsen.nemesis.base import Nemesis
+from dsjepsen.nemesis.base import FaultPackage, Nemesis
 from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
 
 if TYPE_CHECKING:
@@ -121,3 +122,35 @@ class PartitionNemesis(Nemesis):
     def heal(self, cluster: Cluster) -> None:
         with self._lock:
             netfilter.heal_cluster(cluster)
+
+
+class PartitionFaults(FaultPackage):
+    """Every partition shape, one `PartitionNemesis` per requested shape.
+
+    Network faults heal first at the end of a run: a node restarted after a kill, or resumed
+    after a pause, can only rejoin its cluster once it can reach the others again.
+    """
+
+    family: ClassVar[str] = "partition"
+    heal_order: ClassVar[int] = 10
+    faults: ClassVar[dict[str, str]] = {
+        "partition-majority": "cut a random minority of nodes off from the majority (iptables)",
+        "partition-majorities-ring": "every node sees a majority, no two nodes the same one",
+        "partition-one": "isolate one random node from all others",
+        "partition-leader": "isolate the current leader (a random node when none is known)",
+        "bridge": "two halves that cannot talk, joined by one node that sees both",
+    }
+
+    def nemesis(
+        self, name: str, target: Target, rng: random.Random, options: dict[str, Any]
+    ) -> Nemesis:
+        return PartitionNemesis(name, target, rng)
+
+    def took_effect(self, completion: Op) -> bool:
+        """Only an `ok` start whose grudge cuts at least one pair: a record of rules that
+        drop nothing (possible only for a degenerate shape) tested nothing."""
+        value = completion.value
+        if completion.type != "ok" or not isinstance(value, dict):
+            return False
+        grudge = value.get("grudge")
+        return isinstance(grudge, dict) and any(grudge.values())

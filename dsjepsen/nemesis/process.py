@@ -10,6 +10,9 @@ memory is gone and SIGCONT to a running process is harmless.
 A group is signalled in parallel, one thread per node: "kill a majority" should mean the
 majority dies at about the same moment, not one node after another while the rest of the
 cluster keeps acknowledging writes (that is what loses an unsynced tail on every node).
+
+`KillFaults` and `PauseFaults` are the fault packages that offer these to `--nemesis`
+(entry points `kill` and `pause` in the `dsjepsen.nemeses` group).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.errors import HarnessError
-from dsjepsen.nemesis.base import Nemesis
+from dsjepsen.nemesis.base import FaultPackage, Nemesis
 from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
 
 if TYPE_CHECKING:
@@ -236,3 +239,63 @@ class ProcessNemesis(Nemesis):
                 errors += [_node_error(n, e) for n, e in outcome.items() if e is not None]
             if errors:
                 raise HarnessError(f"{self.name}: could not heal: {'; '.join(errors)}")
+
+
+class _ProcessFaults(FaultPackage):
+    """The faults of one action (kill or pause) at every scope: the fault name is the family
+    alone ("kill": one random node) or the family and a scope ("kill-majority")."""
+
+    def scope(self, name: str) -> str:
+        """Which nodes fault `name` hits: "kill" is "one", "kill-majority" is "majority"."""
+        if name not in self.faults:
+            raise ValueError(f"{self.family}: no fault {name!r}")
+        return name.removeprefix(self.family).removeprefix("-") or "one"
+
+    def nemesis(
+        self, name: str, target: Target, rng: random.Random, options: dict[str, Any]
+    ) -> Nemesis:
+        return ProcessNemesis(name, self.family, self.scope(name), target, rng)
+
+    def took_effect(self, completion: Op) -> bool:
+        """An `ok` start that signalled at least one node (an `info` start may have signalled
+        nothing at all, so it does not count as the fault having happened)."""
+        value = completion.value
+        return (
+            completion.type == "ok"
+            and isinstance(value, dict)
+            and bool(value.get("nodes"))
+            and value.get("signal") == ACTIONS[self.family].signal
+        )
+
+
+class KillFaults(_ProcessFaults):
+    """SIGKILL, restarted on stop. Kills heal last: a restarted node must find the network
+    already whole and no peer paused, or it may fail to rejoin within the recovery timeout."""
+
+    family: ClassVar[str] = "kill"
+    heal_order: ClassVar[int] = 30
+    faults: ClassVar[dict[str, str]] = {
+        "kill": "SIGKILL the system on one random node; restart it on stop",
+        "kill-leader": "SIGKILL the system on the current leader; restart it on stop",
+        "kill-minority": (
+            "SIGKILL the system on n//2 random nodes at once (Jepsen's minority); restart"
+        ),
+        "kill-majority": "SIGKILL the system on n//2+1 random nodes at once (a majority); restart",
+        "kill-all": "SIGKILL the system on every node at once; restart them all on stop",
+    }
+
+
+class PauseFaults(_ProcessFaults):
+    """SIGSTOP, SIGCONT on stop. Pauses heal after the network and before kills."""
+
+    family: ClassVar[str] = "pause"
+    heal_order: ClassVar[int] = 20
+    faults: ClassVar[dict[str, str]] = {
+        "pause": "SIGSTOP the system on one random node; SIGCONT it on stop",
+        "pause-leader": "SIGSTOP the system on the current leader; SIGCONT it on stop",
+        "pause-minority": (
+            "SIGSTOP the system on n//2 random nodes (Jepsen's minority); SIGCONT on stop"
+        ),
+        "pause-majority": "SIGSTOP the system on n//2+1 random nodes (a majority); SIGCONT on stop",
+        "pause-all": "SIGSTOP the system on every node; SIGCONT them all on stop",
+    }

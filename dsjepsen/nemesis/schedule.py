@@ -3,44 +3,100 @@
 Jepsen's classic schedule: sleep an interval, start a fault, sleep, stop it, repeat. Only one
 fault is active at a time, so every stop undoes exactly the fault that its start began, and
 the history reads as clean windows of "fault active" that reports can draw.
+
+Faults are drawn in rounds: every requested fault once, in an order shuffled by the seed,
+then a new shuffled round. A plain random choice per start could leave a requested fault
+out of a short run, and the vacuous-run check would then call the run unknown for no fault
+of the system; with rounds, a run long enough for n windows exercises all n faults.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
 
-from dsjepsen.nemesis.catalog import FAMILY, check_names
+from dsjepsen.errors import ConfigError
+from dsjepsen.nemesis.catalog import check_names, fault_catalog
+
+
+def required_time(count: int, interval: float) -> float:
+    """Seconds of --time-limit that `count` faults need, each for one full window.
+
+    The runner's nemesis loop waits `interval` before every op, so fault i (from 0) starts at
+    (2i+1) x interval and stops at (2i+2) x interval: the last one stops at 2 x count x
+    interval. Merely starting before the time limit, (2 x count - 1) x interval, is not
+    enough: the loop drifts by the time each op takes (a kill waits for pids, a partition for
+    iptables on every node), and a fault that starts as the clients stop tests nothing.
+    """
+    return count * 2 * interval
+
+
+def check_fits(names: str | Sequence[str], interval: float, time_limit: float) -> None:
+    """ConfigError (one line) when the run is too short for every fault in `names` to run
+    once for a full window; the message names the --time-limit and the --nemesis-interval
+    that would fit. `names` are read as `check_names` reads them (its errors included):
+    repeats count once and "none" asks for nothing, which always fits.
+    """
+    count = len(check_names(names))
+    if count == 0:
+        return
+    need = required_time(count, interval)
+    if need <= time_limit + 1e-9:
+        return
+    fitting = math.floor(time_limit / (2 * count) * 100) / 100
+    word = "fault needs" if count == 1 else "faults need"
+    advice = f"use --time-limit {math.ceil(need - 1e-9):g}"
+    if fitting > 0:
+        advice += f" or --nemesis-interval {fitting:g}"
+    raise ConfigError(
+        f"--nemesis: {count} {word} {count} x 2 x {interval:g}s = {need:g}s "
+        f"but --time-limit is {time_limit:g}s; {advice}"
+    )
 
 
 class FaultSchedule:
-    """`next_op()` yields (f, value) for the nemesis process: start of a fault drawn by the
-    rng from `names`, then its stop, and so on; None when no fault was asked for."""
+    """`next_op()` yields (f, value) for the nemesis process: the start of the next fault of
+    the current round, then its stop, and so on; None when no fault was asked for.
 
-    def __init__(self, names: Sequence[str], interval: float, rng: random.Random):
+    The ops come from each fault's package (`start_op` / `stop_op`), so a plugin's faults are
+    scheduled like the built-in ones. The same rng gives the same sequence.
+    """
+
+    def __init__(self, names: str | Sequence[str], interval: float, rng: random.Random):
         self.names = check_names(names)
+        catalog = fault_catalog()
+        self.packages = {name: catalog[name] for name in self.names}
         self.interval = float(interval)
         self.rng = rng
         self.active: str | None = None  # the fault whose stop comes next
+        self._round: list[str] = []  # faults of this round not started yet, next one last
 
     @property
     def enabled(self) -> bool:
         return bool(self.names)
 
+    def _draw(self) -> str:
+        if not self._round:
+            self._round = list(self.names)
+            self.rng.shuffle(self._round)
+            self._round.reverse()  # pop() from the end takes them in shuffled order
+        return self._round.pop()
+
     def next_op(self) -> tuple[str, dict[str, Any]] | None:
         if not self.names:
             return None
         if self.active is None:
-            fault = self.rng.choice(self.names)
+            fault = self._draw()
             self.active = fault
-            return f"start-{FAMILY[fault]}", {"fault": fault}
+            return self.packages[fault].start_op(fault)
         fault, self.active = self.active, None
-        return f"stop-{FAMILY[fault]}", {"fault": fault}
+        return self.packages[fault].stop_op(fault)
 
     def stop_op(self) -> tuple[str, dict[str, Any]] | None:
         """The op that ends the active fault (for the runner's final heal), if one is active."""
         if self.active is None:
             return None
         fault, self.active = self.active, None
-        return f"stop-{FAMILY[fault]}", {"fault": fault}
+        return self.packages[fault].stop_op(fault)

@@ -5,12 +5,22 @@ errors, log lines, fault descriptions) reaches the page escaped. The only markup
 unescaped is what this package generates itself (SVG built with `svg.esc` on every text, and
 the bundled CSS/JS files); script data goes through `tojson`, which escapes `<`, `>` and `&`
 so that a value containing `</script>` cannot end the script element.
+
+The page carries its own Content-Security-Policy (a <meta> element, so it holds when the file
+is opened from disk or mailed around, not only under `dsjepsen serve`): no network fetches, and
+no inline script or style but our own, each allowed by its sha256 hash. An injected `<script>`
+or `javascript:` URL that escaping ever missed would still not run. Links to the run's files are
+always `./` plus the percent-encoded relative path, so a file named like a URL scheme
+(`javascript:alert(1)`) or a protocol-relative URL (`//host`) can only ever be a path.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shlex
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +40,14 @@ from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
 from dsjepsen.reports.timeline import short
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: the inline scripts and styles of report.html, in page order; the CSP allows exactly these
+REPORT_SCRIPTS = ("errors.js", "timeline.js")
+REPORT_STYLES = ("report.css",)
+#: the rest of the report's policy: nothing may be fetched, nothing framed or posted
+REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'"
+#: a file written by dsjepsen into a run directory: owner and group only (run data can hold
+#: what the system under test logged, which is not for every user of the machine)
+FILE_MODE = 0o640
 
 
 @dataclass
@@ -50,7 +68,39 @@ def _env() -> jinja2.Environment:
     env.filters["num"] = _num
     env.filters["pct"] = lambda v: "–" if v is None else f"{v * 100:.1f}%"
     env.filters["short"] = short
+    env.filters["relurl"] = relative_url
     return env
+
+
+def relative_url(rel: str) -> str:
+    """The href of a file of the run, relative to report.html: `./` + the percent-encoded path.
+
+    quote() encodes `:` (so no prefix can read as a scheme), `?` and `#`; the `./` keeps a path
+    that would start with `//` from becoming a protocol-relative URL to another host.
+    """
+    return "./" + urllib.parse.quote(rel.lstrip("/"), safe="/")
+
+
+def csp_source(text: str) -> str:
+    """The CSP source expression that allows exactly this inline script or style text: the
+    browser hashes the element's text as UTF-8, so the text must be inserted byte for byte."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_policy(scripts: list[str], styles: list[str], base: str = REPORT_POLICY_BASE) -> str:
+    """A policy that allows the given inline scripts and styles by hash, and nothing else
+    inline ('unsafe-inline' never appears: it would let an injected script run)."""
+    parts = [base]
+    parts.append("script-src " + " ".join(csp_source(t) for t in scripts) if scripts else "")
+    parts.append("style-src " + " ".join(csp_source(t) for t in styles) if styles else "")
+    return "; ".join(p for p in parts if p)
+
+
+def report_policy() -> str:
+    """The policy of a report rendered by this version (`dsjepsen serve` sends it as a header
+    too; a report rendered by another version may then need `dsjepsen report DIR` again)."""
+    return content_policy([_asset(n) for n in REPORT_SCRIPTS], [_asset(n) for n in REPORT_STYLES])
 
 
 def _num(v: Any, digits: int = 1) -> str:
@@ -164,8 +214,11 @@ def _files(run: RunData) -> list[dict[str, Any]]:
     return out[:500]
 
 
-def render(run: RunData, out_path: Path) -> Path:
-    """Render `run` into out_path (written atomically: a reader never sees half a page)."""
+def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
+    """Render `run` into out_path (written atomically: a reader never sees half a page).
+
+    `mode` (before the umask) is FILE_MODE inside a run directory; a report written elsewhere
+    (`-o`, `check --report`) gets the user's usual permissions."""
     anomalies = anomaly_mod.collect(run.results)
     anomaly_mod.link_ops(run, anomalies)
     for a in anomalies[:20]:
@@ -221,14 +274,18 @@ def render(run: RunData, out_path: Path) -> Path:
         "short": short,
         "op_text": anomaly_mod.op_text,
         "css": _asset("report.css"),
+        "errors_js": _asset("errors.js"),
         "js": _asset("timeline.js"),
+        "csp": report_policy(),
         "start_wall": run.start_wall.isoformat() if run.start_wall else None,
     }
     page = _env().get_template("report.html.j2").render(**ctx)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(page)
     os.replace(tmp, out_path)
     return out_path
 
@@ -236,7 +293,7 @@ def render(run: RunData, out_path: Path) -> Path:
 def render_run_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write RUN_DIR/report.html from whatever the run left behind; returns its path."""
     run = load_run_dir(run_dir)
-    return render(run, Path(run_dir) / "report.html")
+    return render(run, Path(run_dir) / "report.html", mode=FILE_MODE)
 
 
 def render_check_report(

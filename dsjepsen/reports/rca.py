@@ -4,6 +4,10 @@ Hypotheses are computed, not canned: each one states a fact found in the data (w
 answered the anomalous op, which side of an active partition it was on, whether it was paused
 or had just restarted, whether a read returned an overwritten value) and what that fact
 suggests. A hypothesis with no supporting fact is not emitted.
+
+Faults are read from their records, never from family names (`fault_kind`): any fault
+package, a plugin's included, that records a grudge or sides, or the signal it sent, gets
+the same analysis as the built-in partitions, kills and pauses.
 """
 
 from __future__ import annotations
@@ -84,6 +88,27 @@ def components(nodes: list[str], value: Any) -> list[list[str]] | None:
     return comps
 
 
+#: signal names (with or without SIG) -> what a fault that sent it did to its nodes
+SIGNAL_KINDS = {"STOP": "pause", "KILL": "kill"}
+
+
+def fault_kind(nodes: list[str], value: Any) -> str | None:
+    """What a fault record says was done: "partition" (it has a grudge or sides), "pause"
+    (it sent SIGSTOP to its nodes), "kill" (SIGKILL), or None (nothing this analysis knows).
+
+    Read from the record alone, so a new fault family needs no change here as long as it
+    records what it did in these terms.
+    """
+    if not isinstance(value, dict):
+        return None
+    if components(nodes, value) is not None:
+        return "partition"
+    signal = value.get("signal")
+    if isinstance(signal, str):
+        return SIGNAL_KINDS.get(signal.strip().upper().removeprefix("SIG"))
+    return None
+
+
 def _op_node(o: Operation) -> str | None:
     node = o.invoke.node or (o.complete.node if o.complete is not None else None)
     return str(node) if node else None
@@ -134,7 +159,8 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
             else:
                 quiet.append(f"op {o.id} ({op_text(_d(o))}) ran before any fault was injected")
         for w in active:
-            if w.family.startswith("partition") or "grudge" in (w.value or {}):
+            kind = fault_kind(nodes, w.value)
+            if kind == "partition":
                 comps = components(nodes, w.value)
                 if node and comps:
                     side = next((c for c in comps if node in c), [node])
@@ -145,7 +171,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                             f"{{{', '.join(side)}}} of the partition \u201c{w.description}\u201d "
                             f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                         )
-            elif node and node in w.nodes and w.family.startswith("pause"):
+            elif kind == "pause" and node and node in w.nodes:
                 out.append(
                     Hypothesis(
                         f"A paused node answered: {node}",
@@ -158,7 +184,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                         "results until it learns of the new term.",
                     )
                 )
-            elif w.family.startswith("kill") and node and node in w.nodes:
+            elif kind == "kill" and node and node in w.nodes:
                 out.append(
                     Hypothesis(
                         f"The answering node was killed around the op: {node}",

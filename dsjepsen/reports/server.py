@@ -3,9 +3,15 @@
 Only GET and HEAD exist. Every request path is decoded once, refused if any segment is `..`,
 and then resolved with realpath and refused unless it is still inside the store, so neither
 traversal, encoded traversal nor a symlink that points out of the store can reach a file
-elsewhere. Only a file named report.html is served as HTML (under a CSP that allows no network
-fetches); everything else, node logs included, is text/plain, so a log containing markup is
-shown, not run.
+elsewhere. Only a file named report.html is served as HTML, under the report's own policy (no
+network fetches, no inline script or style but the report's own, allowed by hash); everything
+else, node logs included, is text/plain in a sandbox, so a log containing markup is shown, not
+run. The index and directory pages allow their one stylesheet by hash and no script at all.
+
+It faces whatever can reach its port, so no request may cost it a thread for long or a
+traceback: a path segment longer than any file name (255 bytes) is 404 and a path longer than
+any file path (4096 bytes) is 414 before the file system sees them; a client that connects and
+sends nothing is dropped after IDLE_TIMEOUT seconds; errors are answered as text/plain.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import json
 import os
 import re
 import shutil
+import socket
+import socketserver
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -24,16 +33,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from dsjepsen import __version__
 
 TEMPLATES = Path(__file__).with_name("templates")
 RUN_NAME = re.compile(r"^\d{8}T\d{6}")
-REPORT_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-    "img-src data:; base-uri 'none'; form-action 'none'"
-)
+#: files (logs, JSON) are data: no script, no style, no fetch, and a sandbox besides
 PLAIN_CSP = "default-src 'none'; sandbox"
+#: the index and listing pages: their own <style> (its hash is added) and nothing else
+INDEX_POLICY_BASE = "default-src 'none'; base-uri 'none'; form-action 'none'"
+#: sent with every HTML page as a header only (a <meta> policy cannot carry it)
+HEADER_ONLY = "frame-ancestors 'none'"
+#: Linux NAME_MAX and PATH_MAX, in bytes: no file in the store can have a longer name or path
+MAX_SEGMENT = 255
+MAX_PATH = 4096
+#: seconds a connection may stay silent before it is dropped (each one holds a thread)
+IDLE_TIMEOUT = 30.0
 CONTENT_TYPES = {".json": "application/json", ".jsonl": "text/plain", ".edn": "text/plain"}
 
 
@@ -162,8 +178,21 @@ def list_runs(store: Path) -> list[RunSummary]:
     return runs
 
 
-def resolve(store: Path, url_path: str) -> Path | None:
-    """The file or directory a request names, or None when it is outside the store."""
+def length_status(url_path: str) -> HTTPStatus | None:
+    """414 for a decoded path longer than any file path, 404 for a segment longer than any file
+    name, else None. Checked before the file system is asked: an over-long name makes stat()
+    fail with ENAMETOOLONG, which pathlib does not treat as "no such file"."""
+    raw = urllib.parse.unquote_to_bytes(urllib.parse.urlsplit(url_path).path)
+    if len(raw) > MAX_PATH:
+        return HTTPStatus.REQUEST_URI_TOO_LONG
+    if any(len(seg) > MAX_SEGMENT for seg in raw.split(b"/")):
+        return HTTPStatus.NOT_FOUND
+    return None
+
+
+def url_parts(url_path: str) -> list[str] | None:
+    """The decoded, non-empty path segments of a request, or None when it can never name a
+    file of the store (`..`, NUL, a backslash, invalid UTF-8, an over-long name)."""
     path = urllib.parse.urlsplit(url_path).path
     try:
         raw = urllib.parse.unquote(path, errors="strict")
@@ -172,7 +201,15 @@ def resolve(store: Path, url_path: str) -> Path | None:
     if "\x00" in raw or "\\" in raw:
         return None
     parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
+    if any(p == ".." or len(p.encode()) > MAX_SEGMENT for p in parts):
+        return None
+    return parts
+
+
+def resolve(store: Path, url_path: str) -> Path | None:
+    """The file or directory a request names, or None when it is outside the store."""
+    parts = url_parts(url_path)
+    if parts is None:
         return None
     real = Path(os.path.realpath(store.joinpath(*parts)))
     if real != store and store not in real.parents:
@@ -190,10 +227,19 @@ def _env() -> jinja2.Environment:
     return env
 
 
+def _index_css() -> Markup:
+    # our own stylesheet, inserted verbatim so that the hash in the policy matches it
+    return Markup((TEMPLATES / "index.css").read_text(encoding="utf-8"))
+
+
 class StoreHandler(BaseHTTPRequestHandler):
     server_version = f"dsjepsen/{__version__}"
     store: Path  # set on the subclass made by make_server
     quiet = False
+    #: socket timeout of every connection (StreamRequestHandler applies it in setup())
+    timeout: float | None = IDLE_TIMEOUT
+    report_csp = PLAIN_CSP  # the policies are computed by make_server
+    index_csp = PLAIN_CSP
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if not self.quiet:
@@ -214,28 +260,66 @@ class StoreHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_write  # noqa: N815
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's errors (bad request line, 414, 501...) as text/plain with our security
+        headers, instead of an HTML page that echoes the request. The status line carries only
+        the standard phrase, never text from the request."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = ""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        head = getattr(self, "command", None) == "HEAD" or code < 200 or code in (204, 304)
+        self._send_text(code, f"{code} {message or phrase}\n", head)
+
     def _get(self, head: bool) -> None:
+        status = length_status(self.path)
+        if status is not None:
+            text = "path too long\n" if status == HTTPStatus.REQUEST_URI_TOO_LONG else "not found\n"
+            self._send_text(status, text, head)
+            return
+        self._started = False
+        try:
+            self._serve(head)
+        except OSError as e:
+            # a name the file system refuses (ENAMETOOLONG, EACCES, ELOOP...): no traceback,
+            # no dropped connection, just the answer for a file we cannot give; once a
+            # response has begun, all that is left is to end the connection
+            if isinstance(e, ConnectionError) or self._started:
+                raise
+            self._send_text(HTTPStatus.NOT_FOUND, "not found\n", head)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._started = True
+        super().send_response(code, message)
+
+    def _serve(self, head: bool) -> None:
+        parts = url_parts(self.path)
         target = resolve(self.store, self.path)
-        if target is None:
+        if parts is None or target is None:
             self._send_text(HTTPStatus.FORBIDDEN, "forbidden: outside the store\n", head)
             return
         if target == self.store:
-            self._send_html(self._index(), head, csp=PLAIN_CSP.replace("; sandbox", ""))
+            self._send_html(self._index(), head, csp=self.index_csp)
             return
         if target.is_dir():
             if not self.path.split("?", 1)[0].endswith("/"):
+                # built from the decoded segments, not echoed: `//host` must not become a
+                # protocol-relative redirect to another site
+                location = "/" + "/".join(urllib.parse.quote(p) for p in parts) + "/"
                 self.send_response(HTTPStatus.MOVED_PERMANENTLY)
-                self.send_header("Location", self.path.split("?", 1)[0] + "/")
+                self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            self._send_html(self._listing(target), head, csp=PLAIN_CSP.replace("; sandbox", ""))
+            self._send_html(self._listing(target), head, csp=self.index_csp)
             return
         if not target.is_file():
             self._send_text(HTTPStatus.NOT_FOUND, "not found\n", head)
             return
         if target.name == "report.html":
-            ctype, csp = "text/html; charset=utf-8", REPORT_CSP
+            ctype, csp = "text/html; charset=utf-8", self.report_csp
         else:
             ctype = CONTENT_TYPES.get(target.suffix, "text/plain") + "; charset=utf-8"
             csp = PLAIN_CSP
@@ -261,9 +345,9 @@ class StoreHandler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
 
     def _send_text(
-        self, status: HTTPStatus, text: str, head: bool = False, extra: dict[str, str] | None = None
+        self, status: int, text: str, head: bool = False, extra: dict[str, str] | None = None
     ) -> None:
-        body = text.encode()
+        body = text.encode("utf-8", "replace")
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -289,7 +373,11 @@ class StoreHandler(BaseHTTPRequestHandler):
             _env()
             .get_template("index.html.j2")
             .render(
-                store=str(self.store), runs=list_runs(self.store), version=__version__, listing=None
+                store=str(self.store),
+                runs=list_runs(self.store),
+                version=__version__,
+                listing=None,
+                css=_index_css(),
             )
         )
 
@@ -315,15 +403,70 @@ class StoreHandler(BaseHTTPRequestHandler):
                 runs=[],
                 version=__version__,
                 listing={"rel": d.relative_to(self.store).as_posix(), "entries": entries},
+                css=_index_css(),
             )
         )
 
 
+class StoreServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer for IPv4 or IPv6 (make_server sets address_family), without the
+    reverse DNS lookup HTTPServer does on bind, and with one line instead of a traceback when
+    a request fails (a client that hangs up mid-transfer is not the server's problem)."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        handler = self.RequestHandlerClass
+        if not getattr(handler, "quiet", False):
+            print(
+                f"dsjepsen serve: request from {client_address[0]} failed: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+
+
+def address_family(host: str, port: int) -> socket.AddressFamily:
+    """The family of the first address `host` resolves to for listening (IPv6 for `::1`,
+    IPv4 for `127.1`), as http.server's own command line picks it."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return infos[0][0]
+
+
 def make_server(
-    store: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8080, quiet: bool = False
+    store: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    quiet: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> ThreadingHTTPServer:
+    """A server bound to host:port (IPv4 or IPv6), not yet serving. The HTML policies are
+    computed here, once, from this version's templates."""
+    from dsjepsen.reports.html import content_policy, report_policy
+
     real = Path(os.path.realpath(store))
-    handler = type("BoundStoreHandler", (StoreHandler,), {"store": real, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type(
+        "BoundStoreHandler",
+        (StoreHandler,),
+        {
+            "store": real,
+            "quiet": quiet,
+            "timeout": idle_timeout,
+            "report_csp": f"{report_policy()}; {HEADER_ONLY}",
+            "index_csp": content_policy(
+                [], [_index_css()], base=f"{INDEX_POLICY_BASE}; {HEADER_ONLY}"
+            ),
+        },
+    )
+    server_cls = type(
+        "BoundStoreServer", (StoreServer,), {"address_family": address_family(host, port)}
+    )
+    return server_cls((host, port), handler)

@@ -44,10 +44,20 @@ class Target(ABC):
     default_workload: ClassVar[str] = "register"
     #: options of `dsjepsen test` this target takes
     options: ClassVar[tuple[Option, ...]] = ()
+    #: the system elects a leader that `leader()` can name: after healing, the run waits for
+    #: one (up to --recovery-timeout) before its final reads
+    elects_leader: ClassVar[bool] = False
     version: str = "unknown"
 
     def __init__(self, **options: Any) -> None:
         self.values = options
+
+    @classmethod
+    def check_options(cls, **values: Any) -> None:
+        """Validate option values together (keywords as the constructor takes them) before
+        anything touches a node; raise ConfigError naming the option. Most targets need
+        nothing beyond each option's own checks."""
+        return None
 
     @abstractmethod
     def setup(self, cluster: Cluster) -> None:

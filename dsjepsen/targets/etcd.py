@@ -19,9 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.errors import HarnessError
 from dsjepsen.cluster import daemon
 from dsjepsen.cluster.control.base import Remote, RemoteError
+from dsjepsen.errors import HarnessError
+from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
 
 if TYPE_CHECKING:
@@ -215,6 +216,19 @@ class Paths:
 
 class EtcdTarget(Target):
     name = "etcd"
+    description = "etcd (Debian's etcd-server) through its v3 JSON gateway"
+    speaks = frozenset({"read", "write", "cas"})
+    default_workload = "register"
+    elects_leader = True
+    options = (
+        Option(
+            "serializable-reads",
+            "bool",
+            False,
+            "serve reads from the local member (serializable), not through a quorum",
+            label="serializable",
+        ),
+    )
 
     def __init__(self, serializable_reads: bool = False, client_timeout: float = 2.0):
         self.serializable_reads = serializable_reads

@@ -15,8 +15,9 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.cluster.daemon import wait_for_port
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.options import Option
 from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 
@@ -91,7 +92,31 @@ def check_options(server_cmd: str | None = None, port: int | None = None, **_: o
 
 class HttpKvTarget(HttpServerTarget):
     name = "http-kv"
+    description = (
+        "your own server implementing docs/http-kv-contract.md, started on every node from "
+        "--server-cmd (placeholders {node} {address} {port} {peers} {data_dir} ...)"
+    )
+    speaks = frozenset({"read", "write", "cas"})
+    default_workload = "register"
+    options = (
+        Option(
+            "server-cmd",
+            "str",
+            None,
+            "command starting your server on a node; placeholders {node} {address} {port} "
+            "{peers} {all_nodes} {data_dir}",
+            metavar="TEMPLATE",
+            keyword="server_cmd",
+        ),
+        Option(
+            "server-port", "int", DEFAULT_PORT, "your server's port", metavar="PORT", keyword="port"
+        ),
+    )
     version = "user"
+
+    @classmethod
+    def check_options(cls, server_cmd: str | None = None, port: int | None = None) -> None:
+        check_options(server_cmd, port)
 
     def __init__(
         self,

@@ -13,8 +13,8 @@ import shlex
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.errors import HarnessError
 from dsjepsen.cluster.daemon import daemon_pid, signal_daemon, start_daemon, stop_daemon
+from dsjepsen.errors import HarnessError
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.raft_kv.client import HttpKvClient
 
@@ -29,6 +29,7 @@ class HttpServerTarget(Target):
 
     port: int
     client_timeout: float
+    elects_leader = True
 
     # -- paths on a node ----------------------------------------------------------------------
 

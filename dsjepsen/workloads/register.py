@@ -20,13 +20,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.checkers.models import get_model
+from dsjepsen import plugins
+from dsjepsen.options import Option
 from dsjepsen.workloads.base import OpSpec, Workload
 
 if TYPE_CHECKING:
-    from dsjepsen.checkers.result import CheckResult
-    from dsjepsen.harness.config import TestConfig
-    from dsjepsen.history import History
+    from dsjepsen.checkers.base import Checker
 
 #: op mix: reads dominate because stale reads are the commonest real anomaly
 MIX = (("read", 0.5), ("write", 0.3), ("cas", 0.2))
@@ -43,11 +42,25 @@ class _Key:
 class RegisterWorkload(Workload):
     name = "register"
     description = "read / write / cas on independent integer registers, linearizable per key"
+    needs = frozenset({"read", "write", "cas"})
+    model = MODEL
     required_ok = {"read": 5, "write": 5}
+    options = (
+        Option("keys", "int", 5, "keys in use at once", minimum=1, metavar="N"),
+        Option(
+            "ops-per-key",
+            "int",
+            60,
+            "ops on a key before it is retired for a fresh one",
+            minimum=1,
+            metavar="N",
+        ),
+    )
 
     def __init__(self, *, seed: int, keys: int = 5, ops_per_key: int = 60):
         if keys < 1 or ops_per_key < 1:
             raise ValueError("keys and ops_per_key must be positive")
+        super().__init__(seed=seed)
         self.rng = random.Random(f"{seed}:register")
         self.ops_per_key = ops_per_key
         self._next_key = 0
@@ -56,10 +69,6 @@ class RegisterWorkload(Workload):
         fs, weights = zip(*MIX, strict=True)
         self._fs: tuple[str, ...] = fs
         self._weights: tuple[float, ...] = weights
-
-    @classmethod
-    def from_config(cls, config: TestConfig) -> RegisterWorkload:
-        return cls(seed=config.seed, keys=config.keys, ops_per_key=config.ops_per_key)
 
     def _fresh(self) -> _Key:
         k = _Key(self._next_key)
@@ -93,8 +102,5 @@ class RegisterWorkload(Workload):
     def final_ops(self) -> list[OpSpec]:
         return [OpSpec("read", key, None) for key in self.used]
 
-    def check(self, history: History, time_limit: float) -> list[CheckResult]:
-        from dsjepsen.checkers.linearizable import check_linearizable
-
-        model = get_model(MODEL)
-        return [check_linearizable(history, model, time_limit=time_limit)]
+    def checkers(self) -> list[Checker]:
+        return [plugins.get("checkers", "linearizable")()]

@@ -1,12 +1,20 @@
 """The docker backend: a node is a running container, reached with `docker exec` / `docker cp`.
 
 The docker CLI takes the argv as is (no shell in between), so hostile strings need no
-quoting. A timeout kills the local `docker exec` client; the process inside the container is
-then reaped by docker when its exec session ends.
+quoting. What it does parse is options: every command built here puts `--` before the container
+name, so no name is ever read as a docker option, and a container name docker itself could not
+have created (it must start with a letter or digit) is refused when the remote is made, naming
+the node. Local paths given to `docker cp` are made absolute, because docker reads a relative
+path with a colon as CONTAINER:PATH and `-` as a tar stream on stdin.
+
+A timeout kills the local `docker exec` client; the process inside the container is then
+reaped by docker when its exec session ends.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 
@@ -20,6 +28,29 @@ from dsjepsen.cluster.control.base import (
     env_assignments,
 )
 from dsjepsen.cluster.control.local import run_argv
+from dsjepsen.errors import ConfigError
+
+#: docker's own rule for container names (and IDs are hex): first a letter or digit
+CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def validate_container(node: str, container: str) -> str:
+    """The container name, or ConfigError (exit 254) naming the node.
+
+    A name starting with `-` would be an option to docker wherever `--` is missing (a nodes
+    file is configuration a user may have been handed); other characters docker never allows
+    in a name could only select the wrong thing (a `:` splits `docker cp` arguments)."""
+    if container.startswith("-"):
+        raise ConfigError(
+            f"node {node}: container name {container!r} starts with '-' "
+            "(docker would read it as an option)"
+        )
+    if not CONTAINER_RE.match(container):
+        raise ConfigError(
+            f"node {node}: invalid container name {container!r} "
+            "(docker names are letters, digits, '_', '.' and '-', starting with a letter or digit)"
+        )
+    return container
 
 
 def exec_argv(
@@ -30,7 +61,7 @@ def exec_argv(
     interactive: bool = False,
     docker: str = "docker",
 ) -> list[str]:
-    """`docker exec [-i] [-e K=V]... [-w DIR] CONTAINER ARGV...`"""
+    """`docker exec [-i] [-e K=V]... [-w DIR] -- CONTAINER ARGV...`"""
     if not argv:
         raise RemoteError(container, [], "empty command")
     words = [docker, "exec"]
@@ -40,20 +71,31 @@ def exec_argv(
         words += ["-e", assignment]
     if cwd:
         words += ["-w", cwd]
-    return [*words, container, *argv]
+    return [*words, "--", container, *argv]
 
 
 def cp_argv(src: str, dst: str, docker: str = "docker") -> list[str]:
-    """`docker cp SRC DST` where one side is `CONTAINER:PATH`."""
-    return [docker, "cp", src, dst]
+    """`docker cp -- SRC DST` where one side is `CONTAINER:PATH` and the other a local path."""
+    return [docker, "cp", "--", src, dst]
+
+
+def inspect_argv(container: str, fmt: str, docker: str = "docker") -> list[str]:
+    """`docker inspect -f FORMAT -- CONTAINER`."""
+    return [docker, "inspect", "-f", fmt, "--", container]
+
+
+def local_path(path: str) -> str:
+    """An absolute local path: docker cp reads `a:b` as a container's file and `-` as stdin."""
+    return os.path.abspath(path)
 
 
 class DockerRemote(Remote):
-    """One container; `container` defaults to the node's name."""
+    """One container; `container` defaults to the node's name, and is validated here (so every
+    way of selecting nodes, --nodes, a nodes file or the API, gets the same check)."""
 
     def __init__(self, node: Node, container: str | None = None, docker: str = "docker"):
         self.node = node
-        self.container = container or node.name
+        self.container = validate_container(node.name, container or node.name)
         self.docker = docker
 
     def run(
@@ -80,10 +122,10 @@ class DockerRemote(Remote):
         return res
 
     def put(self, local: str, remote: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._cp(local, f"{self.container}:{remote}", ["put", local, remote], timeout)
+        self._cp(local_path(local), f"{self.container}:{remote}", ["put", local, remote], timeout)
 
     def get(self, remote: str, local: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._cp(f"{self.container}:{remote}", local, ["get", remote, local], timeout)
+        self._cp(f"{self.container}:{remote}", local_path(local), ["get", remote, local], timeout)
 
     def _cp(self, src: str, dst: str, shown: list[str], timeout: float) -> None:
         self._need_cli(shown)

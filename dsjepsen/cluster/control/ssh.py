@@ -5,11 +5,16 @@ configuration error, exit 254); only an explicit opt-out accepts any key. Passwo
 appear on a command line or in a file of ours: only the *name* of an environment variable is
 configured. One connection per node is opened lazily and reused for every command and
 transfer; every command, connect and transfer has a timeout.
+
+Accepting any key is never silent: each connection that does so logs one warning on the
+`dsjepsen.ssh` logger naming the node, the host and the fingerprint it took on trust, so the
+run's log (dsjepsen.log) shows that its commands may have gone to an impostor.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import posixpath
 import shlex
@@ -24,7 +29,6 @@ from pathlib import Path
 
 import paramiko
 
-from dsjepsen.errors import ConfigError
 from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
@@ -35,8 +39,10 @@ from dsjepsen.cluster.control.base import (
     Result,
     env_assignments,
 )
+from dsjepsen.errors import ConfigError
 
 PASSWORD_ENV_DEFAULT = "DSJEPSEN_SSH_PASSWORD"
+log = logging.getLogger("dsjepsen.ssh")
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ class SshRemote(Remote):
         keys = client.get_host_keys()
         keys.clear()
         if cfg.insecure_host_keys:
-            client.set_missing_host_key_policy(_AcceptAnyKey())
+            client.set_missing_host_key_policy(_AcceptAnyKey(self.node.name))
         else:
             # load into the key table without recording a file name: nothing ever writes to
             # the user's known_hosts on our behalf
@@ -322,7 +328,23 @@ class SshRemote(Remote):
 
 
 class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):
-    """--ssh-insecure-host-keys: accept any host key and record it nowhere."""
+    """--ssh-insecure-host-keys: accept any host key and record it nowhere, but say so.
 
-    def missing_host_key(self, client, hostname, key) -> None:
-        return None
+    The key table is emptied before every connect, so paramiko asks this policy on every
+    connection: one warning line per connection made without a check."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        # hostname is paramiko's known_hosts form: `host`, or `[host]:port` off port 22
+        log.warning(
+            "node %s: SSH host key of %s NOT checked (insecure_host_keys / "
+            "--ssh-insecure-host-keys); accepted %s %s on trust",
+            self.node,
+            hostname,
+            key.get_name(),
+            key.fingerprint,
+        )

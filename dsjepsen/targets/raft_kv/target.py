@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.cluster.daemon import wait_for_port
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.options import Option
 from dsjepsen.targets.http_server import HttpServerTarget
 from dsjepsen.targets.raft_kv.bugs import BUGS
 
@@ -33,6 +34,22 @@ HARNESS_ONLY = {"target.py", "client.py"}
 
 class RaftKvTarget(HttpServerTarget):
     name = "raft-kv"
+    description = (
+        "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"
+    )
+    speaks = frozenset({"read", "write", "cas"})
+    default_workload = "register"
+    options = (
+        Option(
+            "bug",
+            "list",
+            (),
+            "switch on a deliberate bug (see `dsjepsen list targets`)",
+            choices=tuple(BUGS),
+            keyword="bugs",
+            label="bug",
+        ),
+    )
     version = "0.1.0"
     BUGS = BUGS
 
@@ -78,7 +95,7 @@ class RaftKvTarget(HttpServerTarget):
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         """The server command line for one node (also what a user runs by hand)."""
         peers = self.members([n for n in cluster.nodes if n != node])
-        if cluster.kind == "local":
+        if cluster.shares_controller_files:
             head = [sys.executable, "-m", "dsjepsen.targets.raft_kv.server"]
         else:
             head = [self.python, "-m", "raft_kv.server"]
@@ -126,7 +143,7 @@ class RaftKvTarget(HttpServerTarget):
                 remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
 
     def setup(self, cluster: Cluster) -> None:
-        if cluster.kind != "local":
+        if not cluster.shares_controller_files:
             for node in cluster.nodes:
                 self._upload(cluster.remote(node.name), node)
         for node in cluster.nodes:
@@ -144,4 +161,4 @@ class RaftKvTarget(HttpServerTarget):
 
     def cwd(self, cluster: Cluster, node: Node) -> str:
         # on ssh / docker nodes `python -m raft_kv.server` imports the uploaded package
-        return self.home(node) if cluster.kind == "local" else self.code_dir(node)
+        return self.home(node) if cluster.shares_controller_files else self.code_dir(node)

@@ -1,0 +1,564 @@
+"""set-full: Jepsen's rigorous set analysis, per element, for grow-only sets.
+
+Ops: `add` (value = one element) and `read-set` (value = every element, on ok); Jepsen's own
+spelling (`add` / `read`) is accepted when a history has no `read-set`. Keys are independent.
+
+For every element of a key (Jepsen's definitions, jepsen.checker/set-full):
+
+- *known*: the first moment it is certain to exist: its add completed ok, or a read that
+  returned it completed, whichever is first in the history;
+- *last present*: the read, latest by invocation, that returned it;
+- *last absent*: the read, latest by invocation, that did not return it.
+
+Outcomes:
+
+- **lost**: known, and then gone. With final reads (the run's reads of every key through every
+  node after healing, from `CheckContext.final_from_index` on) that means: absent from the last
+  final read of every node. Without final reads (an imported history), Jepsen's rule: some read
+  that began after it was known, and after the last read that returned it began, did not
+  return it. Invalid.
+- **phantom**: a read returned an element that no add ever tried, or whose add failed (`fail`
+  means it certainly did not happen). Invalid.
+- **duplicate**: one read returned an element twice. Invalid (a set has no duplicates).
+- **stable**: after some point every read returns it. It is **stale** when some read that
+  began after it was known still missed it; its *stale window* runs from known to the
+  invocation of the last such read. Stale is normal for an eventually consistent store and is
+  reported, not judged (Jepsen's `linearizable? false`).
+- **partial** (final reads only): present in the final reads of some nodes and not others;
+  the convergence checker judges that.
+- **never read**: no read began after it was known.
+
+Elements whose add ended `info` (or never completed) may or may not appear; once some read has
+returned one, it is known, and must not be lost afterwards.
+
+Cost: O(total size of all reads) with set operations done in C: each read's elements are
+hashed twice (once in history order, once in reverse invocation order), and each element is
+touched by Python code a constant number of times. The 1,000,000-op benchmark
+(bench/crdt_checkers.py) runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsjepsen.checkers.base import CheckContext, Checker
+from dsjepsen.checkers.result import CheckResult
+from dsjepsen.history import NEMESIS, History
+
+ADD = "add"
+READ_SET = "read-set"
+JEPSEN_READ = "read"
+#: anomalies listed one by one, per type (the counts are always complete)
+MAX_ANOMALIES = 100
+#: elements listed in details per outcome
+MAX_LISTED = 100
+PERCENTILES = (0.0, 0.5, 0.95, 0.99, 1.0)
+
+
+def set_vocabulary(history: History) -> tuple[str, str]:
+    """(add f, read f): ours (add / read-set), or Jepsen's (add / read) when no op is a
+    read-set."""
+    for op in history.ops:
+        if op.f == READ_SET:
+            return ADD, READ_SET
+    return ADD, JEPSEN_READ
+
+
+class _Unhashable:
+    """An element that is a JSON list or object, identified by its canonical JSON text."""
+
+    __slots__ = ("text", "value")
+
+    def __init__(self, value: Any):
+        self.value = value
+        self.text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Unhashable) and other.text == self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def hashable(x: Any) -> Any:
+    try:
+        hash(x)
+    except TypeError:
+        return _Unhashable(x)
+    return x
+
+
+def as_set(values: Iterable[Any]) -> set[Any]:
+    try:
+        return set(values)
+    except TypeError:
+        return {hashable(v) for v in values}
+
+
+def plain(x: Any) -> Any:
+    """The JSON value of an element (undoing `hashable`)."""
+    return x.value if isinstance(x, _Unhashable) else x
+
+
+@dataclass(slots=True)
+class Read:
+    """One ok read: positions in the history (exact real-time order), times, node, output."""
+
+    call: int
+    ret: int
+    call_time: int
+    ret_time: int
+    node: str | None
+    value: list[Any]
+    final: bool
+    rank: int = -1  # position among the key's reads sorted by invocation
+
+
+@dataclass(slots=True)
+class Add:
+    call: int
+    call_time: int
+    node: str | None
+    type: str = "info"  # ok / fail / info (never completed is info)
+    ret: int | None = None
+    ret_time: int | None = None
+
+
+@dataclass
+class KeyOps:
+    """The adds and ok reads of one key."""
+
+    adds: dict[Any, Add] = field(default_factory=dict)  # element -> its (first) add
+    reads: list[Read] = field(default_factory=list)  # in completion order
+    malformed: int = 0
+
+
+def collect(
+    history: History, add_f: str, read_f: str, final_from_index: int | None
+) -> dict[Any, KeyOps]:
+    """Pair invocations with completions (per process) and group adds and ok reads by key."""
+    keys: dict[Any, KeyOps] = {}
+    open_: dict[Any, tuple[int, Any]] = {}
+    for pos, op in enumerate(history.ops):
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke":
+            if op.f == add_f or op.f == read_f:
+                open_[op.process] = (pos, op)
+            continue
+        got = open_.pop(op.process, None)
+        if got is None:
+            continue
+        ipos, inv = got
+        k = keys.get(inv.key)
+        if k is None:
+            k = keys[inv.key] = KeyOps()
+        if inv.f == add_f:
+            e = hashable(inv.value)
+            add = k.adds.get(e)
+            if add is None:
+                add = k.adds[e] = Add(ipos, inv.time, inv.node or op.node)
+            elif add.type == "ok":
+                continue  # a second add of the same element: the first ok one stands
+            add.type = op.type
+            if op.type == "ok":
+                add.ret, add.ret_time = pos, op.time
+        elif op.type == "ok":
+            if not isinstance(op.value, list | tuple | set | frozenset):
+                k.malformed += 1
+                continue
+            final = final_from_index is not None and inv.index >= final_from_index
+            node = inv.node or op.node
+            k.reads.append(Read(ipos, pos, inv.time, op.time, node, list(op.value), final))
+    # adds never completed stay "info"; register their keys too
+    for ipos, inv in open_.values():
+        if inv.f == add_f:
+            k = keys.setdefault(inv.key, KeyOps())
+            k.adds.setdefault(hashable(inv.value), Add(ipos, inv.time, inv.node))
+    return keys
+
+
+@dataclass(slots=True)
+class ElementResult:
+    key: Any
+    element: Any
+    outcome: str  # stable / lost / partial / never-read
+    add: Add | None
+    known: int | None  # history position
+    known_time: int | None
+    last_present: Read | None
+    last_absent: Read | None
+    stale_ns: int | None = None
+
+
+def analyse_key(key: Any, k: KeyOps) -> tuple[list[ElementResult], dict[str, Any]]:
+    """Every element's outcome for one key, plus the phantoms and duplicates found."""
+    reads = k.reads
+    # Pass 1, in completion order: when each element was first returned; phantoms; dups.
+    first_seen: dict[Any, Read] = {}
+    seen: set[Any] = set()
+    duplicates: list[tuple[Any, Read]] = []
+    for r in reads:
+        s = as_set(r.value)
+        if len(s) != len(r.value):
+            dup = _duplicates(r.value)
+            duplicates.extend((e, r) for e in dup)
+        fresh = s - seen
+        if fresh:
+            seen |= fresh
+            for e in fresh:
+                first_seen[e] = r
+    adds = k.adds
+    phantoms = [(e, first_seen[e]) for e in seen - adds.keys()]
+    failed_seen = [
+        (e, first_seen[e], a) for e, a in adds.items() if a.type == "fail" and e in first_seen
+    ]
+    # Pass 2, latest invocation first: last present and last absent of every element.
+    by_call = sorted(reads, key=_by_call)
+    later_ret = [-1] * len(by_call)  # latest completion among reads invoked after rank i
+    latest = -1
+    for i in range(len(by_call) - 1, -1, -1):
+        by_call[i].rank = i
+        later_ret[i] = latest
+        latest = max(latest, by_call[i].ret)
+    universe = seen | adds.keys()
+    last_present: dict[Any, Read] = {}
+    last_absent: dict[Any, Read] = {}
+    present: set[Any] = set()
+    candidates = set(universe)  # elements present in every read so far (from the end)
+    for r in reversed(by_call):
+        s = as_set(r.value)
+        fresh = s - present
+        if fresh:
+            present |= fresh
+            for e in fresh:
+                last_present[e] = r
+        if candidates:
+            gone = candidates - s
+            if gone:
+                for e in gone:
+                    last_absent[e] = r
+                candidates &= s
+    # The final reads: each node's last one.
+    finals: dict[Any, Read] = {}
+    for r in reads:
+        if r.final:
+            finals[r.node] = r
+    final_union: set[Any] | None = None
+    if finals:
+        final_union = set()
+        for r in finals.values():
+            final_union |= as_set(r.value)
+    results: list[ElementResult] = []
+    for e in universe:
+        add = adds.get(e)
+        if add is None:
+            continue  # never added: a phantom, reported as such
+        if add.type == "fail" and e not in first_seen:
+            continue  # certainly never added, and never seen: nothing to judge
+        known: int | None = None
+        known_time: int | None = None
+        if add is not None and add.ret is not None:
+            known, known_time = add.ret, add.ret_time
+        fs = first_seen.get(e)
+        if fs is not None and (known is None or fs.ret < known):
+            known, known_time = fs.ret, fs.ret_time
+        lp = last_present.get(e)
+        la = last_absent.get(e)
+        # Stable: every read invoked after the last one that returned it lacks it, so it is
+        # stable when all of those completed before its add was even invoked (Jepsen follows
+        # an element from its add's invocation on; an earlier read says nothing about it).
+        stable = lp is not None and later_ret[lp.rank] < add.call
+        if final_union is not None:
+            if known is not None and e not in final_union:
+                outcome = "lost"
+            elif stable:
+                outcome = "stable"
+            elif e in final_union:
+                outcome = "partial"
+            else:
+                outcome = "never-read"
+        elif stable:
+            outcome = "stable"
+        elif known is not None and la is not None and known < la.call:
+            # Jepsen's rule: a read that began after it was known, and after the last read that
+            # returned it began (la is the latest read lacking it), did not return it
+            outcome = "lost"
+        else:
+            outcome = "never-read"
+        res = ElementResult(key, plain(e), outcome, add, known, known_time, lp, la)
+        if (
+            outcome == "stable"
+            and la is not None
+            and known is not None
+            and known_time is not None
+            and la.call > known
+        ):
+            res.stale_ns = max(0, la.call_time - known_time)
+        results.append(res)
+    extra = {
+        "phantoms": phantoms,
+        "failed_seen": failed_seen,
+        "duplicates": duplicates,
+        "finals": finals,
+    }
+    return results, extra
+
+
+def _by_call(r: Read) -> int:
+    return r.call
+
+
+def _duplicates(values: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    dup: list[Any] = []
+    for v in values:
+        h = hashable(v)
+        if h in seen:
+            dup.append(h)
+        seen.add(h)
+    return dup
+
+
+def _s(ns: int | None) -> str:
+    return "?" if ns is None else f"{ns / 1e9:.3f} s"
+
+
+def _node(node: str | None) -> str:
+    return node or "an unnamed node"
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values = sorted(values)
+    n = len(values)
+    return {str(p): values[min(n - 1, int(p * n))] for p in PERCENTILES}
+
+
+def _where_lost(
+    key: Any, lost: list[ElementResult], reads: list[Read]
+) -> dict[Any, dict[str, tuple[int, int]]]:
+    """For lost elements only: {element: {node: (first, last) ret time it was returned}}."""
+    want = {hashable(r.element) for r in lost}
+    out: dict[Any, dict[str, tuple[int, int]]] = {}
+    for r in reads:
+        hit = want & as_set(r.value)
+        for e in hit:
+            per = out.setdefault(e, {})
+            node = _node(r.node)
+            first = per.get(node, (r.ret_time, r.ret_time))[0]
+            per[node] = (first, r.ret_time)
+    return out
+
+
+def _lost_anomaly(
+    res: ElementResult,
+    sightings: dict[str, tuple[int, int]],
+    finals: dict[Any, Read],
+) -> dict[str, Any]:
+    key, e, add = res.key, res.element, res.add
+    if add is not None and add.type == "ok":
+        origin = f"its add through {_node(add.node)} completed ok at {_s(add.ret_time)}"
+    elif add is not None and add.type == "fail":
+        origin = f"its add through {_node(add.node)} failed, yet a read returned it"
+    else:
+        origin = f"its add through {_node(add.node if add else None)} was indeterminate"
+    final_nodes = ", ".join(sorted(_node(n) for n in finals))
+    if sightings:
+        last_node, (_, last_t) = max(sightings.items(), key=lambda kv: kv[1][1])
+        others = sorted(n for n in sightings if n != last_node)
+        also = f" (also seen through {', '.join(others)})" if others else ""
+        lost_by = last_node
+        seen_text = f"last returned at {_s(last_t)} through {last_node}{also}"
+    else:
+        lost_by = _node(add.node) if add is not None else None
+        seen_text = "no read ever returned it"
+    if finals:
+        gone = f"absent from the final reads of every node ({final_nodes})"
+    else:
+        la = res.last_absent
+        gone = (
+            f"a read through {_node(la.node)} that began at {_s(la.call_time)} did not return "
+            "it, nor did any read that began later"
+            if la is not None
+            else "no later read returned it"
+        )
+    who = f"; lost by {lost_by}" if lost_by else ""
+    return {
+        "type": "lost",
+        "key": key,
+        "element": e,
+        "node": lost_by,
+        "seen_on": {n: {"first": f, "last": last} for n, (f, last) in sorted(sightings.items())},
+        "add": _add_dict(add),
+        "message": f"element {e!r} of key {key!r} was lost: {origin}; {seen_text}; {gone}{who}.",
+    }
+
+
+def _add_dict(add: Add | None) -> dict[str, Any] | None:
+    if add is None:
+        return None
+    return {
+        "type": add.type,
+        "node": add.node,
+        "call_time": add.call_time,
+        "ret_time": add.ret_time,
+    }
+
+
+class SetFullChecker(Checker):
+    name = "set-full"
+    description = (
+        "grow-only sets, per element: lost, phantom, stale (with its window), never read "
+        "(Jepsen's set-full)"
+    )
+
+    def check(self, history: History, context: CheckContext | None = None) -> CheckResult:
+        context = context or CheckContext()
+        add_f, read_f = set_vocabulary(history)
+        keys = collect(history, add_f, read_f, context.final_from_index)
+        anomalies: list[dict[str, Any]] = []
+        counts = {"stable": 0, "lost": 0, "partial": 0, "never-read": 0}
+        totals = {"lost": 0, "phantom": 0, "duplicate": 0}
+        adds_by_type = {"ok": 0, "info": 0, "fail": 0}
+        stale: list[ElementResult] = []
+        listed: dict[str, list[dict[str, Any]]] = {"lost": [], "never-read": [], "partial": []}
+        info_seen = 0
+        malformed = 0
+        n_reads = 0
+        for key, k in keys.items():
+            malformed += k.malformed
+            n_reads += len(k.reads)
+            for a in k.adds.values():
+                adds_by_type[a.type] = adds_by_type.get(a.type, 0) + 1
+            results, extra = analyse_key(key, k)
+            lost = [r for r in results if r.outcome == "lost"]
+            sightings = _where_lost(key, lost, k.reads) if lost else {}
+            for r in results:
+                counts[r.outcome] += 1
+                if r.stale_ns is not None:
+                    stale.append(r)
+                if r.add is not None and r.add.type != "ok" and r.last_present is not None:
+                    info_seen += 1
+                if r.outcome in listed and len(listed[r.outcome]) < MAX_LISTED:
+                    listed[r.outcome].append({"key": key, "element": r.element})
+            for r in lost:
+                totals["lost"] += 1
+                if totals["lost"] <= MAX_ANOMALIES:
+                    anomalies.append(
+                        _lost_anomaly(r, sightings.get(hashable(r.element), {}), extra["finals"])
+                    )
+            for e, rd in extra["phantoms"]:
+                totals["phantom"] += 1
+                if totals["phantom"] <= MAX_ANOMALIES:
+                    anomalies.append(
+                        {
+                            "type": "phantom",
+                            "key": key,
+                            "element": plain(e),
+                            "node": rd.node,
+                            "message": (
+                                f"a read of key {key!r} through {_node(rd.node)} completed at "
+                                f"{_s(rd.ret_time)} returned element {plain(e)!r}, which was "
+                                "never added."
+                            ),
+                        }
+                    )
+            for e, rd, a in extra["failed_seen"]:
+                totals["phantom"] += 1
+                if totals["phantom"] <= MAX_ANOMALIES:
+                    anomalies.append(
+                        {
+                            "type": "phantom",
+                            "key": key,
+                            "element": plain(e),
+                            "node": rd.node,
+                            "add": _add_dict(a),
+                            "message": (
+                                f"a read of key {key!r} through {_node(rd.node)} completed at "
+                                f"{_s(rd.ret_time)} returned element {plain(e)!r}, although "
+                                f"its add through {_node(a.node)} failed (certainly not done)."
+                            ),
+                        }
+                    )
+            for e, rd in extra["duplicates"]:
+                totals["duplicate"] += 1
+                if totals["duplicate"] <= MAX_ANOMALIES:
+                    anomalies.append(
+                        {
+                            "type": "duplicate",
+                            "key": key,
+                            "element": plain(e),
+                            "node": rd.node,
+                            "message": (
+                                f"a read of key {key!r} through {_node(rd.node)} completed at "
+                                f"{_s(rd.ret_time)} returned element {plain(e)!r} more than once."
+                            ),
+                        }
+                    )
+        stale.sort(key=lambda r: r.stale_ns or 0, reverse=True)
+        details: dict[str, Any] = {
+            "vocabulary": {"add": add_f, "read": read_f},
+            "keys": len(keys),
+            "reads": n_reads,
+            "final_reads": context.final_from_index is not None,
+            "adds": adds_by_type,
+            "attempt_count": sum(adds_by_type.values()),
+            "outcomes": counts,
+            "lost_count": totals["lost"],
+            "phantom_count": totals["phantom"],
+            "duplicate_count": totals["duplicate"],
+            "indeterminate_adds_seen": info_seen,
+            "stale_count": len(stale),
+            "stale_window_ms": _quantiles([(r.stale_ns or 0) / 1e6 for r in stale]),
+            "worst_stale": [
+                {
+                    "key": r.key,
+                    "element": r.element,
+                    "window_ms": (r.stale_ns or 0) / 1e6,
+                    "known_at": r.known_time,
+                    "last_absent_at": r.last_absent.call_time if r.last_absent else None,
+                    "last_absent_node": r.last_absent.node if r.last_absent else None,
+                }
+                for r in stale[:8]
+            ],
+            "lost": listed["lost"],
+            "partial": listed["partial"],
+            "never_read": listed["never-read"],
+            "malformed_reads": malformed,
+        }
+        invalid = totals["lost"] + totals["phantom"] + totals["duplicate"]
+        if invalid:
+            parts = [f"{n} {t}" for t, n in totals.items() if n]
+            first = anomalies[0]["message"] if anomalies else ""
+            return CheckResult(
+                self.name,
+                False,
+                f"{', '.join(parts)} element(s); first: {first}",
+                anomalies,
+                details,
+            )
+        if malformed:
+            return CheckResult(
+                self.name,
+                "unknown",
+                f"{malformed} ok {read_f} op(s) did not return a list of elements",
+                anomalies,
+                details,
+            )
+        if counts["stable"] == 0:
+            return CheckResult(
+                self.name,
+                "unknown",
+                "no element was ever read stably (nothing added, or nothing read)",
+                anomalies,
+                details,
+            )
+        return CheckResult(self.name, True, None, anomalies, details)

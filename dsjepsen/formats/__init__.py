@@ -1,0 +1,128 @@
+"""History file formats: which exist, how to tell them apart, and reading any of them.
+
+Each format is one module (jsonl, edn, jepsen_log, kv_log) that parses text into a `History`;
+this package registers them in FORMATS, in the order detection tries them, and is the one way
+commands read a history file (`read_history`), so `dsjepsen check` and `dsjepsen export` offer
+exactly the formats registered here. Every reader goes through formats.source, which refuses
+what is not a regular file, caps sizes, lines and nesting, and refuses numbers JSON does not
+have, each as one line naming the file (and line).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dsjepsen.errors import InputError
+from dsjepsen.formats import edn, jepsen_log, jsonl, kv_log
+from dsjepsen.formats.source import finish, read_source
+from dsjepsen.history import History
+
+
+@dataclass(frozen=True)
+class Format:
+    """A history format.
+
+    `parse(text, source)` reads it. Detection looks at the first line that is not blank or a
+    `;` comment and asks each format's `sniff_first`, in FORMATS order; failing that, it asks
+    `sniff_any` of each of the first DETECT_LINES lines (a Jepsen log starts with chatter).
+    """
+
+    name: str
+    description: str
+    parse: Callable[[str, str], History]
+    sniff_first: Callable[[str], bool] | None = None
+    sniff_any: Callable[[str], bool] | None = None
+
+
+def _register(*formats: Format) -> dict[str, Format]:
+    return {f.name: f for f in formats}
+
+
+#: name -> Format, in detection order (kv lines are EDN maps too: they are tried first)
+FORMATS: dict[str, Format] = _register(
+    Format(jsonl.NAME, jsonl.DESCRIPTION, jsonl.parse_jsonl, sniff_first=jsonl.sniff_first),
+    Format(kv_log.NAME, kv_log.DESCRIPTION, kv_log.parse_kv_log, sniff_first=kv_log.sniff_first),
+    Format(edn.NAME, edn.DESCRIPTION, edn.parse_edn, sniff_first=edn.sniff_first),
+    Format(
+        jepsen_log.NAME,
+        jepsen_log.DESCRIPTION,
+        jepsen_log.parse_jepsen_log,
+        sniff_any=jepsen_log.sniff_any,
+    ),
+)
+
+#: how many lines detection looks at
+DETECT_LINES = 2000
+
+
+def format_names() -> list[str]:
+    """The registered names, sorted (for option choices and messages)."""
+    return sorted(FORMATS)
+
+
+def detect_text(text: str, source: str) -> str:
+    """The format of a history's text (see Format); InputError when it is empty or none
+    claims it."""
+    first: str | None = None
+    start = 0
+    for _ in range(DETECT_LINES):
+        if start > len(text):
+            break
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        s = text[start:end].strip()
+        start = end + 1
+        if first is None:
+            if not s or s.startswith(";"):
+                continue
+            first = s
+            for fmt in FORMATS.values():
+                if fmt.sniff_first is not None and fmt.sniff_first(s):
+                    return fmt.name
+        for fmt in FORMATS.values():
+            if fmt.sniff_any is not None and fmt.sniff_any(s):
+                return fmt.name
+    if first is None:
+        raise InputError("history is empty", source)
+    raise InputError(
+        "cannot tell the history format (not "
+        + ", ".join(f.name for f in FORMATS.values())
+        + "); pass --format",
+        source,
+    )
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Guess a history file's format from its content (see Format)."""
+    return detect_text(read_source(path), str(path))
+
+
+def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
+    """Read a history file in `format` ("auto": detected from the content).
+
+    The History's `warnings` say what was forgiven (a truncated last JSONL line, time going
+    backwards), one line each, for the caller to show.
+    """
+    source = str(path)
+    if format != "auto" and format not in FORMATS:
+        raise InputError(
+            f"unknown history format {format!r} (known: auto, {', '.join(format_names())})",
+            source,
+        )
+    text = read_source(path)
+    fmt = detect_text(text, source) if format == "auto" else format
+    return finish(FORMATS[fmt].parse(text, source))
+
+
+__all__ = [
+    "DETECT_LINES",
+    "FORMATS",
+    "Format",
+    "detect_format",
+    "detect_text",
+    "format_names",
+    "read_history",
+]

@@ -1,0 +1,96 @@
+"""JSONL, dsjepsen's own history format: one JSON object per line, as the harness records it.
+
+The harness flushes one line per op, so a killed harness leaves at most its last line cut short;
+that line alone is forgiven (dropped, with a warning naming it). Anything else unparseable is an
+error at its line, and so is a file whose only op line is cut: an empty history is not a
+history that passed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dsjepsen.errors import InputError
+from dsjepsen.formats.source import decode_json_line, load, split_lines
+from dsjepsen.history import History, Op, write_jsonl
+
+NAME = "jsonl"
+DESCRIPTION = "dsjepsen's history.jsonl: one JSON object per line"
+
+
+def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
+    """Build an Op from one decoded JSONL object, naming the line on any missing field."""
+    try:
+        typ = d["type"]
+        f = d["f"]
+        process = d["process"]
+    except KeyError as e:
+        raise InputError(f"op is missing field {e.args[0]!r}", source, line) from None
+    if not isinstance(typ, str) or not isinstance(f, str):
+        raise InputError("fields 'type' and 'f' must be strings", source, line)
+    if not isinstance(process, (int, str)) or isinstance(process, bool):
+        raise InputError(
+            f"field 'process' must be an integer or a string, got {_short(process)}", source, line
+        )
+    t = d.get("time", index)
+    if not isinstance(t, int) or isinstance(t, bool):
+        raise InputError(f"field 'time' must be an integer, got {_short(t)}", source, line)
+    return Op(
+        index=index,
+        time=t,
+        process=process,
+        type=typ,
+        f=f,
+        value=d.get("value"),
+        key=d.get("key"),
+        node=d.get("node"),
+        error=d.get("error"),
+        line=line,
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_jsonl(text: str, source: str) -> History:
+    """Parse JSONL text (see the module docstring for what is forgiven)."""
+    ops: list[Op] = []
+    warnings: list[str] = []
+    lines = split_lines(text, source)
+    last = len(lines)
+    if last and lines[-1] == "":
+        last -= 1  # the text ends with a newline: its last line is whole
+    for n, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        d, problem = decode_json_line(line, source, n)
+        if problem is not None:
+            if n == last == len(lines) and ops:
+                # the harness died mid-write: everything before is intact
+                warnings.append(
+                    f"{source}:{n}: dropped a truncated last line ({problem}); the writer "
+                    "was probably killed mid-line"
+                )
+                break
+            raise InputError(f"invalid JSON: {problem}", source, n)
+        if not isinstance(d, dict):
+            raise InputError("each line must be a JSON object", source, n)
+        ops.append(op_from_dict(d, source, n, len(ops)))
+    return History(ops, source, warnings)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> History:
+    """Read a JSONL history file."""
+    return load(path, parse_jsonl)
+
+
+def sniff_first(line: str) -> bool:
+    """Is this first non-blank line a JSON object (`{"`)?"""
+    return line.startswith('{"') or line.startswith('{ "')
+
+
+__all__ = ["op_from_dict", "parse_jsonl", "read_jsonl", "write_jsonl"]

@@ -1,0 +1,214 @@
+"""Reading a history file safely: bad input is one line naming the file (and line), in bounded
+time and memory, never a hang, a crash or a verdict.
+
+Every reader of dsjepsen.formats gets its text from `read_source`, which refuses what is not a
+regular file before opening it for reading (a FIFO would block, /dev/zero never ends), caps the
+size, and decodes UTF-8 strictly. The parsers then call `split_lines` (line-length cap) and, for
+JSON, `check_json_line` (nesting depth) before handing a line to a recursive decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from dsjepsen.edn import MAX_DEPTH
+from dsjepsen.errors import InputError
+from dsjepsen.history import History, printable, time_regressions
+
+#: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
+MAX_FILE_BYTES = 1 << 30
+#: longest line (characters); a single op is a few hundred
+MAX_LINE_CHARS = 16 << 20
+_CHUNK = 1 << 20
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return f"cannot read history: {name}, not a regular file"
+    return "cannot read history: not a regular file"
+
+
+def read_source(path: str | os.PathLike[str]) -> str:
+    """The text of a history file, or InputError naming it.
+
+    The file type is checked with stat before the file is opened, and the open itself is
+    non-blocking and checked again with fstat (the path may have changed in between), so a FIFO
+    or device never blocks or streams forever. At most MAX_FILE_BYTES are read.
+    """
+    source = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InputError(f"cannot read history: {e.strerror}", source) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(_not_regular(st.st_mode), source)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise InputError(f"cannot read history: {e.strerror}", source) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(_not_regular(st.st_mode), source)
+        if st.st_size > MAX_FILE_BYTES:
+            raise InputError(_too_big(), source)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:  # it grew while we read it
+            raise InputError(_too_big(), source)
+    except OSError as e:
+        raise InputError(f"cannot read history: {e.strerror}", source) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(
+            f"not UTF-8 text ({e.reason} at byte {e.start}, line {line})", source
+        ) from None
+
+
+def _too_big() -> str:
+    return f"history larger than {MAX_FILE_BYTES >> 20} MiB; refused"
+
+
+def split_lines(text: str, source: str) -> list[str]:
+    """The lines of `text` (split at \\n only, a trailing \\r kept for the caller to strip),
+    refusing any longer than MAX_LINE_CHARS with its line number."""
+    lines = text.split("\n")
+    if len(text) > MAX_LINE_CHARS:
+        for n, line in enumerate(lines, start=1):
+            if len(line) > MAX_LINE_CHARS:
+                raise InputError(line_too_long(len(line)), source, n)
+    return lines
+
+
+def line_too_long(length: int) -> str:
+    return f"line of {length} characters is longer than the limit of {MAX_LINE_CHARS}"
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON values: the limits Python's json module does not have
+
+
+_JSON_NEST = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_line(text: str, source: str, line: int) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before json.loads recurses into it (a deep enough
+    line would otherwise be a RecursionError, or worse). Cheap for ordinary lines: only a line
+    with more than MAX_DEPTH brackets is scanned."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for m in _JSON_NEST.finditer(text):
+        c = m.group()
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputError(f"nesting deeper than {MAX_DEPTH} levels", source, line)
+        elif c == "]" or c == "}":
+            depth -= 1
+
+
+class NotFinite(ValueError):
+    """NaN or an infinity in a JSON history: not JSON, and never equal to itself."""
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise NotFinite(f"number {text[:40]} is not finite; refused")
+    return x
+
+
+def _no_constant(text: str) -> Any:
+    raise NotFinite(f"{text} is not JSON (NaN and Infinity are refused)")
+
+
+#: json's decoder with JSON's own number rules (no NaN / Infinity, no overflow to inf)
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+
+
+def decode_json_line(text: str, source: str, line: int) -> tuple[Any, str | None]:
+    """(value, None), or (None, the reason) when the text is not JSON at all (the caller decides
+    whether a truncated last line is forgiven); InputError for JSON dsjepsen refuses."""
+    check_json_line(text, source, line)
+    try:
+        return _DECODER.decode(text), None
+    except json.JSONDecodeError as e:
+        return None, e.msg
+    except NotFinite as e:
+        raise InputError(str(e), source, line) from None
+    except ValueError:  # int() past sys.get_int_max_str_digits()
+        raise InputError(too_many_digits(), source, line) from None
+    except RecursionError:
+        raise InputError(f"nesting deeper than {MAX_DEPTH} levels", source, line) from None
+
+
+def too_many_digits() -> str:
+    return f"integer with more than {sys.get_int_max_str_digits()} digits; refused"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finishing a history
+
+
+def finish(history: History) -> History:
+    """Add the warnings every format shares: time that goes backwards.
+
+    Jepsen appends completions in arrival order with the time they were taken, so a history's
+    times can step back; real-time order is the order of the lines (Operation.call / ret are
+    positions), so such a history is read as it is, with one warning line.
+    """
+    count, largest, line = time_regressions(history.ops)
+    if count:
+        at = f"{history.source}:{line}" if line is not None else history.source
+        history.warnings.append(
+            f"{at}: time goes backwards {count} time{'s' if count != 1 else ''} (largest step "
+            f"back {largest} ns); times kept as recorded, real-time order is the order of the "
+            "ops in the file"
+        )
+    return history
+
+
+def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> History:
+    """Read `path` safely and parse it with `parse(text, source)`."""
+    return finish(parse(read_source(path), str(path)))
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_LINE_CHARS",
+    "check_json_line",
+    "decode_json_line",
+    "finish",
+    "load",
+    "printable",
+    "read_source",
+    "split_lines",
+]

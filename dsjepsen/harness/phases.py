@@ -1,0 +1,368 @@
+"""The phases of a run, as small functions over one RunContext.
+
+setup -> run -> heal -> recover -> final reads -> collect logs -> teardown -> check.
+
+Why in this order: heal first (a crashed earlier run may have left partitions or paused
+processes behind); at the time limit stop the clients, end the fault in progress, heal
+everything and give the target time to recover before reading every key through every node
+(recorded as ordinary ops, so a lost write shows up in the checkers); collect logs and tear down
+whatever happened; check last, from the history file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsjepsen import plugins
+from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.cluster.daemon import fetch_files
+from dsjepsen.harness.config import TestConfig
+from dsjepsen.harness.generator import RateLimiter
+from dsjepsen.harness.interpreter import Interpreter, describe
+from dsjepsen.harness.progress import Progress
+from dsjepsen.harness.recorder import Recorder
+from dsjepsen.harness.store import RunDir
+from dsjepsen.harness.workers import ClientWorker, NemesisWorker, close_client
+from dsjepsen.history import History
+from dsjepsen.nemesis import catalog
+from dsjepsen.nemesis.schedule import FaultSchedule
+from dsjepsen.options import kwargs
+from dsjepsen.workloads.base import OpSpec, Workload
+
+log = logging.getLogger("dsjepsen.runner")
+
+#: how long a stopping worker may take to finish the op it has in flight
+WORKER_JOIN_TIMEOUT = 30.0
+#: attempts per final read (a fail or info is retried on a fresh process)
+FINAL_READ_ATTEMPTS = 5
+#: rounds in a row in which every node must answer the same for a converging workload
+AGREEING_ROUNDS = 3
+
+
+@dataclass
+class RunContext:
+    """Everything one run holds; each phase reads and updates it."""
+
+    config: TestConfig
+    cluster: Cluster
+    run_dir: RunDir
+    recorder: Recorder
+    target: Any = None
+    workload: Workload | None = None
+    nemesis: Any = None
+    schedule: FaultSchedule | None = None
+    interpreter: Interpreter = field(init=False)
+    clients: int = 0
+    stop_clients: threading.Event = field(default_factory=threading.Event)
+    workers: list[ClientWorker] = field(default_factory=list)
+    nemesis_worker: NemesisWorker | None = None
+    progress: Progress | None = None
+    progress_stream: Any = None
+    final_start_index: int | None = None
+    healed_at: int | None = None
+    converged: dict[str, Any] | None = None
+    setup_done: bool = False
+    healed: bool = True
+    torn_down: bool = False
+    _next_process: int = 0
+    _process_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.interpreter = Interpreter(self.recorder)
+        self.clients = self.config.clients_for(len(self.cluster.names))
+
+    def new_process(self) -> int:
+        with self._process_lock:
+            p = self._next_process
+            self._next_process += 1
+            return p
+
+    @property
+    def active_fault(self) -> str | None:
+        return self.nemesis_worker.active if self.nemesis_worker is not None else None
+
+
+def build(ctx: RunContext) -> None:
+    """The target, the workload and the faults the config names, from the registries."""
+    cfg = ctx.config
+    if ctx.target is None:
+        cls = plugins.get("targets", cfg.target)
+        ctx.target = cls(**kwargs(cls.options, cfg.target_options))
+    wl = plugins.get("workloads", cfg.workload)
+    ctx.workload = wl(seed=cfg.seed, **kwargs(wl.options, cfg.workload_options))
+    if cfg.nemesis:
+        rng = random.Random(f"{cfg.seed}:nemesis")
+        ctx.nemesis = catalog.build_nemesis(list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options)
+        ctx.schedule = FaultSchedule(
+            list(cfg.nemesis), cfg.nemesis_interval, random.Random(f"{cfg.seed}:schedule")
+        )
+
+
+def heal(ctx: RunContext, when: str) -> None:
+    """Undo every fault: each fault package's heal, then whatever the cluster itself can find."""
+    problems: list[str] = []
+    healers = [("cluster heal", ctx.cluster.heal_leftovers)]
+    if ctx.nemesis is not None:
+        healers.insert(0, ("nemesis heal", lambda: ctx.nemesis.heal(ctx.cluster)))
+    for what, fn in healers:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - try every healer, report all
+            problems.append(f"{what}: {describe(e)}")
+    before = when == "before setup"
+    if problems:
+        (log.debug if before else log.warning)("healing %s: %s", when, "; ".join(problems))
+    else:
+        log.info("healed all faults %s", when)
+    ctx.healed = not problems or before
+
+
+def setup(ctx: RunContext) -> None:
+    log.info("setting up %s on %s", ctx.config.target, ", ".join(ctx.cluster.names))
+    ctx.setup_done = True  # from here on, teardown is owed even if setup fails half-way
+    ctx.target.setup(ctx.cluster)
+
+
+def run_clients(ctx: RunContext) -> None:
+    """The test proper: clients and the nemesis for the time limit, then stop them all."""
+    cfg = ctx.config
+    ctx.recorder.start_ns = time.monotonic_ns()  # the clock of the history starts now
+    limiter = RateLimiter(cfg.rate)
+    names = ctx.cluster.names
+    ctx.workers = [ClientWorker(ctx, i, names[i % len(names)], limiter) for i in range(ctx.clients)]
+    ctx._next_process = ctx.clients
+    ctx.progress = Progress(
+        ctx.recorder, cfg.time_limit, lambda: ctx.active_fault, stream=ctx.progress_stream
+    )
+    ctx.progress.start()
+    for w in ctx.workers:
+        w.start()
+    if ctx.nemesis is not None:
+        ctx.nemesis_worker = NemesisWorker(ctx)
+        ctx.nemesis_worker.start()
+    deadline = time.monotonic() + cfg.time_limit
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.25))
+    log.info("time limit reached: stopping clients")
+    ctx.progress.phase = "stopping"
+    stop_workers(ctx)
+
+
+def stop_workers(ctx: RunContext) -> None:
+    ctx.stop_clients.set()
+    deadline = time.monotonic() + WORKER_JOIN_TIMEOUT
+    for w in ctx.workers:
+        w.join(timeout=max(0.1, deadline - time.monotonic()))
+    stuck = [w.name for w in ctx.workers if w.is_alive()]
+    if stuck:
+        log.warning("clients still blocked after %gs: %s", WORKER_JOIN_TIMEOUT, stuck)
+    if ctx.nemesis_worker is not None:
+        ctx.nemesis_worker.finish()
+
+
+def recover(ctx: RunContext) -> None:
+    """Quiet period: give the target time to elect a leader again (bounded)."""
+    ctx.healed_at = time.monotonic_ns() - ctx.recorder.start_ns
+    timeout = ctx.config.recovery_timeout
+    if not ctx.target.elects_leader:
+        log.info("target reports no leader: waiting 1s before the final reads")
+        time.sleep(min(1.0, timeout))
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            leader = ctx.target.leader(ctx.cluster)
+        except Exception as e:  # noqa: BLE001
+            leader = None
+            log.debug("leader(): %s", describe(e))
+        if leader:
+            log.info("recovered: %s is leader", leader)
+            return
+        if time.monotonic() >= deadline:
+            log.warning("no leader within %gs of healing", timeout)
+            return
+        time.sleep(0.5)
+
+
+def final_reads(ctx: RunContext) -> None:
+    """Read every key through every node, recorded as ordinary ops (retried on fail). A
+    converging workload reads in rounds until every node has answered the same for
+    AGREEING_ROUNDS rounds in a row, or its convergence timeout passes."""
+    assert ctx.workload is not None
+    specs = ctx.workload.final_ops()
+    ctx.final_start_index = ctx.recorder.next_index
+    with ctx._process_lock:  # fresh ids above every id a worker has had
+        used = [w.process for w in ctx.workers]
+        ctx._next_process = max([ctx._next_process - 1, *used]) + 1
+    if not specs:
+        return
+    nodes = ctx.cluster.names
+    log.info("final reads: %d ops through each of %d nodes", len(specs), len(nodes))
+    if not ctx.workload.converges:
+        deadline = time.monotonic() + max(30.0, ctx.config.recovery_timeout) + 0.05 * len(specs)
+        _round(ctx, specs, deadline)
+        return
+    timeout = float(ctx.config.workload_options.get("convergence-timeout", 30.0))
+    started = time.monotonic()
+    deadline = started + timeout
+    agreeing, rounds = 0, 0
+    while True:
+        answers = _round(ctx, specs, deadline + 0.05 * len(specs))
+        rounds += 1
+        agreeing = agreeing + 1 if _agree(answers, nodes, specs) else 0
+        if agreeing >= AGREEING_ROUNDS or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    ctx.converged = {
+        "converged": agreeing >= AGREEING_ROUNDS,
+        "rounds": rounds,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info(
+        "convergence: %s after %d rounds (%.1fs)",
+        "all nodes agree" if ctx.converged["converged"] else "nodes still disagree",
+        rounds,
+        ctx.converged["seconds"],
+    )
+
+
+def _agree(answers: dict[str, dict[Any, Any]], nodes: list[str], specs: list[OpSpec]) -> bool:
+    """Every node answered every final op, and all answers per key are equal (lists as sets)."""
+
+    def norm(v: Any) -> Any:
+        return tuple(sorted(map(repr, v))) if isinstance(v, list) else repr(v)
+
+    for spec in specs:
+        values = {norm(answers.get(n, {}).get(spec.key, _MISSING)) for n in nodes}
+        if len(values) != 1 or norm(_MISSING) in values:
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def _round(ctx: RunContext, specs: list[OpSpec], deadline: float) -> dict[str, dict[Any, Any]]:
+    """One pass of the final ops through every node at once: {node: {key: ok value}}."""
+    answers: dict[str, dict[Any, Any]] = {n: {} for n in ctx.cluster.names}
+    threads = [
+        threading.Thread(target=_reads_on, args=(ctx, n, specs, deadline, answers[n]), daemon=True)
+        for n in ctx.cluster.names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(0.1, deadline + 15 - time.monotonic()))
+    return answers
+
+
+def _reads_on(
+    ctx: RunContext, node: str, specs: list[OpSpec], deadline: float, out: dict[Any, Any]
+) -> None:
+    client = None
+    process = ctx.new_process()
+    failed_in_a_row = 0
+    try:
+        for spec in specs:
+            if failed_in_a_row >= 2:
+                log.warning("final reads on %s: node does not answer, skipping the rest", node)
+                return
+            failed_in_a_row += 1
+            for attempt in range(FINAL_READ_ATTEMPTS):
+                if time.monotonic() > deadline:
+                    log.warning("final reads on %s: out of time", node)
+                    return
+                if client is None:
+                    client = ctx.target.client(ctx.cluster, node)
+                comp = ctx.interpreter.perform(
+                    spec.f, spec.value, client.invoke, process=process, key=spec.key, node=node
+                )
+                if comp.type == "ok":
+                    failed_in_a_row = 0
+                    out[spec.key] = comp.value
+                    break
+                if comp.type == "info":
+                    process = ctx.new_process()
+                    close_client(client)
+                    client = None
+                if attempt + 1 < FINAL_READ_ATTEMPTS:
+                    time.sleep(0.2 * (attempt + 1))
+    except Exception as e:  # noqa: BLE001
+        log.warning("final reads on %s stopped: %s", node, describe(e))
+    finally:
+        close_client(client)
+
+
+def collect_logs(ctx: RunContext) -> None:
+    for node in ctx.cluster.names:
+        try:
+            paths = list(ctx.target.log_files(ctx.cluster, node))
+            if paths:
+                fetch_files(ctx.cluster.remote(node), paths, ctx.run_dir.node_dir(node))
+        except Exception as e:  # noqa: BLE001 - logs are nice to have, never fatal
+            log.warning("collecting logs of %s: %s", node, describe(e))
+
+
+def teardown(ctx: RunContext) -> None:
+    if ctx.config.leave_running:
+        log.info("--leave-running: the target is left running")
+        return
+    if ctx.torn_down:
+        return
+    try:
+        log.info("tearing down %s", ctx.config.target)
+        ctx.target.teardown(ctx.cluster)
+    except Exception as e:  # noqa: BLE001
+        log.error("teardown failed: %s", describe(e))
+    ctx.torn_down = True
+
+
+def generic_checkers() -> list[Checker]:
+    """The checkers every run adds to its workload's: statistics and the vacuous-run check."""
+    return [plugins.get("checkers", name)() for name in ("stats", "vacuous")]
+
+
+def check(ctx: RunContext, history: History) -> dict[str, Any]:
+    """The verdict: the workload's checkers composed with the generic ones."""
+    assert ctx.workload is not None
+    context = CheckContext(
+        time_limit=ctx.config.check_time_limit,
+        model=ctx.workload.model,
+        faults=ctx.config.nemesis,
+        fault_took_effect=catalog.took_effect,
+        final_from_index=ctx.final_start_index,
+        healed_at=ctx.healed_at,
+        required_ok=ctx.workload.required_ok,
+    )
+    t0 = time.monotonic()
+    try:
+        history.validate()
+        checkers = [*ctx.workload.checkers(), *generic_checkers()]
+    except Exception as e:  # noqa: BLE001 - an unreadable history is unknown, never a pass
+        log.error("cannot check: %s", describe(e))
+        log.debug("%s", traceback.format_exc())
+        checkers = generic_checkers()
+        problem = describe(e)
+    else:
+        problem = None
+    composed, results = run_checkers(checkers, history, context)
+    log.info("checks took %.2fs", time.monotonic() - t0)
+    stats = next((r for r in results if r.checker == "stats"), None)
+    out: dict[str, Any] = {
+        "valid": "unknown" if problem else composed.valid,
+        "reason": f"cannot check: {problem}" if problem else composed.reason,
+        "checks": {r.checker: r.to_dict() for r in results},
+        "stats": stats.details if stats is not None else {},
+        "final_reads_from_index": ctx.final_start_index,
+        "healed_at": ctx.healed_at,
+    }
+    if ctx.converged is not None:
+        out["convergence"] = ctx.converged
+    return out

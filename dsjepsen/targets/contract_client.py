@@ -1,0 +1,100 @@
+"""ContractClient: the whole HTTP contract (docs/http-kv-contract.md) from the harness side,
+registers plus the set and counter endpoints that CRDT stores serve.
+
+The register fs (read, write, cas) are HttpKvClient's. The set and counter fs follow the same
+honesty rule: an update (`add`, `increment`) is `fail` only when it certainly did not happen
+(nothing was sent; 400; 503), and `info` whenever it may have (timeout or connection lost
+after sending, 504, 500, any unexpected answer). A read (`read-set`, `read-counter`) changes
+nothing, so a read that got no usable answer is `fail`: it is as if it never ran, and the
+worker keeps its process id (the choice Jepsen's etcd client makes, see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import http.client
+from typing import Any
+from urllib.parse import quote
+
+from dsjepsen.history import Op
+from dsjepsen.targets.raft_kv.client import HttpKvClient, _describe, _done, _NotSent
+
+#: the f values of the set and counter endpoints, and what each one does
+CONTRACT_FS: dict[str, str] = {
+    "add": "POST /set/{key} {element}: add one element to a grow-only set",
+    "read-set": "GET /set/{key}: every element of the set",
+    "increment": "POST /counter/{key} {delta}: add a delta (negative: a decrement)",
+    "read-counter": "GET /counter/{key}: the counter's value",
+}
+#: register fs served by HttpKvClient
+REGISTER_FS = frozenset({"read", "write", "cas"})
+READS = frozenset({"read-set", "read-counter"})
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class ContractClient(HttpKvClient):
+    """One keep-alive connection to one node; speaks REGISTER_FS and CONTRACT_FS."""
+
+    speaks = REGISTER_FS | frozenset(CONTRACT_FS)
+
+    def invoke(self, op: Op) -> Op:
+        if op.f not in CONTRACT_FS:
+            return super().invoke(op)
+        key = quote(str(op.key), safe="")
+        if op.f == "add":
+            method, path, body = "POST", f"/set/{key}", {"element": op.value}
+        elif op.f == "read-set":
+            method, path, body = "GET", f"/set/{key}", None
+        elif op.f == "increment":
+            if not _is_int(op.value):
+                return _done(op, "fail", error=f"delta must be an integer, got {op.value!r}")
+            method, path, body = "POST", f"/counter/{key}", {"delta": op.value}
+        else:
+            method, path, body = "GET", f"/counter/{key}", None
+        is_read = op.f in READS
+        try:
+            status, payload = self.request(method, path, body)
+        except _NotSent as e:
+            return _done(op, "fail", error=f"not sent: {e}")
+        except TimeoutError:
+            return _done(op, "fail" if is_read else "info", error="timeout")
+        except (OSError, http.client.HTTPException) as e:
+            return _done(
+                op, "fail" if is_read else "info", error=f"connection lost: {_describe(e)}"
+            )
+        return _complete(op, status, payload)
+
+
+def _complete(op: Op, status: int, payload: Any) -> Op:
+    if status == 503:
+        return _done(op, "fail", error={"unavailable": True, "detail": _error_text(payload)})
+    if status == 400:
+        return _done(op, "fail", error=f"rejected: {_error_text(payload)}")
+    if op.f == "read-set":
+        if status == 404:
+            return _done(op, "ok", value=[])
+        elements = payload.get("elements") if isinstance(payload, dict) else None
+        if status == 200 and isinstance(elements, list):
+            return _done(op, "ok", value=elements)
+        return _done(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
+    if op.f == "read-counter":
+        if status == 404:
+            return _done(op, "ok", value=0)
+        value = payload.get("value") if isinstance(payload, dict) else None
+        if status == 200 and _is_int(value):
+            return _done(op, "ok", value=value)
+        return _done(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
+    if status == 200:
+        return _done(op, "ok")
+    if status == 504:
+        return _done(op, "info", error="server timeout: outcome unknown")
+    # 500, 404 on an update, anything else: it may hide an applied update
+    return _done(op, "info", error=f"unexpected HTTP {status}: {payload}")
+
+
+def _error_text(payload: Any) -> Any:
+    if isinstance(payload, dict) and "error" in payload:
+        return payload["error"]
+    return payload

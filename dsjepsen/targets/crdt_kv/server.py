@@ -1,0 +1,188 @@
+"""crdt-kv server entry point: command line and HTTP routes (the set and counter endpoints of
+docs/http-kv-contract.md, plus gossip between replicas).
+
+    python -m dsjepsen.targets.crdt_kv.server --id n1 --listen 0.0.0.0:7070 \\
+        --peers n2=10.0.0.2:7070,n3=10.0.0.3:7070 --data-dir /var/lib/crdt-kv [--bug NAME ...]
+
+Standard library only: the harness copies this package to nodes that have nothing but python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+from urllib.parse import unquote
+
+from .bugs import BUGS
+from .httpio import Request, Response, serve_connection
+from .replica import Config, Replica
+from .storage import Journal, Storage
+
+
+def _hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{what} must be HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_peers(text: str) -> dict[str, tuple[str, int]]:
+    peers: dict[str, tuple[str, int]] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, addr = item.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"--peers item must be NAME=HOST:PORT, got {item!r}")
+        peers[name] = _hostport(addr, f"address of peer {name}")
+    return peers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crdt-kv", description="Reference CRDT store: G-Sets and PN-Counters (dsjepsen)."
+    )
+    p.add_argument("--id", required=True, help="this node's name, e.g. n1")
+    p.add_argument("--listen", required=True, help="HOST:PORT to serve clients and peers on")
+    p.add_argument("--peers", default="", help="the other nodes: n2=HOST:PORT,n3=HOST:PORT,...")
+    p.add_argument("--data-dir", required=True, help="directory for the journal and snapshot")
+    p.add_argument(
+        "--bug",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a deliberate bug (repeatable): " + ", ".join(sorted(BUGS)),
+    )
+    p.add_argument("--gossip-interval", type=float, default=100.0, metavar="MS")
+    p.add_argument("--gossip-timeout", type=float, default=1.0, metavar="S")
+    p.add_argument("--snapshot-interval", type=float, default=5.0, metavar="S")
+    p.add_argument("--flush-interval", type=float, default=2.0, metavar="S", help="volatile")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class Server:
+    """HTTP front of one replica. Every node answers every request itself: there is no leader
+    to forward to, which is the point of a CRDT."""
+
+    def __init__(self, replica: Replica):
+        self.replica = replica
+
+    async def handle(self, req: Request) -> Response:
+        try:
+            return await self._route(req)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            return Response(400, {"error": f"bad request: {type(e).__name__}: {e}"})
+        except OSError as e:  # the journal could not be written: maybe partly done
+            return Response(500, {"error": f"storage failed, outcome unknown: {e}"})
+
+    async def _route(self, req: Request) -> Response:
+        path, method = req.path, req.method
+        if path.startswith("/set/"):
+            key = unquote(path[len("/set/") :])
+            if method == "GET":
+                return Response(200, {"elements": self.replica.read_set(key)})
+            if method == "POST":
+                body = req.json()
+                if not isinstance(body, dict) or "element" not in body:
+                    return Response(400, {"error": 'body must be {"element": ...}'})
+                await self.replica.add(key, body["element"])
+                return Response(200, {})
+            return Response(405, {"error": "use GET or POST on /set/{key}"})
+        if path.startswith("/counter/"):
+            key = unquote(path[len("/counter/") :])
+            if method == "GET":
+                return Response(200, {"value": self.replica.read_counter(key)})
+            if method == "POST":
+                body = req.json()
+                if not isinstance(body, dict) or not _is_int(body.get("delta")):
+                    return Response(400, {"error": 'body must be {"delta": <integer>}'})
+                await self.replica.increment(key, body["delta"])
+                return Response(200, {})
+            return Response(405, {"error": "use GET or POST on /counter/{key}"})
+        if path == "/gossip" and method == "POST":
+            return Response(200, self.replica.on_gossip(req.json()))
+        if path == "/push" and method == "POST":
+            self.replica.on_push(req.json())
+            return Response(200, {})
+        if path == "/status" and method == "GET":
+            return Response(200, self.replica.status())
+        return Response(404, {"error": f"no endpoint {method} {path}"})
+
+
+async def amain(args: argparse.Namespace) -> None:
+    host, port = _hostport(args.listen, "--listen")
+    peers = parse_peers(args.peers)
+    if args.id in peers:
+        raise SystemExit(f"crdt-kv: --peers must not include this node ({args.id})")
+    log = logging.getLogger("crdt-kv")
+    bugs = frozenset(args.bug)
+    cfg = Config(
+        node_id=args.id,
+        peers=peers,
+        gossip_interval=args.gossip_interval / 1000.0,
+        gossip_timeout=args.gossip_timeout,
+        snapshot_interval=args.snapshot_interval,
+        bugs=bugs,
+    )
+    storage = Storage(args.data_dir, args.id)
+    journal = Journal(storage, durable="volatile" not in bugs, flush_interval=args.flush_interval)
+    replica = Replica(cfg, storage, journal, log)
+    replayed = replica.recover()
+    server = Server(replica)
+    srv = await asyncio.start_server(
+        lambda r, w: serve_connection(r, w, server.handle), host, port, reuse_address=True
+    )
+    replica.start()
+    log.info(
+        "replica %s listening on %s:%d, peers %s, %d journal records replayed, bugs %s",
+        replica.replica,
+        host,
+        port,
+        args.peers or "(none)",
+        replayed,
+        ",".join(sorted(bugs)) or "none",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with srv:
+        await stop.wait()
+    await replica.stop()  # a clean stop is not a crash: keep everything, even when volatile
+    storage.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    unknown = [b for b in args.bug if b not in BUGS]
+    if unknown:
+        print(
+            f"crdt-kv: unknown --bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format=f"%(asctime)s {args.id} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    os.makedirs(args.data_dir, exist_ok=True)
+    try:
+        asyncio.run(amain(args))
+    except argparse.ArgumentTypeError as e:
+        print(f"crdt-kv: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""What a crdt-kv node keeps on disk, and the journal that makes an update durable before it is
+acknowledged.
+
+Files in the data directory:
+
+- `replica`: this data directory's replica id (`<node>-<8 hex>`), made once. A G-Counter entry
+  belongs to a replica id, not to a node name, so a node whose data was wiped starts a fresh
+  entry instead of counting again from zero under its old one (which the max-merge would
+  swallow).
+- `journal-<seq>.jsonl`: this node's own updates, one JSON record per line, each fsync'd
+  before the update is acknowledged (several concurrent updates share one fsync).
+- `snapshot.json`: the whole merged state (own and learned from peers), written atomically
+  every few seconds; the journals it covers are then deleted. Peers' updates need no fsync of
+  their own: the peer that made one keeps it durable and gossips it again after a restart.
+
+Records and snapshot entries are CRDT states, so replaying a journal over a snapshot that
+already contains part of it is harmless (merges are idempotent): no sequence numbers needed.
+The `volatile` bug answers before the journal is written and writes it every
+`flush_interval` seconds, so a SIGKILL loses the node's recent updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+REPLICA = "replica"
+SNAPSHOT = "snapshot.json"
+JOURNAL_PREFIX = "journal-"
+JOURNAL_SUFFIX = ".jsonl"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace path with data, durably: write a temporary file, fsync, rename, fsync the
+    directory. A crash leaves either the old file or the new one, never a torn one."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+class Storage:
+    """The files of one data directory. Blocking calls: the journal runs them in a thread."""
+
+    def __init__(self, data_dir: str, node_id: str):
+        self.dir = data_dir
+        os.makedirs(data_dir, exist_ok=True)
+        self.replica_id = self._replica_id(node_id)
+        self.seq = max(self._journal_seqs(), default=0) + 1  # a fresh journal per start
+        self._fh = open(self._journal(self.seq), "ab")  # noqa: SIM115 - kept open
+
+    def _replica_id(self, node_id: str) -> str:
+        path = os.path.join(self.dir, REPLICA)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                rid = fh.read().strip()
+            if rid:
+                return rid
+        except FileNotFoundError:
+            pass
+        rid = f"{node_id}-{secrets.token_hex(4)}"
+        write_atomic(path, rid.encode())
+        return rid
+
+    def _journal(self, seq: int) -> str:
+        return os.path.join(self.dir, f"{JOURNAL_PREFIX}{seq:08d}{JOURNAL_SUFFIX}")
+
+    def _journal_seqs(self) -> list[int]:
+        seqs = []
+        for name in os.listdir(self.dir):
+            if name.startswith(JOURNAL_PREFIX) and name.endswith(JOURNAL_SUFFIX):
+                middle = name[len(JOURNAL_PREFIX) : -len(JOURNAL_SUFFIX)]
+                if middle.isdigit():
+                    seqs.append(int(middle))
+        return sorted(seqs)
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def load(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """(snapshot or None, journal records in order). A torn last line (a crash mid-write)
+        is skipped: it was never acknowledged."""
+        snapshot = None
+        try:
+            with open(os.path.join(self.dir, SNAPSHOT), "rb") as fh:
+                snapshot = json.loads(fh.read())
+        except FileNotFoundError:
+            pass
+        records: list[dict[str, Any]] = []
+        for seq in self._journal_seqs():
+            with open(self._journal(seq), "rb") as fh:
+                for line in fh.read().split(b"\n"):
+                    if not line:
+                        continue
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError:
+                        break
+        return snapshot, records
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, lines: list[bytes]) -> None:
+        """Append lines to the current journal and fsync."""
+        self._fh.write(b"".join(lines))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def rotate(self) -> int:
+        """Start a new journal; returns the sequence number of the first journal that a
+        snapshot taken now does not cover."""
+        self._fh.close()
+        self.seq += 1
+        self._fh = open(self._journal(self.seq), "ab")  # noqa: SIM115
+        return self.seq
+
+    def write_snapshot(self, data: bytes, keep_from: int) -> None:
+        """Write the snapshot durably, then delete the journals before `keep_from`."""
+        write_atomic(os.path.join(self.dir, SNAPSHOT), data)
+        for seq in self._journal_seqs():
+            if seq < keep_from:
+                os.remove(self._journal(seq))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _nothing() -> None:
+    return None
+
+
+class Journal:
+    """Group commit on the event loop: `append` returns once the record is on disk, and applies
+    it to the state only then.
+
+    Applying after the fsync means nothing a reader or a peer can see was ever lost by a crash:
+    a G-Counter entry that peers had seen higher than the journal would otherwise swallow the
+    increments made after the restart. Records that arrive while an fsync is running wait for
+    the next one, so many concurrent updates cost one fsync. With `durable=False` (the
+    `volatile` bug) `append` applies and returns at once and `run_periodic_flush` writes the
+    pending records every `flush_interval` seconds.
+    """
+
+    def __init__(self, storage: Storage, durable: bool = True, flush_interval: float = 2.0):
+        self.storage = storage
+        self.durable = durable
+        self.flush_interval = flush_interval
+        self._pending: list[tuple[bytes, Callable[[], None], asyncio.Future[None] | None]] = []
+        self._lock = asyncio.Lock()  # one writer at a time: a flush or a snapshot
+        self._flusher: asyncio.Task[None] | None = None
+        self.written = 0  # records on disk since start
+
+    async def append(self, record: dict[str, Any], apply: Callable[[], None]) -> None:
+        """Journal record; `apply` (which changes the in-memory state) runs once it is durable,
+        before anything else can observe the state."""
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        if not self.durable:
+            apply()
+            self._pending.append((line, _nothing, None))
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((line, apply, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self.flush())
+        await fut
+
+    async def flush(self) -> None:
+        """Write and fsync everything pending, batch by batch."""
+        while self._pending:
+            async with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    continue
+                try:
+                    await asyncio.to_thread(self.storage.write, [line for line, _, _ in batch])
+                except OSError as e:
+                    # maybe partly written: the requests answer 500, which clients take as
+                    # "unknown", and the update may reappear after a restart
+                    for _, _, fut in batch:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(e)
+                    continue
+                self.written += len(batch)
+                for _, apply, fut in batch:
+                    if fut is not None:
+                        apply()
+                        if not fut.done():
+                            fut.set_result(None)
+
+    async def run_periodic_flush(self) -> None:
+        """The volatile bug's writer: everything pending reaches disk only every
+        `flush_interval` seconds."""
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+
+    async def snapshot(self, state: Callable[[], dict[str, Any]]) -> None:
+        """Write the whole state and drop the journals it covers.
+
+        Taken between flushes (under the writer lock): every record already on disk has been
+        applied to the state captured here, and records still pending go to the new journal.
+        """
+        async with self._lock:
+            keep_from = self.storage.rotate()
+            data = json.dumps(state(), separators=(",", ":")).encode()
+            await asyncio.to_thread(self.storage.write_snapshot, data, keep_from)

@@ -1,0 +1,176 @@
+"""CrdtKvTarget: runs the reference crdt-kv server on every node through its Remote only.
+
+On the local namespace cluster the nodes share this machine's files, so the server runs from
+the installed package with this interpreter. On ssh and docker nodes the server package (this
+directory, standard library only) is uploaded to `<workdir>/crdt-kv/code/crdt_kv` and run with
+the node's own `python3`, which must be 3.11 or newer. There is no leader: every node serves
+every request, so `leader()` is always None and leader-aimed faults pick a random node.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from dsjepsen.cluster.daemon import wait_for_port
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.options import Option
+from dsjepsen.targets.base import Client
+from dsjepsen.targets.contract_client import CONTRACT_FS, ContractClient
+from dsjepsen.targets.crdt_kv.bugs import BUGS
+from dsjepsen.targets.http_server import HttpServerTarget
+
+if TYPE_CHECKING:
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node, Remote
+
+__all__ = ["BUGS", "CrdtKvTarget"]
+
+DEFAULT_PORT = 7070
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: harness-side modules that a node neither needs nor can import (they import dsjepsen)
+HARNESS_ONLY = {"target.py"}
+#: the f values of the set and counter endpoints (the register ones are not served)
+SPEAKS = frozenset(CONTRACT_FS)
+
+
+class CrdtKvTarget(HttpServerTarget):
+    name = "crdt-kv"
+    description = (
+        "the reference CRDT store: G-Sets and PN-Counters replicated by gossip, no leader "
+        "(docs/crdt.md)"
+    )
+    speaks = SPEAKS
+    default_workload = "g-set"
+    options = (
+        Option(
+            "bug",
+            "list",
+            (),
+            "switch on a deliberate bug (see `dsjepsen list targets` and docs/crdt.md)",
+            choices=tuple(BUGS),
+            keyword="bugs",
+            label="bug",
+        ),
+    )
+    elects_leader = False
+    version = "0.1.0"
+    BUGS = BUGS
+
+    def __init__(
+        self,
+        bugs: Sequence[str] = (),
+        client_timeout: float = 2.0,
+        *,
+        port: int = DEFAULT_PORT,
+        gossip_interval_ms: float = 100.0,
+        gossip_timeout: float = 1.0,
+        flush_interval: float = 2.0,
+        snapshot_interval: float = 5.0,
+        setup_timeout: float = 30.0,
+        python: str = "python3",
+    ):
+        unknown = [b for b in bugs if b not in BUGS]
+        if unknown:
+            raise ConfigError(
+                f"--bug: unknown crdt-kv bug {unknown[0]!r} (known: {', '.join(BUGS)})"
+            )
+        self.bugs = tuple(dict.fromkeys(bugs))
+        super().__init__(bugs=self.bugs)
+        self.client_timeout = client_timeout
+        self.port = port
+        self.gossip_interval_ms = gossip_interval_ms
+        self.gossip_timeout = gossip_timeout
+        self.flush_interval = flush_interval
+        self.snapshot_interval = snapshot_interval
+        self.setup_timeout = setup_timeout
+        self.python = python  # the interpreter on ssh / docker nodes
+
+    def code_dir(self, node: Node) -> str:
+        return f"{self.home(node)}/code"
+
+    # -- process control ----------------------------------------------------------------------
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The server command line for one node (also what a user runs by hand)."""
+        peers = self.members([n for n in cluster.nodes if n.name != node.name])
+        if cluster.shares_controller_files:
+            head = [sys.executable, "-m", "dsjepsen.targets.crdt_kv.server"]
+        else:
+            head = [self.python, "-m", "crdt_kv.server"]
+        argv = [
+            *head,
+            "--id",
+            node.name,
+            "--listen",
+            f"0.0.0.0:{self.port}",
+            "--peers",
+            peers,
+            "--data-dir",
+            self.data_dir(node),
+            "--gossip-interval",
+            f"{self.gossip_interval_ms:g}",
+            "--gossip-timeout",
+            f"{self.gossip_timeout:g}",
+            "--flush-interval",
+            f"{self.flush_interval:g}",
+            "--snapshot-interval",
+            f"{self.snapshot_interval:g}",
+        ]
+        for bug in self.bugs:
+            argv += ["--bug", bug]
+        return argv
+
+    def cwd(self, cluster: Cluster, node: Node) -> str:
+        # on ssh / docker nodes `python -m crdt_kv.server` imports the uploaded package
+        return self.home(node) if cluster.shares_controller_files else self.code_dir(node)
+
+    def _upload(self, remote: Remote, node: Node) -> None:
+        res = remote.run(
+            [self.python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
+            timeout=30.0,
+            check=False,
+        )
+        if res.exit != 0:
+            raise HarnessError(
+                f"node {node.name}: crdt-kv needs {self.python} >= 3.11 on the node "
+                f"(exit {res.exit}: {res.stderr.strip()[:200]})"
+            )
+        dest = f"{self.code_dir(node)}/crdt_kv"
+        remote.run(["rm", "-rf", dest], timeout=30.0)
+        remote.run(["mkdir", "-p", dest], timeout=30.0)
+        for name in sorted(os.listdir(PACKAGE_DIR)):
+            if name.endswith(".py") and name not in HARNESS_ONLY:
+                remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
+
+    def setup(self, cluster: Cluster) -> None:
+        if not cluster.shares_controller_files:
+            for node in cluster.nodes:
+                self._upload(cluster.remote(node.name), node)
+        for node in cluster.nodes:
+            self.start(cluster, node.name)
+        deadline = time.monotonic() + self.setup_timeout
+        for node in cluster.nodes:
+            wait_for_port(node.address, self.port, timeout=max(1.0, deadline - time.monotonic()))
+        silent = [n.name for n in cluster.nodes if self.status(cluster, n.name) is None]
+        while silent:
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"crdt-kv: {', '.join(silent)} never answered GET /status within "
+                    f"{self.setup_timeout:g}s; see {self.log_file(cluster.nodes[0])} on the nodes"
+                )
+            time.sleep(0.1)
+            silent = [n for n in silent if self.status(cluster, n) is None]
+
+    # -- clients and observation --------------------------------------------------------------
+
+    def client(self, cluster: Cluster, node: str) -> Client:
+        n = cluster.node(node)
+        return ContractClient(n.address, self.port, timeout=self.client_timeout, node=node)
+
+    def leader(self, cluster: Cluster) -> str | None:
+        """A CRDT store has no leader."""
+        return None
