@@ -44,6 +44,7 @@ def generate_set(n_ops: int, seed: int) -> tuple[History, int]:
         sets[k] = []
     next_key = ACTIVE_KEYS
     next_el = 0
+    adds: dict[int, int] = {}
     open_: dict[int, tuple[int, str, int, Any, str]] = {}  # slot -> process, f, key, value, node
     procs = list(range(CONCURRENCY))
     invoked = 0
@@ -75,7 +76,8 @@ def generate_set(n_ops: int, seed: int) -> tuple[History, int]:
             if rng.random() < 0.5:
                 next_el += 1
                 f, value = "add", next_el
-                if next_el % ADDS_PER_KEY == 0:  # retire the set for a fresh one
+                adds[key] = adds.get(key, 0) + 1
+                if adds[key] == ADDS_PER_KEY:  # retire the set for a fresh one
                     active[i] = next_key
                     sets[next_key] = []
                     next_key += 1

@@ -136,3 +136,60 @@ def test_after_failure_budget_follows_the_time_limit(tmp_path: Path) -> None:
         d["per_key"][k]["reason"] == "not decided: the verdict was already known"
         for k in ("'h1'", "'h2'")
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# --checker: any registered checker
+
+
+def test_checker_stats(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", INVALID)), "--checker", "stats")
+    assert r.returncode == 0, r.stderr  # stats is never a verdict by itself
+    assert "VALID (stats)" in r.stdout
+    assert "read: 1 ok, 0 fail, 0 info, 0 pending" in r.stdout
+    assert "linearizable" not in r.stdout
+    d = json.loads(run(str(tmp_path / "h.jsonl"), "--checker", "stats", "--json").stdout)
+    assert d["checker"] == "stats" and d["details"]["by_f"]["write"]["ok"] == 1
+
+
+def test_checker_vacuous_on_a_history_without_ok_ops_is_unknown(tmp_path: Path) -> None:
+    failed = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "fail", "f": "write", "value": 1},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "info", "f": "read", "value": None},
+    ]
+    path = write(tmp_path / "h.jsonl", failed)
+    r = run(str(path), "--checker", "vacuous")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "UNKNOWN (vacuous)" in r.stdout
+    assert "no client op succeeded during the run (1 failed, 1 indeterminate)" in r.stdout
+    # linearizable alone calls it valid; composed with vacuous, the run is unknown
+    assert run(str(path)).returncode == 0
+    r = run(str(path), "--checker", "linearizable", "--checker", "vacuous", "--json")
+    assert r.returncode == 2
+    d = json.loads(r.stdout)
+    assert d["valid"] == "unknown" and set(d["details"]) >= {"linearizable", "vacuous"}
+
+
+def test_several_checkers_compose(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", INVALID)), "--checker", "stats", "--checker",
+            "linearizable", "--checker", "stats")  # fmt: skip
+    assert r.returncode == 1
+    assert r.stdout.count("(stats)") == 1  # a checker named twice runs once
+    assert r.stdout.splitlines()[-1].endswith("INVALID (checkers: stats, linearizable)")
+
+
+def test_unknown_checker_is_one_line_254(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", VALID)), "--checker", "nope")
+    assert r.returncode == 254
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert "--checker: unknown checker 'nope' (known: " in r.stderr
+    assert all(name in r.stderr for name in ("linearizable", "stats", "vacuous"))
+
+
+def test_unknown_model_is_one_line_254(tmp_path: Path) -> None:
+    r = run(str(write(tmp_path / "h.jsonl", VALID)), "--model", "nope")
+    assert r.returncode == 254 and r.stderr.count("\n") == 1
+    assert "unknown model 'nope'" in r.stderr

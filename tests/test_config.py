@@ -96,14 +96,14 @@ def test_defaults_and_options_are_recorded() -> None:
     cfg = config(
         "--target", "raft-kv", "--bug", "stale-read", "--bug", "no-fsync",
         "--nemesis", "partition-majority,kill", "--seed", "42", "--concurrency", "6",
-        "--rate", "0", "--keys", "3", "--ops-per-key", "10", "--time-limit", "12.5",
+        "--rate", "0", "--keys", "3", "--ops-per-key", "10", "--time-limit", "42.5",
     )  # fmt: skip
     assert cfg.option("bug") == ("stale-read", "no-fsync")
     assert cfg.nemesis == ("partition-majority", "kill")
     assert (cfg.seed, cfg.seed_given, cfg.rate, cfg.option("keys"), cfg.option("ops-per-key")) == (
         42, True, 0, 3, 10,
     )  # fmt: skip
-    assert cfg.time_limit == 12.5
+    assert cfg.time_limit == 42.5
     d = cfg.to_dict()
     assert d["concurrency"] == "6" and d["options"]["bug"] == ["stale-read", "no-fsync"]
     assert cfg.test_name == "raft-kv-bug-stale-read+no-fsync-register-partition-majority+kill"

@@ -35,7 +35,7 @@ from typing import Any
 
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
-from dsjepsen.checkers.set_full import as_set, plain
+from dsjepsen.checkers.set_full import as_set, paused_gc, plain
 from dsjepsen.history import NEMESIS, History
 
 READ_SET = "read-set"
@@ -121,7 +121,10 @@ class ConvergenceChecker(Checker):
     )
 
     def check(self, history: History, context: CheckContext | None = None) -> CheckResult:
-        context = context or CheckContext()
+        with paused_gc():
+            return self._check(history, context or CheckContext())
+
+    def _check(self, history: History, context: CheckContext) -> CheckResult:
         fs = read_fs(history)
         grow_only_counter = _grow_only_counter(history)
         final_from = context.final_from_index

@@ -51,6 +51,7 @@ from typing import Any
 
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
+from dsjepsen.checkers.set_full import paused_gc
 from dsjepsen.history import NEMESIS, History
 
 INCREMENT = "increment"
@@ -153,7 +154,10 @@ class CounterChecker(Checker):
         self.lower = lower
 
     def check(self, history: History, context: CheckContext | None = None) -> CheckResult:
-        context = context or CheckContext()
+        with paused_gc():
+            return self._check(history, context or CheckContext())
+
+    def _check(self, history: History, context: CheckContext) -> CheckResult:
         lower = self.lower or ("global" if context.consistency == "linearizable" else "node")
         per_node = lower == "node"
         inc_f, read_f = counter_vocabulary(history)

@@ -17,7 +17,7 @@ from pathlib import Path
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, Remote, RemoteError
-from dsjepsen.cluster.control.docker import DockerRemote
+from dsjepsen.cluster.control.docker import DockerRemote, inspect_argv, validate_container
 from dsjepsen.cluster.control.local import run_argv
 from dsjepsen.cluster.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
 from dsjepsen.errors import ConfigError, InputError
@@ -55,6 +55,11 @@ def add_node_options(parser: argparse.ArgumentParser, local: bool = True) -> Non
             metavar="N",
             help="size of the local cluster (default: the existing cluster's size, or "
             f"{localnet.DEFAULT_NODE_COUNT} when it is created; a different size rebuilds it)",
+        )
+        g.add_argument(
+            "--force-node-count",
+            action="store_true",
+            help="create a local cluster larger than this machine's estimated capacity",
         )
         g.add_argument(
             "--cluster-name",
@@ -113,7 +118,12 @@ def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True
             raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
         if create:
             existed = localnet.read_state(name) is not None
-            cluster = localnet.up(name, node_count=count, rebuild=count is not None)
+            cluster = localnet.up(
+                name,
+                node_count=count,
+                rebuild=count is not None,
+                force=bool(getattr(args, "force_node_count", False)),
+            )
             cluster.created_here = not existed
             return cluster
         return localnet.open_cluster(name)
@@ -275,6 +285,9 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
 
 def build_cluster(specs: list[NodeSpec]) -> Cluster:
     """Nodes and remotes for specs; docker nodes get their container's IP as address."""
+    for s in specs:  # every name first: a bad one is refused before any engine is asked
+        if s.backend == "docker":
+            validate_container(s.name, s.container or s.name)
     kinds = {s.backend for s in specs}
     nodes: list[Node] = []
     remotes: dict[str, Remote] = {}
@@ -301,13 +314,7 @@ def container_address(node: str, container: str, timeout: float = 30.0) -> str:
     DockerRemote(Node(node, "", "/"), container).run(["true"], timeout=timeout)  # clear errors
     res = run_argv(
         node,
-        [
-            "docker",
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-            container,
-        ],
+        inspect_argv(container, "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"),
         timeout=timeout,
     )
     ips = res.stdout.split()

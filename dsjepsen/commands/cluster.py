@@ -33,6 +33,11 @@ def register(subparsers) -> None:
     p = add("up", "create the cluster (idempotent)", run_up)
     p.add_argument("--nodes", type=int, default=5, metavar="N", help="node count (default 5)")
     p.add_argument("--subnet", metavar="CIDR", help="IPv4 subnet (default: a /24 of 10.213.0.0/16)")
+    p.add_argument(
+        "--force-node-count",
+        action="store_true",
+        help="create a cluster larger than this machine's estimated capacity",
+    )
 
     p = add("down", "kill every process in the cluster and remove it", run_down)
     p.add_argument("--keep-data", action="store_true", help="keep node data and logs")
@@ -53,7 +58,9 @@ def register(subparsers) -> None:
 def run_up(args) -> int:
     if not 1 <= args.nodes <= localnet.MAX_NODES:
         raise ConfigError(f"--nodes {args.nodes}: must be 1-{localnet.MAX_NODES}")
-    cluster = localnet.up(args.name, node_count=args.nodes, subnet=args.subnet)
+    cluster = localnet.up(
+        args.name, node_count=args.nodes, subnet=args.subnet, force=args.force_node_count
+    )
     print(
         f"cluster {cluster.name}: {len(cluster.nodes)} nodes on {cluster.meta['subnet']} "
         f"(controller {cluster.meta['controller_address']})"

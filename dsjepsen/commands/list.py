@@ -54,7 +54,8 @@ def lines(kind: str) -> list[str]:
         for name, ext in plugins.available(kind).items():
             doc = getattr(ext, "description", "") or (ext.__doc__ or "").strip().split("\n")[0]
             out.append(f"{name:<14} {doc}")
-    out += [f"(broken) {b.line()}" for b in plugins.broken(kind)]
+    broken = catalog.broken() if kind == "nemeses" else plugins.broken(kind)
+    out += [f"(broken) {b.line()}" for b in broken]
     return out
 
 
