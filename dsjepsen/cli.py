@@ -15,7 +15,19 @@ from dsjepsen import __version__
 from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS, DsjError
 
 #: subcommand modules in dsjepsen.commands, in the order `--help` lists them
-COMMANDS = ("test", "check", "export", "report", "serve", "cluster", "doctor", "list")
+COMMANDS = (
+    "test",
+    "maelstrom",
+    "campaign",
+    "check",
+    "export",
+    "report",
+    "serve",
+    "cluster",
+    "docker",
+    "doctor",
+    "list",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dsjepsen.checkers.base import CheckContext
 from dsjepsen.checkers.convergence import ConvergenceChecker
 from dsjepsen.checkers.counter import CounterChecker, SubsetSums
-from dsjepsen.checkers.set_full import SetFullChecker
+from dsjepsen.checkers.set_full import SetFullChecker, analyse_key, collect
 from dsjepsen.history import History, Op
 
 # -- set-full -----------------------------------------------------------------------------------
@@ -242,18 +242,23 @@ def test_set_full_outcomes_match_jepsens_reducer(h: History) -> None:
     r = SetFullChecker().check(h, CheckContext())
     expected = _jepsen_set_full(h)
     fails = {op.value for op in h.ops if op.f == "add" and op.type == "fail"}
-    got: dict[Any, str] = {}
-    from dsjepsen.checkers.set_full import analyse_key, collect
-
+    counts: dict[str, int] = {}
+    notable: dict[Any, str] = {}
     for key, k in collect(h, "add", "read-set", None).items():
-        for res in analyse_key(key, k)[0]:
-            got[res.element] = res.outcome
-    for e, outcome in expected.items():
-        if e in fails and e not in got:
-            continue  # a failed add never seen: nothing to judge (Jepsen lists it never-read)
-        assert got[e] == outcome, (e, got[e], outcome)
-    lost = sum(1 for v in got.values() if v == "lost")
-    assert r.details["lost_count"] == lost
+        ka = analyse_key(key, k)
+        for outcome, n in ka.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + n
+        notable.update((res.element, res.outcome) for res in ka.notable)
+    judged = {e: o for e, o in expected.items() if not (e in fails and e not in seen(h))}
+    for outcome in ("stable", "lost", "never-read"):
+        assert counts.get(outcome, 0) == sum(1 for o in judged.values() if o == outcome)
+    assert {e for e, o in judged.items() if o != "stable"} <= notable.keys()
+    assert all(notable[e] == o for e, o in judged.items() if o != "stable")
+    assert r.details["lost_count"] == counts.get("lost", 0)
+
+
+def seen(h: History) -> set[Any]:
+    return {e for op in h.ops if op.f == "read-set" and op.type == "ok" for e in op.value}
 
 
 # -- counter ------------------------------------------------------------------------------------

@@ -205,6 +205,10 @@ def collect(
     return keys
 
 
+STABLE, LOST, PARTIAL, NEVER_READ = "stable", "lost", "partial", "never-read"
+OUTCOMES = (STABLE, LOST, PARTIAL, NEVER_READ)
+
+
 @dataclass(slots=True)
 class ElementResult:
     key: Any
@@ -218,7 +222,20 @@ class ElementResult:
     stale_ns: int | None = None
 
 
-def analyse_key(key: Any, k: KeyOps) -> tuple[list[ElementResult], dict[str, Any]]:
+@dataclass
+class KeyAnalysis:
+    """The outcome counts of one key's elements, and the elements worth reporting."""
+
+    counts: dict[str, int]
+    notable: list[ElementResult]  # every element that is not stable, or is stale
+    info_seen: int  # elements whose add was not ok, returned by some read
+    phantoms: list[tuple[Any, Read]]  # never added: (element, first read returning it)
+    failed_seen: list[tuple[Any, Read, Add]]  # add failed, yet returned
+    duplicates: list[tuple[Any, Read]]
+    finals: dict[Any, Read]  # node -> its last final read of the key
+
+
+def analyse_key(key: Any, k: KeyOps) -> KeyAnalysis:
     """Every element's outcome for one key, plus the phantoms and duplicates found."""
     reads = k.reads
     # Each read's elements hashed once (only this key's sets are alive at a time).
@@ -282,60 +299,54 @@ def analyse_key(key: Any, k: KeyOps) -> tuple[list[ElementResult], dict[str, Any
         final_union = set()
         for i in last_final.values():
             final_union |= sets[i]
-    results: list[ElementResult] = []
-    for e in universe:
-        add = adds.get(e)
-        if add is None:
-            continue  # never added: a phantom, reported as such
-        if add.type == "fail" and e not in first_seen:
-            continue  # certainly never added, and never seen: nothing to judge
-        known: int | None = None
-        known_time: int | None = None
-        if add is not None and add.ret is not None:
-            known, known_time = add.ret, add.ret_time
-        fs = first_seen.get(e)
+    counts = dict.fromkeys(OUTCOMES, 0)
+    notable: list[ElementResult] = []
+    info_seen = 0
+    no_read = None
+    for e, add in adds.items():
+        fs = first_seen.get(e, no_read)
+        if add.type != "ok":
+            if fs is None:
+                if add.type == "fail":
+                    continue  # certainly never added, and never seen: nothing to judge
+            else:
+                info_seen += 1
+        known, known_time = add.ret, add.ret_time
         if fs is not None and (known is None or fs.ret < known):
             known, known_time = fs.ret, fs.ret_time
-        lp = last_present.get(e)
-        la = last_absent.get(e)
+        lp = last_present.get(e, no_read)
         # Stable: every read invoked after the last one that returned it lacks it, so it is
         # stable when all of those completed before its add was even invoked (Jepsen follows
         # an element from its add's invocation on; an earlier read says nothing about it).
         stable = lp is not None and later_ret[lp.rank] < add.call
+        la = last_absent.get(e, no_read)
         if final_union is not None:
             if known is not None and e not in final_union:
-                outcome = "lost"
+                outcome = LOST
             elif stable:
-                outcome = "stable"
+                outcome = STABLE
             elif e in final_union:
-                outcome = "partial"
+                outcome = PARTIAL
             else:
-                outcome = "never-read"
+                outcome = NEVER_READ
         elif stable:
-            outcome = "stable"
+            outcome = STABLE
         elif known is not None and la is not None and known < la.call:
             # Jepsen's rule: a read that began after it was known, and after the last read that
             # returned it began (la is the latest read lacking it), did not return it
-            outcome = "lost"
+            outcome = LOST
         else:
-            outcome = "never-read"
+            outcome = NEVER_READ
+        counts[outcome] += 1
+        # stale: a read that began after it was known still missed it
+        stale = outcome is STABLE and la is not None and known is not None and la.call > known
+        if outcome is STABLE and not stale:
+            continue  # the common case, only counted
         res = ElementResult(key, plain(e), outcome, add, known, known_time, lp, la)
-        if (
-            outcome == "stable"
-            and la is not None
-            and known is not None
-            and known_time is not None
-            and la.call > known
-        ):
+        if stale and known_time is not None and la is not None:
             res.stale_ns = max(0, la.call_time - known_time)
-        results.append(res)
-    extra = {
-        "phantoms": phantoms,
-        "failed_seen": failed_seen,
-        "duplicates": duplicates,
-        "finals": finals,
-    }
-    return results, extra
+        notable.append(res)
+    return KeyAnalysis(counts, notable, info_seen, phantoms, failed_seen, duplicates, finals)
 
 
 def _duplicates(values: list[Any]) -> list[Any]:
@@ -425,6 +436,20 @@ def _lost_anomaly(
     }
 
 
+def _read_anomaly(kind: str, key: Any, e: Any, rd: Read, how: str) -> dict[str, Any]:
+    """An anomaly shown by one read: it returned element e, and `how` says what is wrong."""
+    return {
+        "type": kind,
+        "key": key,
+        "element": plain(e),
+        "node": rd.node,
+        "message": (
+            f"a read of key {key!r} through {_node(rd.node)} completed at {_s(rd.ret_time)} "
+            f"returned element {plain(e)!r}, {how}."
+        ),
+    }
+
+
 def _add_dict(add: Add | None) -> dict[str, Any] | None:
     if add is None:
         return None
@@ -451,7 +476,7 @@ class SetFullChecker(Checker):
         add_f, read_f = set_vocabulary(history)
         keys = collect(history, add_f, read_f, context.final_from_index)
         anomalies: list[dict[str, Any]] = []
-        counts = {"stable": 0, "lost": 0, "partial": 0, "never-read": 0}
+        counts = dict.fromkeys(OUTCOMES, 0)
         totals = {"lost": 0, "phantom": 0, "duplicate": 0}
         adds_by_type = {"ok": 0, "info": 0, "fail": 0}
         stale: list[ElementResult] = []
@@ -464,71 +489,47 @@ class SetFullChecker(Checker):
             n_reads += len(k.reads)
             for a in k.adds.values():
                 adds_by_type[a.type] = adds_by_type.get(a.type, 0) + 1
-            results, extra = analyse_key(key, k)
-            lost = [r for r in results if r.outcome == "lost"]
+            ka = analyse_key(key, k)
+            info_seen += ka.info_seen
+            for outcome, n in ka.counts.items():
+                counts[outcome] += n
+            lost = [r for r in ka.notable if r.outcome == LOST]
             sightings = _where_lost(key, lost, k.reads) if lost else {}
-            for r in results:
-                counts[r.outcome] += 1
+            for r in ka.notable:
                 if r.stale_ns is not None:
                     stale.append(r)
-                if r.add is not None and r.add.type != "ok" and r.last_present is not None:
-                    info_seen += 1
                 if r.outcome in listed and len(listed[r.outcome]) < MAX_LISTED:
                     listed[r.outcome].append({"key": key, "element": r.element})
-            for r in lost:
-                totals["lost"] += 1
-                if totals["lost"] <= MAX_ANOMALIES:
-                    anomalies.append(
-                        _lost_anomaly(r, sightings.get(hashable(r.element), {}), extra["finals"])
+            found: list[tuple[str, dict[str, Any]]] = [
+                ("lost", _lost_anomaly(r, sightings.get(hashable(r.element), {}), ka.finals))
+                for r in lost
+            ]
+            found += [
+                ("phantom", _read_anomaly("phantom", key, e, rd, "which was never added"))
+                for e, rd in ka.phantoms
+            ]
+            found += [
+                (
+                    "phantom",
+                    _read_anomaly(
+                        "phantom",
+                        key,
+                        e,
+                        rd,
+                        f"although its add through {_node(a.node)} failed (certainly not done)",
                     )
-            for e, rd in extra["phantoms"]:
-                totals["phantom"] += 1
-                if totals["phantom"] <= MAX_ANOMALIES:
-                    anomalies.append(
-                        {
-                            "type": "phantom",
-                            "key": key,
-                            "element": plain(e),
-                            "node": rd.node,
-                            "message": (
-                                f"a read of key {key!r} through {_node(rd.node)} completed at "
-                                f"{_s(rd.ret_time)} returned element {plain(e)!r}, which was "
-                                "never added."
-                            ),
-                        }
-                    )
-            for e, rd, a in extra["failed_seen"]:
-                totals["phantom"] += 1
-                if totals["phantom"] <= MAX_ANOMALIES:
-                    anomalies.append(
-                        {
-                            "type": "phantom",
-                            "key": key,
-                            "element": plain(e),
-                            "node": rd.node,
-                            "add": _add_dict(a),
-                            "message": (
-                                f"a read of key {key!r} through {_node(rd.node)} completed at "
-                                f"{_s(rd.ret_time)} returned element {plain(e)!r}, although "
-                                f"its add through {_node(a.node)} failed (certainly not done)."
-                            ),
-                        }
-                    )
-            for e, rd in extra["duplicates"]:
-                totals["duplicate"] += 1
-                if totals["duplicate"] <= MAX_ANOMALIES:
-                    anomalies.append(
-                        {
-                            "type": "duplicate",
-                            "key": key,
-                            "element": plain(e),
-                            "node": rd.node,
-                            "message": (
-                                f"a read of key {key!r} through {_node(rd.node)} completed at "
-                                f"{_s(rd.ret_time)} returned element {plain(e)!r} more than once."
-                            ),
-                        }
-                    )
+                    | {"add": _add_dict(a)},
+                )
+                for e, rd, a in ka.failed_seen
+            ]
+            found += [
+                ("duplicate", _read_anomaly("duplicate", key, e, rd, "more than once"))
+                for e, rd in ka.duplicates
+            ]
+            for kind, anomaly in found:
+                totals[kind] += 1
+                if totals[kind] <= MAX_ANOMALIES:
+                    anomalies.append(anomaly)
         stale.sort(key=lambda r: r.stale_ns or 0, reverse=True)
         details: dict[str, Any] = {
             "vocabulary": {"add": add_f, "read": read_f},
