@@ -190,3 +190,75 @@ def test_a_server_that_never_listens_fails_setup_naming_nodes_and_logs(make_clus
     finally:
         target.teardown(cluster)
     assert not any(target.pid(cluster, n) for n in cluster.names)
+
+
+# -- {env:NAME}: secrets from the controller's environment, never stored ---------------------
+
+
+def test_env_placeholder_is_one_argument_and_masked_when_shown() -> None:
+    environ = {"DSJ_PW": "s3cr3t $(x) 'q' two words", "OTHER": ""}
+    template = "srv --pw {env:DSJ_PW} --opt=a{env:OTHER}b --id {node}"
+    argv = render_command(template, {"node": "n1"}, environ)
+    assert argv == ["srv", "--pw", environ["DSJ_PW"], "--opt=ab", "--id", "n1"]
+    shown = render_command(template, {"node": "n1"}, environ, mask_env=True)
+    assert shown == ["srv", "--pw", "{env:DSJ_PW}", "--opt=a{env:OTHER}b", "--id", "n1"]
+    assert template_fields(template) == ["env:DSJ_PW", "env:OTHER", "node"]
+    with pytest.raises(ConfigError, match=r"environment variable DSJ_NOPE is not set"):
+        render_command("srv {env:DSJ_NOPE}", {}, environ)
+
+
+@pytest.mark.parametrize("bad", ["{env}", "{env:}", "{env:1X}", "{env:A-B}", "{env!r}"])
+def test_bad_env_placeholders_are_one_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        render_command(f"srv {bad}", {}, {})
+    assert "--server-cmd" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unset_env_variable_is_one_line_and_exit_254_before_the_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "DSJ_UNSET_SECRET"}
+    res = subprocess.run(
+        [
+            sys.executable, "-m", "dsjepsen", "test", "--target", "http-kv",
+            "--server-cmd", "srv --token {env:DSJ_UNSET_SECRET} --id {node}",
+            "--store", str(tmp_path / "store"), "--cluster-name", "nosuch",
+        ],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert res.returncode == 254, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DSJ_UNSET_SECRET" in lines[0], res.stderr
+    assert not (tmp_path / "store").exists()  # refused before anything was made
+
+
+@pytest.mark.cluster
+def test_env_secret_reaches_the_server_and_never_the_store(
+    make_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dsjepsen.harness.runner import _Hooks
+
+    secret = "tok-" + "7f3a9c" * 4
+    monkeypatch.setenv("DSJ_TEST_SECRET", secret)
+    cluster = make_cluster(node_count=3)
+    # the reference server given the secret in its environment, through env(1) on the node
+    cmd = "env SERVER_TOKEN={env:DSJ_TEST_SECRET} " + REFERENCE_SERVER
+    seen: list[bool] = []
+
+    def server_has_the_secret(ctx) -> None:
+        pid = ctx.target.pid(cluster, "n1")
+        seen.append(f"SERVER_TOKEN={secret}".encode() in Path(f"/proc/{pid}/environ").read_bytes())
+
+    cfg = make_config(
+        "--store", str(tmp_path), "--target", "http-kv", "--server-cmd", cmd,
+        "--time-limit", "3", "--seed", "5",
+    )  # fmt: skip
+    out = Runner(cfg, cluster, hooks=_Hooks(after_setup=[server_has_the_secret])).run()
+    assert out.valid is True, out.results.get("reason")
+    assert seen == [True]
+    test_json = (out.run_dir / "test.json").read_text()
+    assert "{env:DSJ_TEST_SECRET}" in test_json
+    for path in out.run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

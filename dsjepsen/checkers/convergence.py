@@ -148,7 +148,7 @@ class ConvergenceChecker(Checker):
             if op.type == "invoke":
                 open_[op.process] = (pos, op)
                 if op.node is not None:
-                    r = replicas.get((op.node, op.key))
+                    r = replicas.get((op.node, op.f, op.key))
                     if r is not None:
                         snapshots[pos] = (len(r.seen), r.best)
                 continue
@@ -169,12 +169,14 @@ class ConvergenceChecker(Checker):
             else:
                 continue
             if final_from is not None and inv.index >= final_from:
-                finals.setdefault(inv.key, []).append(_Final(node, inv.time, op.time, value, v))
+                finals.setdefault((inv.f, inv.key), []).append(
+                    _Final(node, inv.time, op.time, value, v)
+                )
             if node is None:
                 continue
-            r = replicas.get((node, inv.key))
+            r = replicas.get((node, inv.f, inv.key))
             if r is None:
-                r = replicas[(node, inv.key)] = _Replica()
+                r = replicas[(node, inv.f, inv.key)] = _Replica()
             snap = snapshots.pop(ipos, None)
             bad = self._monotonic(
                 r, node, inv.key, elements, v, snap, inv.time, op.time, grow_only_counter
@@ -292,22 +294,27 @@ class ConvergenceChecker(Checker):
         converged_at: dict[Any, int] = {}
         first_round_agreed = True
         per_key: dict[str, Any] = {}
-        for key, reads in finals.items():
+        kinds: dict[Any, int] = {}
+        for _, key in finals:
+            kinds[key] = kinds.get(key, 0) + 1
+        for (f, key), reads in finals.items():
+            # "key 3"; "key 3 (read-counter)" when a set and a counter share the key
+            label = f"key {key!r}" + (f" ({f})" if kinds[key] > 1 else "")
             last: dict[Any, _Final] = {}
             for f in reads:  # completion order: the last one per node stands
                 last[f.node] = f
             missing = [n for n in nodes if n not in last]
             values = {f.value for f in last.values()}
             if len(values) > 1:
-                diverged.append(key)
+                diverged.append(label)
                 if len(anomalies) < MAX_ANOMALIES:
-                    anomalies.append(self._diverged(key, last))
-                per_key[str(key)] = {
+                    anomalies.append(self._diverged(key, label, last))
+                per_key[label] = {
                     str(n): _describe_value(f.value) for n, f in sorted(last.items(), key=str)
                 }
                 continue
             if missing:
-                undecided.append((key, [str(n) for n in missing]))
+                undecided.append((label, [str(n) for n in missing]))
                 continue
             final = next(iter(values))
             when = 0
@@ -319,12 +326,12 @@ class ConvergenceChecker(Checker):
                 if i > 0:
                     first_round_agreed = False
                 when = max(when, node_reads[i].ret_time)
-            converged_at[key] = when
+            converged_at[label] = when
         details["keys"] = len(finals)
         details["nodes"] = [str(n) for n in nodes]
-        details["diverged_keys"] = [str(k) for k in diverged[:100]]
+        details["diverged_keys"] = diverged[:100]
         details["diverged_values"] = per_key
-        details["undecided_keys"] = {str(k): m for k, m in undecided[:100]}
+        details["undecided_keys"] = dict(undecided[:100])
         if converged_at:
             slowest = sorted(converged_at.items(), key=lambda kv: kv[1], reverse=True)
             seconds = max(0, slowest[0][1] - (origin or 0)) / 1e9
@@ -349,19 +356,19 @@ class ConvergenceChecker(Checker):
             reason = f"{'; '.join(parts)}; first: {anomalies[0]['message']}"
             return CheckResult(self.name, False, reason, anomalies, details)
         if undecided:
-            key, missing_nodes = undecided[0]
+            label, missing_nodes = undecided[0]
             return CheckResult(
                 self.name,
                 "unknown",
-                f"{len(undecided)} key(s) have no final read through some node; first: key "
-                f"{key!r} through {', '.join(missing_nodes)}",
+                f"{len(undecided)} key(s) have no final read through some node; first: "
+                f"{label} through {', '.join(missing_nodes)}",
                 anomalies,
                 details,
             )
         return CheckResult(self.name, True, None, anomalies, details)
 
     @staticmethod
-    def _diverged(key: Any, last: dict[Any, _Final]) -> dict[str, Any]:
+    def _diverged(key: Any, label: str, last: dict[Any, _Final]) -> dict[str, Any]:
         """The anomaly of a key whose nodes ended with different values: who has what."""
         by_node = sorted(last.items(), key=lambda kv: str(kv[0]))
         counts: dict[Hashable, int] = {}
@@ -383,14 +390,14 @@ class ConvergenceChecker(Checker):
             complete = [str(n) for n, f in by_node if str(n) not in lacks]
             if complete:
                 parts.append(f"{', '.join(complete)} have all {len(union)}")
-            message = f"key {key!r} did not converge: " + "; ".join(parts) + "."
+            message = f"{label} did not converge: " + "; ".join(parts) + "."
             values: dict[str, Any] = {str(n): len(f.value) for n, f in by_node}  # type: ignore[arg-type]
             extra["lacks"] = {n: [plain(e) for e in els[:100]] for n, els in lacks.items()}
             odd = [n for n, f in by_node if str(n) in lacks]
         else:
             values = {str(n): f.raw for n, f in by_node}
             message = (
-                f"key {key!r} did not converge: "
+                f"{label} did not converge: "
                 + ", ".join(f"{n} reads {v}" for n, v in values.items())
                 + "."
             )

@@ -165,11 +165,11 @@ def collect(
     """Pair invocations with completions (per process) and group adds and ok reads by key."""
     keys: dict[Any, KeyOps] = {}
     open_: dict[Any, tuple[int, Any]] = {}
+    no_final = final_from_index is None
     for pos, op in enumerate(history.ops):
-        if op.process == NEMESIS:
-            continue
         if op.type == "invoke":
-            if op.f == add_f or op.f == read_f:
+            f = op.f
+            if (f == add_f or f == read_f) and op.process != NEMESIS:
                 open_[op.process] = (pos, op)
             continue
         got = open_.pop(op.process, None)
@@ -180,7 +180,8 @@ def collect(
         if k is None:
             k = keys[inv.key] = KeyOps()
         if inv.f == add_f:
-            e = hashable(inv.value)
+            v = inv.value
+            e = v if type(v) is int else hashable(v)
             add = k.adds.get(e)
             if add is None:
                 add = k.adds[e] = Add(ipos, inv.time, inv.node or op.node)
@@ -190,13 +191,14 @@ def collect(
             if op.type == "ok":
                 add.ret, add.ret_time = pos, op.time
         elif op.type == "ok":
-            if not isinstance(op.value, list | tuple | set | frozenset):
-                k.malformed += 1
-                continue
-            final = final_from_index is not None and inv.index >= final_from_index
-            node = inv.node or op.node
-            value = op.value if isinstance(op.value, list) else list(op.value)
-            k.reads.append(Read(ipos, pos, inv.time, op.time, node, value, final))
+            value = op.value
+            if type(value) is not list:
+                if not isinstance(value, list | tuple | set | frozenset):
+                    k.malformed += 1
+                    continue
+                value = list(value)
+            final = not no_final and inv.index >= final_from_index  # type: ignore[operator]
+            k.reads.append(Read(ipos, pos, inv.time, op.time, inv.node or op.node, value, final))
     # adds never completed stay "info"; register their keys too
     for ipos, inv in open_.values():
         if inv.f == add_f:

@@ -679,13 +679,17 @@ def _count_rules(ns: str) -> int:
     )
 
 
-def heal(name: str = DEFAULT_NAME) -> dict[str, dict[str, list[str]]]:
+def heal(name: str = DEFAULT_NAME, stop_processes: bool = False) -> dict[str, dict[str, list[str]]]:
     """Undo every fault dsjepsen can leave in cluster `name` after a crashed run.
 
     Node namespaces hold nothing but what dsjepsen put there, so each one's firewall is reset
     whole (every rule and user chain, `DSJ-...` partition chains included, in every table;
     policies back to ACCEPT), the root and ingress qdiscs on eth0 are removed (packet faults),
-    and every stopped process is resumed with SIGCONT. Returns, per node, what was undone."""
+    and every stopped process is resumed with SIGCONT. With stop_processes (`dsjepsen cluster
+    heal`, never a run's own heal, which must keep its target running) every process left in
+    a node namespace is killed too: only dsjepsen starts processes there, so whatever is left
+    is a target a dead controller could not stop, and the next run must not meet it. Returns,
+    per node, what was undone ("stopped": "<pid> <command>" per killed process)."""
     validate_name(name)
     preflight()
     cluster_state = read_state(name)
@@ -702,7 +706,19 @@ def heal(name: str = DEFAULT_NAME) -> dict[str, dict[str, list[str]]]:
             "qdiscs": _reset_qdiscs(n.netns),
             "resumed": [str(p) for p in _resume_all(n.netns)],
         }
+        if stop_processes:
+            shown = {p: f"{p} {_command_line(p)}" for p in netns_pids(n.netns)}
+            killed = _kill_all(n.netns)
+            report[n.name]["stopped"] = [shown.get(p, str(p)) for p in killed]
     return report
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:200]
 
 
 def _reset_firewall(ns: str) -> list[str]:

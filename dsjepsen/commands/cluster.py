@@ -52,7 +52,12 @@ def register(subparsers) -> None:
     # exec also reaches SSH hosts and containers, to check a node list before a test
     add_node_options(p, local=False)
 
-    add("heal", "remove every fault dsjepsen left (firewall, qdiscs, paused processes)", run_heal)
+    add(
+        "heal",
+        "remove every fault dsjepsen left (firewall, qdiscs, paused processes) and stop every "
+        "process left in the nodes (a crashed run's target)",
+        run_heal,
+    )
 
 
 def run_up(args) -> int:
@@ -129,12 +134,15 @@ def run_exec(args) -> int:
 
 
 def run_heal(args) -> int:
-    report = localnet.heal(args.name)
-    total = 0
+    report = localnet.heal(args.name, stop_processes=True)
+    faults = stopped = 0
     for node, done in report.items():
         for kind, items in done.items():
             for item in items:
-                total += 1
+                if kind == "stopped":
+                    stopped += 1
+                else:
+                    faults += 1
                 print(f"{node}: {kind}: {item}")
-    print(f"cluster {args.name}: healed ({total} faults undone)")
+    print(f"cluster {args.name}: healed ({faults} faults undone, {stopped} processes stopped)")
     return 0

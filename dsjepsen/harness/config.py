@@ -304,19 +304,16 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _fault_names(raw: Any) -> list[str]:
-    """--nemesis: a comma list, or none. An empty list ('' or ',,,') is a mistake, not 'none'."""
+    """--nemesis as the user wrote it: `none` stands alone and no fault is listed twice; the
+    names themselves (and an empty list such as '' or ',,,') are the catalog's to judge."""
     if raw is None:
         return []
     names = _names(raw)
-    if not names:
-        raise ConfigError("--nemesis: empty fault list (use none for no faults)")
-    if names == ["none"]:
-        return []
-    if "none" in names:
+    if "none" in names and len(names) > 1:
         raise ConfigError("--nemesis: 'none' cannot be combined with other faults")
     if len(set(names)) != len(names):
         raise ConfigError(f"--nemesis: a fault is listed twice in {','.join(names)}")
-    return catalog.check_names(names)
+    return catalog.check_names(raw)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TestConfig:

@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import http.client
 import json
+import logging
 import re
 import socket
 import time
@@ -37,6 +38,8 @@ API = "/v3"
 BINARY = "etcd"
 PACKAGE = "etcd-server"
 READY_TIMEOUT = 60.0
+
+log = logging.getLogger("dsjepsen.target")
 
 
 def _b64(s: str) -> str:
@@ -234,6 +237,8 @@ class EtcdTarget(Target):
         self.serializable_reads = serializable_reads
         self.client_timeout = client_timeout
         self.version = "unknown"
+        #: what setup found of earlier runs and removed (see HttpServerTarget.leftovers)
+        self.leftovers: list[dict[str, Any]] = []
 
     # -- layout --------------------------------------------------------------------------
 
@@ -303,16 +308,32 @@ class EtcdTarget(Target):
         return m.group(1) if m else "unknown"
 
     def setup(self, cluster: Cluster) -> None:
+        """A clean slate first (an earlier run whose controller died leaves its etcd members
+        running, maybe paused, with their data: a new member must never join them), on every
+        node before any new member starts; then start them all and wait for a quorum."""
         versions: dict[str, str] = {}
+        found: dict[str, dict[str, Any]] = {}
 
         def prepare(node: str) -> None:
             remote = cluster.remote(node)
             versions[node] = self.install(remote)
             p = self.paths(cluster, node)
-            daemon.stop_daemon(remote, p.pid)
-            remote.run(["rm", "-rf", "--", p.data], timeout=60)
+            got = daemon.clear_leftovers(
+                remote,
+                cluster.node(node).workdir,
+                pidfiles=[p.pid],
+                remove=[p.data],
+                rotate=[p.log],
+            )
+            if got["processes"] or [x for x in got["removed"] if x != p.log]:
+                found[node] = got
 
         self._each(cluster, prepare)
+        self.leftovers = [found[n] for n in cluster.names if n in found]
+        for got in self.leftovers:
+            log.warning("etcd: %s", daemon.describe_leftovers(got))
+        if not self.leftovers:
+            log.info("etcd: no leftovers of earlier runs on %s", ", ".join(cluster.names))
         self.version = sorted(set(versions.values()))[0] if versions else "unknown"
         self._each(cluster, lambda n: self._start(cluster, n, wait=False))
         self.wait_ready(cluster)

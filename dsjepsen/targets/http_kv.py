@@ -5,14 +5,24 @@ The template is filled in per node and split into an argument list; every substi
 shlex-quoted first, so a node name, path or address can never become two arguments or a shell
 construct (there is no shell). The process is run with the daemon helpers like every other
 target, so kill / pause / resume / log collection work the same as for raft-kv.
+
+`{env:NAME}` takes a value from the controller's environment (a password, a token): it is
+filled in on the controller, each time a node's command is built, and never stored. test.json
+records the template, which holds only `{env:NAME}`; errors, logs and the report show the
+command with `{env:NAME}` in place of the value (`shown_argv`). A variable that is not set is
+one error naming it, before the run. The value does reach the node's process table, as any
+argument does; a server that prints its own command line puts it in its log.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import string
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from dsjepsen.cluster.daemon import wait_for_port
@@ -34,22 +44,34 @@ PLACEHOLDERS = {
     "peers": "the other nodes as name=address:port,... (empty with one node)",
     "all_nodes": "every node as name=address:port,...",
     "data_dir": "a per-node data directory (created before start, removed by wipe)",
+    "env:NAME": "the controller's environment variable NAME (never stored)",
 }
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: key of the setup round trip; the workloads use integer keys, so it never meets theirs
 SETUP_KEY = "dsjepsen-setup"
 
 
-def template_fields(template: str) -> list[str]:
-    """The placeholder names used in template; ConfigError for a malformed or unknown one."""
+def _parse(template: str) -> list[tuple[str, str | None]]:
+    """(literal text, placeholder or None) pieces; `{env:NAME}` comes back as "env:NAME".
+    ConfigError for a malformed or unknown placeholder."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as e:
         raise ConfigError(
             f"--server-cmd: malformed template ({e}; write {{{{ for a brace)"
         ) from None
-    names = []
-    for _, field, spec, conversion in parsed:
+    pieces: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in parsed:
         if field is None:
+            pieces.append((literal, None))
+            continue
+        if field == "env" and not conversion:  # str.format reads NAME as a format spec
+            if not spec or not ENV_NAME.fullmatch(spec):
+                raise ConfigError(
+                    f"--server-cmd: {{env:{spec}}} needs an environment variable name "
+                    "(letters, digits, _), e.g. {env:DB_PASSWORD}"
+                )
+            pieces.append((literal, f"env:{spec}"))
             continue
         if field not in PLACEHOLDERS:
             raise ConfigError(
@@ -60,16 +82,65 @@ def template_fields(template: str) -> list[str]:
             raise ConfigError(
                 f"--server-cmd: placeholder {{{field}}} takes no format or !conversion"
             )
-        names.append(field)
-    return names
+        pieces.append((literal, field))
+    return pieces
 
 
-def render_command(template: str, values: dict[str, str]) -> list[str]:
+def template_fields(template: str) -> list[str]:
+    """The placeholder names used in template ("env:NAME" for an environment variable);
+    ConfigError for a malformed or unknown one."""
+    return [field for _, field in _parse(template) if field is not None]
+
+
+def env_names(template: str) -> list[str]:
+    """The environment variables the template takes values from, in order of appearance."""
+    return list(dict.fromkeys(f[4:] for f in template_fields(template) if f.startswith("env:")))
+
+
+def check_env(template: str, environ: Mapping[str, str] | None = None) -> None:
+    """ConfigError naming the first `{env:NAME}` whose variable the controller lacks."""
+    environ = os.environ if environ is None else environ
+    for name in env_names(template):
+        if name not in environ:
+            raise _unset(name)
+
+
+def _unset(name: str) -> ConfigError:
+    return ConfigError(
+        f"--server-cmd: environment variable {name} is not set (the template uses {{env:{name}}})"
+    )
+
+
+def render_command(
+    template: str,
+    values: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    mask_env: bool = False,
+) -> list[str]:
     """Fill template with shlex-quoted values and split it: each value stays one argument (or
-    part of one), whatever characters it holds."""
-    template_fields(template)
+    part of one), whatever characters it holds. `{env:NAME}` is the controller's variable
+    (`environ`, default os.environ), or stays `{env:NAME}` itself with mask_env (what may be
+    shown or stored)."""
+    environ = os.environ if environ is None else environ
+    out: list[str] = []
+    for literal, field in _parse(template):
+        out.append(literal)
+        if field is None:
+            continue
+        if field.startswith("env:"):
+            name = field[4:]
+            if mask_env:
+                value = "{" + field + "}"
+            elif name in environ:
+                value = environ[name]
+            else:
+                raise _unset(name)
+        else:
+            value = str(values[field])
+        out.append(shlex.quote(value))
     try:
-        argv = shlex.split(template.format(**{k: shlex.quote(str(v)) for k, v in values.items()}))
+        argv = shlex.split("".join(out))
     except ValueError as e:  # unbalanced quotes in the template itself
         raise ConfigError(f"--server-cmd: cannot split the command ({e})") from None
     if not argv:
@@ -85,7 +156,8 @@ def check_options(server_cmd: str | None = None, port: int | None = None, **_: o
             "e.g. 'python3 my_server.py --id {node} --port {port} --peers {peers}')"
         )
     sample = {k: "x" for k in PLACEHOLDERS}
-    render_command(server_cmd, sample)
+    render_command(server_cmd, sample, mask_env=True)
+    check_env(server_cmd)
     if port is not None and not 1 <= int(port) <= 65535:
         raise ConfigError(f"--server-port: must be a TCP port 1-65535, got {port}")
 
@@ -104,7 +176,8 @@ class HttpKvTarget(HttpServerTarget):
             "str",
             None,
             "command starting your server on a node; placeholders {node} {address} {port} "
-            "{peers} {all_nodes} {data_dir}",
+            "{peers} {all_nodes} {data_dir}, and {env:NAME} for a secret from the "
+            "controller's environment (never stored)",
             metavar="TEMPLATE",
             keyword="server_cmd",
         ),
@@ -134,9 +207,8 @@ class HttpKvTarget(HttpServerTarget):
 
     # -- process control ----------------------------------------------------------------------
 
-    def argv(self, cluster: Cluster, node: Node) -> list[str]:
-        """The server command for one node (also what a user can run by hand)."""
-        values = {
+    def _values(self, cluster: Cluster, node: Node) -> dict[str, str]:
+        return {
             "node": node.name,
             "address": node.address,
             "port": str(self.port),
@@ -144,7 +216,24 @@ class HttpKvTarget(HttpServerTarget):
             "all_nodes": self.members(list(cluster.nodes)),
             "data_dir": self.data_dir(node),
         }
-        return render_command(self.server_cmd, values)
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The server command for one node, `{env:NAME}` filled from the controller's
+        environment now (so a variable unset since the check is still one clear error)."""
+        return render_command(self.server_cmd, self._values(cluster, node))
+
+    def shown_argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The command as errors, logs and the report show it: `{env:NAME}` stays as is."""
+        return render_command(self.server_cmd, self._values(cluster, node), mask_env=True)
+
+    def redact(self, text: str) -> str:
+        """text with the value of every `{env:NAME}` replaced by `{env:NAME}` (a leftover
+        server's command line, found on a node, holds the values)."""
+        for name in env_names(self.server_cmd):
+            value = os.environ.get(name, "")
+            if value:
+                text = text.replace(value, "{env:" + name + "}")
+        return text
 
     def setup(self, cluster: Cluster) -> None:
         for node in cluster.nodes:

@@ -43,6 +43,44 @@ from dsjepsen.errors import ConfigError
 
 PASSWORD_ENV_DEFAULT = "DSJEPSEN_SSH_PASSWORD"
 log = logging.getLogger("dsjepsen.ssh")
+#: idle command agents kept per connection (more are opened while commands run in parallel)
+MAX_IDLE_AGENTS = 8
+AGENT_READY = b"DSJ-AGENT-READY"
+
+#: The command agent, one POSIX sh loop per exec channel. The user's shell starts it once (and
+#: runs its startup files once: bash sources ~/.bashrc for every command sshd runs, ~390 ms
+#: here where it starts pyenv); after that each command costs a few forks. Per command it reads
+#: `LEN_CMD LEN_INPUT|-` and those bytes, runs the command line with `sh` in a session of its
+#: own (so a timeout can kill its whole process group), its output in files (a daemon the
+#: command leaves running holds no pipe of ours), and answers `P PID`, then `R EXIT LEN_OUT
+#: LEN_ERR` and the bytes. The files are opened and removed before the answer is written, so
+#: an agent that dies writing it leaves nothing in /tmp.
+AGENT_SCRIPT = r"""exec 2>/dev/null
+umask 077
+t=${TMPDIR:-/tmp}
+S=
+command -v setsid >/dev/null && S=setsid
+echo DSJ-AGENT-READY
+while IFS=' ' read -r n m; do
+  d=$(mktemp -d "$t/dsj-ssh.XXXXXX") || exit 1
+  head -c "$n" >"$d/c"
+  i=/dev/null
+  if [ "$m" != - ]; then head -c "$m" >"$d/i"; i=$d/i; fi
+  $S sh "$d/c" <"$i" >"$d/o" 2>"$d/e" &
+  p=$!
+  echo "P $p"
+  wait "$p"
+  r=$?
+  exec 3<"$d/o" 4<"$d/e"
+  so=$(wc -c <"$d/o")
+  se=$(wc -c <"$d/e")
+  rm -rf "$d"
+  echo "R $r $so $se"
+  cat <&3
+  cat <&4
+  exec 3<&- 4<&-
+done
+"""
 
 
 @dataclass(frozen=True)
@@ -105,6 +143,9 @@ class SshRemote(Remote):
         self.host = host or node.address
         self._conn = None
         self._lock = threading.Lock()
+        self._idle: list[_Agent] = []
+        #: set when this server cannot run the command agent: one exec channel per command
+        self._no_agent = False
 
     # ------------------------------------------------------------------ connection
 
@@ -204,6 +245,9 @@ class SshRemote(Remote):
 
     def close(self) -> None:
         with self._lock:
+            idle, self._idle = self._idle, []
+            for agent in idle:
+                agent.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -219,6 +263,98 @@ class SshRemote(Remote):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> Result:
+        """Run argv through a command agent of this connection (see `_Agent`), or, on a server
+        where no agent can start, as one exec channel per command."""
+        shown = list(argv)
+        started = time.monotonic()
+        agent = None if self._no_agent else self._take_agent(shown, max(timeout, 5.0))
+        if agent is None:
+            result = self._run_plain(argv, timeout, input, env, cwd)
+        else:
+            cmd = command_line(argv, env, cwd, sudo=False)  # the agent already runs as root
+            remaining = max(0.05, timeout - (time.monotonic() - started))
+            try:
+                result = agent.run(cmd, input, remaining)
+            except _AgentTimeout as e:
+                self._kill_after_timeout(agent, e.pgid)
+                raise RemoteTimeout(
+                    self.node.name, shown, f"timed out after {timeout:g}s"
+                ) from None
+            except (OSError, EOFError, paramiko.SSHException) as e:
+                agent.close()
+                self.close()
+                raise RemoteError(self.node.name, shown, f"SSH connection lost ({e})") from None
+            self._give_agent(agent)
+        if check and result.exit != 0:
+            last = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            detail = f" ({last[-1][:200]})" if last else ""
+            raise RemoteError(self.node.name, shown, f"exit {result.exit}{detail}", result)
+        return result
+
+    def _take_agent(self, shown: list[str], timeout: float) -> _Agent | None:
+        """An idle agent, or a new one (one exec channel; the only place that pays for the
+        remote login shell's startup files). None when this server cannot run one."""
+        with self._lock:
+            while self._idle:
+                agent = self._idle.pop()
+                if agent.usable():
+                    return agent
+                agent.close()
+        conn = self.connection()
+        try:
+            return _Agent.start(conn.transport, self.config.use_sudo, timeout)
+        except _AgentRefused as e:
+            if self.config.use_sudo and e.stderr:
+                raise RemoteConfigError(
+                    self.node.name,
+                    shown,
+                    f"sudo -n refused for {self.config.user} ({e.stderr.splitlines()[-1][:200]}; "
+                    "passwordless sudo is needed for a non-root SSH user)",
+                ) from None
+            log.info(
+                "node %s: no command agent (%s); one exec channel per command", self.node.name, e
+            )
+            self._no_agent = True
+            return None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            self.close()
+            raise RemoteError(self.node.name, shown, f"SSH connection lost ({e})") from None
+
+    def _give_agent(self, agent: _Agent) -> None:
+        with self._lock:
+            if self._conn is not None and len(self._idle) < MAX_IDLE_AGENTS and agent.usable():
+                self._idle.append(agent)
+                return
+        agent.close()
+
+    def _kill_after_timeout(self, agent: _Agent, pgid: int | None) -> None:
+        """SIGKILL the timed-out command's process group from another agent (the timed-out one
+        is busy waiting for it), then drop the timed-out agent: no remote process outlives
+        its timeout. A daemon that the command detached into a session of its own lives on."""
+        agent.close()
+        if pgid is None:
+            return
+        try:
+            killer = self._take_agent(["kill"], 10.0)
+            if killer is None:
+                return
+            killer.run(f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, 10.0)
+            self._give_agent(killer)
+        except Exception as e:  # noqa: BLE001 - the timeout is what the caller must hear about
+            log.warning(
+                "node %s: could not kill timed-out command (pgid %s): %s", self.node.name, pgid, e
+            )
+
+    def _run_plain(
+        self,
+        argv: Sequence[str],
+        timeout: float,
+        input: str | None,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+    ) -> Result:
+        """One exec channel per command (servers where no agent runs): the command goes
+        through the user's shell, and a timeout closes the channel without killing it."""
         from invoke.exceptions import CommandTimedOut
 
         cmd = command_line(argv, env, cwd, sudo=self.config.use_sudo)
@@ -245,12 +381,7 @@ class SshRemote(Remote):
             # invoke's timer closed the channel but lost the race to report it (its
             # timed_out flag is read before the timer thread ends): no exit status = timeout
             raise RemoteTimeout(self.node.name, list(argv), f"timed out after {timeout:g}s")
-        result = Result(r.exited if r.exited is not None else -1, r.stdout, r.stderr)
-        if check and result.exit != 0:
-            last = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            detail = f" ({last[-1][:200]})" if last else ""
-            raise RemoteError(self.node.name, list(argv), f"exit {result.exit}{detail}", result)
-        return result
+        return Result(r.exited if r.exited is not None else -1, r.stdout, r.stderr)
 
     # ------------------------------------------------------------------ files
 
@@ -325,6 +456,127 @@ class SshRemote(Remote):
 
     def __repr__(self) -> str:
         return f"SshRemote({self.node.name!r}, {self.where})"
+
+
+class _AgentTimeout(Exception):
+    """The command outlived its timeout; `pgid` is its process group (None if not yet known)."""
+
+    def __init__(self, pgid: int | None) -> None:
+        super().__init__(pgid)
+        self.pgid = pgid
+
+
+class _AgentRefused(Exception):
+    """The agent's channel ended before it was ready (no sh, sudo refused, a server that
+    runs no commands); `stderr` is what the remote side said."""
+
+    def __init__(self, message: str, stderr: str) -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+class _Agent:
+    """One exec channel running AGENT_SCRIPT: one command at a time, a few ms each."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        self.buf = bytearray()
+        self.broken = False
+
+    @classmethod
+    def start(cls, transport: paramiko.Transport, sudo: bool, timeout: float) -> _Agent:
+        """Open a channel and wait for the ready line (skipping whatever the user's startup
+        files print). With sudo the whole agent runs as root through one `sudo -n`."""
+        channel = transport.open_session(timeout=timeout)
+        prefix = "exec sudo -n -- /bin/sh -c " if sudo else "exec /bin/sh -c "
+        channel.exec_command(prefix + shlex.quote(AGENT_SCRIPT))
+        agent = cls(channel)
+        deadline = time.monotonic() + timeout
+        try:
+            while not agent._line(deadline).endswith(AGENT_READY):
+                pass
+        except EOFError:
+            err = agent._stderr()
+            channel.close()
+            raise _AgentRefused(f"agent exited at once: {err or 'no output'}", err) from None
+        except TimeoutError:
+            channel.close()
+            raise OSError(f"the remote shell did not start within {timeout:g}s") from None
+        return agent
+
+    def usable(self) -> bool:
+        ch = self.channel
+        return not (self.broken or ch.closed or ch.eof_received or ch.exit_status_ready())
+
+    def run(self, cmd: str, input: str | None, timeout: float) -> Result:
+        """Send one command, wait for its answer. Raises _AgentTimeout past `timeout`."""
+        data = cmd.encode()
+        stdin = None if input is None else input.encode()
+        header = f"{len(data)} {'-' if stdin is None else len(stdin)}\n".encode()
+        deadline = time.monotonic() + timeout
+        pgid: int | None = None
+        self.broken = True  # until the whole answer is read
+        try:
+            self.channel.settimeout(max(0.01, timeout))
+            self.channel.sendall(header + data + (stdin or b""))
+            line = self._line(deadline).split()
+            if len(line) != 2 or line[0] != b"P":
+                raise EOFError(f"unexpected answer from the command agent: {line!r}")
+            pgid = int(line[1])
+            line = self._line(deadline).split()
+        except TimeoutError:
+            raise _AgentTimeout(pgid) from None
+        if len(line) != 4 or line[0] != b"R":
+            raise EOFError(f"unexpected answer from the command agent: {line!r}")
+        code, n_out, n_err = (int(x) for x in line[1:])
+        rest = max(deadline, time.monotonic() + 30.0)  # it has finished: the bytes follow
+        out = self._exact(n_out, rest)
+        err = self._exact(n_err, rest)
+        self.broken = False
+        return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.channel.settimeout(remaining)
+        chunk = self.channel.recv(1 << 16)
+        if not chunk:
+            raise EOFError("the command agent's channel closed")
+        self.buf += chunk
+
+    def _line(self, deadline: float) -> bytes:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 1]
+                return line
+            self._fill(deadline)
+
+    def _exact(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            self._fill(deadline)
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def _stderr(self) -> str:
+        chunks = []
+        self.channel.settimeout(2.0)
+        try:
+            while True:
+                chunk = self.channel.recv_stderr(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks).decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        self.broken = True
+        self.channel.close()
 
 
 class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):

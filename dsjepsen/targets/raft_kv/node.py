@@ -8,7 +8,17 @@ switches are each a small, marked deviation (search for `self.bugs`):
 - no-fsync: the log is written to disk only every `flush_interval` seconds (storage.py);
 - early-ack: a PUT is answered as soon as the leader has appended it, before commit;
 - no-term-check: AppendEntries from a stale term is accepted, and a vote is granted to every
-  up-to-date candidate of a term instead of to the first one only.
+  up-to-date candidate of a term instead of to the first one only;
+- lease-read: the leader answers reads from local state, without a quorum round, while it
+  holds a lease. Followers stamp each AppendEntries reply with their wall clock (time.time())
+  and, as in the Raft thesis (4.2.3), ignore vote requests for an election timeout after
+  hearing from the leader (timed on the monotonic clock); the leader takes the stamp of the
+  majority-th freshest follower plus half an election timeout as the end of its lease and
+  compares it with its own time.time(). That is safe while wall clocks agree: no new leader
+  can be elected before the lease ends. The bug is trusting wall clocks: a follower clock
+  ahead of the leader's, or a leader clock that jumps back, stretches the lease past the
+  election of a new leader, and the old one serves stale reads. libfaketime (clock faults)
+  moves exactly this clock.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +95,11 @@ class RaftNode:
         self._append_conns = {p: PeerConnection(h, port) for p, (h, port) in cfg.peers.items()}
         self._vote_conns = {p: PeerConnection(h, port) for p, (h, port) in cfg.peers.items()}
         self._loop = asyncio.get_running_loop()
+        # lease-read: the end of the leader's lease (wall clock), the followers' stamps of this
+        # term, and when (monotonic) a follower last heard from its leader
+        self.lease_until = 0.0
+        self.follower_clock: dict[str, float] = {}
+        self._last_heard = -1e9
 
     @property
     def term(self) -> int:
@@ -191,6 +207,16 @@ class RaftNode:
     def on_vote(self, req: dict[str, Any]) -> dict[str, Any]:
         term = int(req["term"])
         cand = str(req["candidate"])
+        if (
+            "lease-read" in self.bugs
+            and term > self.term
+            and self.role == FOLLOWER
+            and self.leader_id not in (None, cand)
+            and self._loop.time() - self._last_heard < self.cfg.election_timeout
+        ):
+            # thesis 4.2.3: a follower that heard from its leader within the minimum election
+            # timeout ignores vote requests; this is what the leader's lease relies on
+            return {"term": self.term, "granted": False}
         if term > self.term:
             self._set_term(term)
         granted = False
@@ -228,6 +254,8 @@ class RaftNode:
         self.match_index = {p: 0 for p in self.cfg.peers}
         self.acked_round = {p: 0 for p in self.cfg.peers}
         self.read_round = 0
+        self.lease_until = 0.0
+        self.follower_clock = {}
         # A no-op of our own term: committing it commits everything before it (paper, 5.4.2)
         # and is what lets ReadIndex know the commit index is up to date.
         self.st.append([Entry(self.term, {"op": "noop"})])
@@ -306,6 +334,8 @@ class RaftNode:
             if self.role != LEADER or self.term != term:
                 return
             self.acked_round[peer] = max(self.acked_round[peer], rnd)
+            if "lease-read" in self.bugs and isinstance(resp.get("clock"), int | float):
+                self._extend_lease(peer, float(resp["clock"]))
             if resp.get("success"):
                 m = prev + len(entries)
                 self.match_index[peer] = max(self.match_index[peer], m)
@@ -326,6 +356,25 @@ class RaftNode:
             self._notify()
             if self.next_index[peer] <= self.st.last_index or self.read_round > rnd:
                 ev.set()
+
+    def _extend_lease(self, peer: str, clock: float) -> None:
+        """BUG lease-read: the lease ends half an election timeout after the stamp of the
+        majority-th freshest follower, a time read on *its* wall clock and compared with
+        ours; `max` keeps a lease once granted, even when our clock jumps back."""
+        self.follower_clock[peer] = max(self.follower_clock.get(peer, 0.0), clock)
+        need = self.majority - 1  # followers needed besides ourselves
+        stamps = sorted(self.follower_clock.values(), reverse=True)
+        if need <= 0 or len(stamps) < need:
+            return
+        self.lease_until = max(self.lease_until, stamps[need - 1] + self.cfg.election_timeout / 2)
+
+    def holds_lease(self) -> bool:
+        return (
+            "lease-read" in self.bugs
+            and self.role == LEADER
+            and self.commit_index >= self.noop_index
+            and time.time() < self.lease_until
+        )
 
     def _advance_commit(self) -> None:
         matches = sorted([self._own_match(), *self.match_index.values()], reverse=True)
@@ -372,9 +421,15 @@ class RaftNode:
             self.log.info("following leader %s in term %d", leader, term)
         self.leader_id = leader
         self._reset_deadline()
+        self._last_heard = self._loop.time()
         prev = int(req["prev_index"])
         if prev > self.st.last_index:
-            return {"term": self.term, "success": False, "conflict_index": self.st.last_index + 1}
+            return {
+                "term": self.term,
+                "success": False,
+                "conflict_index": self.st.last_index + 1,
+                "clock": time.time(),
+            }
         if self.st.term_at(prev) != int(req["prev_term"]):
             ct = self.st.term_at(prev)
             first = prev
@@ -385,6 +440,7 @@ class RaftNode:
                 "success": False,
                 "conflict_index": first,
                 "conflict_term": ct,
+                "clock": time.time(),
             }
         entries = req["entries"]
         for k, (t, _cmd) in enumerate(entries):
@@ -402,7 +458,7 @@ class RaftNode:
         if new_commit > self.commit_index:
             self.commit_index = new_commit
             self._apply()
-        return {"term": self.term, "success": True, "match_index": match}
+        return {"term": self.term, "success": True, "match_index": match, "clock": time.time()}
 
     # -- client operations --------------------------------------------------------------------
 
@@ -430,6 +486,8 @@ class RaftNode:
         seen at arrival. A read that cannot be confirmed has done nothing, so it may fail."""
         if "stale-read" in self.bugs:
             return Outcome.OK
+        if self.holds_lease():
+            return Outcome.OK  # BUG lease-read: no quorum round while the lease looks valid
         if self.role != LEADER:
             return Outcome.NOT_LEADER
         term = self.term
@@ -468,4 +526,7 @@ class RaftNode:
             "last_log_index": self.st.last_index,
             "durable_index": self.st.durable,
             "bugs": sorted(self.bugs),
+            # the wall clock as this process sees it (moved by clock faults under libfaketime)
+            "clock": time.time(),
+            "lease_until": self.lease_until if "lease-read" in self.bugs else None,
         }

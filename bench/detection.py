@@ -1,0 +1,317 @@
+"""Detection rate of every seeded bug under its documented recipe, and false alarms of the
+correct target under the same faults.
+
+    sudo python bench/detection.py                          # every recipe, 5 seeds, 60 s
+    sudo python bench/detection.py --seeds 20 --parallel 2 --only no-term-check
+    sudo python bench/detection.py --list                   # the recipes and their commands
+
+A recipe is the command the README gives for finding one bug. Finding it on one lucky seed
+proves little: this runs each recipe over --seeds seeds (1, 2, ...; --first-seed moves them)
+as real `python -m dsjepsen test ... --json` subprocesses, each on its own local cluster
+(`--cluster-name det<k>`, k < --parallel, created on demand and removed by the test), then
+runs the target without the bug under the same faults and seeds (the control: any INVALID
+there is a false alarm, a bug in the harness or the checker). It prints, per recipe, how many
+seeds found the bug, how many ended unknown, and the control's false alarms; `--out FILE`
+appends every run's outcome as one JSON line, so a long bench that is stopped keeps its data.
+
+Exit status: 0 when every recipe found its bug on every seed and no control ended INVALID,
+1 otherwise, 254 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: the default --time-limit of `dsjepsen test`
+DEFAULT_TIME_LIMIT = 60.0
+EXIT_BAD_ARGS = 254
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One documented way to find one bug: the bug's own options and the shared ones (target,
+    faults, cluster size, workload) that the control run repeats without the bug."""
+
+    name: str
+    target: str
+    bug_args: tuple[str, ...]
+    common: tuple[str, ...]
+    #: where the recipe is documented (the README "Targets" section, or the target's doc)
+    source: str = "README.md Targets"
+
+    def bug_argv(self) -> list[str]:
+        return ["--target", self.target, *self.bug_args, *self.common]
+
+    def control_argv(self) -> list[str]:
+        return ["--target", self.target, *self.common]
+
+
+RAFT5 = ("--node-count", "5")
+#: every seeded bug of every reference target, with the recipe that is documented to find it
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("stale-read", "raft-kv", ("--bug", "stale-read"), ("--nemesis", "partition-majority")),
+    Recipe("early-ack", "raft-kv", ("--bug", "early-ack"), ("--nemesis", "partition-leader")),
+    Recipe(
+        "no-term-check",
+        "raft-kv",
+        ("--bug", "no-term-check"),
+        ("--nemesis", "partition-majorities-ring,pause-leader", *RAFT5),
+    ),
+    Recipe("no-fsync", "raft-kv", ("--bug", "no-fsync"), ("--nemesis", "kill-all")),
+    Recipe(
+        "etcd-serializable-reads",
+        "etcd",
+        ("--serializable-reads",),
+        ("--nemesis", "partition-majority", "--node-count", "3"),
+    ),
+    Recipe(
+        "crdt-lww-set",
+        "crdt-kv",
+        ("--bug", "lww-set"),
+        ("--workload", "g-set", "--nemesis", "partition-majority"),
+        source="docs/crdt.md (provisional)",
+    ),
+    Recipe(
+        "crdt-sum-merge",
+        "crdt-kv",
+        ("--bug", "sum-merge"),
+        ("--workload", "pn-counter", "--nemesis", "partition-majority"),
+        source="docs/crdt.md (provisional)",
+    ),
+    Recipe(
+        "crdt-no-anti-entropy",
+        "crdt-kv",
+        ("--bug", "no-anti-entropy"),
+        ("--workload", "g-set", "--nemesis", "partition-majority"),
+        source="docs/crdt.md (provisional)",
+    ),
+    Recipe(
+        "crdt-volatile",
+        "crdt-kv",
+        ("--bug", "volatile"),
+        ("--workload", "g-set", "--nemesis", "kill-all"),
+        source="docs/crdt.md (provisional)",
+    ),
+)
+
+
+@dataclass
+class Job:
+    recipe: str
+    kind: str  # "bug" or "control"
+    argv: list[str]
+    seed: int
+
+
+@dataclass
+class Outcome:
+    job: Job
+    verdict: str  # valid / invalid / unknown / error
+    exit_code: int | None
+    seconds: float
+    reason: str = ""
+    run_dir: str = ""
+
+
+@dataclass
+class Tally:
+    seeds: int = 0
+    invalid: int = 0
+    unknown: int = 0
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def installed_targets() -> set[str]:
+    """Targets `dsjepsen list targets` shows on this machine (crdt-kv may be absent)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "list", "targets"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return {line.split()[0] for line in res.stdout.splitlines() if line and not line[0].isspace()}
+
+
+def run_job(job: Job, cluster: str, time_limit: float, store: str) -> Outcome:
+    """One `dsjepsen test` as a subprocess on cluster `cluster`; its verdict from --json."""
+    argv = [
+        sys.executable, "-m", "dsjepsen", "test", *job.argv,
+        "--seed", str(job.seed), "--time-limit", f"{time_limit:g}",
+        "--cluster-name", cluster, "--store", store, "--json",
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run(
+            argv, capture_output=True, text=True, timeout=time_limit * 4 + 300, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return Outcome(job, "error", None, time.monotonic() - t0, "timed out")
+    seconds = time.monotonic() - t0
+    try:
+        doc: dict[str, Any] = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        return Outcome(job, "error", res.returncode, seconds, tail[:300])
+    valid = doc.get("valid")
+    verdict = {True: "valid", False: "invalid"}.get(valid, "unknown")
+    return Outcome(
+        job, verdict, res.returncode, seconds, str(doc.get("reason") or "")[:300],
+        str(doc.get("run_dir", "")),
+    )  # fmt: skip
+
+
+def plan(recipes: Sequence[Recipe], seeds: Sequence[int], control: bool) -> list[Job]:
+    """Bug runs and (deduplicated) control runs, interleaved by seed so that a bench stopped
+    early still has a few seeds of every recipe."""
+    jobs: list[Job] = []
+    seen: set[tuple[tuple[str, ...], int]] = set()
+    for seed in seeds:
+        for r in recipes:
+            jobs.append(Job(r.name, "bug", r.bug_argv(), seed))
+            if control and (tuple(r.control_argv()), seed) not in seen:
+                seen.add((tuple(r.control_argv()), seed))
+                jobs.append(Job(r.name, "control", r.control_argv(), seed))
+    return jobs
+
+
+def execute(
+    jobs: list[Job], parallel: int, time_limit: float, store: str, out: Path | None
+) -> list[Outcome]:
+    """Run jobs on `parallel` clusters at once; print and record each outcome as it ends."""
+    todo: queue.Queue[Job] = queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        cluster = f"det{k}"
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            o = run_job(job, cluster, time_limit, store)
+            with lock:
+                outcomes.append(o)
+                line = (
+                    f"[{len(outcomes)}/{len(jobs)}] {job.recipe:<24} {job.kind:<7} "
+                    f"seed {job.seed:<4} {o.verdict:<8} {o.seconds:5.0f}s {o.reason[:90]}"
+                )
+                print(line, flush=True)
+                if out is not None:
+                    with out.open("a") as f:
+                        rec = {
+                            "recipe": job.recipe, "kind": job.kind, "seed": job.seed,
+                            "argv": job.argv, "time_limit": time_limit, "verdict": o.verdict,
+                            "exit": o.exit_code, "seconds": round(o.seconds, 1),
+                            "reason": o.reason, "run_dir": o.run_dir,
+                        }  # fmt: skip
+                        f.write(json.dumps(rec) + "\n")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def table(recipes: Sequence[Recipe], outcomes: list[Outcome], time_limit: float) -> str:
+    """The summary: per recipe, detections over seeds and the control's false alarms."""
+    bug: dict[str, Tally] = {r.name: Tally() for r in recipes}
+    ctl: dict[tuple[str, ...], Tally] = {}
+    for o in outcomes:
+        t = bug[o.job.recipe] if o.job.kind == "bug" else ctl.setdefault(tuple(o.job.argv), Tally())
+        t.seeds += 1
+        t.invalid += o.verdict == "invalid"
+        t.unknown += o.verdict == "unknown"
+        t.errors += o.verdict == "error"
+    head = (
+        f"{'recipe':<24} {'time':>5} {'seeds':>5} {'detected':>8} {'unknown':>7} "
+        f"{'errors':>6} {'ctl seeds':>9} {'false alarms':>12}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in recipes:
+        b = bug[r.name]
+        c = ctl.get(tuple(r.control_argv()), Tally())
+        lines.append(
+            f"{r.name:<24} {time_limit:>5g} {b.seeds:>5} {b.invalid:>8} {b.unknown:>7} "
+            f"{b.errors:>6} {c.seeds:>9} {c.invalid:>12}"
+        )
+    for r in recipes:
+        lines.append(f"  {r.name}: dsjepsen test {' '.join(r.bug_argv())}   [{r.source}]")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=5, help="seeds per recipe (default 5)")
+    p.add_argument("--first-seed", type=int, default=1, help="first seed (default 1)")
+    p.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds per run")
+    p.add_argument("--parallel", type=int, default=1, help="local clusters at once (default 1)")
+    p.add_argument("--only", default="", help="comma list of recipe names (default: all)")
+    p.add_argument("--no-control", action="store_true", help="skip the correct-target runs")
+    p.add_argument("--store", help="store directory (default: a temporary one, removed)")
+    p.add_argument("--out", type=Path, help="append each run's outcome to this JSONL file")
+    p.add_argument("--list", action="store_true", help="print the recipes and exit")
+    args = p.parse_args(argv)
+    names = {r.name for r in RECIPES}
+    only = [n for n in args.only.split(",") if n]
+    bad = [n for n in only if n not in names]
+    if bad:
+        p.exit(EXIT_BAD_ARGS, f"--only: unknown recipe {bad[0]!r} (known: {', '.join(names)})\n")
+    if args.seeds < 1 or args.parallel < 1 or args.parallel > 9 or args.time_limit <= 0:
+        p.exit(EXIT_BAD_ARGS, "--seeds >= 1, --parallel 1-9 and --time-limit > 0, please\n")
+    args.only = only
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    recipes = [r for r in RECIPES if not args.only or r.name in args.only]
+    if args.list:
+        for r in recipes:
+            print(f"{r.name:<24} dsjepsen test {' '.join(r.bug_argv())}   [{r.source}]")
+        return 0
+    available = installed_targets()
+    skipped = [r.name for r in recipes if r.target not in available]
+    if skipped:
+        print(f"skipped (target not installed): {', '.join(skipped)}", flush=True)
+    recipes = [r for r in recipes if r.target in available]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = plan(recipes, seeds, control=not args.no_control)
+    store = args.store or tempfile.mkdtemp(prefix="dsj-detection-")
+    print(
+        f"{len(jobs)} runs of {args.time_limit:g}s on {args.parallel} clusters, store {store}",
+        flush=True,
+    )
+    try:
+        outcomes = execute(jobs, args.parallel, args.time_limit, store, args.out)
+    finally:
+        if not args.store:
+            subprocess.run(["rm", "-rf", "--", store], check=False)
+    print(table(recipes, outcomes, args.time_limit))
+    perfect = all(
+        o.verdict == "invalid" if o.job.kind == "bug" else o.verdict != "invalid" for o in outcomes
+    )
+    return 0 if perfect else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The maelstrom client: dsjepsen ops as Maelstrom workload RPCs, replies as completions.
+
+The op vocabulary is dsjepsen's, so the generic workloads run unchanged on Maelstrom nodes:
+
+| f | request body | ok reply -> completion value |
+|---|---|---|
+| echo | `echo {echo}` | `echo_ok {echo}` -> the echoed payload |
+| generate | `generate` | `generate_ok {id}` -> the id |
+| broadcast | `broadcast {message}` | `broadcast_ok` |
+| read-messages | `read` | `read_ok {messages}` -> the list |
+| add (g-set) | `add {element}` | `add_ok` |
+| read-set | `read` | `read_ok {value}` -> the list |
+| increment | `add {delta}` | `add_ok` |
+| read-counter | `read` | `read_ok {value}` -> the integer |
+| read / write / cas (lin-kv) | `read {key}` / `write {key, value}` / `cas {key, from, to}` | `read_ok {value}` / `write_ok` / `cas_ok` |
+
+Errors follow Maelstrom's table: definite codes (1, 10, 11, 12, 14, 20, 21, 22, 30) are `fail`,
+indefinite ones (0, 13, any other) and timeouts `info`. One refinement: a lin-kv `read` answered
+with 20 (key does not exist) is an `ok` read of nothing (None), which is what it observed. A
+request that could not be sent at all (the node is down) is `fail`. Maelstrom's g-set, counter
+and broadcast nodes hold one set or counter, so an op on any key but 0 (or none) is refused
+(`fail`, saying to run with `--keys 1`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from dsjepsen.history import Op
+from dsjepsen.targets.base import Client
+from dsjepsen.targets.maelstrom.net import Network
+
+DEFINITE = frozenset({1, 10, 11, 12, 14, 20, 21, 22, 30})
+KEY_ABSENT = 20
+#: the f values whose nodes hold one object (no key in the protocol)
+SINGLE = frozenset(
+    {"echo", "generate", "broadcast", "read-messages", "add", "read-set", "increment",
+     "read-counter"}
+)  # fmt: skip
+SPEAKS = SINGLE | {"read", "write", "cas"}
+#: request type and the reply type it expects, per f
+REQUEST = {
+    "echo": ("echo", "echo_ok"),
+    "generate": ("generate", "generate_ok"),
+    "broadcast": ("broadcast", "broadcast_ok"),
+    "read-messages": ("read", "read_ok"),
+    "add": ("add", "add_ok"),
+    "read-set": ("read", "read_ok"),
+    "increment": ("add", "add_ok"),
+    "read-counter": ("read", "read_ok"),
+    "read": ("read", "read_ok"),
+    "write": ("write", "write_ok"),
+    "cas": ("cas", "cas_ok"),
+}
+
+
+def body_for(op: Op) -> dict[str, Any]:
+    """The request body for an op (without msg_id)."""
+    kind = REQUEST[op.f][0]
+    v = op.value
+    if op.f == "echo":
+        return {"type": kind, "echo": v}
+    if op.f == "broadcast":
+        return {"type": kind, "message": v}
+    if op.f == "add":
+        return {"type": kind, "element": v}
+    if op.f == "increment":
+        return {"type": kind, "delta": v}
+    if op.f == "read":
+        return {"type": kind, "key": op.key}
+    if op.f == "write":
+        return {"type": kind, "key": op.key, "value": v}
+    if op.f == "cas":
+        old, new = v
+        return {"type": kind, "key": op.key, "from": old, "to": new}
+    return {"type": kind}
+
+
+def value_from(op: Op, body: dict[str, Any]) -> tuple[bool, Any]:
+    """(well formed, completion value) of an ok reply."""
+    f = op.f
+    if f == "echo":
+        return "echo" in body, body.get("echo")
+    if f == "generate":
+        return "id" in body, body.get("id")
+    if f == "read-messages":
+        return isinstance(body.get("messages"), list), body.get("messages")
+    if f == "read-set":
+        return isinstance(body.get("value"), list), body.get("value")
+    if f == "read-counter":
+        v = body.get("value")
+        return isinstance(v, int) and not isinstance(v, bool), v
+    if f == "read":
+        return "value" in body, body.get("value")
+    return True, op.value
+
+
+class MaelstromClient(Client):
+    """One Maelstrom client (c1, c2, ...) bound to one node."""
+
+    def __init__(
+        self,
+        net: Network,
+        node: str,
+        client_id: str,
+        timeout: float,
+        before: Callable[[str, str], str | None] | None = None,
+    ) -> None:
+        self.net = net
+        self.node = node
+        self.id = client_id
+        self.timeout = timeout
+        #: called with (node, f) before an op; a string is why the op cannot be sent
+        self.before = before
+
+    def invoke(self, op: Op) -> Op:
+        if op.f not in REQUEST:
+            return replace(op, type="fail", error=f"the maelstrom client does not speak {op.f!r}")
+        if op.f in SINGLE and op.key not in (None, 0):
+            return replace(
+                op,
+                type="fail",
+                error="Maelstrom nodes hold one set / counter: run with --keys 1",
+            )
+        if self.before is not None:
+            why = self.before(self.node, op.f)
+            if why:
+                return replace(op, type="info", error=why)
+        reply, why, sent = self.net.rpc(self.node, self.id, body_for(op), self.timeout)
+        if reply is None:
+            return replace(op, type="info" if sent else "fail", error=why or "no reply")
+        kind = reply.get("type")
+        if kind == "error":
+            code = reply.get("code")
+            text = reply.get("text")
+            error = {"code": code, "text": text} if text is not None else {"code": code}
+            if op.f == "read" and code == KEY_ABSENT:
+                return replace(op, type="ok", value=None)
+            definite = isinstance(code, int) and code in DEFINITE
+            return replace(op, type="fail" if definite else "info", error=error)
+        expected = REQUEST[op.f][1]
+        if kind != expected:
+            return replace(op, type="info", error=f"expected {expected}, got {kind!r}")
+        ok, value = value_from(op, reply)
+        if not ok:
+            return replace(op, type="info", error=f"malformed {kind}: {str(reply)[:200]}")
+        return replace(op, type="ok", value=value)
+
+
+class ClientIds:
+    """c1, c2, ...: a fresh id per client, as Maelstrom names its clients."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def next(self) -> str:
+        with self.lock:
+            self.n += 1
+            return f"c{self.n}"

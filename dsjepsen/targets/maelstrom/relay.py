@@ -1,0 +1,320 @@
+"""The relay: runs one Maelstrom node program and is its network.
+
+Standard library only and importing nothing from dsjepsen: on SSH and docker nodes this one file
+is uploaded and run with the node's own python3. Why a relay rather than Maelstrom's in-process
+simulated network: the node's messages must cross the real network between the node addresses,
+so that iptables partitions, packet faults, kills and pauses act on real traffic.
+
+What it does, per node:
+
+- starts the node program (argv after `--`, never through a shell) with its stdin and stdout on
+  pipes and its stderr on the relay's own stderr (the daemon log);
+- reads the node's stdout line by line. A message to a peer node (`n0`, `n1`, ...) goes out as
+  one UDP datagram to that peer's relay, from this node's address to the peer's: a partition
+  drops it, as Maelstrom's network drops messages between partitioned nodes (no retransmission
+  behind the node's back). A message to a client (`c1`, ...) or a service (`lin-kv`, `seq-kv`,
+  `lww-kv`, `lin-tso`) goes to the controller over the TCP connection the controller opened;
+  a message to the node itself is delivered back to it;
+- delivers to the node's stdin, one line per message, whatever arrives from peers (once the
+  node has answered `init`: earlier peer messages wait, so a peer that talks before its
+  neighbours are initialised loses nothing) and from the controller (in arrival order);
+- logs every message it carries (time, direction, src, dest, type, msg_id, in_reply_to) as one
+  JSON line in the message log, for network statistics and a later message diagram;
+- reports malformed output (not JSON, not an object, no src / dest / body, an unknown dest) to
+  the controller as an event and in the message log, and carries on: a bad line never stops
+  the node or the run;
+- when the node exits, tells the controller (exit code) and exits with the node's code.
+
+`--latency MS` delays every node-to-node message by MS milliseconds on average (exponentially
+distributed, like Maelstrom's default), added here before sending: the relays apply it, so it
+works on kernels without netem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import queue
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+SERVICES = ("lin-kv", "seq-kv", "lww-kv", "lin-tso")
+#: the largest datagram a message may use (a bigger one is dropped and reported)
+MAX_DATAGRAM = 65000
+#: longest malformed line kept in an event
+SHOWN = 300
+
+
+def is_client(dest: str) -> bool:
+    return len(dest) > 1 and dest[0] == "c" and dest[1:].isdigit()
+
+
+class Relay:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.id: str = args.id
+        self.peers: dict[str, tuple[str, int]] = {}
+        for item in filter(None, args.peers.split(",")):
+            name, _, addr = item.partition("=")
+            host, _, port = addr.rpartition(":")
+            self.peers[name] = (host, int(port))
+        self.latency = max(0.0, args.latency) / 1000.0
+        self.log_lock = threading.Lock()
+        self.log = open(args.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.controller: socket.socket | None = None
+        self.controller_lock = threading.Lock()
+        self.inbox: queue.Queue[bytes | None] = queue.Queue()
+        self.initialised = threading.Event()
+        self.waiting: list[bytes] = []  # peer messages that arrived before init_ok
+        self.waiting_lock = threading.Lock()
+        self.delayed: list[tuple[float, int, bytes, tuple[str, int]]] = []
+        self.delayed_cv = threading.Condition()
+        self.seq = 0
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.udp.bind((args.bind, args.port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("0.0.0.0", args.port))
+        self.tcp.listen(8)
+        self.proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+            args.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=args.node_cwd or None,
+        )
+        self.say(f"relay {self.id}: node pid {self.proc.pid}: {' '.join(args.argv)}")
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        sys.stderr.flush()
+
+    def record(self, direction: str, msg: dict[str, Any] | None, **extra: Any) -> None:
+        entry: dict[str, Any] = {"t": round(time.time(), 6), "node": self.id, "dir": direction}
+        if msg is not None:
+            body = msg.get("body") if isinstance(msg.get("body"), dict) else {}
+            entry.update(src=msg.get("src"), dest=msg.get("dest"), type=body.get("type"))
+            for k in ("msg_id", "in_reply_to"):
+                if k in body:
+                    entry[k] = body[k]
+        entry.update(extra)
+        with self.log_lock:
+            self.log.write(json.dumps(entry, default=str) + "\n")
+
+    # -- to the controller ----------------------------------------------------------------------
+
+    def to_controller(self, obj: dict[str, Any]) -> bool:
+        data = (json.dumps(obj) + "\n").encode()
+        with self.controller_lock:
+            conn = self.controller
+            if conn is None:
+                return False
+            try:
+                conn.sendall(data)
+                return True
+            except OSError:
+                self.controller = None
+                return False
+
+    def malformed(self, why: str, line: str) -> None:
+        shown = line[:SHOWN]
+        self.say(f"relay {self.id}: malformed output ({why}): {shown!r}")
+        self.record("malformed", None, why=why, line=shown)
+        self.to_controller({"event": "malformed", "node": self.id, "why": why, "line": shown})
+
+    # -- to the node ----------------------------------------------------------------------------
+
+    def deliver(self, line: bytes, msg: dict[str, Any] | None) -> None:
+        self.record("in", msg)
+        self.inbox.put(line)
+
+    def writer(self) -> None:
+        """Writes queued lines to the node's stdin; its own thread, so that a node that stops
+        reading (paused, busy) never blocks the sockets."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        while (line := self.inbox.get()) is not None:
+            try:
+                stdin.write(line.rstrip(b"\n") + b"\n")
+                stdin.flush()
+            except (OSError, ValueError):
+                return
+
+    # -- from the node --------------------------------------------------------------------------
+
+    def from_node(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        for raw in stdout:
+            text = raw.decode("utf-8", "replace").strip()
+            if not text:
+                continue
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                self.malformed("not JSON", text)
+                continue
+            if not isinstance(msg, dict):
+                self.malformed("not a JSON object", text)
+                continue
+            dest, body = msg.get("dest"), msg.get("body")
+            if not isinstance(dest, str) or not dest:
+                self.malformed("no dest", text)
+                continue
+            if not isinstance(body, dict):
+                self.malformed("no body object", text)
+                continue
+            if not isinstance(msg.get("src"), str):
+                self.malformed("no src", text)
+                continue
+            if body.get("type") == "init_ok" and not self.initialised.is_set():
+                self.initialised.set()
+                with self.waiting_lock:
+                    for line in self.waiting:
+                        self.deliver(line, _parse(line))
+                    self.waiting.clear()
+            line = text.encode()
+            if dest == self.id:
+                self.record("out", msg)
+                self.deliver(line, msg)
+            elif dest in self.peers:
+                self.record("out", msg)
+                self.to_peer(line, self.peers[dest])
+            elif is_client(dest) or dest in SERVICES:
+                self.record("out", msg)
+                if not self.to_controller(msg):
+                    self.record("drop", msg, why="no controller connection")
+            else:
+                self.malformed(f"unknown dest {dest!r}", text)
+
+    def to_peer(self, line: bytes, addr: tuple[str, int]) -> None:
+        if len(line) > MAX_DATAGRAM:
+            self.malformed(f"message of {len(line)} bytes is over the {MAX_DATAGRAM}", "")
+            return
+        if self.latency <= 0:
+            self.send_datagram(line, addr)
+            return
+        due = time.monotonic() + random.expovariate(1.0 / self.latency)
+        with self.delayed_cv:
+            self.seq += 1
+            heapq.heappush(self.delayed, (due, self.seq, line, addr))
+            self.delayed_cv.notify()
+
+    def send_datagram(self, line: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.udp.sendto(line, addr)
+        except OSError as e:  # unreachable, refused: a lossy network drops it
+            self.record("drop", _parse(line), why=str(e))
+
+    def delayer(self) -> None:
+        while True:
+            with self.delayed_cv:
+                while not self.delayed or self.delayed[0][0] > time.monotonic():
+                    wait = self.delayed[0][0] - time.monotonic() if self.delayed else None
+                    self.delayed_cv.wait(wait)
+                _, _, line, addr = heapq.heappop(self.delayed)
+            self.send_datagram(line, addr)
+
+    # -- from the network -----------------------------------------------------------------------
+
+    def from_peers(self) -> None:
+        while True:
+            try:
+                data, _ = self.udp.recvfrom(MAX_DATAGRAM + 1024)
+            except OSError:
+                return
+            msg = _parse(data)
+            if msg is None:
+                continue
+            with self.waiting_lock:
+                if not self.initialised.is_set():
+                    self.waiting.append(data)
+                    continue
+            self.deliver(data, msg)
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.controller_lock:
+                old, self.controller = self.controller, conn
+            if old is not None:
+                _close(old)
+            threading.Thread(target=self.from_controller, args=(conn,), daemon=True).start()
+
+    def from_controller(self, conn: socket.socket) -> None:
+        with conn.makefile("rb") as f:
+            try:
+                for line in f:
+                    msg = _parse(line)
+                    if msg is not None:
+                        self.deliver(line, msg)
+            except OSError:
+                pass
+        with self.controller_lock:
+            if self.controller is conn:
+                self.controller = None
+
+    def run(self) -> int:
+        for fn in (self.writer, self.from_node, self.from_peers, self.accept, self.delayer):
+            threading.Thread(target=fn, daemon=True).start()
+        code = self.proc.wait()
+        time.sleep(0.05)  # let the stdout reader finish the node's last lines
+        self.say(f"relay {self.id}: node exited with code {code}")
+        self.record("exit", None, code=code)
+        self.to_controller({"event": "exit", "node": self.id, "code": code})
+        return code if code >= 0 else 128 - code
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _close(conn: socket.socket) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="relay for one Maelstrom node")
+    p.add_argument("--id", required=True, help="this node's Maelstrom id (n0, n1, ...)")
+    p.add_argument("--port", type=int, required=True, help="UDP (peers) and TCP (controller)")
+    p.add_argument("--bind", default="0.0.0.0", help="address peers' datagrams arrive on")
+    p.add_argument("--peers", default="", help="other nodes as id=address:port,...")
+    p.add_argument("--log", required=True, help="message log (JSON lines, appended)")
+    p.add_argument("--latency", type=float, default=0.0, help="mean node-to-node delay, ms")
+    p.add_argument("--node-cwd", default="", help="directory the node program runs in")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the node program's argv")
+    args = p.parse_args(argv)
+    if args.argv[:1] == ["--"]:
+        args.argv = args.argv[1:]
+    if not args.argv:
+        p.error("no node program after --")
+    try:
+        relay = Relay(args)
+    except OSError as e:
+        sys.stderr.write(f"relay {args.id}: cannot start: {e}\n")
+        return 3
+    code = relay.run()
+    os._exit(code)  # daemon threads may be blocked in socket calls
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""MaelstromTarget: any Maelstrom-protocol node program as the system under test.
+
+`--bin 'CMD'` is started once per node (split like a shell line, never run by a shell) by the
+relay (relay.py, standard library only) beside it: on the local cluster both run inside the
+node's network namespace, over SSH and docker on the real host (the relay, and every argument
+of CMD that names a file on the controller, are uploaded to `<workdir>/maelstrom/`). Node-to-node
+messages cross the real network between node addresses, client and service messages go to the
+controller (net.py, services.py). Maelstrom ids are n0..n{N-1}, given to the cluster's nodes
+in order; clients are c1, c2, ...
+
+Lifecycle, as Maelstrom's: start every relay + node, connect, send each node `init` and wait
+for `init_ok` (a node that exits or stays silent is one error line naming it). Kill is SIGKILL
+to the node's process group (the node and its relay: the node's state and in-flight messages
+are gone, as in Maelstrom); restart starts both again and sends `init` again. Pause is SIGSTOP
+to the same group. For the broadcast workload, the `topology` message is sent to a node before
+the first broadcast op that goes through it (and again after each restart), so the target
+needs to know nothing of the workload.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from dsjepsen.cluster.control.base import RemoteError
+from dsjepsen.cluster.daemon import daemon_pid, signal_daemon, start_daemon, stop_daemon
+from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.options import Option
+from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.maelstrom.client import SPEAKS, ClientIds, MaelstromClient
+from dsjepsen.targets.maelstrom.net import Network
+
+if TYPE_CHECKING:
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+DEFAULT_PORT = 7171
+TOPOLOGIES = ("grid", "line", "total", "tree2", "tree3", "tree4", "none")
+BROADCAST_FS = frozenset({"broadcast", "read-messages"})
+INIT_SRC = "c0"  # the harness's own messages (init, topology)
+LATER = "txn-rw-register, txn-list-append and kafka may come later"
+
+
+def topology(ids: list[str], kind: str) -> dict[str, list[str]]:
+    """Maelstrom's topologies: neighbours of every node id."""
+    n = len(ids)
+    out: dict[str, set[str]] = {i: set() for i in ids}
+
+    def link(a: int, b: int) -> None:
+        if a != b and 0 <= a < n and 0 <= b < n:
+            out[ids[a]].add(ids[b])
+            out[ids[b]].add(ids[a])
+
+    if kind == "total":
+        for a in range(n):
+            for b in range(n):
+                link(a, b)
+    elif kind == "line":
+        for a in range(n - 1):
+            link(a, a + 1)
+    elif kind.startswith("tree"):
+        k = int(kind[4:])
+        for a in range(1, n):
+            link(a, (a - 1) // k)
+    elif kind == "grid":
+        width = max(1, math.isqrt(n - 1) + 1 if n > 1 else 1)
+        for a in range(n):
+            if (a + 1) % width:
+                link(a, a + 1)
+            link(a, a + width)
+    return {i: sorted(out[i], key=ids.index) for i in ids}
+
+
+class MaelstromTarget(Target):
+    name = "maelstrom"
+    description = (
+        "any Maelstrom-protocol node program (--bin), with relays carrying its messages over "
+        f"the real network (docs/maelstrom.md); {LATER}"
+    )
+    speaks = SPEAKS
+    default_workload = "echo"
+    elects_leader = False
+    version = "maelstrom-protocol"
+    options = (
+        Option("bin", "str", None, "maelstrom: the node program, split like a shell line, "
+               "never run by a shell", metavar="CMD"),  # fmt: skip
+        Option(
+            "msg-latency",
+            "float",
+            0.0,
+            "maelstrom: mean delay (ms) the relays add to every node-to-node message",
+            minimum=0.0,
+            metavar="MS",
+            keyword="latency",
+        ),
+        Option(
+            "topology",
+            "str",
+            "grid",
+            "maelstrom broadcast: the topology sent to the nodes",
+            choices=TOPOLOGIES,
+        ),
+        Option("relay-port", "int", DEFAULT_PORT, "maelstrom: UDP / TCP port of the relays",
+               minimum=1, metavar="N", keyword="port"),  # fmt: skip
+        Option("rpc-timeout", "float", 2.0, "maelstrom: seconds a client waits for a reply",
+               minimum=0.05, metavar="SECONDS"),  # fmt: skip
+    )
+
+    def __init__(
+        self,
+        bin: str | None = None,
+        latency: float = 0.0,
+        topology: str = "grid",
+        port: int = DEFAULT_PORT,
+        rpc_timeout: float = 2.0,
+        *,
+        init_timeout: float = 10.0,
+        python: str = "python3",
+        seed: int | None = None,
+    ) -> None:
+        self.check_options(bin=bin, port=port)
+        assert bin is not None
+        self.argv_template = shlex.split(bin)
+        self.bin = bin
+        self.latency = latency
+        self.topology_kind = topology
+        self.port = port
+        self.rpc_timeout = rpc_timeout
+        self.init_timeout = init_timeout
+        self.python = python
+        self.seed = seed
+        self.net: Network | None = None
+        self.client_ids = ClientIds()
+        self.topology_sent: set[str] = set()
+        self.topology_lock = threading.Lock()
+        self.ids: dict[str, str] = {}
+        self.uploaded: dict[str, str] = {}  # local file -> path on the nodes (ssh / docker)
+
+    @classmethod
+    def check_options(cls, **values: Any) -> None:
+        bin = values.get("bin")
+        if not bin or not str(bin).strip():
+            raise ConfigError("--bin: the maelstrom target needs the node program (--bin 'CMD')")
+        try:
+            argv = shlex.split(str(bin))
+        except ValueError as e:
+            raise ConfigError(f"--bin: cannot split {bin!r}: {e}") from None
+        if not argv:
+            raise ConfigError("--bin: empty command")
+
+    # -- paths on a node ------------------------------------------------------------------------
+
+    def home(self, node: Node) -> str:
+        return f"{node.workdir.rstrip('/')}/maelstrom"
+
+    def log_file(self, node: Node) -> str:
+        return f"{self.home(node)}/node.log"
+
+    def messages_file(self, node: Node) -> str:
+        return f"{self.home(node)}/messages.jsonl"
+
+    def pid_file(self, node: Node) -> str:
+        return f"{self.home(node)}/relay.pid"
+
+    # -- the command line -----------------------------------------------------------------------
+
+    def node_argv(self, cluster: Cluster) -> list[str]:
+        """The node program's argv as the node runs it."""
+        if cluster.shares_controller_files:
+            return list(self.argv_template)
+        return [self.uploaded.get(a, a) for a in self.argv_template]
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The relay's command line for one node (also what a user can run by hand)."""
+        if cluster.shares_controller_files:
+            head = [sys.executable, RELAY]
+        else:
+            head = [self.python, f"{self.home(node)}/relay.py"]
+        peers = ",".join(
+            f"{self.ids[n.name]}={n.address}:{self.port}" for n in cluster.nodes if n != node
+        )
+        return [
+            *head,
+            "--id",
+            self.ids[node.name],
+            "--port",
+            str(self.port),
+            "--peers",
+            peers,
+            "--log",
+            self.messages_file(node),
+            "--latency",
+            f"{self.latency:g}",
+            "--node-cwd",
+            os.getcwd() if cluster.shares_controller_files else self.home(node),
+            "--",
+            *self.node_argv(cluster),
+        ]
+
+    def describe(self, cluster: Cluster, node: str) -> str:
+        return shlex.join(self.argv(cluster, cluster.node(node)))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _upload(self, cluster: Cluster) -> None:
+        """SSH / docker: the relay and every argument of --bin that is a file here."""
+        files = [a for a in self.argv_template if os.path.isfile(a)]
+        for node in cluster.nodes:
+            remote = cluster.remote(node.name)
+            res = remote.run([self.python, "-c", "import sys"], timeout=30.0, check=False)
+            if res.exit != 0:
+                raise HarnessError(f"node {node.name}: the maelstrom relay needs {self.python}")
+            remote.run(["mkdir", "-p", f"{self.home(node)}/bin"], timeout=30.0)
+            remote.put(RELAY, f"{self.home(node)}/relay.py", timeout=60.0)
+            for f in files:
+                dest = f"{self.home(node)}/bin/{os.path.basename(f)}"
+                remote.put(f, dest, timeout=60.0)
+                if os.access(f, os.X_OK):
+                    remote.run(["chmod", "+x", dest], timeout=30.0)
+                self.uploaded[f] = dest
+
+    def setup(self, cluster: Cluster) -> None:
+        self.ids = {n.name: f"n{i}" for i, n in enumerate(cluster.nodes)}
+        self.net = Network(self.ids, seed=self.seed)
+        if not cluster.shares_controller_files:
+            self._upload(cluster)
+        for node in cluster.nodes:
+            cluster.remote(node.name).run(["mkdir", "-p", self.home(node)], timeout=30.0)
+            # a fresh message log per run (a restart appends to it)
+            cluster.remote(node.name).run(["rm", "-f", self.messages_file(node)], timeout=30.0)
+        with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
+            errors = [
+                e
+                for e in pool.map(lambda n: self._start_or_error(cluster, n), cluster.names)
+                if e is not None
+            ]
+        if errors:
+            raise HarnessError("; ".join(errors))
+
+    def _start_or_error(self, cluster: Cluster, node: str) -> str | None:
+        try:
+            self.start(cluster, node)
+            return None
+        except HarnessError as e:
+            return str(e)
+
+    def start(self, cluster: Cluster, node: str) -> None:
+        """Start the relay and the node program, connect, send init, wait for init_ok."""
+        assert self.net is not None
+        n = cluster.node(node)
+        mid = self.ids[node]
+        with self.topology_lock:
+            self.topology_sent.discard(node)
+        try:
+            start_daemon(
+                cluster.remote(node),
+                self.argv(cluster, n),
+                pidfile=self.pid_file(n),
+                logfile=self.log_file(n),
+                cwd=self.home(n),
+            )
+        except RemoteError as e:
+            raise HarnessError(
+                f"node {node} (maelstrom {mid}): the node program exited at startup"
+                f"{self._last_words(cluster, n)}"
+            ) from e
+        link = self.net.add_link(node, n.address, self.port)
+        try:
+            link.connect(timeout=self.init_timeout)
+        except OSError as e:
+            raise HarnessError(
+                f"node {node} (maelstrom {mid}): {e}{self._last_words(cluster, n)}"
+            ) from None
+        body = {"type": "init", "node_id": mid, "node_ids": [self.ids[x] for x in cluster.names]}
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout)
+        if reply is None or reply.get("type") != "init_ok":
+            if reply is not None:
+                why = f"answered init with {str(reply)[:200]}"
+            elif link.exit_code is not None:
+                why = f"the node program exited with code {link.exit_code} before init_ok"
+            raise HarnessError(
+                f"node {node} (maelstrom {mid}): no init_ok ({why})"
+                f"{self._last_words(cluster, n)}"
+            )
+
+    def _last_words(self, cluster: Cluster, n: Node) -> str:
+        """The last lines of the node's log, said in one line (the node's stderr is there)."""
+        try:
+            res = cluster.remote(n.name).run(
+                ["tail", "-n", "4", self.log_file(n)], timeout=10.0, check=False
+            )
+        except HarnessError:
+            return ""
+        lines = [x.strip() for x in res.stdout.splitlines() if x.strip()]
+        return f"; last lines of {self.log_file(n)}: {' | '.join(lines)[-400:]}" if lines else ""
+
+    def _ensure_topology(self, node: str, f: str) -> str | None:
+        """Before the first broadcast op through a node: send it the topology."""
+        if f not in BROADCAST_FS or self.net is None:
+            return None
+        with self.topology_lock:
+            if node in self.topology_sent:
+                return None
+            ordered = list(self.ids.values())
+            topo = topology(ordered, self.topology_kind)
+            reply, why, _ = self.net.rpc(
+                node, INIT_SRC, {"type": "topology", "topology": topo}, self.rpc_timeout
+            )
+            if reply is None or reply.get("type") != "topology_ok":
+                return f"topology not acknowledged by {node}: {why or str(reply)[:200]}"
+            self.topology_sent.add(node)
+            return None
+
+    def kill(self, cluster: Cluster, node: str) -> None:
+        n = cluster.node(node)
+        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
+        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
+        if self.net is not None and node in self.net.links:
+            self.net.links[node].close()
+
+    def pause(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
+
+    def resume(self, cluster: Cluster, node: str) -> None:
+        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
+
+    def teardown(self, cluster: Cluster) -> None:
+        if self.net is not None:
+            self.net.close()
+        errors = []
+        for node in cluster.nodes:
+            try:
+                stop_daemon(cluster.remote(node.name), self.pid_file(node), grace=1.0)
+            except HarnessError as e:
+                errors.append(str(e))
+        if errors:
+            raise HarnessError("maelstrom teardown: " + "; ".join(errors))
+
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        n = cluster.node(node)
+        return [self.log_file(n), self.messages_file(n)]
+
+    def pid(self, cluster: Cluster, node: str) -> int | None:
+        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
+
+    def client(self, cluster: Cluster, node: str) -> Client:
+        if self.net is None:
+            raise HarnessError("maelstrom: client before setup")
+        return MaelstromClient(
+            self.net, node, self.client_ids.next(), self.rpc_timeout, before=self._ensure_topology
+        )
+
+    def results(self) -> dict[str, Any]:
+        """What the controller saw of the network, for the results (malformed output etc.)."""
+        return self.net.summary() if self.net is not None else {}
