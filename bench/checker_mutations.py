@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKERS = "dsjepsen/checkers"
-DEFAULT_TESTS = ["test_checker_oracle.py", "test_checker_pruning.py"]
+DEFAULT_TESTS = ["test_checker_registry.py", "test_checker_oracle.py", "test_checker_pruning.py"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,21 @@ MUTATIONS = [
                 observed.add(p.value[0])""",
         """            elif role == "cas":
                 pass""",
+    ),
+    Mutation(
+        "hooks-by-model-name",
+        "(d)/(e) the engine reads the model's hooks, not its name",
+        "linearizable.py",
+        "    roles = model.register_roles\n",
+        '    roles = model.register_roles if model.name in ("register", "cas-register", "kv") '
+        "else {}\n",
+    ),
+    Mutation(
+        "json-true-is-one",
+        "values compare by JSON type",
+        "models.py",
+        "    if value is True:\n        return TRUE\n",
+        "",
     ),
     Mutation(
         "zones-no-backward-inside-forward",

@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 from dsjepsen.reports.html import render_run_report
-from dsjepsen.reports.synthetic import build_run_dir
+
+# the synthetic run builder is a test fixture (tests/synthetic_runs.py), not shipped code
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic_runs import build_run_dir  # noqa: E402
 
 
 def main(sizes: list[int]) -> None:

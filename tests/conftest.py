@@ -4,8 +4,11 @@ tears them down (and checks that nothing is left) afterwards, also when the test
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +157,114 @@ def ssh_server(shared_cluster: Cluster, tmp_path_factory) -> Iterator[SshServer]
         )
     finally:
         stop_daemon(remote, pidfile)
+
+
+# ---------------------------------------------------------------- docker
+
+
+@dataclass
+class DockerEngine:
+    """A docker engine that answers; `started` when this test session started it."""
+
+    started: bool
+    log: Path | None = None
+
+
+def _daemon_error(log: Path) -> str:
+    """The daemon's own reason for not starting: its last error or fatal line."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if "level=fatal" in line or "level=error" in line or line.startswith("failed"):
+            return line.strip()[:300]
+    return (lines[-1].strip()[:300] if lines else "no output") + f" (log {log})"
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory) -> Iterator[DockerEngine]:
+    """A running docker engine: the one already running, else dockerd (Debian's docker.io)
+    started here and stopped again after the session. It runs with `--iptables=false
+    --bridge=none` so that it changes nothing in the host's firewall (other tests' clusters
+    share it) and makes no default bridge: dsjepsen's containers use networks of their own.
+    When the engine cannot start, every docker test is skipped with the daemon's error line."""
+    from dsjepsen.cluster.control.docker import docker_engine_answers
+
+    if shutil.which("docker") is None:
+        pytest.skip("docker backend not exercised: docker CLI not installed (scripts/setup)")
+    if docker_engine_answers(timeout=20) is None:
+        yield DockerEngine(started=False)
+        return
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    if not os.path.exists(dockerd):
+        pytest.skip("docker backend not exercised: dockerd not installed (scripts/setup)")
+    if os.geteuid() != 0:
+        pytest.skip("docker backend not exercised: starting dockerd needs root")
+    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [dockerd, "--iptables=false", "--ip6tables=false", "--bridge=none"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    reason = docker_engine_answers(timeout=10)
+    while reason is not None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        reason = docker_engine_answers(timeout=10)
+    if reason is not None:
+        _stop(proc)
+        pytest.skip(f"docker engine could not start here: {_daemon_error(log)}")
+    try:
+        yield DockerEngine(started=True, log=log)
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def docker_image(docker_engine: DockerEngine) -> str:
+    """The dsjepsen node image (built from Debian's packages once, cached in
+    /var/cache/dsjepsen, imported into the engine when it lacks it)."""
+    from dsjepsen.cluster import docker_cluster
+
+    return docker_cluster.ensure_image()
+
+
+@pytest.fixture
+def make_docker_cluster(docker_image: str) -> Iterator[Callable[..., list[str]]]:
+    """`make_docker_cluster(count=3) -> [container names]`: a uniquely named cluster of
+    containers on a network of its own, removed and verified gone after the test."""
+    from dsjepsen.cluster import docker_cluster
+
+    made: list[str] = []
+
+    def make(count: int = 3) -> list[str]:
+        name = "dsj-t" + secrets.token_hex(3)
+        made.append(name)
+        return docker_cluster.up(name, count, image=docker_image)
+
+    yield make
+    problems = []
+    for name in made:
+        try:
+            docker_cluster.down(name)
+        except Exception as e:  # noqa: BLE001 - report every cluster, then fail
+            problems.append(f"{name}: {e}")
+        left = docker_cluster.remains(name)
+        if left:
+            problems.append(f"{name}: left behind {left}")
+    if problems:
+        pytest.fail("docker cluster teardown: " + "; ".join(problems))

@@ -64,9 +64,9 @@ def subset_sums(deltas: list[int]) -> set[int]:
 
 
 def counter_oracle(history: History, per_node: bool, final_from: int | None) -> bool:
-    """Is every read explainable? Each ok read must equal the sum of D plus some subset of
-    P \\ D (its extremes: Jepsen's bounds), each final read the ok sum plus some subset of the
-    indeterminate deltas. Enumerates subsets: keep histories tiny."""
+    """Is every read explainable? Each ok read must lie between the smallest and largest sum of
+    D plus a subset of P \\ D (Jepsen's bounds); each node's last final read must be the ok sum
+    plus some subset of the indeterminate deltas. Enumerates subsets: keep histories tiny."""
     ops = history.ops
     pairs: list[tuple[Op, Op | None]] = []
     open_: dict[Any, Op] = {}
@@ -85,9 +85,14 @@ def counter_oracle(history: History, per_node: bool, final_from: int | None) -> 
             ok_sum[i.key] = ok_sum.get(i.key, 0) + i.value
         elif c is None or c.type == "info":
             indeterminate.setdefault(i.key, []).append(i.value)
+    last_final: dict[tuple[Any, Any], Op] = {}
     for inv, comp in pairs:
         if inv.f != "read-counter" or comp is None or comp.type != "ok":
             continue
+        if final_from is not None and inv.index >= final_from:
+            prev = last_final.get((inv.key, inv.node))
+            if prev is None or prev.index < comp.index:
+                last_final[(inv.key, inv.node)] = comp
         definite = [
             i.value
             for i, c in incs
@@ -113,10 +118,8 @@ def counter_oracle(history: History, per_node: bool, final_from: int | None) -> 
         sums = {sum(definite) + s for s in subset_sums(maybe)}
         if not min(sums) <= comp.value <= max(sums):
             return False
-        if final_from is not None and inv.index >= final_from:
-            finals = {
-                ok_sum.get(inv.key, 0) + s for s in subset_sums(indeterminate.get(inv.key, []))
-            }
-            if comp.value not in finals:
-                return False
+    for (key, _), comp in last_final.items():  # each node's last final read: Maelstrom's rule
+        finals = {ok_sum.get(key, 0) + s for s in subset_sums(indeterminate.get(key, []))}
+        if comp.value not in finals:
+            return False
     return True

@@ -124,3 +124,38 @@ def test_command_line_quoting_and_sudo():
     sudo = command_line(["id", "-u"], cwd="/w", sudo=True)
     assert sudo == "sudo -n -- sh -c 'cd /w && exec id -u'"
     assert SshConfig(user="admin").use_sudo and not SshConfig(user="root").use_sudo
+
+
+def test_parallel_commands_on_one_connection_each_get_their_own_answer(ssh_server):
+    """Commands from many threads at once (clients, nemesis, setup) run on agents of one
+    connection; each answer is its own command's, and closing removes the agents' files."""
+    import concurrent.futures
+
+    remote = ssh_server.remote()
+    try:
+        transport = remote.connection().transport
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(
+                pool.map(
+                    lambda i: remote.run(
+                        ["sh", "-c", 'sleep 0.$0; echo "$0"; echo "e$0" >&2', str(i)]
+                    ),
+                    range(24),
+                )
+            )
+        assert [(r.stdout, r.stderr) for r in results] == [(f"{i}\n", f"e{i}\n") for i in range(24)]
+        assert remote.connection().transport is transport
+        assert 1 <= len(remote._idle) <= 6
+        # a command's stdout is a file in its agent's directory
+        out = remote.run(["readlink", "/proc/self/fd/1"]).stdout.strip()
+        assert out.startswith("/tmp/dsj-ssh.") and out.endswith("/o")
+    finally:
+        remote.close()
+    check = ssh_server.remote()
+    try:
+        deadline = time.monotonic() + 10
+        while check.run(["test", "-e", out], check=False).exit == 0:
+            assert time.monotonic() < deadline, f"{out} left behind after close"
+            time.sleep(0.2)
+    finally:
+        check.close()

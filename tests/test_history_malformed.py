@@ -36,7 +36,9 @@ def check(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def jl(process: object = 0, type: str = "invoke", f: str = "write", value: object = 1, **kw: object) -> str:  # fmt: skip
+def jl(
+    process: object = 0, type: str = "invoke", f: str = "write", value: object = 1, **kw: object
+) -> str:
     return json.dumps({"process": process, "type": type, "f": f, "value": value, **kw})
 
 
@@ -87,7 +89,9 @@ DEEP_JSON = jl(value="[" * 101 + "]" * 101).replace('"[', "[").replace(']"', "]"
 CASES: dict[str, Case] = {
     # truncation and garbage
     "only line is garbage": Case(text('{"garbage'), 254, "invalid JSON", 1),
-    "garbage mid-file": Case(text(GOOD.replace(READ[0], '{"process": 1, "ty')), 254, "invalid JSON", 3),
+    "garbage mid-file": Case(
+        text(GOOD.replace(READ[0], '{"process": 1, "ty')), 254, "invalid JSON", 3
+    ),
     "garbage last line with newline": Case(text(GOOD + "{not json\n"), 254, "invalid JSON", 5),
     "truncated last line is dropped": Case(
         text(GOOD + jl(2, f="read")[:20]), 0, "dropped a truncated last line", 5
@@ -97,7 +101,9 @@ CASES: dict[str, Case] = {
     # nothing to check
     "empty file": Case(text(""), 254, "history is empty"),
     "blank lines": Case(text("\n\n  \n"), 254, "history is empty"),
-    "empty, format forced": Case(text(""), 254, "no client operations to check (no ops)", None, ("--format", "jsonl")),  # fmt: skip
+    "empty, format forced": Case(
+        text(""), 254, "no client operations to check (no ops)", None, ("--format", "jsonl")
+    ),
     "nemesis only": Case(
         text(jl("nemesis", f="start-kill") + "\n" + jl("nemesis", "info", "start-kill") + "\n"),
         254,
@@ -111,22 +117,27 @@ CASES: dict[str, Case] = {
     ),
     "1 after true (EDN)": Case(
         text(
-            EDN_OPS.replace("1}", "true}")
-            + "{:process 1, :type :invoke, :f :read, :value nil}\n"
+            EDN_OPS.replace("1}", "true}") + "{:process 1, :type :invoke, :f :read, :value nil}\n"
             "{:process 1, :type :ok, :f :read, :value 1}\n",
             "h.edn",
         ),
         1,
         "read returned 1, but the register could only hold true",
     ),
-    "NaN": Case(text(GOOD + '{"process": 2, "type": "invoke", "f": "write", "value": NaN}\n'), 254, "NaN", 5),  # fmt: skip
+    "NaN": Case(
+        text(GOOD + '{"process": 2, "type": "invoke", "f": "write", "value": NaN}\n'), 254, "NaN", 5
+    ),
     "Infinity": Case(text(GOOD.replace("1}", "-Infinity}", 1)), 254, "Infinity", 1),
     "overflowing float": Case(text(GOOD.replace("1}", "1e999}", 1)), 254, "not finite", 1),
-    "EDN ##NaN": Case(text(EDN_OPS.replace("1}", "##NaN}", 1), "h.edn"), 254, "##NaN is not a finite number", 1),  # fmt: skip
+    "EDN ##NaN": Case(
+        text(EDN_OPS.replace("1}", "##NaN}", 1), "h.edn"), 254, "##NaN is not a finite number", 1
+    ),
     "EDN ##Inf in a vector": Case(
         text("[" + EDN_OPS.replace("1}", "[1 ##Inf]}", 1) + "]", "h.edn"), 254, "##Inf", 1
     ),
-    "EDN ratio by zero": Case(text(EDN_OPS.replace("1}", "1/0}", 1), "h.edn"), 254, "divides by zero", 1),  # fmt: skip
+    "EDN ratio by zero": Case(
+        text(EDN_OPS.replace("1}", "1/0}", 1), "h.edn"), 254, "divides by zero", 1
+    ),
     # not a regular file
     "FIFO": Case(fifo, 254, "a FIFO, not a regular file"),
     "/dev/zero": Case(lambda d: Path("/dev/zero"), 254, "a character device, not a regular file"),
@@ -139,7 +150,9 @@ CASES: dict[str, Case] = {
     "line over 16 MiB (EDN)": Case(
         text(EDN_OPS + '{:value "' + "x" * (17 << 20) + '"}\n', "h.edn"), 254, "longer than", 3
     ),
-    "JSON nested 101 deep": Case(text(GOOD + DEEP_JSON + "\n"), 254, "nesting deeper than 100 levels", 5),  # fmt: skip
+    "JSON nested 101 deep": Case(
+        text(GOOD + DEEP_JSON + "\n"), 254, "nesting deeper than 100 levels", 5
+    ),
     "JSON nested a million deep": Case(
         text(GOOD + jl(2, value=0).replace("0}", "[" * 1_000_000 + "]" * 1_000_000 + "}") + "\n"),
         254,
@@ -147,7 +160,13 @@ CASES: dict[str, Case] = {
         5,
     ),
     "JSON brackets in strings are not nesting": Case(
-        text(GOOD + jl(2, "invoke", "write", "[" * 500) + "\n" + jl(2, "ok", "write", "[" * 500) + "\n"),  # fmt: skip
+        text(
+            GOOD
+            + jl(2, "invoke", "write", "[" * 500)
+            + "\n"
+            + jl(2, "ok", "write", "[" * 500)
+            + "\n"
+        ),
         0,
         "VALID",
     ),
@@ -157,10 +176,16 @@ CASES: dict[str, Case] = {
         "nesting deeper than 100 levels",
         1,
     ),
-    "5000-digit integer": Case(text(GOOD.replace("1}", "7" * 5000 + "}", 1)), 254, "integer with more than 4300 digits", 1),  # fmt: skip
-    "5000-digit integer (EDN)": Case(text(EDN_OPS.replace("1}", "7" * 5000 + "}", 1), "h.edn"), 254, "more than 4300 digits", 1),  # fmt: skip
+    "5000-digit integer": Case(
+        text(GOOD.replace("1}", "7" * 5000 + "}", 1)), 254, "integer with more than 4300 digits", 1
+    ),
+    "5000-digit integer (EDN)": Case(
+        text(EDN_OPS.replace("1}", "7" * 5000 + "}", 1), "h.edn"), 254, "more than 4300 digits", 1
+    ),
     "5000-digit integer (kv lines)": Case(
-        text('{:process 0, :type :invoke, :f :get, :key "1", :value ' + "7" * 5000 + "}\n", "h.txt"),  # fmt: skip
+        text(
+            '{:process 0, :type :invoke, :f :get, :key "1", :value ' + "7" * 5000 + "}\n", "h.txt"
+        ),
         254,
         "more than 4300 digits",
         1,
@@ -191,8 +216,10 @@ CASES: dict[str, Case] = {
         "has no open invocation",
         3,
     ),
-    "unknown type": Case(text(GOOD + jl(2, "crashed") + "\n"), 254, "unknown op type 'crashed'", 5),  # fmt: skip
-    "op the model does not know": Case(text(GOOD), 254, "model queue has no operation 'write'", 1, ("--model", "queue")),  # fmt: skip
+    "unknown type": Case(text(GOOD + jl(2, "crashed") + "\n"), 254, "unknown op type 'crashed'", 5),
+    "op the model does not know": Case(
+        text(GOOD), 254, "model queue has no operation 'write'", 1, ("--model", "queue")
+    ),
 }
 
 

@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from synthetic_runs import EVIL, build_run_dir
 
 from dsjepsen.reports.html import render_run_report
-from dsjepsen.reports.synthetic import EVIL, build_run_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -121,7 +121,9 @@ def test_valid_run(tmp_path: Path, cluster_name: str) -> None:
     page = (run / "report.html").read_text()
     assert verdict(page) == "VALID"
     assert f"{client_ops(run):,} client ops" in page
-    assert "Nothing to explain." in page
+    # a valid run says what was tested and how hard, and has no RCA section
+    assert 'id="tested"' in page and 'id="rca"' not in page
+    assert 'id="tested-table"' in page  # the partitions that took effect, with ops under each
 
 
 def test_unknown_run(tmp_path: Path, cluster_name: str) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from synthetic_runs import build_run_dir
 
 from dsjepsen.cli import main
 from dsjepsen.reports.html import render_run_report
 from dsjepsen.reports.server import make_server, resolve
-from dsjepsen.reports.synthetic import build_run_dir
 
 
 @pytest.fixture

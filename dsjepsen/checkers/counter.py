@@ -34,10 +34,11 @@ is the same in both modes.
 
 ## Final reads (Maelstrom's rule)
 
-After faults are healed and the run stops incrementing, every increment is over, so a final
-read (from `CheckContext.final_from_index` on) must equal exactly the sum of the `ok` deltas
-plus the sum of *some subset* of the indeterminate (`info` or never completed) deltas: each of
-those either happened or did not. The achievable sums are computed by subset-sum over the
+After faults are healed and the run stops incrementing, every increment is over, so each
+node's last final read of a counter (from `CheckContext.final_from_index` on; the run repeats
+them in rounds until the nodes agree, and earlier rounds may still be catching up) must equal
+exactly the sum of the `ok` deltas plus the sum of *some subset* of the indeterminate (`info`
+or never completed) deltas: each of those either happened or did not. The achievable sums are computed by subset-sum over the
 indeterminate deltas (a bitset over the range [sum of negatives, sum of positives]; when that
 range is too wide, a capped set of sums, and past the cap only the range, said so in
 `details`). Any other value is invalid: over-counting (a merge that adds), or increments lost
@@ -245,13 +246,17 @@ class CounterChecker(Checker):
             violations += 1
             k.violations += 1
             if len(anomalies) < MAX_ANOMALIES:
+                signed = k.poss_neg != 0
                 anomalies.append(
-                    self._bounds_anomaly(inv.key, node, v, lo, hi, inv.time, op.time, lower)
+                    self._bounds_anomaly(inv.key, node, v, lo, hi, inv.time, op.time, lower, signed)
                 )
         # Final reads: the ok sum plus a subset of the indeterminate deltas.
         reach: dict[Any, SubsetSums] = {}
         final_bad = 0
-        for key, node, v, ret_t in finals:
+        last: dict[tuple[Any, Any], tuple[Any, Any, int, int]] = {}
+        for fr in finals:  # completion order: each node's last final read of each key
+            last[(fr[0], fr[1])] = fr
+        for key, node, v, ret_t in last.values():
             k = keys[key]
             sums = reach.get(key)
             if sums is None:
@@ -268,6 +273,7 @@ class CounterChecker(Checker):
             "reads": sum(k.reads for k in keys.values()),
             "out_of_bounds": violations,
             "final_reads": len(finals),
+            "judged_final_reads": len(last),
             "bad_final_reads": final_bad,
             "malformed": malformed,
             "keys": {
@@ -316,20 +322,19 @@ class CounterChecker(Checker):
         call_t: int,
         ret_t: int,
         lower: str,
+        signed: bool,
     ) -> dict[str, Any]:
         through = f" through {node}" if node else ""
         when = f"invoked at {call_t / 1e9:.3f} s, completed at {ret_t / 1e9:.3f} s"
+        scope = f" through {node}" if lower == "node" and node else ""
         if v > hi:
             why = (
-                f"above the upper bound {hi} (every increment that may have been applied by "
-                "its end, and the ok decrements completed before it began)"
+                f"above the upper bound {hi} (every increment that may have been applied by its end"
             )
+            why += f", and the ok decrements{scope} completed before it began)" if signed else ")"
         else:
-            scope = f" through {node}" if lower == "node" and node else ""
-            why = (
-                f"below the lower bound {lo} (the ok increments{scope} completed before it "
-                "began, and every decrement that may have been applied by its end)"
-            )
+            why = f"below the lower bound {lo} (the ok increments{scope} completed before it began"
+            why += ", and every decrement that may have been applied by its end)" if signed else ")"
         return {
             "type": "out-of-bounds",
             "key": key,

@@ -135,6 +135,20 @@ echo "survived SIGKILL:$left" >&2; exit 1
 )
 
 
+# Each argument is KIND:PATH: pf (a pidfile: delete), rm (delete, say so), mv (keep as
+# PATH.previous, say so). Prints each path that existed and was deleted or kept.
+_CLEAR = """for a in "$@"; do
+  kind=${a%%:*}; path=${a#*:}
+  [ -e "$path" ] || [ -L "$path" ] || continue
+  case $kind in
+    pf) rm -f -- "$path" || exit 1;;
+    rm) rm -rf -- "$path" || exit 1; echo "$path";;
+    mv) mv -f -- "$path" "$path.previous" || exit 1; echo "$path";;
+  esac
+done
+"""
+
+
 def _sh(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, "dsj-daemon", *args]
 
@@ -267,14 +281,12 @@ def clear_leftovers(
         res = remote.run(_sh(_KILL, *pids), timeout=timeout, check=False)
         if res.exit != 0:
             raise RemoteError(node, ["kill", *pids], res.stderr.strip()[-200:], res)
-    removed: list[str] = []
-    for path in [*remove, *rotate]:
-        if remote.run(["test", "-e", path], timeout=timeout, check=False).exit == 0:
-            removed.append(path)
-    for path in rotate:
-        if path in removed:
-            remote.run(["mv", "-f", "--", path, f"{path}.previous"], timeout=timeout)
-    remote.run(["rm", "-rf", "--", *pidfiles, *remove], timeout=timeout)
+    args = [f"pf:{p}" for p in pidfiles] + [f"rm:{p}" for p in remove]
+    args += [f"mv:{p}" for p in rotate]
+    res = remote.run(_sh(_CLEAR, *args), timeout=timeout, check=False)
+    if res.exit != 0:
+        raise RemoteError(node, ["clear", *remove], res.stderr.strip()[-200:], res)
+    removed = [line for line in res.stdout.splitlines() if line]
     return {"node": node, "processes": found, "removed": removed}
 
 
@@ -288,7 +300,7 @@ def describe_leftovers(found: dict[str, Any]) -> str:
     if isinstance(procs, list) and procs:
         shown = ", ".join(
             f"pid {p['pid']}{' (paused)' if p['state'] in ('T', 't') else ''}: "
-            f"{str(p['command'])[:120]}"
+            f"{str(p['command'])[:500]}"
             for p in procs
         )
         parts.append(f"stopped {len(procs)} process(es) left by an earlier run ({shown})")

@@ -301,12 +301,14 @@ def build_cluster(specs: list[NodeSpec]) -> Cluster:
             node = Node(s.name, s.host, s.workdir)
             remotes[s.name] = SshRemote(node, s.ssh, host=s.host)
         nodes.append(node)
-    return Cluster(
+    cluster = Cluster(
         kind=kinds.pop() if len(kinds) == 1 else "mixed",
         nodes=nodes,
         remotes=remotes,
         name="remote",
     )
+    cluster.healer = lambda: heal_nodes(cluster)
+    return cluster
 
 
 def container_address(node: str, container: str, timeout: float = 30.0) -> str:
@@ -344,3 +346,76 @@ def check_reachable(cluster: Cluster, timeout: float = 30.0) -> None:
         # a configuration error (254) outranks an unreachable host (255): fix that first
         errors.sort(key=lambda e: e.exit_code)
         raise errors[0]
+
+
+# ---------------------------------------------------------------- healing SSH / docker nodes
+
+#: Undo on one SSH / docker node what dsjepsen may have left there, touching nothing else:
+#: every iptables chain named DSJ-* (the fault packages' own, e.g. DSJ-PARTITION) with every
+#: jump to it, a netem qdisc on any interface, and, among the processes marked as dsjepsen
+#: daemons of this node (DSJEPSEN_DAEMON, see daemon.py, naming a pidfile under the node's
+#: workdir $2: nodes that share a process table, or a machine with several nodes, keep each
+#: other's), SIGCONT for stopped ones, or with $1 = stop, SIGKILL for all. Prints one
+#: `KIND WHAT` line per thing undone.
+_HEAL = r"""stop=$1
+scope=${2%/}
+if command -v iptables >/dev/null 2>&1; then
+  for t in filter nat mangle raw; do
+    iptables -w -t "$t" -S 2>/dev/null | grep -E -- '-[jg] DSJ-[A-Za-z0-9_-]+' |
+      sed 's/^-A /-D /' | while IFS= read -r rule; do
+        eval "iptables -w -t $t $rule" && echo "iptables $t: $rule"
+      done
+    iptables -w -t "$t" -S 2>/dev/null | sed -n 's/^-N \(DSJ-[A-Za-z0-9_-]*\)$/\1/p' |
+      while IFS= read -r c; do
+        iptables -w -t "$t" -F "$c" && iptables -w -t "$t" -X "$c" && echo "iptables $t: chain $c"
+      done
+  done
+fi
+if command -v tc >/dev/null 2>&1; then
+  for dev in $(ls /sys/class/net 2>/dev/null); do
+    tc qdisc show dev "$dev" 2>/dev/null | grep -q netem &&
+      tc qdisc del dev "$dev" root 2>/dev/null && echo "qdisc $dev netem"
+  done
+fi
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  v=$(tr '\0' '\n' <"$d/environ" 2>/dev/null | grep '^DSJEPSEN_DAEMON=')
+  case $v in "DSJEPSEN_DAEMON=$scope"/*) ;; *) continue ;; esac
+  st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null)
+  cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null | cut -c1-120)
+  if [ "$stop" = stop ]; then
+    kill -s KILL "$p" 2>/dev/null && echo "killed $p $cmd"
+  elif [ "$st" = T ] || [ "$st" = t ]; then
+    kill -s CONT "$p" 2>/dev/null && echo "resumed $p $cmd"
+  fi
+done
+exit 0
+"""
+
+
+def heal_node(remote: Remote, stop_processes: bool = False, timeout: float = 60.0) -> list[str]:
+    """Undo dsjepsen's leftovers on one SSH or docker node (see _HEAL); what was undone."""
+    argv = [
+        "sh",
+        "-c",
+        _HEAL,
+        "dsj-heal",
+        "stop" if stop_processes else "cont",
+        remote.node.workdir,
+    ]
+    return remote.run(argv, timeout=timeout).stdout.splitlines()
+
+
+def heal_nodes(cluster: Cluster, stop_processes: bool = False) -> dict[str, list[str]]:
+    """`heal_node` on every node at once: {node: [what was undone]}. After a killed run this
+    is what `dsjepsen cluster heal --nodes ...` runs (with stop_processes: the crashed run's
+    target goes too); a run calls it before setup and after its faults."""
+    if cluster.kind == "local":
+        raise ConfigError("heal_nodes is for SSH and docker nodes; local clusters heal by name")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(cluster.nodes))) as pool:
+        futures = {
+            n.name: pool.submit(heal_node, cluster.remote(n.name), stop_processes)
+            for n in cluster.nodes
+        }
+        return {name: futures[name].result() for name in cluster.names}

@@ -186,12 +186,19 @@ def markdown_summary(
     """A Markdown table of runs (test, seed, verdict, counts, report) and the grouped
     findings, for $GITHUB_STEP_SUMMARY."""
     icon = {"valid": "✅", "invalid": "❌", "unknown": "❔"}
-    out = [f"## {title}", "", "| test | seed | verdict | ok / fail / info | report |", "|---|---|---|---|---|"]
+    out = [
+        f"## {title}",
+        "",
+        "| test | seed | verdict | ok / fail / info | report |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         c = r.get("counts") or {}
         v = str(r.get("verdict", "unknown"))
         reason = str(r.get("reason") or "").replace("|", "\\|").replace("\n", " ")
-        verdict = f"{icon.get(v, '')} {v}" + (f": {reason[:160]}" if v != "valid" and reason else "")
+        verdict = f"{icon.get(v, '')} {v}" + (
+            f": {reason[:160]}" if v != "valid" and reason else ""
+        )
         out.append(
             f"| {r.get('test_name', '')} | {r.get('seed', '')} | {verdict} | "
             f"{c.get('ok', 0)} / {c.get('fail', 0)} / {c.get('info', 0)} | {r.get('report', '')} |"

@@ -201,6 +201,7 @@ class ClockState:
         self.offsets: dict[str, float] = {}
         self.clocks: dict[str, NodeClock] = {}
         self.strobing: dict[str, float] = {}  # node -> delta of a running strobe
+        self.strobe_period = 0.0
         self.lock = threading.RLock()
 
     def env(self, cluster: Cluster, node: str) -> dict[str, str]:
@@ -275,12 +276,32 @@ class ClockState:
             for n in cluster.names
             if n not in self.strobing  # a strobing clock is at either of two offsets
         }
-        data.update(
-            measured_offsets=measured,
-            measure_rtt=rtts,
-            verified=all(off[n] <= TOLERANCE + rtts[n] / 2 for n in off),
-        )
+        verified = all(off[n] <= TOLERANCE + rtts[n] / 2 for n in off)
+        if self.strobing:  # a strobing clock must be seen at its strobed offset too
+            samples = self.strobe_samples(cluster)
+            data["strobe_samples"] = samples
+            for n, delta in self.strobing.items():
+                strobed = intended[n] + delta
+                verified = verified and any(
+                    abs(x - strobed) <= TOLERANCE + rtts[n] / 2 for x in samples[n]
+                )
+        data.update(measured_offsets=measured, measure_rtt=rtts, verified=verified)
         return data
+
+    def strobe_samples(self, cluster: Cluster) -> dict[str, list[float]]:
+        """Offsets of each strobing node read again and again for over two strobe periods
+        (at least 8 reads, at most 40): they should show both offsets."""
+        nodes = sorted(self.strobing)
+
+        def one(node: str) -> list[float]:
+            argv = self.clock(cluster, node).date_argv()
+            out: list[float] = []
+            end = time.monotonic() + 2.2 * self.strobe_period
+            while len(out) < 40 and (len(out) < 8 or time.monotonic() < end):
+                out.append(round(measure(cluster.remote(node), argv)[0], 3))
+            return out
+
+        return self.on_nodes(nodes, one)
 
     def stop_strobes(self, cluster: Cluster, nodes: list[str] | None = None) -> None:
         """Stop the strobe loops (all nodes: also ones a crashed run left) and put the nodes
@@ -354,6 +375,7 @@ class ClockNemesis(Nemesis):
         delta = draw_offset(self.rng)
         period = round(2 ** self.rng.uniform(math.log2(10), 10) / 1000.0, 3)
         self.state.stop_strobes(cluster, nodes)
+        self.state.strobe_period = period
 
         def one(node: str) -> None:
             clock = self.state.clock(cluster, node)

@@ -182,7 +182,10 @@ try:
         data, peer = s.recvfrom(2048)
         if data == b"stop":
             break
-        s.sendto(data, peer)
+        try:
+            s.sendto(data, peer)
+        except OSError:  # iptables DROP on OUTPUT answers sendto with EPERM: a lost echo
+            pass
 except socket.timeout:
     pass
 """
@@ -216,7 +219,10 @@ while time.monotonic() < end:
     time.sleep(0.01)
     drain()
 for _ in range(3):
-    s.sendto(b"stop", (host, port))
+    try:
+        s.sendto(b"stop", (host, port))
+    except OSError:
+        pass
 rtts = [r[0] for r in got.values()]
 print(json.dumps({"sent": n, "received": len(got), "duplicates": sum(len(r) - 1 for r in got.values()),
                   "reordered": sum(1 for a, b in zip(order, order[1:]) if b < a),
@@ -480,14 +486,14 @@ class PacketFaults(FaultPackage):
     options: ClassVar[tuple[Option, ...]] = (
         Option("packet-delay", "float", 50.0, "packet-delay / -reorder: delay, ms", minimum=0),
         Option("packet-jitter", "float", 10.0, "packet-delay: jitter, ms", minimum=0),
-        Option("packet-delay-correlation", "float", 25.0, "packet-delay: correlation, %",
+        Option("packet-delay-correlation", "float", 25.0, "packet-delay: correlation, percent",
                minimum=0),  # fmt: skip
         Option("packet-distribution", "str", "normal", "packet-delay: netem distribution"),
         Option("packet-percent", "float", 20.0,
-               "packet-loss / -duplicate / -reorder / -corrupt: share of packets, %", minimum=0,
+               "packet-loss / -duplicate / -reorder / -corrupt: share of packets, percent", minimum=0,
                check=_check_percent),
         Option("packet-correlation", "float", 75.0,
-               "correlation of loss / duplicate / reorder / corrupt, %", minimum=0),
+               "correlation of loss / duplicate / reorder / corrupt, percent", minimum=0),
         Option("packet-rate", "str", "1mbit", "packet-rate: the rate limit (tc syntax)",
                check=_check_rate),
     )  # fmt: skip

@@ -8,6 +8,13 @@ Faults are drawn in rounds: every requested fault once, in an order shuffled by 
 then a new shuffled round. A plain random choice per start could leave a requested fault
 out of a short run, and the vacuous-run check would then call the run unknown for no fault
 of the system; with rounds, a run long enough for n windows exercises all n faults.
+
+`mode="combined"` is Jepsen's combined nemesis (jepsen.nemesis.combined composes one generator
+per package): faults of *different* packages overlap. Each window starts one fault of every
+package asked for (each package drawing its own rounds), and the window's end stops all of
+them, in heal order (network first, then clocks, pauses, kills), so a restarted node finds the
+network whole. Faults of one package never overlap: a second partition shape would replace
+the first one's rules, not add to them.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from typing import Any
 from dsjepsen.errors import ConfigError
 from dsjepsen.nemesis.catalog import check_names, fault_catalog
 
+MODES = ("classic", "combined")
 
-def required_time(count: int, interval: float) -> float:
+
+def required_time(count: int, interval: float, mode: str = "classic") -> float:
     """Seconds of --time-limit that `count` faults need, each for one full window.
 
     The runner's nemesis loop waits `interval` before every op, so fault i (from 0) starts at
@@ -29,19 +38,36 @@ def required_time(count: int, interval: float) -> float:
     interval. Merely starting before the time limit, (2 x count - 1) x interval, is not
     enough: the loop drifts by the time each op takes (a kill waits for pids, a partition for
     iptables on every node), and a fault that starts as the clients stop tests nothing.
+
+    In combined mode every package's fault runs in every window, so one window is enough.
     """
+    if mode == "combined":
+        return 2 * interval if count else 0.0
     return count * 2 * interval
 
 
-def check_fits(names: str | Sequence[str], interval: float, time_limit: float) -> None:
+def check_fits(
+    names: str | Sequence[str], interval: float, time_limit: float, mode: str = "classic"
+) -> None:
     """ConfigError (one line) when the run is too short for every fault in `names` to run
     once for a full window; the message names the --time-limit and the --nemesis-interval
     that would fit. `names` are read as `check_names` reads them (its errors included):
     repeats count once and "none" asks for nothing, which always fits.
     """
+    if mode not in MODES:
+        raise ConfigError(f"--nemesis-mode: one of {', '.join(MODES)}, got {mode!r}")
     count = len(check_names(names))
     if count == 0:
         return
+    if mode == "combined":
+        need = required_time(count, interval, mode)
+        if need <= time_limit + 1e-9:
+            return
+        raise ConfigError(
+            f"--nemesis: combined faults need 2 x {interval:g}s = {need:g}s but --time-limit "
+            f"is {time_limit:g}s; use --time-limit {math.ceil(need - 1e-9):g} or "
+            f"--nemesis-interval {math.floor(time_limit / 2 * 100) / 100:g}"
+        )
     need = required_time(count, interval)
     if need <= time_limit + 1e-9:
         return
@@ -64,14 +90,30 @@ class FaultSchedule:
     scheduled like the built-in ones. The same rng gives the same sequence.
     """
 
-    def __init__(self, names: str | Sequence[str], interval: float, rng: random.Random):
+    def __init__(
+        self,
+        names: str | Sequence[str],
+        interval: float,
+        rng: random.Random,
+        mode: str = "classic",
+    ):
+        if mode not in MODES:
+            raise ConfigError(f"--nemesis-mode: one of {', '.join(MODES)}, got {mode!r}")
         self.names = check_names(names)
         catalog = fault_catalog()
         self.packages = {name: catalog[name] for name in self.names}
         self.interval = float(interval)
         self.rng = rng
+        self.mode = mode
         self.active: str | None = None  # the fault whose stop comes next
         self._round: list[str] = []  # faults of this round not started yet, next one last
+        # combined: the faults of each package (by family, in the order asked), its own rounds,
+        # and the faults started in the current window
+        self.groups: dict[str, list[str]] = {}
+        for name in self.names:
+            self.groups.setdefault(self.packages[name].family, []).append(name)
+        self._rounds: dict[str, list[str]] = {family: [] for family in self.groups}
+        self.active_set: list[str] = []
 
     @property
     def enabled(self) -> bool:
@@ -83,6 +125,42 @@ class FaultSchedule:
             self.rng.shuffle(self._round)
             self._round.reverse()  # pop() from the end takes them in shuffled order
         return self._round.pop()
+
+    def _draw_from(self, family: str) -> str:
+        pending = self._rounds[family]
+        if not pending:
+            pending.extend(self.groups[family])
+            self.rng.shuffle(pending)
+            pending.reverse()
+        return pending.pop()
+
+    def _heal_sorted(self, faults: list[str]) -> list[str]:
+        """Lowest heal order first; ties in the order the faults were started."""
+        return sorted(faults, key=lambda f: (self.packages[f].heal_order, faults.index(f)))
+
+    def next_ops(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ops of the next tick: classic, the one op of `next_op`; combined, the start
+        of one fault of every package (in an order shuffled by the seed), or, when a window
+        is open, the stops of all of them in heal order. [] when no fault was asked for."""
+        if self.mode != "combined":
+            op = self.next_op()
+            return [] if op is None else [op]
+        if not self.names:
+            return []
+        if self.active_set:
+            return self.stop_ops()
+        starts = [self._draw_from(family) for family in self.groups]
+        self.rng.shuffle(starts)
+        self.active_set = starts
+        return [self.packages[f].start_op(f) for f in starts]
+
+    def stop_ops(self) -> list[tuple[str, dict[str, Any]]]:
+        """The ops that end every active fault, in heal order (the runner's final heal)."""
+        if self.mode != "combined":
+            op = self.stop_op()
+            return [] if op is None else [op]
+        faults, self.active_set = self._heal_sorted(self.active_set), []
+        return [self.packages[f].stop_op(f) for f in faults]
 
     def next_op(self) -> tuple[str, dict[str, Any]] | None:
         if not self.names:

@@ -38,6 +38,15 @@ class Anomaly:
     diagram: str = ""
     prefix_omitted: int = 0
     op_ids: set[int] = field(default_factory=set)  # timeline op ids involved
+    #: the one op the anomaly is about (the op that cannot be placed, or the op a CRDT
+    #: anomaly cites), as a timeline op id; None when the anomaly names no op of the history
+    anchor: int | None = None
+    #: when it happened: the anchor's invocation (ns or position), else a time the checker
+    #: recorded; None when nothing says. "First anomaly" everywhere means the smallest `t`.
+    t: int | None = None
+    node: str | None = None  # the node that served the anchor op (or the checker's `node`)
+    fault: str | None = None  # the fault active while the anchor ran; None: none was
+    phase: str = ""  # "during <family>", "after heal", "before any fault", "final reads"
 
     @property
     def is_linearizability(self) -> bool:
@@ -45,14 +54,17 @@ class Anomaly:
 
 
 def collect(results: dict[str, Any] | None) -> list[Anomaly]:
-    """Anomalies of every check, deduplicated (composed checks repeat their children's)."""
+    """Anomalies of every failed check, deduplicated (composed checks repeat their children's)."""
     if not results:
         return []
     found: list[tuple[str, dict[str, Any]]] = []
     checks = results.get("checks")
     if isinstance(checks, dict):
         for name, res in checks.items():
-            if isinstance(res, dict):
+            # only a check that failed has anomalies: what an undecided check lists (the
+            # vacuous check's "fault never took effect") is why the verdict is unknown, which
+            # the page says, not a correctness anomaly to write an RCA about
+            if isinstance(res, dict) and res.get("valid") is False:
                 for a in res.get("anomalies") or []:
                     found.append((str(name), a))
     for a in results.get("anomalies") or []:
@@ -105,10 +117,13 @@ def _norm(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def link_ops(run: RunData, anomalies: list[Anomaly]) -> None:
-    """Map each anomaly's ops (by history index) to timeline op ids."""
+def link_ops(run: RunData, anomalies: list[Anomaly]) -> list[Anomaly]:
+    """Map each anomaly's ops (by history index) to timeline op ids, find the op it is about,
+    when and where it ran and which fault was active, and return the anomalies in time order
+    (renumbered), so that "the first anomaly" is `result[0]` on every part of the page."""
     by_call = {o.call: o.id for o in run.operations}
     by_ret = {o.ret: o.id for o in run.operations if o.ret is not None}
+    final_from = final_reads_time(run)
     for a in anomalies:
         ids: set[int] = set()
         for d in _all_opdicts(a):
@@ -121,6 +136,65 @@ def link_ops(run: RunData, anomalies: list[Anomaly]) -> None:
             elif w in by_ret:
                 ids.add(by_ret[w])
         a.op_ids = ids
+        _place(run, a, by_call, final_from)
+    never = 1 << 62
+    ordered = sorted(anomalies, key=lambda a: (a.t if a.t is not None else never, a.n))
+    for n, a in enumerate(ordered, start=1):
+        a.n = n
+    return ordered
+
+
+def final_reads_time(run: RunData) -> int | None:
+    """When the final reads began (results.json `final_reads_from_index`), or None."""
+    idx = (run.results or {}).get("final_reads_from_index")
+    if not isinstance(idx, int) or not run.history.ops:
+        return None
+    ops = run.history.ops
+    if idx >= len(ops):
+        return None
+    return (
+        ops[idx].time
+        if ops[idx].index == idx
+        else next((o.time for o in ops if o.index >= idx), None)
+    )
+
+
+def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | None) -> None:
+    """Fill anchor, t, node, fault and phase of one anomaly from the history."""
+    raw = a.raw
+    if a.op is not None and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
+        a.anchor = by_call[a.op["call"]]
+    elif isinstance(raw.get("op_id"), int) and 0 <= raw["op_id"] < len(run.operations):
+        a.anchor = raw["op_id"]
+    if a.anchor is not None:
+        o = run.operations[a.anchor]
+        a.t = o.invoke.time
+        node = o.invoke.node or (o.complete.node if o.complete is not None else None)
+        a.node = str(node) if node else None
+        end = o.complete.time if o.complete is not None else run.end_time
+    else:
+        add = raw.get("add") if isinstance(raw.get("add"), dict) else {}
+        for src, k in ((raw, "call_time"), (raw, "ret_time"), (add, "ret_time")):
+            if isinstance(src.get(k), int):
+                a.t = src[k]
+                break
+        end = raw["ret_time"] if isinstance(raw.get("ret_time"), int) else a.t
+    if a.node is None and raw.get("node") is not None:
+        a.node = str(raw["node"])
+    if a.t is None:
+        a.phase = "unknown"
+        return
+    end = a.t if end is None else end
+    active = [w for w in run.faults if not w.failed and w.start <= end and w.end >= a.t]
+    if active:
+        a.fault = "; ".join(w.description for w in active)
+        a.phase = "during " + ", ".join(sorted({w.family for w in active}))
+    elif final_from is not None and a.t >= final_from:
+        a.phase = "final reads"
+    elif any(not w.failed and w.end < a.t for w in run.faults):
+        a.phase = "after a heal"
+    else:
+        a.phase = "before any fault" if run.faults else "no faults"
 
 
 def _all_opdicts(a: Anomaly) -> list[dict[str, Any]]:
@@ -131,45 +205,67 @@ def _all_opdicts(a: Anomaly) -> list[dict[str, Any]]:
     return out
 
 
-def op_text(d: dict[str, Any]) -> str:
-    """'write 3', 'read → 3', 'cas 1→4' — how an op reads in a diagram."""
+#: fs whose interesting part is what they returned, not what they were called with
+READ_FS = frozenset({"read", "get"})
+
+
+def op_text(d: dict[str, Any], n: int = 40) -> str:
+    """'write 3', 'read → 3', 'cas 1→4' — how an op reads in a diagram (values as `short`
+    shows them everywhere: nil for no value, "" for the empty string)."""
     f = str(d.get("f"))
     v, out = d.get("value"), d.get("output")
-    if f == "read":
-        return f"read → {short(out, 16)}" if d.get("type") == "ok" else "read → ?"
+    if f in READ_FS or f.startswith("read"):
+        return f"{f} → {short(out, n)}" if d.get("type") == "ok" else f"{f} → ?"
     if f == "cas" and isinstance(v, list) and len(v) == 2:
-        return f"cas {short(v[0], 8)}→{short(v[1], 8)}"
-    return f"{f} {short(v, 16)}"
+        return f"cas {short(v[0], n // 2)}→{short(v[1], n // 2)}"
+    return f"{f} {short(v, n)}"
 
 
 def operation_dict(run: RunData, op_id: int) -> dict[str, Any]:
     return run.operations[op_id].to_dict()
 
 
-def diagram(run: RunData, a: Anomaly) -> str:
-    """A Porcupine-style SVG of the anomaly's window (empty for non-linearizability ones)."""
-    if a.op is None:
-        return ""
+#: diagram geometry (px): monospace glyph width at the diagram's 12 px font, paddings
+CHAR_W = 7.4
+MARK_W = 24  # room for a step marker before the label
+MIN_GAP = 26
+LANE_H = 58
+BAR_H = 38
+
+
+def diagram_ops(
+    a: Anomaly, run: RunData
+) -> tuple[list[dict[str, Any]], dict[int, int], dict[int, str]]:
+    """Which ops the diagram draws: the op that cannot be placed, the last DIAGRAM_STEPS
+    steps of the linearization, every step that set the state the register is left in (the
+    write the checker's sentence cites may be far back), the pending ops and the window.
+    Returns (ops in history order, step number by call position, state after by call)."""
+    assert a.op is not None
     step_of: dict[int, int] = {}
     state_of: dict[int, str] = {}
     ops: dict[int, dict[str, Any]] = {}
     first_step = a.prefix_omitted + 1
-    # The diagram shows the end of the linearization (the table lists all of it): the last
-    # DIAGRAM_STEPS steps, everything pending, the checker's window and the failing op.
     tail_from = max(0, len(a.prefix) - DIAGRAM_STEPS)
-    for n, p in enumerate(a.prefix, start=first_step):
+    prev_state: Any = object()
+    changes: list[int] = []
+    for i, p in enumerate(a.prefix):
         d = p.get("op")
-        if isinstance(d, dict) and isinstance(d.get("call"), int):
-            if n - first_step >= tail_from:
-                ops[d["call"]] = d
-            step_of[d["call"]] = n
-            state_of[d["call"]] = short(p.get("state"), 24)
+        if not (isinstance(d, dict) and isinstance(d.get("call"), int)):
+            continue
+        step_of[d["call"]] = first_step + i
+        state_of[d["call"]] = short(p.get("state"), 40)
+        if p.get("state") != prev_state or str(d.get("f")) != "read":
+            changes.append(i)
+        prev_state = p.get("state")
+        if i >= tail_from:
+            ops[d["call"]] = d
+    for i in changes[-3:]:  # the writes that made the state the failing op contradicts
+        d = a.prefix[i]["op"]
+        ops[d["call"]] = d
     for d in a.pending:
         if isinstance(d.get("call"), int):
             ops.setdefault(d["call"], d)
     bad_call = a.op.get("call")
-    if isinstance(bad_call, int):
-        ops[bad_call] = a.op
     by_call = {o.call: o for o in run.operations}
     for w in a.window:
         if w in by_call and w not in ops and by_call[w].key == a.key:
@@ -177,55 +273,85 @@ def diagram(run: RunData, a: Anomaly) -> str:
                 (p["op"] for p in a.prefix if p["op"].get("call") == w),
                 operation_dict(run, by_call[w].id),
             )
-    if not ops:
+    must = {bad_call} | {a.prefix[i]["op"]["call"] for i in changes[-3:]}
+    chosen = sorted(ops, key=lambda c: (c not in must, abs(c - (bad_call or 0))))
+    keep = sorted(chosen[:MAX_DIAGRAM_OPS])
+    if isinstance(bad_call, int):
+        ops[bad_call] = a.op
+        if bad_call not in keep:
+            keep = sorted([*keep, bad_call])
+    return [ops[c] for c in keep], step_of, state_of
+
+
+def diagram(run: RunData, a: Anomaly) -> str:
+    """A Porcupine-style SVG of the anomaly's window (empty for non-linearizability ones).
+
+    Nothing in it is ever cut: the horizontal layout is computed from the labels, so each
+    op's bar is as wide as its full text (history order is kept: a position never moves left
+    of an earlier one), and the step marker sits beside the label rather than over it. The
+    caption is the page's HTML (it wraps), not SVG text (which does not).
+    """
+    if a.op is None:
         return ""
-    # Keep the ops nearest the failing one when the window is large.
-    chosen = sorted(ops, key=lambda c: (c != bad_call, abs(c - (bad_call or 0))))
-    chosen = sorted(chosen[:MAX_DIAGRAM_OPS])
-    drawn = [ops[c] for c in chosen]
+    drawn, step_of, state_of = diagram_ops(a, run)
+    if not drawn:
+        return ""
+    bad_call = a.op.get("call")
     points = sorted(
-        {d["call"] for d in drawn} | {d["ret"] for d in drawn if isinstance(d.get("ret"), int)}
+        {d["call"] for d in drawn if isinstance(d.get("call"), int)}
+        | {d["ret"] for d in drawn if isinstance(d.get("ret"), int)}
     )
-    col = {p: i for i, p in enumerate(points)}
+    labels: dict[int, tuple[str, str]] = {}
+    need: dict[int, float] = {}
+    for d in drawn:
+        c = d["call"]
+        top = op_text(d)
+        sub = f"→ {state_of[c]}" if c in state_of else ("cannot be placed" if c == bad_call else "")
+        labels[c] = (top, sub)
+        mark = MARK_W if (c in step_of or c == bad_call) else 0
+        need[c] = mark + 10 + CHAR_W * max(len(top), len(sub))
     procs = sorted({str(d.get("process")) for d in drawn}, key=_proc_key)
     lane = {p: i for i, p in enumerate(procs)}
-    step_px = max(30, min(80, 1050 // (len(points) + 1)))
-    left, top, lh = 70, 24, 58
-    width = left + step_px * (len(points) + 1) + 40
-    height = top + lh * len(procs) + 34
-    right_edge = left + step_px * (len(points) + 0.6)
-
-    def x(pos: int) -> float:
-        return left + step_px * (col[pos] + 0.5)
-
+    label_w = 12 + CHAR_W * max(len(f"p{p}") for p in procs)
+    left, top_y = label_w + 12, 12
+    ends_at: dict[int, list[int]] = {}
+    for d in drawn:
+        if isinstance(d.get("ret"), int):
+            ends_at.setdefault(d["ret"], []).append(d["call"])
+    xs: dict[int, float] = {}
+    last = left - MIN_GAP / 2
+    for pnt in points:
+        x = last + MIN_GAP
+        for c in ends_at.get(pnt, []):
+            x = max(x, xs[c] + need[c])
+        xs[pnt] = x
+        last = x
+    right_edge = last + MIN_GAP
+    for d in drawn:
+        if not isinstance(d.get("ret"), int):
+            right_edge = max(right_edge, xs[d["call"]] + need[d["call"]])
+    width = right_edge + 16
+    height = top_y + LANE_H * len(procs) + 8
     parts = [
         f'<svg class="porcupine" viewBox="0 0 {width:.0f} {height}" width="{width:.0f}" '
         f'height="{height}" xmlns="http://www.w3.org/2000/svg" role="img" '
         f'aria-label="linearization diagram for key {esc(short(a.key))}">'
     ]
     for p, i in lane.items():
-        y = top + i * lh
+        y = top_y + i * LANE_H
         parts.append(
-            f'<line class="pc-lane" x1="{left}" x2="{right_edge:.0f}" y1="{y + 29}" '
-            f'y2="{y + 29}"/><text class="pc-proc" x="{left - 8}" y="{y + 33}" '
+            f'<line class="pc-lane" x1="{left}" x2="{right_edge:.0f}" y1="{y + BAR_H / 2}" '
+            f'y2="{y + BAR_H / 2}"/><text class="pc-proc" x="{left - 8}" y="{y + BAR_H / 2 + 4}" '
             f'text-anchor="end">p{esc(p)}</text>'
         )
-    lin_points: list[tuple[float, float, int]] = []
-    last_x = 0.0
-    for c in sorted(chosen, key=lambda c: step_of.get(c, 10**9)):
-        if c in step_of and c in ops:
-            d = ops[c]
-            x0 = x(c)
-            x1 = x(d["ret"]) if isinstance(d.get("ret"), int) and d["ret"] in col else right_edge
-            px = min(max(last_x + 6, x0 + 5), x1 - 5) if x1 - x0 > 10 else (x0 + x1) / 2
-            last_x = px
-            lin_points.append((px, top + lane[str(d.get("process"))] * lh + 12, step_of[c]))
-    for c in chosen:
-        d = ops[c]
-        y = top + lane[str(d.get("process"))] * lh + 12
-        x0 = x(c)
-        has_ret = isinstance(d.get("ret"), int) and d["ret"] in col
-        x1 = x(d["ret"]) if has_ret else right_edge
+    marks: list[tuple[float, float, int]] = []
+    path_at = len(parts)
+    for d in drawn:
+        c = d["call"]
+        y = top_y + lane[str(d.get("process"))] * LANE_H
+        x0 = xs[c]
+        has_ret = isinstance(d.get("ret"), int)
+        x1 = xs[d["ret"]] if has_ret else right_edge
         cls = "pc-op"
         if c == bad_call:
             cls += " pc-bad"
@@ -235,47 +361,54 @@ def diagram(run: RunData, a: Anomaly) -> str:
             cls += " pc-pending"
         if not has_ret:
             cls += " pc-open"
-        tip = f"op {d.get('id')}: {op_text(d)} ({d.get('type')})"
+        tip = f"op {d.get('id')}: {op_text(d, 200)} ({d.get('type')})"
         if c in state_of:
             tip += f"; linearized as step {step_of[c]}, state after: {state_of[c]}"
+        mark = MARK_W if (c in step_of or c == bad_call) else 0
+        top_t, sub_t = labels[c]
         parts.append(
-            f'<g class="{cls}"><title>{esc(tip)}</title>'
-            f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 6):.1f}" height="34" rx="3"/>'
-            f'<text x="{x0 + 4:.1f}" y="{y + 18}">{esc(_fit(op_text(d), x1 - x0))}</text>'
+            f'<g class="{cls}" data-call="{c}"><title>{esc(tip)}</title>'
+            f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 6):.1f}" height="{BAR_H}" rx="3"/>'
+            f'<text class="pc-label" x="{x0 + mark + 5:.1f}" y="{y + 16}">{esc(top_t)}</text>'
         )
-        if c in state_of:
+        if sub_t:
             parts.append(
-                f'<text class="pc-state" x="{x0 + 4:.1f}" y="{y + 30}">'
-                f"{esc(_fit('→ ' + state_of[c], x1 - x0))}</text>"
+                f'<text class="pc-state" x="{x0 + mark + 5:.1f}" y="{y + 31}">{esc(sub_t)}</text>'
             )
         parts.append("</g>")
-    if len(lin_points) > 1:
-        pts = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in lin_points)
-        parts.append(f'<polyline class="pc-path" points="{pts}"/>')
-    for px, py, n in lin_points:
+        if c in step_of:
+            marks.append((x0 + 13, y + BAR_H / 2, step_of[c]))
+        elif c == bad_call:
+            parts.append(
+                f'<text class="pc-x" x="{x0 + 13:.1f}" y="{y + BAR_H / 2 + 6}" '
+                f'text-anchor="middle">✗</text>'
+            )
+    marks.sort(key=lambda m: m[2])
+    if len(marks) > 1:
+        # under the bars (inserted right after the lanes), so it never runs across a label
+        pts = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in marks)
+        parts.insert(path_at, f'<polyline class="pc-path" points="{pts}"/>')
+    for px, py, n in marks:
+        r = 8 if n < 100 else 10
         parts.append(
-            f'<circle class="pc-step" cx="{px:.1f}" cy="{py:.1f}" r="7"/>'
+            f'<circle class="pc-step" cx="{px:.1f}" cy="{py:.1f}" r="{r}"/>'
             f'<text class="pc-step-n" x="{px:.1f}" y="{py + 3.5:.1f}" '
             f'text-anchor="middle">{n}</text>'
         )
-    if isinstance(bad_call, int) and bad_call in col:
-        by = top + lane[str(a.op.get("process"))] * lh
-        parts.append(
-            f'<text class="pc-x" x="{x(bad_call) - 14:.1f}" y="{by + 35}" '
-            f'text-anchor="middle">✗</text>'
-        )
-    parts.append(
-        f'<text class="pc-axis" x="{left}" y="{height - 10}">history order →'
-        f" (positions {points[0]}–{points[-1]}; numbered circles: the longest linearization"
-        " found; red: the op that cannot be placed)</text>"
-    )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _fit(s: str, px: float) -> str:
-    n = max(int((px - 6) / 6.3), 1)
-    return s if len(s) <= n else s[: max(n - 1, 1)] + "…"
+def caption(a: Anomaly) -> str:
+    """The diagram's caption, as page text (it wraps with the page)."""
+    if a.op is None:
+        return ""
+    return (
+        "History order left to right (each position is an invocation or a completion; bars "
+        "are as wide as their labels, not their durations). Numbered circles: the longest "
+        "linearization found, with the state after each step; red ✗: the op that cannot be "
+        "placed; dashed grey: pending ops that could still take effect."
+    )
 
 
 def _proc_key(p: str) -> tuple[int, int | str]:

@@ -34,8 +34,8 @@ from dsjepsen import __version__
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
+from dsjepsen.reports import clock, crdt, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
-from dsjepsen.reports import plots, rca, stats, timeline
 from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
 from dsjepsen.reports.timeline import short
 
@@ -45,6 +45,9 @@ REPORT_SCRIPTS = ("errors.js", "timeline.js")
 REPORT_STYLES = ("report.css",)
 #: the rest of the report's policy: nothing may be fetched, nothing framed or posted
 REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'"
+#: anomalies after the first get their diagram inside their (closed) table row; past this
+#: many the row shows the linearization table only (the page stays fast to render and open)
+MAX_DIAGRAMS = 60
 #: a file written by dsjepsen into a run directory: owner and group only (run data can hold
 #: what the system under test logged, which is not for every user of the machine)
 FILE_MODE = 0o640
@@ -214,16 +217,69 @@ def _files(run: RunData) -> list[dict[str, Any]]:
     return out[:500]
 
 
+def linearizations(run: RunData, anomalies: list[anomaly_mod.Anomaly]) -> dict[str, Any]:
+    """Per failing key, what the per-key timeline draws: the longest linearization's steps
+    (timeline op id, step number, state before, state after) and the op that cannot be
+    placed. The first anomaly of each key (in time) stands for the key."""
+    by_call = {o.call: o.id for o in run.operations}
+    out: dict[str, Any] = {}
+    for a in anomalies:
+        k = "" if a.key is None else short(a.key, 24)
+        if a.op is None or a.anchor is None or k in out:
+            continue
+        steps: list[list[Any]] = []
+        before = "?" if a.prefix_omitted else "nil"
+        for n, p in enumerate(
+            a.prefix[-400:], start=a.prefix_omitted + 1 + max(0, len(a.prefix) - 400)
+        ):
+            call = p["op"].get("call")
+            after = short(p.get("state"), 40)
+            if call in by_call:
+                steps.append([by_call[call], n, before, after])
+            before = after
+        out[k] = {
+            "bad": a.anchor,
+            "steps": steps,
+            "states": [short(s, 40) for s in a.states],
+            "msg": a.message[:300],
+        }
+        if len(out) >= 200:
+            break
+    return out
+
+
+def what_was_tested(run: RunData, df: Any) -> list[dict[str, Any]]:
+    """Per fault window that took effect: how many client ops ran under it and how many of
+    them succeeded: how hard the run pushed (a valid verdict under no load proves little)."""
+    rows = []
+    calls = df["call_t"].to_numpy()
+    ok = (df["type"] == "ok").to_numpy()
+    for w in run.faults:
+        inside = (calls >= w.start) & (calls <= w.end)
+        n = int(inside.sum())
+        rows.append(
+            {
+                "w": w,
+                "ops": n,
+                "ok": int((inside & ok).sum()),
+                "avail": (float((inside & ok).sum()) / n) if n else None,
+            }
+        )
+    return rows
+
+
 def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     """Render `run` into out_path (written atomically: a reader never sees half a page).
 
     `mode` (before the umask) is FILE_MODE inside a run directory; a report written elsewhere
     (`-o`, `check --report`) gets the user's usual permissions."""
-    anomalies = anomaly_mod.collect(run.results)
-    anomaly_mod.link_ops(run, anomalies)
-    for a in anomalies[:20]:
+    anomalies = anomaly_mod.link_ops(run, anomaly_mod.collect(run.results))
+    first = anomalies[0] if anomalies else None
+    if first is not None:
+        first.diagram = Markup(anomaly_mod.diagram(run, first))
+    for a in anomalies[1:MAX_DIAGRAMS]:
         a.diagram = Markup(anomaly_mod.diagram(run, a))
-    involved = set().union(*(a.op_ids for a in anomalies)) if anomalies else set()
+    anchors = {a.anchor for a in anomalies if a.anchor is not None}
     df = stats.ops_frame(run)
     counts = {
         "total": len(df),
@@ -232,18 +288,32 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "info": int((df["type"] == "info").sum()),
     }
     width = stats.nice_width(max(run.end_time, 1), logical=run.logical_time)
-    tp = stats.throughput(df, width, run.end_time, logical=run.logical_time)
-    quant = stats.latency_quantiles(df, width)
     verdict = verdict_of(run)
     first_msg = None
-    if anomalies:
-        a0 = anomalies[0]
-        first_msg = (f"key {short(a0.key)}: " if a0.key is not None else "") + a0.message
+    if first is not None:
+        where = f" (op {first.anchor}" if first.anchor is not None else " ("
+        where += f", node {first.node}" if first.node else ""
+        where += f", {run.fmt_t(first.t)}" if first.t is not None else ""
+        where += f", fault active: {first.fault}" if first.fault else f", {first.phase}"
+        where = where.replace("(, ", "(") + ")"
+        first_msg = (
+            (f"key {short(first.key)}: " if first.key is not None else "") + first.message + where
+        )
     summary = _summary(run, verdict, counts, first_msg)
     reproduce = reproduce_command(run.test)
-    rca_data = rca.build(run, anomalies, summary, counts, reproduce)
+    rca_data = rca.build(run, anomalies, summary, counts, reproduce) if anomalies else None
     log_section = logs_mod.excerpts(run, rca.first_anomaly_interval(run, anomalies))
+    has_logs = bool(log_section.files)
     versions = run.test.get("versions") if isinstance(run.test.get("versions"), dict) else {}
+    final_t = anomaly_mod.final_reads_time(run)
+    time_plots = not run.logical_time and len(df) > 0
+    tl = timeline.timeline_data(run, anchors)
+    tl["first"] = first.anchor if first is not None else None
+    tl["lin"] = linearizations(run, anomalies)
+    tl["keys"] = timeline.key_order(run, [a.key for a in anomalies])
+    crdt_view = crdt.view(run, anomalies)
+    clock_svg = clock.clock_svg(run)
+    seed = run.test.get("seed", _opt(run.test, "seed"))
     ctx = {
         "run": run,
         "title": run.title,
@@ -251,27 +321,43 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "summary": summary,
         "counts": counts,
         "reproduce": reproduce,
-        "seed": run.test.get("seed", _opt(run.test, "seed")),
+        "seed": seed,
         "versions": versions,
         "report_version": __version__,
         "test": run.test,
         "options": run.test.get("options") if isinstance(run.test.get("options"), dict) else {},
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "timeline": timeline.timeline_data(run, involved),
-        "latency_svg": Markup(plots.latency_svg(run, df, quant, width)),
-        "throughput_svg": Markup(plots.throughput_svg(run, tp, width)),
-        "bucket": width if run.logical_time else width / NS,
+        "timeline": tl,
+        "time_plots": time_plots,
+        "latency_svg": Markup(
+            plots.latency_svg(run, df, stats.latency_quantiles(df, width), width, final_t)
+        )
+        if time_plots
+        else "",
+        "throughput_svg": Markup(
+            plots.throughput_svg(run, stats.throughput(df, width, run.end_time), width, final_t)
+        )
+        if time_plots
+        else "",
+        "bucket": width / NS,
         "stats": stats.per_f_table(run, df),
-        "lat_unit": "positions" if run.logical_time else "ms",
+        "tested": what_was_tested(run, df),
         "anomalies": anomalies,
-        "tid": {o.call: o.id for o in run.operations if o.id in involved},
-        "shown_anomalies": anomalies[:20],
+        "first": first,
+        "first_caption": anomaly_mod.caption(first) if first is not None else "",
+        "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "logs": log_section,
+        "has_logs": has_logs,
         "files": _files(run),
         "faults": run.faults,
         "events": run.events,
+        "crdt": crdt_view,
+        "clock_svg": Markup(clock_svg) if clock_svg else "",
         "short": short,
+        "tshort": lambda t: (
+            "–" if t is None else (f"pos {t}" if run.logical_time else f"{t / NS:.3f}s")
+        ),
         "op_text": anomaly_mod.op_text,
         "css": _asset("report.css"),
         "errors_js": _asset("errors.js"),

@@ -16,32 +16,39 @@ from dsjepsen.reports.rundata import NS, RunData
 from dsjepsen.reports.stats import OUTCOMES
 from dsjepsen.reports.svg import Frame, esc
 
-WIDTH = 1100
+#: the plots' drawing width; the page scales them to the column (at most 1,000 px, CSS), so
+#: at an 800 px window they shrink by about 0.8 and their 14 px text stays above 11 px
+WIDTH = 880
 OUTCOME_LABEL = {"ok": "ok", "fail": "fail", "info": "info (indeterminate)"}
 # marker shapes per f, as a path fragment drawn at (x, y)
 SHAPES = ("circle", "square", "triangle", "diamond", "plus", "cross")
 
 
 def _marker(shape: str, x: int, y: int) -> str:
+    """Markers 7-8 px across: big enough that a circle, a square and a triangle read as
+    different shapes at a glance (f is told by shape, outcome by colour)."""
     if shape == "square":
-        return f"M{x - 2} {y - 2}h4v4h-4z"
+        return f"M{x - 3} {y - 3}h6v6h-6z"
     if shape == "triangle":
-        return f"M{x} {y - 3}l3 5h-6z"
+        return f"M{x} {y - 4}l4 7h-8z"
     if shape == "diamond":
-        return f"M{x} {y - 3}l3 3-3 3-3-3z"
+        return f"M{x} {y - 4}l4 4-4 4-4-4z"
     if shape == "plus":
-        return f"M{x - 1} {y - 3}h2v2h2v2h-2v2h-2v-2h-2v-2h2z"
+        return f"M{x - 1} {y - 4}h2v3h3v2h-3v3h-2v-3h-3v-2h3z"
     if shape == "cross":
-        return f"M{x - 3} {y - 2}l1-1 2 2 2-2 1 1-2 2 2 2-1 1-2-2-2 2-1-1 2-2z"
-    return f"M{x - 2} {y}a2 2 0 1 0 4 0a2 2 0 1 0-4 0"
+        return f"M{x - 4} {y - 3}l1-1 3 3 3-3 1 1-3 3 3 3-1 1-3-3-3 3-1-1 3-3z"
+    return f"M{x - 3.5} {y}a3.5 3.5 0 1 0 7 0a3.5 3.5 0 1 0-7 0"
 
 
 def _time_scale(run: RunData) -> tuple[float, str]:
     return (1.0, "history position") if run.logical_time else (NS, "seconds since start")
 
 
-def fault_shading(run: RunData, fr: Frame, scale: float) -> list[str]:
+def fault_shading(run: RunData, fr: Frame, scale: float, final_t: int | None = None) -> list[str]:
+    """Fault windows (labelled "#n family" above the plot, as in the fault table), one-shot
+    nemesis events, and the final reads, which run after the heal and are set apart."""
     out = []
+    row_end = [-1e9, -1e9]  # where the last label of each of two label rows ends
     for w in run.faults:
         if w.failed:
             continue
@@ -52,16 +59,35 @@ def fault_shading(run: RunData, fr: Frame, scale: float) -> list[str]:
             f'<rect class="fault fault-{esc(_cls(w.family))}" x="{x0:.1f}" y="{fr.top}" '
             f'width="{x1 - x0:.1f}" height="{fr.ph:.1f}"><title>{esc(tip)}</title></rect>'
         )
-        if x1 - x0 > 40:
+        label = f"#{w.id + 1} {w.family}"
+        if x1 - x0 > 30:
+            text = _clip(label, int(max(x1 - x0, 7.5 * len(label)) / 7.5))
+            # overlapping windows (a clock fault inside a partition) get the second row
+            row = 0 if row_end[0] < x0 else 1
+            if row == 1 and row_end[1] >= x0:
+                continue  # a third overlapping label would collide: its title still tells
+            row_end[row] = x0 + 3 + 7.8 * len(text)
             out.append(
-                f'<text class="fault-label" x="{x0 + 3:.1f}" y="{fr.top - 4}">'
-                f"{esc(_clip(w.family, int((x1 - x0) / 6)))}</text>"
+                f'<text class="fault-label" x="{x0 + 3:.1f}" y="{fr.top - 5 - 15 * row}">'
+                f"{esc(text)}</text>"
             )
     for e in run.events:
         px = fr.x(e.time / scale)
         out.append(
             f'<line class="event" x1="{px:.1f}" x2="{px:.1f}" y1="{fr.top}" '
             f'y2="{fr.top + fr.ph:.1f}"><title>{esc(e.description)}</title></line>'
+        )
+    if final_t is not None:
+        fx = fr.x(final_t / scale)
+        out.append(
+            f'<rect class="final-reads" x="{fx:.1f}" y="{fr.top}" '
+            f'width="{max(fr.left + fr.pw - fx, 1):.1f}" height="{fr.ph:.1f}">'
+            "<title>final reads: after the heal, every node is read until replicas agree"
+            "</title></rect>"
+            f'<line class="final-line" x1="{fx:.1f}" x2="{fx:.1f}" y1="{fr.top - 14}" '
+            f'y2="{fr.top + fr.ph:.1f}"/>'
+            f'<text class="final-label" x="{fx - 3:.1f}" y="{fr.top - 5}" '
+            'text-anchor="end">final reads →</text>'
         )
     return out
 
@@ -81,13 +107,19 @@ def _legend(items: list[tuple[str, str]], x: float, y: float) -> list[str]:
     for mark, label in items:
         out.append(
             f'<g transform="translate({lx:.0f} {y:.0f})">{mark}'
-            f'<text class="legend" x="12" y="4">{esc(label)}</text></g>'
+            f'<text class="legend" x="12" y="5">{esc(label)}</text></g>'
         )
-        lx += 34 + 6.4 * len(label)
+        lx += 30 + 7.6 * len(label)
     return out
 
 
-def latency_svg(run: RunData, df: pd.DataFrame, quant: pd.DataFrame, bucket_ns: float) -> str:
+def latency_svg(
+    run: RunData,
+    df: pd.DataFrame,
+    quant: pd.DataFrame,
+    bucket_ns: float,
+    final_t: int | None = None,
+) -> str:
     scale, x_label = _time_scale(run)
     unit = "positions" if run.logical_time else "ms"
     done = df[df["latency"].notna()]
@@ -100,9 +132,9 @@ def latency_svg(run: RunData, df: pd.DataFrame, quant: pd.DataFrame, bucket_ns: 
     hi = 10 ** math.ceil(math.log10(hi)) if hi > lo else lo * 10
     fs = [str(f) for f in df["f"].cat.categories] if len(df) else []
     shape_of = {f: SHAPES[i % len(SHAPES)] for i, f in enumerate(fs)}
-    fr = Frame(WIDTH, 360, 0.0, end, lo, hi, log_y=True, top=40)
+    fr = Frame(WIDTH, 370, 0.0, end, lo, hi, log_y=True, top=76, left=70)
     parts = fr.axes(x_label, f"latency ({unit}, log)")
-    parts += fault_shading(run, fr, scale)
+    parts += fault_shading(run, fr, scale, final_t)
     if len(done):
         xs = np.rint(
             fr.left + (done["ret_t"].to_numpy() / scale - fr.x0) / (end or 1) * fr.pw
@@ -144,7 +176,8 @@ def latency_svg(run: RunData, df: pd.DataFrame, quant: pd.DataFrame, bucket_ns: 
         (f'<line class="qline {c}" x1="-6" x2="6" y1="0" y2="0"/>', q)
         for q, c in (("p50", "q50"), ("p95", "q95"), ("p99", "q99"))
     ]
-    parts += _legend_rows(legend, fr.left, 12)
+    parts += _legend_rows(legend[:3] + legend[-3:], fr.left, 14)
+    parts += _legend_rows(legend[3:-3], fr.left, 36)
     return _svg(fr, parts, "latency-plot", "Latency of every op over time")
 
 
@@ -152,29 +185,45 @@ def _legend_rows(items: list[tuple[str, str]], x: float, y: float) -> list[str]:
     return _legend(items, x + 6, y)
 
 
-def throughput_svg(run: RunData, tp: pd.DataFrame, width_ns: float) -> str:
+def throughput_svg(
+    run: RunData, tp: pd.DataFrame, width_ns: float, final_t: int | None = None
+) -> str:
+    """Completions per second by outcome. The y scale is set by the run proper: the burst of
+    final reads after the heal would flatten everything else, so past `final_t` values above
+    the scale are clipped at the top and their peak is written there."""
     scale, x_label = _time_scale(run)
     end = max(run.end_time, 1) / scale
-    ymax = float(tp[list(OUTCOMES)].to_numpy().max()) if len(tp) else 1.0
+    body = tp if final_t is None else tp[tp["t"] + width_ns <= final_t]
+    if not len(body):
+        body = tp
+    ymax = float(body[list(OUTCOMES)].to_numpy().max()) if len(body) else 1.0
     ymax = ymax * 1.1 if ymax > 0 else 1.0
-    fr = Frame(WIDTH, 260, 0.0, end, 0.0, ymax, top=40)
+    fr = Frame(WIDTH, 280, 0.0, end, 0.0, ymax, top=50, left=70)
     unit = "completions / position" if run.logical_time else "ops / s"
     parts = fr.axes(x_label, unit)
-    parts += fault_shading(run, fr, scale)
+    parts += fault_shading(run, fr, scale, final_t)
+    peak = 0.0
     for t in OUTCOMES:
         if not len(tp) or not tp[t].any():
             continue
         pts = []
         for t0, v in zip(tp["t"], tp[t], strict=True):
             x0, x1 = fr.x(t0 / scale), fr.x(min(t0 + width_ns, run.end_time) / scale)
-            y = fr.y(v)
+            if v > ymax:
+                peak = max(peak, float(v))
+            y = fr.y(min(v, ymax))
             pts.append(f"{x0:.1f},{y:.1f} {x1:.1f},{y:.1f}")
         parts.append(f'<polyline class="tline tl-{t}" points="{" ".join(pts)}"/>')
+    if peak:
+        parts.append(
+            f'<text class="final-label" x="{fr.left + fr.pw - 4:.1f}" y="{fr.top + 14}" '
+            f'text-anchor="end">clipped: final reads peak at {peak:,.0f} ops/s</text>'
+        )
     legend = [
         (f'<line class="tline tl-{t}" x1="-6" x2="6" y1="0" y2="0"/>', OUTCOME_LABEL[t])
         for t in OUTCOMES
     ]
-    parts += _legend_rows(legend, fr.left, 14)
+    parts += _legend_rows(legend, fr.left, 16)
     return _svg(fr, parts, "throughput-plot", "Throughput over time by outcome")
 
 

@@ -20,12 +20,42 @@ from dsjepsen.reports.anomaly import Anomaly, op_text
 from dsjepsen.reports.rundata import NS, FaultWindow, RunData
 from dsjepsen.reports.timeline import short
 
-MAX_EVIDENCE = 6
+MAX_EVIDENCE = 3
 INVARIANTS = {
     "nonlinearizable": (
         "Linearizability of each key as a single register: every operation must appear to "
         "take effect atomically at one instant between its invocation and its completion, "
         "so a read returns the value of the latest write that took effect before it."
+    ),
+    "lost": (
+        "No acknowledged element is lost: once an add completed ok (or a read returned the "
+        "element), every later read, and every node's final read after the heal, must contain it."
+    ),
+    "phantom": "Reads return only elements that some add tried and that did not fail.",
+    "stale": (
+        "Reads are not stale for long: once an element is known to be in the set, reads that "
+        "begin later contain it."
+    ),
+    "duplicate": "A set read never lists an element twice.",
+    "out-of-bounds": (
+        "A counter read lies between the ok increments completed before it began and every "
+        "increment that may have been applied by its end."
+    ),
+    "final-read": (
+        "After the heal every node's counter equals the sum of the acknowledged increments "
+        "(plus any subset of the indeterminate ones)."
+    ),
+    "not-converged": (
+        "Strong eventual consistency: after the faults heal and the nodes exchange state, "
+        "every node ends with the same value of every key."
+    ),
+    "replica-lost-element": (
+        "Monotonic reads per replica: a node never loses an element of a grow-only set it "
+        "has already returned."
+    ),
+    "replica-counter-decreased": (
+        "Monotonic reads per replica: a grow-only counter read through one node never goes "
+        "backwards."
     ),
 }
 
@@ -35,6 +65,8 @@ class Hypothesis:
     title: str
     evidence: list[str]
     suggests: str
+    #: how many anomalies this hypothesis explains (the ranking key); set from the evidence
+    support: int = 0
 
 
 @dataclass
@@ -47,6 +79,11 @@ class TimelineRow:
 
 @dataclass
 class Rca:
+    #: the facts an RCA opens with, as (label, text) rows: what failed, which invariant,
+    #: when, on which node, what fault was active
+    headline: list[tuple[str, str]]
+    by_node: list[tuple[str, int]]
+    by_phase: list[tuple[str, int]]
     summary: str
     impact: list[str]
     detection: list[str]
@@ -134,14 +171,14 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     minority_hits: list[str] = []
     served: dict[str, int] = {}
     anomalous = [ops[i] for a in anomalies for i in sorted(a.op_ids)[:1] if i < len(ops)]
-    # the op that cannot be placed, per anomaly
-    bad_ops: list[tuple[Anomaly, Operation]] = []
-    by_call = {o.call: o for o in ops}
-    for a in anomalies:
-        if a.op and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
-            bad_ops.append((a, by_call[a.op["call"]]))
+    # the op each anomaly is about (its anchor: the op that cannot be placed)
+    bad_ops: list[tuple[Anomaly, Operation]] = [
+        (a, ops[a.anchor]) for a in anomalies if a.anchor is not None and a.anchor < len(ops)
+    ]
     if not bad_ops:
         bad_ops = [(a, o) for a, o in zip(anomalies, anomalous, strict=False)]
+    paused: dict[str, list[str]] = {}
+    killed: dict[str, list[str]] = {}
     quiet: list[str] = []
     for _a, o in bad_ops:
         node = _op_node(o)
@@ -172,32 +209,36 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                             f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                         )
             elif kind == "pause" and node and node in w.nodes:
-                out.append(
-                    Hypothesis(
-                        f"A paused node answered: {node}",
-                        [
-                            f"op {o.id} ({op_text(_d(o))}) was answered by {node}, which was "
-                            f"paused by \u201c{w.description}\u201d during the op"
-                        ],
-                        "A leader that resumes after a pause may still believe it leads "
-                        "(lease or timing assumptions) and serve stale or conflicting "
-                        "results until it learns of the new term.",
-                    )
+                paused.setdefault(node, []).append(
+                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}, which was "
+                    f"paused by \u201c{w.description}\u201d during the op"
                 )
             elif kind == "kill" and node and node in w.nodes:
-                out.append(
-                    Hypothesis(
-                        f"The answering node was killed around the op: {node}",
-                        [
-                            f"op {o.id} ({op_text(_d(o))}) was answered by {node}; "
-                            f"\u201c{w.description}\u201d was active from {run.fmt_t(w.start)} "
-                            f"to {run.fmt_t(w.end)}"
-                        ],
-                        "State acknowledged before the crash may have been lost on restart "
-                        "(writes acknowledged before being made durable), or the restarted "
-                        "node served reads before catching up with the log.",
-                    )
+                killed.setdefault(node, []).append(
+                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}; "
+                    f"\u201c{w.description}\u201d was active from {run.fmt_t(w.start)} "
+                    f"to {run.fmt_t(w.end)}"
                 )
+    for node, ev in paused.items():
+        out.append(
+            Hypothesis(
+                f"A paused node answered: {node}",
+                ev,
+                "A leader that resumes after a pause may still believe it leads "
+                "(lease or timing assumptions) and serve stale or conflicting "
+                "results until it learns of the new term.",
+            )
+        )
+    for node, ev in killed.items():
+        out.append(
+            Hypothesis(
+                f"The answering node was killed around the op: {node}",
+                ev,
+                "State acknowledged before the crash may have been lost on restart "
+                "(writes acknowledged before being made durable), or the restarted "
+                "node served reads before catching up with the log.",
+            )
+        )
     if minority_hits:
         out.insert(
             0,
@@ -227,9 +268,10 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 f"Every anomalous op was answered by {node}",
                 [f"{served[node]} anomalous ops, all through {node}"],
                 f"Look at {node}'s log around these times first.",
+                support=served[node],
             )
         )
-    if quiet:
+    if quiet and run.faults:  # with no faults at all, "no fault was active" explains nothing
         out.append(
             Hypothesis(
                 "No fault was active while the anomalous op ran",
@@ -238,7 +280,10 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 "depend on the fault at all, or state damaged during a fault persisted.",
             )
         )
-    return out
+    for h in out:
+        h.support = h.support or len(h.evidence)
+    # ranked by how many anomalies each explains; ties keep the order above (most specific)
+    return sorted(out, key=lambda h: -h.support)
 
 
 def _d(o: Operation) -> dict[str, Any]:
@@ -367,7 +412,32 @@ def build(
         if len(h.evidence) > MAX_EVIDENCE:
             more = len(h.evidence) - MAX_EVIDENCE
             h.evidence = h.evidence[:MAX_EVIDENCE] + [f"… and {more} more like these"]
+    headline: list[tuple[str, str]] = []
+    by_node: dict[str, int] = {}
+    by_phase: dict[str, int] = {}
+    for a in anomalies:
+        by_node[a.node or "unknown"] = by_node.get(a.node or "unknown", 0) + 1
+        by_phase[a.phase or "unknown"] = by_phase.get(a.phase or "unknown", 0) + 1
+    if anomalies:
+        a0 = anomalies[0]
+        failed = sorted({a.checker for a in anomalies})
+        headline.append(
+            (
+                "what failed",
+                f"checker {', '.join(failed)}: {len(anomalies)} anomal"
+                f"{'y' if len(anomalies) == 1 else 'ies'} on {len(keys) or 'no'} key"
+                f"{'' if len(keys) == 1 else 's'}",
+            )
+        )
+        headline.append(("invariant", invariants[0] if invariants else a0.type))
+        if a0.t is not None:
+            headline.append(("when (first)", run.fmt_t(a0.t)))
+        headline.append(("on which node", a0.node or "not recorded"))
+        headline.append(("fault active", a0.fault or f"none ({a0.phase})"))
     return Rca(
+        headline=headline,
+        by_node=sorted(by_node.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_phase=sorted(by_phase.items(), key=lambda kv: (-kv[1], kv[0])),
         summary=summary,
         impact=impact,
         detection=detection,
@@ -379,17 +449,12 @@ def build(
 
 
 def _first_anomaly(run: RunData, anomalies: list[Anomaly]) -> tuple[Anomaly, Operation] | None:
-    best: tuple[Anomaly, Operation] | None = None
-    by_call = {o.call: o for o in run.operations}
+    """The first anomaly in time and its op: `anomalies` come from `anomaly.link_ops`, in
+    time order, so this is the first one that names an op (one definition for the page)."""
     for a in anomalies:
-        o = None
-        if a.op and a.op.get("call") in by_call:
-            o = by_call[a.op["call"]]
-        elif a.op_ids:
-            o = run.operations[min(a.op_ids)]
-        if o is not None and (best is None or o.invoke.time < best[1].invoke.time):
-            best = (a, o)
-    return best
+        if a.anchor is not None and a.anchor < len(run.operations):
+            return a, run.operations[a.anchor]
+    return None
 
 
 def first_anomaly_interval(run: RunData, anomalies: list[Anomaly]) -> list[tuple[int, int]]:

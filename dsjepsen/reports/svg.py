@@ -63,7 +63,7 @@ class Frame:
     left: int = 64
     right: int = 16
     top: int = 26
-    bottom: int = 34
+    bottom: int = 42
 
     @property
     def pw(self) -> float:
@@ -119,13 +119,13 @@ class Frame:
             out.append(
                 f'<line class="grid" x1="{px:.1f}" x2="{px:.1f}" y1="{self.top}" '
                 f'y2="{self.top + self.ph:.1f}"/>'
-                f'<text class="tick" x="{px:.1f}" y="{self.top + self.ph + 16:.1f}" '
+                f'<text class="tick" x="{px:.1f}" y="{self.top + self.ph + 19:.1f}" '
                 f'text-anchor="middle">{esc(fmt_num(t))}</text>'
             )
         out.append(
             f'<text class="axis-label" x="{self.left + self.pw / 2:.1f}" '
             f'y="{self.height - 4}" text-anchor="middle">{esc(x_label)}</text>'
-            f'<text class="axis-label" transform="translate(14 {self.top + self.ph / 2:.1f}) '
+            f'<text class="axis-label" transform="translate(16 {self.top + self.ph / 2:.1f}) '
             f'rotate(-90)" text-anchor="middle">{esc(y_label)}</text>'
         )
         return out

@@ -22,6 +22,8 @@ def short(v: Any, n: int = MAX_TEXT) -> str:
     """A value as short text for labels (never markup: escaped where it is shown)."""
     if v is None:
         return "nil"
+    if v == "":
+        return '""'  # the empty string, visibly (never a blank next to nil)
     t = type(v)
     if t is int or t is float:
         return str(v)
@@ -81,3 +83,20 @@ def timeline_data(run: RunData, anomaly_ops: set[int]) -> dict[str, Any]:
         "events": events,
         "anomalies": sorted(anomaly_ops),
     }
+
+
+def key_order(run: RunData, failing: list[Any], limit: int = 300) -> list[str]:
+    """The keys the per-key view offers, as the timeline's key column writes them: failing
+    keys first (in the order of their first anomaly), then the rest by number of ops."""
+    counts: dict[str, int] = {}
+    for o in run.operations:
+        if o.key is not None:
+            k = short(o.key, 24)
+            counts[k] = counts.get(k, 0) + 1
+    out: list[str] = []
+    for key in failing:
+        k = short(key, 24) if key is not None else None
+        if k is not None and k in counts and k not in out:
+            out.append(k)
+    rest = sorted((k for k in counts if k not in out), key=lambda k: (-counts[k], k))
+    return (out + rest)[:limit]

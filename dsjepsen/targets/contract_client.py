@@ -12,6 +12,7 @@ worker keeps its process id (the choice Jepsen's etcd client makes, see docs/arc
 from __future__ import annotations
 
 import http.client
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,8 @@ CONTRACT_FS: dict[str, str] = {
 #: register fs served by HttpKvClient
 REGISTER_FS = frozenset({"read", "write", "cas"})
 READS = frozenset({"read-set", "read-counter"})
+#: the key setup writes and reads back; workloads use integer keys, so it never meets theirs
+SETUP_KEY = "dsjepsen-setup"
 
 
 def _is_int(x: Any) -> bool:
@@ -98,3 +101,34 @@ def _error_text(payload: Any) -> Any:
     if isinstance(payload, dict) and "error" in payload:
         return payload["error"]
     return payload
+
+
+def setup_round_trip(client: HttpKvClient, key: str = SETUP_KEY) -> str | None:
+    """Does the server serve? None when it completed a write and then a read that shows it,
+    through one of the contract's endpoint families (register, set, counter: a store need only
+    implement the ones its workloads use); otherwise one line saying what each family answered.
+    Raises what the client raises when the node cannot be reached at all."""
+    value = time.time_ns()
+    path = quote(key, safe="")
+    answers = []
+    status, body = client.request("PUT", f"/kv/{path}", {"value": value})
+    if status == 200:
+        status, body = client.request("GET", f"/kv/{path}")
+        if status == 200 and isinstance(body, dict) and body.get("value") == value:
+            return None
+    answers.append(f"register: {status} {body}")
+    status, body = client.request("POST", f"/set/{path}", {"element": value})
+    if status == 200:
+        status, body = client.request("GET", f"/set/{path}")
+        elements = body.get("elements") if isinstance(body, dict) else None
+        if status == 200 and isinstance(elements, list) and value in elements:
+            return None
+    answers.append(f"set: {status} {body}")
+    status, body = client.request("POST", f"/counter/{path}", {"delta": 1})
+    if status == 200:
+        status, body = client.request("GET", f"/counter/{path}")
+        count = body.get("value") if isinstance(body, dict) else None
+        if status == 200 and _is_int(count) and count >= 1:
+            return None
+    answers.append(f"counter: {status} {body}")
+    return "; ".join(answers)

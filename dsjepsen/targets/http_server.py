@@ -21,6 +21,7 @@ import logging
 import shlex
 from abc import abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.cluster.daemon import (
@@ -93,15 +94,20 @@ class HttpServerTarget(Target):
         node's workdir, and whatever this target's pidfile names), delete the old data and
         pidfile, and keep the old log as server.log.previous. Logs what it found; returns it
         (also kept in `leftovers`)."""
-        found: list[dict[str, Any]] = []
-        for node in cluster.nodes:
-            got = clear_leftovers(
+
+        def clear(node: Node) -> dict[str, Any]:
+            return clear_leftovers(
                 cluster.remote(node.name),
                 node.workdir,
                 pidfiles=[self.pid_file(node)],
                 remove=[self.data_dir(node)],
                 rotate=[self.log_file(node)],
             )
+
+        with ThreadPoolExecutor(max_workers=max(1, len(cluster.nodes))) as pool:
+            answers = list(pool.map(clear, cluster.nodes))  # the first error is raised here
+        found: list[dict[str, Any]] = []
+        for node, got in zip(cluster.nodes, answers, strict=True):
             # a log alone is what every finished run leaves (its copy is in that run's store)
             for proc in got["processes"]:
                 proc["command"] = self.redact(proc["command"])

@@ -17,8 +17,16 @@ def echo(m):
         with n.lock:
             print("hello, this is not JSON", flush=True)
             print(json.dumps({"src": n.id, "body": {"type": "echo_ok"}}), flush=True)
-            print(json.dumps({"src": n.id, "dest": m["src"],
-                              "body": {"type": "echo_ok", "in_reply_to": 987654321}}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "src": n.id,
+                        "dest": m["src"],
+                        "body": {"type": "echo_ok", "in_reply_to": 987654321},
+                    }
+                ),
+                flush=True,
+            )
             print(json.dumps({"src": n.id, "dest": "n99", "body": {"type": "x"}}), flush=True)
     n.reply(m, {"type": "echo_ok", "echo": m["body"]["echo"]})
 

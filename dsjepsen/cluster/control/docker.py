@@ -7,14 +7,19 @@ have created (it must start with a letter or digit) is refused when the remote i
 the node. Local paths given to `docker cp` are made absolute, because docker reads a relative
 path with a colon as CONTAINER:PATH and `-` as a tar stream on stdin.
 
-A timeout kills the local `docker exec` client; the process inside the container is then
-reaped by docker when its exec session ends.
+Killing the local `docker exec` client does not stop the process inside the container (docker
+keeps an exec session running without its client). So every command runs under a small
+wrapper, `setsid -w sh -c WRAPPER PIDFILE ARGV...`, that puts it in a session of its own and
+records the session's id; a command that times out is then killed, with its whole process
+group, by a second `docker exec`. A daemon the command detached into a session of its own
+(daemon.start_daemon) is not touched. The container needs `sh` and util-linux's `setsid`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +29,7 @@ from dsjepsen.cluster.control.base import (
     Remote,
     RemoteConfigError,
     RemoteError,
+    RemoteTimeout,
     Result,
     env_assignments,
 )
@@ -51,6 +57,18 @@ def validate_container(node: str, container: str) -> str:
             "(docker names are letters, digits, '_', '.' and '-', starting with a letter or digit)"
         )
     return container
+
+
+#: records its own pid (the new session's id, as `setsid` made it the leader) in $0, runs the
+#: argv, removes the record and passes the exit status on
+WRAPPER = 'echo $$ >"$0" || exit 125; "$@"; r=$?; rm -f -- "$0"; exit $r'
+#: kills the process group recorded by WRAPPER
+KILLER = 'p=$(cat -- "$0" 2>/dev/null) && kill -s KILL -- "-$p" 2>/dev/null; rm -f -- "$0"'
+
+
+def wrapped(argv: Sequence[str], pidfile: str) -> list[str]:
+    """argv in a session of its own whose id lands in pidfile (inside the container)."""
+    return ["setsid", "-w", "sh", "-c", WRAPPER, pidfile, *argv]
 
 
 def exec_argv(
@@ -107,19 +125,40 @@ class DockerRemote(Remote):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> Result:
+        if not argv:
+            raise RemoteError(self.node.name, [], "empty command")
+        pidfile = f"/tmp/dsj-exec-{secrets.token_hex(8)}.pid"
         cmd = exec_argv(
-            self.container, argv, env, cwd, interactive=input is not None, docker=self.docker
+            self.container,
+            wrapped(argv, pidfile),
+            env,
+            cwd,
+            interactive=input is not None,
+            docker=self.docker,
         )
         self._need_cli(argv)
-        res = run_argv(
-            self.node.name, cmd, shown=list(argv), timeout=timeout, check=False, input=input
-        )
+        try:
+            res = run_argv(
+                self.node.name, cmd, shown=list(argv), timeout=timeout, check=False, input=input
+            )
+        except RemoteTimeout:
+            self._kill(pidfile)
+            raise
         self._classify(res, list(argv))
         if check and res.exit != 0:
             last = (res.stderr.strip() or res.stdout.strip()).splitlines()
             detail = f" ({last[-1][:200]})" if last else ""
             raise RemoteError(self.node.name, list(argv), f"exit {res.exit}{detail}", res)
         return res
+
+    def _kill(self, pidfile: str) -> None:
+        """Kill a timed-out command's process group inside the container (best effort: the
+        timeout is what the caller hears about)."""
+        argv = exec_argv(self.container, ["sh", "-c", KILLER, pidfile], docker=self.docker)
+        try:
+            run_argv(self.node.name, argv, timeout=15.0, check=False)
+        except RemoteError:
+            pass
 
     def put(self, local: str, remote: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._cp(local_path(local), f"{self.container}:{remote}", ["put", local, remote], timeout)

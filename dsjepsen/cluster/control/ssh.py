@@ -49,38 +49,43 @@ AGENT_READY = b"DSJ-AGENT-READY"
 
 #: The command agent, one POSIX sh loop per exec channel. The user's shell starts it once (and
 #: runs its startup files once: bash sources ~/.bashrc for every command sshd runs, ~390 ms
-#: here where it starts pyenv); after that each command costs a few forks. Per command it reads
-#: `LEN_CMD LEN_INPUT|-` and those bytes, runs the command line with `sh` in a session of its
-#: own (so a timeout can kill its whole process group), its output in files (a daemon the
-#: command leaves running holds no pipe of ours), and answers `P PID`, then `R EXIT LEN_OUT
-#: LEN_ERR` and the bytes. The files are opened and removed before the answer is written, so
-#: an agent that dies writing it leaves nothing in /tmp.
+#: here where it starts pyenv); after that a command costs three forks. Per command it reads
+#: one line `LEN_INPUT|- COMMAND_LINE` (newlines inside the command's quoted words travel as
+#: `$nl`, see `_one_line`) and LEN_INPUT bytes of stdin, runs the command line with `sh` in a
+#: session of its own (so that a timeout can kill its whole process group), its output in
+#: files (a daemon the command leaves running holds no pipe of ours), and answers `P PID`,
+#: then `R EXIT`, `wc -c` of stdout and stderr (three lines) and their bytes. Its one
+#: directory is removed when it exits.
 AGENT_SCRIPT = r"""exec 2>/dev/null
 umask 077
-t=${TMPDIR:-/tmp}
+d=$(mktemp -d "${TMPDIR:-/tmp}/dsj-ssh.XXXXXX") || exit 1
+trap 'rm -rf "$d"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
 S=
 command -v setsid >/dev/null && S=setsid
+R='nl="
+"; eval "$1"'
 echo DSJ-AGENT-READY
-while IFS=' ' read -r n m; do
-  d=$(mktemp -d "$t/dsj-ssh.XXXXXX") || exit 1
-  head -c "$n" >"$d/c"
+while IFS= read -r l; do
+  m=${l%%" "*}
   i=/dev/null
   if [ "$m" != - ]; then head -c "$m" >"$d/i"; i=$d/i; fi
-  $S sh "$d/c" <"$i" >"$d/o" 2>"$d/e" &
+  $S sh -c "$R" sh "${l#*" "}" <"$i" >"$d/o" 2>"$d/e" &
   p=$!
   echo "P $p"
   wait "$p"
-  r=$?
-  exec 3<"$d/o" 4<"$d/e"
-  so=$(wc -c <"$d/o")
-  se=$(wc -c <"$d/e")
-  rm -rf "$d"
-  echo "R $r $so $se"
-  cat <&3
-  cat <&4
-  exec 3<&- 4<&-
+  echo "R $?"
+  wc -c "$d/o" "$d/e"
+  cat "$d/o" "$d/e"
 done
 """
+
+
+def _one_line(cmd: str) -> str:
+    """The command line without newlines, for the agent's `read`: shlex quoting puts every
+    newline inside single quotes, where `'"$nl"'` closes the quote, adds the agent's newline
+    variable and reopens it."""
+    return cmd.replace("\n", "'\"$nl\"'")
 
 
 @dataclass(frozen=True)
@@ -510,30 +515,31 @@ class _Agent:
 
     def run(self, cmd: str, input: str | None, timeout: float) -> Result:
         """Send one command, wait for its answer. Raises _AgentTimeout past `timeout`."""
-        data = cmd.encode()
         stdin = None if input is None else input.encode()
-        header = f"{len(data)} {'-' if stdin is None else len(stdin)}\n".encode()
+        request = f"{'-' if stdin is None else len(stdin)} {_one_line(cmd)}\n".encode()
         deadline = time.monotonic() + timeout
         pgid: int | None = None
         self.broken = True  # until the whole answer is read
         try:
             self.channel.settimeout(max(0.01, timeout))
-            self.channel.sendall(header + data + (stdin or b""))
-            line = self._line(deadline).split()
-            if len(line) != 2 or line[0] != b"P":
-                raise EOFError(f"unexpected answer from the command agent: {line!r}")
-            pgid = int(line[1])
-            line = self._line(deadline).split()
+            self.channel.sendall(request + (stdin or b""))
+            pgid = int(self._field(deadline, b"P"))
+            code = int(self._field(deadline, b"R"))
         except TimeoutError:
             raise _AgentTimeout(pgid) from None
-        if len(line) != 4 or line[0] != b"R":
-            raise EOFError(f"unexpected answer from the command agent: {line!r}")
-        code, n_out, n_err = (int(x) for x in line[1:])
         rest = max(deadline, time.monotonic() + 30.0)  # it has finished: the bytes follow
+        sizes = [self._line(rest).split() for _ in range(3)]  # out, err, total
+        n_out, n_err = int(sizes[0][0]), int(sizes[1][0])
         out = self._exact(n_out, rest)
         err = self._exact(n_err, rest)
         self.broken = False
         return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def _field(self, deadline: float, tag: bytes) -> bytes:
+        line = self._line(deadline).split()
+        if len(line) != 2 or line[0] != tag:
+            raise EOFError(f"unexpected answer from the command agent: {line!r}")
+        return line[1]
 
     def _fill(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()

@@ -1,6 +1,9 @@
 /* dsjepsen report timeline: draws only the ops in view; merges bars sharing a pixel when there
- * are too many; always draws ops involved in an anomaly. All text from the run is written with
- * textContent / setAttribute, never as markup. */
+ * are too many; always draws the ops an anomaly is about. Two views: one lane per process with
+ * every key (the default), or one key at a time, Porcupine-style (lanes per process, labelled
+ * ops, the longest linearization drawn with its steps, the op that cannot be placed in red).
+ * All text from the run is written with textContent / setAttribute, never as markup.
+ * Also: sorting of the anomaly table (its rows are <details>, which work without script). */
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -16,6 +19,12 @@
   var nOps = ops.s.length;
   var nLanes = Math.max(1, data.lanes.length);
   var LH = nLanes <= 40 ? 16 : (nLanes <= 120 ? 9 : 6);
+  var allLanes = nLanes, allLH = LH;
+  var mode = "";           // "" = per process, all keys; otherwise the key shown
+  var laneRow = null;      // per-key view: process lane -> row
+  var keyOps = null;       // per-key view: the ops of that key
+  var steps = {};          // per-key view: op -> [step n, state before, state after]
+  var lin = data.lin || {};
   var anomalies = {};
   data.anomalies.forEach(function (i) { anomalies[i] = true; });
   var view = { a: 0, b: Math.max(data.end, 1) };
@@ -63,10 +72,22 @@
   button("\u25C0", "pan left", function () { pan(-0.5); });
   button("\u25B6", "pan right", function () { pan(0.5); });
   button("whole run", "show the whole run", function () { view.a = 0; view.b = Math.max(data.end, 1); render(); });
-  if (data.anomalies.length) {
-    button("first anomaly", "zoom to the first op involved in an anomaly", function () {
-      focusOp(data.anomalies[0]);
+  if (data.first !== null && data.first !== undefined) {
+    button("first anomaly", "zoom to the op of the first anomaly (the one the summary names)", function () {
+      focusOp(data.first);
     });
+  }
+  if (data.keys && data.keys.length) {
+    var sel = html("select", "tl-select", bar);
+    sel.setAttribute("aria-label", "timeline view");
+    var o0 = html("option", "", sel, "all keys, one lane per process");
+    o0.value = "";
+    data.keys.forEach(function (k) {
+      var o = html("option", "", sel, "key " + k + (lin[k] ? "  ✗ not linearizable" : ""));
+      o.value = k;
+    });
+    sel.addEventListener("change", function () { setMode(sel.value); render(); });
+    wrap.tlSelect = sel;
   }
   var status = html("span", "tl-status", bar);
   var scroller = html("div", "tl-scroll", wrap);
@@ -98,6 +119,30 @@
     return out;
   }
 
+  function setMode(k) {
+    mode = k;
+    steps = {};
+    if (!mode) { laneRow = null; keyOps = null; nLanes = allLanes; LH = allLH; wrap.setAttribute("data-mode", ""); return; }
+    laneRow = {}; keyOps = [];
+    var rows = 0;
+    for (var i = 0; i < nOps; i++) {
+      if (ops.k[i] !== mode) { continue; }
+      keyOps.push(i);
+      if (laneRow[ops.l[i]] === undefined) { laneRow[ops.l[i]] = rows++; }
+    }
+    nLanes = Math.max(1, rows); LH = 30;
+    var L = lin[mode];
+    if (L) { L.steps.forEach(function (s) { steps[s[0]] = s; }); }
+    wrap.setAttribute("data-mode", mode);
+    if (keyOps.length) {
+      var a = ops.s[keyOps[0]], b = endOf(keyOps[keyOps.length - 1]);
+      if (L) { a = ops.s[L.bad] - (endOf(L.bad) - ops.s[L.bad]) * 12; b = endOf(L.bad) + (endOf(L.bad) - ops.s[L.bad]) * 3; if (L.steps.length) { a = Math.min(a, ops.s[L.steps[Math.max(0, L.steps.length - 8)][0]]); } }
+      var pad = Math.max((b - a) * 0.05, data.unit === "pos" ? 2 : 1);
+      view.a = Math.max(0, a - pad); view.b = Math.min(Math.max(data.end, 1), b + pad);
+    }
+  }
+  function rowOf(i) { return laneRow ? laneRow[ops.l[i]] : ops.l[i]; }
+
   function render() {
     var W = Math.max(640, Math.floor(scroller.clientWidth || wrap.clientWidth || 1000));
     var plotW = W - LABEL_W - RIGHT;
@@ -109,10 +154,12 @@
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     while (svg.firstChild) { svg.removeChild(svg.firstChild); }
     var g = el("g", {}, svg);
+    var rowName = [];
+    if (laneRow) { for (var pl in laneRow) { if (Object.prototype.hasOwnProperty.call(laneRow, pl)) { rowName[laneRow[pl]] = data.lanes[pl]; } } }
     for (var l = 0; l < nLanes; l++) {
       if (l % 2 === 0) { el("rect", { "class": "tl-lane", x: LABEL_W, y: top + l * LH, width: plotW, height: LH }, g); }
       if (LH >= 9 || l % 5 === 0) {
-        el("text", { "class": "tl-lane-label", x: LABEL_W - 6, y: top + l * LH + LH / 2 + 3.5, "text-anchor": "end" }, g, "p" + data.lanes[l]);
+        el("text", { "class": "tl-lane-label", x: LABEL_W - 6, y: top + l * LH + LH / 2 + 3.5, "text-anchor": "end" }, g, "p" + (laneRow ? rowName[l] : data.lanes[l]));
       }
     }
     ticks(view.a, view.b, plotW).forEach(function (t) {
@@ -122,16 +169,20 @@
         data.unit === "pos" ? String(Math.round(t)) : (t / 1000).toFixed(span < 2000 ? 3 : 1) + "s");
     });
     var fg = el("g", {}, svg);
-    data.faults.forEach(function (w) {
+    var labelEnd = -1;  // where the last fault label ends: overlapping windows never overprint
+    data.faults.forEach(function (w, wi) {
       if (w.e < view.a || w.s > view.b) { return; }
       var x0 = Math.max(X(w.s), LABEL_W), x1 = Math.min(X(w.e), W - RIGHT);
+      var nextW = data.faults[wi + 1];
+      var room = Math.min(x1, nextW ? Math.max(X(nextW.s), LABEL_W) : x1) - x0;
       var r = el("rect", { "class": "tl-fault fam-" + w.family.replace(/[^A-Za-z0-9-]/g, "_"), x: x0, y: AXIS_H, width: Math.max(x1 - x0, 2), height: H - AXIS_H }, fg);
       r.setAttribute("data-fault", String(w.id));
       el("title", {}, r, w.family + ": " + w.d + " (" + fmtT(w.s) + " to " + fmtT(w.e) + (w.healed ? "" : ", never healed in the history") + ")");
-      var chars = Math.floor((x1 - x0 - 6) / 6.2);
-      if (chars >= 4) {
+      var chars = Math.floor((room - 6) / 6.2);
+      if (chars >= 4 && x0 > labelEnd) {
         var txt = w.d.length > chars ? w.d.slice(0, chars - 1) + "\u2026" : w.d;
         el("text", { "class": "tl-fault-label", x: x0 + 3, y: AXIS_H + 13 }, fg, txt);
+        labelEnd = x0 + 3 + txt.length * 6.2;
       }
     });
     data.events.forEach(function (ev) {
@@ -141,7 +192,9 @@
     });
 
     var vis = [];
-    for (var i = 0; i < nOps; i++) {
+    var pool = keyOps || null, n = pool ? pool.length : nOps;
+    for (var j = 0; j < n; j++) {
+      var i = pool ? pool[j] : j;
       if (endOf(i) < view.a || ops.s[i] > view.b) { continue; }
       vis.push(i);
     }
@@ -153,7 +206,7 @@
       draw = [];
       vis.forEach(function (i) {
         if (anomalies[i]) { draw.push(i); return; }
-        var key = ops.l[i] * 1e6 + Math.floor(X(ops.s[i]) / px);
+        var key = rowOf(i) * 1e6 + Math.floor(X(ops.s[i]) / px);
         var cur = best[key];
         if (cur === undefined) { best[key] = i; groups[i] = { n: 1, e: endOf(i) }; return; }
         var gr = groups[cur];
@@ -167,11 +220,35 @@
     draw.forEach(function (i) {
       var e = groups && groups[i] ? groups[i].e : endOf(i);
       var x0 = Math.max(X(ops.s[i]), LABEL_W), x1 = Math.min(X(e), W - RIGHT);
-      var cls = "tl-op t-" + TYPES[ops.t[i]] + (ops.e[i] < 0 ? " open" : "") + (anomalies[i] ? " anomalous" : "") + (i === selected ? " selected" : "");
-      var r = el("rect", { id: "op-" + i, "class": cls, x: x0, y: AXIS_H + FAULT_H + ops.l[i] * LH + (LH - bh) / 2, width: Math.max(x1 - x0, 1.5), height: bh, "data-i": i }, og);
+      var cls = "tl-op t-" + TYPES[ops.t[i]] + (ops.e[i] < 0 ? " open" : "") + (anomalies[i] ? " anomalous" : "") + (steps[i] ? " lin" : "") + (i === selected ? " selected" : "");
+      var y = AXIS_H + FAULT_H + rowOf(i) * LH + (LH - bh) / 2;
+      var minW = mode ? (anomalies[i] ? 10 : 4) : 1.5;  // per key: the op that cannot be placed stays visible
+      var r = el("rect", { id: "op-" + i, "class": cls, x: x0, y: y, width: Math.max(x1 - x0, minW), height: bh, "data-i": i }, og);
       if (groups && groups[i] && groups[i].n > 1) { r.setAttribute("data-merged", String(groups[i].n)); }
+      if (mode) {
+        var text = label(i).replace(" " + mode + " ", " ");
+        var room = x1 - x0 - (steps[i] ? 22 : 6);
+        if (room > 7 * 3) {
+          var chars = Math.floor(room / 6.7);
+          el("text", { "class": "tl-op-label", x: x0 + (steps[i] ? 20 : 4), y: y + bh / 2 + 4 }, og, text.length > chars ? text.slice(0, chars - 1) + "\u2026" : text);
+        }
+      }
     });
-    status.textContent = fmtT(view.a) + " \u2013 " + fmtT(view.b) + " \u00B7 " + vis.length + " of " + nOps + " ops in view" + (merged ? ", " + merged + " merged into shared pixels (zoom in to separate them)" : "");
+    if (mode && lin[mode]) {
+      var pts = [];
+      lin[mode].steps.forEach(function (s) {
+        var i = s[0];
+        if (endOf(i) < view.a || ops.s[i] > view.b) { return; }
+        var cx = Math.max(X(ops.s[i]), LABEL_W) + 9, cy = AXIS_H + FAULT_H + rowOf(i) * LH + LH / 2;
+        pts.push([cx, cy, s[1]]);
+      });
+      if (pts.length > 1) { el("polyline", { "class": "tl-path", points: pts.map(function (p) { return p[0] + "," + p[1]; }).join(" ") }, og); }
+      pts.forEach(function (p) {
+        el("circle", { "class": "tl-step", cx: p[0], cy: p[1], r: 7.5 }, og);
+        el("text", { "class": "tl-step-n", x: p[0], y: p[1] + 3, "text-anchor": "middle" }, og, String(p[2] % 1000));
+      });
+    }
+    status.textContent = (mode ? "key " + mode + " \u00B7 " : "") + fmtT(view.a) + " \u2013 " + fmtT(view.b) + " \u00B7 " + vis.length + " of " + (keyOps ? keyOps.length : nOps) + " ops in view" + (merged ? ", " + merged + " merged into shared pixels (zoom in to separate them)" : "");
     wrap.setAttribute("data-rendered", "1");
     wrap.setAttribute("data-drawn", String(draw.length));
   }
@@ -181,7 +258,10 @@
     var node = data.nodes[ops.n[i]];
     lines.push("op " + i + " \u00B7 process " + data.lanes[ops.l[i]] + (node ? " \u00B7 node " + node : ""));
     lines.push(data.fs[ops.f[i]] + (ops.k[i] !== "" ? " key " + ops.k[i] : "") + " value " + ops.v[i] + (ops.e[i] >= 0 ? " \u2192 " + ops.o[i] : ""));
-    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 involved in an anomaly" : ""));
+    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about: it cannot be placed" : ""));
+    if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
+    var L = lin[ops.k[i]];
+    if (L && L.bad === i) { lines.push("state before: " + (L.states.join(" or ") || "?") + " \u00B7 " + L.msg); }
     lines.push("invoked " + fmtT(ops.s[i]) + (ops.e[i] >= 0 ? ", completed " + fmtT(ops.e[i]) + " (" + fmtDur(ops.e[i] - ops.s[i]) + ")" : ""));
     if (data.errors[String(i)] !== undefined) { lines.push("error: " + data.errors[String(i)]); }
     return lines;
@@ -197,6 +277,7 @@
   }
   function focusOp(i) {
     if (!(i >= 0 && i < nOps)) { return; }
+    if (mode && ops.k[i] !== mode) { setMode(""); if (wrap.tlSelect) { wrap.tlSelect.value = ""; } }
     var s = ops.s[i], e = endOf(i), pad = Math.max((e - s) * 4, data.end / 400, data.unit === "pos" ? 4 : 1);
     view.a = Math.max(0, s - pad); view.b = Math.min(Math.max(data.end, 1), e + pad);
     render();
@@ -204,7 +285,7 @@
     var r = document.getElementById("op-" + i);
     if (r) {
       wrap.scrollIntoView({ block: "start" });
-      scroller.scrollTop = Math.max(0, AXIS_H + FAULT_H + ops.l[i] * LH - scroller.clientHeight / 2);
+      scroller.scrollTop = Math.max(0, AXIS_H + FAULT_H + rowOf(i) * LH - scroller.clientHeight / 2);
     }
   }
 
@@ -216,7 +297,10 @@
     var t = ev.target, i = t.getAttribute && t.getAttribute("data-i");
     if (i === null || i === undefined) { tip.style.display = "none"; return; }
     var m = t.getAttribute("data-merged");
-    tip.textContent = label(Number(i)) + " \u00B7 " + TYPES[ops.t[Number(i)]] + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "");
+    var ii = Number(i), st = steps[ii], LL = lin[ops.k[ii]];
+    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
+      (st ? " \u00B7 step " + st[1] + ": " + st[2] + " \u2192 " + st[3] : "") +
+      (LL && LL.bad === ii ? " \u00B7 cannot be placed: state before is " + (LL.states.join(" or ") || "?") : "");
     tip.style.display = "block";
     var rect = wrap.getBoundingClientRect();
     tip.style.left = (ev.clientX - rect.left + 12) + "px";
@@ -252,4 +336,34 @@
   var resizeTimer = null;
   window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(render, 150); });
   if (!fromHash()) { render(); }
+})();
+
+(function () {
+  "use strict";
+  // The anomaly table: click a heading to sort by it (again to reverse). Rows keep working
+  // as <details> without this script; it only reorders them.
+  var table = document.getElementById("anomaly-table");
+  if (!table) { return; }
+  var dir = {};
+  function val(row, k) {
+    var v = row.getAttribute("data-" + k) || "";
+    if (k === "n" || k === "t" || k === "fault") { return v === "" ? Infinity : Number(v); }
+    var num = Number(v);
+    return v !== "" && !isNaN(num) ? num : v;
+  }
+  Array.prototype.forEach.call(table.querySelectorAll("[data-sort]"), function (b) {
+    b.addEventListener("click", function () {
+      var k = b.getAttribute("data-sort");
+      dir[k] = dir[k] === 1 ? -1 : 1;
+      var rows = Array.prototype.slice.call(table.querySelectorAll("details.arow"));
+      rows.sort(function (x, y) {
+        var a = val(x, k), c = val(y, k);
+        if (a === c) { return val(x, "n") - val(y, "n"); }
+        if (typeof a === "number" && typeof c === "number") { return (a - c) * dir[k]; }
+        return String(a).localeCompare(String(c)) * dir[k];
+      });
+      rows.forEach(function (r) { table.appendChild(r); });
+      table.setAttribute("data-sorted", k + (dir[k] === 1 ? "" : "-desc"));
+    });
+  });
 })();

@@ -114,15 +114,22 @@ class GCounter:
             return True
         return False
 
-    def merge(self, counts: dict[str, int], add_for: str | None = None) -> bool:
+    def merge(
+        self, counts: dict[str, int], add_for: str | None = None, own: str | None = None
+    ) -> bool:
         """Max per replica; True when ours changed.
 
-        `add_for` is the `sum-merge` bug: the entry of that replica (the sender's own) is
-        added to ours instead of maxed, as if the state were an increment. Gossip repeats, so
-        the same increments are counted again and again.
+        `add_for` and `own` are the `sum-merge` bug: the entry of replica `add_for` (the
+        sender's own) is added to ours instead of maxed, as if the state were an increment,
+        and the entry of replica `own` (ours, which we think we know best) is not merged at
+        all. Gossip repeats, so the same increments are counted again and again, growing with
+        every exchange (skipping our own entry keeps that growth linear instead of letting
+        the inflated counts feed back into themselves).
         """
         changed = False
         for replica, count in counts.items():
+            if replica == own:
+                continue
             if replica == add_for:
                 if count:
                     self.counts[replica] = self.counts.get(replica, 0) + count
@@ -149,9 +156,11 @@ class PNCounter:
         """Which half a delta goes to: ("p", P) for positive, ("n", N) for negative."""
         return ("p", self.p) if delta >= 0 else ("n", self.n)
 
-    def merge(self, wire: dict[str, Any], add_for: str | None = None) -> bool:
-        grew_p = self.p.merge(wire.get("p") or {}, add_for)
-        grew_n = self.n.merge(wire.get("n") or {}, add_for)
+    def merge(
+        self, wire: dict[str, Any], add_for: str | None = None, own: str | None = None
+    ) -> bool:
+        grew_p = self.p.merge(wire.get("p") or {}, add_for, own)
+        grew_n = self.n.merge(wire.get("n") or {}, add_for, own)
         return grew_p or grew_n
 
     def to_wire(self) -> dict[str, Any]:

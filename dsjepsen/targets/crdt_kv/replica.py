@@ -4,14 +4,17 @@ Every node is a full replica and answers every request from its own state: an up
 journaled, applied locally and acknowledged (no coordination), and anti-entropy gossip then
 carries the new state to every peer. Gossip is push-based and per peer: every
 `gossip_interval` the replica sends each peer the keys that changed since that peer last
-acknowledged them (their whole CRDT state, which the peer merges). A failed exchange
-acknowledges nothing, so whatever a partition, pause or crash kept from a peer is sent again
-once it answers; a peer that restarted (a new boot id in its answer) is sent everything again,
-since it may have lost what it had merged but not yet snapshotted. Merges that change a key
-bump its version too, so updates also travel through a node that sees both sides of a bridge.
+acknowledged them (their whole CRDT state); the peer journals what is new to it, applies it
+and answers. A failed exchange acknowledges nothing, so whatever a partition, pause or crash
+kept from a peer is sent again once it answers; a peer that answers with a new boot id
+restarted, and is sent every key again (its data directory may have been wiped). Merges that
+change a key bump its version too, so updates also travel through a node that sees both sides
+of a bridge.
 
-Everything runs on one asyncio loop: state is only touched between awaits, no locks. The bug
-switches are each a marked deviation (search for `self.bugs`).
+Everything a read can see is on disk first (storage.Journal), so a replica's reads never go
+backwards, even across a crash. Everything runs on one asyncio loop: state is only touched
+between awaits, no locks. The bug switches are each a marked deviation (search for
+`self.bugs`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .crdt import GSet, PNCounter
+from .crdt import GSet, PNCounter, canonical
 from .httpio import PeerConnection, ProtocolError
 from .storage import Journal, Storage
 
@@ -89,7 +92,7 @@ class Replica:
         """Load the snapshot and replay the journals; returns the number of records."""
         snapshot, records = self.storage.load()
         if snapshot:
-            self.merge_state(snapshot)
+            self.load_state(snapshot)
         for rec in records:
             self._apply(rec)
         self.changed_since_snapshot = False
@@ -141,7 +144,7 @@ class Replica:
         if "lww-set" in self.bugs:
             g = self._set(key)
             rec["t"] = [max(time.time_ns(), g.stamp[0] + 1), self.replica]
-        await self.journal.append(rec, lambda: self._apply(rec))
+        await self._journaled([rec])
         if "no-anti-entropy" in self.bugs:
             self._push({"s": key, "e": element})
 
@@ -152,26 +155,40 @@ class Replica:
         base = max(self._own.get((key, half_name), 0), half.counts.get(self.replica, 0))
         count = base + abs(delta)
         self._own[(key, half_name)] = count
-        rec = {"c": key, "h": half_name, "v": count}
-        await self.journal.append(rec, lambda: self._apply(rec))
+        await self._journaled([{"c": key, "h": half_name, "r": self.replica, "v": count}])
         if "no-anti-entropy" in self.bugs and delta:
             self._push({"c": key, "h": half_name, "r": self.replica, "d": abs(delta)})
 
+    async def _journaled(self, records: list[dict[str, Any]]) -> None:
+        """Journal records, then apply them: whatever a read can see is already on disk, so
+        a crash never makes a replica forget something it has shown (monotonic reads)."""
+        if records:
+            await self.journal.append(records, lambda: self._apply_all(records))
+
+    def _apply_all(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            self._apply(rec)
+
     def _apply(self, rec: dict[str, Any]) -> None:
-        """Apply one journal record (a state fragment: replaying it twice changes nothing)."""
+        """Apply one journal record. Records are CRDT states (elements, a replica's absolute
+        count, a stamped whole set), so applying one twice changes nothing."""
         if "s" in rec:
             key = rec["s"]
             g = self._set(key)
-            grew = g.add(rec["e"])
-            if "t" in rec:
-                g.stamp = max(g.stamp, (int(rec["t"][0]), str(rec["t"][1])))
+            if "lww" in rec:  # the lww-set bug: a peer's newer whole set replaces ours
+                t = rec["t"]
+                grew = g.lww_merge(rec["lww"], (int(t[0]), str(t[1])))
+            else:
+                grew = g.merge(rec["es"]) if "es" in rec else g.add(rec["e"])
+                if "t" in rec:
+                    g.stamp = max(g.stamp, (int(rec["t"][0]), str(rec["t"][1])))
             if grew:
                 self._touch(SET, key)
         elif "c" in rec:
             key = rec["c"]
             c = self._counter(key)
             half = c.p if rec["h"] == "p" else c.n
-            if half.raise_to(self.replica, int(rec["v"])):
+            if half.raise_to(str(rec.get("r", self.replica)), int(rec["v"])):
                 self._touch(COUNTER, key)
 
     def read_set(self, key: str) -> list[Any]:
@@ -198,30 +215,48 @@ class Replica:
                 counters[key] = self.counters[key].to_wire()
         return {"sets": sets, "counters": counters}
 
-    def merge_state(self, payload: dict[str, Any], sender: str | None = None) -> int:
-        """Merge a peer's (or the snapshot's) states; returns how many keys changed here.
-        `sender` is the peer's replica id (None for the snapshot)."""
-        changed = 0
+    def load_state(self, payload: dict[str, Any]) -> None:
+        """Take a snapshot's states as they are (it is this replica's own past state)."""
         for key, w in (payload.get("sets") or {}).items():
             g = self._set(key)
-            if "lww-set" in self.bugs:  # the bug: the newer whole set wins
-                stamp = w.get("stamp") or [0, ""]
-                grew = g.lww_merge(w["elements"], (int(stamp[0]), str(stamp[1])))
-            else:
-                grew = g.merge(w["elements"])
-            if grew:
-                self._touch(SET, key)
-                changed += 1
-        add_for = sender if "sum-merge" in self.bugs else None  # the bug: add, not max
+            g.merge(w["elements"])
+            g.stamp = max(g.stamp, (int(w["stamp"][0]), str(w["stamp"][1])))
         for key, w in (payload.get("counters") or {}).items():
-            if self._counter(key).merge(w, add_for):
-                self._touch(COUNTER, key)
-                changed += 1
-        return changed
+            self._counter(key).merge(w)
 
-    def on_gossip(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A peer's gossip: merge it and say who we are (our boot id tells it we restarted)."""
-        self.merge_state(payload, sender=payload.get("replica"))
+    def delta(self, payload: dict[str, Any], sender: str | None) -> list[dict[str, Any]]:
+        """What merging a peer's states would change here, as journal records (nothing is
+        applied yet). `sender` is the peer's replica id."""
+        records: list[dict[str, Any]] = []
+        for key, w in (payload.get("sets") or {}).items():
+            g = self.sets.get(key) or GSet()
+            if "lww-set" in self.bugs:  # the bug: the newer whole set wins
+                stamp = (int(w["stamp"][0]), str(w["stamp"][1]))
+                if stamp > g.stamp:
+                    records.append({"s": key, "lww": w["elements"], "t": list(stamp)})
+                continue
+            new = [e for e in w["elements"] if canonical(e) not in g.elements]
+            if new:
+                records.append({"s": key, "es": new})
+        sum_merge = "sum-merge" in self.bugs and sender is not None
+        for key, w in (payload.get("counters") or {}).items():
+            c = self.counters.get(key) or PNCounter()
+            for half_name, half in (("p", c.p), ("n", c.n)):
+                for replica, count in (w.get(half_name) or {}).items():
+                    count = int(count)
+                    mine = half.counts.get(replica, 0)
+                    if sum_merge and replica == self.replica:
+                        continue  # the bug: we know our own count best
+                    if sum_merge and replica == sender:
+                        count = mine + count  # the bug: add the sender's count, not max
+                    if count > mine:
+                        records.append({"c": key, "h": half_name, "r": replica, "v": count})
+        return records
+
+    async def on_gossip(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A peer's gossip: journal what is new to us, apply it, and say who we are (a new boot
+        id tells the peer we restarted)."""
+        await self._journaled(self.delta(payload, payload.get("replica")))
         return {"boot": self.boot, "replica": self.replica}
 
     # -- anti-entropy gossip ------------------------------------------------------------------
@@ -282,18 +317,19 @@ class Replica:
         finally:
             conn.close()
 
-    def on_push(self, op: dict[str, Any]) -> None:
-        """Apply a pushed operation (op-based: a counter delta is added, so a missed push is
-        missed for good and nothing could repair it)."""
+    async def on_push(self, op: dict[str, Any]) -> None:
+        """Apply a pushed operation. It is op-based: a counter delta is added to what we have,
+        so a push that was missed is missed for good and nothing could repair it."""
         if "s" in op:
-            if self._set(op["s"]).add(op["e"]):
-                self._touch(SET, op["s"])
+            g = self.sets.get(op["s"])
+            if g is None or canonical(op["e"]) not in g.elements:
+                await self._journaled([{"s": op["s"], "es": [op["e"]]}])
         elif "c" in op:
-            c = self._counter(op["c"])
+            c = self.counters.get(op["c"]) or PNCounter()
             half = c.p if op["h"] == "p" else c.n
-            replica, delta = str(op["r"]), int(op["d"])
-            half.counts[replica] = half.counts.get(replica, 0) + delta
-            self._touch(COUNTER, op["c"])
+            replica = str(op["r"])
+            count = half.counts.get(replica, 0) + int(op["d"])
+            await self._journaled([{"c": op["c"], "h": op["h"], "r": replica, "v": count}])
 
     # -- snapshots and status -----------------------------------------------------------------
 

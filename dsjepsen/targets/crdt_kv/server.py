@@ -108,9 +108,9 @@ class Server:
                 return Response(200, {})
             return Response(405, {"error": "use GET or POST on /counter/{key}"})
         if path == "/gossip" and method == "POST":
-            return Response(200, self.replica.on_gossip(req.json()))
+            return Response(200, await self.replica.on_gossip(req.json()))
         if path == "/push" and method == "POST":
-            self.replica.on_push(req.json())
+            await self.replica.on_push(req.json())
             return Response(200, {})
         if path == "/status" and method == "GET":
             return Response(200, self.replica.status())

@@ -1,5 +1,5 @@
-"""What a crdt-kv node keeps on disk, and the journal that makes an update durable before it is
-acknowledged.
+"""What a crdt-kv node keeps on disk, and the journal that makes a change durable before anyone
+can see it.
 
 Files in the data directory:
 
@@ -7,16 +7,18 @@ Files in the data directory:
   belongs to a replica id, not to a node name, so a node whose data was wiped starts a fresh
   entry instead of counting again from zero under its old one (which the max-merge would
   swallow).
-- `journal-<seq>.jsonl`: this node's own updates, one JSON record per line, each fsync'd
-  before the update is acknowledged (several concurrent updates share one fsync).
-- `snapshot.json`: the whole merged state (own and learned from peers), written atomically
-  every few seconds; the journals it covers are then deleted. Peers' updates need no fsync of
-  their own: the peer that made one keeps it durable and gossips it again after a restart.
+- `journal-<seq>.jsonl`: every change to the state, one JSON record per line: this node's own
+  updates, and what it merged from peers. Each is fsync'd before it is applied, so before an
+  update is acknowledged and before a read can return it (several concurrent changes share one
+  fsync). A node therefore never forgets, in a crash, something it has shown a client:
+  reads through one replica stay monotonic across SIGKILL.
+- `snapshot.json`: the whole state, written atomically every few seconds; the journals it
+  covers are then deleted (compaction: recovery reads less).
 
 Records and snapshot entries are CRDT states, so replaying a journal over a snapshot that
 already contains part of it is harmless (merges are idempotent): no sequence numbers needed.
-The `volatile` bug answers before the journal is written and writes it every
-`flush_interval` seconds, so a SIGKILL loses the node's recent updates.
+The `volatile` bug applies and answers before the journal is written and writes it every
+`flush_interval` seconds, so a SIGKILL loses the node's recent changes.
 """
 
 from __future__ import annotations
@@ -144,15 +146,16 @@ def _nothing() -> None:
 
 
 class Journal:
-    """Group commit on the event loop: `append` returns once the record is on disk, and applies
-    it to the state only then.
+    """Group commit on the event loop: `append` returns once the records are on disk, and
+    applies them to the state only then.
 
-    Applying after the fsync means nothing a reader or a peer can see was ever lost by a crash:
-    a G-Counter entry that peers had seen higher than the journal would otherwise swallow the
-    increments made after the restart. Records that arrive while an fsync is running wait for
-    the next one, so many concurrent updates cost one fsync. With `durable=False` (the
-    `volatile` bug) `append` applies and returns at once and `run_periodic_flush` writes the
-    pending records every `flush_interval` seconds.
+    Applying after the fsync means nothing a reader or a peer can see is ever lost by a crash:
+    a replica never shows an element and then forgets it, and a G-Counter entry that peers had
+    seen higher than the journal would otherwise swallow the increments made after the
+    restart. Records that arrive while an fsync is running wait for the next one, so many
+    concurrent changes cost one fsync. With `durable=False` (the `volatile` bug) `append`
+    applies and returns at once and `run_periodic_flush` writes the pending records every
+    `flush_interval` seconds.
     """
 
     def __init__(self, storage: Storage, durable: bool = True, flush_interval: float = 2.0):
@@ -164,10 +167,10 @@ class Journal:
         self._flusher: asyncio.Task[None] | None = None
         self.written = 0  # records on disk since start
 
-    async def append(self, record: dict[str, Any], apply: Callable[[], None]) -> None:
-        """Journal record; `apply` (which changes the in-memory state) runs once it is durable,
-        before anything else can observe the state."""
-        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    async def append(self, records: list[dict[str, Any]], apply: Callable[[], None]) -> None:
+        """Journal records; `apply` (which changes the in-memory state) runs once they are
+        durable, before anything else can observe the state."""
+        line = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
         if not self.durable:
             apply()
             self._pending.append((line, _nothing, None))

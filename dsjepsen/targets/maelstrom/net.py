@@ -50,6 +50,9 @@ class RelayLink:
         self.sock: socket.socket | None = None
         self.lock = threading.Lock()
         self.exit_code: int | None = None
+        #: the node answered init: clients may talk to it (a restarted node must not see a
+        #: client's request before its init)
+        self.ready = False
 
     @property
     def up(self) -> bool:
@@ -164,10 +167,13 @@ class Network:
     # -- requests -------------------------------------------------------------------------------
 
     def rpc(
-        self, node: str, src: str, body: dict[str, Any], timeout: float
+        self, node: str, src: str, body: dict[str, Any], timeout: float, *, init: bool = False
     ) -> tuple[dict[str, Any] | None, str | None, bool]:
-        """Send body from `src` to the node; (reply body, why none, whether it was sent)."""
+        """Send body from `src` to the node; (reply body, why none, whether it was sent).
+        Only `init` may go to a node that has not answered init yet."""
         link = self.links.get(node)
+        if link is not None and not link.ready and not init:
+            return None, f"node {node} is starting (no init_ok yet)", False
         msg_id = next(self.msg_ids)
         body = {**body, "msg_id": msg_id}
         pending = _Pending(node)
@@ -230,7 +236,9 @@ class Network:
             self.note_malformed(link.node, f"reply to unknown msg_id {reply_to}", line)
 
     def note_malformed(self, node: str, why: str, line: str) -> None:
-        kind = next((k for k in ("unknown dest", "reply to unknown msg_id") if why.startswith(k)), why)
+        kind = next(
+            (k for k in ("unknown dest", "reply to unknown msg_id") if why.startswith(k)), why
+        )
         with self.lock:
             self.malformed_count[kind] += 1
             n = sum(self.malformed_count.values())

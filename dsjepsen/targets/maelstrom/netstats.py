@@ -80,8 +80,8 @@ def network_stats(entries: Iterable[dict[str, Any]], client_ops: int) -> dict[st
                 continue  # a node's message to itself never crossed the network
             classes["servers"]["send-count" if d == "out" else "recv-count"] += 1
         elif "client" in (src, dest):
-            sent = (src == "client") == (d == "in")  # client requests arrive, replies leave
-            classes["clients"]["send-count" if sent else "recv-count"] += 1
+            # a client's request is delivered to a node ("in"), its reply leaves one ("out")
+            classes["clients"]["send-count" if d == "in" else "recv-count"] += 1
         elif "service" in (src, dest):
             classes["services"]["send-count" if d == "out" else "recv-count"] += 1
     all_ = {

@@ -175,25 +175,31 @@ class Relay:
             if not isinstance(msg.get("src"), str):
                 self.malformed("no src", text)
                 continue
+            self.route(msg, text)
             if body.get("type") == "init_ok" and not self.initialised.is_set():
-                self.initialised.set()
+                # peers' messages held until now follow the node's init_ok
                 with self.waiting_lock:
+                    self.initialised.set()
                     for line in self.waiting:
                         self.deliver(line, _parse(line))
                     self.waiting.clear()
-            line = text.encode()
-            if dest == self.id:
-                self.record("out", msg)
-                self.deliver(line, msg)
-            elif dest in self.peers:
-                self.record("out", msg)
-                self.to_peer(line, self.peers[dest])
-            elif is_client(dest) or dest in SERVICES:
-                self.record("out", msg)
-                if not self.to_controller(msg):
-                    self.record("drop", msg, why="no controller connection")
-            else:
-                self.malformed(f"unknown dest {dest!r}", text)
+
+    def route(self, msg: dict[str, Any], text: str) -> None:
+        """One well-formed message from the node to where its dest is."""
+        dest = msg["dest"]
+        line = text.encode()
+        if dest == self.id:
+            self.record("out", msg)
+            self.deliver(line, msg)
+        elif dest in self.peers:
+            self.record("out", msg)
+            self.to_peer(line, self.peers[dest])
+        elif is_client(dest) or dest in SERVICES:
+            self.record("out", msg)
+            if not self.to_controller(msg):
+                self.record("drop", msg, why="no controller connection")
+        else:
+            self.malformed(f"unknown dest {dest!r}", text)
 
     def to_peer(self, line: bytes, addr: tuple[str, int]) -> None:
         if len(line) > MAX_DATAGRAM:

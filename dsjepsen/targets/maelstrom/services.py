@@ -120,7 +120,9 @@ class SeqKv:
             if kind == "read":
                 _need(body, "key")
                 low = self.seen.get(src, 0)
-                at = self.version if self.rng.random() < 0.5 else self.rng.randint(low, self.version)
+                at = (
+                    self.version if self.rng.random() < 0.5 else self.rng.randint(low, self.version)
+                )
                 self.seen[src] = at
                 present, value = self._at(_key(body["key"]), at)
                 if not present:

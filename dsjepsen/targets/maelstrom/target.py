@@ -24,20 +24,30 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.cluster.control.base import RemoteError
-from dsjepsen.cluster.daemon import daemon_pid, signal_daemon, start_daemon, stop_daemon
+from dsjepsen.cluster.daemon import (
+    daemon_pid,
+    daemon_running,
+    signal_daemon,
+    start_daemon,
+    stop_daemon,
+)
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.maelstrom.client import SPEAKS, ClientIds, MaelstromClient
 from dsjepsen.targets.maelstrom.net import Network
+from dsjepsen.targets.maelstrom.netstats import network_stats, read_logs
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.cluster.control.base import Node
+    from dsjepsen.history import History
 
 RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
 DEFAULT_PORT = 7171
@@ -88,8 +98,13 @@ class MaelstromTarget(Target):
     elects_leader = False
     version = "maelstrom-protocol"
     options = (
-        Option("bin", "str", None, "maelstrom: the node program, split like a shell line, "
-               "never run by a shell", metavar="CMD"),  # fmt: skip
+        Option(
+            "bin",
+            "str",
+            None,
+            "maelstrom: the node program, split like a shell line, never run by a shell",
+            metavar="CMD",
+        ),  # fmt: skip
         Option(
             "msg-latency",
             "float",
@@ -106,10 +121,23 @@ class MaelstromTarget(Target):
             "maelstrom broadcast: the topology sent to the nodes",
             choices=TOPOLOGIES,
         ),
-        Option("relay-port", "int", DEFAULT_PORT, "maelstrom: UDP / TCP port of the relays",
-               minimum=1, metavar="N", keyword="port"),  # fmt: skip
-        Option("rpc-timeout", "float", 2.0, "maelstrom: seconds a client waits for a reply",
-               minimum=0.05, metavar="SECONDS"),  # fmt: skip
+        Option(
+            "relay-port",
+            "int",
+            DEFAULT_PORT,
+            "maelstrom: UDP / TCP port of the relays",
+            minimum=1,
+            metavar="N",
+            keyword="port",
+        ),  # fmt: skip
+        Option(
+            "rpc-timeout",
+            "float",
+            2.0,
+            "maelstrom: seconds a client waits for a reply",
+            minimum=0.05,
+            metavar="SECONDS",
+        ),  # fmt: skip
     )
 
     def __init__(
@@ -234,25 +262,35 @@ class MaelstromTarget(Target):
             cluster.remote(node.name).run(["mkdir", "-p", self.home(node)], timeout=30.0)
             # a fresh message log per run (a restart appends to it)
             cluster.remote(node.name).run(["rm", "-f", self.messages_file(node)], timeout=30.0)
-        with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
-            errors = [
-                e
-                for e in pool.map(lambda n: self._start_or_error(cluster, n), cluster.names)
-                if e is not None
-            ]
-        if errors:
-            raise HarnessError("; ".join(errors))
+        # every relay up before any node is initialised: a node may talk to its peers as
+        # soon as it knows them
+        self._on_all(cluster, self._launch)
+        self._on_all(cluster, self._initialise)
 
-    def _start_or_error(self, cluster: Cluster, node: str) -> str | None:
-        try:
-            self.start(cluster, node)
-            return None
-        except HarnessError as e:
-            return str(e)
+    def _on_all(self, cluster: Cluster, step: Callable[[Cluster, str], None]) -> None:
+        """step on every node at once; one error line if any failed."""
+
+        def attempt(node: str) -> str | None:
+            try:
+                step(cluster, node)
+                return None
+            except HarnessError as e:
+                return str(e)
+
+        with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
+            outcome = dict(zip(cluster.names, pool.map(attempt, cluster.names), strict=True))
+        failed = [n for n, e in outcome.items() if e is not None]
+        if failed:
+            # one line: the first node's story in full, the others by name
+            also = f" (also {', '.join(failed[1:])})" if failed[1:] else ""
+            raise HarnessError(f"{outcome[failed[0]]}{also}")
 
     def start(self, cluster: Cluster, node: str) -> None:
         """Start the relay and the node program, connect, send init, wait for init_ok."""
-        assert self.net is not None
+        self._launch(cluster, node)
+        self._initialise(cluster, node)
+
+    def _launch(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
         mid = self.ids[node]
         with self.topology_lock:
@@ -270,23 +308,31 @@ class MaelstromTarget(Target):
                 f"node {node} (maelstrom {mid}): the node program exited at startup"
                 f"{self._last_words(cluster, n)}"
             ) from e
+
+    def _initialise(self, cluster: Cluster, node: str) -> None:
+        assert self.net is not None
+        n = cluster.node(node)
+        mid = self.ids[node]
         link = self.net.add_link(node, n.address, self.port)
         try:
             link.connect(timeout=self.init_timeout)
         except OSError as e:
+            running = daemon_running(cluster.remote(node), self.pid_file(n))
+            what = str(e) if running else "the node program exited at startup"
             raise HarnessError(
-                f"node {node} (maelstrom {mid}): {e}{self._last_words(cluster, n)}"
+                f"node {node} (maelstrom {mid}): {what}{self._last_words(cluster, n)}"
             ) from None
         body = {"type": "init", "node_id": mid, "node_ids": [self.ids[x] for x in cluster.names]}
-        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout)
-        if reply is None or reply.get("type") != "init_ok":
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, init=True)
+        if reply is not None and reply.get("type") == "init_ok":
+            link.ready = True
+        else:
             if reply is not None:
                 why = f"answered init with {str(reply)[:200]}"
             elif link.exit_code is not None:
                 why = f"the node program exited with code {link.exit_code} before init_ok"
             raise HarnessError(
-                f"node {node} (maelstrom {mid}): no init_ok ({why})"
-                f"{self._last_words(cluster, n)}"
+                f"node {node} (maelstrom {mid}): no init_ok ({why}){self._last_words(cluster, n)}"
             )
 
     def _last_words(self, cluster: Cluster, n: Node) -> str:
@@ -358,4 +404,17 @@ class MaelstromTarget(Target):
 
     def results(self) -> dict[str, Any]:
         """What the controller saw of the network, for the results (malformed output etc.)."""
-        return self.net.summary() if self.net is not None else {}
+        out: dict[str, Any] = {"node_ids": dict(self.ids)}
+        if self.latency > 0:
+            out["latency"] = {"mean_ms": self.latency, "applied_by": "relays (not netem)"}
+        return {**out, **(self.net.summary() if self.net is not None else {})}
+
+    def run_results(self, run_dir: Path, history: History | None) -> dict[str, Any]:
+        """The `maelstrom` part of results.json, once the node logs are collected: network
+        statistics from the relays' message logs (per client op of the history) and what
+        the controller saw (malformed output, late replies, service calls)."""
+        if history is not None:
+            ops = sum(1 for op in history.ops if op.type == "invoke" and op.is_client)
+        else:
+            ops = 0
+        return {"net": network_stats(read_logs(run_dir), ops), **self.results()}

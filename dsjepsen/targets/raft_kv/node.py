@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import defaultdict
@@ -37,6 +38,13 @@ from .kv import KV
 from .storage import Entry, Storage
 
 __all__ = ["BUGS", "Config", "Outcome", "RaftNode"]
+
+#: Under libfaketime (clock faults on nodes that share the controller's kernel) a second thread
+#: is ruinous: its pthread_cond_timedwait wrapper, with FAKETIME_DONT_FAKE_MONOTONIC=1, stalls
+#: the GIL hand-off (measured: 231 instead of 15334 thread round trips in 3 s, with 1.9 s stalls
+#: of the event loop, so followers miss heartbeats and elect again and again). Such a process
+#: fsyncs on the loop instead, which costs a few ms per group commit and keeps elections quiet.
+NO_THREADS = "faketime" in os.environ.get("LD_PRELOAD", "")
 
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
@@ -286,7 +294,10 @@ class RaftNode:
     async def _flusher(self) -> None:
         try:
             while self.st.durable < self.st.last_index and self.st.fsync:
-                await asyncio.to_thread(self.st.sync)
+                if NO_THREADS:
+                    self.st.sync()
+                else:
+                    await asyncio.to_thread(self.st.sync)
                 if self.role == LEADER:
                     self._advance_commit()
         finally:
@@ -398,6 +409,14 @@ class RaftNode:
     # -- replication (follower side) ----------------------------------------------------------
 
     def on_append(self, req: dict[str, Any]) -> dict[str, Any]:
+        resp = self._on_append(req)
+        if "no-term-check" in self.bugs and int(req["term"]) < resp["term"]:
+            # BUG no-term-check: answer in the sender's term too, so a deposed leader never
+            # learns it was deposed and goes on replicating over its successor's commits
+            resp["term"] = int(req["term"])
+        return resp
+
+    def _on_append(self, req: dict[str, Any]) -> dict[str, Any]:
         term = int(req["term"])
         leader = str(req["leader"])
         if term < self.term:

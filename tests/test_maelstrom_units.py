@@ -1,0 +1,339 @@
+"""The maelstrom target's parts without namespaces: services, the client's op mapping, the
+relay (run for real on loopback with real node programs), checkers and the command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dsjepsen.checkers.availability import AvailabilityChecker, parse_availability
+from dsjepsen.checkers.base import CheckContext
+from dsjepsen.checkers.broadcast import BroadcastChecker
+from dsjepsen.checkers.echo import EchoChecker
+from dsjepsen.checkers.unique_ids import UniqueIdsChecker
+from dsjepsen.cli import main
+from dsjepsen.errors import ConfigError
+from dsjepsen.history import History, Op
+from dsjepsen.targets.maelstrom.client import MaelstromClient
+from dsjepsen.targets.maelstrom.net import Network
+from dsjepsen.targets.maelstrom.netstats import network_stats
+from dsjepsen.targets.maelstrom.services import LinKv, LinTso, LwwKv, SeqKv, ServiceError
+from dsjepsen.targets.maelstrom.target import RELAY, topology
+
+NODES = Path(__file__).parent / "maelstrom_nodes"
+
+
+# -- services -----------------------------------------------------------------------------------
+
+
+def test_lin_kv_service_semantics() -> None:
+    kv = LinKv()
+    with pytest.raises(ServiceError) as e:
+        kv.handle("n0", {"type": "read", "key": 1})
+    assert e.value.code == 20
+    assert kv.handle("n0", {"type": "write", "key": 1, "value": 5})["type"] == "write_ok"
+    with pytest.raises(ServiceError) as e:
+        kv.handle("n1", {"type": "cas", "key": 1, "from": 4, "to": 6})
+    assert e.value.code == 22
+    kv.handle("n1", {"type": "cas", "key": 1, "from": 5, "to": 6})
+    assert kv.handle("n2", {"type": "read", "key": 1}) == {"type": "read_ok", "value": 6}
+    kv.handle("n1", {"type": "cas", "key": 2, "from": 0, "to": 1, "create_if_not_exists": True})
+    assert kv.handle("n2", {"type": "read", "key": 2})["value"] == 1
+    with pytest.raises(ServiceError) as e:
+        kv.handle("n0", {"type": "write", "key": 3})
+    assert e.value.code == 12
+
+
+def test_seq_kv_reads_go_stale_but_never_back_for_one_caller() -> None:
+    kv = SeqKv(random.Random(7))
+    for v in range(1, 51):
+        kv.handle("n0", {"type": "write", "key": "x", "value": v})
+    firsts = []
+    for caller in range(1, 21):
+        seen = [kv.handle(f"n{caller}", {"type": "read", "key": "x"})["value"] for _ in range(20)]
+        assert seen == sorted(seen), "one caller's reads went back in the total order"
+        firsts.append(seen[0])
+    assert min(firsts) < 50, "no stale read at all"
+    # a writer's own next read sees at least its write
+    kv.handle("n2", {"type": "write", "key": "x", "value": 99})
+    assert kv.handle("n2", {"type": "read", "key": "x"})["value"] == 99
+
+
+def test_lww_kv_loses_concurrent_writes_and_tso_increases() -> None:
+    kv = LwwKv(replicas=3, merge_interval=0.0, rng=random.Random(1))
+    for v in range(10):
+        kv.handle("n0", {"type": "write", "key": "k", "value": v})
+    assert kv.handle("n1", {"type": "read", "key": "k"})["value"] == 9  # last writer wins
+    tso = LinTso()
+    ts = [tso.handle("n0", {"type": "ts"})["ts"] for _ in range(5)]
+    assert ts == sorted(set(ts))
+
+
+# -- the relay and the client, on loopback ---------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopbackNode:
+    """One real relay + node program on 127.0.0.1, and the controller's Network to it."""
+
+    def __init__(self, tmp: Path, argv: list[str], peers: str = "", mid: str = "n0") -> None:
+        self.port = _free_port()
+        self.log = tmp / f"{mid}.jsonl"
+        self.proc = subprocess.Popen(
+            [sys.executable, RELAY, "--id", mid, "--port", str(self.port), "--bind",
+             "127.0.0.1", "--peers", peers, "--log", str(self.log), "--", *argv],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.net = Network({"n1": mid})
+        self.link = self.net.add_link("n1", "127.0.0.1", self.port)
+        self.link.connect(timeout=10.0)
+
+    def init(self) -> dict | None:
+        body = {"type": "init", "node_id": "n0", "node_ids": ["n0"]}
+        reply, _, _ = self.net.rpc("n1", "c0", body, 5.0, init=True)
+        self.link.ready = reply is not None and reply.get("type") == "init_ok"
+        return reply
+
+    def close(self) -> None:
+        self.net.close()
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def _op(f: str, value=None, key=None) -> Op:
+    return Op(index=0, time=0, process=0, type="invoke", f=f, value=value, key=key, node="n1")
+
+
+def test_relay_runs_a_perl_node_and_counts_malformed_output(tmp_path: Path) -> None:
+    perl = LoopbackNode(tmp_path, ["perl", str(NODES / "echo.pl")])
+    try:
+        assert perl.init()["type"] == "init_ok"
+        comp = MaelstromClient(perl.net, "n1", "c1", 2.0).invoke(_op("echo", "hi"))
+        assert (comp.type, comp.value) == ("ok", "hi")
+    finally:
+        perl.close()
+    bad = LoopbackNode(tmp_path, [sys.executable, str(NODES / "malformed.py")], mid="n0")
+    try:
+        assert bad.init()["type"] == "init_ok"
+        comp = MaelstromClient(bad.net, "n1", "c1", 2.0).invoke(_op("echo", "x"))
+        assert comp.type == "ok" and comp.value == "x"
+        deadline = time.monotonic() + 5
+        while bad.net.summary()["malformed"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kinds = bad.net.summary()["malformed_by_kind"]
+        assert kinds == {
+            "not JSON": 1,
+            "no dest": 1,
+            "reply to unknown msg_id": 1,
+            "unknown dest": 1,
+        }, kinds
+    finally:
+        bad.close()
+    logged = [line for line in bad.log.read_text().splitlines() if '"malformed"' in line]
+    assert len(logged) == 3  # the relay saw three; the unknown msg_id is the controller's
+
+
+def test_client_maps_errors_and_a_dead_node(tmp_path: Path) -> None:
+    node = LoopbackNode(tmp_path, [sys.executable, str(NODES / "lin_kv.py"), "--local"])
+    try:
+        node.init()
+        c = MaelstromClient(node.net, "n1", "c1", 2.0)
+        assert c.invoke(_op("read", key=1)).type == "ok"  # 20 on a read: ok, nothing there
+        assert c.invoke(_op("read", key=1)).value is None
+        cas = c.invoke(_op("cas", [1, 2], key=1))
+        assert cas.type == "fail" and cas.error["code"] == 20
+        assert c.invoke(_op("write", 3, key=1)).type == "ok"
+        assert c.invoke(_op("read", key=1)).value == 3
+        assert c.invoke(_op("cas", [4, 5], key=1)).type == "fail"
+        assert c.invoke(_op("echo", "x")).type == "fail"  # code 10: not supported, definite
+        assert c.invoke(_op("increment", 1, key=3)).type == "fail"  # one counter per node
+        node.proc.kill()
+        node.proc.wait(timeout=10)
+        time.sleep(0.2)
+        comp = c.invoke(_op("write", 4, key=1))
+        assert comp.type == "fail" and "down" in comp.error
+    finally:
+        node.close()
+
+
+def test_requests_wait_for_init_and_peers_talk_before_init(tmp_path: Path) -> None:
+    node = LoopbackNode(tmp_path, [sys.executable, str(NODES / "echo.py")])
+    try:
+        early = MaelstromClient(node.net, "n1", "c1", 2.0).invoke(_op("echo", "x"))
+        assert early.type == "fail" and "no init_ok" in early.error
+        # a peer's datagram before init is held, then delivered after init_ok
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            msg = {"src": "n1", "dest": "n0", "body": {"type": "echo", "echo": 1, "msg_id": 5}}
+            s.sendto(json.dumps(msg).encode(), ("127.0.0.1", node.port))
+        time.sleep(0.3)
+        assert node.init()["type"] == "init_ok"
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline and '"dir": "in", "src": "n1"' not in node.log.read_text()
+        ):
+            time.sleep(0.05)
+        lines = node.log.read_text().splitlines()
+        kinds = [(json.loads(x)["dir"], json.loads(x).get("src")) for x in lines]
+        assert kinds.index(("in", "n1")) > kinds.index(("out", "n0"))  # after init_ok
+    finally:
+        node.close()
+
+
+def test_relay_exit_is_reported(tmp_path: Path) -> None:
+    node = LoopbackNode(tmp_path, [sys.executable, "-c", "import time; time.sleep(0.5)"])
+    try:
+        deadline = time.monotonic() + 10
+        while node.link.exit_code is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert node.link.exit_code == 0
+    finally:
+        node.close()
+
+
+# -- checkers -----------------------------------------------------------------------------------
+
+
+def _history(pairs: list[tuple[str, object, str, object, str]]) -> History:
+    """(f, invoked value, type, completion value, node) per op, one after another."""
+    ops, i = [], 0
+    for p, (f, value, kind, out, node) in enumerate(pairs):
+        ops.append(Op(i, i, p, "invoke", f, value, None, node))
+        ops.append(Op(i + 1, i + 1, p, kind, f, out, None, node))
+        i += 2
+    return History(ops)
+
+
+def test_unique_ids_echo_and_availability_checkers() -> None:
+    ctx = CheckContext()
+    dup = _history([("generate", None, "ok", 1, "n1"), ("generate", None, "ok", 1, "n2")])
+    assert UniqueIdsChecker().check(dup, ctx).valid is False
+    fine = _history([("generate", None, "ok", "n0-1", "n1"), ("generate", None, "ok", 1, "n2")])
+    assert UniqueIdsChecker().check(fine, ctx).valid is True
+    assert EchoChecker().check(_history([("echo", "a", "ok", "b", "n1")]), ctx).valid is False
+    assert EchoChecker().check(_history([("echo", "a", "ok", "a", "n1")]), ctx).valid is True
+    half = _history([("echo", "a", "ok", "a", "n1"), ("echo", "b", "info", None, "n1")])
+    assert AvailabilityChecker(1.0).check(half, ctx).valid is False
+    assert AvailabilityChecker(0.5).check(half, ctx).valid is True
+    assert parse_availability("total") == 1.0
+    with pytest.raises(ConfigError):
+        parse_availability("most")
+
+
+def test_broadcast_checker_wants_every_message_on_every_node() -> None:
+    ops = [
+        ("broadcast", 1, "ok", 1, "n1"),
+        ("broadcast", 2, "ok", 2, "n2"),
+        ("read-messages", None, "ok", [1, 2], "n1"),
+        ("read-messages", None, "ok", [1], "n2"),
+    ]
+    h = _history(ops)
+    ctx = CheckContext(final_from_index=4, healed_at=4)
+    assert BroadcastChecker().check(h, ctx).valid is False
+    ops[3] = ("read-messages", None, "ok", [2, 1], "n2")
+    assert BroadcastChecker().check(_history(ops), ctx).valid is True
+
+
+def test_network_stats_count_server_messages_per_op() -> None:
+    entries = [
+        {"dir": "out", "src": "n0", "dest": "n1"},
+        {"dir": "out", "src": "n0", "dest": "n2"},
+        {"dir": "in", "src": "n0", "dest": "n1"},
+        {"dir": "in", "src": "c1", "dest": "n0"},
+        {"dir": "out", "src": "n0", "dest": "c1"},
+        {"dir": "out", "src": "n0", "dest": "lin-kv"},
+        {"dir": "malformed", "node": "n0"},
+    ]
+    s = network_stats(entries, client_ops=1)
+    assert s["servers"] == {"send-count": 2, "recv-count": 1, "msg-count": 2, "msgs-per-op": 2.0}
+    assert s["clients"]["send-count"] == 1 and s["clients"]["recv-count"] == 1
+    assert s["services"]["send-count"] == 1
+    assert s["malformed-by-node"] == {"n0": 1}
+
+
+def test_topologies() -> None:
+    ids = [f"n{i}" for i in range(5)]
+    assert topology(ids, "line")["n2"] == ["n1", "n3"]
+    assert topology(ids, "total")["n0"] == ["n1", "n2", "n3", "n4"]
+    assert topology(ids, "tree2")["n0"] == ["n1", "n2"]
+    grid = topology(ids, "grid")  # 3 wide: n0 n1 n2 / n3 n4
+    assert grid["n0"] == ["n1", "n3"] and grid["n4"] == ["n1", "n3"]
+    assert topology(ids, "none")["n0"] == []
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_maelstrom_command_refuses_bad_input_in_one_line(capsys) -> None:
+    base = ["maelstrom", "test", "--bin", "true", "--cluster-name", "zz"]
+    assert main([*base, "-w", "txn-list-append"]) == 254
+    assert "may come later" in capsys.readouterr().err
+    assert main([*base, "-w", "nope"]) == 254
+    assert main([*base, "-w", "echo", "--availability", "most"]) == 254
+    assert main([*base, "-w", "echo", "--nemesis", "clock"]) == 254
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("dsjepsen: error: --nemesis: unknown Maelstrom nemesis")
+    assert main(["test", "--target", "maelstrom", "--workload", "echo"]) == 254
+    assert "--bin" in capsys.readouterr().err
+
+
+def test_gossip_glomers_command_lines_translate() -> None:
+    from dsjepsen.cli import build_parser
+    from dsjepsen.commands.maelstrom import test_argv
+
+    parser = build_parser()
+    line = [
+        "maelstrom",
+        "test",
+        "-w",
+        "g-counter",
+        "--bin",
+        "./maelstrom-counter",
+        "--node-count",
+        "3",
+        "--rate",
+        "100",
+        "--time-limit",
+        "20",
+        "--nemesis",
+        "partition",
+    ]
+    argv = test_argv(parser.parse_args(line))
+    assert argv[argv.index("--nemesis") + 1] == "partition-majority"
+    assert argv[argv.index("--keys") + 1] == "1"
+    assert argv[argv.index("--nemesis-interval") + 1] == "10"
+    line = [
+        "maelstrom",
+        "test",
+        "-w",
+        "broadcast",
+        "--bin",
+        "./b",
+        "--node-count",
+        "25",
+        "--time-limit",
+        "20",
+        "--rate",
+        "100",
+        "--latency",
+        "100",
+        "--log-stderr",
+        "--topology",
+        "tree4",
+    ]
+    argv = test_argv(parser.parse_args(line))
+    assert argv[argv.index("--msg-latency") + 1] == "100"
+    assert argv[argv.index("--topology") + 1] == "tree4"
