@@ -30,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "commands": BASE
     | {"history", "checkers", "reports", "cluster", "targets", "nemesis", "workloads", "harness"},
 }
-ALLOWED["cli"] = ALLOWED["commands"] | {"commands"}
+ALLOWED["api"] = ALLOWED["commands"]
+ALLOWED["cli"] = ALLOWED["commands"] | {"commands", "api"}
 #: top-level modules and the layer each belongs to
 MODULES = {
     "__init__": "base",
@@ -41,6 +42,8 @@ MODULES = {
     "history": "history",
     "formats": "history",
     "cli": "cli",
+    "api": "api",
+    "pytest_plugin": "api",
     "__main__": "cli",
 }
 

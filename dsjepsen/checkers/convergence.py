@@ -129,13 +129,12 @@ class ConvergenceChecker(Checker):
         grow_only_counter = _grow_only_counter(history)
         final_from = context.final_from_index
         open_: dict[Any, tuple[int, Any]] = {}
-        replicas: dict[tuple[Any, Any], _Replica] = {}
+        replicas: dict[tuple[Any, str, Any], _Replica] = {}  # (node, read f, key)
         snapshots: dict[int, tuple[int, int | None]] = {}  # invoke position -> (prefix, best)
         finals: dict[Any, list[_Final]] = {}
         final_nodes: set[Any] = set()
         first_final_time: int | None = None
         anomalies: list[dict[str, Any]] = []
-        monotonic_bad = 0
         for pos, op in enumerate(history.ops):
             if op.process == NEMESIS:
                 continue
@@ -181,10 +180,9 @@ class ConvergenceChecker(Checker):
             bad = self._monotonic(
                 r, node, inv.key, elements, v, snap, inv.time, op.time, grow_only_counter
             )
-            if bad is not None:
-                monotonic_bad += 1
-                if len(anomalies) < MAX_ANOMALIES:
-                    anomalies.append(bad)
+            if bad is not None and len(anomalies) < MAX_ANOMALIES:
+                anomalies.append(bad)
+        monotonic_bad = sum(r.violations for r in replicas.values())
         return self._verdict(
             finals, final_nodes, context, first_final_time, anomalies, monotonic_bad
         )
@@ -204,7 +202,8 @@ class ConvergenceChecker(Checker):
         grow_only_counter: bool,
     ) -> dict[str, Any] | None:
         """Check one ok read against what the node returned before it began; then remember
-        what it returned. Returns an anomaly for the first violation of this (node, key)."""
+        what it returned. Counts every violation in `r.violations`, and returns an anomaly for
+        the first one of this (node, key)."""
         anomaly = None
         if elements is not None:
             prefix = snap[0] if snap else 0

@@ -61,7 +61,7 @@ JEPSEN_ADD = "add"
 JEPSEN_READ = "read"
 MAX_ANOMALIES = 100
 #: widest range of sums the bitset covers (bits); wider ranges use a capped set of sums
-MAX_BITSET_WIDTH = 50_000_000
+MAX_BITSET_WIDTH = 4_000_000
 #: most distinct sums kept when the range is too wide for a bitset
 MAX_SUMS = 200_000
 #: indeterminate deltas listed in a message
@@ -287,6 +287,7 @@ class CounterChecker(Checker):
                     ),
                     "exact": reach[key].exact if key in reach else None,
                     "reads": k.reads,
+                    "final_reads": k.final_reads,
                     "violations": k.violations,
                 }
                 for key, k in list(keys.items())[:100]

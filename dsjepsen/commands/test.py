@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
         "254 bad options, 255 harness error.",
     )
     add_test_options(p)
+    p.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the runs as JUnit XML (one test case per run) for CI",
+    )
     add_node_options(p)
     p.set_defaults(func=run)
 
@@ -98,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
                     worst = EXIT_UNKNOWN
     finally:
         logging.getLogger("dsjepsen").removeHandler(handler)
+    from dsjepsen.harness.junit import report_test_runs
+
+    report_test_runs(getattr(args, "junit", None), config.test_name, summaries)
     if config.json:
         out = summaries[0] if len(summaries) == 1 else {"runs": summaries}
         json.dump(out, sys.stdout, indent=2, default=str)

@@ -215,10 +215,20 @@ def op_text(d: dict[str, Any], n: int = 40) -> str:
     f = str(d.get("f"))
     v, out = d.get("value"), d.get("output")
     if f in READ_FS or f.startswith("read"):
-        return f"{f} → {short(out, n)}" if d.get("type") == "ok" else f"{f} → ?"
+        return f"{f} → {value_text(out, n)}" if d.get("type") == "ok" else f"{f} → ?"
     if f == "cas" and isinstance(v, list) and len(v) == 2:
-        return f"cas {short(v[0], n // 2)}→{short(v[1], n // 2)}"
-    return f"{f} {short(v, n)}"
+        return f"cas {value_text(v[0], n // 2)}→{value_text(v[1], n // 2)}"
+    return f"{f} {value_text(v, n)}"
+
+
+def value_text(v: Any, n: int = 40) -> str:
+    """A value as the checker's states show it: nil for none, strings quoted ('' for the
+    empty string, 'x 3 0 y' for a kv value), everything else as `short` writes it. One
+    convention for the op labels and the state labels of a diagram."""
+    if isinstance(v, str):
+        body = v if len(v) <= n - 2 else v[: n - 3] + "…"
+        return f"'{body}'"
+    return short(v, n)
 
 
 def operation_dict(run: RunData, op_id: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def short(v: Any, n: int = MAX_TEXT) -> str:
     if v is None:
         return "nil"
     if v == "":
-        return '""'  # the empty string, visibly (never a blank next to nil)
+        return "''"  # the empty string, visibly (never a blank next to nil), as checkers write it
     t = type(v)
     if t is int or t is float:
         return str(v)

@@ -7,9 +7,15 @@ have created (it must start with a letter or digit) is refused when the remote i
 the node. Local paths given to `docker cp` are made absolute, because docker reads a relative
 path with a colon as CONTAINER:PATH and `-` as a tar stream on stdin.
 
+A `docker exec` costs ~100 ms (300+ ms on a loaded machine): the CLI, the engine and runc each
+start something. So commands go through the same command agent as the SSH backend (a POSIX
+sh loop, `ssh.AGENT_SCRIPT`), started once per `docker exec -i` session and kept: a command
+then costs a few forks in the container. A timed-out command's process group is killed from
+another agent. Where the agent cannot start, each command is its own `docker exec`.
+
 Killing the local `docker exec` client does not stop the process inside the container (docker
-keeps an exec session running without its client). So every command runs under a small
-wrapper, `setsid -w sh -c WRAPPER PIDFILE ARGV...`, that puts it in a session of its own and
+keeps an exec session running without its client). So without the agent every command runs
+under a small wrapper, `setsid -w sh -c WRAPPER PIDFILE ARGV...`, that puts it in a session of its own and
 records the session's id; a command that times out is then killed, with its whole process
 group, by a second `docker exec`. A daemon the command detached into a session of its own
 (daemon.start_daemon) is not touched. The container needs `sh` and util-linux's `setsid`.
@@ -20,7 +26,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import select
 import shutil
+import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 
 from dsjepsen.cluster.control.base import (
@@ -34,6 +44,13 @@ from dsjepsen.cluster.control.base import (
     env_assignments,
 )
 from dsjepsen.cluster.control.local import run_argv
+from dsjepsen.cluster.control.ssh import (
+    AGENT_SCRIPT,
+    AgentRefused,
+    AgentTimeout,
+    CommandAgent,
+    command_line,
+)
 from dsjepsen.errors import ConfigError
 
 #: docker's own rule for container names (and IDs are hex): first a letter or digit
@@ -107,6 +124,76 @@ def local_path(path: str) -> str:
     return os.path.abspath(path)
 
 
+MAX_IDLE_AGENTS = 8
+
+
+class PipeChannel:
+    """`docker exec -i CONTAINER sh -c AGENT_SCRIPT` with the few methods of a paramiko
+    channel that CommandAgent uses (timeouts by select on the pipes)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.timeout: float | None = None
+        self.closed = False
+        self.eof_received = False
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def _wait(self, fd: int, write: bool = False) -> None:
+        r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], self.timeout)
+        if not (r or w):
+            raise TimeoutError
+
+    def sendall(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            self._wait(fd, write=True)
+            view = view[os.write(fd, view[: 1 << 16]) :]
+
+    def recv(self, n: int) -> bytes:
+        assert self.proc.stdout is not None
+        self._wait(self.proc.stdout.fileno())
+        data = os.read(self.proc.stdout.fileno(), n)
+        if not data:
+            self.eof_received = True
+        return data
+
+    def recv_stderr(self, n: int) -> bytes:
+        assert self.proc.stderr is not None
+        self._wait(self.proc.stderr.fileno())
+        return os.read(self.proc.stderr.fileno(), n)
+
+    def exit_status_ready(self) -> bool:
+        return self.proc.poll() is not None
+
+    def close(self) -> None:
+        """End of input ends the agent (it then removes its directory); the client is killed
+        if it does not exit by itself."""
+        if self.closed:
+            return
+        self.closed = True
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
 class DockerRemote(Remote):
     """One container; `container` defaults to the node's name, and is validated here (so every
     way of selecting nodes, --nodes, a nodes file or the API, gets the same check)."""
@@ -115,6 +202,10 @@ class DockerRemote(Remote):
         self.node = node
         self.container = validate_container(node.name, container or node.name)
         self.docker = docker
+        self._lock = threading.Lock()
+        self._idle: list[CommandAgent] = []
+        #: set when no agent starts in this container: one docker exec per command
+        self._no_agent = False
 
     def run(
         self,
@@ -127,6 +218,98 @@ class DockerRemote(Remote):
     ) -> Result:
         if not argv:
             raise RemoteError(self.node.name, [], "empty command")
+        self._need_cli(argv)
+        shown = list(argv)
+        agent = None if self._no_agent else self._take_agent(shown, max(timeout, 10.0))
+        if agent is None:
+            res = self._run_plain(argv, timeout, input, env, cwd)
+        else:
+            try:
+                res = agent.run(command_line(argv, env, cwd), input, timeout)
+            except AgentTimeout as e:
+                agent.close()
+                self._kill_group(e.pgid)
+                raise RemoteTimeout(
+                    self.node.name, shown, f"timed out after {timeout:g}s"
+                ) from None
+            except (OSError, EOFError, ValueError, IndexError) as e:
+                agent.close()
+                self._check_container(shown)
+                raise RemoteError(
+                    self.node.name, shown, f"docker exec session lost ({e})"
+                ) from None
+            self._give_agent(agent)
+        if check and res.exit != 0:
+            last = (res.stderr.strip() or res.stdout.strip()).splitlines()
+            detail = f" ({last[-1][:200]})" if last else ""
+            raise RemoteError(self.node.name, shown, f"exit {res.exit}{detail}", res)
+        return res
+
+    def _take_agent(self, shown: list[str], timeout: float) -> CommandAgent | None:
+        with self._lock:
+            while self._idle:
+                agent = self._idle.pop()
+                if agent.usable():
+                    return agent
+                agent.close()
+        argv = exec_argv(
+            self.container, ["sh", "-c", AGENT_SCRIPT], interactive=True, docker=self.docker
+        )
+        try:
+            return CommandAgent.ready(PipeChannel(argv), timeout)
+        except AgentRefused as e:
+            self._classify(Result(1, "", e.stderr), shown)  # no such container, engine down
+            self._no_agent = True
+            return None
+        except OSError as e:
+            raise RemoteError(self.node.name, shown, f"docker exec did not start ({e})") from None
+
+    def _give_agent(self, agent: CommandAgent) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE_AGENTS and agent.usable():
+                self._idle.append(agent)
+                return
+        agent.close()
+
+    def _kill_group(self, pgid: int | None) -> None:
+        """SIGKILL a timed-out command's process group from another agent (best effort)."""
+        if pgid is None:
+            return
+        try:
+            killer = self._take_agent(["kill"], 15.0)
+            if killer is not None:
+                killer.run(
+                    f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, 15.0
+                )
+                self._give_agent(killer)
+        except Exception:  # noqa: BLE001 - the timeout is what the caller must hear about
+            pass
+
+    def _check_container(self, shown: list[str]) -> None:
+        """After a lost session: a container that went away is said as such."""
+        res = run_argv(
+            self.node.name,
+            exec_argv(self.container, ["true"], docker=self.docker),
+            timeout=30,
+            check=False,
+        )
+        self._classify(res, shown)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for agent in idle:
+            agent.close()
+
+    def _run_plain(
+        self,
+        argv: Sequence[str],
+        timeout: float,
+        input: str | None,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+    ) -> Result:
+        """One `docker exec` for this command, under WRAPPER so that a timeout can kill it."""
         pidfile = f"/tmp/dsj-exec-{secrets.token_hex(8)}.pid"
         cmd = exec_argv(
             self.container,
@@ -136,7 +319,6 @@ class DockerRemote(Remote):
             interactive=input is not None,
             docker=self.docker,
         )
-        self._need_cli(argv)
         try:
             res = run_argv(
                 self.node.name, cmd, shown=list(argv), timeout=timeout, check=False, input=input
@@ -145,10 +327,6 @@ class DockerRemote(Remote):
             self._kill(pidfile)
             raise
         self._classify(res, list(argv))
-        if check and res.exit != 0:
-            last = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            detail = f" ({last[-1][:200]})" if last else ""
-            raise RemoteError(self.node.name, list(argv), f"exit {res.exit}{detail}", res)
         return res
 
     def _kill(self, pidfile: str) -> None:

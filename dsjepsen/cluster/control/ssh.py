@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -148,7 +149,7 @@ class SshRemote(Remote):
         self.host = host or node.address
         self._conn = None
         self._lock = threading.Lock()
-        self._idle: list[_Agent] = []
+        self._idle: list[CommandAgent] = []
         #: set when this server cannot run the command agent: one exec channel per command
         self._no_agent = False
 
@@ -268,7 +269,7 @@ class SshRemote(Remote):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> Result:
-        """Run argv through a command agent of this connection (see `_Agent`), or, on a server
+        """Run argv through a command agent of this connection (see `CommandAgent`), or, on a server
         where no agent can start, as one exec channel per command."""
         shown = list(argv)
         started = time.monotonic()
@@ -280,7 +281,7 @@ class SshRemote(Remote):
             remaining = max(0.05, timeout - (time.monotonic() - started))
             try:
                 result = agent.run(cmd, input, remaining)
-            except _AgentTimeout as e:
+            except AgentTimeout as e:
                 self._kill_after_timeout(agent, e.pgid)
                 raise RemoteTimeout(
                     self.node.name, shown, f"timed out after {timeout:g}s"
@@ -296,7 +297,7 @@ class SshRemote(Remote):
             raise RemoteError(self.node.name, shown, f"exit {result.exit}{detail}", result)
         return result
 
-    def _take_agent(self, shown: list[str], timeout: float) -> _Agent | None:
+    def _take_agent(self, shown: list[str], timeout: float) -> CommandAgent | None:
         """An idle agent, or a new one (one exec channel; the only place that pays for the
         remote login shell's startup files). None when this server cannot run one."""
         with self._lock:
@@ -307,8 +308,8 @@ class SshRemote(Remote):
                 agent.close()
         conn = self.connection()
         try:
-            return _Agent.start(conn.transport, self.config.use_sudo, timeout)
-        except _AgentRefused as e:
+            return CommandAgent.start(conn.transport, self.config.use_sudo, timeout)
+        except AgentRefused as e:
             if self.config.use_sudo and e.stderr:
                 raise RemoteConfigError(
                     self.node.name,
@@ -325,14 +326,14 @@ class SshRemote(Remote):
             self.close()
             raise RemoteError(self.node.name, shown, f"SSH connection lost ({e})") from None
 
-    def _give_agent(self, agent: _Agent) -> None:
+    def _give_agent(self, agent: CommandAgent) -> None:
         with self._lock:
             if self._conn is not None and len(self._idle) < MAX_IDLE_AGENTS and agent.usable():
                 self._idle.append(agent)
                 return
         agent.close()
 
-    def _kill_after_timeout(self, agent: _Agent, pgid: int | None) -> None:
+    def _kill_after_timeout(self, agent: CommandAgent, pgid: int | None) -> None:
         """SIGKILL the timed-out command's process group from another agent (the timed-out one
         is busy waiting for it), then drop the timed-out agent: no remote process outlives
         its timeout. A daemon that the command detached into a session of its own lives on."""
@@ -463,7 +464,7 @@ class SshRemote(Remote):
         return f"SshRemote({self.node.name!r}, {self.where})"
 
 
-class _AgentTimeout(Exception):
+class AgentTimeout(Exception):
     """The command outlived its timeout; `pgid` is its process group (None if not yet known)."""
 
     def __init__(self, pgid: int | None) -> None:
@@ -471,7 +472,7 @@ class _AgentTimeout(Exception):
         self.pgid = pgid
 
 
-class _AgentRefused(Exception):
+class AgentRefused(Exception):
     """The agent's channel ended before it was ready (no sh, sudo refused, a server that
     runs no commands); `stderr` is what the remote side said."""
 
@@ -480,21 +481,28 @@ class _AgentRefused(Exception):
         self.stderr = stderr
 
 
-class _Agent:
+class CommandAgent:
     """One exec channel running AGENT_SCRIPT: one command at a time, a few ms each."""
 
-    def __init__(self, channel: paramiko.Channel) -> None:
+    def __init__(self, channel: Any) -> None:
         self.channel = channel
         self.buf = bytearray()
         self.broken = False
 
     @classmethod
-    def start(cls, transport: paramiko.Transport, sudo: bool, timeout: float) -> _Agent:
+    def start(cls, transport: paramiko.Transport, sudo: bool, timeout: float) -> CommandAgent:
         """Open a channel and wait for the ready line (skipping whatever the user's startup
         files print). With sudo the whole agent runs as root through one `sudo -n`."""
         channel = transport.open_session(timeout=timeout)
         prefix = "exec sudo -n -- /bin/sh -c " if sudo else "exec /bin/sh -c "
         channel.exec_command(prefix + shlex.quote(AGENT_SCRIPT))
+        return cls.ready(channel, timeout)
+
+    @classmethod
+    def ready(cls, channel: Any, timeout: float) -> CommandAgent:
+        """The agent on an open channel that runs AGENT_SCRIPT (paramiko's, or any object
+        with the same methods: the docker backend's pipe to `docker exec -i`), once it said
+        it is ready."""
         agent = cls(channel)
         deadline = time.monotonic() + timeout
         try:
@@ -503,7 +511,7 @@ class _Agent:
         except EOFError:
             err = agent._stderr()
             channel.close()
-            raise _AgentRefused(f"agent exited at once: {err or 'no output'}", err) from None
+            raise AgentRefused(f"agent exited at once: {err or 'no output'}", err) from None
         except TimeoutError:
             channel.close()
             raise OSError(f"the remote shell did not start within {timeout:g}s") from None
@@ -514,7 +522,7 @@ class _Agent:
         return not (self.broken or ch.closed or ch.eof_received or ch.exit_status_ready())
 
     def run(self, cmd: str, input: str | None, timeout: float) -> Result:
-        """Send one command, wait for its answer. Raises _AgentTimeout past `timeout`."""
+        """Send one command, wait for its answer. Raises AgentTimeout past `timeout`."""
         stdin = None if input is None else input.encode()
         request = f"{'-' if stdin is None else len(stdin)} {_one_line(cmd)}\n".encode()
         deadline = time.monotonic() + timeout
@@ -526,7 +534,7 @@ class _Agent:
             pgid = int(self._field(deadline, b"P"))
             code = int(self._field(deadline, b"R"))
         except TimeoutError:
-            raise _AgentTimeout(pgid) from None
+            raise AgentTimeout(pgid) from None
         rest = max(deadline, time.monotonic() + 30.0)  # it has finished: the bytes follow
         sizes = [self._line(rest).split() for _ in range(3)]  # out, err, total
         n_out, n_err = int(sizes[0][0]), int(sizes[1][0])
