@@ -226,7 +226,7 @@ def run_one(m: Mutation, tests: list[str], keyword: str | None) -> tuple[bool, f
             env=env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=3600,  # a loaded machine (the suite takes ~80 s on an idle one)
         )
         probe = subprocess.run(
             [sys.executable, "-c", "import dsjepsen; print(dsjepsen.__file__)"],

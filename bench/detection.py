@@ -86,28 +86,28 @@ RECIPES: tuple[Recipe, ...] = (
         "crdt-kv",
         ("--bug", "lww-set"),
         ("--workload", "g-set", "--nemesis", "partition-majority"),
-        source="docs/crdt.md (provisional)",
+        source="docs/crdt.md Bugs",
     ),
     Recipe(
         "crdt-sum-merge",
         "crdt-kv",
         ("--bug", "sum-merge"),
-        ("--workload", "pn-counter", "--nemesis", "partition-majority"),
-        source="docs/crdt.md (provisional)",
+        ("--workload", "g-counter"),
+        source="docs/crdt.md Bugs",
     ),
     Recipe(
         "crdt-no-anti-entropy",
         "crdt-kv",
         ("--bug", "no-anti-entropy"),
         ("--workload", "g-set", "--nemesis", "partition-majority"),
-        source="docs/crdt.md (provisional)",
+        source="docs/crdt.md Bugs",
     ),
     Recipe(
         "crdt-volatile",
         "crdt-kv",
         ("--bug", "volatile"),
         ("--workload", "g-set", "--nemesis", "kill-all"),
-        source="docs/crdt.md (provisional)",
+        source="docs/crdt.md Bugs",
     ),
 )
 

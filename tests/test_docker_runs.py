@@ -35,7 +35,7 @@ def test_raftkv_in_containers_valid_then_stale_read_invalid(make_docker_cluster,
     common = ["test", "--docker", "--nodes", names, "--target", "raft-kv", "--json",
               "--store", str(tmp_path / "store"), "--nemesis-interval", "2"]  # fmt: skip
     valid = dsjepsen(
-        tmp_path, *common, "--nemesis", "partition-majority,kill,pause", "--time-limit", "24"
+        tmp_path, *common, "--nemesis", "partition-majority,kill,pause", "--time-limit", "16"
     )
     assert valid.returncode == 0, valid.stderr[-3000:]
     assert json.loads(valid.stdout)

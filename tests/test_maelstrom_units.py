@@ -337,3 +337,37 @@ def test_gossip_glomers_command_lines_translate() -> None:
     argv = test_argv(parser.parse_args(line))
     assert argv[argv.index("--msg-latency") + 1] == "100"
     assert argv[argv.index("--topology") + 1] == "tree4"
+    assert argv[argv.index("--msg-latency-dist") + 1] == "constant"  # Maelstrom's default
+
+
+def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:
+    """--latency 300 constant: a datagram to a peer leaves the relay 0.3 s after the node
+    wrote it (the peer here is a plain UDP socket standing in for another relay)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5.0)
+        port = _free_port()
+        argv = [sys.executable, RELAY, "--id", "n0", "--port", str(port), "--bind", "127.0.0.1",
+                "--peers", f"n1=127.0.0.1:{peer.getsockname()[1]}", "--log",
+                str(tmp_path / "m.jsonl"), "--latency", "300", "--", sys.executable,
+                str(NODES / "counter.py")]  # fmt: skip
+        proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        try:
+            net = Network({"n1": "n0"})
+            link = net.add_link("n1", "127.0.0.1", port)
+            link.connect(timeout=10.0)
+            body = {"type": "init", "node_id": "n0", "node_ids": ["n0", "n1"]}
+            assert net.rpc("n1", "c0", body, 5.0, init=True)[0]["type"] == "init_ok"
+            data, _ = peer.recvfrom(65536)  # the counter node gossips every 0.1 s
+            sent = [
+                json.loads(x)["t"]
+                for x in (tmp_path / "m.jsonl").read_text().splitlines()
+                if '"dest": "n1"' in x
+            ]
+            arrived = time.time()
+            assert json.loads(data)["body"]["type"] == "state"
+            assert arrived - sent[0] >= 0.28, arrived - sent[0]
+            net.close()
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -213,11 +213,11 @@ class ConvergenceChecker(Checker):
                 if r.violations == 1:
                     lost = [r.seen[i] for i in missing]
                     first_t = r.seen_at[missing[0]]
-                    what = (
-                        f"element {plain(lost[0])!r}"
-                        if len(lost) == 1
-                        else f"{len(lost)} elements ({_fmt(lost)})"
-                    )
+                    if len(lost) == 1:
+                        what, pronoun = f"element {plain(lost[0])!r}", "it"
+                    else:
+                        lost = _sorted(set(lost))
+                        what, pronoun = f"{len(lost)} elements ({_fmt(lost)})", "them"
                     anomaly = {
                         "type": "replica-lost-element",
                         "node": node,
@@ -228,8 +228,8 @@ class ConvergenceChecker(Checker):
                         "missing_at": call_t,
                         "message": (
                             f"{node} lost {what} of key {key!r}: a read through {node} "
-                            f"returned it at {first_t / 1e9:.3f} s, and a later read through "
-                            f"{node} (invoked at {call_t / 1e9:.3f} s) did not."
+                            f"returned {pronoun} (first at {first_t / 1e9:.3f} s), and a later "
+                            f"read through {node} (invoked at {call_t / 1e9:.3f} s) did not."
                         ),
                     }
             fresh = elements - r.seen_set

@@ -279,10 +279,13 @@ def analyse_key(key: Any, k: KeyOps) -> KeyAnalysis:
     last_present: dict[Any, Read] = {}
     last_absent: dict[Any, Read] = {}
     present: set[Any] = set()
+    everything = len(universe)
     candidates = set(universe)  # elements present in every read so far (from the end)
     for i in reversed(order):
         r, s = reads[i], sets[i]
-        if not present.issuperset(s):
+        # once every element has its last present read (usually after the final reads), the
+        # earlier reads need no lookups for it
+        if len(present) < everything and not present.issuperset(s):
             fresh = s - present
             present |= fresh
             for e in fresh:

@@ -8,8 +8,10 @@ preloaded, reading their offset from a per-node control file that the clock neme
 while they run (`FAKETIME_TIMESTAMP_FILE` with `FAKETIME_NO_CACHE=1`, so every clock call
 sees the file's current content). `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps CLOCK_MONOTONIC
 true, as on a machine whose wall clock is stepped with `date -s`: timers and timeouts keep
-working, only what the process believes the date is moves. `FAKETIME_DISABLE_SHM=1` keeps a
-SIGKILLed process from leaving shared-memory segments behind in /dev/shm.
+working, only what the process believes the date is moves. `FAKETIME_DISABLE_SHM=1` asks newer
+libfaketime not to create shared-memory segments; 0.9.10 (Debian 12) ignores it and leaves
+`/dev/shm/faketime_shm_<pid>` and `sem.faketime_sem_<pid>` behind for a process killed with
+SIGKILL (a process that exits cleans up after itself).
 
 Processes whose clock calls bypass libc (Go binaries such as etcd read the vDSO directly;
 statically linked binaries have no libc to interpose) cannot be reached this way:

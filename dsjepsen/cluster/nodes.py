@@ -313,7 +313,11 @@ def build_cluster(specs: list[NodeSpec]) -> Cluster:
 
 def container_address(node: str, container: str, timeout: float = 30.0) -> str:
     """The container's IP on its (first) docker network, which the controller can reach."""
-    DockerRemote(Node(node, "", "/"), container).run(["true"], timeout=timeout)  # clear errors
+    probe = DockerRemote(Node(node, "", "/"), container)
+    try:
+        probe.run(["true"], timeout=timeout)  # clear errors: no such container, engine down
+    finally:
+        probe.close()
     res = run_argv(
         node,
         inspect_argv(container, "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"),

@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("--concurrency", default="1n", metavar="N|Nn")
     t.add_argument("--latency", default="0", metavar="MS", help="mean node-to-node delay, ms")
     t.add_argument(
+        "--latency-dist", default="constant", help="constant (default), uniform, exponential"
+    )
+    t.add_argument(
         "--nemesis", default=None, metavar="F1,F2", help="partition, kill, pause (comma list)"
     )
     t.add_argument("--nemesis-interval", default=None, metavar="SECONDS")
@@ -114,7 +117,8 @@ def test_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--target", "maelstrom", "--workload", w, "--bin", args.bin, *WORKLOADS[w]]
     argv += ["--time-limit", args.time_limit, "--rate", args.rate]
     argv += ["--concurrency", args.concurrency, "--store", args.store]
-    argv += ["--msg-latency", args.latency, "--topology", args.topology]
+    argv += ["--msg-latency", args.latency, "--msg-latency-dist", args.latency_dist]
+    argv += ["--topology", args.topology]
     faults: list[str] = []
     if args.nemesis:
         for name in filter(None, (s.strip() for s in args.nemesis.split(","))):
@@ -173,9 +177,10 @@ def run(args: argparse.Namespace) -> int:
             cluster.keep = config.leave_running
             if float(config.target_options.get("msg-latency") or 0) > 0:
                 log.info(
-                    "--latency %s ms: applied by the relays to every node-to-node message "
-                    "(exponentially distributed, as in Maelstrom), not by netem",
+                    "--latency %s ms (%s): applied by the relays to every node-to-node "
+                    "message, as Maelstrom's simulated network does, not by netem",
                     args.latency,
+                    args.latency_dist,
                 )
             outcome = Runner(config, cluster, target=target).run()
             results = _maelstrom_results(outcome.run_dir, outcome.results, target, required)

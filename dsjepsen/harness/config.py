@@ -45,6 +45,7 @@ class TestConfig:
     workload: str = "register"
     nemesis: tuple[str, ...] = ()
     nemesis_interval: float = DEFAULT_NEMESIS_INTERVAL
+    nemesis_mode: str = "classic"
     time_limit: float = DEFAULT_TIME_LIMIT
     concurrency: int = 2
     concurrency_per_node: bool = True
@@ -116,6 +117,8 @@ class TestConfig:
         argv += list(self.option_argv)
         argv += ["--nemesis", ",".join(self.nemesis) or "none"]
         argv += ["--nemesis-interval", f"{self.nemesis_interval:g}"]
+        if self.nemesis_mode != "classic":
+            argv += ["--nemesis-mode", self.nemesis_mode]
         argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
         argv += ["--rate", f"{self.rate:g}", "--store", self.store]
         if self.leave_running:
@@ -233,6 +236,13 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_NEMESIS_INTERVAL),
         metavar="SECONDS",
         help="seconds between fault start and stop (default 10)",
+    )
+    g.add_argument(
+        "--nemesis-mode",
+        default=None,
+        choices=("classic", "combined"),
+        help="classic: one fault at a time (default); combined: one fault of every fault "
+        "package at once, in every window (Jepsen's combined packages)",
     )
     g = parser.add_argument_group("options of targets, workloads and faults")
     for opt in extension_options().values():
@@ -378,14 +388,16 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL), "--nemesis-interval", minimum=0
     )
     time_limit = _number(get("time_limit", DEFAULT_TIME_LIMIT), "--time-limit", minimum=0)
+    nemesis_mode = str(get("nemesis_mode") or "classic")
     if fault_names:
-        schedule.check_fits(fault_names, interval, time_limit)
+        schedule.check_fits(fault_names, interval, time_limit, nemesis_mode)
 
     return TestConfig(
         target=target_name,
         workload=workload_name,
         nemesis=tuple(fault_names),
         nemesis_interval=interval,
+        nemesis_mode=nemesis_mode,
         time_limit=time_limit,
         concurrency=concurrency,
         concurrency_per_node=per_node,

@@ -101,7 +101,10 @@ def build(ctx: RunContext) -> None:
         rng = random.Random(f"{cfg.seed}:nemesis")
         ctx.nemesis = catalog.build_nemesis(list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options)
         ctx.schedule = FaultSchedule(
-            list(cfg.nemesis), cfg.nemesis_interval, random.Random(f"{cfg.seed}:schedule")
+            list(cfg.nemesis),
+            cfg.nemesis_interval,
+            random.Random(f"{cfg.seed}:schedule"),
+            mode=cfg.nemesis_mode,
         )
 
 

@@ -91,10 +91,11 @@ class NemesisWorker(threading.Thread):
         ctx = self.ctx
         while not self.stop_event.wait(ctx.config.nemesis_interval):
             try:
-                op = ctx.schedule.next_op()
-                if op is None:
+                ops = ctx.schedule.next_ops()
+                if not ops:
                     return
-                self.perform(*op)
+                for op in ops:
+                    self.perform(*op)
             except Exception as e:  # noqa: BLE001 - the schedule itself broke: stop faulting
                 log.error("nemesis schedule failed, no more faults: %s", describe(e))
                 return
@@ -129,8 +130,7 @@ class NemesisWorker(threading.Thread):
         if not self._pending_stop:
             return
         try:
-            op = self.ctx.schedule.stop_op()
-            if op is not None:
+            for op in self.ctx.schedule.stop_ops():
                 self.perform(*op)
         except Exception as e:  # noqa: BLE001 - heal() undoes it anyway
             log.warning("could not stop the last fault cleanly: %s", describe(e))

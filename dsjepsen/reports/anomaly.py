@@ -162,6 +162,7 @@ def final_reads_time(run: RunData) -> int | None:
 def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | None) -> None:
     """Fill anchor, t, node, fault and phase of one anomaly from the history."""
     raw = a.raw
+    end: int | None
     if a.op is not None and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
         a.anchor = by_call[a.op["call"]]
     elif isinstance(raw.get("op_id"), int) and 0 <= raw["op_id"] < len(run.operations):
@@ -173,12 +174,15 @@ def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | 
         a.node = str(node) if node else None
         end = o.complete.time if o.complete is not None else run.end_time
     else:
-        add = raw.get("add") if isinstance(raw.get("add"), dict) else {}
+        add_v = raw.get("add")
+        add: dict[str, Any] = add_v if isinstance(add_v, dict) else {}
         for src, k in ((raw, "call_time"), (raw, "ret_time"), (add, "ret_time")):
-            if isinstance(src.get(k), int):
-                a.t = src[k]
+            t = src.get(k)
+            if isinstance(t, int):
+                a.t = t
                 break
-        end = raw["ret_time"] if isinstance(raw.get("ret_time"), int) else a.t
+        ret = raw.get("ret_time")
+        end = ret if isinstance(ret, int) else a.t
     if a.node is None and raw.get("node") is not None:
         a.node = str(raw["node"])
     if a.t is None:

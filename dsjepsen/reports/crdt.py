@@ -110,31 +110,31 @@ def view(run: RunData, anomalies: list[Anomaly]) -> CrdtView | None:
         f'aria-label="{esc(what)} per node over time, key {esc(key)}" '
         'xmlns="http://www.w3.org/2000/svg">' + "".join(parts) + "</svg>"
     )
-    v = CrdtView(kind, key, len(per_key), svg)
+    view_ = CrdtView(kind, key, len(per_key), svg)
     conv = (run.results or {}).get("convergence")
     if isinstance(conv, dict):
         state = "all nodes agreed" if conv.get("converged") else "nodes still disagreed"
-        v.convergence.append(
+        view_.convergence.append(
             ("final reads", f"{state} after {conv.get('rounds')} rounds, {conv.get('seconds')} s")
         )
     checks = (run.results or {}).get("checks") or {}
     det = (checks.get("convergence") or {}).get("details") if isinstance(checks, dict) else None
     if isinstance(det, dict):
         if det.get("summary"):
-            v.convergence.append(("time to converge", str(det["summary"])))
+            view_.convergence.append(("time to converge", str(det["summary"])))
         elif det.get("time_to_converge_s") is not None:
-            v.convergence.append(("time to converge", f"{det['time_to_converge_s']} s"))
+            view_.convergence.append(("time to converge", f"{det['time_to_converge_s']} s"))
         if det.get("diverged_keys"):
-            v.convergence.append(
+            view_.convergence.append(
                 ("did not converge", ", ".join(str(k) for k in det["diverged_keys"][:20]))
             )
         for label, per_node in list((det.get("diverged_values") or {}).items())[:10]:
             if isinstance(per_node, dict):
-                v.convergence.append(
+                view_.convergence.append(
                     (label, "; ".join(f"{n}: {short(x, 60)}" for n, x in per_node.items()))
                 )
     for a in crdt_anoms[:300]:
-        v.elements.append(
+        view_.elements.append(
             {
                 "n": a.n,
                 "type": a.type,
@@ -144,4 +144,4 @@ def view(run: RunData, anomalies: list[Anomaly]) -> CrdtView | None:
                 "message": a.message,
             }
         )
-    return v
+    return view_

@@ -95,8 +95,10 @@ def key_order(run: RunData, failing: list[Any], limit: int = 300) -> list[str]:
             counts[k] = counts.get(k, 0) + 1
     out: list[str] = []
     for key in failing:
-        k = short(key, 24) if key is not None else None
-        if k is not None and k in counts and k not in out:
+        if key is None:
+            continue
+        k = short(key, 24)
+        if k in counts and k not in out:
             out.append(k)
     rest = sorted((k for k in counts if k not in out), key=lambda k: (-counts[k], k))
     return (out + rest)[:limit]

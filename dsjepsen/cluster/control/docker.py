@@ -30,7 +30,6 @@ import select
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Mapping, Sequence
 
 from dsjepsen.cluster.control.base import (

@@ -25,9 +25,9 @@ What it does, per node:
   the node or the run;
 - when the node exits, tells the controller (exit code) and exits with the node's code.
 
-`--latency MS` delays every node-to-node message by MS milliseconds on average (exponentially
-distributed, like Maelstrom's default), added here before sending: the relays apply it, so it
-works on kernels without netem.
+`--latency MS` delays every node-to-node message by MS milliseconds on average, distributed as
+`--latency-dist` says (constant, Maelstrom's default; uniform over [0, 2 MS]; exponential),
+added here before sending: the relays apply it, so it works on kernels without netem.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Relay:
             host, _, port = addr.rpartition(":")
             self.peers[name] = (host, int(port))
         self.latency = max(0.0, args.latency) / 1000.0
+        self.latency_dist: str = args.latency_dist
         self.log_lock = threading.Lock()
         self.log = open(args.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         self.controller: socket.socket | None = None
@@ -208,7 +209,13 @@ class Relay:
         if self.latency <= 0:
             self.send_datagram(line, addr)
             return
-        due = time.monotonic() + random.expovariate(1.0 / self.latency)
+        if self.latency_dist == "exponential":
+            delay = random.expovariate(1.0 / self.latency)
+        elif self.latency_dist == "uniform":
+            delay = random.uniform(0.0, 2.0 * self.latency)
+        else:
+            delay = self.latency
+        due = time.monotonic() + delay
         with self.delayed_cv:
             self.seq += 1
             heapq.heappush(self.delayed, (due, self.seq, line, addr))
@@ -306,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", default="", help="other nodes as id=address:port,...")
     p.add_argument("--log", required=True, help="message log (JSON lines, appended)")
     p.add_argument("--latency", type=float, default=0.0, help="mean node-to-node delay, ms")
+    p.add_argument(
+        "--latency-dist", choices=("constant", "uniform", "exponential"), default="constant"
+    )
     p.add_argument("--node-cwd", default="", help="directory the node program runs in")
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the node program's argv")
     args = p.parse_args(argv)

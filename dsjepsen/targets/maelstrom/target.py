@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
 DEFAULT_PORT = 7171
+LATENCY_DISTS = ("constant", "uniform", "exponential")
 TOPOLOGIES = ("grid", "line", "total", "tree2", "tree3", "tree4", "none")
 BROADCAST_FS = frozenset({"broadcast", "read-messages"})
 INIT_SRC = "c0"  # the harness's own messages (init, topology)
@@ -115,6 +116,14 @@ class MaelstromTarget(Target):
             keyword="latency",
         ),
         Option(
+            "msg-latency-dist",
+            "str",
+            "constant",
+            "maelstrom: how --msg-latency is distributed",
+            choices=LATENCY_DISTS,
+            keyword="latency_dist",
+        ),
+        Option(
             "topology",
             "str",
             "grid",
@@ -144,6 +153,7 @@ class MaelstromTarget(Target):
         self,
         bin: str | None = None,
         latency: float = 0.0,
+        latency_dist: str = "constant",
         topology: str = "grid",
         port: int = DEFAULT_PORT,
         rpc_timeout: float = 2.0,
@@ -157,6 +167,7 @@ class MaelstromTarget(Target):
         self.argv_template = shlex.split(bin)
         self.bin = bin
         self.latency = latency
+        self.latency_dist = latency_dist
         self.topology_kind = topology
         self.port = port
         self.rpc_timeout = rpc_timeout
@@ -225,6 +236,8 @@ class MaelstromTarget(Target):
             self.messages_file(node),
             "--latency",
             f"{self.latency:g}",
+            "--latency-dist",
+            self.latency_dist,
             "--node-cwd",
             os.getcwd() if cluster.shares_controller_files else self.home(node),
             "--",
@@ -406,7 +419,11 @@ class MaelstromTarget(Target):
         """What the controller saw of the network, for the results (malformed output etc.)."""
         out: dict[str, Any] = {"node_ids": dict(self.ids)}
         if self.latency > 0:
-            out["latency"] = {"mean_ms": self.latency, "applied_by": "relays (not netem)"}
+            out["latency"] = {
+                "mean_ms": self.latency,
+                "dist": self.latency_dist,
+                "applied_by": "relays (not netem)",
+            }
         return {**out, **(self.net.summary() if self.net is not None else {})}
 
     def run_results(self, run_dir: Path, history: History | None) -> dict[str, Any]:
