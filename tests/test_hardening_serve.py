@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from synthetic_runs import build_run_dir
 
 from dsjepsen.commands.serve import is_loopback, url_host
 from dsjepsen.reports.server import IDLE_TIMEOUT, make_server
-from dsjepsen.reports.synthetic import build_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from synthetic_runs import build_run_dir
 
 from dsjepsen.harness.store import DIR_MODE, FILE_MODE, create_run_dir, write_json
 from dsjepsen.reports.html import render_run_report
-from dsjepsen.reports.synthetic import build_run_dir
 
 
 def mode(p: Path) -> int:
