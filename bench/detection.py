@@ -24,13 +24,14 @@ import argparse
 import json
 import os
 import queue
+import shlex
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-control", action="store_true", help="skip the correct-target runs")
     p.add_argument("--store", help="store directory (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, help="append each run's outcome to this JSONL file")
+    p.add_argument(
+        "--extra",
+        default="",
+        help="more `dsjepsen test` options for every run, to try a recipe change "
+        "(e.g. --extra '--ops-per-key 300')",
+    )
     p.add_argument("--list", action="store_true", help="print the recipes and exit")
     args = p.parse_args(argv)
     names = {r.name for r in RECIPES}
@@ -290,12 +297,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.seeds < 1 or args.parallel < 1 or args.parallel > 9 or args.time_limit <= 0:
         p.exit(EXIT_BAD_ARGS, "--seeds >= 1, --parallel 1-9 and --time-limit > 0, please\n")
     args.only = only
+    args.extra = shlex.split(args.extra)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    recipes = [r for r in RECIPES if not args.only or r.name in args.only]
+    recipes = [
+        replace(r, common=(*r.common, *args.extra))
+        for r in RECIPES
+        if not args.only or r.name in args.only
+    ]
     if args.list:
         for r in recipes:
             print(f"{r.name:<24} dsjepsen test {' '.join(r.bug_argv())}   [{r.source}]")

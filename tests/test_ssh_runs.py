@@ -123,9 +123,9 @@ def ssh_nodes(tmp_path_factory) -> Iterator[SshNodes]:
             stop_daemon(remote, pidfile)  # type: ignore[arg-type]
         if cluster is not None:
             cluster.close()
-            for n in cluster.nodes:
+            for n in cluster.nodes:  # nodes-file workdirs, and --nodes ADDRESS ones
                 shutil.rmtree(f"/var/lib/dsjepsen/ssh-{name}-{n.name}", ignore_errors=True)
-            shutil.rmtree(f"/var/lib/dsjepsen/{n.address}", ignore_errors=True)
+                shutil.rmtree(f"/var/lib/dsjepsen/{n.address}", ignore_errors=True)
         localnet.down(name)
         sudoers.unlink(missing_ok=True)
         subprocess.run(["userdel", user], capture_output=True, timeout=60)

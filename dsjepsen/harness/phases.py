@@ -368,4 +368,11 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     }
     if ctx.converged is not None:
         out["convergence"] = ctx.converged
+    try:
+        facts = ctx.target.run_results(ctx.run_dir.path, history)
+    except Exception as e:  # noqa: BLE001 - facts for the report, never the verdict
+        log.warning("target results: %s", describe(e))
+        facts = None
+    if facts:
+        out["target"] = facts
     return out

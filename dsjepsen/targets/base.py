@@ -17,8 +17,10 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.history import Op
+    from dsjepsen.history import History, Op
     from dsjepsen.options import Option
 
 
@@ -89,6 +91,11 @@ class Target(ABC):
 
     def leader(self, cluster: Cluster) -> str | None:
         """Name of the node that is leader now, when the system has one and it is known."""
+        return None
+
+    def run_results(self, run_dir: Path, history: History) -> dict[str, Any] | None:
+        """Facts about the run that only the target knows (e.g. network statistics a relay
+        counted), added to results.json under "target"; never part of the verdict."""
         return None
 
     def pid(self, cluster: Cluster, node: str) -> int | None:

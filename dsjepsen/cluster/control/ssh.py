@@ -56,10 +56,19 @@ AGENT_READY = b"DSJ-AGENT-READY"
 #: session of its own (so that a timeout can kill its whole process group), its output in
 #: files (a daemon the command leaves running holds no pipe of ours), and answers `P PID`,
 #: then `R EXIT`, `wc -c` of stdout and stderr (three lines) and their bytes. Its one
-#: directory is removed when it exits.
+#: directory, `dsj-ssh.<its pid>.<random>`, is removed when it exits; one whose agent was
+#: killed outright (SIGKILL) is removed by the next agent that starts there.
 AGENT_SCRIPT = r"""exec 2>/dev/null
 umask 077
-d=$(mktemp -d "${TMPDIR:-/tmp}/dsj-ssh.XXXXXX") || exit 1
+t=${TMPDIR:-/tmp}
+for o in "$t"/dsj-ssh.*.*; do
+  [ -d "$o" ] || continue
+  q=${o##*/dsj-ssh.}
+  q=${q%%.*}
+  case $q in '' | *[!0-9]*) continue ;; esac
+  kill -0 "$q" 2>/dev/null || [ -d "/proc/$q" ] || rm -rf "$o"
+done
+d=$(mktemp -d "$t/dsj-ssh.$$.XXXXXX") || exit 1
 trap 'rm -rf "$d"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 S=
