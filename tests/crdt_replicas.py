@@ -8,8 +8,10 @@ through the real client as a history the real checkers can judge.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -90,11 +92,14 @@ class Link:
 
 
 def _reset(s: socket.socket) -> None:
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    """Abort a connection: shutdown first, which also wakes a relay thread blocked reading it
+    (a bare close from another thread would leave the connection open underneath)."""
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         s.close()
-    except OSError:
-        pass
 
 
 class Replicas:

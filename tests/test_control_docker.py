@@ -1,5 +1,6 @@
-"""The docker backend's command construction (no engine here: the real path is exercised by
-the conformance suite when `docker info` answers) and its errors without an engine."""
+"""The docker backend's command construction and its errors without an engine; the real
+path (commands through the agent, timeouts, files, signals) is exercised by the conformance
+suite and tests/test_docker_runs.py on an engine the suite starts when none runs."""
 
 from __future__ import annotations
 

@@ -52,12 +52,14 @@ def register(subparsers) -> None:
     # exec also reaches SSH hosts and containers, to check a node list before a test
     add_node_options(p, local=False)
 
-    add(
+    p = add(
         "heal",
         "remove every fault dsjepsen left (firewall, qdiscs, paused processes) and stop every "
         "process left in the nodes (a crashed run's target)",
         run_heal,
     )
+    # heal also reaches SSH hosts and containers: what a killed run left on them
+    add_node_options(p, local=False)
 
 
 def run_up(args) -> int:
@@ -134,6 +136,17 @@ def run_exec(args) -> int:
 
 
 def run_heal(args) -> int:
+    if args.nodes or args.nodes_file or args.docker:
+        from dsjepsen.cluster.nodes import heal_nodes
+
+        with open_nodes(args, create=False) as cluster:
+            undone = heal_nodes(cluster, stop_processes=True)
+        for node, lines in undone.items():
+            for line in lines:
+                print(f"{node}: {line}")
+        count = sum(len(lines) for lines in undone.values())
+        print(f"healed {len(undone)} nodes ({count} leftovers removed)")
+        return 0
     report = localnet.heal(args.name, stop_processes=True)
     faults = stopped = 0
     for node, done in report.items():
