@@ -18,7 +18,9 @@ class Builder:
         self.ops: list[Op] = []
         self.t = 0
 
-    def _emit(self, process: int, typ: str, f: str, key: Any, value: Any, node: str | None) -> Op:
+    def _emit(
+        self, process: int | str, typ: str, f: str, key: Any, value: Any, node: str | None
+    ) -> Op:
         self.t += MS
         op = Op(len(self.ops), self.t, process, typ, f, value, key=key, node=node)
         self.ops.append(op)
@@ -47,8 +49,8 @@ class Builder:
         self.complete(p, typ, f, key, value if out is None else out, node)
 
     def nemesis(self, f: str) -> None:
-        self._emit("nemesis", "invoke", f, None, None, None)  # type: ignore[arg-type]
-        self._emit("nemesis", "ok", f, None, None, None)  # type: ignore[arg-type]
+        self._emit("nemesis", "invoke", f, None, None, None)
+        self._emit("nemesis", "ok", f, None, None, None)
 
     @property
     def index(self) -> int:

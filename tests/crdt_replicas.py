@@ -53,16 +53,19 @@ class Link:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            if not self.up:
-                _reset(client)
-                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=1.0)
             except OSError:
                 _reset(client)
                 continue
-            with self._lock:
-                self._conns |= {client, upstream}
+            upstream.settimeout(None)
+            with self._lock:  # checked and registered at once: a cut cannot slip in between
+                if self.up:
+                    self._conns |= {client, upstream}
+            if not self.up or client not in self._conns:
+                _reset(client)
+                _reset(upstream)
+                continue
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -77,8 +80,8 @@ class Link:
                 _reset(s)
 
     def cut(self) -> None:
-        self.up = False
         with self._lock:
+            self.up = False
             conns, self._conns = self._conns, set()
         for s in conns:
             _reset(s)

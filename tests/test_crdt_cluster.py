@@ -9,6 +9,8 @@ converge; each buggy one invalid, naming what it lost and where.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,8 @@ from dsjepsen.history import read_jsonl
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 CRDT_SERVER_CMD = (
-    "python3 -m dsjepsen.targets.crdt_kv.server --id {node} --listen 0.0.0.0:{port} "
-    "--peers {peers} --data-dir {data_dir}"
+    f"{shlex.quote(sys.executable)} -m dsjepsen.targets.crdt_kv.server --id {{node}} "
+    "--listen 0.0.0.0:{port} --peers {peers} --data-dir {data_dir}"
 )
 
 
@@ -113,7 +115,9 @@ def test_counters_are_valid_under_partitions_and_kills(
 
 
 def test_a_students_crdt_store_through_http_kv(make_cluster, tmp_path: Path) -> None:
-    """Needs HttpKvTarget to speak the set fs and to accept a set round trip at setup."""
+    """The reference store as a student's own, through --target http-kv. Needs HttpKvTarget to
+    speak the set and counter fs (ContractClient) and to accept a set round trip at setup
+    (contract_client.setup_round_trip); until then the run is refused before it starts."""
     cluster = make_cluster(node_count=3)
     common = ["--target", "http-kv", "--workload", "g-set", "--nemesis", "partition-majority",
               "--time-limit", "12", "--nemesis-interval", "3", "--seed", "5"]  # fmt: skip

@@ -105,9 +105,9 @@ def test_acknowledged_updates_survive_sigkill(replicas) -> None:
 
 
 def test_volatile_forgets_acknowledged_adds_on_sigkill(replicas) -> None:
-    correct = replicas(1)
-    buggy = replicas(1, "--bug", "volatile", "--flush-interval", "30")
-    for r in (correct, buggy):
+    results = {}
+    for bugs in ((), ("--bug", "volatile", "--flush-interval", "30")):
+        r = replicas(1, *bugs)
         for e in range(5):
             assert r.invoke("n1", "add", 0, e).type == "ok"
         assert r.invoke("n1", "increment", 0, 4).type == "ok"
@@ -116,13 +116,14 @@ def test_volatile_forgets_acknowledged_adds_on_sigkill(replicas) -> None:
         final = len(r.history)
         r.invoke("n1", "read-set", 0)
         r.invoke("n1", "read-counter", 0)
-        r.result = judge(r, final, now_ns(r), [SetFullChecker(), CounterChecker(lower="node")])  # type: ignore[attr-defined]
-    assert all(v.valid is True for v in correct.result.values())  # type: ignore[attr-defined]
-    res = buggy.result  # type: ignore[attr-defined]
-    assert res["set-full"].valid is False
-    assert {a["element"] for a in res["set-full"].anomalies} == set(range(5))
-    assert all(a["node"] == "n1" for a in res["set-full"].anomalies)
-    assert res["counter"].valid is False
+        checkers = [SetFullChecker(), CounterChecker(lower="node")]
+        results[bool(bugs)] = judge(r, final, now_ns(r), checkers)
+    assert all(v.valid is True for v in results[False].values())
+    buggy = results[True]
+    assert buggy["set-full"].valid is False
+    assert {a["element"] for a in buggy["set-full"].anomalies} == set(range(5))
+    assert all(a["node"] == "n1" for a in buggy["set-full"].anomalies)
+    assert buggy["counter"].valid is False
 
 
 # -- replication, partitions and the bugs -------------------------------------------------------

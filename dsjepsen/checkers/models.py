@@ -107,9 +107,12 @@ def freeze(value: Any) -> Hashable:
 
 
 def show(value: Any) -> str:
-    """A value as a person reads it: nil for None, strings quoted, tuples as [a b]."""
+    """A value as a person reads it: nil for None, true / false, strings quoted, tuples as
+    [a b]."""
     if value is None:
         return "nil"
+    if value is True or value is False:
+        return "true" if value else "false"
     if value is UNKNOWN:
         return "?"
     if isinstance(value, str):

@@ -44,6 +44,7 @@ random histories (tests/test_crdt_checkers.py).
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -225,7 +226,28 @@ class ElementResult:
     known_time: int | None
     last_present: Read | None
     last_absent: Read | None
+    first_seen: Read | None = None
     stale_ns: int | None = None
+
+    def timeline(self) -> dict[str, Any]:
+        """When it was added, known, first and last returned, last missed (history ns)."""
+        add, fs, lp, la = self.add, self.first_seen, self.last_present, self.last_absent
+        return {
+            "key": self.key,
+            "element": self.element,
+            "outcome": self.outcome,
+            "add": add.type if add else None,
+            "add_node": add.node if add else None,
+            "added_at": add.call_time if add else None,
+            "known_at": self.known_time,
+            "first_seen_at": fs.ret_time if fs else None,
+            "first_seen_node": fs.node if fs else None,
+            "last_seen_at": lp.ret_time if lp else None,
+            "last_seen_node": lp.node if lp else None,
+            "last_absent_at": la.call_time if la else None,
+            "last_absent_node": la.node if la else None,
+            "stale_ms": None if self.stale_ns is None else self.stale_ns / 1e6,
+        }
 
 
 @dataclass
@@ -295,7 +317,7 @@ def analyse_key(key: Any, k: KeyOps) -> KeyAnalysis:
             if gone:
                 for e in gone:
                     last_absent[e] = r
-                candidates &= s
+                candidates -= gone
     # The final reads: each node's last one.
     finals: dict[Any, Read] = {}
     last_final: dict[Any, int] = {}
@@ -348,7 +370,7 @@ def analyse_key(key: Any, k: KeyOps) -> KeyAnalysis:
         stale = outcome is STABLE and la is not None and known is not None and la.call > known
         if outcome is STABLE and not stale:
             continue  # the common case, only counted
-        res = ElementResult(key, plain(e), outcome, add, known, known_time, lp, la)
+        res = ElementResult(key, plain(e), outcome, add, known, known_time, lp, la, fs)
         if stale and known_time is not None and la is not None:
             res.stale_ns = max(0, la.call_time - known_time)
         notable.append(res)
@@ -411,6 +433,7 @@ def _lost_anomaly(
     else:
         origin = f"its add through {_node(add.node if add else None)} was indeterminate"
     final_nodes = ", ".join(sorted(_node(n) for n in finals))
+    lost_by: str | None
     if sightings:
         last_node, (_, last_t) = max(sightings.items(), key=lambda kv: kv[1][1])
         others = sorted(n for n in sightings if n != last_node)
@@ -505,7 +528,7 @@ class SetFullChecker(Checker):
                 if r.stale_ns is not None:
                     stale.append(r)
                 if r.outcome in listed and len(listed[r.outcome]) < MAX_LISTED:
-                    listed[r.outcome].append({"key": key, "element": r.element})
+                    listed[r.outcome].append(r.timeline())
             found: list[tuple[str, dict[str, Any]]] = [
                 ("lost", _lost_anomaly(r, sightings.get(hashable(r.element), {}), ka.finals))
                 for r in lost
@@ -536,7 +559,7 @@ class SetFullChecker(Checker):
                 totals[kind] += 1
                 if totals[kind] <= MAX_ANOMALIES:
                     anomalies.append(anomaly)
-        stale.sort(key=lambda r: r.stale_ns or 0, reverse=True)
+        worst = heapq.nlargest(MAX_LISTED, stale, key=lambda r: r.stale_ns or 0)
         details: dict[str, Any] = {
             "vocabulary": {"add": add_f, "read": read_f},
             "keys": len(keys),
@@ -551,17 +574,7 @@ class SetFullChecker(Checker):
             "indeterminate_adds_seen": info_seen,
             "stale_count": len(stale),
             "stale_window_ms": _quantiles([(r.stale_ns or 0) / 1e6 for r in stale]),
-            "worst_stale": [
-                {
-                    "key": r.key,
-                    "element": r.element,
-                    "window_ms": (r.stale_ns or 0) / 1e6,
-                    "known_at": r.known_time,
-                    "last_absent_at": r.last_absent.call_time if r.last_absent else None,
-                    "last_absent_node": r.last_absent.node if r.last_absent else None,
-                }
-                for r in stale[:8]
-            ],
+            "worst_stale": [r.timeline() for r in worst],
             "lost": listed["lost"],
             "partial": listed["partial"],
             "never_read": listed["never-read"],

@@ -19,7 +19,7 @@ from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
-from dsjepsen.history import History, printable, time_regressions
+from dsjepsen.history import History, time_regressions
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
 MAX_FILE_BYTES = 1 << 30
@@ -208,7 +208,6 @@ __all__ = [
     "decode_json_line",
     "finish",
     "load",
-    "printable",
     "read_source",
     "split_lines",
 ]

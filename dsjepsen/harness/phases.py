@@ -130,7 +130,10 @@ def heal(ctx: RunContext, when: str) -> None:
 def setup(ctx: RunContext) -> None:
     log.info("setting up %s on %s", ctx.config.target, ", ".join(ctx.cluster.names))
     ctx.setup_done = True  # from here on, teardown is owed even if setup fails half-way
-    ctx.target.setup(ctx.cluster)
+    try:
+        ctx.target.setup(ctx.cluster)
+    finally:  # what an earlier run left and this setup removed, even if setup then failed
+        ctx.run_dir.update_test(leftovers=list(ctx.target.leftovers))
 
 
 def run_clients(ctx: RunContext) -> None:

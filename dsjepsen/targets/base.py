@@ -50,6 +50,9 @@ class Target(ABC):
     #: one (up to --recovery-timeout) before its final reads
     elects_leader: ClassVar[bool] = False
     version: str = "unknown"
+    #: what setup found of earlier runs on the nodes and removed ({"node", "processes",
+    #: "removed"}), recorded in test.json
+    leftovers: list[dict[str, Any]] = []
 
     def __init__(self, **options: Any) -> None:
         self.values = options

@@ -7,10 +7,7 @@ BUGS: dict[str, str] = {
     "stale-read": "any node answers reads from its local state without a quorum",
     "no-fsync": "acknowledge before the log reaches disk; a kill loses the unsynced tail",
     "early-ack": "answer a write when the leader has appended it, before it commits",
-    "no-term-check": (
-        "accept AppendEntries from a stale term and answer in that term (a deposed leader "
-        "never learns it); grant several votes per term"
-    ),
+    "no-term-check": "accept AppendEntries from a stale term; grant several votes per term",
     "lease-read": (
         "the leader reads locally while it holds a lease timed by wall clocks (its own and its "
         "followers'); safe while clocks agree, stale reads when they jump or skew"

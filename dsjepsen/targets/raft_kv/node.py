@@ -409,14 +409,6 @@ class RaftNode:
     # -- replication (follower side) ----------------------------------------------------------
 
     def on_append(self, req: dict[str, Any]) -> dict[str, Any]:
-        resp = self._on_append(req)
-        if "no-term-check" in self.bugs and int(req["term"]) < resp["term"]:
-            # BUG no-term-check: answer in the sender's term too, so a deposed leader never
-            # learns it was deposed and goes on replicating over its successor's commits
-            resp["term"] = int(req["term"])
-        return resp
-
-    def _on_append(self, req: dict[str, Any]) -> dict[str, Any]:
         term = int(req["term"])
         leader = str(req["leader"])
         if term < self.term:
