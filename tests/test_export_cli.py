@@ -61,3 +61,23 @@ def test_unknown_key_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["export", str(src), "-o", str(tmp_path / "o.edn"), "--key", "9"]) == 254
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'9'" in err
+
+
+def test_formats_come_from_the_registry_and_warnings_reach_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src = tmp_path / "h.edn"
+    src.write_text(
+        "[{:process 0, :type :invoke, :f :write, :value 1, :time 50}\n"
+        " {:process 0, :type :ok, :f :write, :value 1, :time 40}]\n"
+    )
+    out = tmp_path / "h.jsonl"
+    assert main(["export", str(src), "-o", str(out), "--to", "jsonl", "--format", "edn"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{src}:2: time goes backwards 1 time" in err
+    assert [(o.type, o.time) for o in read_history(out).ops] == [("invoke", 50), ("ok", 40)]
+    with pytest.raises(SystemExit) as e:  # argparse's usage error, exit 254
+        main(["export", str(src), "-o", str(out), "--format", "xml"])
+    assert e.value.code == 254
+    err = capsys.readouterr().err
+    assert "invalid choice: 'xml'" in err and "'jepsen-log', 'jsonl', 'kv-log'" in err

@@ -146,9 +146,7 @@ def _plugins() -> list[Check]:
     if not broken:
         loaded = sum(len(plugins.available(kind)) for kind in plugins.GROUPS)
         return [Check("extensions", True, f"{loaded} load", "nothing")]
-    return [
-        Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}") for b in broken
-    ]
+    return [Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}") for b in broken]
 
 
 def _probe_namespace(have_tc: bool) -> list[Check]:

@@ -133,6 +133,9 @@ def _print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:
         f"{verdict}: {cfg.test_name} (seed {cfg.seed})",
         f"  ops: {stats.get('ok', 0)} ok, {stats.get('fail', 0)} fail, {stats.get('info', 0)} info",
     ]
+    conv = outcome.results.get("checks", {}).get("convergence", {}).get("details", {})
+    if conv.get("summary"):
+        lines.append(f"  convergence: {conv['summary']}")
     if outcome.results.get("reason"):
         lines.append(f"  reason: {outcome.results['reason']}")
     lines.append(f"  run directory: {outcome.run_dir}")

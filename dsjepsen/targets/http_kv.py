@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
+from dsjepsen.targets.contract_client import CONTRACT_FS, ContractClient, setup_round_trip
 from dsjepsen.targets.http_server import HttpServerTarget
-from dsjepsen.targets.raft_kv.client import HttpKvClient
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -168,7 +168,8 @@ class HttpKvTarget(HttpServerTarget):
         "your own server implementing docs/http-kv-contract.md, started on every node from "
         "--server-cmd (placeholders {node} {address} {port} {peers} {data_dir} ...)"
     )
-    speaks = frozenset({"read", "write", "cas"})
+    #: the contract's register endpoints, and its set and counter endpoints (CRDT stores)
+    speaks = frozenset({"read", "write", "cas"}) | frozenset(CONTRACT_FS)
     default_workload = "register"
     options = (
         Option(
@@ -261,8 +262,9 @@ class HttpKvTarget(HttpServerTarget):
                     return
             if time.monotonic() > deadline:
                 raise HarnessError(
-                    f"http-kv: no node ({', '.join(cluster.names)}) completed a PUT then GET "
-                    f"of /kv/{SETUP_KEY} within {self.setup_timeout:g}s (last: {last}); "
+                    f"http-kv: no node ({', '.join(cluster.names)}) completed a write and a read "
+                    f"of {SETUP_KEY} (register, set or counter endpoints) within "
+                    f"{self.setup_timeout:g}s (last: {last}); "
                     f"see {self._logs(cluster, cluster.nodes)}"
                 )
             time.sleep(0.2)
@@ -271,17 +273,14 @@ class HttpKvTarget(HttpServerTarget):
         return ", ".join(f"{n.name}:{self.log_file(n)}" for n in nodes)
 
     def _round_trip(self, cluster: Cluster, node: Node) -> tuple[bool, str]:
-        """PUT a fresh value and read it back through node: the store really serves."""
-        client = HttpKvClient(node.address, self.port, timeout=self.client_timeout, node=node.name)
-        value = time.time_ns()
+        """Write a fresh value and read it back through node (register, set or counter
+        endpoints, whichever the server has): the store really serves."""
+        client = ContractClient(
+            node.address, self.port, timeout=self.client_timeout, node=node.name
+        )
         try:
-            status, body = client.request("PUT", f"/kv/{SETUP_KEY}", {"value": value})
-            if status != 200:
-                return False, f"{node.name}: PUT answered {status} {body}"
-            status, body = client.request("GET", f"/kv/{SETUP_KEY}")
-            if status != 200 or not isinstance(body, dict) or body.get("value") != value:
-                return False, f"{node.name}: GET after PUT answered {status} {body}"
-            return True, ""
+            why = setup_round_trip(client)
+            return why is None, "" if why is None else f"{node.name}: {why}"
         except Exception as e:  # noqa: BLE001 - any failure means "not serving yet"
             return False, f"{node.name}: {type(e).__name__}: {e}"
         finally:

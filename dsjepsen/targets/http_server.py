@@ -34,7 +34,7 @@ from dsjepsen.cluster.daemon import (
 )
 from dsjepsen.errors import HarnessError
 from dsjepsen.targets.base import Client, Target
-from dsjepsen.targets.raft_kv.client import HttpKvClient
+from dsjepsen.targets.contract_client import ContractClient
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -237,7 +237,7 @@ class HttpServerTarget(Target):
 
     def client(self, cluster: Cluster, node: str) -> Client:
         n = cluster.node(node)
-        return HttpKvClient(n.address, self.port, timeout=self.client_timeout, node=node)
+        return ContractClient(n.address, self.port, timeout=self.client_timeout, node=node)
 
     def describe(self, cluster: Cluster, node: str) -> str:
         """The exact command a user can paste to run this node's server by hand."""
