@@ -18,7 +18,9 @@ import functools
 import http.client
 import json
 import logging
+import os
 import shlex
+import sys
 from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +40,7 @@ from dsjepsen.targets.contract_client import ContractClient
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.cluster.control.base import Node
+    from dsjepsen.cluster.control.base import Node, Remote
 
 log = logging.getLogger("dsjepsen.target")
 
@@ -242,3 +244,57 @@ class HttpServerTarget(Target):
     def describe(self, cluster: Cluster, node: str) -> str:
         """The exact command a user can paste to run this node's server by hand."""
         return shlex.join(self.shown_argv(cluster, cluster.node(node)))
+
+
+class PackagedServerTarget(HttpServerTarget):
+    """A server that is one of dsjepsen's own standard-library-only packages (raft-kv,
+    crdt-kv): run from the installed package where the nodes share the controller's files,
+    and uploaded to `<home>/code/<package>` and run with the node's own python3 elsewhere.
+
+    Subclasses set `package` (the directory name under dsjepsen/targets), `package_dir`, and
+    `harness_only` (modules that import dsjepsen and so stay on the controller).
+    """
+
+    package: str
+    package_dir: str
+    harness_only: frozenset[str] = frozenset({"target.py"})
+    #: the interpreter on ssh / docker nodes
+    python: str = "python3"
+
+    def code_dir(self, node: Node) -> str:
+        return f"{self.home(node)}/code"
+
+    def server_command(self, cluster: Cluster) -> list[str]:
+        """`python -m ...server`, from the installed package or from the uploaded copy."""
+        if cluster.shares_controller_files:
+            return [sys.executable, "-m", f"dsjepsen.targets.{self.package}.server"]
+        return [self.python, "-m", f"{self.package}.server"]
+
+    def cwd(self, cluster: Cluster, node: Node) -> str:
+        # on ssh / docker nodes `python -m <package>.server` imports the uploaded copy
+        return self.home(node) if cluster.shares_controller_files else self.code_dir(node)
+
+    def upload(self, cluster: Cluster) -> None:
+        """Copy the package to every node that does not share the controller's files."""
+        if cluster.shares_controller_files:
+            return
+        for node in cluster.nodes:
+            self._upload(cluster.remote(node.name), node)
+
+    def _upload(self, remote: Remote, node: Node) -> None:
+        res = remote.run(
+            [self.python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
+            timeout=30.0,
+            check=False,
+        )
+        if res.exit != 0:
+            raise HarnessError(
+                f"node {node.name}: {self.name} needs {self.python} >= 3.11 on the node "
+                f"(exit {res.exit}: {res.stderr.strip()[:200]})"
+            )
+        dest = f"{self.code_dir(node)}/{self.package}"
+        remote.run(["rm", "-rf", dest], timeout=30.0)
+        remote.run(["mkdir", "-p", dest], timeout=30.0)
+        for name in sorted(os.listdir(self.package_dir)):
+            if name.endswith(".py") and name not in self.harness_only:
+                remote.put(os.path.join(self.package_dir, name), f"{dest}/{name}", timeout=60.0)

@@ -10,7 +10,6 @@ every request, so `leader()` is always None and leader-aimed faults pick a rando
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,23 +20,23 @@ from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
 from dsjepsen.targets.contract_client import CONTRACT_FS, ContractClient
 from dsjepsen.targets.crdt_kv.bugs import BUGS
-from dsjepsen.targets.http_server import HttpServerTarget
+from dsjepsen.targets.http_server import PackagedServerTarget
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.cluster.control.base import Node, Remote
+    from dsjepsen.cluster.control.base import Node
 
 __all__ = ["BUGS", "CrdtKvTarget"]
 
 DEFAULT_PORT = 7070
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-#: harness-side modules that a node neither needs nor can import (they import dsjepsen)
-HARNESS_ONLY = {"target.py"}
 #: the f values of the set and counter endpoints (the register ones are not served)
 SPEAKS = frozenset(CONTRACT_FS)
 
 
-class CrdtKvTarget(HttpServerTarget):
+class CrdtKvTarget(PackagedServerTarget):
+    package = "crdt_kv"
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    harness_only = frozenset({"target.py"})
     name = "crdt-kv"
     description = (
         "the reference CRDT store: G-Sets and PN-Counters replicated by gossip, no leader "
@@ -89,18 +88,12 @@ class CrdtKvTarget(HttpServerTarget):
         self.setup_timeout = setup_timeout
         self.python = python  # the interpreter on ssh / docker nodes
 
-    def code_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/code"
-
     # -- process control ----------------------------------------------------------------------
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         """The server command line for one node (also what a user runs by hand)."""
         peers = self.members([n for n in cluster.nodes if n.name != node.name])
-        if cluster.shares_controller_files:
-            head = [sys.executable, "-m", "dsjepsen.targets.crdt_kv.server"]
-        else:
-            head = [self.python, "-m", "crdt_kv.server"]
+        head = self.server_command(cluster)
         argv = [
             *head,
             "--id",
@@ -124,32 +117,8 @@ class CrdtKvTarget(HttpServerTarget):
             argv += ["--bug", bug]
         return argv
 
-    def cwd(self, cluster: Cluster, node: Node) -> str:
-        # on ssh / docker nodes `python -m crdt_kv.server` imports the uploaded package
-        return self.home(node) if cluster.shares_controller_files else self.code_dir(node)
-
-    def _upload(self, remote: Remote, node: Node) -> None:
-        res = remote.run(
-            [self.python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
-            timeout=30.0,
-            check=False,
-        )
-        if res.exit != 0:
-            raise HarnessError(
-                f"node {node.name}: crdt-kv needs {self.python} >= 3.11 on the node "
-                f"(exit {res.exit}: {res.stderr.strip()[:200]})"
-            )
-        dest = f"{self.code_dir(node)}/crdt_kv"
-        remote.run(["rm", "-rf", dest], timeout=30.0)
-        remote.run(["mkdir", "-p", dest], timeout=30.0)
-        for name in sorted(os.listdir(PACKAGE_DIR)):
-            if name.endswith(".py") and name not in HARNESS_ONLY:
-                remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
-
     def setup(self, cluster: Cluster) -> None:
-        if not cluster.shares_controller_files:
-            for node in cluster.nodes:
-                self._upload(cluster.remote(node.name), node)
+        self.upload(cluster)
         for node in cluster.nodes:
             self.start(cluster, node.name)
         deadline = time.monotonic() + self.setup_timeout

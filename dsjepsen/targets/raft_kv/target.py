@@ -9,7 +9,6 @@ the node's own `python3`, which must be 3.11 or newer.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -17,22 +16,22 @@ from typing import TYPE_CHECKING
 from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
-from dsjepsen.targets.http_server import HttpServerTarget
+from dsjepsen.targets.http_server import PackagedServerTarget
 from dsjepsen.targets.raft_kv.bugs import BUGS
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.cluster.control.base import Node, Remote
+    from dsjepsen.cluster.control.base import Node
 
 __all__ = ["BUGS", "RaftKvTarget"]
 
 DEFAULT_PORT = 7070
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-#: harness-side modules that a node neither needs nor can import (they import dsjepsen)
-HARNESS_ONLY = {"target.py", "client.py"}
 
 
-class RaftKvTarget(HttpServerTarget):
+class RaftKvTarget(PackagedServerTarget):
+    package = "raft_kv"
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    harness_only = frozenset({"target.py", "client.py"})
     name = "raft-kv"
     description = (
         "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"
@@ -87,18 +86,12 @@ class RaftKvTarget(HttpServerTarget):
 
     # -- paths on a node (the rest are HttpServerTarget's) ------------------------------------
 
-    def code_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/code"
-
     # -- process control ----------------------------------------------------------------------
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         """The server command line for one node (also what a user runs by hand)."""
         peers = self.members([n for n in cluster.nodes if n != node])
-        if cluster.shares_controller_files:
-            head = [sys.executable, "-m", "dsjepsen.targets.raft_kv.server"]
-        else:
-            head = [self.python, "-m", "raft_kv.server"]
+        head = self.server_command(cluster)
         argv = [
             *head,
             "--id",
@@ -124,28 +117,8 @@ class RaftKvTarget(HttpServerTarget):
             argv += ["--bug", bug]
         return argv
 
-    def _upload(self, remote: Remote, node: Node) -> None:
-        res = remote.run(
-            [self.python, "-c", "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 3)"],
-            timeout=30.0,
-            check=False,
-        )
-        if res.exit != 0:
-            raise HarnessError(
-                f"node {node.name}: raft-kv needs {self.python} >= 3.11 on the node "
-                f"(exit {res.exit}: {res.stderr.strip()[:200]})"
-            )
-        dest = f"{self.code_dir(node)}/raft_kv"
-        remote.run(["rm", "-rf", dest], timeout=30.0)
-        remote.run(["mkdir", "-p", dest], timeout=30.0)
-        for name in sorted(os.listdir(PACKAGE_DIR)):
-            if name.endswith(".py") and name not in HARNESS_ONLY:
-                remote.put(os.path.join(PACKAGE_DIR, name), f"{dest}/{name}", timeout=60.0)
-
     def setup(self, cluster: Cluster) -> None:
-        if not cluster.shares_controller_files:
-            for node in cluster.nodes:
-                self._upload(cluster.remote(node.name), node)
+        self.upload(cluster)
         for node in cluster.nodes:
             self.start(cluster, node.name)
         for node in cluster.nodes:
@@ -158,7 +131,3 @@ class RaftKvTarget(HttpServerTarget):
                     f"see {self.log_file(cluster.nodes[0])} on the nodes"
                 )
             time.sleep(0.1)
-
-    def cwd(self, cluster: Cluster, node: Node) -> str:
-        # on ssh / docker nodes `python -m raft_kv.server` imports the uploaded package
-        return self.home(node) if cluster.shares_controller_files else self.code_dir(node)
