@@ -31,13 +31,13 @@ def name():
 
 
 def test_up_exec_status_down(name):
-    up = dsj("cluster", "up", "--name", name, "--nodes", "3")
+    up = dsj("cluster", "up", "--cluster-name", name, "--node-count", "3")
     assert up.returncode == 0, up.stderr
     assert up.stdout.count(f"dsj-{name}-n") == 3
-    again = dsj("cluster", "up", "--name", name, "--nodes", "3")
+    again = dsj("cluster", "up", "--name", name, "--node-count", "3")
     assert again.returncode == 0 and again.stdout == up.stdout
 
-    addr = dsj("cluster", "exec", "--name", name, "n1", "--", "ip", "-4", "addr")
+    addr = dsj("cluster", "exec", "--cluster-name", name, "n1", "--", "ip", "-4", "addr")
     assert addr.returncode == 0, addr.stderr
     n1 = localnet.open_cluster(name).node("n1").address
     assert f"inet {n1}/24" in addr.stdout and "eth0" in addr.stdout
@@ -47,14 +47,14 @@ def test_up_exec_status_down(name):
     )
     assert (code.returncode, code.stdout, code.stderr) == (9, "o\n", "e\n")
 
-    st = dsj("cluster", "status", "--name", name, "--json")
+    st = dsj("cluster", "status", "--cluster-name", name, "--json")
     assert st.returncode == 0
     info = json.loads(st.stdout)
     assert [n["name"] for n in info["nodes"]] == ["n1", "n2", "n3"]
     assert info["missing"] == [] and all(n["up"] for n in info["nodes"])
     assert "n3" in dsj("cluster", "status", "--name", name).stdout
 
-    down = dsj("cluster", "down", "--name", name)
+    down = dsj("cluster", "down", "--cluster-name", name)
     assert down.returncode == 0 and "removed 3 namespaces" in down.stdout
     assert localnet.remains(name) == []
     assert dsj("cluster", "down", "--name", name).returncode == 0  # idempotent
@@ -66,7 +66,7 @@ def test_up_exec_status_down(name):
     "argv, message",
     [
         (["cluster", "up", "--name", "Bad-Name"], "invalid cluster name"),
-        (["cluster", "up", "--name", "tbad", "--nodes", "0"], "--nodes 0: must be 1-200"),
+        (["cluster", "up", "--name", "tbad", "--node-count", "0"], "--node-count 0: must be 1-200"),
         (["cluster", "up", "--name", "tbad", "--subnet", "192.0.2.0/24"], "overlaps"),
         (["cluster", "up", "--name", "tbad", "--subnet", "10.213.0.0/33"], "--subnet"),
         (
@@ -87,6 +87,6 @@ def test_errors_are_one_line_exit_254(argv, message):
 
 
 def test_exec_on_unknown_node(name):
-    assert dsj("cluster", "up", "--name", name, "--nodes", "1").returncode == 0
+    assert dsj("cluster", "up", "--name", name, "--node-count", "1").returncode == 0
     res = dsj("cluster", "exec", "--name", name, "n7", "--", "true")
     assert res.returncode == 254 and "unknown node 'n7'" in res.stderr

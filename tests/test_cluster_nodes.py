@@ -4,12 +4,19 @@ line and key; the SSH path is opened against the real sshd of the test cluster."
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
+from dsjepsen import cli
 from dsjepsen.cluster import localnet
-from dsjepsen.cluster.control.ssh import SshRemote
-from dsjepsen.cluster.nodes import add_node_options, open_nodes
+from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
+from dsjepsen.cluster.nodes import (
+    add_node_options,
+    is_toml_nodes_file,
+    load_nodes_file,
+    open_nodes,
+)
 from dsjepsen.errors import ConfigError, InputError
 
 
@@ -114,6 +121,26 @@ def test_nodes_file_reaches_the_real_sshd(ssh_server, tmp_path):
 
 
 @pytest.mark.cluster
+def test_plain_nodes_file_reaches_the_real_sshd(ssh_server, tmp_path):
+    f = tmp_path / "nodes.txt"
+    f.write_text(f"# one sshd\nroot@{ssh_server.node.address}:{ssh_server.port}\n")
+    args = parse(
+        "--nodes-file",
+        str(f),
+        "--ssh-key",
+        str(ssh_server.key),
+        "--ssh-known-hosts",
+        str(ssh_server.known_hosts),
+    )
+    cluster = open_nodes(args)  # check=True: connects now
+    try:
+        assert cluster.names == [ssh_server.node.address]
+        assert cluster.remote(ssh_server.node.address).run(["echo", "ok"]).stdout == "ok\n"
+    finally:
+        cluster.close()
+
+
+@pytest.mark.cluster
 def test_no_option_means_the_local_cluster_created_on_demand():
     reason = localnet.unsupported_reason()
     if reason:
@@ -132,7 +159,7 @@ def test_no_option_means_the_local_cluster_created_on_demand():
 
 @pytest.mark.cluster
 def test_node_count_follows_the_existing_cluster_unless_given():
-    """`cluster up --nodes 3` then `dsjepsen test` uses those 3 nodes; an explicit
+    """`cluster up --node-count 3` then `dsjepsen test` uses those 3 nodes; an explicit
     --node-count of another size rebuilds the cluster instead of failing."""
     reason = localnet.unsupported_reason()
     if reason:
@@ -149,3 +176,96 @@ def test_node_count_follows_the_existing_cluster_unless_given():
     finally:
         localnet.down(name)
     assert localnet.remains(name) == []
+
+
+# ---------------------------------------------------------------- plain nodes files
+
+
+def test_plain_nodes_file_one_host_per_line(tmp_path):
+    f = tmp_path / "nodes.txt"
+    f.write_text(
+        "# the test machines\n\n"
+        "db1\n"
+        "  10.0.0.2   # inline comment\n"
+        "admin@db3:2222\n"
+        "[fd00::4]:2200\n"
+        "fd00::5\n"
+    )
+    args = parse("--nodes-file", str(f), "--ssh-user", "ops", "--ssh-key", "/k")
+    cluster = open_nodes(args, check=False)
+    assert cluster.kind == "ssh"
+    assert cluster.names == ["db1", "10.0.0.2", "db3", "fd00::4", "fd00::5"]
+    got = {
+        n: (r.host, r.config.user, r.config.port, r.config.key_file)
+        for n in cluster.names
+        for r in [cluster.remote(n)]
+    }
+    assert got == {
+        "db1": ("db1", "ops", 22, "/k"),
+        "10.0.0.2": ("10.0.0.2", "ops", 22, "/k"),
+        "db3": ("db3", "admin", 2222, "/k"),
+        "fd00::4": ("fd00::4", "ops", 2200, "/k"),
+        "fd00::5": ("fd00::5", "ops", 22, "/k"),
+    }
+    assert cluster.node("db3").workdir == "/var/lib/dsjepsen/db3"
+
+
+def test_plain_nodes_file_one_host_several_ports(tmp_path):
+    f = tmp_path / "nodes"
+    f.write_text("127.0.0.1:2201\n127.0.0.1:2202\n")
+    cluster = open_nodes(parse("--nodes-file", str(f)), check=False)
+    assert cluster.names == ["127.0.0.1:2201", "127.0.0.1:2202"]
+    assert [cluster.remote(n).config.port for n in cluster.names] == [2201, 2202]
+
+
+@pytest.mark.parametrize(
+    "text, message, line",
+    [
+        ("db1\ndb2 db3\n", "malformed node line 'db2 db3'", 2),
+        ("# c\n\nroot@@db1\n", "malformed node line", 3),
+        ("db1\ndb2:99999\n", "port must be 1-65535", 2),
+        ("db1\ndb2:ssh\n", "malformed node line", 2),
+        ("[fd00::1::2]:22\n", "no IPv6 address", 1),
+        ("db1\n\ndb1\n", "duplicate node 'db1' (first on line 1)", 3),
+        ("# nothing here\n\n", "no nodes", None),
+    ],
+)
+def test_plain_nodes_file_errors_name_file_and_line(tmp_path, text, message, line):
+    f = tmp_path / "nodes.txt"
+    f.write_text(text)
+    with pytest.raises(InputError, match=re.escape(message)) as e:
+        open_nodes(parse("--nodes-file", str(f)), check=False)
+    assert e.value.path == str(f) and e.value.line == line
+    assert e.value.exit_code == 254
+
+
+def test_plain_nodes_file_of_containers(tmp_path):
+    f = tmp_path / "containers.txt"
+    f.write_text("dsj-n1\ndsj-n2\n")
+    specs = load_nodes_file(str(f), SshConfig(), docker=True)
+    assert [(s.name, s.backend, s.container) for s in specs] == [
+        ("dsj-n1", "docker", "dsj-n1"),
+        ("dsj-n2", "docker", "dsj-n2"),
+    ]
+    f.write_text("dsj-n1\nroot@dsj-n2\n")
+    with pytest.raises(InputError, match="one container name per line") as e:
+        load_nodes_file(str(f), SshConfig(), docker=True)
+    assert e.value.line == 2
+
+
+def test_toml_is_told_apart_from_a_plain_list():
+    assert is_toml_nodes_file('[nodes.n1]\nhost = "a"\n')
+    assert is_toml_nodes_file("[defaults]\n")
+    assert is_toml_nodes_file("[nodes.n2\n")  # broken TOML stays TOML: its own error
+    assert not is_toml_nodes_file("# hosts\ndb1\n[fd00::1]:22\nfd00::2\nu@h:1\n")
+
+
+def test_malformed_plain_line_is_one_line_exit_254(tmp_path, capsys):
+    f = tmp_path / "nodes.txt"
+    f.write_text("db1\ndb2;rm\n")
+    code = cli.main(["cluster", "exec", "--nodes-file", str(f), "db1", "--", "true"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 254
+    assert err == [
+        f"dsjepsen: error: {f}:2: malformed node line 'db2;rm' (expected [user@]host[:port])"
+    ]

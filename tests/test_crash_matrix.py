@@ -53,7 +53,7 @@ def named_cluster() -> Iterator[str]:
     if reason:
         pytest.skip(reason)
     name = localnet.random_name("k")
-    up = _dsj("cluster", "up", "--name", name, "--nodes", str(NODES))
+    up = _dsj("cluster", "up", "--name", name, "--node-count", str(NODES))
     try:
         assert up.returncode == 0, up.stderr
         yield name

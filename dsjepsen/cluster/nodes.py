@@ -2,13 +2,15 @@
 nodes (`dsjepsen test`, `dsjepsen cluster exec`, ...).
 
 No option means the embedded local namespace cluster (created on demand); `--nodes` names SSH
-hosts (or containers with `--docker`); `--nodes-file` gives per-node settings in TOML.
+hosts (or containers with `--docker`); `--nodes-file` is a plain list, one `[user@]host[:port]`
+per line, or TOML with per-node settings (told apart by the content).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
@@ -45,7 +47,11 @@ def add_node_options(parser: argparse.ArgumentParser, local: bool = True) -> Non
         "Where the test runs. Default: the local network-namespace cluster (needs root).",
     )
     g.add_argument("--nodes", metavar="N1,N2,...", help="SSH hosts (or containers with --docker)")
-    g.add_argument("--nodes-file", metavar="FILE", help="TOML file with per-node settings")
+    g.add_argument(
+        "--nodes-file",
+        metavar="FILE",
+        help="one [user@]host[:port] per line (# comments), or TOML with per-node settings",
+    )
     g.add_argument("--docker", action="store_true", help="--nodes are docker container names")
     if local:
         g.add_argument(
@@ -180,8 +186,110 @@ def specs_from_list(text: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
     ]
 
 
+#: a TOML table header: `[defaults]`, `[nodes.n1]`, `[[x]]` (no colon, unlike `[::1]:22`)
+_TOML_HEADER_RE = re.compile(r"^\[\[?[^\]:]*\]?\]?\s*(#.*)?$")
+#: one line of a plain nodes file: [user@]host[:port], host a name, IPv4, or [IPv6]
+_PLAIN_LINE_RE = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"
+    r"(?:\[(?P<ip6>[0-9A-Fa-f:.%]+)\]|(?P<host>[A-Za-z0-9_][A-Za-z0-9_.-]*))"
+    r"(?::(?P<port>[0-9]+))?$"
+)
+
+
+def _significant(text: str) -> list[tuple[int, str]]:
+    """(line number, content) of every line that is neither blank nor a `#` comment."""
+    out = []
+    for i, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            out.append((i, line))
+    return out
+
+
+def is_toml_nodes_file(text: str) -> bool:
+    """Whether a nodes file's content is TOML (a `key = value` or a `[table]` line) rather
+    than a plain list of hosts."""
+    return any("=" in line or _TOML_HEADER_RE.match(line) for _, line in _significant(text))
+
+
+def parse_plain_nodes(text: str, path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
+    """A plain nodes file: one `[user@]host[:port]` per line (an IPv6 address in brackets
+    when a port follows; with --docker, one container name); blank lines and `#` comments
+    are ignored. The node is named after its host, as with --nodes, or `host:port` when
+    several lines name one host. A malformed line is one error naming the file and line."""
+    form = "container name" if docker else "[user@]host[:port]"
+    entries: list[tuple[int, str, str | None, int | None]] = []
+    for line_no, line in _significant(text):
+        m = _PLAIN_LINE_RE.match(line)
+        bare_ipv6 = m is None and _is_ipv6(line)  # an IPv6 address without brackets nor port
+        if m is None and not bare_ipv6:
+            raise InputError(f"malformed node line {line!r} (expected {form})", path, line_no)
+        host = line if m is None else (m.group("ip6") or m.group("host"))
+        if m and m.group("ip6") and not _is_ipv6(host):
+            raise InputError(
+                f"malformed node line {line!r}: {host!r} is no IPv6 address", path, line_no
+            )
+        user = m.group("user") if m else None
+        port = int(m.group("port")) if m and m.group("port") else None
+        if docker and (user or port is not None or m is None or m.group("ip6")):
+            raise InputError(
+                f"malformed node line {line!r} (with --docker: one container name per line)",
+                path,
+                line_no,
+            )
+        if port is not None and not 1 <= port <= 65535:
+            raise InputError(f"node line {line!r}: port must be 1-65535", path, line_no)
+        entries.append((line_no, host, user, port))
+    if not entries:
+        raise InputError(f"no nodes: write one {form} per line", path)
+    shared = {h for _, h, _, _ in entries if sum(e[1] == h for e in entries) > 1}
+    specs: list[NodeSpec] = []
+    seen: dict[tuple[str, int], int] = {}
+    for line_no, host, user, port in entries:
+        key = (host, port if port is not None else ssh.port)
+        if key in seen:
+            raise InputError(f"duplicate node {host!r} (first on line {seen[key]})", path, line_no)
+        seen[key] = line_no
+        name = f"{host}:{key[1]}" if host in shared else host
+        cfg = SshConfig(
+            user=user or ssh.user,
+            port=port if port is not None else ssh.port,
+            key_file=ssh.key_file,
+            password_env=ssh.password_env,
+            known_hosts=ssh.known_hosts,
+            insecure_host_keys=ssh.insecure_host_keys,
+            connect_timeout=ssh.connect_timeout,
+        )
+        specs.append(
+            NodeSpec(
+                name=name,
+                backend="docker" if docker else "ssh",
+                host=host,
+                workdir=f"{REMOTE_WORKDIR}/{name}",
+                ssh=None if docker else cfg,
+                container=host if docker else None,
+            )
+        )
+    return specs
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
-    """Read a nodes file:
+    """Read a nodes file: a plain list (see parse_plain_nodes)
+
+    ```
+    # one node per line
+    10.0.0.1
+    admin@db2:2222
+    ```
+    or TOML:
 
     ```toml
     [defaults]            # optional; any per-node key
@@ -200,6 +308,8 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
         text = p.read_text()
     except OSError as e:
         raise InputError(f"cannot read nodes file ({e.strerror})", path) from None
+    if not is_toml_nodes_file(text):
+        return parse_plain_nodes(text, path, ssh, docker)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

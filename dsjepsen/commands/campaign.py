@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
         help="run a matrix of tests (targets x workloads x nemeses x options x seeds)",
         description="Run or merge campaigns. Exit 1 if any run is invalid, else 2 if any is "
         "unknown, else 0; 254 for a bad campaign file or option.",
+        epilog="example: dsjepsen campaign run examples/campaigns/nightly.toml --parallel 2",
     )
     sub = p.add_subparsers(dest="campaign_command", metavar="ACTION", parser_class=type(p))
     r = sub.add_parser(
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
         help="run every test of a campaign file",
         description="Run every cell of the matrix in FILE (see docs/campaigns.md) and write "
         "store/campaigns/<name>/<timestamp>/ with campaign.json, index.html and junit.xml.",
+        epilog="example: dsjepsen campaign run examples/campaigns/nightly.toml --shard 1/2",
     )
     r.add_argument("file", metavar="FILE.toml", help="campaign file")
     r.add_argument(
@@ -85,6 +87,7 @@ def register(subparsers: Any) -> None:
         "merge",
         help="merge shard results into one campaign directory",
         description="Merge the campaign.json of several shards (or runs) of one campaign.",
+        epilog="example: dsjepsen campaign merge shard1/ shard2/ --out merged/",
     )
     m.add_argument("dirs", nargs="+", metavar="DIR", help="campaign directories (or campaign.json)")
     m.add_argument("--out", metavar="DIR", help="output directory (default: a new one in --store)")

@@ -19,9 +19,13 @@ from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
 from dsjepsen.checkers.models import get_model, show
 from dsjepsen.checkers.result import CheckResult
+from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.history import NEMESIS, History, printable
+
+#: the values of --consistency; each names the checker that decides it
+CONSISTENCIES = (LINEARIZABLE, SEQUENTIAL)
 
 
 def register(subparsers: Any) -> None:
@@ -53,6 +57,13 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="give up with verdict unknown (exit 2) after this many seconds",
     )
+    p.add_argument(
+        "--consistency",
+        metavar="MODEL",
+        default="linearizable",
+        help="consistency model to check: linearizable (default) or sequential (runs the "
+        "sequential checker in place of the linearizable one)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
     p.set_defaults(func=run)
@@ -74,7 +85,17 @@ def checkers_named(names: list[str]) -> list[Checker]:
 def run(args: argparse.Namespace) -> int:
     if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
         raise ConfigError(f"--time-limit must be a positive number, got {args.time_limit}")
-    checkers = checkers_named(args.checker or [LINEARIZABLE])
+    consistency = getattr(args, "consistency", "linearizable")
+    if consistency not in CONSISTENCIES:
+        # validated here, not by argparse choices: one line and exit 254, no usage block
+        raise ConfigError(
+            f"--consistency: unknown consistency model {printable(repr(consistency))} "
+            f"(expected one of {', '.join(CONSISTENCIES)})"
+        )
+    names = args.checker or [LINEARIZABLE]
+    if consistency == SEQUENTIAL:
+        names = [SEQUENTIAL if n == LINEARIZABLE else n for n in names]
+    checkers = checkers_named(names)
     if args.model is not None:
         get_model(args.model)  # an unknown name is a bad argument before any reading
     t0 = time.monotonic()
@@ -85,11 +106,18 @@ def run(args: argparse.Namespace) -> int:
     require_client_ops(history)
     parse_s = time.monotonic() - t0
     context = CheckContext(
-        time_limit=args.time_limit, model=args.model, extra={"progress": _progress}
+        time_limit=args.time_limit,
+        model=args.model,
+        consistency=consistency,
+        extra={"progress": _progress},
     )
     for checker in checkers:
         checker.validate_input(history, context)
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
+    for r in results:
+        if r.checker == LINEARIZABLE:  # linearizability is local: per key is the whole
+            r.details.setdefault("consistency", "linearizable")
+            r.details.setdefault("scope", "whole-history")
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -155,7 +183,11 @@ def _verdict(result: CheckResult) -> str:
 def render(history: History, composed: CheckResult, results: list[CheckResult]) -> str:
     """Every checker's block; with several, a last line with the composed verdict."""
     blocks = [
-        render_text(history, r) if r.checker == LINEARIZABLE else render_other(history, r)
+        render_text(history, r)
+        if r.checker == LINEARIZABLE
+        else render_sequential(history, r)
+        if r.checker == SEQUENTIAL
+        else render_other(history, r)
         for r in results
     ]
     if len(results) > 1:
@@ -206,6 +238,7 @@ def render_text(history: History, result: CheckResult) -> str:
     d = result.details
     lines = [
         f"{history.source}: {_verdict(result)} (linearizable, model {d['model']})",
+        "  consistency: linearizable, scope: whole-history (linearizability is local)",
         f"  ops: {d['ops']}  keys: {d['keys']}  time: {d['seconds'] * 1000:.1f} ms "
         f"(parse {d.get('parse_seconds', 0) * 1000:.1f} ms)  configurations: "
         f"{d['configurations_explored']}  memory: ~{d['memory']['estimated_cache_bytes'] // 1024}"
@@ -244,4 +277,49 @@ def render_text(history: History, result: CheckResult) -> str:
                 lines.append(f"    {_opline(p)}")
         if a["states"]:
             lines.append("  possible states: " + ", ".join(a["states"]))
+    return "\n".join(lines)
+
+
+SCOPES = {
+    "whole-history": "whole-history (one order of all the ops, all keys together)",
+    "per-key": "per key only (sequential consistency is not local: a necessary condition)",
+}
+
+
+def render_sequential(history: History, result: CheckResult) -> str:
+    """The sequential-consistency verdict: the scope it holds at, how it was decided, and for
+    a violation the cycle or the op that cannot be placed with the longest consistent prefix."""
+    d = result.details
+    scope = d.get("scope", "?")
+    lines = [
+        f"{history.source}: {_verdict(result)} (sequential, model {d.get('model')})",
+        "  consistency: sequential, scope: "
+        + (
+            "per key (a violation on one key is a violation of the whole history)"
+            if scope == "per-key" and result.valid is False
+            else SCOPES.get(scope, scope)
+        ),
+        f"  ops: {d.get('ops')}  keys: {d.get('keys')}  processes: {d.get('processes')}  "
+        f"decided by: {d.get('method')}  time: {d.get('seconds', 0) * 1000:.1f} ms",
+    ]
+    if result.valid is not True and result.reason:
+        lines.append(f"  reason: {result.reason}")
+    for a in result.anomalies:
+        if a.get("type") == "cycle":
+            continue  # the reason is the cycle in words
+        key = "" if a.get("key") is None else f" on key {a['key']}"
+        lines.append("")
+        lines.append(f"Not sequentially consistent{key}: {a['message']}")
+        lines.append(f"  cannot place: {_opline(a['op'] | {'description': a['op_description']})}")
+        lines.append("  process orders:")
+        for proc, descs in list(a.get("process_orders", {}).items())[:12]:
+            lines.append(f"    process {proc}: " + ", ".join(descs[:20]))
+        if a["prefix"]:
+            lines.append(
+                f"  longest consistent prefix ({a['prefix_length']} ops), with the state after each:"
+            )
+            for e in a["prefix"][-12:]:
+                lines.append(
+                    f"    {_opline(e['op'] | {'description': e['description']})}  -> {e['state']}"
+                )
     return "\n".join(lines)

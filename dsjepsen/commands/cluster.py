@@ -5,33 +5,74 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
 from dsjepsen.errors import ConfigError
 
+#: `cluster up --nodes N`, the old name of --node-count: accepted until the next release
+_NODES_DEPRECATED = (
+    "dsjepsen: warning: `cluster up --nodes N` is deprecated and will be removed in the next "
+    "release; use --node-count N (--nodes means a host list everywhere else)"
+)
 
-def register(subparsers) -> None:
+
+class _DeprecatedNodeCount(argparse.Action):
+    """The hidden `cluster up --nodes N`: stores into node_count, says so on stderr once."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if not getattr(namespace, "_nodes_warned", False):
+            print(_NODES_DEPRECATED, file=sys.stderr)
+            namespace._nodes_warned = True
+        setattr(namespace, self.dest, values)
+
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "cluster",
         help="manage the local network-namespace cluster",
         description="Create, inspect, use, heal and remove the local cluster: one network "
-        "namespace per node (n1..nN) on a private bridge; every name starts with dsj-.",
+        "namespace per node (n1..nN) on a private bridge; every name starts with dsj-. "
+        "Every action takes --cluster-name NAME (alias --name).",
+        epilog="example: dsjepsen cluster up --node-count 3 --cluster-name demo",
     )
     sub = parser.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
 
-    def add(name: str, help: str, func) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def add(name: str, help: str, func: Any, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}")
         p.add_argument(
+            "--cluster-name",
             "--name",
+            dest="cluster_name",
+            metavar="NAME",
             default=localnet.DEFAULT_NAME,
             help=f"cluster name, 1-7 lowercase letters/digits (default: {localnet.DEFAULT_NAME})",
         )
         p.set_defaults(func=func)
         return p
 
-    p = add("up", "create the cluster (idempotent)", run_up)
-    p.add_argument("--nodes", type=int, default=5, metavar="N", help="node count (default 5)")
+    p = add("up", "create the cluster (idempotent)", run_up, "dsjepsen cluster up --node-count 3")
+    p.add_argument(
+        "--node-count",
+        type=int,
+        default=localnet.DEFAULT_NODE_COUNT,
+        metavar="N",
+        help=f"node count (default {localnet.DEFAULT_NODE_COUNT})",
+    )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        dest="node_count",
+        action=_DeprecatedNodeCount,
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--subnet", metavar="CIDR", help="IPv4 subnet (default: a /24 of 10.213.0.0/16)")
     p.add_argument(
         "--force-node-count",
@@ -39,13 +80,28 @@ def register(subparsers) -> None:
         help="create a cluster larger than this machine's estimated capacity",
     )
 
-    p = add("down", "kill every process in the cluster and remove it", run_down)
+    p = add(
+        "down",
+        "kill every process in the cluster and remove it",
+        run_down,
+        "dsjepsen cluster down --cluster-name demo",
+    )
     p.add_argument("--keep-data", action="store_true", help="keep node data and logs")
 
-    p = add("status", "show the cluster's nodes, processes and leftover faults", run_status)
+    p = add(
+        "status",
+        "show the cluster's nodes, processes and leftover faults",
+        run_status,
+        "dsjepsen cluster status --json",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = add("exec", "run a command on a node: exec NODE -- CMD...", run_exec)
+    p = add(
+        "exec",
+        "run a command on a node: exec NODE -- CMD...",
+        run_exec,
+        "dsjepsen cluster exec n1 -- ip -4 addr",
+    )
     p.add_argument("node", help="node name, e.g. n1")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
@@ -57,16 +113,20 @@ def register(subparsers) -> None:
         "remove every fault dsjepsen left (firewall, qdiscs, paused processes) and stop every "
         "process left in the nodes (a crashed run's target)",
         run_heal,
+        "dsjepsen cluster heal --docker --nodes dsj-n1,dsj-n2,dsj-n3",
     )
     # heal also reaches SSH hosts and containers: what a killed run left on them
     add_node_options(p, local=False)
 
 
-def run_up(args) -> int:
-    if not 1 <= args.nodes <= localnet.MAX_NODES:
-        raise ConfigError(f"--nodes {args.nodes}: must be 1-{localnet.MAX_NODES}")
+def run_up(args: argparse.Namespace) -> int:
+    if not 1 <= args.node_count <= localnet.MAX_NODES:
+        raise ConfigError(f"--node-count {args.node_count}: must be 1-{localnet.MAX_NODES}")
     cluster = localnet.up(
-        args.name, node_count=args.nodes, subnet=args.subnet, force=args.force_node_count
+        args.cluster_name,
+        node_count=args.node_count,
+        subnet=args.subnet,
+        force=args.force_node_count,
     )
     print(
         f"cluster {cluster.name}: {len(cluster.nodes)} nodes on {cluster.meta['subnet']} "
@@ -77,26 +137,28 @@ def run_up(args) -> int:
     return 0
 
 
-def run_down(args) -> int:
-    removed = localnet.down(args.name, keep_data=args.keep_data)
+def run_down(args: argparse.Namespace) -> int:
+    removed = localnet.down(args.cluster_name, keep_data=args.keep_data)
     namespaces = sum(1 for r in removed if r.startswith("namespace "))
     processes = sum(1 for r in removed if r.startswith("process "))
     if removed:
-        print(f"cluster {args.name}: removed {namespaces} namespaces, killed {processes} processes")
+        print(
+            f"cluster {args.cluster_name}: removed {namespaces} namespaces, killed {processes} processes"
+        )
     else:
-        print(f"cluster {args.name}: nothing to remove")
+        print(f"cluster {args.cluster_name}: nothing to remove")
     return 0
 
 
-def run_status(args) -> int:
-    st = localnet.status(args.name)
+def run_status(args: argparse.Namespace) -> int:
+    st = localnet.status(args.cluster_name)
     if args.json:
         print(json.dumps(st, indent=2))
         return 0 if st["exists"] else 1
     if not st["exists"]:
-        others = [c for c in localnet.list_clusters() if c != args.name]
+        others = [c for c in localnet.list_clusters() if c != args.cluster_name]
         print(
-            f"cluster {args.name}: not created"
+            f"cluster {args.cluster_name}: not created"
             + (f" (stray: {', '.join(st['stray'])})" if st["stray"] else "")
         )
         if others:
@@ -116,7 +178,7 @@ def run_status(args) -> int:
     return 0
 
 
-def run_exec(args) -> int:
+def run_exec(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -125,7 +187,7 @@ def run_exec(args) -> int:
     if args.nodes or args.nodes_file or args.docker:
         cluster = open_nodes(args, create=False, check=False)
     else:
-        cluster = localnet.open_cluster(args.name)
+        cluster = localnet.open_cluster(args.cluster_name)
     try:
         res = cluster.remote(args.node).run(cmd, timeout=args.timeout, check=False)
     finally:
@@ -135,7 +197,7 @@ def run_exec(args) -> int:
     return res.exit
 
 
-def run_heal(args) -> int:
+def run_heal(args: argparse.Namespace) -> int:
     if args.nodes or args.nodes_file or args.docker:
         from dsjepsen.cluster.nodes import heal_nodes
 
@@ -147,7 +209,7 @@ def run_heal(args) -> int:
         count = sum(len(lines) for lines in undone.values())
         print(f"healed {len(undone)} nodes ({count} leftovers removed)")
         return 0
-    report = localnet.heal(args.name, stop_processes=True)
+    report = localnet.heal(args.cluster_name, stop_processes=True)
     faults = stopped = 0
     for node, done in report.items():
         for kind, items in done.items():
@@ -157,5 +219,7 @@ def run_heal(args) -> int:
                 else:
                     faults += 1
                 print(f"{node}: {kind}: {item}")
-    print(f"cluster {args.name}: healed ({faults} faults undone, {stopped} processes stopped)")
+    print(
+        f"cluster {args.cluster_name}: healed ({faults} faults undone, {stopped} processes stopped)"
+    )
     return 0

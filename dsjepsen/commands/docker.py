@@ -17,11 +17,14 @@ def register(subparsers: Any) -> None:
         description="Containers of dsjepsen's node image (Debian with python3, iproute2, "
         "iptables, procps; built from Debian's packages and cached, no registry) on a network "
         "of their own: NAME-n1..NAME-nN, for `dsjepsen test --docker --nodes ...`.",
+        epilog="example: dsjepsen docker up 3",
     )
     sub = parser.add_subparsers(dest="docker_command", metavar="ACTION", required=True)
 
     def add(name: str, help: str, func: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(
+            name, help=help, description=help, epilog=f"example: dsjepsen docker {name}"
+        )
         p.add_argument(
             "--name",
             default=docker_cluster.DEFAULT_NAME,

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
         help="check what this machine supports",
         description="Check (by trying) what this machine supports and what each missing piece "
         "disables. Exit 0 when the default local cluster can run.",
+        epilog="example: dsjepsen doctor --json",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
         help="convert a history to Jepsen/Knossos EDN (or JSONL)",
         description="Convert a history file to Jepsen/Knossos history.edn (default) or to "
         "dsjepsen JSONL. Multi-key histories are exported one key per file for Knossos.",
+        epilog="example: dsjepsen export store/latest/history.jsonl -o history.edn",
     )
     p.add_argument("file", metavar="FILE", help="history file (any format dsjepsen reads)")
     p.add_argument(

@@ -51,12 +51,14 @@ def register(subparsers: Any) -> None:
         help="run Maelstrom's command line (test -w W --bin BIN ...) on a real cluster",
         description="Maelstrom's `test` command on real nodes: the node program runs once per "
         "node with a relay carrying its messages over the network (docs/maelstrom.md).",
+        epilog="example: dsjepsen maelstrom test -w g-counter --bin ./my_node --node-count 3",
     )
     sub = p.add_subparsers(dest="maelstrom_command", metavar="COMMAND", parser_class=type(p))
     t = sub.add_parser(
         "test",
         help="test a Maelstrom node program",
         description="Exit 0 valid, 1 invalid, 2 unknown, 254 bad options, 255 harness error.",
+        epilog="example: dsjepsen maelstrom test -w g-counter --bin ./my_node --node-count 3",
     )
     t.add_argument("-w", "--workload", required=True, help="Maelstrom workload")
     t.add_argument("--bin", required=True, help="the node program (split like a shell line)")

@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Render RUN_DIR/report.html from the run's test.json, history.jsonl, results.json "
             "and node logs. Works on interrupted runs too (no verdict, history still drawn)."
         ),
+        epilog="example: dsjepsen report store/latest",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. store/latest")
     p.add_argument(

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Serve the store read-only: the runs newest first, each run's report.html and "
             "files. Listens on loopback unless --host says otherwise."
         ),
+        epilog="example: dsjepsen serve --store store --port 8080",
     )
     p.add_argument("--store", default="store", metavar="DIR", help="the store (default: store)")
     p.add_argument(

@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
         description="Set the target up on the nodes, run concurrent clients while faults come "
         "and go, heal, read every key, check the history. Exit 0 valid, 1 invalid, 2 unknown, "
         "254 bad options, 255 harness error.",
+        epilog="example: dsjepsen test --target raft-kv --nemesis partition-majority",
     )
     add_test_options(p)
     p.add_argument(

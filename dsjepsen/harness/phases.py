@@ -28,7 +28,7 @@ from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.interpreter import Interpreter, describe
 from dsjepsen.harness.progress import Progress
 from dsjepsen.harness.recorder import Recorder
-from dsjepsen.harness.store import RunDir
+from dsjepsen.harness.store import RunDir, iso_now
 from dsjepsen.harness.workers import ClientWorker, NemesisWorker, close_client
 from dsjepsen.history import History
 from dsjepsen.nemesis import catalog
@@ -140,6 +140,8 @@ def run_clients(ctx: RunContext) -> None:
     """The test proper: clients and the nemesis for the time limit, then stop them all."""
     cfg = ctx.config
     ctx.recorder.start_ns = time.monotonic_ns()  # the clock of the history starts now
+    # the wall time of history time 0, so node logs and message logs line up with the ops
+    ctx.run_dir.update_test(history_start_time=iso_now())
     limiter = RateLimiter(cfg.rate)
     names = ctx.cluster.names
     ctx.workers = [ClientWorker(ctx, i, names[i % len(names)], limiter) for i in range(ctx.clients)]

@@ -82,7 +82,12 @@ class RunData:
 
     @property
     def start_wall(self) -> datetime | None:
-        return parse_wall(self.test.get("start_time") or self.test.get("start"))
+        # the wall time of history time 0 (older runs only recorded the run's start)
+        return parse_wall(
+            self.test.get("history_start_time")
+            or self.test.get("start_time")
+            or self.test.get("start")
+        )
 
     @property
     def end_time(self) -> int:
