@@ -97,6 +97,8 @@ class _Failure:
     prefix: list[tuple[_SOp, Any]]
     states: list[Any]
     next_ops: list[_SOp] = field(default_factory=list)
+    #: the op is illegal in the state reached (else it is legal there, but every way on fails)
+    blocked: bool = True
 
 
 def _prepare(operations: Sequence[Operation], model: Model, source: str) -> list[_SOp]:
@@ -247,9 +249,11 @@ def search(
         node = node[2]
     prefix.reverse()
     nexts = [procs[i][ptrs[i]] for i in range(n) if ptrs[i] < ends[i]]
-    det_next = [p for p in nexts if p.det] or nexts
+    # the op to blame: a determinate next op the state reached forbids, earliest invoked
+    illegal = [p for p in nexts if p.det and step(p, s) is ILLEGAL]
+    det_next = illegal or [p for p in nexts if p.det] or nexts
     op = min(det_next, key=lambda p: p.op.call)
-    return _Failure(op, prefix, [s], nexts)
+    return _Failure(op, prefix, [s], nexts, blocked=bool(illegal))
 
 
 def prune_unobservable(ops: list[_SOp], model: Model) -> list[_SOp]:
@@ -438,18 +442,36 @@ def _anomaly(
     kind: str, key: Any, model: Model, fail: _Failure, procs: list[list[_SOp]]
 ) -> dict[str, Any]:
     o = fail.op
-    message = model.explain(o.f, o.value, o.output, fail.states).replace(
-        "cannot be linearized", "cannot be placed"
-    )
+    # the op's own key's state (the whole-history search's state holds every key's)
+    states = [
+        st.states[st.keys.index(o.key)] if isinstance(st, _Whole) else st for st in fail.states
+    ]
+    where = "" if o.key is None else f" (key {show(o.key)})"
+    if fail.blocked:
+        message = model.explain(o.f, o.value, o.output, states).replace(
+            "cannot be linearized", "cannot be placed"
+        )
+        message += (
+            f"{where}, after the longest consistent prefix any order of the processes' ops reaches"
+        )
+    else:
+        message = (
+            f"{model.describe_op(o.f, o.value, o.output)}{where} cannot be placed: every order of "
+            "the processes' ops fails after the longest consistent prefix"
+        )
     dropped = max(0, len(fail.prefix) - MAX_PREFIX)
     return {
         "type": kind,
         "key": None if key is None else show(key),
-        "message": f"{message} (whatever order of the processes' ops is tried)",
+        "message": message,
         "op": op_dict(o.op),
         "op_description": model.describe_op(o.f, o.value, o.output),
         "process_orders": {
-            str(proc[0].op.process): [model.describe_op(p.f, p.value, p.output) for p in proc]
+            str(proc[0].op.process): [
+                model.describe_op(p.f, p.value, p.output)
+                + ("" if p.key is None else f" on {show(p.key)}")
+                for p in proc
+            ]
             for proc in procs
             if proc
         },

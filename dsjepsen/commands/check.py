@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
         description="Check a history (JSONL, Jepsen history.edn, Jepsen log lines, or "
         "Porcupine kv lines) with any registered checker; by default for linearizability "
         "against a model.",
+        epilog="example: dsjepsen check store/latest/history.jsonl --checker linearizable",
     )
     p.add_argument("file", metavar="FILE", help="history file")
     p.add_argument(
@@ -302,8 +303,9 @@ def render_sequential(history: History, result: CheckResult) -> str:
         f"  ops: {d.get('ops')}  keys: {d.get('keys')}  processes: {d.get('processes')}  "
         f"decided by: {d.get('method')}  time: {d.get('seconds', 0) * 1000:.1f} ms",
     ]
-    if result.valid is not True and result.reason:
-        lines.append(f"  reason: {result.reason}")
+    explained = any(a.get("type") != "cycle" for a in result.anomalies)
+    if result.valid is not True and result.reason and not explained:
+        lines.append(f"  reason: {result.reason}")  # a cycle, or why it is unknown
     for a in result.anomalies:
         if a.get("type") == "cycle":
             continue  # the reason is the cycle in words
