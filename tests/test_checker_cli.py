@@ -193,3 +193,23 @@ def test_unknown_model_is_one_line_254(tmp_path: Path) -> None:
     r = run(str(write(tmp_path / "h.jsonl", VALID)), "--model", "nope")
     assert r.returncode == 254 and r.stderr.count("\n") == 1
     assert "unknown model 'nope'" in r.stderr
+
+
+def test_failing_keys_sorted_and_report_path_printed(tmp_path: Path) -> None:
+    """A reader scans the failing keys in order, and learns where the report went."""
+    path = CORPUS / "kv" / "c10-bad.txt"
+    if not path.exists():
+        pytest.skip(f"the Porcupine corpus is not at {CORPUS}")
+    out = tmp_path / "r.html"
+    p = run(str(path), "--report", str(out))
+    assert p.returncode == 1, p.stderr
+    line = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith("failing keys:"))
+    keys = [int(k.strip(" '")) for k in line.split(":", 1)[1].split(",")]
+    assert len(keys) > 2 and keys == sorted(keys)
+    explained = [
+        int(ln.split("on key ")[1].split(":")[0].strip("'"))
+        for ln in p.stdout.splitlines()
+        if ln.startswith("Not linearizable on key")
+    ]
+    assert explained == sorted(explained) and explained
+    assert p.stdout.strip().splitlines()[-1] == f"report: {out}" and out.exists()

@@ -139,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(shown.to_dict(), indent=2, default=_json_default))
     else:
         print(render(history, composed, results))
+        if args.report:
+            print(f"report: {args.report}")
     if composed.valid is True:
         return EXIT_VALID
     if composed.valid is False:
@@ -246,14 +248,15 @@ def render_text(history: History, result: CheckResult) -> str:
         f" KiB search cache, max RSS {d['memory']['maxrss_kb_after'] // 1024} MiB",
     ]
     if d.get("failing_keys"):
-        lines.append("  failing keys: " + ", ".join(str(k) for k in d["failing_keys"]))
+        keys = sorted(d["failing_keys"], key=_key_order)
+        lines.append("  failing keys: " + ", ".join(str(k) for k in keys))
     if d.get("undecided_note"):
         lines.append("  " + d["undecided_note"])
     elif d.get("undecided_keys"):
         lines.append("  undecided keys: " + ", ".join(str(k) for k in d["undecided_keys"]))
     if result.valid == "unknown" and result.reason:
         lines.append(f"  reason: {result.reason}")
-    for a in result.anomalies:
+    for a in sorted(result.anomalies, key=lambda a: _key_order(a["key"])):
         key = "" if a["key"] is None else f" on key {show(a['key'])}"
         lines.append("")
         lines.append(f"Not linearizable{key}: {a['message']}")
@@ -325,3 +328,15 @@ def render_sequential(history: History, result: CheckResult) -> str:
                     f"    {_opline(e['op'] | {'description': e['description']})}  -> {e['state']}"
                 )
     return "\n".join(lines)
+
+
+def _key_order(key: Any) -> tuple[int, Any]:
+    """Keys in the order a reader expects: numbers (also numeric strings) by value, the rest
+    by their text; None (a history without keys) first."""
+    if key is None:
+        return (0, 0)
+    text = str(key)
+    try:
+        return (1, float(text))
+    except ValueError:
+        return (2, text)
