@@ -156,3 +156,26 @@ def test_canonical_argv_round_trips() -> None:
     argv = cfg.reproduce_argv()
     again = config_from_args(build_parser().parse_args(argv[1:]), argv=argv)
     assert replace(again, argv=()) == replace(cfg, seed_given=True)
+
+
+@pytest.mark.cluster
+def test_a_partition_on_one_node_is_refused_before_the_run(tmp_path) -> None:
+    """Options that cannot work together are refused before anything runs: one line, 254,
+    and no run directory."""
+    from dsjepsen.cluster import localnet
+
+    if not localnet.has_net_admin():
+        pytest.skip("needs root (CAP_NET_ADMIN) for a namespace cluster")
+    name = localnet.random_name("p1")
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "dsjepsen", "test", "--node-count", "1", "--cluster-name",
+             name, "--nemesis", "partition-one", "--time-limit", "20", "--store", str(tmp_path)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert p.returncode == 254, p.stderr
+        err = [ln for ln in p.stderr.splitlines() if "error" in ln]
+        assert len(err) == 1 and "partition-one needs at least 2 nodes" in err[0], p.stderr
+        assert not list(tmp_path.iterdir())
+    finally:
+        localnet.down(name)

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen.cluster.nodes import open_nodes
     from dsjepsen.harness.config import config_from_args
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
+    from dsjepsen.nemesis.catalog import check_cluster_size
 
     config = config_from_args(args, argv=_command_line())
     handler = _console_logging(bool(getattr(args, "debug", False)))
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         # one the user brought up with `dsjepsen cluster up` stays for the next test
         with open_nodes(args) as cluster:
             cluster.keep = config.leave_running
+            check_cluster_size(config.nemesis, len(cluster.nodes))
             for i in range(config.test_count):
                 cfg = run_with_seed_offset(config, i)
                 if config.test_count > 1:

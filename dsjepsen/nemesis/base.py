@@ -74,3 +74,8 @@ class FaultPackage(ABC):
     def unsupported(self, name: str, target: Target) -> str | None:
         """Why fault `name` cannot work with this target (refused before the run), or None."""
         return None
+
+    def min_nodes(self, name: str) -> int:
+        """The fewest nodes fault `name` can do anything on (a partition needs two): a run on
+        a smaller cluster is refused before it starts."""
+        return 1

@@ -272,3 +272,15 @@ def took_effect(name: str, completion: Op) -> bool:
     if isinstance(value, dict) and value.get("fault", name) != name:
         return False
     return bool(package.took_effect(completion))
+
+
+def check_cluster_size(names: Sequence[str], node_count: int) -> None:
+    """ConfigError naming the first fault that cannot do anything on node_count nodes."""
+    catalog = fault_catalog()
+    for name in names:
+        need = catalog[name].min_nodes(name)
+        if node_count < need:
+            raise ConfigError(
+                f"--nemesis: {name} needs at least {need} nodes, the cluster has {node_count} "
+                f"(use --node-count {need} or more)"
+            )

@@ -146,6 +146,9 @@ class PartitionFaults(FaultPackage):
     ) -> Nemesis:
         return PartitionNemesis(name, target, rng)
 
+    def min_nodes(self, name: str) -> int:
+        return 2  # nobody to cut off from on a single node
+
     def took_effect(self, completion: Op) -> bool:
         """Only an `ok` start whose grudge cuts at least one pair: a record of rules that
         drop nothing (possible only for a degenerate shape) tested nothing."""
