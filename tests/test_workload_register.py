@@ -55,3 +55,16 @@ def test_final_ops_read_every_key_used() -> None:
     finals = w.final_ops()
     assert {op.key for op in finals} >= keys
     assert all(op.f == "read" and op.value is None for op in finals)
+
+
+def test_consistency_option_chooses_the_checker() -> None:
+    from dsjepsen.cli import build_parser
+    from dsjepsen.harness.config import config_from_args
+
+    argv = ["test", "--consistency", "sequential"]
+    cfg = config_from_args(build_parser().parse_args(argv), argv=["dsjepsen", *argv])
+    assert cfg.option("consistency") == "sequential"
+    assert "consistency-sequential" in cfg.test_name
+    w = RegisterWorkload(seed=1, consistency="sequential")
+    assert [c.name for c in w.checkers()] == ["sequential"]
+    assert [c.name for c in RegisterWorkload(seed=1).checkers()] == ["linearizable"]

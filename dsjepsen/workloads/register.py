@@ -48,6 +48,15 @@ class RegisterWorkload(Workload):
     options = (
         Option("keys", "int", 5, "keys in use at once", minimum=1, metavar="N"),
         Option(
+            "consistency",
+            "str",
+            "linearizable",
+            "the consistency model the history is checked for",
+            choices=("linearizable", "sequential"),
+            metavar="MODEL",
+            label="consistency",
+        ),
+        Option(
             "ops-per-key",
             "int",
             60,
@@ -57,10 +66,18 @@ class RegisterWorkload(Workload):
         ),
     )
 
-    def __init__(self, *, seed: int, keys: int = 5, ops_per_key: int = 60):
+    def __init__(
+        self,
+        *,
+        seed: int,
+        keys: int = 5,
+        ops_per_key: int = 60,
+        consistency: str = "linearizable",
+    ):
         if keys < 1 or ops_per_key < 1:
             raise ValueError("keys and ops_per_key must be positive")
         super().__init__(seed=seed)
+        self.consistency = consistency
         self.rng = random.Random(f"{seed}:register")
         self.ops_per_key = ops_per_key
         self._next_key = 0
@@ -103,4 +120,4 @@ class RegisterWorkload(Workload):
         return [OpSpec("read", key, None) for key in self.used]
 
     def checkers(self) -> list[Checker]:
-        return [plugins.get("checkers", "linearizable")()]
+        return [plugins.get("checkers", self.consistency)()]
