@@ -415,6 +415,61 @@ class FifoQueue(Model):
         return super().explain(f, value, output, states)
 
 
+class MultiRegister(Model):
+    """Knossos's multi-register: a map of registers changed by transactions.
+
+    An op is `f: txn` with a list of micro-ops `[read, k, v]` / `[write, k, v]` (Jepsen's
+    `[[:read :x nil] [:write :y 2]]`; `r` / `w` and keyword spellings are accepted), applied in
+    order and atomically. A completion carries the values its reads saw; an indeterminate txn
+    (no completion) constrains nothing by its reads and may apply its writes. A register never
+    written reads nil.
+    """
+
+    name = "multi-register"
+    description = "a map of registers: txn of [read k v] / [write k v] micro-ops (Knossos)"
+    fs = frozenset({"txn"})
+    noun = "registers"
+
+    def init(self) -> Hashable:
+        return ()
+
+    @staticmethod
+    def _kind(kind: Any) -> str:
+        k = str(kind).lstrip(":")
+        if k in ("r", "read"):
+            return "read"
+        if k in ("w", "write"):
+            return "write"
+        raise ValueError(f"multi-register: unknown micro-op {kind!r} (read or write)")
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        if f != "txn":
+            raise ValueError(f"multi-register model has no operation {f!r}")
+        known = output is not UNKNOWN and output is not None
+        regs = dict(state)
+        for mop in output if known else value:
+            if len(mop) != 3:
+                raise ValueError(
+                    f"multi-register: a micro-op is [read|write key value], not {mop!r}"
+                )
+            kind, reg, v = self._kind(mop[0]), mop[1], mop[2]
+            if kind == "read":
+                if known and regs.get(reg) != v:
+                    return False, state
+            else:
+                regs[reg] = v
+        return True, tuple(sorted(regs.items(), key=lambda kv: repr(kv[0])))
+
+    def describe_state(self, state: Any) -> str:
+        return "{" + ", ".join(f"{show(k)}={show(v)}" for k, v in state) + "}"
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        shown = output if output is not UNKNOWN and output is not None else value
+        return "txn " + " ".join(
+            f"[{self._kind(m[0])[0]} {show(m[1])} {show(m[2])}]" for m in shown
+        )
+
+
 class Mutex(Model):
     """A lock: acquire succeeds only when free, release only when held."""
 
