@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dsjepsen.cluster.control.base import Node, Remote
 from dsjepsen.errors import ConfigError
+
+log = logging.getLogger("dsjepsen.cluster")
 
 
 @dataclass
@@ -72,3 +75,4 @@ class Cluster:
         self.close()
         if self.created_here and not self.keep and self.remover is not None:
             self.remover()
+            log.info("removed the local cluster %s created for this run", self.name)
