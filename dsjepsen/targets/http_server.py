@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from dsjepsen.cluster.daemon import (
     start_daemon,
     stop_daemon,
 )
-from dsjepsen.errors import HarnessError
+from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.contract_client import ContractClient
 
@@ -263,6 +263,16 @@ class PackagedServerTarget(HttpServerTarget):
 
     def code_dir(self, node: Node) -> str:
         return f"{self.home(node)}/code"
+
+    def known_bugs(self, bugs: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+        """The bug switches asked for, each once; ConfigError for one the server lacks (the
+        CLI's option checks this too, but the class is also built from Python)."""
+        unknown = [b for b in bugs if b not in known]
+        if unknown:
+            raise ConfigError(
+                f"--bug: unknown {self.name} bug {unknown[0]!r} (known: {', '.join(known)})"
+            )
+        return tuple(dict.fromkeys(bugs))
 
     def server_command(self, cluster: Cluster) -> list[str]:
         """`python -m ...server`, from the installed package or from the uploaded copy."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dsjepsen.cluster.daemon import wait_for_port
-from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
 from dsjepsen.targets.contract_client import CONTRACT_FS, ContractClient
@@ -72,12 +72,7 @@ class CrdtKvTarget(PackagedServerTarget):
         setup_timeout: float = 30.0,
         python: str = "python3",
     ):
-        unknown = [b for b in bugs if b not in BUGS]
-        if unknown:
-            raise ConfigError(
-                f"--bug: unknown crdt-kv bug {unknown[0]!r} (known: {', '.join(BUGS)})"
-            )
-        self.bugs = tuple(dict.fromkeys(bugs))
+        self.bugs = self.known_bugs(bugs, tuple(BUGS))
         super().__init__(bugs=self.bugs)
         self.client_timeout = client_timeout
         self.port = port

@@ -65,16 +65,14 @@ class RaftKvTarget(PackagedServerTarget):
         setup_timeout: float = 30.0,
         python: str = "python3",
     ):
-        unknown = [b for b in bugs if b not in BUGS]
-        if unknown:
-            raise ConfigError(f"unknown raft-kv bug {unknown[0]!r} (known: {', '.join(BUGS)})")
         if request_timeout >= client_timeout:
             # Otherwise the client gives up first and every slow write becomes `info`.
             raise ConfigError(
                 f"raft-kv request timeout ({request_timeout:g}s) must be shorter than the "
                 f"client timeout ({client_timeout:g}s)"
             )
-        self.bugs = tuple(dict.fromkeys(bugs))
+        self.bugs = self.known_bugs(bugs, tuple(BUGS))
+        super().__init__(bugs=self.bugs)
         self.client_timeout = client_timeout
         self.port = port
         self.election_timeout_ms = election_timeout_ms
@@ -83,8 +81,6 @@ class RaftKvTarget(PackagedServerTarget):
         self.flush_interval = flush_interval
         self.setup_timeout = setup_timeout
         self.python = python  # the interpreter on ssh / docker nodes
-
-    # -- paths on a node (the rest are HttpServerTarget's) ------------------------------------
 
     # -- process control ----------------------------------------------------------------------
 
