@@ -334,3 +334,66 @@ def test_no_term_check_votes_twice_and_obeys_a_stale_leader(raftkv, bug):
         assert second["granted"] is False
         assert votes == ["x1"]
         assert append["success"] is False
+
+
+@pytest.mark.parametrize("bug", [True, False], ids=["no-term-check", "correct"])
+def test_no_term_check_leader_never_steps_down_for_a_newer_term(raftkv, bug):
+    """Raft's leader steps down as soon as it sees a newer term (5.1); the buggy one keeps
+    leading, which is what makes a paused leader come back as a second leader."""
+    h = raftkv(3, bugs=("no-term-check",) if bug else ())
+    leader = h.leader()
+    before = h.status(leader)
+    client = h.t.client(h.cluster, leader)
+    try:
+        ballot = {
+            "term": before["term"] + 100,
+            "candidate": "x9",
+            "last_log_index": before["last_log_index"] + 1000,
+            "last_log_term": before["term"] + 99,
+        }
+        _, vote = client.request("POST", "/raft/vote", ballot)
+    finally:
+        client.close()
+    after = h.status(leader)
+    if bug:
+        assert vote["granted"] is False
+        assert (after["role"], after["term"]) == ("leader", before["term"]), after
+    else:
+        assert vote["granted"] is True
+        assert after["term"] == before["term"] + 100, after
+        assert after["role"] != "leader" or after["term"] > before["term"], after
+
+
+@pytest.mark.parametrize("mode", ["sticky-follower", "stale-read", "linearizable"])
+def test_sticky_follower_reads_are_stale_but_see_their_own_writes(raftkv, mode):
+    """sticky-follower answers reads from the node's own applied state (a cut-off follower
+    serves an old value: not linearizable), and answers a write only once that node has
+    applied it (read-your-writes: the textbook session guarantee that makes it sequentially
+    consistent). stale-read also reads locally but has no session: with a slow heartbeat the
+    follower learns of the commit late, so its client does not see its own write."""
+    bugs = ("stale-read",) if mode == "stale-read" else ()
+    read_mode = "sticky-follower" if mode == "sticky-follower" else "linearizable"
+    # a slow heartbeat: a follower learns that an entry committed up to 0.6 s after it did
+    h = raftkv(3, bugs=bugs, read_mode=read_mode, heartbeat_ms=600, election_timeout_ms=3000)
+    leader = h.leader()
+    follower = next(n for n in h.cluster.names if n != leader)
+    own = []
+    for i in range(5):
+        assert h.call(follower, "write", 7, 100 + i).type == "ok"
+        own.append(h.call(follower, "read", 7))
+    seen = [(r.type, r.value) for r in own]
+    if mode == "stale-read":
+        assert any(v != ("ok", 100 + i) for i, v in enumerate(seen)), seen
+    else:
+        assert seen == [("ok", 100 + i) for i in range(5)], seen
+    poll(
+        lambda: h.status(follower)["last_applied"] >= h.status(leader)["commit_index"],
+        "catch-up",
+    )
+    h.isolate([follower])
+    h.write(leader, 7, 200)  # committed by the other two
+    got = h.call(follower, "read", 7)
+    if mode == "linearizable":
+        assert got.type != "ok", f"a cut-off node answered a read: {got}"
+    else:
+        assert (got.type, got.value) == ("ok", 104), f"expected the stale value 104, got {got}"

@@ -1,15 +1,25 @@
-"""The deliberate bugs the reference server can switch on, by name (`--bug NAME`).
+"""The deliberate bugs the reference server can switch on, by name (`--bug NAME`), and its
+read modes (`--read-mode`).
 
-Standard library free of imports on purpose: the CLI lists these without loading the server.
+Free of imports on purpose: the CLI lists these without loading the server.
 """
 
 BUGS: dict[str, str] = {
     "stale-read": "any node answers reads from its local state without a quorum",
     "no-fsync": "acknowledge before the log reaches disk; a kill loses the unsynced tail",
     "early-ack": "answer a write when the leader has appended it, before it commits",
-    "no-term-check": "accept AppendEntries from a stale term; grant several votes per term",
+    "no-term-check": (
+        "never compare terms: accept AppendEntries from a stale term, grant several votes per "
+        "term, and a leader never steps down for a newer term (split brain)"
+    ),
     "lease-read": (
         "the leader reads locally while it holds a lease timed by wall clocks (its own and its "
         "followers'); safe while clocks agree, stale reads when they jump or skew"
     ),
 }
+
+#: linearizable (ReadIndex) is the default; sticky-follower is a correct but weaker design, not a
+#: bug: each node answers reads from its own applied state and a write returns only once the
+#: node that took it has applied it, so every client sees a prefix of one log that grows with
+#: its own writes (sequentially consistent, not linearizable)
+READ_MODES: tuple[str, ...] = ("linearizable", "sticky-follower")

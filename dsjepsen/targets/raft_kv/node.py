@@ -7,8 +7,12 @@ switches are each a small, marked deviation (search for `self.bugs`):
 - stale-read: reads are served from local state on any node, with no leadership check;
 - no-fsync: the log is written to disk only every `flush_interval` seconds (storage.py);
 - early-ack: a PUT is answered as soon as the leader has appended it, before commit;
-- no-term-check: AppendEntries from a stale term is accepted, and a vote is granted to every
-  up-to-date candidate of a term instead of to the first one only;
+- no-term-check: terms are never compared where Raft says they must be: AppendEntries from a
+  stale term is accepted, a vote is granted to every up-to-date candidate of a term instead of
+  to the first one only, and a leader never steps down for a newer term (neither for an
+  AppendEntries, a vote request nor a reply that carries one). A leader that was paused or cut
+  off therefore comes back as a second leader beside the one elected meanwhile, and both serve
+  reads and writes from their own logs (split brain) until the run ends;
 - lease-read: the leader answers reads from local state, without a quorum round, while it
   holds a lease. Followers stamp each AppendEntries reply with their wall clock (time.time())
   and, as in the Raft thesis (4.2.3), ignore vote requests for an election timeout after
@@ -225,6 +229,8 @@ class RaftNode:
             # thesis 4.2.3: a follower that heard from its leader within the minimum election
             # timeout ignores vote requests; this is what the leader's lease relies on
             return {"term": self.term, "granted": False}
+        if term > self.term and self._keeps_leadership(term):
+            return {"term": self.term, "granted": False}
         if term > self.term:
             self._set_term(term)
         granted = False
@@ -339,7 +345,7 @@ class RaftNode:
                 continue
             if not isinstance(resp, dict):
                 continue
-            if resp.get("term", 0) > self.term:
+            if resp.get("term", 0) > self.term and not self._keeps_leadership(resp["term"]):
                 self._set_term(resp["term"])
                 return
             if self.role != LEADER or self.term != term:
@@ -367,6 +373,14 @@ class RaftNode:
             self._notify()
             if self.next_index[peer] <= self.st.last_index or self.read_round > rnd:
                 ev.set()
+
+    def _keeps_leadership(self, term: int) -> bool:
+        """BUG no-term-check: a leader that meets a newer term stays leader. Raft's rule (step
+        down at once, 5.1) is what keeps two leaders from serving at the same time."""
+        if "no-term-check" not in self.bugs or self.role != LEADER:
+            return False
+        self.log.warning("BUG no-term-check: leader of term %d ignores term %d", self.term, term)
+        return True
 
     def _extend_lease(self, peer: str, clock: float) -> None:
         """BUG lease-read: the lease ends half an election timeout after the stamp of the
@@ -411,6 +425,8 @@ class RaftNode:
     def on_append(self, req: dict[str, Any]) -> dict[str, Any]:
         term = int(req["term"])
         leader = str(req["leader"])
+        if term != self.term and self._keeps_leadership(term):
+            return {"term": self.term, "success": False, "conflict_index": int(req["prev_index"])}
         if term < self.term:
             if "no-term-check" not in self.bugs:
                 return {"term": self.term, "success": False}
@@ -473,10 +489,11 @@ class RaftNode:
 
     # -- client operations --------------------------------------------------------------------
 
-    async def propose(self, cmd: dict[str, Any]) -> tuple[str, Any]:
-        """Replicate one command; the outcome says whether it certainly did or did not happen."""
+    async def propose(self, cmd: dict[str, Any]) -> tuple[str, Any, int]:
+        """Replicate one command; the outcome says whether it certainly did or did not happen.
+        The last item is the command's log index (0 when nothing was appended)."""
         if self.role != LEADER:
-            return Outcome.NOT_LEADER, None
+            return Outcome.NOT_LEADER, None, 0
         term = self.term
         self.st.append([Entry(term, cmd)])
         index = self.st.last_index
@@ -484,12 +501,21 @@ class RaftNode:
         self._waiters[index].append((term, fut))
         self._schedule_flush()
         if "early-ack" in self.bugs and cmd.get("op") == "put":
-            return Outcome.OK, ("ok", cmd["value"])
+            return Outcome.OK, ("ok", cmd["value"]), index
         try:
             same, result = await asyncio.wait_for(fut, self.cfg.request_timeout)
         except TimeoutError:
-            return Outcome.TIMEOUT, None
-        return (Outcome.OK, result) if same else (Outcome.LOST, None)
+            return Outcome.TIMEOUT, None, index
+        return (Outcome.OK, result, index) if same else (Outcome.LOST, None, index)
+
+    async def wait_applied(self, index: int, timeout: float) -> bool:
+        """Wait until this node's state machine has applied `index` (sticky-follower writes
+        return only then, so the writer's next local read sees its own write)."""
+        deadline = self._loop.time() + timeout
+        while self.last_applied < index:
+            if not await self._wait_change(deadline):
+                return False
+        return True
 
     async def read_barrier(self) -> str:
         """ReadIndex (Raft thesis, 6.4): confirm leadership with a quorum round after the

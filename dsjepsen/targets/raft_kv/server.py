@@ -18,6 +18,7 @@ import sys
 from typing import Any
 from urllib.parse import unquote
 
+from .bugs import READ_MODES
 from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serve_connection
 from .kv import ABSENT
 from .node import BUGS, Config, Outcome, RaftNode
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="switch on a deliberate bug (repeatable): " + ", ".join(sorted(BUGS)),
     )
+    p.add_argument(
+        "--read-mode",
+        choices=READ_MODES,
+        default="linearizable",
+        help="linearizable: reads confirm leadership with a quorum (ReadIndex); "
+        "sticky-follower: each node answers reads from its own applied state and answers a "
+        "write only once it has applied it itself (sequentially consistent, not linearizable)",
+    )
     p.add_argument("--election-timeout", type=float, default=500.0, metavar="MS")
     p.add_argument("--heartbeat", type=float, default=50.0, metavar="MS")
     p.add_argument("--request-timeout", type=float, default=1.0, metavar="S")
@@ -79,10 +88,17 @@ class Server:
     write the leader may have received but did not answer.
     """
 
-    def __init__(self, node: RaftNode, addresses: dict[str, str], forward_timeout: float):
+    def __init__(
+        self,
+        node: RaftNode,
+        addresses: dict[str, str],
+        forward_timeout: float,
+        read_mode: str = "linearizable",
+    ):
         self.node = node
         self.addresses = addresses
         self.forward_timeout = forward_timeout
+        self.read_mode = read_mode
         self._pools: dict[str, PeerPool] = {}
 
     def _not_leader(self, error: str = "not leader") -> Response:
@@ -107,12 +123,12 @@ class Server:
             if rest.endswith("/cas"):
                 if req.method != "POST":
                     return Response(405, {"error": "use POST for /kv/{key}/cas"})
-                return await self._cas(unquote(rest[:-4]), req.json())
+                return await self._cas(unquote(rest[:-4]), req.json(), FORWARDED in req.headers)
             key = unquote(rest)
             if req.method == "GET":
                 return await self._get(key)
             if req.method == "PUT":
-                return await self._put(key, req.json())
+                return await self._put(key, req.json(), FORWARDED in req.headers)
             return Response(405, {"error": "use GET or PUT on /kv/{key}"})
         if path == "/status" and req.method == "GET":
             return Response(200, self.node.status())
@@ -122,9 +138,16 @@ class Server:
             return Response(200, self.node.on_vote(req.json()))
         return Response(400, {"error": f"no endpoint {req.method} {path}"})
 
+    @property
+    def local_reads(self) -> bool:
+        """Reads answered from this node's applied state, with no leadership check: the
+        stale-read bug, and the sticky-follower read mode (which, unlike the bug, also makes
+        each write wait until this node has applied it: a session guarantee)."""
+        return "stale-read" in self.node.bugs or self.read_mode == "sticky-follower"
+
     def _should_forward(self, req: Request) -> bool:
-        if req.method == "GET" and "stale-read" in self.node.bugs:
-            return False  # the bug: answer from local state, whoever we are
+        if req.method == "GET" and self.local_reads:
+            return False
         return self.node.role != "leader" and FORWARDED not in req.headers
 
     async def _forward(self, req: Request) -> Response:
@@ -136,6 +159,7 @@ class Server:
         if pool is None:
             host, _, port = addr.rpartition(":")
             pool = self._pools[addr] = PeerPool(host, int(port))
+        started = asyncio.get_running_loop().time()
         try:
             status, payload = await pool.request(
                 req.method, req.path, req.body, self.forward_timeout, {FORWARDED: self.node.id}
@@ -148,10 +172,20 @@ class Server:
             return Response(
                 504, {"error": f"forwarded to leader {leader}, no answer: outcome unknown"}
             )
+        if isinstance(payload, dict):
+            index = payload.pop("index", None)
+            if self.read_mode == "sticky-follower" and status == 200 and isinstance(index, int):
+                left = self.forward_timeout - (asyncio.get_running_loop().time() - started)
+                if not await self.node.wait_applied(index, max(0.0, left)):
+                    return Response(
+                        504, {"error": f"committed at index {index}, not yet applied here"}
+                    )
         return Response(status, payload)
 
     async def _get(self, key: str) -> Response:
-        outcome = await self.node.read_barrier()
+        outcome = (
+            Outcome.OK if self.read_mode == "sticky-follower" else await self.node.read_barrier()
+        )
         if outcome != Outcome.OK:
             return self._not_leader("not leader, or leadership not confirmed by a quorum")
         value = self.node.kv.get(key)
@@ -159,21 +193,22 @@ class Server:
             return Response(404, ABSENT_BODY)
         return Response(200, {"value": value})
 
-    async def _put(self, key: str, body: Any) -> Response:
+    async def _put(self, key: str, body: Any, forwarded: bool) -> Response:
         if not isinstance(body, dict) or "value" not in body:
             return Response(400, {"error": 'body must be {"value": ...}'})
-        return self._written(
-            await self.node.propose({"op": "put", "key": key, "value": body["value"]})
-        )
+        cmd = {"op": "put", "key": key, "value": body["value"]}
+        return self._written(await self.node.propose(cmd), forwarded)
 
-    async def _cas(self, key: str, body: Any) -> Response:
+    async def _cas(self, key: str, body: Any, forwarded: bool) -> Response:
         if not isinstance(body, dict) or "from" not in body or "to" not in body:
             return Response(400, {"error": 'body must be {"from": ..., "to": ...}'})
         cmd = {"op": "cas", "key": key, "from": body["from"], "to": body["to"]}
-        return self._written(await self.node.propose(cmd))
+        return self._written(await self.node.propose(cmd), forwarded)
 
-    def _written(self, got: tuple[str, Any]) -> Response:
-        outcome, result = got
+    def _written(self, got: tuple[str, Any, int], forwarded: bool = False) -> Response:
+        """The contract's answer to a write; a forwarded one also carries its log index (the
+        forwarding node waits for it in sticky-follower mode, and drops it)."""
+        outcome, result, index = got
         if outcome == Outcome.NOT_LEADER:
             return self._not_leader()
         if outcome == Outcome.LOST:
@@ -185,7 +220,7 @@ class Server:
             return Response(404, ABSENT_BODY)
         if verdict == "mismatch":
             return Response(409, {"error": "current value differs", "value": value})
-        return Response(200, {"value": value})
+        return Response(200, {"value": value, "index": index} if forwarded else {"value": value})
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -211,12 +246,18 @@ async def amain(args: argparse.Namespace) -> None:
     addresses = {name: f"{h}:{p}" for name, (h, p) in peers.items()}
     addresses[args.id] = advertise
     forward_timeout = args.request_timeout + max(0.25, args.request_timeout / 2)
-    server = Server(node, addresses, forward_timeout)
+    server = Server(node, addresses, forward_timeout, args.read_mode)
     srv = await asyncio.start_server(
         lambda r, w: serve_connection(r, w, server.handle), host, port, reuse_address=True
     )
     node.start()
-    log.info("listening on %s:%d, peers %s", host, port, args.peers or "(none)")
+    log.info(
+        "listening on %s:%d, peers %s, reads %s",
+        host,
+        port,
+        args.peers or "(none)",
+        args.read_mode,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,7 +17,7 @@ from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.http_server import PackagedServerTarget
-from dsjepsen.targets.raft_kv.bugs import BUGS
+from dsjepsen.targets.raft_kv.bugs import BUGS, READ_MODES
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -48,6 +48,15 @@ class RaftKvTarget(PackagedServerTarget):
             keyword="bugs",
             label="bug",
         ),
+        Option(
+            "read-mode",
+            "str",
+            "linearizable",
+            "raft-kv: how reads are served; sticky-follower answers from the client's own node "
+            "(sequentially consistent, not linearizable: check with --consistency sequential)",
+            choices=READ_MODES,
+            label="reads",
+        ),
     )
     version = "0.1.0"
     BUGS = BUGS
@@ -57,6 +66,7 @@ class RaftKvTarget(PackagedServerTarget):
         bugs: Sequence[str] = (),
         client_timeout: float = 2.0,
         *,
+        read_mode: str = "linearizable",
         port: int = DEFAULT_PORT,
         election_timeout_ms: float = 500.0,
         heartbeat_ms: float = 50.0,
@@ -81,6 +91,9 @@ class RaftKvTarget(PackagedServerTarget):
         self.flush_interval = flush_interval
         self.setup_timeout = setup_timeout
         self.python = python  # the interpreter on ssh / docker nodes
+        if read_mode not in READ_MODES:
+            raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
+        self.read_mode = read_mode
 
     # -- process control ----------------------------------------------------------------------
 
@@ -109,6 +122,8 @@ class RaftKvTarget(PackagedServerTarget):
             "--flush-interval",
             f"{self.flush_interval:g}",
         ]
+        if self.read_mode != "linearizable":
+            argv += ["--read-mode", self.read_mode]
         for bug in self.bugs:
             argv += ["--bug", bug]
         return argv
