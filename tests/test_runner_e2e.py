@@ -319,3 +319,24 @@ def test_harness_error_mid_run_tears_down_and_says_unknown(make_cluster, tmp_pat
     assert results["valid"] == "unknown" and "disk on fire" in results["reason"]
     assert "disk on fire" in (run_dir / "dsjepsen.log").read_text()
     assert not any(node_processes(cluster).values()), "the target must be torn down"
+
+
+def test_sticky_follower_is_sequentially_consistent_but_not_linearizable(
+    make_cluster, tmp_path: Path
+) -> None:
+    """The textbook pair: reads from the client's own node (stale in a cut-off minority) are
+    sequentially consistent, and the very same history is not linearizable."""
+    from dsjepsen.api import check
+
+    cluster = make_cluster(node_count=3)
+    out = run_test(
+        cluster, tmp_path, "--target", "raft-kv", "--read-mode", "sticky-follower",
+        "--consistency", "sequential", "--nemesis", "partition-majority",
+        "--time-limit", "12", "--nemesis-interval", "3", "--keys", "2", "--seed", "3",
+    )  # fmt: skip
+    assert out.valid is True, out.results.get("reason")
+    text = json.dumps(out.results)
+    assert "sequential" in text
+    history = read_jsonl(out.run_dir / "history.jsonl")
+    lin = check(history)
+    assert lin.valid is False, lin.reason
