@@ -60,6 +60,49 @@ def make_cluster() -> Iterator[Callable[..., Cluster]]:
         pytest.fail("cluster teardown: " + "; ".join(problems))
 
 
+@pytest.fixture(scope="session")
+def _cluster_pool() -> Iterator[dict[int, Cluster]]:
+    """The clusters `pooled_cluster` lends, one per size, made on first use and taken down
+    (and verified gone) when the session ends."""
+    pool: dict[int, Cluster] = {}
+    yield pool
+    problems = []
+    for cluster in pool.values():
+        cluster.close()
+        try:
+            localnet.down(cluster.name)
+        except Exception as e:  # noqa: BLE001 - report every cluster, then fail
+            problems.append(f"{cluster.name}: {e}")
+        left = localnet.remains(cluster.name)
+        if left:
+            problems.append(f"{cluster.name}: left behind {left}")
+    if problems:
+        pytest.fail("cluster pool teardown: " + "; ".join(problems))
+
+
+@pytest.fixture
+def pooled_cluster(_cluster_pool: dict[int, Cluster]) -> Iterator[Callable[..., Cluster]]:
+    """`pooled_cluster(node_count=3) -> Cluster`: a local cluster of that size shared with
+    other tests of the session (creating one costs seconds; tests that only run targets and
+    faults on it do not need their own). After the test it is healed as `dsjepsen cluster heal`
+    does (firewalls and qdiscs reset, every process in its namespaces stopped), so the next
+    test finds it as new; targets clear their own data at setup (the clean slate)."""
+    reason = cluster_unsupported()
+    if reason:
+        pytest.skip(reason)
+    lent: list[Cluster] = []
+
+    def get(node_count: int = 3) -> Cluster:
+        if node_count not in _cluster_pool:
+            _cluster_pool[node_count] = localnet.up(unique_cluster_name(), node_count=node_count)
+        lent.append(_cluster_pool[node_count])
+        return _cluster_pool[node_count]
+
+    yield get
+    for cluster in lent:
+        localnet.heal(cluster.name, stop_processes=True)
+
+
 @pytest.fixture(scope="module")
 def shared_cluster() -> Iterator[Cluster]:
     """One 2-node local cluster for a whole test module (cheaper than one per test); taken

@@ -3,6 +3,7 @@ option, before any node is touched."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -179,3 +180,74 @@ def test_a_partition_on_one_node_is_refused_before_the_run(tmp_path) -> None:
         assert not list(tmp_path.iterdir())
     finally:
         localnet.down(name)
+
+
+# -- faults judged on what the node options say: SSH machines have kernels of their own ---------
+
+ETCD = shutil.which("etcd")
+ETCD_CLOCK = ["--target", "etcd", "--nemesis", "clock-bump", "--time-limit", "20"]
+
+
+@pytest.mark.skipif(ETCD is None, reason="etcd is not installed")
+def test_etcd_clock_faults_are_refused_on_nodes_of_this_kernel(tmp_path) -> None:
+    line = "libfaketime cannot move etcd's clock on nodes that share this machine's kernel"
+    with pytest.raises(ConfigError, match="--nemesis: clock-bump cannot run against etcd: ") as e:
+        config(*ETCD_CLOCK)  # the local cluster
+    assert line in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=line):
+        config(*ETCD_CLOCK, "--docker", "--nodes", "c1,c2,c3")
+    mixed = tmp_path / "nodes.toml"  # one container among SSH machines shares this kernel
+    mixed.write_text('[nodes.db1]\nhost = "10.9.0.1"\n[nodes.db2]\nbackend = "docker"\n')
+    with pytest.raises(ConfigError, match=line):
+        config(*ETCD_CLOCK, "--nodes-file", str(mixed))
+
+
+@pytest.mark.skipif(ETCD is None, reason="etcd is not installed")
+def test_etcd_clock_faults_are_accepted_on_ssh_machines(tmp_path) -> None:
+    nodes = tmp_path / "nodes"
+    nodes.write_text("# three machines\n10.9.0.1\nadmin@10.9.0.2:2222\n10.9.0.3\n")
+    cfg = config(*ETCD_CLOCK, "--nodes-file", str(nodes))
+    assert cfg.target == "etcd" and cfg.nemesis == ("clock-bump",)
+    assert config(*ETCD_CLOCK, "--nodes", "db1,db2,db3").nemesis == ("clock-bump",)
+
+
+def test_netem_faults_are_left_to_ssh_machines_own_kernels(tmp_path) -> None:
+    from dsjepsen.nemesis.packet import controller_has_netem
+
+    nodes = tmp_path / "nodes"
+    nodes.write_text("10.9.0.1\n10.9.0.2\n")
+    delay = ["--nemesis", "packet-delay", "--time-limit", "20"]
+    assert config(*delay, "--nodes-file", str(nodes)).nemesis == ("packet-delay",)
+    if controller_has_netem():
+        assert config(*delay).nemesis == ("packet-delay",)
+    else:
+        with pytest.raises(ConfigError, match="needs the kernel module sch_netem"):
+            config(*delay)
+
+
+def test_a_package_written_before_the_nodes_parameter_is_still_asked() -> None:
+    from dsjepsen.nemesis import catalog
+    from dsjepsen.nemesis.base import FaultPackage, NodeFacts
+
+    seen: list[tuple] = []
+
+    class Old(FaultPackage):
+        faults = {"old": "a fault"}
+
+        def nemesis(self, name, target, rng, options):
+            raise AssertionError("not built here")
+
+        def unsupported(self, name, target):
+            seen.append((name, target))
+            return "old says no"
+
+    class New(Old):
+        def unsupported(self, name, target, nodes=NodeFacts()):
+            seen.append((name, target, nodes.own_kernels))
+            return None if nodes.own_kernels else "new says no"
+
+    own = NodeFacts(own_kernels=True)
+    assert catalog.unsupported(Old(), "old", "t", own) == "old says no"
+    assert catalog.unsupported(New(), "old", "t", own) is None
+    assert catalog.unsupported(New(), "old", "t") == "new says no"
+    assert seen == [("old", "t"), ("old", "t", True), ("old", "t", False)]

@@ -1,5 +1,6 @@
 """`dsjepsen doctor` tells the truth: its verdicts match independent probes of this machine,
-it leaves no namespace behind, and it exits 0 exactly when the local cluster can run."""
+it leaves no namespace behind, and it exits 0 exactly when the local cluster can run; its
+per-node list of packet faults is what the nodes themselves answer (local cluster and SSH)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from dsjepsen.cluster import localnet
 from dsjepsen.commands import doctor
+from dsjepsen.nemesis.packet import NETEM_ONLY
 
 
 def _doctor(*extra: str) -> subprocess.CompletedProcess:
@@ -98,6 +100,8 @@ def test_doctor_matches_this_machine():
     assert table.returncode == 0
     assert "the default local cluster can run here" in table.stdout
     for name, c in checks.items():
+        if c["node"] is not None:  # the per-node packet faults are a grid of their own
+            continue
         line = next(ln for ln in table.stdout.splitlines() if ln.startswith(name))
         status = re.split(r"\s{2,}", line)[1]
         assert status == ("ok" if c["ok"] else "missing"), line
@@ -122,3 +126,78 @@ def test_without_net_admin_doctor_fails_and_up_says_why(monkeypatch, capsys):
 
     with pytest.raises(ConfigError, match=r"needs root \(CAP_NET_ADMIN\)"):
         localnet.up("tnoroot", node_count=1)
+
+
+def _packet_entries(res: subprocess.CompletedProcess) -> dict[tuple[str, str], dict]:
+    assert res.returncode == 0, res.stderr
+    return {(c["node"], c["name"].split(" on ")[0]): c for c in json.loads(res.stdout) if c["node"]}
+
+
+def _assert_this_kernels_answer(entries: dict[tuple[str, str], dict], nodes: list[str]) -> None:
+    """loss and rate work (netem, else iptables statistic and tbf); the netem four work
+    exactly when an independent netem probe does, and are refused naming the module if not."""
+    netem = _netem_works()
+    assert {n for n, _ in entries} == set(nodes)
+    for node in nodes:
+        loss, rate = entries[node, "packet-loss"], entries[node, "packet-rate"]
+        assert loss["ok"] and rate["ok"]
+        assert loss["detail"] == ("works (tc netem)" if netem else "works (iptables statistic)")
+        assert rate["detail"] == ("works (tc netem)" if netem else "works (tc tbf)")
+        for fault in NETEM_ONLY:
+            c = entries[node, fault]
+            assert c["ok"] == netem, c
+            if not netem:
+                assert c["detail"].startswith("refused: no sch_netem module (tc: "), c
+
+
+def _assert_nothing_left(cluster) -> None:
+    for node in cluster.names:
+        remote = cluster.remote(node)
+        assert "dsjpr" not in remote.run(["ip", "-o", "link"], timeout=20).stdout
+        assert "DSJ-PROBE" not in remote.run(["iptables", "-w", "-S"], timeout=20).stdout
+
+
+@pytest.mark.cluster
+def test_packet_faults_per_node_of_the_local_cluster_and_over_ssh(shared_cluster, ssh_server):
+    name = shared_cluster.name
+    entries = _packet_entries(_doctor("--json", "--cluster-name", name))
+    _assert_this_kernels_answer(entries, shared_cluster.names)
+    _assert_nothing_left(shared_cluster)
+
+    text = _doctor("--cluster-name", name).stdout
+    assert f"packet faults on local cluster {name}:" in text
+    netem = entries[shared_cluster.names[0], "packet-delay"]["ok"]
+    for node in shared_cluster.names:
+        row = next(ln.split() for ln in text.splitlines() if ln.startswith(f"{node} "))
+        want = ["tc netem"] * 6 if netem else [
+            "refused", "iptables statistic", "refused", "refused", "refused", "tc tbf"]  # fmt: skip
+        assert " ".join(row[1:]) == " ".join(want), row  # methods have spaces: the whole row
+    if not netem:
+        refused = next(ln for ln in text.splitlines() if ln.startswith("refused on "))
+        assert refused.startswith(f"refused on {', '.join(shared_cluster.names)}: ")
+        assert "packet-delay, packet-duplicate, packet-reorder, packet-corrupt: no sch_netem" in (
+            refused
+        )
+
+    # a node reached over SSH answers for itself, through the same probe
+    address = ssh_server.node.address
+    ssh = _doctor(
+        "--json", "--nodes", address, "--ssh-port", str(ssh_server.port),
+        "--ssh-key", str(ssh_server.key), "--ssh-known-hosts", str(ssh_server.known_hosts),
+    )  # fmt: skip
+    _assert_this_kernels_answer(_packet_entries(ssh), [address])
+    _assert_nothing_left(shared_cluster)
+
+
+def test_unreachable_nodes_are_one_line_and_the_machine_checks_stand():
+    args = doctor_args("--nodes", "127.0.0.1", "--ssh-port", "1", "--ssh-timeout", "2")
+    listed = doctor.packet_faults(args, None)
+    assert listed.error and "\n" not in listed.error and not listed.probes
+    assert listed.checks()[0].ok is False
+    assert "not listed: " in listed.render()
+
+
+def doctor_args(*argv: str):
+    from dsjepsen.cli import build_parser
+
+    return build_parser().parse_args(["doctor", *argv])

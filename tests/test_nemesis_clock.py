@@ -21,8 +21,9 @@ import pytest
 
 from dsjepsen.cluster.daemon import start_daemon, stop_daemon, wait_for_port
 from dsjepsen.cluster.faketime import LIBFAKETIME, bypasses_libc
-from dsjepsen.errors import HarnessError
+from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.history import Op
+from dsjepsen.nemesis.base import NodeFacts
 from dsjepsen.nemesis.clock import (
     ClockFaults,
     SystemClock,
@@ -75,6 +76,17 @@ def test_etcd_is_refused_with_one_line_before_the_run() -> None:
     why = ClockFaults().unsupported("clock-bump", EtcdTarget)
     assert why and "\n" not in why
     assert "libfaketime cannot move etcd's clock" in why and "SSH" in why
+
+
+@pytest.mark.skipif(ETCD is None, reason="etcd is not installed")
+def test_etcd_is_accepted_on_machines_with_their_own_kernels() -> None:
+    """Over SSH the clock is set with date on the node: what etcd's binary does is moot."""
+    from dsjepsen.targets.etcd import EtcdTarget
+
+    own = NodeFacts(own_kernels=True)
+    for name in ClockFaults.faults:
+        assert ClockFaults().unsupported(name, EtcdTarget, own) is None
+        assert ClockFaults().unsupported(name, EtcdTarget, NodeFacts(own_kernels=False))
 
 
 def test_raft_kv_and_python_are_reachable_by_libfaketime() -> None:
@@ -236,6 +248,34 @@ def test_ssh_path_stops_sync_sets_and_restores_the_clock(sshd_with_doubles) -> N
     offset, rtt = measure(ssh, clock.date_argv())
     assert abs(offset) < 0.5 + rtt  # the double's date +%s.%N reads the real (unchanged) clock
     _assert_clock_unchanged(before)
+
+
+@pytest.mark.cluster
+def test_an_ssh_node_on_this_kernel_refuses_etcd_when_the_nemesis_is_built(
+    sshd_with_doubles,
+) -> None:
+    """The options said SSH (own kernels), but this node answers with this machine's boot id:
+    building the nemesis, before setup, refuses etcd with the same line, and raft-kv (which
+    libfaketime reaches) is built."""
+    if ETCD is None:
+        pytest.skip("etcd is not installed")
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.nemesis.catalog import build_nemesis, node_facts
+    from dsjepsen.targets.etcd import EtcdTarget
+    from dsjepsen.targets.raft_kv.target import RaftKvTarget
+
+    ssh, log, _bindir = sshd_with_doubles
+    cluster = Cluster(kind="ssh", nodes=[ssh.node], remotes={ssh.node.name: ssh})
+    facts = node_facts(cluster)
+    assert facts.own_kernels is False and facts.cluster is cluster
+    log.write_text("")
+    with pytest.raises(ConfigError, match="libfaketime cannot move etcd's clock") as e:
+        build_nemesis(["clock-bump"], EtcdTarget(), random.Random(1), cluster=cluster)
+    assert str(e.value).startswith("--nemesis clock-bump: ") and "\n" not in str(e.value)
+    if os.path.exists(LIBFAKETIME):
+        built = build_nemesis(["clock-bump"], RaftKvTarget(), random.Random(1), cluster=cluster)
+        assert list(built.members) == ["clock-bump"]
+    assert log.read_text() == ""  # judging ran no clock command on the node
 
 
 @pytest.mark.cluster

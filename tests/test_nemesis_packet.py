@@ -9,12 +9,16 @@ import pytest
 
 from dsjepsen.errors import ConfigError
 from dsjepsen.history import Op
+from dsjepsen.nemesis.base import NodeFacts
 from dsjepsen.nemesis.packet import (
+    FAULTS,
     NETEM_ONLY,
     PacketFaults,
+    common_method,
     controller_has_netem,
     heal_node,
     netem_args,
+    probe_nodes,
     statistic_rules,
     tc_commands,
 )
@@ -71,6 +75,8 @@ def test_netem_only_faults_are_refused_without_sch_netem() -> None:
             assert why is None
         else:
             assert why and "sch_netem" in why and "\n" not in why
+        # machines over SSH have kernels of their own: they are asked once they are open
+        assert package.unsupported(name, object, NodeFacts(own_kernels=True)) is None
 
 
 def test_bad_packet_options_are_one_line_config_errors() -> None:
@@ -87,6 +93,42 @@ def _clean(cluster) -> None:
         remote = cluster.remote(node)
         assert "DSJ-PACKET" not in remote.run(["iptables", "-w", "-S"], timeout=20).stdout
         assert "htb 1:" not in remote.run(["tc", "qdisc", "show"], timeout=20).stdout
+
+
+@pytest.mark.cluster
+def test_each_node_is_asked_what_it_supports_and_refusals_name_it(make_cluster) -> None:
+    cluster = make_cluster(node_count=2)
+    probes = probe_nodes(cluster)
+    assert list(probes) == cluster.names
+    netem = controller_has_netem()
+    for probe in probes.values():
+        shown = {f: probe.support(f).shown() for f in FAULTS}
+        if netem:
+            assert set(shown.values()) == {"works (tc netem)"}, shown
+            continue
+        assert shown["packet-loss"] == "works (iptables statistic)"
+        assert shown["packet-rate"] == "works (tc tbf)"
+        for fault in NETEM_ONLY:
+            assert shown[fault].startswith("refused: no sch_netem module (tc: "), shown
+    assert common_method("packet-loss", probes) == ("netem" if netem else "statistic")
+    assert common_method("packet-rate", probes) == ("netem" if netem else "tbf")
+    _clean(cluster)
+    for node in cluster.names:  # the throwaway link and chain are gone
+        remote = cluster.remote(node)
+        assert "dsjpr" not in remote.run(["ip", "-o", "link"], timeout=20).stdout
+        assert "DSJ-PROBE" not in remote.run(["iptables", "-w", "-S"], timeout=20).stdout
+    # with the cluster open, the package judges on the nodes' answers and names the node
+    facts = NodeFacts(own_kernels=False, cluster=cluster)
+    package = PacketFaults()
+    assert package.unsupported("packet-loss", object, facts) is None
+    assert package.unsupported("packet-rate", object, facts) is None
+    why = package.unsupported("packet-delay", object, facts)
+    if netem:
+        assert why is None
+    else:
+        first = cluster.names[0]
+        assert why and "\n" not in why
+        assert why.startswith(f"packet-delay cannot run on node {first}: no sch_netem module")
 
 
 @pytest.mark.cluster

@@ -1,6 +1,6 @@
 """The reference raft-kv on real local namespace clusters: real processes, real iptables.
 
-Each test builds its own cluster (make_cluster), runs RaftKvTarget on it and always stops the
+Each test builds its own cluster (pooled_cluster), runs RaftKvTarget on it and always stops the
 servers and removes its iptables chain (`dsj-test`) at the end, also when it fails. The bug
 tests are paired with the same scenario on the correct server, so that each shows a
 misbehaviour that the bug causes and the correct server does not.
@@ -123,13 +123,13 @@ class Harness:
 
 
 @pytest.fixture
-def raftkv(make_cluster) -> Iterator[Callable[..., Harness]]:
+def raftkv(pooled_cluster) -> Iterator[Callable[..., Harness]]:
     """`raftkv(nodes=3, bugs=(), **target_options) -> Harness`, started and leader-elected;
     servers stopped and partition rules removed at the end, whatever happened."""
     made: list[Harness] = []
 
     def make(nodes: int = 3, bugs: tuple[str, ...] = (), **options: object) -> Harness:
-        cluster = make_cluster(node_count=nodes)
+        cluster = pooled_cluster(node_count=nodes)
         options.setdefault("election_timeout_ms", 300)
         target = RaftKvTarget(bugs=bugs, client_timeout=2.0, **options)  # type: ignore[arg-type]
         h = Harness(cluster, target)

@@ -78,8 +78,8 @@ def assert_run_dir(outcome: RunOutcome, cluster: Cluster) -> None:
     assert (d.parent.parent / "latest").resolve() == d.resolve()
 
 
-def test_raft_kv_partition_majority_is_valid(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=5)
+def test_raft_kv_partition_majority_is_valid(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=5)
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--nemesis", "partition-majority",
         "--time-limit", "20", "--nemesis-interval", "5", "--seed", "1",
@@ -100,8 +100,8 @@ def test_raft_kv_partition_majority_is_valid(make_cluster, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_raft_kv_stale_read_bug_is_caught(make_cluster, tmp_path: Path, seed: int) -> None:
-    cluster = make_cluster(node_count=5)
+def test_raft_kv_stale_read_bug_is_caught(pooled_cluster, tmp_path: Path, seed: int) -> None:
+    cluster = pooled_cluster(node_count=5)
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--bug", "stale-read",
         "--nemesis", "partition-majority", "--time-limit", "15", "--nemesis-interval", "4",
@@ -115,10 +115,10 @@ def test_raft_kv_stale_read_bug_is_caught(make_cluster, tmp_path: Path, seed: in
     assert first["type"] == "nonlinearizable" and first["op"]["f"] == "read"
 
 
-def test_etcd_partition_majority_is_valid(make_cluster, tmp_path: Path) -> None:
+def test_etcd_partition_majority_is_valid(pooled_cluster, tmp_path: Path) -> None:
     if shutil.which("etcd") is None:
         pytest.skip("etcd is not installed (apt-get install etcd-server)")
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "etcd", "--nemesis", "partition-majority",
         "--time-limit", "20", "--nemesis-interval", "5", "--seed", "1",
@@ -127,10 +127,10 @@ def test_etcd_partition_majority_is_valid(make_cluster, tmp_path: Path) -> None:
     assert_run_dir(out, cluster)
 
 
-def test_etcd_serializable_reads_are_caught(make_cluster, tmp_path: Path) -> None:
+def test_etcd_serializable_reads_are_caught(pooled_cluster, tmp_path: Path) -> None:
     if shutil.which("etcd") is None:
         pytest.skip("etcd is not installed (apt-get install etcd-server)")
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "etcd", "--serializable-reads",
         "--nemesis", "partition-majority", "--time-limit", "20", "--nemesis-interval", "5",
@@ -152,8 +152,8 @@ def _seed_drawing_both(names: list[str]) -> int:
     raise AssertionError("no seed draws both faults")
 
 
-def test_kill_and_pause_happen_and_are_undone(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=3)
+def test_kill_and_pause_happen_and_are_undone(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=3)
     seed = _seed_drawing_both(["kill", "pause"])
     samples: list[tuple[float, dict[str, list[str]]]] = []
     stop = threading.Event()
@@ -172,7 +172,7 @@ def test_kill_and_pause_happen_and_are_undone(make_cluster, tmp_path: Path) -> N
 
     # --leave-running: teardown would kill every process while the sampler still runs, and a
     # fault stopped at the time limit would then look as if it were never undone; the
-    # make_cluster fixture removes the processes afterwards
+    # pooled_cluster fixture removes the processes afterwards
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--nemesis", "kill,pause",
         "--time-limit", "16", "--nemesis-interval", "3", "--seed", str(seed),
@@ -210,8 +210,8 @@ def test_kill_and_pause_happen_and_are_undone(make_cluster, tmp_path: Path) -> N
     assert not any("T" in procs for procs in node_processes(cluster).values())
 
 
-def test_run_without_successful_ops_is_unknown(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=3)
+def test_run_without_successful_ops_is_unknown(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=3)
 
     def kill_everything(runner: Runner) -> None:
         for node in runner.cluster.names:
@@ -230,8 +230,8 @@ def test_run_without_successful_ops_is_unknown(make_cluster, tmp_path: Path) -> 
     assert out.results["stats"]["total"]["count"] > 10  # it did try
 
 
-def test_requested_fault_that_never_happens_is_unknown(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=2)
+def test_requested_fault_that_never_happens_is_unknown(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=2)
     # a bridge needs three nodes: on two its every start fails, so it never takes effect
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--nemesis", "bridge",
@@ -252,9 +252,9 @@ def _cli_cluster_args(cluster: Cluster) -> list[str]:
     ids=["SIGINT", "SIGTERM-leave-running"],
 )
 def test_interrupted_run_heals_tears_down_and_keeps_history(
-    make_cluster, tmp_path: Path, sig: signal.Signals, leave_running: bool
+    pooled_cluster, tmp_path: Path, sig: signal.Signals, leave_running: bool
 ) -> None:
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     argv = [
         sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv",
         "--nemesis", "partition-majority,pause", "--nemesis-interval", "2",
@@ -301,10 +301,10 @@ def test_interrupted_run_heals_tears_down_and_keeps_history(
     assert json.loads((history_file.parent / "test.json").read_text())["end_time"]
 
 
-def test_harness_error_mid_run_tears_down_and_says_unknown(make_cluster, tmp_path: Path) -> None:
+def test_harness_error_mid_run_tears_down_and_says_unknown(pooled_cluster, tmp_path: Path) -> None:
     from dsjepsen.errors import HarnessError
 
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
 
     def explode(runner: Runner) -> None:
         raise RuntimeError("disk on fire")
@@ -322,13 +322,13 @@ def test_harness_error_mid_run_tears_down_and_says_unknown(make_cluster, tmp_pat
 
 
 def test_sticky_follower_is_sequentially_consistent_but_not_linearizable(
-    make_cluster, tmp_path: Path
+    pooled_cluster, tmp_path: Path
 ) -> None:
     """The textbook pair: reads from the client's own node (stale in a cut-off minority) are
     sequentially consistent, and the very same history is not linearizable."""
     from dsjepsen.api import check
 
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--read-mode", "sticky-follower",
         "--consistency", "sequential", "--nemesis", "partition-majority",

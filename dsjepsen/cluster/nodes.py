@@ -147,6 +147,23 @@ def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True
     return cluster
 
 
+def own_kernels(args: argparse.Namespace) -> bool:
+    """Whether every node the options select runs a kernel of its own, as far as the options
+    say before any node is reached: SSH hosts do; the local cluster and docker containers run
+    on this machine's kernel. An SSH host may still be this machine: what must be sure asks
+    the node itself (`faketime.shares_controller_kernel`)."""
+    nodes_opt = getattr(args, "nodes", None)
+    nodes_file = getattr(args, "nodes_file", None)
+    if not nodes_opt and not nodes_file:
+        return False
+    docker = bool(getattr(args, "docker", False))
+    if nodes_file:
+        specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)
+    else:
+        specs = specs_from_list(nodes_opt, ssh_defaults(args), docker)
+    return all(s.backend == "ssh" for s in specs)
+
+
 def ssh_defaults(args: argparse.Namespace) -> SshConfig:
     port = getattr(args, "ssh_port", 22)
     if not 1 <= port <= 65535:

@@ -1,9 +1,16 @@
 """`dsjepsen doctor`: what this machine supports, tested by doing it, and what each missing
 piece disables. Exit 0 when the default local cluster can run.
 
-Kernel features are probed for real inside a throwaway `dsj-doctor-<pid>` namespace (a dummy
-interface, a netem and a tbf qdisc, an iptables chain with a statistic match), because a
-binary being installed says nothing about the kernel having e.g. sch_netem.
+Kernel features are probed for real inside a throwaway `dsj-doctor-<pid>` namespace (a veth
+pair, a bridge, an iptables chain, and what the packet faults would install: each netem qdisc,
+the htb + tbf tree, a statistic rule), because a binary being installed says nothing about the
+kernel having e.g. sch_netem.
+
+Packet faults are then listed per node: which of them works on each node and how (netem,
+iptables statistic, tbf), or why it is refused, tried on the nodes themselves with the same
+probe the packet nemesis uses to choose its method (`nemesis.packet.probe_kernel`). The nodes
+are the ones `--nodes` / `--nodes-file` select (SSH or docker), else the local cluster when one
+is up, else this machine's kernel, which any local cluster's nodes would share.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import shutil
 from dataclasses import asdict, dataclass
 
 from dsjepsen.cluster import localnet
-from dsjepsen.cluster.control.base import RemoteError, Result
+from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.docker import docker_engine_answers
-from dsjepsen.cluster.control.local import run_argv
-from dsjepsen.errors import EXIT_HARNESS
+from dsjepsen.cluster.control.local import LocalRemote, run_argv
+from dsjepsen.cluster.nodes import add_node_options, open_nodes
+from dsjepsen.errors import EXIT_HARNESS, DsjError
+from dsjepsen.nemesis.packet import FAULTS, METHODS, KernelProbe, probe_kernel, probe_nodes
 
 FAKETIME_GLOBS = (
     "/usr/lib/*/faketime/libfaketime.so.1",
@@ -37,6 +46,8 @@ class Check:
     detail: str
     disables: str  # what does not work without it
     required: bool = False  # needed by the default local cluster
+    #: set on the per-node packet fault entries (name "<fault> on <node>")
+    node: str | None = None
 
 
 def register(subparsers) -> None:
@@ -44,19 +55,32 @@ def register(subparsers) -> None:
         "doctor",
         help="check what this machine supports",
         description="Check (by trying) what this machine supports and what each missing piece "
-        "disables. Exit 0 when the default local cluster can run.",
-        epilog="example: dsjepsen doctor --json",
+        "disables, then which packet faults work on each node (the nodes of --nodes / "
+        "--nodes-file, else the local cluster when it is up, else this kernel). Exit 0 when "
+        "the default local cluster can run.",
+        epilog="examples: dsjepsen doctor --json; dsjepsen doctor --nodes-file nodes.txt",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--cluster-name",
+        default=localnet.DEFAULT_NAME,
+        metavar="NAME",
+        help="list packet faults on this local cluster's nodes when it is up "
+        f"(default {localnet.DEFAULT_NAME})",
+    )
+    add_node_options(p, local=False)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    checks = run_checks()
+    checks, kernel = _run_checks()
+    packet = packet_faults(args, kernel)
     if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=2))
+        print(json.dumps([asdict(c) for c in checks + packet.checks()], indent=2))
     else:
         print(render(checks))
+        print()
+        print(packet.render())
     usable = can_run_local(checks)
     if not args.json:
         print()
@@ -98,8 +122,80 @@ def _why(res: Result) -> str:
     return lines[-1][:120] if lines else f"exit {res.exit}"
 
 
+@dataclass
+class PacketSupport:
+    """Which packet faults work on which node: the nodes' own answers (`probe_kernel`)."""
+
+    where: str  # which nodes, for people
+    probes: dict[str, KernelProbe]
+    error: str = ""  # why nothing could be listed
+
+    def checks(self) -> list[Check]:
+        """One Check per node and fault (named "<fault> on <node>"), for --json."""
+        if self.error:
+            return [Check("packet faults", False, self.error, "packet faults", node="-")]
+        out = []
+        for node, probe in self.probes.items():
+            for fault in FAULTS:
+                s = probe.support(fault)
+                disables = f"--nemesis {fault} on {node}"
+                out.append(Check(f"{fault} on {node}", s.works, s.shown(), disables, node=node))
+        return out
+
+    def render(self) -> str:
+        """A grid, node by fault, of the method each fault uses or `refused`; then each
+        distinct reason once, with the nodes and faults it refuses."""
+        lines = [f"packet faults on {self.where}:"]
+        if self.error:
+            return "\n".join([*lines, f"  not listed: {self.error}"])
+        rows = [("node", *FAULTS)]
+        reasons: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+        for node, probe in self.probes.items():
+            row = [node]
+            for fault in FAULTS:
+                s = probe.support(fault)
+                row.append(METHODS[s.method] if s.method else "refused")
+                if not s.works:
+                    nodes, faults = reasons.setdefault(s.why, ({}, {}))
+                    nodes[node] = faults[fault] = None
+            rows.append(tuple(row))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+        for why, (nodes, faults) in reasons.items():
+            lines.append(f"refused on {', '.join(nodes)}: {', '.join(faults)}: {why}")
+        return "\n".join(lines)
+
+
+def packet_faults(args, kernel: KernelProbe | None) -> PacketSupport:
+    """The packet faults of the nodes the options select; without node options, of the local
+    cluster `--cluster-name` when it is up, else of `kernel` (the throwaway namespace's probe:
+    this machine's kernel, which a local cluster's nodes would share)."""
+    try:
+        if getattr(args, "nodes", None) or getattr(args, "nodes_file", None):
+            with open_nodes(args, create=False) as cluster:
+                return PacketSupport(f"nodes {', '.join(cluster.names)}", probe_nodes(cluster))
+        name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
+        if localnet.has_net_admin() and localnet.read_state(name) is not None:
+            with localnet.open_cluster(name) as cluster:
+                return PacketSupport(f"local cluster {name}", probe_nodes(cluster))
+    except DsjError as e:
+        return PacketSupport("the selected nodes", {}, str(e).splitlines()[0])
+    where = "this machine's kernel (no local cluster is up; its nodes would share this kernel)"
+    if kernel is None:
+        return PacketSupport(where, {}, "not tried (needs root, ip and iptables)")
+    return PacketSupport(where, {"this kernel": kernel})
+
+
 def run_checks() -> list[Check]:
+    """Every machine-wide check (the per-node packet fault list is `packet_faults`)."""
+    return _run_checks()[0]
+
+
+def _run_checks() -> tuple[list[Check], KernelProbe | None]:
+    """The checks, and this kernel's packet fault probe (None when it could not be tried)."""
     checks: list[Check] = []
+    kernel: KernelProbe | None = None
     admin = localnet.has_net_admin()
     checks.append(
         Check(
@@ -120,7 +216,8 @@ def run_checks() -> list[Check]:
             Check("iptables", False, "not installed", "the local cluster and partitions", True)
         )
     if ip and ipt and admin:
-        checks += _probe_namespace(tc is not None)
+        found, kernel = _probe_namespace(tc is not None)
+        checks += found
     elif ip and not admin:
         checks.append(Check("ip netns", False, "not tried (needs root)", "the local cluster", True))
     if tc is None:
@@ -134,7 +231,7 @@ def run_checks() -> list[Check]:
     )
     checks.append(_etcd())
     checks += _plugins()
-    return checks
+    return checks, kernel
 
 
 def _plugins() -> list[Check]:
@@ -150,10 +247,12 @@ def _plugins() -> list[Check]:
     return [Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}") for b in broken]
 
 
-def _probe_namespace(have_tc: bool) -> list[Check]:
-    """Everything kernel-side, tried in a throwaway namespace that is always deleted."""
+def _probe_namespace(have_tc: bool) -> tuple[list[Check], KernelProbe | None]:
+    """Everything kernel-side, tried in a throwaway namespace that is always deleted; and the
+    packet fault probe of this kernel (None when no namespace could be made)."""
     ns = f"dsj-doctor-{os.getpid()}"
     checks: list[Check] = []
+    kernel: KernelProbe | None = None
     added = _run(["ip", "netns", "add", ns])
     checks.append(
         Check(
@@ -165,7 +264,7 @@ def _probe_namespace(have_tc: bool) -> list[Check]:
         )
     )
     if added.exit != 0:
-        return checks
+        return checks, None
     try:
 
         def inside(*argv: str) -> Result:
@@ -197,46 +296,32 @@ def _probe_namespace(have_tc: bool) -> list[Check]:
                 required=True,
             )
         )
-        stat = inside(
-            "iptables", "-w", "-A", "DSJ-DOCTOR", "-m", "statistic", "--mode", "random",
-            "--probability", "0.5", "-j", "DROP",
-        )  # fmt: skip
+        # what the packet faults install, tried as their nemesis tries it on a node
+        kernel = probe_kernel(LocalRemote(Node("this kernel", "", "/"), ns))
         checks.append(
             Check(
                 "iptables statistic match",
-                stat.exit == 0,
-                "random packet loss via iptables works" if stat.exit == 0 else _why(stat),
+                kernel.statistic is None,
+                kernel.statistic or "random packet loss via iptables works",
                 "packet-loss faults through iptables",
             )
         )
-        if have_tc and links[0].exit == 0:
-            netem = inside("tc", "qdisc", "add", "dev", "dsjv0", "root", "netem", "delay", "10ms")
-            detail = "netem qdisc works"
-            if netem.exit != 0:
-                detail = (
-                    "this kernel has no sch_netem (tc: qdisc kind unknown)"
-                    if "unknown" in (netem.stderr + netem.stdout).lower()
-                    else _why(netem)
-                )
+        if have_tc:
+            netem = kernel.netem["packet-delay"]
             checks.append(
                 Check(
                     "tc netem",
-                    netem.exit == 0,
-                    detail,
+                    netem is None,
+                    netem or "netem qdiscs work",
                     "delay, jitter, duplication and reordering faults "
                     "(packet loss still works through iptables statistic)",
                 )
             )
-            inside("tc", "qdisc", "del", "dev", "dsjv0", "root")
-            tbf = inside(
-                "tc", "qdisc", "add", "dev", "dsjv0", "root", "tbf", "rate", "1mbit",
-                "burst", "32kbit", "latency", "400ms",
-            )  # fmt: skip
             checks.append(
                 Check(
                     "tc tbf",
-                    tbf.exit == 0,
-                    "rate limiting works" if tbf.exit == 0 else _why(tbf),
+                    kernel.tbf is None,
+                    kernel.tbf or "rate limiting (htb + tbf) works",
                     "bandwidth-limit faults",
                 )
             )
@@ -244,7 +329,7 @@ def _probe_namespace(have_tc: bool) -> list[Check]:
         # everything made above lives in the namespace: deleting it removes all of it
         with contextlib.suppress(Exception):
             _run(["ip", "netns", "del", ns])
-    return checks
+    return checks, kernel
 
 
 def _faketime() -> Check:

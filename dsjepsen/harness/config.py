@@ -16,6 +16,7 @@ from typing import Any
 from dsjepsen import plugins
 from dsjepsen.errors import ConfigError
 from dsjepsen.nemesis import catalog, schedule
+from dsjepsen.nemesis.base import NodeFacts
 from dsjepsen.options import Option, kwargs, merge_declarations, parse_options
 
 DEFAULT_CONCURRENCY = "2n"
@@ -371,10 +372,15 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             option_argv += o.argv(parsed[o.name])
             recorded[o.name] = o.recorded(parsed[o.name])
     target.check_options(**kwargs(target.options, values["target"]))
+    nodes = NodeFacts()  # what the node options say decides some faults (clock, packet)
+    if fault_names:
+        from dsjepsen.cluster.nodes import own_kernels  # here: it loads the SSH client
+
+        nodes = NodeFacts(own_kernels=own_kernels(args))
     for p in packages:
         for name in fault_names:
             if type(faults[name]) is p:
-                why = faults[name].unsupported(name, target)
+                why = catalog.unsupported(faults[name], name, target, nodes)
                 if why:
                     raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
 

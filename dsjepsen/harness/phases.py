@@ -7,11 +7,15 @@ processes behind); at the time limit stop the clients, end the fault in progress
 everything and give the target time to recover before reading every key through every node
 (recorded as ordinary ops, so a lost write shows up in the checkers); collect logs and tear down
 whatever happened; check last, from the history file alone.
+
+A testing aid, not an option: with DSJEPSEN_TEST_HOLD=<phase>:<seconds> in the environment the
+heal after the test, or the check, waits that long at its start, after logging so (see `hold`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -44,6 +48,8 @@ WORKER_JOIN_TIMEOUT = 30.0
 FINAL_READ_ATTEMPTS = 5
 #: rounds in a row in which every node must answer the same for a converging workload
 AGREEING_ROUNDS = 3
+#: the testing aid's variable: `<phase>:<seconds>` (see `hold`)
+HOLD_ENV = "DSJEPSEN_TEST_HOLD"
 
 
 @dataclass
@@ -99,7 +105,9 @@ def build(ctx: RunContext) -> None:
     ctx.workload = wl(seed=cfg.seed, **kwargs(wl.options, cfg.workload_options))
     if cfg.nemesis:
         rng = random.Random(f"{cfg.seed}:nemesis")
-        ctx.nemesis = catalog.build_nemesis(list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options)
+        ctx.nemesis = catalog.build_nemesis(
+            list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options, cluster=ctx.cluster
+        )
         ctx.schedule = FaultSchedule(
             list(cfg.nemesis),
             cfg.nemesis_interval,
@@ -108,8 +116,29 @@ def build(ctx: RunContext) -> None:
         )
 
 
+def hold(phase: str) -> None:
+    """Wait at the start of `phase` when HOLD_ENV names it: a testing aid. Heal and check take
+    a fraction of a second, too short for a test that kills the controller to land inside them
+    by watching the log; with the variable set, the phase logs that it holds and waits, so the
+    kill lands in it every time. Unset (always, outside such tests), it does nothing."""
+    named, _, seconds = os.environ.get(HOLD_ENV, "").partition(":")
+    if named != phase:
+        return
+    try:
+        delay = float(seconds)
+        if not 0 <= delay <= 3600:  # also refuses nan
+            raise ValueError(seconds)
+    except ValueError:
+        log.warning("%s ignored: expected %s:<seconds up to 3600>", HOLD_ENV, phase)
+        return
+    log.warning("%s: holding %s for %gs (a testing aid)", HOLD_ENV, phase, delay)
+    time.sleep(delay)
+
+
 def heal(ctx: RunContext, when: str) -> None:
     """Undo every fault: each fault package's heal, then whatever the cluster itself can find."""
+    if when == "after the test":  # the heal phase proper, not the ones around it
+        hold("heal")
     problems: list[str] = []
     healers = [("cluster heal", ctx.cluster.heal_leftovers)]
     if ctx.nemesis is not None:
@@ -342,6 +371,7 @@ def generic_checkers() -> list[Checker]:
 def check(ctx: RunContext, history: History) -> dict[str, Any]:
     """The verdict: the workload's checkers composed with the generic ones."""
     assert ctx.workload is not None
+    hold("check")
     context = CheckContext(
         time_limit=ctx.config.check_time_limit,
         model=ctx.workload.model,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -22,6 +23,29 @@ if TYPE_CHECKING:
     from dsjepsen.history import Op
     from dsjepsen.options import Option
     from dsjepsen.targets.base import Target
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a fault package may know of the nodes when it judges a fault (`unsupported`).
+
+    Twice per run: when the options are validated, before any node is reached, the facts are
+    what the node options say (`cluster.nodes.own_kernels`); when the nemesis is built, after
+    the nodes are open and before setup, `cluster` is set and `own_kernels` is what the nodes
+    answered (kernel boot ids). Facts rather than the kind of cluster, so that no package
+    branches on backends. The default is the safe one: nodes on this machine's kernel (the
+    local namespace cluster), whose clock and kernel modules are the controller's.
+    """
+
+    #: every node runs a kernel of its own (real machines over SSH), so its clock can be set
+    #: and its kernel modules are its own; False when any node shares this machine's kernel
+    own_kernels: bool = False
+    #: the opened cluster, when the nemesis is being built (None at option validation)
+    cluster: Cluster | None = None
+
+
+#: the nodes as assumed when nothing else is known: this machine's kernel
+ON_THIS_KERNEL = NodeFacts()
 
 
 class Nemesis(ABC):
@@ -71,8 +95,14 @@ class FaultPackage(ABC):
         """
         return completion.type == "ok"
 
-    def unsupported(self, name: str, target: Target) -> str | None:
-        """Why fault `name` cannot work with this target (refused before the run), or None."""
+    def unsupported(
+        self, name: str, target: Target, nodes: NodeFacts = ON_THIS_KERNEL
+    ) -> str | None:
+        """Why fault `name` cannot work with this target on these nodes (the run is refused
+        before it starts), or None. Asked with the target class and the node options' facts
+        when the options are validated, and again with the target instance and the opened
+        cluster when the nemesis is built (still before setup). A package written before
+        `nodes` existed may leave it out of its signature; the catalog then asks without it."""
         return None
 
     def min_nodes(self, name: str) -> int:

@@ -14,6 +14,7 @@ on that name first and on f second (for hand-written ops without a name).
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsjepsen import plugins
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.nemesis.base import FaultPackage, Nemesis
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import fault_name, not_done
 
 if TYPE_CHECKING:
@@ -228,18 +229,22 @@ def build_nemesis(
     target: Target,
     rng: random.Random,
     options: Mapping[str, Any] | None = None,
+    cluster: Cluster | None = None,
 ) -> CompositeNemesis:
     """The composite for `--nemesis a,b,...`.
 
     Each fault gets its own rng derived from `rng` in the order given, so that one seed gives
     one schedule of cuts and victims whatever else is installed. `options` are the run's
     option values by option name; each package receives the ones it declares. A fault its
-    package says cannot work with this target is refused here, before the run.
+    package says cannot work with this target on these nodes is refused here, before setup:
+    with `cluster`, on what the nodes answer (`node_facts`); without, as if the nodes were on
+    this machine's kernel.
     """
     catalog = fault_catalog()
     wanted = check_names(names)
+    nodes = node_facts(cluster) if cluster is not None and wanted else ON_THIS_KERNEL
     for name in wanted:
-        why = catalog[name].unsupported(name, target)
+        why = unsupported(catalog[name], name, target, nodes)
         if why:
             raise ConfigError(f"--nemesis {name}: {why}")
     members: dict[str, Nemesis] = {}
@@ -257,6 +262,35 @@ def build_nemesis(
         members[name] = member
         order[name] = package.heal_order
     return CompositeNemesis(members, order)
+
+
+def node_facts(cluster: Cluster) -> NodeFacts:
+    """The facts of an opened cluster: whether every node runs a kernel of its own, asked of
+    each node (its kernel boot id against this machine's)."""
+    from dsjepsen.cluster.faketime import shares_controller_kernel
+
+    shared = [shares_controller_kernel(cluster.remote(n)) for n in cluster.names]
+    return NodeFacts(own_kernels=not any(shared), cluster=cluster)
+
+
+def unsupported(
+    package: FaultPackage, name: str, target: Any, nodes: NodeFacts = ON_THIS_KERNEL
+) -> str | None:
+    """Why `package` refuses its fault `name` against `target` on `nodes`, or None.
+
+    A package whose `unsupported` was written before the `nodes` parameter existed (two
+    parameters) is asked without it, so that older plugins keep loading."""
+    if _takes_nodes(package.unsupported):
+        return package.unsupported(name, target, nodes=nodes)
+    return package.unsupported(name, target)
+
+
+def _takes_nodes(method: Any) -> bool:
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "nodes" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def took_effect(name: str, completion: Op) -> bool:

@@ -48,7 +48,7 @@ from dsjepsen.cluster.faketime import (
     shares_controller_kernel,
 )
 from dsjepsen.errors import HarnessError
-from dsjepsen.nemesis.base import FaultPackage, Nemesis
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
 
 if TYPE_CHECKING:
@@ -455,9 +455,15 @@ class ClockFaults(FaultPackage):
         "clock-reset": "set every node's clock back to true time",
     }
 
-    def unsupported(self, name: str, target: Any) -> str | None:
-        """Refuse targets whose processes libfaketime cannot reach (`target` is the class at
-        config time, an instance when the nemesis is built)."""
+    def unsupported(self, name: str, target: Any, nodes: NodeFacts = ON_THIS_KERNEL) -> str | None:
+        """On nodes with kernels of their own (machines over SSH) every target works: their
+        clocks are set with `date` (SystemClock), whatever the target's binaries do. Where a
+        node shares this machine's kernel (local namespaces, docker, or an SSH host that turns
+        out to be this machine once the nodes are open) its processes are moved with
+        libfaketime, so targets it cannot reach are refused. `target` is the class when the
+        options are validated, an instance when the nemesis is built."""
+        if nodes.own_kernels:
+            return None
         tname = getattr(target, "name", "this target")
         program = _program(target)
         if program is not None:

@@ -15,6 +15,13 @@ Two ways to do it, chosen by what the node's kernel has:
   rule per peer; it has no correlation, which the completion says), `packet-rate` uses a `tbf`
   child (1 mbit); the other faults need netem and are refused before the run, naming the module.
 
+What a node supports is asked of the node itself, never inferred from installed files:
+`probe_kernel` adds each fault's own qdisc to a throwaway link in the node's network namespace
+(netem with the fault's arguments; the htb + tbf tree `packet-rate` installs) and a statistic
+rule to a throwaway iptables chain, then removes them. The nemesis picks its method from it,
+`unsupported` refuses a fault before setup naming the node that cannot do it, and `dsjepsen
+doctor` prints it per node.
+
 Every start is MEASURED: a short UDP probe between two nodes (a tiny python3 echo server in one
 node, a client in another, through the nodes' Remotes) records the round-trip loss, the
 delays, duplicates and reorders, or a TCP transfer records the rate; `took_effect` is false when
@@ -27,16 +34,19 @@ import json
 import os
 import random
 import re
+import secrets
 import shlex
 import statistics
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.cluster.control.base import RemoteError
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.nemesis.base import FaultPackage, Nemesis
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
 from dsjepsen.options import Option
 
@@ -107,19 +117,25 @@ def tbf_args(rate: str) -> list[str]:
     return ["tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]
 
 
+def statistic_drop(probability: float) -> list[str]:
+    """iptables words after `-A CHAIN -d PEER`: drop `probability` of the packets."""
+    return ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.4f}",
+            "-j", "DROP"]  # fmt: skip
+
+
 def statistic_rules(peers: list[str], probability: float) -> str:
     """iptables-restore input: drop `probability` of packets sent to each peer."""
     lines = ["*filter", f":{CHAIN} - [0:0]"]
-    lines += [
-        f"-A {CHAIN} -d {shlex.quote(p)} -m statistic --mode random "
-        f"--probability {probability:.4f} -j DROP"
-        for p in peers
-    ]
+    lines += [shlex.join(["-A", CHAIN, "-d", p, *statistic_drop(probability)]) for p in peers]
     return "\n".join([*lines, f"-I OUTPUT 1 -j {CHAIN}", "COMMIT", ""])
 
 
 def controller_has_netem() -> bool:
-    """Whether this machine's kernel has sch_netem (loaded, a module file, or built in)."""
+    """Whether this machine's kernel has sch_netem (loaded, a module file, or built in).
+
+    For judging the options alone, before any node is reached and possibly without root:
+    nodes on this kernel have what it has. Once nodes are open they are asked instead
+    (`probe_kernel`)."""
     if os.path.exists("/sys/module/sch_netem"):
         return True
     base = f"/lib/modules/{os.uname().release}"
@@ -167,6 +183,155 @@ def heal_node(remote: Remote, dev: str | None) -> bool:
             remote.run(["tc", "qdisc", "del", "dev", dev, "root"], timeout=TIMEOUT)
             found = True
     return found
+
+
+# -- what a node's kernel supports ---------------------------------------------------------------
+
+#: every packet fault, in the order doctor shows them
+FAULTS = ("packet-delay", "packet-loss", "packet-duplicate", "packet-reorder", "packet-corrupt",
+          "packet-rate")  # fmt: skip
+#: how each method is named to people
+METHODS = {"netem": "tc netem", "statistic": "iptables statistic", "tbf": "tc tbf"}
+#: the fallback of the faults that have one, when netem is missing
+FALLBACK = {"packet-loss": "statistic", "packet-rate": "tbf"}
+#: a documentation address (RFC 5737): the probe rule never matches a real peer
+PROBE_PEER = "192.0.2.1"
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether one packet fault works on one node: how (`method`), or why not (`why`)."""
+
+    fault: str
+    method: str | None  # "netem", "statistic" or "tbf"; None when the node cannot do it
+    why: str = ""
+
+    @property
+    def works(self) -> bool:
+        return self.method is not None
+
+    def shown(self) -> str:
+        return f"works ({METHODS[self.method]})" if self.method else f"refused: {self.why}"
+
+
+@dataclass(frozen=True)
+class KernelProbe:
+    """What one node's kernel answered when each method was tried: per method (and per fault,
+    for netem, whose arguments differ) None when it worked, else the error."""
+
+    node: str
+    netem: dict[str, str | None]
+    tbf: str | None
+    statistic: str | None
+
+    def methods(self, fault: str) -> list[str]:
+        """The methods that work for `fault` on this node, preferred first."""
+        out = ["netem"] if self.netem.get(fault) is None else []
+        fallback = FALLBACK.get(fault)
+        if fallback is not None and getattr(self, fallback) is None:
+            out.append(fallback)
+        return out
+
+    def support(self, fault: str) -> Support:
+        works = self.methods(fault)
+        if works:
+            return Support(fault, works[0])
+        why = str(self.netem.get(fault))
+        fallback = FALLBACK.get(fault)
+        if fallback is not None:
+            why += f"; {METHODS[fallback]}: {getattr(self, fallback)}"
+        return Support(fault, None, why)
+
+
+def _tried(remote: Remote, argv: list[str]) -> str | None:
+    """None when argv succeeds on the node, else its last line of error (a missing program
+    included)."""
+    try:
+        res = remote.run(argv, timeout=TIMEOUT, check=False)
+    except RemoteError as e:
+        return str(e)[:160]
+    if res.exit == 0:
+        return None
+    lines = (res.stderr.strip() or res.stdout.strip()).splitlines()
+    return lines[-1].strip()[:160] if lines else f"exit {res.exit}"
+
+
+def probe_kernel(remote: Remote, options: dict[str, Any] | None = None) -> KernelProbe:
+    """Try every method on the node, for real and briefly: each netem fault's own qdisc and the
+    htb + tbf tree of `packet-rate` on a throwaway link in the node's network namespace (a
+    dummy, or a veth pair where the kernel has no dummy), a statistic rule in a throwaway
+    iptables chain. All of it is removed again; the node's own links and rules are untouched.
+    """
+    o = {opt.name: opt.default for opt in PacketFaults.options} | dict(options or {})
+    suffix = secrets.token_hex(4)
+    link, chain = f"dsjpr{suffix}", f"DSJ-PROBE-{suffix}"
+    made = _tried(remote, ["ip", "link", "add", link, "type", "dummy"])
+    if made is not None:
+        made = _tried(remote, ["ip", "link", "add", link, "type", "veth", "peer", "name",
+                               f"{link}p"])  # fmt: skip
+    if made is not None:  # tc cannot be tried; iptables still can
+        why = f"cannot add a throwaway link to try tc on ({made})"
+        netem: dict[str, str | None] = dict.fromkeys(FAULTS, why)
+        tbf: str | None = why
+    else:
+        try:
+            netem, tbf = _probe_tc(remote, link, o)
+        finally:
+            _tried(remote, ["ip", "link", "del", link])
+    statistic = _tried(remote, ["iptables", "-w", "-N", chain])
+    if statistic is None:
+        try:
+            rule = ["iptables", "-w", "-A", chain, "-d", PROBE_PEER, *statistic_drop(0.2)]
+            statistic = _tried(remote, rule)
+        finally:
+            _tried(remote, ["iptables", "-w", "-F", chain])
+            _tried(remote, ["iptables", "-w", "-X", chain])
+    return KernelProbe(remote.node.name, netem, tbf, statistic)
+
+
+def _probe_tc(remote: Remote, link: str, o: dict[str, Any]) -> tuple[dict[str, str | None],
+                                                                      str | None]:  # fmt: skip
+    """({fault: netem error or None}, tbf error or None) on the throwaway `link`."""
+    netem: dict[str, str | None] = {}
+    missing: str | None = None
+    for fault in FAULTS:
+        err = missing or _tried(
+            remote, ["tc", "qdisc", "replace", "dev", link, "root", "netem", *netem_args(fault, o)]
+        )
+        if err and missing is None and "unknown" in err.lower():
+            missing = err = f"no sch_netem module (tc: {err})"
+        netem[fault] = err
+    _tried(remote, ["tc", "qdisc", "del", "dev", link, "root"])
+    tbf = None
+    for argv in tc_commands(link, [], tbf_args(o["packet-rate"])):
+        tbf = tbf or _tried(remote, argv)
+    if tbf and "unknown" in tbf.lower():
+        tbf = f"no sch_tbf or sch_htb module (tc: {tbf})"
+    _tried(remote, ["tc", "qdisc", "del", "dev", link, "root"])
+    return netem, tbf
+
+
+def probe_nodes(cluster: Cluster, options: dict[str, Any] | None = None) -> dict[str, KernelProbe]:
+    """`probe_kernel` on every node at once."""
+    names = cluster.names
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        futures = {n: pool.submit(probe_kernel, cluster.remote(n), options) for n in names}
+    return {n: f.result() for n, f in futures.items()}
+
+
+def common_method(fault: str, probes: dict[str, KernelProbe]) -> str:
+    """The method `fault` uses on every node (one fault, one method, so that the completion and
+    the measurement describe every node): the most preferred that works on all of them.
+    HarnessError naming the node when none does."""
+    for node, probe in probes.items():
+        if not probe.methods(fault):
+            raise HarnessError(f"{fault} cannot run on node {node}: {probe.support(fault).why}")
+    first = next(iter(probes.values()))
+    for method in first.methods(fault):
+        if all(method in p.methods(fault) for p in probes.values()):
+            return method
+    each = ", ".join(f"{n} {p.methods(fault)[0]}" for n, p in probes.items())
+    raise HarnessError(f"{fault}: no method works on every node ({each})")
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -351,6 +516,7 @@ class PacketNemesis(Nemesis):
         self.name, self.options, self.rng = name, options, rng
         self._lock = threading.Lock()
         self._devs: dict[str, str] = {}
+        self._method: str | None = None
 
     def _dev(self, cluster: Cluster, node: str) -> str | None:
         peers = [n.address for n in cluster.nodes if n.name != node]
@@ -394,20 +560,11 @@ class PacketNemesis(Nemesis):
         return cmds
 
     def _how(self, cluster: Cluster) -> str:
-        """netem when the nodes' kernel has it, else the fallback for loss and rate."""
-        remote = cluster.remote(cluster.names[0])
-        has = remote.run(
-            ["sh", "-c", "test -e /sys/module/sch_netem || modprobe -n -q sch_netem"],
-            timeout=TIMEOUT,
-            check=False,
-        )
-        if has.exit == 0:
-            return "netem"
-        if self.name == "packet-loss":
-            return "statistic"
-        if self.name == "packet-rate":
-            return "tbf"
-        raise HarnessError(f"{self.name} needs the kernel module sch_netem, which the nodes lack")
+        """netem where the nodes' kernels take it, else the fallback for loss and rate: what
+        the nodes answered when tried (once per run)."""
+        if self._method is None:
+            self._method = common_method(self.name, probe_nodes(cluster, self.options))
+        return self._method
 
     def invoke(self, cluster: Cluster, op: Op) -> Op:
         fault = fault_name(op, self.name)
@@ -498,9 +655,19 @@ class PacketFaults(FaultPackage):
                check=_check_rate),
     )  # fmt: skip
 
-    def unsupported(self, name: str, target: Any) -> str | None:
-        """Faults that need sch_netem, on a controller whose kernel lacks it (the local
-        namespace cluster runs on this kernel)."""
+    def unsupported(self, name: str, target: Any, nodes: NodeFacts = ON_THIS_KERNEL) -> str | None:
+        """Faults the nodes' kernels cannot do. With the cluster open, the nodes are tried
+        (`probe_kernel`) and the first that cannot is named; before that, nodes on this
+        machine's kernel (the local cluster, docker) cannot do what this kernel lacks, and
+        nodes with kernels of their own are left to be tried once open."""
+        if nodes.cluster is not None:
+            try:
+                common_method(name, probe_nodes(nodes.cluster))
+            except HarnessError as e:
+                return str(e)
+            return None
+        if nodes.own_kernels:
+            return None
         if name in NETEM_ONLY and not controller_has_netem():
             return (
                 "needs the kernel module sch_netem, which this kernel lacks "
