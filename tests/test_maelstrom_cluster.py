@@ -1,7 +1,7 @@
 """`dsjepsen maelstrom test` end to end on real local namespace clusters with real faults:
 each correct node valid, each buggy one invalid under the fault that exposes it, broken nodes
-one clear line. Every run makes its own uniquely named cluster and the test verifies it is
-gone afterwards, also when the test fails."""
+one clear line. The runs share one 3-node cluster of the session (`pooled_cluster`), healed
+after each test; the session verifies it is gone at the end."""
 
 from __future__ import annotations
 
@@ -20,27 +20,26 @@ PY = sys.executable
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def maelstrom(tmp_path: Path, workload: str, bin: str, *extra: str) -> tuple[int, str, dict]:
-    """Run one test on a fresh 3-node cluster; (exit code, stderr, results.json or {})."""
-    reason = localnet.unsupported_reason()
-    if reason:
-        pytest.skip(reason)
-    name = localnet.random_name("m")
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    argv = [PY, "-m", "dsjepsen.cli", "maelstrom", "test", "-w", workload, "--bin", bin,
-            "--node-count", "3", "--time-limit", "8", "--rate", "20", "--concurrency", "2n",
-            "--convergence-timeout", "5", "--cluster-name", name,
-            "--store", str(tmp_path / "store"), *extra]  # fmt: skip
-    try:
+@pytest.fixture
+def maelstrom(pooled_cluster):
+    """`maelstrom(tmp_path, workload, bin, *extra) -> (exit code, output, results.json or {})`:
+    one `dsjepsen maelstrom test` on the session's shared 3-node cluster, which the run must
+    leave in place (it did not create it) and the fixture heals afterwards."""
+    cluster = pooled_cluster(node_count=3)
+
+    def run(tmp_path: Path, workload: str, bin: str, *extra: str) -> tuple[int, str, dict]:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        argv = [PY, "-m", "dsjepsen.cli", "maelstrom", "test", "-w", workload, "--bin", bin,
+                "--node-count", "3", "--time-limit", "8", "--rate", "20", "--concurrency", "2n",
+                "--convergence-timeout", "5", "--cluster-name", cluster.name,
+                "--store", str(tmp_path / "store"), *extra]  # fmt: skip
         res = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    finally:
-        if localnet.read_state(name) is not None:
-            localnet.down(name)
-        left = localnet.remains(name)
-        assert not left, f"cluster {name} left behind {left}"
-    found = sorted((tmp_path / "store").glob("*/*/results.json"))
-    results = json.loads(found[-1].read_text()) if found else {}
-    return res.returncode, res.stdout + res.stderr, results
+        assert localnet.read_state(cluster.name) is not None, "the run removed a cluster it found"
+        found = sorted((tmp_path / "store").glob("*/*/results.json"))
+        results = json.loads(found[-1].read_text()) if found else {}
+        return res.returncode, res.stdout + res.stderr, results
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -54,7 +53,9 @@ def maelstrom(tmp_path: Path, workload: str, bin: str, *extra: str) -> tuple[int
         ("lin-kv", "lin_kv.py --local", 1),
     ],
 )
-def test_nodes_under_partition(tmp_path: Path, workload: str, node: str, expected: int) -> None:
+def test_nodes_under_partition(
+    maelstrom, tmp_path: Path, workload: str, node: str, expected: int
+) -> None:
     code, out, results = maelstrom(
         tmp_path, workload, f"{PY} {NODES / node}", "--nemesis", "partition"
     )
@@ -67,7 +68,7 @@ def test_nodes_under_partition(tmp_path: Path, workload: str, node: str, expecte
     assert (":valid? true" if expected == 0 else "Analysis invalid!") in out
 
 
-def test_perl_echo_and_gset_and_pn_counter_valid(tmp_path: Path) -> None:
+def test_perl_echo_and_gset_and_pn_counter_valid(maelstrom, tmp_path: Path) -> None:
     code, out, results = maelstrom(tmp_path, "echo", f"perl {NODES / 'echo.pl'}")
     assert code == 0, out[-3000:]
     assert results["checks"]["echo"]["valid"] is True
@@ -78,7 +79,7 @@ def test_perl_echo_and_gset_and_pn_counter_valid(tmp_path: Path) -> None:
         assert code == 0, out[-3000:]
 
 
-def test_killed_node_restarts_and_is_initialised_again(tmp_path: Path) -> None:
+def test_killed_node_restarts_and_is_initialised_again(maelstrom, tmp_path: Path) -> None:
     code, out, results = maelstrom(
         tmp_path, "lin-kv", f"{PY} {NODES / 'lin_kv.py'}", "--nemesis", "kill"
     )
@@ -87,7 +88,7 @@ def test_killed_node_restarts_and_is_initialised_again(tmp_path: Path) -> None:
     assert "restarted maelstrom" in out
 
 
-def test_availability_gate_and_malformed_output(tmp_path: Path) -> None:
+def test_availability_gate_and_malformed_output(maelstrom, tmp_path: Path) -> None:
     code, out, results = maelstrom(
         tmp_path, "echo", f"{PY} {NODES / 'malformed.py'}", "--availability", "total"
     )
@@ -102,7 +103,7 @@ def test_availability_gate_and_malformed_output(tmp_path: Path) -> None:
     ("node", "says"),
     [("crash_at_start.py", "cannot open /nonexistent/config"), ("silent.py", "no init_ok")],
 )
-def test_broken_nodes_are_one_line(tmp_path: Path, node: str, says: str) -> None:
+def test_broken_nodes_are_one_line(maelstrom, tmp_path: Path, node: str, says: str) -> None:
     code, out, _ = maelstrom(tmp_path, "echo", f"{PY} {NODES / node}")
     assert code == 255, out[-3000:]
     last = out.strip().splitlines()[-1]
