@@ -43,9 +43,9 @@ def checks(out: RunOutcome) -> dict:
 
 
 def test_g_set_under_partitions_is_valid_and_reports_the_time_to_converge(
-    make_cluster, tmp_path: Path
+    pooled_cluster, tmp_path: Path
 ) -> None:
-    cluster = make_cluster(node_count=5)
+    cluster = pooled_cluster(node_count=5)
     out = run_test(
         cluster, tmp_path, "--target", "crdt-kv", "--workload", "g-set",
         "--nemesis", "partition-majority", "--time-limit", "15", "--nemesis-interval", "4",
@@ -65,9 +65,9 @@ def test_g_set_under_partitions_is_valid_and_reports_the_time_to_converge(
 
 
 def test_lww_set_is_caught_naming_a_lost_element_and_the_replica_that_lost_it(
-    make_cluster, tmp_path: Path
+    pooled_cluster, tmp_path: Path
 ) -> None:
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "crdt-kv", "--bug", "lww-set", "--workload", "g-set",
         "--nemesis", "partition-majority", "--time-limit", "12", "--nemesis-interval", "3",
@@ -89,9 +89,9 @@ def test_lww_set_is_caught_naming_a_lost_element_and_the_replica_that_lost_it(
     ],
 )
 def test_each_bug_is_caught_under_the_fault_that_exposes_it(
-    make_cluster, tmp_path: Path, workload: str, bug: str, nemesis: str, caught_by: str
+    pooled_cluster, tmp_path: Path, workload: str, bug: str, nemesis: str, caught_by: str
 ) -> None:
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "crdt-kv", "--bug", bug, "--workload", workload,
         "--nemesis", nemesis, "--time-limit", "12", "--nemesis-interval", "3", "--seed", "3",
@@ -103,9 +103,9 @@ def test_each_bug_is_caught_under_the_fault_that_exposes_it(
 
 @pytest.mark.parametrize("workload", ["g-counter", "pn-counter"])
 def test_counters_are_valid_under_partitions_and_kills(
-    make_cluster, tmp_path: Path, workload: str
+    pooled_cluster, tmp_path: Path, workload: str
 ) -> None:
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "crdt-kv", "--workload", workload,
         "--nemesis", "partition-majority,kill-all", "--time-limit", "14",
@@ -114,11 +114,11 @@ def test_counters_are_valid_under_partitions_and_kills(
     assert out.valid is True, out.results.get("reason")
 
 
-def test_a_students_crdt_store_through_http_kv(make_cluster, tmp_path: Path) -> None:
+def test_a_students_crdt_store_through_http_kv(pooled_cluster, tmp_path: Path) -> None:
     """The reference store as a student's own, through --target http-kv. Needs HttpKvTarget to
     speak the set and counter fs (ContractClient) and to accept a set round trip at setup
     (contract_client.setup_round_trip); until then the run is refused before it starts."""
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     common = ["--target", "http-kv", "--workload", "g-set", "--nemesis", "partition-majority",
               "--time-limit", "12", "--nemesis-interval", "3", "--seed", "5"]  # fmt: skip
     out = run_test(cluster, tmp_path, *common, "--server-cmd", CRDT_SERVER_CMD)

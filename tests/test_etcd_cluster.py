@@ -25,8 +25,8 @@ if shutil.which("etcd") is None:
 
 
 @pytest.fixture
-def etcd(make_cluster):
-    cluster = make_cluster(node_count=3)
+def etcd(pooled_cluster):
+    cluster = pooled_cluster(node_count=3)
     target = EtcdTarget()
     try:
         target.setup(cluster)

@@ -314,10 +314,10 @@ def _client_op(f: str, key: int, value: object = None) -> Op:
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("fault", ["kill-majority", "kill-all", "pause-majority"])
-def test_group_fault_on_real_raft_kv(make_cluster, fault: str) -> None:
+def test_group_fault_on_real_raft_kv(pooled_cluster, fault: str) -> None:
     from dsjepsen.targets.raft_kv.target import RaftKvTarget
 
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     target = RaftKvTarget()
     target.setup(cluster)
     start, stop = family_ops(fault)
@@ -407,8 +407,8 @@ E2E = ["--nemesis", "kill-all", "--nemesis-interval", "4", "--time-limit", "25"]
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kill_all_catches_no_fsync_lost_writes(make_cluster, tmp_path: Path, seed: int) -> None:
-    cluster = make_cluster(node_count=3)
+def test_kill_all_catches_no_fsync_lost_writes(pooled_cluster, tmp_path: Path, seed: int) -> None:
+    cluster = pooled_cluster(node_count=3)
     code, results, run_dir = _dsjepsen_test(
         cluster, tmp_path, "--bug", "no-fsync", *E2E, "--seed", str(seed)
     )
@@ -426,8 +426,8 @@ def test_kill_all_catches_no_fsync_lost_writes(make_cluster, tmp_path: Path, see
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_kill_all_leaves_the_correct_server_valid(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=3)
+def test_kill_all_leaves_the_correct_server_valid(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=3)
     code, results, run_dir = _dsjepsen_test(cluster, tmp_path, *E2E, "--seed", "1")
     assert results["valid"] is True, results.get("reason")
     assert code == 0

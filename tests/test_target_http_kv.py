@@ -145,8 +145,8 @@ def run_test(cluster, store: Path, *argv: str) -> RunOutcome:
 
 
 @pytest.mark.cluster
-def test_reference_server_through_the_template_is_valid(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=3)
+def test_reference_server_through_the_template_is_valid(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "http-kv", "--server-cmd", REFERENCE_SERVER,
         "--nemesis", "partition-majority", "--time-limit", "10", "--nemesis-interval", "3",
@@ -163,8 +163,8 @@ def test_reference_server_through_the_template_is_valid(make_cluster, tmp_path: 
 
 
 @pytest.mark.cluster
-def test_stale_read_server_through_the_template_is_invalid(make_cluster, tmp_path: Path) -> None:
-    cluster = make_cluster(node_count=3)
+def test_stale_read_server_through_the_template_is_invalid(pooled_cluster, tmp_path: Path) -> None:
+    cluster = pooled_cluster(node_count=3)
     out = run_test(
         cluster, tmp_path, "--target", "http-kv",
         "--server-cmd", REFERENCE_SERVER + " --bug stale-read",
@@ -177,8 +177,8 @@ def test_stale_read_server_through_the_template_is_invalid(make_cluster, tmp_pat
 
 
 @pytest.mark.cluster
-def test_a_server_that_never_listens_fails_setup_naming_nodes_and_logs(make_cluster) -> None:
-    cluster = make_cluster(node_count=3)
+def test_a_server_that_never_listens_fails_setup_naming_nodes_and_logs(pooled_cluster) -> None:
+    cluster = pooled_cluster(node_count=3)
     target = HttpKvTarget("sh -c 'echo booting {node}; exec sleep 60'", setup_timeout=3.0)
     try:
         with pytest.raises(HarnessError) as e:
@@ -235,13 +235,13 @@ def test_unset_env_variable_is_one_line_and_exit_254_before_the_run(tmp_path: Pa
 
 @pytest.mark.cluster
 def test_env_secret_reaches_the_server_and_never_the_store(
-    make_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pooled_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dsjepsen.harness.runner import _Hooks
 
     secret = "tok-" + "7f3a9c" * 4
     monkeypatch.setenv("DSJ_TEST_SECRET", secret)
-    cluster = make_cluster(node_count=3)
+    cluster = pooled_cluster(node_count=3)
     # the reference server given the secret in its environment, through env(1) on the node
     cmd = "env SERVER_TOKEN={env:DSJ_TEST_SECRET} " + REFERENCE_SERVER
     seen: list[bool] = []
