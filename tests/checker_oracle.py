@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from dsjepsen.checkers.models import UNKNOWN, Model
@@ -140,3 +141,95 @@ def hard_kv_ops(seed: int, key: Any = "k", n: int = 300, concurrency: int = 30) 
             ops.append(Op(len(ops), len(ops), f"{key}-{slot}", "invoke", f, v, key=key))
             invoked += 1
     return ops
+
+
+# ---------------------------------------------------------------------------------------------
+# Models whose step has several successors, checked with no lazy bookkeeping
+
+
+def any_element_queue(state: tuple[Any, ...], f: str, value: Any, output: Any) -> list[Any]:
+    """Knossos's unordered queue stated directly: the state is the sorted tuple of the elements
+    held, and an indeterminate dequeue that took effect removed any ONE of them (one successor
+    per distinct element; none on an empty queue, where taking effect is not taking effect).
+    The checkers' model keeps that choice open instead; this is what it must agree with."""
+
+    def without(v: Any) -> tuple[Any, ...]:
+        rest = list(state)
+        rest.remove(v)
+        return tuple(rest)
+
+    if f == "enqueue":
+        return [tuple(sorted(state + (value,), key=repr))]
+    if output is UNKNOWN:
+        return [without(v) for v in dict.fromkeys(state)]
+    if output is None:
+        return [state] if not state else []
+    return [without(output)] if output in state else []
+
+
+def oracle_successors(
+    operations: list[Operation],
+    model: Model,
+    successors: Callable[[Any, str, Any, Any], list[Any]],
+    init: Any,
+    order: str = "real-time",
+) -> bool:
+    """Exhaustive search over (ops done, state), memoised, for a model given by `successors`.
+
+    `order` "real-time" (linearizability, per key): an op may go next when every op that
+    returned before its call is done. "process" (sequential consistency, all keys as one
+    object, so use single-key histories): when its process's earlier ops are done. Indeterminate
+    ops may be done or not; success when every determinate op is done. Only `model.prepare`
+    (value normalisation) is shared with the checkers.
+    """
+    if order == "real-time":
+        by_key: dict[Any, list[Operation]] = {}
+        for o in operations:
+            by_key.setdefault(o.key, []).append(o)
+        groups = list(by_key.values())
+    else:
+        groups = [list(operations)]
+    return all(_successor_search(ops, model, successors, init, order) for ops in groups)
+
+
+def _successor_search(
+    ops: list[Operation],
+    model: Model,
+    successors: Callable[[Any, str, Any, Any], list[Any]],
+    init: Any,
+    order: str,
+) -> bool:
+    items = []
+    for o in ops:
+        if o.type == "fail":
+            continue
+        det = o.ret is not None
+        value, output = model.prepare(o.f, o.value, o.output if det else UNKNOWN)
+        ret = o.ret if det else float("inf")
+        items.append((o.f, value, output, o.call, ret, det, o.process))
+    n = len(items)
+    det_mask = sum(1 << i for i, x in enumerate(items) if x[5])
+    if order == "real-time":
+        before = [sum(1 << j for j, y in enumerate(items) if y[4] < x[3]) for x in items]
+    else:
+        before = [
+            sum(1 << j for j, y in enumerate(items) if y[6] == x[6] and y[3] < x[3]) for x in items
+        ]
+    dead: set[tuple[int, Any]] = set()
+
+    def go(done: int, state: Any) -> bool:
+        if done & det_mask == det_mask:
+            return True
+        if (done, state) in dead:
+            return False
+        for i in range(n):
+            if done >> i & 1 or before[i] & ~done:
+                continue
+            f, value, output = items[i][:3]
+            for nxt in successors(state, f, value, output):
+                if go(done | 1 << i, nxt):
+                    return True
+        dead.add((done, state))
+        return False
+
+    return go(0, init)

@@ -213,3 +213,27 @@ def test_failing_keys_sorted_and_report_path_printed(tmp_path: Path) -> None:
     ]
     assert explained == sorted(explained) and explained
     assert p.stdout.strip().splitlines()[-1] == f"report: {out}" and out.exists()
+
+
+def test_explanations_are_capped_and_the_rest_listed(tmp_path: Path) -> None:
+    """Five keys each with a stale read: three are explained, two listed as not explained, and
+    the verdict's sentence still counts them all."""
+    lines = []
+    for k in range(5):
+        lines += [
+            {"process": k, "type": "invoke", "f": "write", "value": 1, "key": k},
+            {"process": k, "type": "ok", "f": "write", "value": 1, "key": k},
+            {"process": k, "type": "invoke", "f": "read", "value": None, "key": k},
+            {"process": k, "type": "ok", "f": "read", "value": 2, "key": k},
+        ]
+    path = str(write(tmp_path / "h.jsonl", lines))
+    d = json.loads(run(path, "--json").stdout)
+    assert len(d["anomalies"]) == 3 and len(d["details"]["unexplained_keys"]) == 2
+    assert len(d["details"]["failing_keys"]) == 5
+    assert d["reason"].endswith("(and 4 more failing keys)")
+    explained = {str(a["key"]) for a in d["anomalies"]}
+    assert explained.isdisjoint(d["details"]["unexplained_keys"])
+    p = run(path)
+    assert p.returncode == 1
+    assert "explained below: 3 of 5 failing keys; not explained (2): " in p.stdout
+    assert p.stdout.count("Not linearizable on key") == 3

@@ -68,6 +68,11 @@ explored at one return; about 150-250 bytes each) turn into verdict "unknown" wi
 the number of configurations explored. Memory reported: the peak configuration count, the
 estimate in bytes, and the process's max RSS before and after (resource.getrusage; the delta is
 zero when the check never exceeded an earlier peak).
+
+Explanations are capped so that the explained verdict costs at most about twice the plain one
+(bench/checker_corpus.py prints the ratio): the first EXPLAIN_KEYS failing keys are explained,
+the rest listed (details["unexplained_keys"]); traced searches share EXPLAIN_RATIO times the
+verdict's time, except the rerun a key only the search refuted needs (EXPLAIN_SECONDS).
 """
 
 from __future__ import annotations
@@ -100,12 +105,18 @@ DEFAULT_MAX_CONFIGS = 2_000_000
 BYTES_PER_CONFIG = 200
 #: maximal prefix entries kept in an explanation (the newest ones)
 MAX_PREFIX = 200
-#: seconds the first failing key's traced search may take to find its explanation's states
+#: failing keys explained (anomalies); the others are listed in details["unexplained_keys"]
+EXPLAIN_KEYS = 3
+#: seconds the traced rerun of the first failing key that only the search refuted may take
 EXPLAIN_SECONDS = 1.0
-#: ... when a fast path already explains the violation
-FAST_EXPLAIN_SECONDS = 0.25
-#: ... and the other failing keys' traced searches together (they fall back to shorter ones)
-EXPLAIN_OTHERS_SECONDS = 0.5
+#: every other traced search of the explanations shares this fraction of the verdict's time
+#: (a key a fast path refuted is explained by its violation when the budget is spent)
+EXPLAIN_RATIO = 0.5
+#: ... but never less than this many seconds (tiny histories)
+EXPLAIN_FLOOR_SECONDS = 0.005
+#: a traced search looks at the clock every this many configurations (the verdict's
+#: searches every 4096), so that a short try stops near its end
+EXPLAIN_TICK = 256
 #: with a time limit, the first explanation may overrun it by this much
 MIN_EXPLAIN_SECONDS = 0.5
 #: the first time slice of every key, in seconds (later rounds get 2x the previous, up to 1 s)
@@ -326,6 +337,9 @@ class _Budget:
         self.progress_at = started
         self.stop = float("inf")
         self.counters = [0, 0]  # configurations explored, largest closure queue
+        #: the searches look at the clock once every mask + 1 configurations; a short
+        #: explanation try lowers it so that it stops close to its end
+        self.mask = 4095
         self.n_failed = 0
 
     def tick(self, alive: int) -> bool:
@@ -411,6 +425,7 @@ def _search(
     # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
     failed: dict[tuple[int, Any, int], list[int]] = {}
     counters = budget.counters
+    mask = budget.mask
     # deepest level reached, and (trace mode) what was seen there
     deep = -1
     deep_probe: list[Any] = [set(), None]  # states tried there, (config, node) furthest in
@@ -443,7 +458,7 @@ def _search(
         budget.n_failed += 1
         budget.pool[0] += 1
         steps += 1
-        if not steps & 4095 and budget.tick(0):
+        if not steps & mask and budget.tick(0):
             yield
         obit = levels[r][1]
         if r > deep:
@@ -481,6 +496,7 @@ def _closure(
     and the configuration that got furthest. Yields PAUSE when the budget's slice is over.
     """
     counters = budget.counters
+    mask = budget.mask
     i, _obit, otrans, _pending, active, rpending = level
     marked = False
     emitted: set[Any] = set()
@@ -507,7 +523,7 @@ def _closure(
                     yield c2, (_node(i, c2[0], c[3]) if trace else None)
                 continue
             counters[0] += 1
-            if not counters[0] & 4095 and budget.tick(size):
+            if not counters[0] & mask and budget.tick(size):
                 yield PAUSE
             s, lin, used = c
             if trace:
@@ -630,26 +646,19 @@ def op_dict(p: _Op | Operation) -> dict[str, Any]:
 def _window(fail: _Failure, ops: list[_Op]) -> list[int]:
     """History indices of the smallest window around the failing op.
 
-    The op itself, everything concurrent with it, and its immediate real-time predecessors
-    (the maximal ops that returned before it was invoked: the transitive reduction of the
-    precedence order, computed with networkx on the ops near it).
+    The op itself, everything concurrent with it, and its immediate real-time predecessors:
+    the ops that returned before it was invoked and precede no other such op (the maximal
+    elements of the precedence order below it, i.e. its predecessors in the transitive
+    reduction). An op p that returned before o precedes another such op q iff q was invoked
+    after p returned, so p is maximal iff it returned at or after the latest invocation among
+    them: a linear pass, where a transitive reduction of the graph cost milliseconds per key.
     """
-    import networkx as nx
-
     o = fail.op
     assert o.ret is not None
     near = [p for p in ops if p.call <= o.ret and (p.ret is None or p.ret >= o.call)]
     before = [p for p in ops if p.ret is not None and p.ret < o.call]
-    before = sorted(before, key=lambda p: p.ret or 0)[-64:]
-    g = nx.DiGraph()
-    nodes = before + [o]
-    g.add_nodes_from(range(len(nodes)))
-    for a, pa in enumerate(nodes):
-        for b, pb in enumerate(nodes):
-            if pa.ret is not None and pa.ret < pb.call:
-                g.add_edge(a, b)
-    red = nx.transitive_reduction(g)
-    preds = [nodes[a] for a in red.predecessors(len(nodes) - 1)]
+    latest_call = max((p.call for p in before), default=None)
+    preds = [p for p in before if latest_call is not None and (p.ret or 0) >= latest_call]
     chosen = {id(p): p for p in near + preds}
     return sorted(p.call for p in chosen.values())
 
@@ -740,10 +749,15 @@ def _explain(
     (it gives the prefix and the possible states), else from the fast path's violation, else
     (the search found the key invalid but the traced rerun ran out of time) the op at the
     deepest return the search reached."""
-    try:
-        traced = _Task(ops, model, key, max_configs, True, None, time.monotonic()).run(stop)
-    except _OutOfBudget:
-        traced = None
+    traced = None
+    if time.monotonic() < stop:
+        task = _Task(ops, model, key, max_configs, True, None, time.monotonic())
+        task.budget.mask = EXPLAIN_TICK - 1
+        try:
+            traced = task.run(stop)
+        except _OutOfBudget:
+            traced = None
+        task.release()
     if traced is not None and traced.failure is not None:
         return _anomaly(key, model, traced.failure, ops)
     op = fast.op if fast is not None else deepest
@@ -810,7 +824,9 @@ def check_linearizable(
     then get only `after_failure` more seconds (default AFTER_FAILURE_SECONDS, or what is left
     of `time_limit` when one is given) and are then listed as not decided
     (details["undecided_keys"], with a sentence in details["undecided_note"]).
-    `all_keys=False` stops at the first failing key (what Porcupine does).
+    `all_keys=False` stops at the first failing key (what Porcupine does). With `explain`,
+    the first EXPLAIN_KEYS failing keys get an anomaly each and the others are listed in
+    details["unexplained_keys"]; details["verdict_seconds"] / ["explain_seconds"] split the time.
     """
     started = time.monotonic()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -914,26 +930,34 @@ def check_linearizable(
         work = undecided
         slice_s = min(slice_s * 2, 1.0)
     anomalies: list[dict[str, Any]] = []
-    if explain:
-        # the first failing key's explanation gets EXPLAIN_SECONDS; the others share
-        # another EXPLAIN_OTHERS_SECONDS (each falls back to a shorter explanation)
-        others_end = None
-        for n, (key, kept, fast, deepest) in enumerate(failing):
+    unexplained: list[Any] = []
+    verdict_seconds = time.monotonic() - started
+    explain_started = time.monotonic()
+    if explain and failing:
+        # What the explanations may cost, so that the explained verdict costs at most about
+        # twice the plain one: the first EXPLAIN_KEYS failing keys are explained, the others
+        # only listed and counted. A key a fast path refuted has its explanation already (the
+        # violation it found); a traced search may improve it (prefix, possible states) only
+        # within a shared budget of EXPLAIN_RATIO times the verdict's own time. A key only the
+        # search refuted needs a traced rerun to be explained at all: the first such key gets
+        # EXPLAIN_SECONDS (a rerun costs about what its verdict did), later ones the budget.
+        shared_end = explain_started + max(EXPLAIN_FLOOR_SECONDS, EXPLAIN_RATIO * verdict_seconds)
+        rerun_given = False
+        for key, kept, fast, deepest in failing:
+            if len(anomalies) >= EXPLAIN_KEYS:
+                unexplained.append(key)
+                continue
             now = time.monotonic()
-            if n == 0:
-                # a fast path's violation is an explanation already: the traced search
-                # (prefix, possible states) only gets a short try at improving it
-                stop = now + (FAST_EXPLAIN_SECONDS if fast is not None else EXPLAIN_SECONDS)
+            if fast is None and not rerun_given:
+                rerun_given = True
+                stop = now + EXPLAIN_SECONDS
                 if deadline is not None:
                     stop = min(stop, max(deadline, now + MIN_EXPLAIN_SECONDS))
             else:
-                if others_end is None:
-                    others_end = now + EXPLAIN_OTHERS_SECONDS
-                stop = max(others_end, now + 0.01)
-            t0 = time.monotonic()
+                stop = shared_end
             anomalies.append(_explain(key, m, kept, fast, deepest, stop, max_configs))
-            entry = per_key[key]
-            entry["explain_ms"] = round((time.monotonic() - t0) * 1000, 3)
+            per_key[key]["explain_ms"] = round((time.monotonic() - now) * 1000, 3)
+    explain_seconds = time.monotonic() - explain_started
     explored_total = sum(e["configurations"] for e in per_key.values())
     verdicts = [e["valid"] for e in per_key.values()]
     per_key = {("nil" if k is None else show(k)): v for k, v in per_key.items()}
@@ -946,8 +970,8 @@ def check_linearizable(
         if anomalies:
             first = anomalies[0]
             reason = f"key {show(first['key'])}: {first['message']}"
-            if len(anomalies) > 1:
-                reason += f" (and {len(anomalies) - 1} more failing keys)"
+            if len(failing) > 1:
+                reason += f" (and {len(failing) - 1} more failing keys)"
         else:
             reason = f"not linearizable (failing keys: {', '.join(show(f[0]) for f in failing)})"
     elif valid == "unknown":
@@ -976,6 +1000,8 @@ def check_linearizable(
         "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],
         "undecided_keys": undecided_keys,
         "undecided_note": note,
+        # failing keys beyond the first EXPLAIN_KEYS: listed, not explained
+        "unexplained_keys": [show(k) for k in unexplained],
         "per_key": per_key,
         "configurations_explored": explored_total,
         "peak_configurations": peak,
@@ -987,6 +1013,9 @@ def check_linearizable(
             "measure": "estimate = peak configurations x 200 B; maxrss from getrusage",
         },
         "seconds": round(elapsed, 6),
+        # the verdict's part and the explanations' part of `seconds`
+        "verdict_seconds": round(verdict_seconds, 6),
+        "explain_seconds": round(explain_seconds, 6),
         "time_limit": time_limit,
     }
     return CheckResult(CHECKER, valid, reason, anomalies, details)

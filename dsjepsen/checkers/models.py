@@ -415,6 +415,120 @@ class FifoQueue(Model):
         return super().explain(f, value, output, states)
 
 
+def _bag_add(bag: frozenset[tuple[Any, int]], v: Any) -> frozenset[tuple[Any, int]]:
+    """The multiset `bag` (a frozenset of (value, count) pairs) with one more `v`."""
+    counts = dict(bag)
+    counts[v] = counts.get(v, 0) + 1
+    return frozenset(counts.items())
+
+
+def _bag_remove(bag: frozenset[tuple[Any, int]], v: Any) -> frozenset[tuple[Any, int]] | None:
+    """The multiset with one `v` fewer, or None when it holds no `v`."""
+    counts = dict(bag)
+    n = counts.get(v, 0)
+    if not n:
+        return None
+    if n == 1:
+        del counts[v]
+    else:
+        counts[v] = n - 1
+    return frozenset(counts.items())
+
+
+class UnorderedQueue(Model):
+    """Knossos's unordered queue: enqueue v adds v to a multiset; a dequeue that returned v
+    removes one v (any copy, in any order); a dequeue that returned nil saw the queue empty.
+
+    The indeterminate dequeue. An `info` dequeue that took effect removed SOME element, which
+    one unknown: a set of successor states, where the engines want one. We keep the choice
+    open instead of making it. A state is (bag, size, k): `bag` holds every element enqueued
+    and not yet determinately dequeued since the queue was last seen empty, and k counts the
+    indeterminate dequeues that took effect since then, each owing the removal of one element
+    of the bag, not yet named. The queue really holds the bag less k of its elements, so:
+
+    * enqueue v: v joins the bag;
+    * dequeue -> v: legal iff v is in the bag and another element is left for each of the k
+      owed removals (size - 1 >= k); removes one v;
+    * dequeue -> nil: legal iff the owed removals take exactly the whole bag (size == k);
+      the queue is then empty, as at the start;
+    * indeterminate dequeue: legal iff there is an element to take (size > k), then k + 1
+      (taking nothing from an empty queue is the same as not taking effect, which the engine
+      tries anyway).
+
+    Why this is exact (the checkers' verdict is the one the any-element model gives). Any order
+    the any-element model accepts, this one accepts: the bag is always the real content plus
+    the elements the k dequeues took, so each rule above holds whenever the real step is legal.
+    Conversely, given an order this model accepts, move each indeterminate dequeue that took
+    effect to just before the next nil dequeue (or to the end), and let it take one of the
+    elements left in the bag there (size == k at a nil dequeue, size >= k at the end, so there
+    are enough): in between, the real queue holds the whole bag, so every dequeue -> v still
+    finds its v. Moving an indeterminate op later keeps every constraint of both checkers: it
+    has no return, so real time only asks that it come after what returned before its call, and
+    it is its process's last op (a process is never reused after `info`), so process order asks
+    nothing more. Hence some valid order exists in one model iff one does in the other.
+
+    An unordered queue cannot be told from a FIFO queue by its operations, so inference picks
+    `queue` (FIFO, the stronger claim); choose this one with `--model unordered-queue`.
+    """
+
+    name = "unordered-queue"
+    description = "a queue handing out its elements in any order: enqueue, dequeue (Knossos)"
+    fs = frozenset({"enqueue", "dequeue"})
+    noun = "queue"
+    # same fs as the FIFO queue: inference must pick the FIFO one
+    inference_rank = FifoQueue.inference_rank + 1
+
+    def init(self) -> Hashable:
+        return (frozenset(), 0, 0)
+
+    def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
+        nxt = self.transition(f, value, output)(state)
+        return (nxt is not ILLEGAL), (state if nxt is ILLEGAL else nxt)
+
+    def transition(self, f: str, value: Any, output: Any) -> Callable[[Any], Any]:
+        if f == "enqueue":
+            return lambda s: (_bag_add(s[0], value), s[1] + 1, s[2])
+        if f != "dequeue":
+            raise ValueError(f"{self.name} model has no operation {f!r}")
+        if output is UNKNOWN:
+            return lambda s: (s[0], s[1], s[2] + 1) if s[1] > s[2] else ILLEGAL
+        if output is None:
+            empty = self.init()
+            return lambda s: empty if s[1] == s[2] else ILLEGAL
+
+        def dequeue(s: Any) -> Any:
+            if s[1] - 1 < s[2]:
+                return ILLEGAL
+            bag = _bag_remove(s[0], output)
+            return ILLEGAL if bag is None else (bag, s[1] - 1, s[2])
+
+        return dequeue
+
+    def describe_state(self, state: Any) -> str:
+        bag, size, owed = state
+        if size == owed:
+            return "empty"
+        items = sorted(show(v) for v, n in bag for _ in range(n))
+        held = "{" + " ".join(items) + "}"
+        if owed == 1:
+            return f"{held} less 1 element taken by an indeterminate dequeue"
+        if owed:
+            return f"{held} less {owed} elements taken by indeterminate dequeues"
+        return held
+
+    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
+        if f == "dequeue":
+            return "dequeue" if output is UNKNOWN else f"dequeue -> {show(output)}"
+        return f"enqueue {show(value)}"
+
+    def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
+        held = _or_list(sorted({self.describe_state(s) for s in states}))
+        if f == "dequeue":
+            got = "nil (empty)" if output is None else show(output)
+            return f"dequeue returned {got}, but the queue could only hold {held} at that point"
+        return super().explain(f, value, output, states)
+
+
 class MultiRegister(Model):
     """Knossos's multi-register: a map of registers changed by transactions.
 

@@ -18,9 +18,13 @@ proof. The checker therefore decides in this order, cheapest first:
 2. A graph pass in the spirit of Elle, over all keys together: process order, reads-from (exact
    on keys whose written values are unique, reads and writes only), and the write order those
    reads imply (a write that must precede a read of v precedes the write of v; a write that the
-   write of v must precede comes after the read). Every edge is a constraint any sequentially
-   consistent order obeys, so a cycle proves a violation and is the explanation. No cycle proves
-   nothing.
+   write of v must precede comes after the read). Keys of get / put / append add what each get's
+   string says when it spells one sequence of written values (`_kv_plan`): the writers it saw
+   precede it, in the order it saw them, and the appends of its epoch it did not see (every
+   append and put, for a get that no put preceded) follow it. Every edge is a constraint any
+   sequentially consistent order obeys, so a cycle proves a violation and is the explanation
+   (one key's cycle is looked for first, and shortened: it reads as one object's story). No
+   cycle proves nothing.
 3. The exact search per key: depth-first over the next op of each process (one pointer per
    process), memoised on (pointers, model state), indeterminate ops applied or skipped. A key
    that fails is a violation, explained like a non-linearizable key: the process orders, the op
@@ -39,7 +43,7 @@ history valid instead (scope still "per-key"), for runs that want the necessary 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,6 +71,10 @@ LINEARIZABLE_SECONDS = 2.0
 GRAPH_INFERENCE_OPS = 2000
 #: longest prefix entries kept in an explanation (the newest)
 MAX_PREFIX = 200
+#: the graph pass looks for a shorter cycle from at most this many of a found cycle's nodes
+CYCLE_STARTS = 24
+#: longest op description in a cycle's sentence (longer ones keep their start and end)
+ACT_CHARS = 80
 
 
 class _OutOfBudget(Exception):
@@ -301,6 +309,153 @@ def prune_unobservable(ops: list[_SOp], model: Model) -> list[_SOp]:
 # The graph pass
 
 
+#: characters of distinct get outputs the graph pass parses into written values, over all keys
+#: of one check (about 3 us each; the gets past it add nothing, which is sound). Porcupine's
+#: c50-bad has 37,000.
+KV_PARSE_CHARS = 100_000
+#: most "miss" edges the graph pass adds over all get / put / append keys (a get before every
+#: append it did not see is quadratic in append-only histories; leaving edges out is sound)
+KV_MISS_EDGES = 40_000
+
+
+@dataclass
+class _KvPlan:
+    """What one get/put/append key adds to the graph pass: the indeterminate writers some get
+    saw (they happened), and edges (a, b, why) every sequentially consistent order obeys."""
+
+    observed: set[int]
+    edges: list[tuple[_SOp, _SOp, str]]
+
+
+def _parse_values(out: str, values: set[str], lengths: list[int]) -> list[str] | None:
+    """`out` as a sequence of written values, when exactly one sequence spells it; None when
+    none or several do (then the get says nothing certain about which values it saw)."""
+    n = len(out)
+    ways = [0] * (n + 1)  # ways[i]: parses of out[i:], counted up to 2
+    step = [0] * (n + 1)
+    ways[n] = 1
+    for i in range(n - 1, -1, -1):
+        for length in lengths:
+            j = i + length
+            if j > n or not ways[j] or out[i:j] not in values:
+                continue
+            ways[i] = min(2, ways[i] + ways[j])
+            step[i] = length
+    if ways[0] != 1:
+        return None
+    toks, i = [], 0
+    while i < n:
+        toks.append(out[i : i + step[i]])
+        i += step[i]
+    return toks
+
+
+def _kv_plan(
+    kops: list[_SOp], roles: Mapping[str, str], budget: list[int] | None = None
+) -> _KvPlan | None:
+    """The graph pass on one key of get / put / append (the model's `string_roles`): the state
+    is the last put's value followed by the appends since, so a get whose output spells one
+    sequence of written values names its epoch (the put it starts with, or none) and the
+    appends before it, in order. With W(v) the op that wrote value v when only one op did:
+
+    * rf: W(v) precedes every get whose output contains v (added for the last such v, and
+      before each unknown writer: the seq edges imply the rest);
+    * seq: in a get's output, W(v) precedes W(v') for consecutive v, v' (the base put first);
+    * miss, no put: a get whose output starts with an appended value (or is "") has no put
+      before it, so every put comes after it, and so does every append whose value it does not
+      contain (had it come before, with no put between, the get would contain it);
+    * miss, epoch of put P: an append W(v) that some get saw after P's value happened after P
+      and before the next put; a get of that epoch not containing v precedes it.
+
+    Every edge holds in every sequentially consistent order of the key (values are told apart
+    by the op that wrote them only when one op did; gets that do not parse one way, or whose
+    first value two ops wrote, add nothing), so a cycle through them is a proof. None when the
+    key has other ops or empty / non-string values. `budget` = [miss edges, characters to
+    parse] still allowed, shared by the keys of one check and decremented.
+    """
+    if budget is None:
+        budget = [KV_MISS_EDGES, KV_PARSE_CHARS]
+    if not roles or not all(p.f in roles for p in kops):
+        return None
+    writers: dict[str, list[_SOp]] = {}
+    gets: list[_SOp] = []
+    for p in kops:
+        role = roles[p.f]
+        if role == "get":
+            if p.det:
+                if not isinstance(p.output, str):
+                    return None
+                gets.append(p)
+            continue
+        if not isinstance(p.value, str) or not p.value:
+            return None
+        writers.setdefault(p.value, []).append(p)
+    only = {v: ws[0] for v, ws in writers.items() if len(ws) == 1}
+    lengths = sorted({len(v) for v in writers})
+    values = set(writers)
+    # each get: (get, base put or None, appended values in order)
+    seen: list[tuple[_SOp, _SOp | None, list[str]]] = []
+    parses: dict[str, list[str] | None] = {}
+    for g in gets:
+        out = g.output
+        if out not in parses:
+            if len(out) > budget[1]:
+                continue
+            budget[1] -= len(out)
+            parses[out] = _parse_values(out, values, lengths)
+        toks = parses[out]
+        if toks is None:
+            continue
+        if not toks:
+            seen.append((g, None, []))
+            continue
+        first = writers[toks[0]]
+        if all(roles[w.f] == "append" for w in first):
+            base = None
+        elif toks[0] in only:
+            base = only[toks[0]]
+        else:
+            continue  # which op started the value is not known
+        appended = toks[1:] if base is not None else toks
+        if any(roles[w.f] == "put" for v in appended for w in writers[v]):
+            continue  # a put's value past the start: impossible, left to the search to say
+        seen.append((g, base, appended))
+    observed = {id(only[v]) for _g, base, app in seen for v in app if v in only}
+    observed |= {id(base) for _g, base, _app in seen if base is not None}
+    edges: list[tuple[_SOp, _SOp, str]] = []
+    in_epoch: dict[int, set[str]] = {}
+    pairs: set[tuple[int, int]] = set()
+    for g, base, appended in seen:
+        chain = ([base] if base is not None else []) + [only.get(v) for v in appended]
+        # W(v) -> g for each v follows from the seq edges but across an ambiguous writer
+        # (None in the chain): only the writers right before a gap, and the last, need rf
+        for n, w in enumerate(chain):
+            if w is not None and (n + 1 == len(chain) or chain[n + 1] is None):
+                edges.append((w, g, "rf"))
+        for a, b in zip(chain, chain[1:], strict=False):
+            if a is not None and b is not None and (id(a), id(b)) not in pairs:
+                pairs.add((id(a), id(b)))
+                edges.append((a, b, "seq"))
+        if base is not None:
+            in_epoch.setdefault(id(base), set()).update(v for v in appended if v in only)
+    for g, base, appended in seen:
+        if budget[0] <= 0:
+            break
+        contained = set(appended)
+        before = len(edges)
+        if base is None:
+            for v, ws in writers.items():
+                for w in ws:
+                    if roles[w.f] == "put" or v not in contained:
+                        edges.append((g, w, "miss"))
+        else:
+            for v in in_epoch.get(id(base), ()):
+                if v not in contained:
+                    edges.append((g, only[v], "miss"))
+        budget[0] -= len(edges) - before
+    return _KvPlan(observed, edges)
+
+
 def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str]] | None:
     """A cycle of ordering constraints every sequentially consistent order must obey, or None.
 
@@ -309,7 +464,8 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
     value, so each read names its write exactly; a read of the initial value precedes every
     write of its key; and the write order reads imply, iterated: if a read r of w's value has
     another write w2 that must precede r, then w2 precedes w; if w must precede w2, r precedes
-    w2. An indeterminate write nobody reads is left out (it may never have happened).
+    w2. An indeterminate write nobody reads is left out (it may never have happened). Keys of
+    get / put / append (`string_roles`) add the edges of `_kv_plan`.
     """
     import networkx as nx
 
@@ -333,7 +489,13 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
         if unique:
             reads = [p for p in kops if roles[p.f] == "read" and p.det]
             exact[k] = (writes, reads)
-    if not exact:
+    budget = [KV_MISS_EDGES, KV_PARSE_CHARS]
+    kv = [
+        plan
+        for kops in by_key.values()
+        if (plan := _kv_plan(kops, model.string_roles, budget)) is not None and plan.edges
+    ]
+    if not exact and not kv:
         return None
     observed = {
         id(writes[r.output])
@@ -341,6 +503,8 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
         for r in reads
         if r.output in writes
     }
+    for plan in kv:
+        observed |= plan.observed
     members = [p for p in ops if p.det or id(p) in observed]
     g = nx.DiGraph()
     g.add_nodes_from(range(len(members)))
@@ -370,12 +534,16 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
                 w = writes[r.output]
                 edge(w, r, "rf")
                 pairs.append((r, w, [x for x in happened if x is not w]))
+    for plan in kv:
+        for a, b, reason in plan.edges:
+            edge(a, b, reason)
+    # one key's cycle first: it is shorter, and reads as one object's story
+    for plan in kv:
+        found = _key_cycle(plan, members, index)
+        if found is not None:
+            return found
     for _round in range(4 if len(members) <= GRAPH_INFERENCE_OPS else 0):
-        try:
-            found = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            found = None
-        if found:
+        if not nx.is_directed_acyclic_graph(g):
             break
         added = False
         for r, w, others in pairs:
@@ -391,11 +559,71 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
                     added |= edge(r, w2, "rw")
         if not added:
             break
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
+    if nx.is_directed_acyclic_graph(g):
         return None
+    cycle = nx.find_cycle(g)
     return [(members[a], members[b], why[(a, b)]) for a, b in cycle]
+
+
+def _key_cycle(
+    plan: _KvPlan, members: list[_SOp], index: dict[int, int]
+) -> list[tuple[_SOp, _SOp, str]] | None:
+    """A short cycle among one key's ops alone, or None: the key's edges, and process order
+    between consecutive ops of one process on that key (a consequence of process order)."""
+    import networkx as nx
+
+    mine = {id(p) for a, b, _r in plan.edges for p in (a, b) if id(p) in index}
+    ops = [p for p in members if id(p) in mine]
+    g = nx.DiGraph()
+    why: dict[tuple[int, int], str] = {}
+    for proc in _by_process(ops):
+        for a, b in zip(proc, proc[1:], strict=False):
+            g.add_edge(index[id(a)], index[id(b)])
+            why[(index[id(a)], index[id(b)])] = "process"
+    for a, b, reason in plan.edges:
+        ia, ib = index.get(id(a)), index.get(id(b))
+        if ia is None or ib is None or ia == ib or g.has_edge(ia, ib):
+            continue
+        g.add_edge(ia, ib)
+        why[(ia, ib)] = reason
+    if nx.is_directed_acyclic_graph(g):  # linear, and much faster than find_cycle's search
+        return None
+    found = nx.find_cycle(g)
+    nodes = _shortest_cycle(g, [a for a, _b in found]) or [a for a, _b in found]
+    pairs = list(zip(nodes, nodes[1:] + nodes[:1], strict=True))
+    return [(members[a], members[b], why[(a, b)]) for a, b in pairs]
+
+
+def _shortest_cycle(g: Any, through: list[int]) -> list[int] | None:
+    """The shortest cycle through any of the nodes `through` (breadth-first from each, at most
+    CYCLE_STARTS of them), as its node list; find_cycle's cycle is any cycle, often long."""
+    best: list[int] | None = None
+    for u in through[:CYCLE_STARTS]:
+        parent: dict[int, int | None] = {u: None}
+        frontier = [u]
+        last = None
+        while frontier and last is None:
+            nxt = []
+            for x in frontier:
+                if g.has_edge(x, u):
+                    last = x
+                    break
+                for y in g.successors(x):
+                    if y not in parent:
+                        parent[y] = x
+                        nxt.append(y)
+            frontier = nxt
+        if last is None:
+            continue
+        path: list[int] = []
+        node: int | None = last
+        while node is not None:
+            path.append(node)
+            node = parent[node]
+        path.reverse()
+        if best is None or len(path) < len(best):
+            best = path
+    return best
 
 
 def _act(p: _SOp, model: Model) -> str:
@@ -406,7 +634,11 @@ def _act(p: _SOp, model: Model) -> str:
         return f"read {key}{show(p.output)}"
     if role == "write":
         return f"wrote {key}{show(p.value)}"
-    return model.describe_op(p.f, p.value, p.output)
+    text = model.describe_op(p.f, p.value, p.output)
+    if len(text) > ACT_CHARS:  # a get of a long string: its start and end say enough
+        half = ACT_CHARS // 2
+        text = f"{text[:half]}...{text[-half:]}"
+    return f"{text} (key {show(p.key)})" if p.key is not None else text
 
 
 def describe_cycle(cycle: list[tuple[_SOp, _SOp, str]], model: Model) -> str:
@@ -427,6 +659,8 @@ def describe_cycle(cycle: list[tuple[_SOp, _SOp, str]], model: Model) -> str:
             "init": f"so {_act(a, model)} came before p{b.op.process} {_act(b, model)}",
             "ww": f"so {_act(a, model)} came before {_act(b, model)}, which that read saw",
             "rw": f"so {_act(a, model)} came before it was overwritten by {_act(b, model)}",
+            "seq": f"so {_act(a, model)} came before {_act(b, model)}, as a get saw them",
+            "miss": f"so {_act(a, model)} came before {_act(b, model)}, which it did not see",
         }[why]
         clauses.append(link)
         run = [b]
