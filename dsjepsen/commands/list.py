@@ -53,7 +53,7 @@ def lines(kind: str) -> list[str]:
     else:
         for name, ext in plugins.available(kind).items():
             doc = getattr(ext, "description", "") or (ext.__doc__ or "").strip().split("\n")[0]
-            out.append(f"{name:<14} {doc}")
+            out.append(f"{name:<16} {doc}")
     broken = catalog.broken() if kind == "nemeses" else plugins.broken(kind)
     out += [f"(broken) {b.line()}" for b in broken]
     return out
