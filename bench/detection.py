@@ -78,8 +78,16 @@ RECIPES: tuple[Recipe, ...] = (
         "lease-read",
         "raft-kv",
         ("--bug", "lease-read"),
-        ("--nemesis", "partition-leader,clock-bump", "--nemesis-mode", "combined",
-         "--nemesis-interval", "5", "--node-count", "3"),  # fmt: skip
+        (
+            "--nemesis",
+            "partition-leader,clock-bump",
+            "--nemesis-mode",
+            "combined",
+            "--nemesis-interval",
+            "5",
+            "--node-count",
+            "3",
+        ),  # fmt: skip
     ),
     Recipe(
         "etcd-serializable-reads",
@@ -188,14 +196,17 @@ def run_job(job: Job, cluster: str, time_limit: float, store: str) -> Outcome:
     )  # fmt: skip
 
 
-def plan(recipes: Sequence[Recipe], seeds: Sequence[int], control: bool) -> list[Job]:
+def plan(
+    recipes: Sequence[Recipe], seeds: Sequence[int], control: bool, bug: bool = True
+) -> list[Job]:
     """Bug runs and (deduplicated) control runs, interleaved by seed so that a bench stopped
     early still has a few seeds of every recipe."""
     jobs: list[Job] = []
     seen: set[tuple[tuple[str, ...], int]] = set()
     for seed in seeds:
         for r in recipes:
-            jobs.append(Job(r.name, "bug", r.bug_argv(), seed))
+            if bug:
+                jobs.append(Job(r.name, "bug", r.bug_argv(), seed))
             if control and (tuple(r.control_argv()), seed) not in seen:
                 seen.add((tuple(r.control_argv()), seed))
                 jobs.append(Job(r.name, "control", r.control_argv(), seed))
@@ -287,6 +298,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=1, help="local clusters at once (default 1)")
     p.add_argument("--only", default="", help="comma list of recipe names (default: all)")
     p.add_argument("--no-control", action="store_true", help="skip the correct-target runs")
+    p.add_argument(
+        "--control-only",
+        action="store_true",
+        help="only the correct-target runs (e.g. more control seeds after a bug-only bench)",
+    )
     p.add_argument("--store", help="store directory (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, help="append each run's outcome to this JSONL file")
     p.add_argument(
@@ -302,6 +318,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     bad = [n for n in only if n not in names]
     if bad:
         p.exit(EXIT_BAD_ARGS, f"--only: unknown recipe {bad[0]!r} (known: {', '.join(names)})\n")
+    if args.no_control and args.control_only:
+        p.exit(EXIT_BAD_ARGS, "--no-control and --control-only leave nothing to run\n")
     if args.seeds < 1 or args.parallel < 1 or args.parallel > 9 or args.time_limit <= 0:
         p.exit(EXIT_BAD_ARGS, "--seeds >= 1, --parallel 1-9 and --time-limit > 0, please\n")
     args.only = only
@@ -326,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped (target not installed): {', '.join(skipped)}", flush=True)
     recipes = [r for r in recipes if r.target in available]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    jobs = plan(recipes, seeds, control=not args.no_control)
+    jobs = plan(recipes, seeds, control=not args.no_control, bug=not args.control_only)
     store = args.store or tempfile.mkdtemp(prefix="dsj-detection-")
     print(
         f"{len(jobs)} runs of {args.time_limit:g}s on {args.parallel} clusters, store {store}",
