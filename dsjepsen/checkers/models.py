@@ -516,10 +516,7 @@ class UnorderedQueue(Model):
             return f"{held} less {owed} elements taken by indeterminate dequeues"
         return held
 
-    def describe_op(self, f: str, value: Any, output: Any = UNKNOWN) -> str:
-        if f == "dequeue":
-            return "dequeue" if output is UNKNOWN else f"dequeue -> {show(output)}"
-        return f"enqueue {show(value)}"
+    describe_op = FifoQueue.describe_op  # the same operations, written the same way
 
     def explain(self, f: str, value: Any, output: Any, states: Iterable[Any]) -> str:
         held = _or_list(sorted({self.describe_state(s) for s in states}))
