@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dsjepsen.target")
 
+#: dsjepsen/targets, where the modules the packaged servers share live
+TARGETS_DIR = os.path.dirname(os.path.abspath(__file__))
+
 
 def _clean_slate_first(setup: Callable[[Any, Cluster], None]) -> Callable[[Any, Cluster], None]:
     """Wrap a subclass's setup so that the nodes are cleared before it runs (once per setup,
@@ -251,15 +254,37 @@ class PackagedServerTarget(HttpServerTarget):
     crdt-kv): run from the installed package where the nodes share the controller's files,
     and uploaded to `<home>/code/<package>` and run with the node's own python3 elsewhere.
 
-    Subclasses set `package` (the directory name under dsjepsen/targets), `package_dir`, and
-    `harness_only` (modules that import dsjepsen and so stay on the controller).
+    Subclasses set `package` (the directory name under dsjepsen/targets), `package_dir`,
+    `harness_only` (modules that import dsjepsen and so stay on the controller), `BUGS` (the
+    server's bug switches) and, if the package imports any, `shared`: modules of
+    dsjepsen/targets the servers share, uploaded beside the package as `<home>/code/<name>.py`
+    (serverkit's docstring says how a package imports them in both layouts).
     """
 
     package: str
     package_dir: str
     harness_only: frozenset[str] = frozenset({"target.py"})
+    shared: tuple[str, ...] = ("serverkit",)
+    BUGS: dict[str, str]
     #: the interpreter on ssh / docker nodes
     python: str = "python3"
+
+    def __init__(
+        self,
+        bugs: Sequence[str],
+        client_timeout: float,
+        port: int,
+        setup_timeout: float,
+        python: str,
+    ):
+        """What every packaged server is configured with, in the order of the subclasses' own
+        parameters; a subclass sets its own tunables after this."""
+        self.bugs = self.known_bugs(bugs, tuple(self.BUGS))
+        super().__init__(bugs=self.bugs)
+        self.client_timeout = client_timeout
+        self.port = port
+        self.setup_timeout = setup_timeout
+        self.python = python
 
     def code_dir(self, node: Node) -> str:
         return f"{self.home(node)}/code"
@@ -279,6 +304,43 @@ class PackagedServerTarget(HttpServerTarget):
         if cluster.shares_controller_files:
             return [sys.executable, "-m", f"dsjepsen.targets.{self.package}.server"]
         return [self.python, "-m", f"{self.package}.server"]
+
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
+        """The server command line for one node (also what a user runs by hand): the flags
+        every packaged server takes, then the subclass's `server_flags`, then one --bug per
+        bug switched on."""
+        argv = [
+            *self.server_command(cluster),
+            "--id",
+            node.name,
+            "--listen",
+            f"0.0.0.0:{self.port}",
+            *self.address_flags(node),
+            "--peers",
+            self.members([n for n in cluster.nodes if n.name != node.name]),
+            "--data-dir",
+            self.data_dir(node),
+            *self.server_flags(),
+        ]
+        for bug in self.bugs:
+            argv += ["--bug", bug]
+        return argv
+
+    def address_flags(self, node: Node) -> list[str]:
+        """Flags telling a server the address its peers reach it at, for a server that must
+        announce it (raft-kv names the leader to clients); none by default."""
+        return []
+
+    @abstractmethod
+    def server_flags(self) -> list[str]:
+        """The subclass's own tunables as command-line flags (the same on every node)."""
+
+    def start_everywhere(self, cluster: Cluster) -> None:
+        """Upload the server where the nodes need a copy, then start it on every node: the
+        first half of a setup, which then waits until the servers are ready."""
+        self.upload(cluster)
+        for node in cluster.nodes:
+            self.start(cluster, node.name)
 
     def cwd(self, cluster: Cluster, node: Node) -> str:
         # on ssh / docker nodes `python -m <package>.server` imports the uploaded copy
@@ -302,9 +364,16 @@ class PackagedServerTarget(HttpServerTarget):
                 f"node {node.name}: {self.name} needs {self.python} >= 3.11 on the node "
                 f"(exit {res.exit}: {res.stderr.strip()[:200]})"
             )
-        dest = f"{self.code_dir(node)}/{self.package}"
-        remote.run(["rm", "-rf", dest], timeout=30.0)
+        # the whole code directory is replaced, so that nothing of an older upload (a module
+        # since renamed or removed) can be imported in place of the current one
+        code = self.code_dir(node)
+        dest = f"{code}/{self.package}"
+        remote.run(["rm", "-rf", code], timeout=30.0)
         remote.run(["mkdir", "-p", dest], timeout=30.0)
         for name in sorted(os.listdir(self.package_dir)):
             if name.endswith(".py") and name not in self.harness_only:
                 remote.put(os.path.join(self.package_dir, name), f"{dest}/{name}", timeout=60.0)
+        for module in self.shared:
+            remote.put(
+                os.path.join(TARGETS_DIR, f"{module}.py"), f"{code}/{module}.py", timeout=60.0
+            )

@@ -63,6 +63,14 @@ class RemoteConfigError(RemoteError):
     exit_code = EXIT_BAD_CONFIG
 
 
+def exit_failure(result: Result) -> str:
+    """How a command's non-zero exit is told: its status and the last line it printed, which
+    usually says why."""
+    last = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    detail = f" ({last[-1][:200]})" if last else ""
+    return f"exit {result.exit}{detail}"
+
+
 def env_assignments(env: Mapping[str, str] | None) -> list[str]:
     """`NAME=value` words for `env(1)`; names are checked so that a value can never be
     mistaken for an option or a command."""

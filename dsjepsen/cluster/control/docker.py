@@ -41,6 +41,7 @@ from dsjepsen.cluster.control.base import (
     RemoteTimeout,
     Result,
     env_assignments,
+    exit_failure,
 )
 from dsjepsen.cluster.control.local import run_argv
 from dsjepsen.cluster.control.ssh import (
@@ -49,6 +50,7 @@ from dsjepsen.cluster.control.ssh import (
     AgentTimeout,
     CommandAgent,
     command_line,
+    pop_usable,
 )
 from dsjepsen.errors import ConfigError
 
@@ -239,18 +241,14 @@ class DockerRemote(Remote):
                 ) from None
             self._give_agent(agent)
         if check and res.exit != 0:
-            last = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            detail = f" ({last[-1][:200]})" if last else ""
-            raise RemoteError(self.node.name, shown, f"exit {res.exit}{detail}", res)
+            raise RemoteError(self.node.name, shown, exit_failure(res), res)
         return res
 
     def _take_agent(self, shown: list[str], timeout: float) -> CommandAgent | None:
         with self._lock:
-            while self._idle:
-                agent = self._idle.pop()
-                if agent.usable():
-                    return agent
-                agent.close()
+            idle = pop_usable(self._idle)
+        if idle is not None:
+            return idle
         argv = exec_argv(
             self.container, ["sh", "-c", AGENT_SCRIPT], interactive=True, docker=self.docker
         )
@@ -277,9 +275,7 @@ class DockerRemote(Remote):
         try:
             killer = self._take_agent(["kill"], 15.0)
             if killer is not None:
-                killer.run(
-                    f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, 15.0
-                )
+                killer.kill_group(pgid, 15.0)
                 self._give_agent(killer)
         except Exception:  # noqa: BLE001 - the timeout is what the caller must hear about
             pass

@@ -21,6 +21,7 @@ from dsjepsen.cluster.control.base import (
     RemoteTimeout,
     Result,
     env_assignments,
+    exit_failure,
 )
 
 
@@ -63,14 +64,8 @@ def run_argv(
         raise
     result = Result(proc.returncode, out, err)
     if check and result.exit != 0:
-        raise RemoteError(node, shown, _failure(result), result)
+        raise RemoteError(node, shown, exit_failure(result), result)
     return result
-
-
-def _failure(result: Result) -> str:
-    last = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    detail = f" ({last[-1][:200]})" if last else ""
-    return f"exit {result.exit}{detail}"
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -39,6 +39,7 @@ from dsjepsen.cluster.control.base import (
     RemoteTimeout,
     Result,
     env_assignments,
+    exit_failure,
 )
 from dsjepsen.errors import ConfigError
 
@@ -301,20 +302,16 @@ class SshRemote(Remote):
                 raise RemoteError(self.node.name, shown, f"SSH connection lost ({e})") from None
             self._give_agent(agent)
         if check and result.exit != 0:
-            last = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            detail = f" ({last[-1][:200]})" if last else ""
-            raise RemoteError(self.node.name, shown, f"exit {result.exit}{detail}", result)
+            raise RemoteError(self.node.name, shown, exit_failure(result), result)
         return result
 
     def _take_agent(self, shown: list[str], timeout: float) -> CommandAgent | None:
         """An idle agent, or a new one (one exec channel; the only place that pays for the
         remote login shell's startup files). None when this server cannot run one."""
         with self._lock:
-            while self._idle:
-                agent = self._idle.pop()
-                if agent.usable():
-                    return agent
-                agent.close()
+            idle = pop_usable(self._idle)
+        if idle is not None:
+            return idle
         conn = self.connection()
         try:
             return CommandAgent.start(conn.transport, self.config.use_sudo, timeout)
@@ -353,7 +350,7 @@ class SshRemote(Remote):
             killer = self._take_agent(["kill"], 10.0)
             if killer is None:
                 return
-            killer.run(f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, 10.0)
+            killer.kill_group(pgid, 10.0)
             self._give_agent(killer)
         except Exception as e:  # noqa: BLE001 - the timeout is what the caller must hear about
             log.warning(
@@ -490,6 +487,17 @@ class AgentRefused(Exception):
         self.stderr = stderr
 
 
+def pop_usable(idle: list[CommandAgent]) -> CommandAgent | None:
+    """The most recently idle agent that still works, closing the dead ones passed over (a
+    remote's idle agents, under the lock that guards them); None when none is left."""
+    while idle:
+        agent = idle.pop()
+        if agent.usable():
+            return agent
+        agent.close()
+    return None
+
+
 class CommandAgent:
     """One exec channel running AGENT_SCRIPT: one command at a time, a few ms each."""
 
@@ -525,6 +533,11 @@ class CommandAgent:
             channel.close()
             raise OSError(f"the remote shell did not start within {timeout:g}s") from None
         return agent
+
+    def kill_group(self, pgid: int, timeout: float) -> None:
+        """SIGKILL another agent's timed-out command: its process group, or the process alone
+        where it is no group leader. That agent is busy waiting for it, so this one sends it."""
+        self.run(f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, timeout)
 
     def usable(self) -> bool:
         ch = self.channel

@@ -10,57 +10,28 @@ Standard library only: the harness copies this package to nodes that have nothin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import os
-import signal
 import sys
 from typing import Any
 from urllib.parse import unquote
 
 from .bugs import BUGS
-from .httpio import Request, Response, serve_connection
+from .httpio import MAX_BODY, Request, Response, serverkit
 from .replica import Config, Replica
 from .storage import Journal, Storage
 
 
-def _hostport(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{what} must be HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def parse_peers(text: str) -> dict[str, tuple[str, int]]:
-    peers: dict[str, tuple[str, int]] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, addr = item.partition("=")
-        if not sep or not name:
-            raise argparse.ArgumentTypeError(f"--peers item must be NAME=HOST:PORT, got {item!r}")
-        peers[name] = _hostport(addr, f"address of peer {name}")
-    return peers
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="crdt-kv", description="Reference CRDT store: G-Sets and PN-Counters (dsjepsen)."
-    )
-    p.add_argument("--id", required=True, help="this node's name, e.g. n1")
-    p.add_argument("--listen", required=True, help="HOST:PORT to serve clients and peers on")
-    p.add_argument("--peers", default="", help="the other nodes: n2=HOST:PORT,n3=HOST:PORT,...")
-    p.add_argument("--data-dir", required=True, help="directory for the journal and snapshot")
-    p.add_argument(
-        "--bug",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="switch on a deliberate bug (repeatable): " + ", ".join(sorted(BUGS)),
+    p = serverkit.parser(
+        "crdt-kv",
+        "Reference CRDT store: G-Sets and PN-Counters (dsjepsen).",
+        "directory for the journal and snapshot",
+        BUGS,
     )
     p.add_argument("--gossip-interval", type=float, default=100.0, metavar="MS")
     p.add_argument("--gossip-timeout", type=float, default=1.0, metavar="S")
     p.add_argument("--snapshot-interval", type=float, default=5.0, metavar="S")
     p.add_argument("--flush-interval", type=float, default=2.0, metavar="S", help="volatile")
-    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -118,10 +89,7 @@ class Server:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    host, port = _hostport(args.listen, "--listen")
-    peers = parse_peers(args.peers)
-    if args.id in peers:
-        raise SystemExit(f"crdt-kv: --peers must not include this node ({args.id})")
+    host, port, peers = serverkit.addresses(args, "crdt-kv")
     log = logging.getLogger("crdt-kv")
     bugs = frozenset(args.bug)
     cfg = Config(
@@ -137,9 +105,7 @@ async def amain(args: argparse.Namespace) -> None:
     replica = Replica(cfg, storage, journal, log)
     replayed = replica.recover()
     server = Server(replica)
-    srv = await asyncio.start_server(
-        lambda r, w: serve_connection(r, w, server.handle), host, port, reuse_address=True
-    )
+    srv = await serverkit.listen(host, port, server.handle, MAX_BODY)
     replica.start()
     log.info(
         "replica %s listening on %s:%d, peers %s, %d journal records replayed, bugs %s",
@@ -150,38 +116,13 @@ async def amain(args: argparse.Namespace) -> None:
         replayed,
         ",".join(sorted(bugs)) or "none",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with srv:
-        await stop.wait()
+    await serverkit.until_signalled(srv)
     await replica.stop()  # a clean stop is not a crash: keep everything, even when volatile
     storage.close()
-    log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    unknown = [b for b in args.bug if b not in BUGS]
-    if unknown:
-        print(
-            f"crdt-kv: unknown --bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format=f"%(asctime)s {args.id} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    os.makedirs(args.data_dir, exist_ok=True)
-    try:
-        asyncio.run(amain(args))
-    except argparse.ArgumentTypeError as e:
-        print(f"crdt-kv: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return serverkit.main("crdt-kv", build_parser(), BUGS, amain, argv)
 
 
 if __name__ == "__main__":

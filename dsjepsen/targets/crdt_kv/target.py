@@ -2,9 +2,10 @@
 
 On the local namespace cluster the nodes share this machine's files, so the server runs from
 the installed package with this interpreter. On ssh and docker nodes the server package (this
-directory, standard library only) is uploaded to `<workdir>/crdt-kv/code/crdt_kv` and run with
-the node's own `python3`, which must be 3.11 or newer. There is no leader: every node serves
-every request, so `leader()` is always None and leader-aimed faults pick a random node.
+directory, standard library only) is uploaded to `<workdir>/crdt-kv/code/crdt_kv`, beside the
+shared `serverkit.py`, and run with the node's own `python3`, which must be 3.11 or newer.
+There is no leader: every node serves every request, so `leader()` is always None and
+leader-aimed faults pick a random node.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dsjepsen.targets.http_server import PackagedServerTarget
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.cluster.control.base import Node
 
 __all__ = ["BUGS", "CrdtKvTarget"]
 
@@ -72,33 +72,16 @@ class CrdtKvTarget(PackagedServerTarget):
         setup_timeout: float = 30.0,
         python: str = "python3",
     ):
-        self.bugs = self.known_bugs(bugs, tuple(BUGS))
-        super().__init__(bugs=self.bugs)
-        self.client_timeout = client_timeout
-        self.port = port
+        super().__init__(bugs, client_timeout, port, setup_timeout, python)
         self.gossip_interval_ms = gossip_interval_ms
         self.gossip_timeout = gossip_timeout
         self.flush_interval = flush_interval
         self.snapshot_interval = snapshot_interval
-        self.setup_timeout = setup_timeout
-        self.python = python  # the interpreter on ssh / docker nodes
 
     # -- process control ----------------------------------------------------------------------
 
-    def argv(self, cluster: Cluster, node: Node) -> list[str]:
-        """The server command line for one node (also what a user runs by hand)."""
-        peers = self.members([n for n in cluster.nodes if n.name != node.name])
-        head = self.server_command(cluster)
-        argv = [
-            *head,
-            "--id",
-            node.name,
-            "--listen",
-            f"0.0.0.0:{self.port}",
-            "--peers",
-            peers,
-            "--data-dir",
-            self.data_dir(node),
+    def server_flags(self) -> list[str]:
+        return [
             "--gossip-interval",
             f"{self.gossip_interval_ms:g}",
             "--gossip-timeout",
@@ -108,14 +91,9 @@ class CrdtKvTarget(PackagedServerTarget):
             "--snapshot-interval",
             f"{self.snapshot_interval:g}",
         ]
-        for bug in self.bugs:
-            argv += ["--bug", bug]
-        return argv
 
     def setup(self, cluster: Cluster) -> None:
-        self.upload(cluster)
-        for node in cluster.nodes:
-            self.start(cluster, node.name)
+        self.start_everywhere(cluster)
         deadline = time.monotonic() + self.setup_timeout
         for node in cluster.nodes:
             wait_for_port(node.address, self.port, timeout=max(1.0, deadline - time.monotonic()))

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
 from typing import Any
 from urllib.parse import unquote
 
 from .bugs import READ_MODES
-from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serve_connection
+from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serverkit
 from .kv import ABSENT
 from .node import BUGS, Config, Outcome, RaftNode
 from .storage import Storage
@@ -27,39 +25,14 @@ from .storage import Storage
 ABSENT_BODY = {"error": "not found"}
 
 
-def _hostport(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{what} must be HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def parse_peers(text: str) -> dict[str, tuple[str, int]]:
-    peers: dict[str, tuple[str, int]] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, addr = item.partition("=")
-        if not sep or not name:
-            raise argparse.ArgumentTypeError(f"--peers item must be NAME=HOST:PORT, got {item!r}")
-        peers[name] = _hostport(addr, f"address of peer {name}")
-    return peers
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="raft-kv", description="Reference Raft key-value server (dsjepsen)."
+    p = serverkit.parser(
+        "raft-kv",
+        "Reference Raft key-value server (dsjepsen).",
+        "directory for term, vote and log",
+        BUGS,
     )
-    p.add_argument("--id", required=True, help="this node's name, e.g. n1")
-    p.add_argument("--listen", required=True, help="HOST:PORT to serve clients and peers on")
     p.add_argument("--advertise", help="HOST:PORT others reach us at (default: --listen)")
-    p.add_argument("--peers", default="", help="the other nodes: n2=HOST:PORT,n3=HOST:PORT,...")
-    p.add_argument("--data-dir", required=True, help="directory for term, vote and log")
-    p.add_argument(
-        "--bug",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="switch on a deliberate bug (repeatable): " + ", ".join(sorted(BUGS)),
-    )
     p.add_argument(
         "--read-mode",
         choices=READ_MODES,
@@ -72,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=50.0, metavar="MS")
     p.add_argument("--request-timeout", type=float, default=1.0, metavar="S")
     p.add_argument("--flush-interval", type=float, default=2.0, metavar="S", help="no-fsync")
-    p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -224,11 +196,8 @@ class Server:
 
 
 async def amain(args: argparse.Namespace) -> None:
-    host, port = _hostport(args.listen, "--listen")
+    host, port, peers = serverkit.addresses(args, "raft-kv")
     advertise = args.advertise or args.listen
-    peers = parse_peers(args.peers)
-    if args.id in peers:
-        raise SystemExit(f"raft-kv: --peers must not include this node ({args.id})")
     log = logging.getLogger("raft-kv")
     cfg = Config(
         node_id=args.id,
@@ -247,9 +216,7 @@ async def amain(args: argparse.Namespace) -> None:
     addresses[args.id] = advertise
     forward_timeout = args.request_timeout + max(0.25, args.request_timeout / 2)
     server = Server(node, addresses, forward_timeout, args.read_mode)
-    srv = await asyncio.start_server(
-        lambda r, w: serve_connection(r, w, server.handle), host, port, reuse_address=True
-    )
+    srv = await serverkit.listen(host, port, server.handle)
     node.start()
     log.info(
         "listening on %s:%d, peers %s, reads %s",
@@ -258,38 +225,13 @@ async def amain(args: argparse.Namespace) -> None:
         args.peers or "(none)",
         args.read_mode,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with srv:
-        await stop.wait()
+    await serverkit.until_signalled(srv)
     storage.sync(force=True)  # a clean stop is not a crash: keep the tail even under no-fsync
     storage.close()
-    log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    unknown = [b for b in args.bug if b not in BUGS]
-    if unknown:
-        print(
-            f"raft-kv: unknown --bug {unknown[0]!r} (known: {', '.join(sorted(BUGS))})",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format=f"%(asctime)s {args.id} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    os.makedirs(args.data_dir, exist_ok=True)
-    try:
-        asyncio.run(amain(args))
-    except argparse.ArgumentTypeError as e:
-        print(f"raft-kv: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return serverkit.main("raft-kv", build_parser(), BUGS, amain, argv)
 
 
 if __name__ == "__main__":

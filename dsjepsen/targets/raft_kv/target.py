@@ -2,8 +2,8 @@
 
 On the local namespace cluster the nodes share this machine's files, so the server runs from
 the installed package with this interpreter. On ssh and docker nodes the server package (this
-directory, standard library only) is uploaded to `<workdir>/raft-kv/code/raft_kv` and run with
-the node's own `python3`, which must be 3.11 or newer.
+directory, standard library only) is uploaded to `<workdir>/raft-kv/code/raft_kv`, beside the
+shared `serverkit.py`, and run with the node's own `python3`, which must be 3.11 or newer.
 """
 
 from __future__ import annotations
@@ -81,38 +81,22 @@ class RaftKvTarget(PackagedServerTarget):
                 f"raft-kv request timeout ({request_timeout:g}s) must be shorter than the "
                 f"client timeout ({client_timeout:g}s)"
             )
-        self.bugs = self.known_bugs(bugs, tuple(BUGS))
-        super().__init__(bugs=self.bugs)
-        self.client_timeout = client_timeout
-        self.port = port
+        super().__init__(bugs, client_timeout, port, setup_timeout, python)
         self.election_timeout_ms = election_timeout_ms
         self.heartbeat_ms = heartbeat_ms
         self.request_timeout = request_timeout
         self.flush_interval = flush_interval
-        self.setup_timeout = setup_timeout
-        self.python = python  # the interpreter on ssh / docker nodes
         if read_mode not in READ_MODES:
             raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
         self.read_mode = read_mode
 
     # -- process control ----------------------------------------------------------------------
 
-    def argv(self, cluster: Cluster, node: Node) -> list[str]:
-        """The server command line for one node (also what a user runs by hand)."""
-        peers = self.members([n for n in cluster.nodes if n != node])
-        head = self.server_command(cluster)
-        argv = [
-            *head,
-            "--id",
-            node.name,
-            "--listen",
-            f"0.0.0.0:{self.port}",
-            "--advertise",
-            f"{node.address}:{self.port}",
-            "--peers",
-            peers,
-            "--data-dir",
-            self.data_dir(node),
+    def address_flags(self, node: Node) -> list[str]:
+        return ["--advertise", f"{node.address}:{self.port}"]
+
+    def server_flags(self) -> list[str]:
+        flags = [
             "--election-timeout",
             f"{self.election_timeout_ms:g}",
             "--heartbeat",
@@ -123,15 +107,11 @@ class RaftKvTarget(PackagedServerTarget):
             f"{self.flush_interval:g}",
         ]
         if self.read_mode != "linearizable":
-            argv += ["--read-mode", self.read_mode]
-        for bug in self.bugs:
-            argv += ["--bug", bug]
-        return argv
+            flags += ["--read-mode", self.read_mode]
+        return flags
 
     def setup(self, cluster: Cluster) -> None:
-        self.upload(cluster)
-        for node in cluster.nodes:
-            self.start(cluster, node.name)
+        self.start_everywhere(cluster)
         for node in cluster.nodes:
             wait_for_port(node.address, self.port, timeout=self.setup_timeout)
         deadline = time.monotonic() + self.setup_timeout
