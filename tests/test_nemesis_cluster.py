@@ -71,9 +71,9 @@ class NoLeaderTarget(Target):
 
 
 @pytest.fixture
-def listening(make_cluster):
+def listening(pooled_cluster):
     """A 5-node cluster with a TCP listener on every node."""
-    cluster = make_cluster(node_count=5)
+    cluster = pooled_cluster(node_count=5)
     for n in cluster.nodes:
         daemon.start_daemon(
             cluster.remote(n.name),
