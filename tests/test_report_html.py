@@ -233,3 +233,28 @@ def test_check_report_without_result(tmp_path: Path) -> None:
     history = read_jsonl(run / "history.jsonl")
     page = render_check_report(history, None, tmp_path / "r.html").read_text()
     assert "NO VERDICT" in page and "no check result was given" in page
+
+
+def test_summary_says_which_consistency_was_checked_and_at_which_scope() -> None:
+    from dsjepsen.reports.html import checked_for
+
+    lin = {"checks": {"linearizable": {"valid": True, "details": {"model": "cas-register"}}}}
+    assert "linearizability" in checked_for(lin)
+    seq = {
+        "checks": {
+            "sequential": {
+                "valid": True,
+                "details": {"consistency": "sequential", "scope": "whole-history"},
+            }
+        }
+    }
+    assert checked_for(seq) == (
+        "Checked for sequential consistency, scope: whole-history (one order of all the ops, "
+        "all keys together)."
+    )
+    per_key_pass = {"checker": "sequential", "valid": "unknown",
+                    "details": {"consistency": "sequential", "scope": "per-key"}}  # fmt: skip
+    assert "necessary condition" in checked_for(per_key_pass)
+    per_key_fail = {**per_key_pass, "valid": False}
+    assert "a violation on one key is a violation of the whole history" in checked_for(per_key_fail)
+    assert checked_for({"checks": {"stats": {"valid": True, "details": {}}}}) is None

@@ -995,6 +995,9 @@ def check_linearizable(
             note = f"{n} key{'s' if n != 1 else ''} not checked after the first failing key"
     details = {
         "model": m.name,
+        # linearizability is local (Herlihy & Wing): per-key verdicts are the whole history's
+        "consistency": "linearizable",
+        "scope": "whole-history",
         "ops": len(operations),
         "keys": len(partitions),
         "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],

@@ -76,6 +76,12 @@ CYCLE_STARTS = 24
 #: longest op description in a cycle's sentence (longer ones keep their start and end)
 ACT_CHARS = 80
 
+#: what each scope of a verdict means, in words (the CLI and the report print these)
+SCOPES = {
+    "whole-history": "whole-history (one order of all the ops, all keys together)",
+    "per-key": "per key only (sequential consistency is not local: a necessary condition)",
+}
+
 
 class _OutOfBudget(Exception):
     """The search ran past its time or state bound."""

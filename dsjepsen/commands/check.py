@@ -20,6 +20,7 @@ from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
 from dsjepsen.checkers.models import get_model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
+from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.history import NEMESIS, History, printable
@@ -115,10 +116,6 @@ def run(args: argparse.Namespace) -> int:
     for checker in checkers:
         checker.validate_input(history, context)
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
-    for r in results:
-        if r.checker == LINEARIZABLE:  # linearizability is local: per key is the whole
-            r.details.setdefault("consistency", "linearizable")
-            r.details.setdefault("scope", "whole-history")
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -290,12 +287,6 @@ def render_text(history: History, result: CheckResult) -> str:
         if a["states"]:
             lines.append("  possible states: " + ", ".join(a["states"]))
     return "\n".join(lines)
-
-
-SCOPES = {
-    "whole-history": "whole-history (one order of all the ops, all keys together)",
-    "per-key": "per key only (sequential consistency is not local: a necessary condition)",
-}
 
 
 def render_sequential(history: History, result: CheckResult) -> str:

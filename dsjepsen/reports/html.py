@@ -32,6 +32,7 @@ from markupsafe import Markup
 
 from dsjepsen import __version__
 from dsjepsen.checkers.result import CheckResult
+from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
 from dsjepsen.reports import clock, crdt, plots, rca, stats, timeline
@@ -179,6 +180,34 @@ def reproduce_command(test: Mapping[str, Any]) -> str | None:
     return shlex.join(["dsjepsen", *args])
 
 
+def checked_for(results: Mapping[str, Any] | None) -> str | None:
+    """Which consistency model the verdict is about, and at which scope (a sequentially
+    consistent history may still not be linearizable: the reader must know which was asked)."""
+    if not isinstance(results, Mapping):
+        return None
+    checks = results.get("checks")
+    found = dict(checks) if isinstance(checks, Mapping) else {results.get("checker"): results}
+    for name, result in found.items():
+        details = result.get("details") if isinstance(result, Mapping) else None
+        if not isinstance(details, Mapping):
+            continue
+        # runs recorded before the linearizable checker named its consistency
+        consistency = details.get("consistency") or (
+            "linearizable" if name == "linearizable" else None
+        )
+        if not consistency:
+            continue
+        if consistency == "linearizable":
+            return "Checked for linearizability, key by key (exact for the whole history: linearizability is local)."
+        scope = str(details.get("scope", "?"))
+        if scope == "per-key" and result.get("valid") is False:
+            where = "per key (a violation on one key is a violation of the whole history)"
+        else:
+            where = SCOPES.get(scope, scope)
+        return f"Checked for {consistency} consistency, scope: {where}."
+    return None
+
+
 def _summary(run: RunData, verdict: Verdict, counts: dict[str, int], first: str | None) -> str:
     t = run.test
     target = _opt(t, "target") or f"history {Path(run.history.source).name}"
@@ -201,6 +230,9 @@ def _summary(run: RunData, verdict: Verdict, counts: dict[str, int], first: str 
         f". {counts['total']:,} client ops ({counts['ok']:,} ok, {counts['fail']:,} failed, "
         f"{counts['info']:,} indeterminate), {len(run.faults)} fault window{'' if len(run.faults) == 1 else 's'}."
     )
+    checked = checked_for(run.results)
+    if checked:
+        parts.append(f" {checked}")
     if first:
         parts.append(f" First anomaly: {first}")
     elif verdict.css != "invalid":
