@@ -345,14 +345,31 @@ def test_info_may_take_effect_later_or_never() -> None:
     assert check_sequential(h3, "register").valid is False  # a failed write never happened
 
 
-def test_whole_history_that_does_not_fit_is_unknown_per_key() -> None:
-    """Two keys, no linearizable shortcut, a state bound of one per search (enough for key x alone, not for the whole history): the verdict is unknown with
-    the scope per key (or valid with accept_per_key)."""
+def test_per_key_orders_merge_into_a_whole_history_order() -> None:
+    """Two keys, no linearizable shortcut: the orders found for x and for y, with the process
+    orders, leave no cycle, so they merge into one order of everything (no whole search)."""
     h = H(done(0, "write", 1, "x") + done(1, "read", None, "x") + done(0, "write", 1, "y"))
     r = check_sequential(h, "register", max_states=1)
+    assert r.valid is True and r.details["scope"] == "whole-history"
+    assert r.details["method"] == "per-key orders merged"
+
+
+def test_whole_history_that_does_not_fit_is_unknown_per_key() -> None:
+    """p0 reads y=1 then writes x=1; p1 writes x=2 then y=1. The order found for x (by
+    invocation: x=1, x=2) crosses the one forced on y (write before read) through the process
+    orders, so the per-key orders do not merge; with a state bound too small for the whole
+    search the verdict is unknown with the scope per key (or valid with accept_per_key)."""
+    h = H(
+        done(0, "read", None, "y", 1)
+        + done(0, "write", 1, "x")
+        + done(1, "write", 2, "x")
+        + done(1, "write", 1, "y")
+    )
+    assert check_sequential(h, "register").valid is True  # the whole search finds B, A
+    r = check_sequential(h, "register", max_states=2)
     assert r.valid == "unknown" and r.details["scope"] == "per-key"
     assert "per key" in (r.reason or "")
-    r2 = check_sequential(h, "register", max_states=1, accept_per_key=True)
+    r2 = check_sequential(h, "register", max_states=2, accept_per_key=True)
     assert r2.valid is True and r2.details["scope"] == "per-key"
 
 
