@@ -214,7 +214,12 @@ def plan(
 
 
 def execute(
-    jobs: list[Job], parallel: int, time_limit: float, store: str, out: Path | None
+    jobs: list[Job],
+    parallel: int,
+    time_limit: float,
+    store: str,
+    out: Path | None,
+    prefix: str = "det",
 ) -> list[Outcome]:
     """Run jobs on `parallel` clusters at once; print and record each outcome as it ends."""
     todo: queue.Queue[Job] = queue.Queue()
@@ -224,7 +229,7 @@ def execute(
     lock = threading.Lock()
 
     def worker(k: int) -> None:
-        cluster = f"det{k}"
+        cluster = f"{prefix}{k}"
         while True:
             try:
                 job = todo.get_nowait()
@@ -304,6 +309,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only the correct-target runs (e.g. more control seeds after a bug-only bench)",
     )
     p.add_argument("--store", help="store directory (default: a temporary one, removed)")
+    p.add_argument(
+        "--cluster-prefix",
+        default="det",
+        help="local clusters are named PREFIX0, PREFIX1, ... (default det; another prefix lets "
+        "two benches run at once)",
+    )
     p.add_argument("--out", type=Path, help="append each run's outcome to this JSONL file")
     p.add_argument(
         "--extra",
@@ -351,7 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     try:
-        outcomes = execute(jobs, args.parallel, args.time_limit, store, args.out)
+        outcomes = execute(
+            jobs, args.parallel, args.time_limit, store, args.out, args.cluster_prefix
+        )
     finally:
         if not args.store:
             subprocess.run(["rm", "-rf", "--", store], check=False)
