@@ -246,7 +246,10 @@ class Runner:
 
 @contextlib.contextmanager
 def _sigterm_raises_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C (heal, tear down, keep the history)."""
+    """SIGTERM behaves like Ctrl-C (heal, tear down, keep the history). SIGINT is set too:
+    a process started in the background by a non-interactive shell inherits SIGINT ignored,
+    and Python then installs no Ctrl-C handler of its own, so an explicit `kill -INT` would
+    be ignored and the run would go on to its time limit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -255,10 +258,12 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @contextlib.contextmanager
