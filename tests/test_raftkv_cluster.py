@@ -360,8 +360,10 @@ def test_no_term_check_leader_never_steps_down_for_a_newer_term(raftkv, bug):
         assert (after["role"], after["term"]) == ("leader", before["term"]), after
     else:
         assert vote["granted"] is True
-        assert after["term"] == before["term"] + 100, after
-        assert after["role"] != "leader" or after["term"] > before["term"], after
+        assert after["term"] >= before["term"] + 100, after
+        # it voted for x9 in that term, so it cannot lead it: still leading it means it never
+        # stepped down
+        assert after["role"] != "leader" or after["term"] > before["term"] + 100, after
 
 
 @pytest.mark.parametrize("mode", ["sticky-follower", "stale-read", "linearizable"])

@@ -768,6 +768,11 @@ class _Whole:
     states: tuple[Any, ...]
 
 
+def _own_step(p: _SOp, s: Any) -> Any:
+    """The step of a per-key search: the op's own transition of its key's state."""
+    return p.trans(s)
+
+
 def merged_witnesses(ops: Sequence[_SOp], witnesses: Mapping[Any, list[_SOp]]) -> bool:
     """Whether one order of the whole history follows from the per-key orders found: a proof
     of sequential consistency when True (nothing when False).
@@ -884,9 +889,7 @@ def check_sequential(
         share = max(0.0, deadline - t0) / (len(keys) - n)
         witnesses[k] = []
         try:
-            fail = search(
-                procs, m.init(), lambda p, s: p.trans(s), t0 + share, [max_states], witnesses[k]
-            )
+            fail = search(procs, m.init(), _own_step, t0 + share, [max_states], witnesses[k])
         except _OutOfBudget as e:
             what = "time share" if str(e) == "time" else f"state bound ({max_states})"
             per_key[show(k)] = {"valid": "unknown", "reason": f"{what} reached"}
@@ -919,10 +922,8 @@ def check_sequential(
             late[k] = []
             kprocs = _by_process([p for p in ops if p.key == k])
             share = max(0.0, deadline - time.monotonic()) / 4 / len(keys)
-            step = lambda p, s: p.trans(s)  # noqa: E731
-            if search(
-                kprocs, m.init(), step, time.monotonic() + share, [max_states], late[k], True
-            ):
+            until = time.monotonic() + share
+            if search(kprocs, m.init(), _own_step, until, [max_states], late[k], True):
                 late = {}  # cannot happen (the key passed above); never merge a failed order
                 break
     except _OutOfBudget:

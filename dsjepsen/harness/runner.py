@@ -110,7 +110,7 @@ class Runner:
         )
         interrupted = False
         error: BaseException | None = None
-        with _sigterm_raises_interrupt():
+        with _signals_raise_interrupt():
             try:
                 self._main(ctx)
             except KeyboardInterrupt:
@@ -245,7 +245,7 @@ class Runner:
 
 
 @contextlib.contextmanager
-def _sigterm_raises_interrupt() -> Iterator[None]:
+def _signals_raise_interrupt() -> Iterator[None]:
     """SIGTERM behaves like Ctrl-C (heal, tear down, keep the history). SIGINT is set too:
     a process started in the background by a non-interactive shell inherits SIGINT ignored,
     and Python then installs no Ctrl-C handler of its own, so an explicit `kill -INT` would
