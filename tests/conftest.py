@@ -231,7 +231,9 @@ def docker_engine(tmp_path_factory) -> Iterator[DockerEngine]:
     started here and stopped again after the session. It runs with `--iptables=false
     --bridge=none` so that it changes nothing in the host's firewall (other tests' clusters
     share it) and makes no default bridge: dsjepsen's containers use networks of their own.
-    When the engine cannot start, every docker test is skipped with the daemon's error line."""
+    Skipped only where scripts/setup was not run (no docker CLI or dockerd) or without root;
+    an installed engine that cannot start fails every docker test with the daemon's own error
+    line, so that a machine where the backend is broken never passes as one where it works."""
     from dsjepsen.cluster.control.docker import docker_engine_answers
 
     if shutil.which("docker") is None:
@@ -260,7 +262,7 @@ def docker_engine(tmp_path_factory) -> Iterator[DockerEngine]:
         reason = docker_engine_answers(timeout=10)
     if reason is not None:
         _stop(proc)
-        pytest.skip(f"docker engine could not start here: {_daemon_error(log)}")
+        pytest.fail(f"docker engine could not start here: {_daemon_error(log)}")
     try:
         yield DockerEngine(started=True, log=log)
     finally:
@@ -280,7 +282,8 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def docker_image(docker_engine: DockerEngine) -> str:
     """The dsjepsen node image (built from Debian's packages once, cached in
-    /var/cache/dsjepsen, imported into the engine when it lacks it)."""
+    /var/cache/dsjepsen, imported into the engine when it lacks it). A fresh machine builds it
+    here; tests/test_docker_image.py builds one from nothing every run, whatever is cached."""
     from dsjepsen.cluster import docker_cluster
 
     return docker_cluster.ensure_image()

@@ -19,9 +19,13 @@ cleans up after a crash half-way through `up`.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
+import stat
+import tarfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +42,8 @@ LABEL = "dsjepsen.cluster"
 DEFAULT_NAME = "dsj"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 MAX_NODES = 9
+
+log = logging.getLogger("dsjepsen.docker")
 
 
 def cache_dir() -> Path:
@@ -63,10 +69,11 @@ def docker_cmd(docker: str, *args: str, timeout: float = 120.0, check: bool = Tr
 
 
 @contextmanager
-def _lock(what: str) -> Iterator[None]:
+def _lock(what: str, where: Path | None = None) -> Iterator[None]:
     """Serialise image builds and imports between processes (parallel tests)."""
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(cache_dir() / f".{what}.lock", "w") as f:
+    where = where or cache_dir()
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / f".{what}.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -74,30 +81,100 @@ def _lock(what: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _cache_entry_problem(path: Path) -> str | None:
+    """Why `path` cannot be used as the cached root file system, or None when it can.
+
+    A usable entry is a non-empty regular file that starts like a tar archive. Anything else
+    at that name (a directory an older build renamed there, an empty file, a device, a file
+    that is not a tar) is a broken cache entry: it is removed and the image built again."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory, not a tar file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size == 0:
+        return "an empty file"
+    if not tarfile.is_tarfile(path):
+        return "not a tar archive"
+    return None
+
+
+def _remove_cache_entry(path: Path, why: str) -> None:
+    """Remove a broken cache entry (one log line saying what and why)."""
+    log.warning("node image cache: removing %s (%s); it will be built again", path, why)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _clear_broken(dest: Path) -> None:
+    """Remove what a killed or broken build left beside `dest`: a broken `dest` itself, and
+    its temporary files (`.part.tar`, the older `.part`, debootstrap's `.dir`)."""
+    problem = _cache_entry_problem(dest)
+    if problem is not None:
+        _remove_cache_entry(dest, problem)
+    for leftover in (_tmp_path(dest), dest.with_name(dest.name + ".part"), _dir_path(dest)):
+        if leftover.exists() or leftover.is_symlink():
+            _remove_cache_entry(leftover, "left by an interrupted build")
+
+
+def _tmp_path(dest: Path) -> Path:
+    # The name must end in .tar: mmdebstrap picks its output format from the target's name
+    # and writes a directory for a name it does not know (--format=tar says it as well).
+    return dest.with_name(dest.stem + ".part.tar")
+
+
+def _dir_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".dir")
+
+
+def cached_rootfs(dest: Path | None = None) -> Path | None:
+    """The cached root file system tar when it is usable, else None."""
+    dest = dest or rootfs_path()
+    if dest.exists() and _cache_entry_problem(dest) is None:
+        return dest
+    return None
+
+
 def build_rootfs(dest: Path | None = None, timeout: float = 1800.0) -> Path:
-    """The node root file system as a tar (built once; a cached one is returned as is).
+    """The node root file system as a tar (built once; a usable cached one is returned as is).
 
     mmdebstrap writes the tar directly; debootstrap needs a directory that is then packed.
     Both fetch only Debian's own packages. Written to a temporary name and renamed, so an
-    interrupted build never leaves a truncated tar to be imported later."""
+    interrupted build never leaves a truncated tar to be imported later; whatever a broken or
+    interrupted build left at those names is removed first, with a log line."""
     dest = dest or rootfs_path()
-    if dest.is_file() and dest.stat().st_size > 0:
+    if cached_rootfs(dest):
         return dest
-    with _lock("rootfs"):
-        if dest.is_file() and dest.stat().st_size > 0:
+    with _lock("rootfs", dest.parent):
+        if cached_rootfs(dest):
             return dest
+        _clear_broken(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
+        tmp = _tmp_path(dest)
         include = ",".join(PACKAGES)
-        if shutil.which("mmdebstrap"):
+        builder = next((b for b in ("mmdebstrap", "debootstrap") if shutil.which(b)), None)
+        if not builder:
+            raise ConfigError(
+                "neither mmdebstrap nor debootstrap is installed (apt-get install mmdebstrap)"
+            )
+        log.info(
+            "building the node image's root file system from Debian's packages into %s "
+            "(once; a few minutes)", dest,
+        )  # fmt: skip
+        started = time.monotonic()
+        if builder == "mmdebstrap":
             argv = [
-                "mmdebstrap", "--variant=minbase", f"--include={include}", "--mode=root",
-                SUITE, str(tmp), MIRROR,
+                "mmdebstrap", "--variant=minbase", "--format=tar", f"--include={include}",
+                "--mode=root", SUITE, str(tmp), MIRROR,
             ]  # fmt: skip
             res = run_argv("build", argv, timeout=timeout, check=False)
-        elif shutil.which("debootstrap"):
-            root = dest.with_name(dest.name + ".dir")
-            shutil.rmtree(root, ignore_errors=True)
+        else:
+            root = _dir_path(dest)
             argv = [
                 "debootstrap",
                 "--variant=minbase",
@@ -115,17 +192,18 @@ def build_rootfs(dest: Path | None = None, timeout: float = 1800.0) -> Path:
                     check=False,
                 )
             shutil.rmtree(root, ignore_errors=True)
-        else:
-            raise ConfigError(
-                "neither mmdebstrap nor debootstrap is installed (apt-get install mmdebstrap)"
-            )
-        if res.exit != 0:
-            tmp.unlink(missing_ok=True)
+        problem = _cache_entry_problem(tmp) if res.exit == 0 else None
+        if res.exit != 0 or problem is not None or not tmp.exists():
+            _clear_broken(dest)
             last = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            raise HarnessError(
-                f"building the node image failed ({argv[0]}: {last[-1][:200] if last else res.exit})"
+            why = (
+                problem or "no output" if res.exit == 0 else (last[-1][:200] if last else res.exit)
             )
+            raise HarnessError(f"building the node image failed ({argv[0]}: {why})")
         tmp.rename(dest)
+        log.info(
+            "node image root file system built in %.0f s: %s", time.monotonic() - started, dest
+        )
     return dest
 
 
@@ -133,13 +211,15 @@ def image_present(image: str = IMAGE, docker: str = "docker") -> bool:
     return docker_cmd(docker, "image", "inspect", "--", image, check=False).exit == 0
 
 
-def ensure_image(image: str = IMAGE, docker: str = "docker") -> str:
-    """The node image, imported from the cached root file system when the engine lacks it."""
+def ensure_image(image: str = IMAGE, docker: str = "docker", rootfs: Path | None = None) -> str:
+    """The node image, imported from the cached root file system (built first when the cache
+    lacks it) when the engine lacks the image."""
     if image_present(image, docker):
         return image
-    tar = build_rootfs()
-    with _lock("import"):
+    tar = build_rootfs(rootfs)
+    with _lock("import", tar.parent):
         if not image_present(image, docker):
+            log.info("importing %s into the docker engine as %s", tar, image)
             docker_cmd(
                 docker, "import", "--change", 'CMD ["sleep", "infinity"]', str(tar), image,
                 timeout=900,
