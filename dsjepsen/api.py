@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsjepsen.checkers.models import NOT_GIVEN
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -76,19 +77,23 @@ def check(
     consistency: str = "linearizable",
     checkers: Sequence[str] = ("linearizable",),
     time_limit: float | None = None,
+    initial: Any = NOT_GIVEN,
 ) -> CheckResult:
     """Check a history (see `to_history` for what it may be) and return the CheckResult:
     `valid` is True, False or "unknown", `reason` the one-sentence explanation, `anomalies`
     what was found. With several checkers the result is their composition (any invalid ->
-    invalid, else any unknown -> unknown) and `details` holds each one's result.
+    invalid, else any unknown -> unknown) and `details` holds each one's result. `initial`
+    is the state every object starts in, as JSON values (`0`, `{"x": 0, "y": 0}`); default:
+    the model's own.
 
     Bad input (a malformed op, a model that cannot judge the ops, an unknown model or
-    checker, no client operations) raises InputError / ConfigError, never a verdict.
+    checker, an empty history) raises InputError / ConfigError, never a verdict; a history
+    of nemesis ops alone is vacuous: unknown, with that reason.
     """
     from dsjepsen import plugins
     from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
     from dsjepsen.checkers.models import get_model
-    from dsjepsen.history import NEMESIS
+    from dsjepsen.checkers.vacuous import without_client_ops
 
     if time_limit is not None and not 0 < time_limit < float("inf"):
         raise ConfigError(f"time_limit must be a positive number, got {time_limit}")
@@ -97,9 +102,12 @@ def check(
     chosen: list[Checker] = [plugins.get("checkers", name)() for name in dict.fromkeys(checkers)]
     h = to_history(history)
     h.operations()  # Jepsen's process rules, naming the op that breaks them
-    if not any(op.process != NEMESIS for op in h.ops):
-        raise InputError("no client operations to check", h.source)
-    context = CheckContext(time_limit=time_limit, model=model, consistency=consistency)
+    vacuous = without_client_ops(h)
+    if vacuous is not None:
+        return vacuous
+    context = CheckContext(
+        time_limit=time_limit, model=model, initial=initial, consistency=consistency
+    )
     for c in chosen:
         c.validate_input(h, context)
     composed, results = run_checkers(chosen, h, context)

@@ -49,8 +49,12 @@ def test_check_a_file_and_read_history(tmp_path: Path) -> None:
 def test_bad_input_raises_never_a_verdict() -> None:
     with pytest.raises(InputError, match="missing field 'f'"):
         api.check([{"process": 0, "type": "invoke"}])
-    with pytest.raises(InputError, match="no client operations"):
-        api.check([{"process": "nemesis", "type": "invoke", "f": "start"}])
+    with pytest.raises(InputError, match="history is empty"):
+        api.check([])
+    # well formed, but it tested nothing: vacuous (unknown), neither bad input nor valid
+    vacuous = api.check([{"process": "nemesis", "type": "invoke", "f": "start"}])
+    assert vacuous.valid == "unknown"
+    assert "no client operations to check (only 1 nemesis op)" in (vacuous.reason or "")
     with pytest.raises(ConfigError):
         api.check(FINE, model="no-such-model")
     with pytest.raises(ConfigError, match="time_limit"):

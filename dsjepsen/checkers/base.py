@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.checkers.models import NOT_GIVEN
 from dsjepsen.checkers.result import CheckResult, compose
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class CheckContext:
 
     time_limit: float | None = None
     model: str | None = None
+    #: the state every object starts in, as JSON (`--initial`); NOT_GIVEN: the model's own
+    initial: Any = NOT_GIVEN
     consistency: str = "linearizable"
     faults: Sequence[str] = ()
     fault_took_effect: Callable[[str, Op], bool] | None = None

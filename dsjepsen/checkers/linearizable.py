@@ -88,6 +88,7 @@ from dsjepsen.checkers.fastpath import FastVerdict, kv_epochs, register_zones
 from dsjepsen.checkers.models import (
     FALSE,
     ILLEGAL,
+    NOT_GIVEN,
     TRUE,
     UNKNOWN,
     Model,
@@ -217,7 +218,7 @@ def _prune_unobservable(ops: list[_Op], model: Model) -> list[_Op]:
                 observed.add(p.output)
             elif role == "cas":
                 observed.add(p.value[0])
-    observed.add(model.init())
+    observed.add(model.start())
     kept = [p for p in ops if p.ret is not None]
     maybe = [p for p in ops if p.ret is None]
     changed = True
@@ -421,7 +422,7 @@ def _search(
     """
     levels, op_of_info_bit = levels_info
     nlevels = len(levels)
-    init = model.init()
+    init = model.start()
     # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
     failed: dict[tuple[int, Any, int], list[int]] = {}
     counters = budget.counters
@@ -696,10 +697,11 @@ def _fast_path(ops: list[_Op], model: Model) -> FastVerdict | None:
     roles = model.register_roles
     if roles and fs <= roles.keys():
         if {roles[f] for f in fs} <= {"read", "write"}:
-            return _through_roles(lambda v: register_zones(v, model.init()), ops, roles)
+            return _through_roles(lambda v: register_zones(v, model.start()), ops, roles)
         return None
     roles = model.string_roles
-    if roles and fs <= roles.keys():
+    if roles and fs <= roles.keys() and model.starts_at_init:
+        # the epoch test knows only the empty start (absent reads as "")
         return _through_roles(kv_epochs, ops, roles)
     return None
 
@@ -791,18 +793,27 @@ def _operations(history: History | Sequence[Operation]) -> tuple[list[Operation]
     return ops, "<memory>"
 
 
-def resolve_model(model: Model | str | None, operations: Sequence[Operation]) -> Model:
-    if isinstance(model, Model):
-        return model
-    if model is None:
-        try:
-            return infer_model({o.f for o in operations})
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+def resolve_model(
+    model: Model | str | None, operations: Sequence[Operation], initial: Any = NOT_GIVEN
+) -> Model:
+    """The model to check against: given, named, or inferred from the ops' fs; starting in
+    the state `initial` (JSON) names when one is given. ConfigError for a name or an initial
+    value that cannot be used."""
     try:
-        return get_model(model)
+        if isinstance(model, Model):
+            found = model
+        elif model is None:
+            found = infer_model({o.f for o in operations})
+        else:
+            found = get_model(model)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if initial is NOT_GIVEN:
+        return found
+    try:
+        return found.starting_at(initial)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--initial: {e}") from None
 
 
 def check_linearizable(
@@ -815,8 +826,10 @@ def check_linearizable(
     all_keys: bool = True,
     source: str | None = None,
     after_failure: float | None = None,
+    initial: Any = NOT_GIVEN,
 ) -> CheckResult:
-    """Check a history (or paired operations) for linearizability against `model`.
+    """Check a history (or paired operations) for linearizability against `model`, every
+    object starting in the state `initial` names (default: the model's own initial state).
 
     Partitions by key and checks every key, reporting every failing key. Returns valid
     True / False / "unknown" (time limit or memory cap; the reason names the key). Once one
@@ -832,7 +845,7 @@ def check_linearizable(
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     operations, found_source = _operations(history)
     source = source or found_source
-    m = resolve_model(model, operations)
+    m = resolve_model(model, operations, initial)
     deadline = started + time_limit if time_limit is not None else None
     if after_failure is None:
         after_failure = AFTER_FAILURE_SECONDS
@@ -993,8 +1006,10 @@ def check_linearizable(
         )
         if not all_keys:
             note = f"{n} key{'s' if n != 1 else ''} not checked after the first failing key"
-    details = {
+    details: dict[str, Any] = {
         "model": m.name,
+        # what every object started in, as the user gave it (absent: the model's own)
+        **({"initial": initial} if initial is not NOT_GIVEN else {}),
         # linearizability is local (Herlihy & Wing): per-key verdicts are the whole history's
         "consistency": "linearizable",
         "scope": "whole-history",
@@ -1076,12 +1091,14 @@ class LinearizableChecker(Checker):
 
     def validate_input(self, history: History, context: CheckContext) -> None:
         operations = history.operations()
-        validate_operations(operations, resolve_model(context.model, operations), history.source)
+        model = resolve_model(context.model, operations, context.initial)
+        validate_operations(operations, model, history.source)
 
     def check(self, history: History, context: CheckContext) -> CheckResult:
         return check_linearizable(
             history,
             context.model,
+            initial=context.initial,
             time_limit=context.time_limit,
             max_configs=self.max_configs,
             progress=context.extra.get("progress"),

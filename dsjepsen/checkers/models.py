@@ -23,6 +23,7 @@ Values are compared as JSON compares them: `true` is not `1` (see `freeze`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -46,6 +47,21 @@ UNKNOWN: Any = _Unknown()
 
 #: returned by a transition for an illegal step (a state can never be this object)
 ILLEGAL: Any = object()
+
+
+class _NotGiven:
+    """No initial state was given (JSON null is a value a register may start with)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
 
 
 class JsonBool:
@@ -164,8 +180,34 @@ class Model:
     #: (fastpath.kv_epochs). Empty: none.
     string_roles: ClassVar[Mapping[str, str]] = {}
 
+    #: the state a check starts in when the user gave one (`starting_at`); None: `init()`
+    _start: tuple[Hashable] | None = None
+
     def init(self) -> Hashable:
+        """The model's own initial state: what an object holds before anything is done to it."""
         return None
+
+    def start(self) -> Hashable:
+        """The state every object starts in for this check: `init()`, unless the user said
+        otherwise (Knossos's `(cas-register 0)`, `dsjepsen check --initial 0`). The engines
+        start from this, never from `init()` directly."""
+        return self.init() if self._start is None else self._start[0]
+
+    def initial_state(self, value: Any) -> Hashable:
+        """The state a user's initial value (JSON) stands for; ValueError when the model's
+        objects cannot hold it. The default: the value itself, as `prepare` freezes values."""
+        return freeze(value)
+
+    def starting_at(self, value: Any) -> Model:
+        """A copy of this model whose objects start in the state `value` names."""
+        started = copy.copy(self)
+        started._start = (self.initial_state(value),)
+        return started
+
+    @property
+    def starts_at_init(self) -> bool:
+        """True when the check starts where the model does (the fast paths assume it)."""
+        return self._start is None or self._start[0] == self.init()
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         raise NotImplementedError
@@ -340,6 +382,16 @@ class KV(CasRegister):
         return show("" if state is None else state)
 
 
+def _json_list(model: Model, value: Any) -> list[Any]:
+    """A user's initial value that must be a JSON list (a set's or a queue's elements)."""
+    if not isinstance(value, list):
+        raise ValueError(
+            f"the {model.name} model starts from a list of elements such as [1, 2], "
+            f"not {show(value)}"
+        )
+    return value
+
+
 class SetModel(Model):
     """A grow-only set: add v, and read returning the whole set."""
 
@@ -352,6 +404,9 @@ class SetModel(Model):
 
     def init(self) -> Hashable:
         return frozenset()
+
+    def initial_state(self, value: Any) -> Hashable:
+        return frozenset(freeze(v) for v in _json_list(self, value))
 
     def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
         value, output = super().prepare(f, value, output)
@@ -387,6 +442,9 @@ class FifoQueue(Model):
 
     def init(self) -> Hashable:
         return ()
+
+    def initial_state(self, value: Any) -> Hashable:
+        return tuple(freeze(v) for v in _json_list(self, value))
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         if f == "enqueue":
@@ -435,6 +493,10 @@ def _bag_remove(bag: frozenset[tuple[Any, int]], v: Any) -> frozenset[tuple[Any,
     return frozenset(counts.items())
 
 
+#: the unordered queue's empty state: no elements, none owed to indeterminate dequeues
+_EMPTY_BAG: Any = (frozenset(), 0, 0)
+
+
 class UnorderedQueue(Model):
     """Knossos's unordered queue: enqueue v adds v to a multiset; a dequeue that returned v
     removes one v (any copy, in any order); a dequeue that returned nil saw the queue empty.
@@ -479,7 +541,14 @@ class UnorderedQueue(Model):
     inference_rank = FifoQueue.inference_rank + 1
 
     def init(self) -> Hashable:
-        return (frozenset(), 0, 0)
+        return _EMPTY_BAG
+
+    def initial_state(self, value: Any) -> Hashable:
+        bag: frozenset[tuple[Any, int]] = frozenset()
+        items = _json_list(self, value)
+        for v in items:
+            bag = _bag_add(bag, freeze(v))
+        return (bag, len(items), 0)
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         nxt = self.transition(f, value, output)(state)
@@ -493,8 +562,7 @@ class UnorderedQueue(Model):
         if output is UNKNOWN:
             return lambda s: (s[0], s[1], s[2] + 1) if s[1] > s[2] else ILLEGAL
         if output is None:
-            empty = self.init()
-            return lambda s: empty if s[1] == s[2] else ILLEGAL
+            return lambda s: _EMPTY_BAG if s[1] == s[2] else ILLEGAL
 
         def dequeue(s: Any) -> Any:
             if s[1] - 1 < s[2]:
@@ -544,6 +612,17 @@ class MultiRegister(Model):
     def init(self) -> Hashable:
         return ()
 
+    def initial_state(self, value: Any) -> Hashable:
+        """`{"x": 0, "y": 0}`: registers x and y start at 0 (Knossos's
+        `(multi-register {:x 0 :y 0})`); registers not named start nil."""
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"the {self.name} model starts from an object of registers such as "
+                f'{{"x": 0, "y": 0}}, not {show(value)}'
+            )
+        regs = {k: freeze(v) for k, v in value.items() if v is not None}
+        return tuple(sorted(regs.items(), key=lambda kv: repr(kv[0])))
+
     @staticmethod
     def _kind(kind: Any) -> str:
         k = str(kind).lstrip(":")
@@ -592,6 +671,14 @@ class Mutex(Model):
 
     def init(self) -> Hashable:
         return False
+
+    def initial_state(self, value: Any) -> Hashable:
+        """true: the lock starts held; false: free."""
+        if value is not True and value is not False:
+            raise ValueError(
+                f"the {self.name} model starts held (true) or free (false), not {show(value)}"
+            )
+        return value
 
     def step(self, state: Any, f: str, value: Any, output: Any) -> tuple[bool, Any]:
         if f == "acquire":

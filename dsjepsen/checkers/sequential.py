@@ -61,7 +61,7 @@ from dsjepsen.checkers.linearizable import (
     resolve_model,
     validate_operations,
 )
-from dsjepsen.checkers.models import ILLEGAL, UNKNOWN, Model, show
+from dsjepsen.checkers.models import ILLEGAL, NOT_GIVEN, UNKNOWN, Model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.errors import InputError
 from dsjepsen.history import History, Operation
@@ -308,7 +308,7 @@ def prune_unobservable(ops: list[_SOp], model: Model) -> list[_SOp]:
     for kops in by_key.values():
         if not roles or not all(p.f in roles for p in kops):
             continue
-        observed = {model.init()}
+        observed = {model.start()}
         for p in kops:
             if p.det and roles[p.f] == "read":
                 observed.add(p.output)
@@ -497,7 +497,7 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
     import networkx as nx
 
     roles = model.register_roles
-    init = model.init()
+    init = model.start()
     by_key: dict[Any, list[_SOp]] = {}
     for p in ops:
         by_key.setdefault(p.key, []).append(p)
@@ -517,10 +517,12 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
             reads = [p for p in kops if roles[p.f] == "read" and p.det]
             exact[k] = (writes, reads)
     budget = [KV_MISS_EDGES, KV_PARSE_CHARS]
+    # the string edges assume every key starts empty (absent reads as "")
+    string_roles = model.string_roles if model.starts_at_init else {}
     kv = [
         plan
         for kops in by_key.values()
-        if (plan := _kv_plan(kops, model.string_roles, budget)) is not None and plan.edges
+        if (plan := _kv_plan(kops, string_roles, budget)) is not None and plan.edges
     ]
     if not exact and not kv:
         return None
@@ -816,9 +818,11 @@ def check_sequential(
     max_states: int = DEFAULT_MAX_STATES,
     accept_per_key: bool = False,
     skip_linearizable: bool = False,
+    initial: Any = NOT_GIVEN,
 ) -> CheckResult:
-    """Sequential consistency of a history against `model` (inferred when None); see the
-    module docstring for the order of the steps and what each scope means.
+    """Sequential consistency of a history against `model` (inferred when None), every object
+    starting in the state `initial` names; see the module docstring for the order of the steps
+    and what each scope means.
 
     `skip_linearizable` leaves out step 1 (tests use it to exercise the graph pass and the
     searches on histories that happen to be linearizable).
@@ -828,13 +832,14 @@ def check_sequential(
         operations, source = history.operations(), history.source
     else:
         operations, source = list(history), "<memory>"
-    m = resolve_model(model, operations)
+    m = resolve_model(model, operations, initial)
     deadline = started + (time_limit if time_limit is not None else WHOLE_SECONDS)
     ops = prune_unobservable(_prepare(operations, m, source), m)
     keys = list(dict.fromkeys(p.key for p in ops))
     details: dict[str, Any] = {
         "consistency": "sequential",
         "model": m.name,
+        **({"initial": initial} if initial is not NOT_GIVEN else {}),
         "ops": len(operations),
         "keys": len(keys),
         "processes": len({o.process for o in operations}),
@@ -889,7 +894,7 @@ def check_sequential(
         share = max(0.0, deadline - t0) / (len(keys) - n)
         witnesses[k] = []
         try:
-            fail = search(procs, m.init(), _own_step, t0 + share, [max_states], witnesses[k])
+            fail = search(procs, m.start(), _own_step, t0 + share, [max_states], witnesses[k])
         except _OutOfBudget as e:
             what = "time share" if str(e) == "time" else f"state bound ({max_states})"
             per_key[show(k)] = {"valid": "unknown", "reason": f"{what} reached"}
@@ -923,7 +928,7 @@ def check_sequential(
             kprocs = _by_process([p for p in ops if p.key == k])
             share = max(0.0, deadline - time.monotonic()) / 4 / len(keys)
             until = time.monotonic() + share
-            if search(kprocs, m.init(), _own_step, until, [max_states], late[k], True):
+            if search(kprocs, m.start(), _own_step, until, [max_states], late[k], True):
                 late = {}  # cannot happen (the key passed above); never merge a failed order
                 break
     except _OutOfBudget:
@@ -932,7 +937,7 @@ def check_sequential(
         return done(True, "whole-history", "per-key orders merged")
 
     index = {k: n for n, k in enumerate(keys)}
-    init = _Whole(tuple(keys), tuple(m.init() for _ in keys))
+    init = _Whole(tuple(keys), tuple(m.start() for _ in keys))
 
     def whole_step(p: _SOp, s: _Whole) -> Any:
         n = index[p.key]
@@ -977,12 +982,14 @@ class SequentialChecker(Checker):
 
     def validate_input(self, history: History, context: CheckContext) -> None:
         operations = history.operations()
-        validate_operations(operations, resolve_model(context.model, operations), history.source)
+        model = resolve_model(context.model, operations, context.initial)
+        validate_operations(operations, model, history.source)
 
     def check(self, history: History, context: CheckContext) -> CheckResult:
         return check_sequential(
             history,
             context.model,
+            initial=context.initial,
             time_limit=context.time_limit,
             max_states=self.max_states,
             accept_per_key=self.accept_per_key,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.stats import op_counts
+from dsjepsen.errors import InputError
 from dsjepsen.history import NEMESIS, History, Op
 
 #: does this nemesis completion show that the named fault really happened?
@@ -55,6 +56,29 @@ def faults_applied(
             if took_effect(name, op):
                 applied[name] = applied.get(name, 0) + 1
     return applied
+
+
+def without_client_ops(history: History, checker: str = "vacuous") -> CheckResult | None:
+    """The verdict on a history that holds ops but none of a client (only the nemesis's):
+    unknown, because it tested nothing (Jepsen's vacuous rule; Knossos would call it valid),
+    and not bad input either, because it is well formed. None when a client op is there.
+    A history with no ops at all is not a history: InputError."""
+    if not history.ops:
+        raise InputError("history is empty (no ops)", history.source)
+    if any(op.process != NEMESIS for op in history.ops):
+        return None
+    n = len(history.ops)
+    reason = (
+        f"no client operations to check (only {n} nemesis op{'s' if n != 1 else ''}): "
+        "the history is vacuous"
+    )
+    return CheckResult(
+        checker=checker,
+        valid="unknown",
+        reason=reason,
+        anomalies=[{"type": "no-client-ops", "message": reason}],
+        details={"ops": n, "client_ops": 0, "source": history.source},
+    )
 
 
 def check_vacuous(

@@ -17,13 +17,14 @@ from typing import Any
 from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
-from dsjepsen.checkers.models import get_model, show
+from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
 from dsjepsen.checkers.sequential import SCOPES
-from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
+from dsjepsen.checkers.vacuous import without_client_ops
+from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
 from dsjepsen.formats import format_names, read_history
-from dsjepsen.history import NEMESIS, History, printable
+from dsjepsen.history import History, printable
 
 #: the values of --consistency; each names the checker that decides it
 CONSISTENCIES = (LINEARIZABLE, SEQUENTIAL)
@@ -49,6 +50,13 @@ def register(subparsers: Any) -> None:
         "--model",
         metavar="NAME",
         help="sequential model (default: inferred from the operations' fs; `dsjepsen list models`)",
+    )
+    p.add_argument(
+        "--initial",
+        metavar="JSON",
+        help="the state every object starts in, as JSON (default: the model's own, nil for a "
+        "register): '0' for a register, '{\"x\": 0, \"y\": 0}' for a multi-register, "
+        "'[1, 2]' for a set or a queue (Knossos's (cas-register 0), (multi-register {:x 0}))",
     )
     p.add_argument(
         "--format", choices=("auto", *format_names()), default="auto", help="history format"
@@ -100,16 +108,24 @@ def run(args: argparse.Namespace) -> int:
     checkers = checkers_named(names)
     if args.model is not None:
         get_model(args.model)  # an unknown name is a bad argument before any reading
+    initial = parse_initial(args.initial)
     t0 = time.monotonic()
     history = read_history(args.file, args.format)
     for warning in history.warnings:
         print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)
     history.operations()  # Jepsen's process rules, with file and line
-    require_client_ops(history)
+    vacuous = without_client_ops(history)
+    if vacuous is not None:
+        if args.json:
+            print(json.dumps(vacuous.to_dict(), indent=2, default=_json_default))
+        else:
+            print(printable(f"{history.source}: UNKNOWN ({vacuous.reason})"))
+        return EXIT_UNKNOWN
     parse_s = time.monotonic() - t0
     context = CheckContext(
         time_limit=args.time_limit,
         model=args.model,
+        initial=initial,
         consistency=consistency,
         extra={"progress": _progress},
     )
@@ -145,13 +161,18 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_UNKNOWN
 
 
-def require_client_ops(history: History) -> None:
-    """A history without client operations tested nothing: an error, never VALID."""
-    clients = sum(1 for op in history.ops if op.process != NEMESIS)
-    if clients == 0:
-        nemesis = len(history.ops)
-        what = f"only {nemesis} nemesis op{'s' if nemesis != 1 else ''}" if nemesis else "no ops"
-        raise InputError(f"no client operations to check ({what})", history.source)
+def parse_initial(text: str | None) -> Any:
+    """`--initial`'s JSON; NOT_GIVEN when absent. Bad JSON is one line and exit 254."""
+    if text is None:
+        return NOT_GIVEN
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:
+        raise ConfigError(f"--initial: not JSON ({e}): {printable(text[:80])}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _progress(key: Any, explored: int, elapsed: float) -> None:
@@ -238,7 +259,8 @@ def render_text(history: History, result: CheckResult) -> str:
     d = result.details
     lines = [
         f"{history.source}: {_verdict(result)} (linearizable, model {d['model']})",
-        "  consistency: linearizable, scope: whole-history (linearizability is local)",
+        "  consistency: linearizable, scope: whole-history (linearizability is local)"
+        + _initial_note(d),
         f"  ops: {d['ops']}  keys: {d['keys']}  time: {d['seconds'] * 1000:.1f} ms "
         f"(parse {d.get('parse_seconds', 0) * 1000:.1f} ms)  configurations: "
         f"{d['configurations_explored']}  memory: ~{d['memory']['estimated_cache_bytes'] // 1024}"
@@ -301,7 +323,8 @@ def render_sequential(history: History, result: CheckResult) -> str:
             "per key (a violation on one key is a violation of the whole history)"
             if scope == "per-key" and result.valid is False
             else SCOPES.get(scope, scope)
-        ),
+        )
+        + _initial_note(d),
         f"  ops: {d.get('ops')}  keys: {d.get('keys')}  processes: {d.get('processes')}  "
         f"decided by: {d.get('method')}  time: {d.get('seconds', 0) * 1000:.1f} ms",
     ]
@@ -327,6 +350,13 @@ def render_sequential(history: History, result: CheckResult) -> str:
                     f"    {_opline(e['op'] | {'description': e['description']})}  -> {e['state']}"
                 )
     return "\n".join(lines)
+
+
+def _initial_note(details: dict[str, Any]) -> str:
+    """`; initial state {...}` when the user gave one (--initial), else nothing."""
+    if "initial" not in details:
+        return ""
+    return "; initial state " + json.dumps(details["initial"], ensure_ascii=False)
 
 
 def _key_order(key: Any) -> tuple[int, Any]:

@@ -5,6 +5,8 @@ but no root network namespaces. The containers are then the nodes of
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
 
 from dsjepsen.cluster import docker_cluster
@@ -42,6 +44,12 @@ def register(subparsers: Any) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    # the first `up` on a machine builds the node image (a minute or more): say so as it goes
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dsjepsen: %(message)s"))
+    progress = logging.getLogger(docker_cluster.log.name)
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
     names = docker_cluster.up(args.name, args.count, image=args.image, docker=args.docker_cli)
     addresses = docker_cluster.addresses(names, docker=args.docker_cli)
     print(
