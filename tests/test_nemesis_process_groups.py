@@ -406,7 +406,8 @@ E2E = ["--nemesis", "kill-all", "--nemesis-interval", "4", "--time-limit", "25"]
 
 @pytest.mark.cluster
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# one seed: detection over 20 seeds is bench/detection.py's job (README: 20 of 20)
+@pytest.mark.parametrize("seed", [1])
 def test_kill_all_catches_no_fsync_lost_writes(pooled_cluster, tmp_path: Path, seed: int) -> None:
     cluster = pooled_cluster(node_count=3)
     code, results, run_dir = _dsjepsen_test(

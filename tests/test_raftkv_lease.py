@@ -90,7 +90,8 @@ def _run(tmp_path: Path, seed: int, nemesis: str) -> tuple[int, list[dict]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 4])
+# one seed: detection over 20 seeds is bench/detection.py's job (README: 20 of 20)
+@pytest.mark.parametrize("seed", [3])
 def test_lease_read_is_valid_under_partitions_alone(tmp_path: Path, seed: int) -> None:
     rc, nemesis = _run(tmp_path, seed, "partition-leader")
     assert rc == 0
@@ -98,7 +99,8 @@ def test_lease_read_is_valid_under_partitions_alone(tmp_path: Path, seed: int) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [3, 4])
+# one seed: detection over 20 seeds is bench/detection.py's job (README: 20 of 20)
+@pytest.mark.parametrize("seed", [3])
 def test_lease_read_is_invalid_under_partitions_and_clock_bumps(tmp_path: Path, seed: int) -> None:
     rc, nemesis = _run(tmp_path, seed, "partition-leader,clock-bump")
     bumps = [o for o in nemesis if o["f"] == "start-clock" and o["type"] == "ok"]

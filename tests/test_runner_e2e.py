@@ -99,7 +99,8 @@ def test_raft_kv_partition_majority_is_valid(pooled_cluster, tmp_path: Path) -> 
     assert not any(iptables_rules(cluster).values()), "no partition rule may outlive the run"
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
+# one seed: detection over 20 seeds is bench/detection.py's job (README: 20 of 20)
+@pytest.mark.parametrize("seed", [11])
 def test_raft_kv_stale_read_bug_is_caught(pooled_cluster, tmp_path: Path, seed: int) -> None:
     cluster = pooled_cluster(node_count=5)
     out = run_test(
