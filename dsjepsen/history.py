@@ -334,8 +334,8 @@ class HistoryWriter:
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+                fh, self._fh = self._fh, None
+                fh.close()
 
     def __enter__(self) -> HistoryWriter:
         return self

@@ -39,6 +39,8 @@ MODULES = {
     "edn": "base",
     "options": "base",
     "plugins": "base",
+    "files": "base",
+    "machine": "base",
     "history": "history",
     "formats": "history",
     "cli": "cli",

@@ -15,7 +15,13 @@ import time
 from typing import Any
 
 from dsjepsen import plugins
-from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.checkers.base import (
+    DEFAULT_TIME_LIMIT,
+    MAX_TIME_LIMIT,
+    CheckContext,
+    Checker,
+    run_checkers,
+)
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
@@ -23,6 +29,7 @@ from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
 from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.checkers.vacuous import without_client_ops
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
+from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.history import History, printable
 
@@ -63,9 +70,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--time-limit",
-        type=float,
         metavar="SECONDS",
-        help="give up with verdict unknown (exit 2) after this many seconds",
+        help=f"give up with verdict unknown (exit 2) after this many seconds (default "
+        f"{DEFAULT_TIME_LIMIT:g}, as `dsjepsen test --check-time-limit`)",
     )
     p.add_argument(
         "--consistency",
@@ -92,9 +99,25 @@ def checkers_named(names: list[str]) -> list[Checker]:
     return out
 
 
+def check_time_limit(text: str | None) -> float | None:
+    """--time-limit's seconds: None when absent (the checkers then stop at their default
+    budget, DEFAULT_TIME_LIMIT), else a positive number up to MAX_TIME_LIMIT (ConfigError)."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"--time-limit: expected a number, got {text[:40]!r}") from None
+    if not 0 < seconds <= MAX_TIME_LIMIT:
+        raise ConfigError(
+            f"--time-limit must be a positive number of seconds up to {MAX_TIME_LIMIT:g}, "
+            f"got {text[:40]}"
+        )
+    return seconds
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
-        raise ConfigError(f"--time-limit must be a positive number, got {args.time_limit}")
+    time_limit = check_time_limit(args.time_limit)
     consistency = getattr(args, "consistency", "linearizable")
     if consistency not in CONSISTENCIES:
         # validated here, not by argparse choices: one line and exit 254, no usage block
@@ -109,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         get_model(args.model)  # an unknown name is a bad argument before any reading
     initial = parse_initial(args.initial)
+    if args.report is not None:
+        check_output_file(args.report, "--report")  # before the history is read
     t0 = time.monotonic()
     history = read_history(args.file, args.format)
     for warning in history.warnings:
@@ -123,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     parse_s = time.monotonic() - t0
     context = CheckContext(
-        time_limit=args.time_limit,
+        time_limit=time_limit,
         model=args.model,
         initial=initial,
         consistency=consistency,
@@ -205,10 +230,10 @@ def render(history: History, composed: CheckResult, results: list[CheckResult]) 
     """Every checker's block; with several, a last line with the composed verdict."""
     blocks = [
         render_text(history, r)
-        if r.checker == LINEARIZABLE
+        if r.checker == LINEARIZABLE and "model" in r.details
         else render_sequential(history, r)
-        if r.checker == SEQUENTIAL
-        else render_other(history, r)
+        if r.checker == SEQUENTIAL and "model" in r.details
+        else render_other(history, r)  # also a checker that failed: its reason says why
         for r in results
     ]
     if len(results) > 1:
@@ -268,14 +293,14 @@ def render_text(history: History, result: CheckResult) -> str:
     ]
     if d.get("failing_keys"):
         keys = sorted(d["failing_keys"], key=_key_order)
-        lines.append("  failing keys: " + ", ".join(str(k) for k in keys))
+        lines.append("  failing keys: " + _key_list(keys))
     if d.get("unexplained_keys"):
         # the explanation work is capped (linearizable.EXPLAIN_KEYS): say which keys went
         # without, so that nobody reads the explanations below as the only failures
         rest = sorted(d["unexplained_keys"], key=_key_order)
         lines.append(
             f"  explained below: {len(result.anomalies)} of {len(d['failing_keys'])} failing "
-            f"keys; not explained ({len(rest)}): " + ", ".join(str(k) for k in rest)
+            f"keys; not explained ({len(rest)}): " + _key_list(rest)
         )
     if d.get("undecided_note"):
         lines.append("  " + d["undecided_note"])
@@ -350,6 +375,21 @@ def render_sequential(history: History, result: CheckResult) -> str:
                     f"    {_opline(e['op'] | {'description': e['description']})}  -> {e['state']}"
                 )
     return "\n".join(lines)
+
+
+#: keys listed on one line at most, and characters of each key shown
+LISTED_KEYS = 50
+KEY_CHARS = 80
+
+
+def _key_list(keys: list[Any]) -> str:
+    """Keys for one line of text: each cut to KEY_CHARS, at most LISTED_KEYS of them (a
+    200 KB key, or 100,000 keys, must not flood the terminal; --json has them all)."""
+    shown = [str(k) if len(str(k)) <= KEY_CHARS else str(k)[: KEY_CHARS - 3] + "..." for k in keys]
+    more = len(shown) - LISTED_KEYS
+    return ", ".join(shown[:LISTED_KEYS]) + (
+        f" (and {more} more; --json lists all)" if more > 0 else ""
+    )
 
 
 def _initial_note(details: dict[str, Any]) -> str:

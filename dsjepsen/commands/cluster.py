@@ -169,11 +169,17 @@ def run_status(args: argparse.Namespace) -> int:
     )
     if st["missing"]:
         print(f"  DAMAGED, missing: {', '.join(st['missing'])}")
-    print(f"  {'node':<5} {'address':<15} {'up':<4} {'procs':>5} {'paused':>6} {'rules':>5}  netns")
+    print(
+        f"  {'node':<5} {'address':<15} {'up':<4} {'procs':>5} {'paused':>6} {'rules':>5} "
+        f"{'clock':>9}  netns"
+    )
     for n in st["nodes"]:
+        offset = n.get("clock_offset") or 0.0
+        clock = f"{offset:+.3f}s" if offset else "-"
         print(
             f"  {n['name']:<5} {n['address']:<15} {'yes' if n['up'] else 'NO':<4} "
-            f"{n['processes']:>5} {n['stopped']:>6} {n['iptables_rules']:>5}  {n['netns']}"
+            f"{n['processes']:>5} {n['stopped']:>6} {n['iptables_rules']:>5} {clock:>9}  "
+            f"{n['netns']}"
         )
     return 0
 

@@ -165,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
     add_test_options(parser)
     add_node_options(parser)
     test_args = parser.parse_args(translated)
+    listed = args.nodes is not None or args.nodes_file is not None
     for name, value in vars(args).items():  # the node options, as given
+        if name == "node_count" and listed:
+            continue  # the default size of a local cluster; listed nodes have their own count
         if name in ("nodes", "nodes_file", "docker", "node_count", "cluster_name",
                     "force_node_count") or name.startswith("ssh_"):  # fmt: skip
             setattr(test_args, name, value)

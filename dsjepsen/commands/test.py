@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
+from dsjepsen.files import check_output_file
 
 log = logging.getLogger("dsjepsen.test")
 
@@ -79,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
     from dsjepsen.nemesis.catalog import check_cluster_size
 
+    junit = getattr(args, "junit", None)
+    if junit is not None:
+        check_output_file(junit, "--junit")  # before any node: not after the whole test
     config = config_from_args(args, argv=_command_line())
     handler = _console_logging(bool(getattr(args, "debug", False)))
     summaries: list[dict[str, Any]] = []

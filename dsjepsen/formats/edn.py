@@ -204,6 +204,8 @@ def kv_line(text: str) -> dict[Any, Any] | None:
         return None
     out: dict[Any, Any] = {}
     for k, v in _FLAT_FIELD.findall(text):
+        if k in out:
+            return None  # a key given twice: the EDN reader refuses it with its line
         c = v[0]
         if c in _DIGITS:  # the pattern admits only -?[0-9]+ here
             if len(v) > _FLAT_DIGITS:

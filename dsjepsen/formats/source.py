@@ -12,87 +12,55 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
+from dsjepsen.files import read_bytes
 from dsjepsen.history import History, time_regressions
+from dsjepsen.machine import memory_available
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
 MAX_FILE_BYTES = 1 << 30
+#: memory a history takes once read and parsed, per byte of its file (measured with
+#: bench/history_parse.py: text, ops and the paired operations)
+BYTES_PER_HISTORY_BYTE = 8
 #: longest line (characters); a single op is a few hundred
 MAX_LINE_CHARS = 16 << 20
-_CHUNK = 1 << 20
-
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _not_regular(mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            return f"cannot read history: {name}, not a regular file"
-    return "cannot read history: not a regular file"
 
 
 def read_source(path: str | os.PathLike[str]) -> str:
     """The text of a history file, or InputError naming it.
 
-    The file type is checked with stat before the file is opened, and the open itself is
-    non-blocking and checked again with fstat (the path may have changed in between), so a FIFO
-    or device never blocks or streams forever. At most MAX_FILE_BYTES are read.
-    """
+    `files.read_bytes` refuses what is not a regular file before reading (a FIFO never blocks,
+    /dev/zero never streams), stops at a NUL byte, and reads at most `history_cap()` bytes.
+    A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to the
+    last whole character, so that the reader drops it with a warning like any cut-off line."""
     source = str(path)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(_not_regular(st.st_mode), source)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(_not_regular(st.st_mode), source)
-        if st.st_size > MAX_FILE_BYTES:
-            raise InputError(_too_big(), source)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_FILE_BYTES:  # it grew while we read it
-            raise InputError(_too_big(), source)
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
+    data = read_bytes(path, "history", history_cap())
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
+        cut_last_line = e.end == len(data) and b"\n" not in data[e.start :]
+        if cut_last_line and e.reason == "unexpected end of data":
+            return data[: e.start].decode("utf-8")
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(
             f"not UTF-8 text ({e.reason} at byte {e.start}, line {line})", source
         ) from None
 
 
-def _too_big() -> str:
-    return f"history larger than {MAX_FILE_BYTES >> 20} MiB; refused"
+def history_cap() -> int:
+    """The largest history file read: MAX_FILE_BYTES, or less when the memory a history of
+    that size takes once parsed (about BYTES_PER_HISTORY_BYTE times its size) is more than
+    this process may have, so that a history too big for the machine is refused with the
+    figures before it is read, not killed by the kernel half-way."""
+    room = memory_available()
+    if room is None:
+        return MAX_FILE_BYTES
+    return max(1 << 20, min(MAX_FILE_BYTES, room // BYTES_PER_HISTORY_BYTE))
 
 
 def split_lines(text: str, source: str) -> list[str]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
+from dsjepsen.files import read_text, write_whole
 from dsjepsen.harness.junit import (
     JUnitCase,
     JUnitSuite,
@@ -49,6 +50,9 @@ from dsjepsen.harness.junit import (
     write_junit,
 )
 from dsjepsen.harness.store import DIR_MODE, TIMESTAMP, write_json
+
+#: a campaign file is a matrix of a few dozen lines; anything this large is not one
+MAX_CAMPAIGN_BYTES = 1 << 20
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CAMPAIGN_JSON = "campaign.json"
@@ -192,12 +196,9 @@ def load_campaign(path: str | os.PathLike[str]) -> Campaign:
     """Read and validate a campaign file; ConfigError / InputError name the file and key."""
     p = Path(path)
     where = str(p)
+    text = read_text(p, "campaign", MAX_CAMPAIGN_BYTES)
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", where) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {e}", where) from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not valid TOML: {e}", where) from None
     unknown = sorted(set(doc) - _TOP_KEYS)
@@ -594,9 +595,7 @@ def write_campaign(
     summary = summarize(ordered)
     data = {**meta, "summary": summary, "exit_code": summary["exit_code"], "rows": ordered}
     write_json(out_dir / CAMPAIGN_JSON, data)
-    tmp = out_dir / (INDEX_HTML + ".tmp")
-    tmp.write_text(render_index(data), encoding="utf-8")
-    os.replace(tmp, out_dir / INDEX_HTML)
+    write_whole(out_dir / INDEX_HTML, render_index(data))
     write_junit(out_dir / JUNIT_XML, junit_suites(ordered, summary))
     if step_summary:
         title = f"dsjepsen campaign {meta.get('name', '')}: " + ", ".join(

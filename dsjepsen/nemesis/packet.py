@@ -641,16 +641,19 @@ class PacketFaults(FaultPackage):
         "packet-rate": "limit the rate between nodes to 1 mbit (netem, or tbf)",
     }
     options: ClassVar[tuple[Option, ...]] = (
-        Option("packet-delay", "float", 50.0, "packet-delay / -reorder: delay, ms", minimum=0),
-        Option("packet-jitter", "float", 10.0, "packet-delay: jitter, ms", minimum=0),
+        Option("packet-delay", "float", 50.0, "packet-delay / -reorder: delay, ms", minimum=0,
+               maximum=60_000),
+        Option("packet-jitter", "float", 10.0, "packet-delay: jitter, ms", minimum=0,
+               maximum=60_000),
         Option("packet-delay-correlation", "float", 25.0, "packet-delay: correlation, percent",
-               minimum=0),  # fmt: skip
+               minimum=0, maximum=100),  # fmt: skip
         Option("packet-distribution", "str", "normal", "packet-delay: netem distribution"),
         Option("packet-percent", "float", 20.0,
                "packet-loss / -duplicate / -reorder / -corrupt: share of packets, percent", minimum=0,
-               check=_check_percent),
+               maximum=100, check=_check_percent),
         Option("packet-correlation", "float", 75.0,
-               "correlation of loss / duplicate / reorder / corrupt, percent", minimum=0),
+               "correlation of loss / duplicate / reorder / corrupt, percent", minimum=0,
+               maximum=100),
         Option("packet-rate", "str", "1mbit", "packet-rate: the rate limit (tc syntax)",
                check=_check_rate),
     )  # fmt: skip

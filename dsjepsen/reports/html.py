@@ -33,6 +33,7 @@ from markupsafe import Markup
 from dsjepsen import __version__
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import SCOPES
+from dsjepsen.files import FILE_MODE, write_whole
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
 from dsjepsen.reports import clock, crdt, plots, rca, stats, timeline
@@ -50,9 +51,6 @@ REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-a
 #: anomalies after the first get their diagram inside their (closed) table row; past this
 #: many the row shows the linearization table only (the page stays fast to render and open)
 MAX_DIAGRAMS = 60
-#: a file written by dsjepsen into a run directory: owner and group only (run data can hold
-#: what the system under test logged, which is not for every user of the machine)
-FILE_MODE = 0o640
 
 
 @dataclass
@@ -403,14 +401,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "start_wall": run.start_wall.isoformat() if run.start_wall else None,
     }
     page = _env().get_template("report.html.j2").render(**ctx)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    os.replace(tmp, out_path)
-    return out_path
+    return write_whole(Path(out_path), page, mode)
 
 
 def render_run_report(run_dir: str | os.PathLike[str]) -> Path:

@@ -112,6 +112,7 @@ class MaelstromTarget(Target):
             0.0,
             "maelstrom: mean delay (ms) the relays add to every node-to-node message",
             minimum=0.0,
+            maximum=60_000.0,
             metavar="MS",
             keyword="latency",
         ),
@@ -136,6 +137,7 @@ class MaelstromTarget(Target):
             DEFAULT_PORT,
             "maelstrom: UDP / TCP port of the relays",
             minimum=1,
+            maximum=65535,
             metavar="N",
             keyword="port",
         ),  # fmt: skip
@@ -145,6 +147,7 @@ class MaelstromTarget(Target):
             2.0,
             "maelstrom: seconds a client waits for a reply",
             minimum=0.05,
+            maximum=3600.0,
             metavar="SECONDS",
         ),  # fmt: skip
     )
