@@ -219,10 +219,17 @@ def test_campaign_parallel_is_bounded(capsys):
         (["--nodes", "3"], "use --node-count 3"),
         (["--nodes-file", "/dev/zero"], "a character device, not a regular file"),
         (["--nemsis", "kill"], "--nemsis: did you mean --nemesis?"),
+        (["--nodes", "a", "--ssh-timeout", "nan"], "--ssh-timeout nan: must be a number"),
+        (["--nodes", "a", "--ssh-timeout", "1e9"], "--ssh-timeout 1000000000.0: must be"),
     ],
 )
 def test_contradictions_are_one_line_before_any_node(capsys, unused_cluster, argv, message):
     refused(capsys, "test", "--cluster-name", unused_cluster, *argv, message=message)
+
+
+def test_cluster_exec_timeout_is_bounded(capsys):
+    refused(capsys, "cluster", "exec", "--timeout", "inf", "n1", "--", "true",
+            message="--timeout inf: must be a number of seconds up to 86400")  # fmt: skip
 
 
 def test_usage_errors_are_one_line_everywhere(capsys):

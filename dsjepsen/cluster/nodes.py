@@ -28,6 +28,8 @@ REMOTE_WORKDIR = "/var/lib/dsjepsen"
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
 #: a nodes file is a few lines per node; anything larger is not one
 MAX_NODES_FILE_BYTES = 1 << 20
+#: seconds an SSH connection may take to open, at most
+MAX_SSH_TIMEOUT = 300.0
 _SSH_KEYS = {
     "host",
     "user",
@@ -192,6 +194,9 @@ def ssh_defaults(args: argparse.Namespace) -> SshConfig:
     port = getattr(args, "ssh_port", 22)
     if not 1 <= port <= 65535:
         raise ConfigError(f"--ssh-port {port}: must be 1-65535")
+    timeout = getattr(args, "ssh_timeout", 10.0)
+    if not 0 < timeout <= MAX_SSH_TIMEOUT:  # also refuses nan
+        raise ConfigError(f"--ssh-timeout {timeout}: must be a number of seconds up to 300")
     return SshConfig(
         user=getattr(args, "ssh_user", "root"),
         port=port,

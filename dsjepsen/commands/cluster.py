@@ -190,6 +190,8 @@ def run_exec(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise ConfigError("cluster exec: no command given (usage: cluster exec NODE -- CMD...)")
+    if not 0 < args.timeout <= 86400:  # also refuses nan
+        raise ConfigError(f"--timeout {args.timeout}: must be a number of seconds up to 86400")
     if args.nodes or args.nodes_file or args.docker:
         cluster = open_nodes(args, create=False, check=False)
     else:
