@@ -172,7 +172,7 @@ def test_write_whole_never_renames_over_a_non_regular_file(tmp_path, fifo):
         ("--time-limit", "1e300", "--time-limit: must be at most 604800"),
         ("--rate", "1e308", "--rate: must be at most 100000"),
         ("--ops-per-key", "1e18", "--ops-per-key: expected an integer"),
-        ("--ops-per-key", "1000000000000000000", "--ops-per-key: must be an integer <= 1e+06"),
+        ("--ops-per-key", "1000000000000000000", "--ops-per-key: must be an integer <= 1e+09"),
         ("--seed", "1e40", "--seed: expected an integer"),
         ("--seed", str(2**64), "--seed: must be an integer <= 9223372036854775807"),
         ("--recovery-timeout", "1e300", "--recovery-timeout: must be at most 3600"),

@@ -66,7 +66,7 @@ class GSetWorkload(Workload):
             100,
             "g-set: adds to a set before it is retired for a fresh one",
             minimum=1,
-            maximum=1_000_000,
+            maximum=1_000_000_000,
             metavar="N",
         ),
         CONVERGENCE_TIMEOUT,

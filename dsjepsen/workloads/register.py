@@ -62,7 +62,7 @@ class RegisterWorkload(Workload):
             60,
             "ops on a key before it is retired for a fresh one",
             minimum=1,
-            maximum=1_000_000,
+            maximum=1_000_000_000,
             metavar="N",
         ),
     )
