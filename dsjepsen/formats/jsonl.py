@@ -12,7 +12,13 @@ import os
 from typing import Any
 
 from dsjepsen.errors import InputError
-from dsjepsen.formats.source import decode_json_line, load, split_lines
+from dsjepsen.formats.source import (
+    decode_json_line,
+    implied_f,
+    load,
+    require_processes,
+    split_lines,
+)
 from dsjepsen.history import History, Op, write_jsonl
 
 NAME = "jsonl"
@@ -20,16 +26,23 @@ DESCRIPTION = "dsjepsen's history.jsonl: one JSON object per line"
 
 
 def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
-    """Build an Op from one decoded JSONL object, naming the line on any missing field."""
+    """Build an Op from one decoded JSON object, naming the line on any missing field.
+
+    `process` may be left out (Elle's histories of one client do: it is then None, one
+    process), and so may `f` when the value is a list of micro-ops (it is then "txn")."""
     try:
         typ = d["type"]
-        f = d["f"]
-        process = d["process"]
     except KeyError as e:
         raise InputError(f"op is missing field {e.args[0]!r}", source, line) from None
+    f = d.get("f")
+    if f is None:
+        f = implied_f(d.get("value"))
+        if f is None:
+            raise InputError("op is missing field 'f'", source, line)
+    process = d.get("process")
     if not isinstance(typ, str) or not isinstance(f, str):
         raise InputError("fields 'type' and 'f' must be strings", source, line)
-    if not isinstance(process, (int, str)) or isinstance(process, bool):
+    if process is not None and (not isinstance(process, (int, str)) or isinstance(process, bool)):
         raise InputError(
             f"field 'process' must be an integer or a string, got {_short(process)}", source, line
         )
@@ -80,6 +93,7 @@ def parse_jsonl(text: str, source: str) -> History:
         if not isinstance(d, dict):
             raise InputError("each line must be a JSON object", source, n)
         ops.append(op_from_dict(d, source, n, len(ops)))
+    require_processes(ops, source, "op is missing field 'process'")
     return History(ops, source, warnings)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
-from dsjepsen.history import History, time_regressions
+from dsjepsen.history import History, Op, time_regressions
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
 MAX_FILE_BYTES = 1 << 30
@@ -174,6 +174,33 @@ def too_many_digits() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Fields a format may leave out
+
+#: the f of an op that has none but whose value is a list of micro-ops (Elle's histories)
+TXN_F = "txn"
+
+
+def implied_f(value: Any) -> str | None:
+    """ "txn" when `value` is a non-empty list of micro-ops (each a list or tuple starting with
+    a name, `["append", 1, 2]` / `[:r :x nil]`): Elle's and elle-cli's histories leave `f` out
+    of transactions. None otherwise: an op without f is then an error, as before."""
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    for mop in value:
+        if not isinstance(mop, list | tuple) or not mop or not isinstance(mop[0], str):
+            return None
+    return TXN_F
+
+
+def require_processes(ops: list[Op], source: str, missing: str) -> None:
+    """Elle's histories have no process at all (one client: every op's process is None); a
+    file where only some ops lack one is broken: InputError at the first that does."""
+    first = next((op for op in ops if op.process is None), None)
+    if first is not None and any(op.process is not None for op in ops):
+        raise InputError(missing, source, first.line)
+
+
+# ---------------------------------------------------------------------------------------------
 # Finishing a history
 
 
@@ -201,6 +228,9 @@ def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> 
 
 
 __all__ = [
+    "TXN_F",
+    "implied_f",
+    "require_processes",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
