@@ -534,7 +534,13 @@ class RwRegister:
         if len(edges) == 0:
             cases["empty-transaction-graph"] = [{}]
         found = search_cycles(
-            len(txns), edges, variants, self.explain, lambda t: describe(txns, t), deadline
+            len(txns),
+            edges,
+            variants,
+            self.explain,
+            lambda t: describe(txns, t),
+            deadline,
+            priority=(WR, WW, RW, PROCESS, REALTIME),  # Elle explains rw-register edges so
         )
         for kind, cs in found.cases.items():
             cases.setdefault(kind, []).extend(cs)

@@ -476,6 +476,12 @@ class CycleSearch:
         self.cases.setdefault(kind, []).append(case)
 
 
+#: which relationship an edge that has several stands for, first first (Elle explains an edge
+#: by the first of its explainers that can: list-append's are ww, wr, rw, then process or
+#: realtime order)
+PRIORITY = (WW, WR, RW, PROCESS, REALTIME)
+
+
 def search_cycles(
     n: int,
     edges: Edges,
@@ -483,12 +489,15 @@ def search_cycles(
     explain: Explainer,
     describe: Callable[[int], dict[str, Any]],
     deadline: float,
+    priority: Sequence[int] = PRIORITY,
 ) -> CycleSearch:
     """Every kind of cycle in each strongly connected component (see the module docstring).
 
     `variants` are the process / realtime bits present in the graph; `explain(a, b, rel)` the
     checker's reason for one edge (a dict with a `text` sentence); `describe(t)` one
-    transaction for the reader."""
+    transaction for the reader. An edge that has several relationships stands for the first
+    of them in `priority` when cycles are classified, as in Elle: T1 -rw-> T2 that is also a
+    real-time edge is an anti-dependency, and a cycle through it counts its rw edges so."""
     found = CycleSearch()
     src, dst, rel = edges.arrays()
     comps = components(n, src, dst)
@@ -517,6 +526,7 @@ def search_cycles(
             describe,
             found,
             deadline,
+            priority,
         )
     return found
 
@@ -531,6 +541,7 @@ def _search_component(
     describe: Callable[[int], dict[str, Any]],
     found: CycleSearch,
     deadline: float,
+    priority: Sequence[int],
 ) -> None:
     local = {int(t): j for j, t in enumerate(comp)}
     ls = np.fromiter((local[int(x)] for x in src), dtype=np.int64, count=len(src))
@@ -538,10 +549,11 @@ def _search_component(
     exists = cycle_exists(ls, ld, rel.astype(np.int64), len(comp))
     for case in exists:
         case["scc"] = [int(comp[j]) for j in case["scc"]]
-    g = Digraph()
-    g.add_nodes(int(t) for t in comp)
+    merged = Digraph()
+    merged.add_nodes(int(t) for t in comp)
     for a, b, r in zip(src.tolist(), dst.tolist(), rel.tolist(), strict=True):
-        g.merge_edge(a, b, r)
+        merged.merge_edge(a, b, r)
+    g = merged.subgraph(merged.nodes(), keep=lambda bits: next(r for r in priority if bits & r))
     # kinds no model left standing can have: skip them (a cycle-exists case rules models out)
     impossible = cm.impossible_models([c["type"] for c in exists])
     possible = {cm.canonical(m) for _a, m, _r, _e in _EXISTS} - impossible
