@@ -59,7 +59,7 @@ from dsjepsen.checkers.txn import (
     verdict,
 )
 from dsjepsen.errors import InputError
-from dsjepsen.history import History, printable
+from dsjepsen.history import History, gc_paused, printable
 
 CHECKER = "list-append"
 APPEND, READ = "append", "r"
@@ -72,7 +72,6 @@ class ListAppend:
     def __init__(self, txns: Txns) -> None:
         started = time.monotonic()
         self.txns = txns
-        n = len(txns)
         types = txns.types
         #: key -> appended value -> the transaction that appended it (any type)
         self.appended: dict[Any, dict[Any, int]] = {}
@@ -85,23 +84,26 @@ class ListAppend:
         self._lost: dict[tuple[Any, Any], list[int]] = {}
         failed = self._failed_appends()
         incompatible: dict[Any, tuple[list[Any], list[Any]]] = {}
-        dup_keys: set[Any] = set()
+        dup_keys: set[Any] = set()  # keys some read of which holds an element twice
+        structured: set[Any] = set()  # keys whose elements are lists (EDN vectors)
         multi: list[int] = []
         appended, readers, longest = self.appended, self.readers, self.longest
-        for t in range(n):
-            mops = txns.mops[t]
+        # the loop below runs once per micro-op of the history: names it uses are locals
+        scalar, append_f, read_f, init = _SCALAR, APPEND, READ, INIT
+        appended_get, readers_get, longest_get = appended.get, readers.get, longest.get
+        for t, mops in enumerate(txns.mops):
             typ = types[t]
             for mop in mops:
                 try:
                     f, k, v = mop
                 except (TypeError, ValueError):
                     f, k, v = self._odd_mop(t, mop)
-                if type(k) not in _SCALAR:
+                if type(k) not in scalar:
                     k = self._key(t, k)
-                if f == APPEND:
-                    if type(v) not in _SCALAR:
+                if f == append_f:
+                    if type(v) not in scalar:
                         v = self._element(t, k, v)
-                    d = appended.get(k)
+                    d = appended_get(k)
                     if d is None:
                         appended[k] = {v: t}
                     elif v in d:
@@ -109,41 +111,40 @@ class ListAppend:
                     else:
                         d[v] = t
                     continue
-                if f != READ:
+                if f != read_f:
                     raise self._unknown(t, mop)
                 if typ == FAIL:
                     continue
                 if v is None:
                     if typ == INFO:
                         continue  # an indeterminate read of nil saw nothing
-                    last: Any = INIT
-                else:
-                    if type(v) is not list:
-                        v = self._read_list(t, k, v, mop)
-                    try:
-                        distinct = len(set(v)) if len(v) > 1 else hash(v[0]) if v else 0
-                    except TypeError:  # unhashable elements (EDN vectors): as tuples
-                        v = [hashable(x) for x in v]
-                        distinct = len(set(v))
-                    if len(v) > 1 and distinct != len(v):
-                        dup_keys.add(k)
-                        self._duplicates(t, k, v)
-                    last = v[-1] if v else INIT
-                    if v:
-                        old = longest.get(k)
-                        if old is None:
-                            longest[k] = v
-                        elif len(v) <= len(old):
-                            if old[len(v) - 1] != last or old[: len(v)] != v:
-                                incompatible.setdefault(k, (v, old))
-                        elif v[len(old) - 1] != old[-1] or v[: len(old)] != old:
+                    last: Any = init
+                elif v:
+                    if type(v) is not list or k in structured:
+                        v = self._read_list(t, k, v, mop, structured)
+                    last = v[-1]
+                    old = longest_get(k)
+                    # each read is a prefix of the longest (checked once for duplicates),
+                    # or it becomes the longest, or the two are incompatible
+                    if old is not None and len(v) <= len(old):
+                        if old[len(v) - 1] != last or old[: len(v)] != v:
+                            incompatible.setdefault(k, (v, old))
+                            v = self._check_duplicates(t, k, v, structured, dup_keys)
+                        elif k in dup_keys:
+                            v = self._check_duplicates(t, k, v, structured, dup_keys)
+                    else:
+                        if old is not None and (v[len(old) - 1] != old[-1] or v[: len(old)] != old):
                             incompatible.setdefault(k, (old, v))
-                            longest[k] = v
-                        else:
-                            longest[k] = v
-                        if typ == OK and k in failed:
-                            self._aborted_read(t, k, v, failed[k])
-                rk = readers.get(k)
+                        v = self._check_duplicates(t, k, v, structured, dup_keys)
+                        longest[k] = v
+                        last = v[-1]
+                    if typ == OK and k in failed:
+                        self._aborted_read(t, k, v, failed[k])
+                elif type(v) is list or isinstance(v, tuple):
+                    last = init
+                else:
+                    self._read_list(t, k, v, mop, structured)  # refuses it
+                rk = readers_get(k)
                 if rk is None:
                     readers[k] = {last: [t]}
                 else:
@@ -153,7 +154,7 @@ class ListAppend:
                     else:
                         rs.append(t)
             if len(mops) > 1 and len(
-                {m[1] if type(m[1]) in _SCALAR else hashable(m[1]) for m in mops}
+                {m[1] if type(m[1]) in scalar else hashable(m[1]) for m in mops}
             ) < len(mops):
                 multi.append(t)
         for k, (a, b) in incompatible.items():
@@ -233,11 +234,13 @@ class ListAppend:
             raise mop_error(self.txns, t, f"append of nil to key {shown(k)}")
         return hashable(v)
 
-    def _read_list(self, t: int, k: Any, v: Any, mop: Any) -> list[Any]:
+    def _read_list(self, t: int, k: Any, v: Any, mop: Any, structured: set[Any]) -> list[Any]:
+        """A read's value as a list of dict keys (lists become tuples); refused when it is
+        not a list at all."""
         if not isinstance(mop, list | tuple):
             raise mop_error(self.txns, t, f"micro-op is not a list: {_brief(mop)}")
-        if isinstance(v, tuple):
-            return list(v)
+        if isinstance(v, list | tuple):
+            return [hashable(x) for x in v] if k in structured else list(v)
         raise mop_error(
             self.txns,
             t,
@@ -258,6 +261,22 @@ class ListAppend:
 
     def _case(self, kind: str, case: dict[str, Any]) -> None:
         self.cases.setdefault(kind, []).append(case)
+
+    def _check_duplicates(
+        self, t: int, k: Any, v: list[Any], structured: set[Any], dup_keys: set[Any]
+    ) -> list[Any]:
+        """Report a read that holds an element twice; returns the read with its elements
+        hashable (a key whose elements are lists is `structured` from then on)."""
+        try:
+            distinct = len(set(v))
+        except TypeError:
+            structured.add(k)
+            v = [hashable(x) for x in v]
+            distinct = len(set(v))
+        if distinct != len(v):
+            dup_keys.add(k)
+            self._duplicates(t, k, v)
+        return v
 
     def _duplicates(self, t: int, k: Any, v: list[Any]) -> None:
         counts: dict[Any, int] = {}
@@ -456,7 +475,9 @@ class ListAppend:
         txns = self.txns
         types = txns.types
         edges = Edges()
-        add = edges.add
+        ww_a, ww_b = edges.appenders(WW)
+        wr_a, wr_b = edges.appenders(WR)
+        rw_a, rw_b = edges.appenders(RW)
         orders, readers = self.orders, self.readers
         self.positions: dict[Any, dict[Any, int]] = {}
         for k, d in self.appended.items():
@@ -477,26 +498,27 @@ class ListAppend:
                 if prev is not INIT:
                     w = d.get(prev)
                     if w is not None and w != t and types[w] != FAIL:
-                        add(w, t, WW)
+                        ww_a(w)
+                        ww_b(t)
                 if rk is not None:
                     rs = rk.get(prev)
                     if rs:
                         for r in rs:
                             if r != t:
-                                add(r, t, RW)
+                                rw_a(r)
+                                rw_b(t)
         for k, rk in readers.items():
             d = self.appended.get(k)
             if not d:
                 continue
             for last, rs in rk.items():
-                if last is INIT:
-                    continue
                 w = d.get(last)
                 if w is None or types[w] == FAIL:
                     continue
                 for r in rs:
                     if r != w:
-                        add(w, r, WR)
+                        wr_a(w)
+                        wr_b(r)
         if variants & REALTIME:
             realtime_edges(txns, edges)
         elif variants & PROCESS:
@@ -554,7 +576,9 @@ class ListAppend:
     def check(self, models: Sequence[str], deadline: float, started: float) -> CheckResult:
         self.lost_updates()
         variants = needed_variants(models)
+        t0 = time.monotonic()
         edges = self.edges(variants)
+        edges_s = time.monotonic() - t0
         txns = self.txns
         cases = {k: list(v) for k, v in self.cases.items()}
         if len(edges) == 0:
@@ -571,6 +595,12 @@ class ListAppend:
             cases.setdefault(kind, []).extend(cs)
         details = summary(txns, edges, found, started - self.read_seconds)
         details["keys"] = len(set(self.appended) | set(self.readers))
+        details["phase_seconds"] = {
+            "micro-ops": round(self.read_seconds, 3),
+            "edges": round(edges_s, 3),
+            "components": round(found.components_seconds, 3),
+            "cycles": round(found.search_seconds, 3),
+        }
         return verdict(CHECKER, models, cases, details)
 
 
@@ -608,9 +638,9 @@ def check_list_append(
     started = time.monotonic()
     models = consistency_models(consistency)
     txns = collect_txns(history, CHECKER)
-    analysis = ListAppend(txns)
     deadline = started + (time_limit if time_limit is not None else SEARCH_SECONDS)
-    return analysis.check(models, deadline, started)
+    with gc_paused():
+        return ListAppend(txns).check(models, deadline, started)
 
 
 class ListAppendChecker(Checker):
@@ -630,7 +660,8 @@ class ListAppendChecker(Checker):
         take seconds to read)."""
         stamp = (id(history.ops), len(history.ops))
         if self._read is None or self._read[0] != stamp:
-            self._read = (stamp, ListAppend(collect_txns(history, CHECKER)))
+            with gc_paused():
+                self._read = (stamp, ListAppend(collect_txns(history, CHECKER)))
         return self._read[1]
 
     def validate_input(self, history: History, context: CheckContext) -> None:
@@ -643,4 +674,5 @@ class ListAppendChecker(Checker):
         analysis = self._analysis(history)
         self._read = None  # check() may add cases: an analysis is used once
         limit = context.time_limit if context.time_limit is not None else SEARCH_SECONDS
-        return analysis.check(models, started + limit, started)
+        with gc_paused():
+            return analysis.check(models, started + limit, started)

@@ -67,7 +67,7 @@ from dsjepsen.checkers.txn import (
     verdict,
 )
 from dsjepsen.errors import InputError
-from dsjepsen.history import History, printable
+from dsjepsen.history import History, gc_paused, printable
 
 CHECKER = "rw-register"
 WRITE, READ = "w", "r"
@@ -528,7 +528,9 @@ class RwRegister:
     ) -> CheckResult:
         graphs, used = self.version_graphs(sources)  # cases before the copy below
         variants = needed_variants(models)
+        t0 = time.monotonic()
         edges = self.edges(graphs, variants)
+        edges_s = time.monotonic() - t0
         txns = self.txns
         cases = {k: list(v) for k, v in self.cases.items()}
         if len(edges) == 0:
@@ -547,6 +549,12 @@ class RwRegister:
         details = summary(txns, edges, found, started - self.read_seconds)
         details["keys"] = len(set(self.written) | set(self.readers))
         details["version_sources"] = used
+        details["phase_seconds"] = {
+            "micro-ops": round(self.read_seconds, 3),
+            "edges": round(edges_s, 3),
+            "components": round(found.components_seconds, 3),
+            "cycles": round(found.search_seconds, 3),
+        }
         return verdict(CHECKER, models, cases, details)
 
 
@@ -582,9 +590,9 @@ def check_rw_register(
     version orders the given sources infer."""
     started = time.monotonic()
     models = consistency_models(consistency)
-    analysis = RwRegister(collect_txns(history, CHECKER))
     deadline = started + (time_limit if time_limit is not None else SEARCH_SECONDS)
-    return analysis.check(models, sources, deadline, started)
+    with gc_paused():
+        return RwRegister(collect_txns(history, CHECKER)).check(models, sources, deadline, started)
 
 
 class RwRegisterChecker(Checker):
@@ -603,7 +611,8 @@ class RwRegisterChecker(Checker):
     def _analysis(self, history: History) -> RwRegister:
         stamp = (id(history.ops), len(history.ops))
         if self._read is None or self._read[0] != stamp:
-            self._read = (stamp, RwRegister(collect_txns(history, CHECKER)))
+            with gc_paused():
+                self._read = (stamp, RwRegister(collect_txns(history, CHECKER)))
         return self._read[1]
 
     def validate_input(self, history: History, context: CheckContext) -> None:
@@ -616,7 +625,8 @@ class RwRegisterChecker(Checker):
         analysis = self._analysis(history)
         self._read = None
         limit = context.time_limit if context.time_limit is not None else SEARCH_SECONDS
-        return analysis.check(models, version_sources(context.extra), started + limit, started)
+        with gc_paused():
+            return analysis.check(models, version_sources(context.extra), started + limit, started)
 
 
 __all__ = ["INFO", "RwRegister", "RwRegisterChecker", "check_rw_register"]

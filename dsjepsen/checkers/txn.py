@@ -108,26 +108,31 @@ def collect_txns(history: History, checker: str) -> Txns:
     (another f, or a value that is not a list of micro-ops)."""
     source = history.source
     ops = history.operations(orphans=True)
-    mops: list[Any] = []
-    types = bytearray(len(ops))
     codes = {"ok": OK, "info": INFO, "fail": FAIL}
+    types = bytearray(codes[o.type] for o in ops)
+    # the completion's micro-ops (what reads saw), else the invocation's
+    mops = [o.value if o.output is None else o.output for o in ops]
     for t, o in enumerate(ops):
-        if o.f != "txn":
-            raise InputError(
-                f"{checker} checks transactions (f txn); this op is {printable(repr(o.f))}",
-                source,
-                _line(o),
-            )
-        value = o.output if o.complete is not None and o.output is not None else o.value
-        if o.type == "ok" and o.output is None:
-            raise InputError(f"ok txn completion has no micro-ops (value {o.output!r})", source)
-        if not isinstance(value, list | tuple):
-            raise InputError(
-                f"a txn's value must be a list of micro-ops, got {_shown(value)}", source, _line(o)
-            )
-        mops.append(value)
-        types[t] = codes[o.type]
+        value = mops[t]
+        if o.f != "txn" or type(value) is not list or (o.output is None and o.type == "ok"):
+            _refuse(o, o.output if o.type == "ok" else value, checker, source)
     return Txns(ops, mops, types, source)
+
+
+def _refuse(o: Operation, value: Any, checker: str, source: str) -> None:
+    """The one-line error for an op that is not a transaction (a tuple of micro-ops, from
+    the Python API, is one)."""
+    if o.f != "txn":
+        raise InputError(
+            f"{checker} checks transactions (f txn); this op is {printable(repr(o.f))}",
+            source,
+            _line(o),
+        )
+    if not isinstance(value, list | tuple):
+        what = "ok txn completion" if o.type == "ok" else "a txn's value"
+        raise InputError(
+            f"{what} must be a list of micro-ops, got {_shown(value)}", source, _line(o)
+        )
 
 
 def _line(o: Operation) -> int:
@@ -158,37 +163,42 @@ def mop_error(txns: Txns, t: int, what: str) -> InputError:
 
 
 class Edges:
-    """Dependency edges as three flat arrays (a million transactions have millions of them);
-    parallel edges are kept: they are merged only inside the components that need it."""
+    """Dependency edges, one pair of flat arrays (sources, destinations) per relationship: a
+    million transactions have millions of them. Parallel edges are kept; they are merged only
+    inside the components that need it."""
 
     def __init__(self) -> None:
-        self.src = array("i")
-        self.dst = array("i")
-        self.rel = array("b")
+        self._pairs: dict[int, tuple[array[int], array[int]]] = {
+            rel: (array("i"), array("i")) for rel in REL_NAMES
+        }
 
     def add(self, a: int, b: int, rel: int) -> None:
-        self.src.append(a)
-        self.dst.append(b)
-        self.rel.append(rel)
+        src, dst = self._pairs[rel]
+        src.append(a)
+        dst.append(b)
+
+    def appenders(self, rel: int) -> tuple[Callable[[int], None], Callable[[int], None]]:
+        """(append source, append destination) of one relationship, for hot loops."""
+        src, dst = self._pairs[rel]
+        return src.append, dst.append
 
     def extend(self, src: np.ndarray, dst: np.ndarray, rel: int) -> None:
-        self.src.frombytes(src.astype(np.int32).tobytes())
-        self.dst.frombytes(dst.astype(np.int32).tobytes())
-        self.rel.frombytes(np.full(len(src), rel, dtype=np.int8).tobytes())
+        s, d = self._pairs[rel]
+        s.frombytes(src.astype(np.int32).tobytes())
+        d.frombytes(dst.astype(np.int32).tobytes())
 
     def __len__(self) -> int:
-        return len(self.src)
+        return sum(len(s) for s, _d in self._pairs.values())
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.frombuffer(self.src, dtype=np.int32),
-            np.frombuffer(self.dst, dtype=np.int32),
-            np.frombuffer(self.rel, dtype=np.int8),
-        )
+        """(sources, destinations, relationship bits) of every edge."""
+        srcs = [np.frombuffer(s, dtype=np.int32) for s, _d in self._pairs.values()]
+        dsts = [np.frombuffer(d, dtype=np.int32) for _s, d in self._pairs.values()]
+        rels = [np.full(len(s), rel, dtype=np.int8) for rel, (s, _d) in self._pairs.items()]
+        return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(rels)
 
     def counts(self) -> dict[str, int]:
-        rel = np.frombuffer(self.rel, dtype=np.int8)
-        return {name: int(np.count_nonzero(rel == bit)) for bit, name in REL_NAMES.items()}
+        return {REL_NAMES[rel]: len(s) for rel, (s, _d) in self._pairs.items()}
 
 
 def process_edges(txns: Txns, edges: Edges) -> None:
@@ -471,6 +481,8 @@ class CycleSearch:
     sccs: int = 0
     largest: int = 0
     timed_out: int = 0
+    components_seconds: float = 0.0
+    search_seconds: float = 0.0
 
     def add(self, kind: str, case: dict[str, Any]) -> None:
         self.cases.setdefault(kind, []).append(case)
@@ -499,9 +511,11 @@ def search_cycles(
     of them in `priority` when cycles are classified, as in Elle: T1 -rw-> T2 that is also a
     real-time edge is an anti-dependency, and a cycle through it counts its rw edges so."""
     found = CycleSearch()
+    t0 = time.monotonic()
     src, dst, rel = edges.arrays()
     comps = components(n, src, dst)
     found.sccs = len(comps)
+    found.components_seconds = time.monotonic() - t0
     if not comps:
         return found
     member = np.full(n, -1, dtype=np.int64)
@@ -528,6 +542,7 @@ def search_cycles(
             deadline,
             priority,
         )
+    found.search_seconds = time.monotonic() - t0 - found.components_seconds
     return found
 
 

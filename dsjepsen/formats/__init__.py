@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dsjepsen.errors import InputError
 from dsjepsen.formats import edn, jepsen_log, json_array, jsonl, kv_log
 from dsjepsen.formats.source import finish, read_source
-from dsjepsen.history import History
+from dsjepsen.history import History, gc_paused
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
         )
     text = read_source(path)
     fmt = detect_text(text, source) if format == "auto" else format
-    return finish(FORMATS[fmt].parse(text, source))
+    with gc_paused():
+        return finish(FORMATS[fmt].parse(text, source))
 
 
 __all__ = [

@@ -169,6 +169,25 @@ def decode_json_line(text: str, source: str, line: int) -> tuple[Any, str | None
         raise InputError(f"nesting deeper than {MAX_DEPTH} levels", source, line) from None
 
 
+def decode_json_objects(lines: list[str]) -> list[dict[str, Any]] | None:
+    """The objects of these lines (each stripped, none empty), decoded as one JSON array;
+    None when a line does not look like one object (`{` ... `}`) or the array does not decode
+    into exactly one object per line: the caller then decodes line by line, with the nesting
+    bound and the line at fault in every error. (Two lines that are each broken could still
+    join into two objects, `{"a": [1` and `2]}, {}`-like lines that cancel out: a file
+    written so is read as the JSON its lines join into.)"""
+    for s in lines:
+        if s[0] != "{" or s[-1] != "}":
+            return None
+    try:
+        out = _DECODER.decode("[" + ",".join(lines) + "]")
+    except (ValueError, RecursionError):  # JSONDecodeError, NotFinite, too many digits
+        return None
+    if len(out) != len(lines) or not all(type(d) is dict for d in out):
+        return None
+    return out
+
+
 def too_many_digits() -> str:
     return f"integer with more than {sys.get_int_max_str_digits()} digits; refused"
 
@@ -236,6 +255,7 @@ __all__ = [
     "MAX_LINE_CHARS",
     "check_json_line",
     "decode_json_line",
+    "decode_json_objects",
     "finish",
     "load",
     "read_source",
