@@ -533,7 +533,7 @@ class RwRegister:
         edges_s = time.monotonic() - t0
         txns = self.txns
         cases = {k: list(v) for k, v in self.cases.items()}
-        if len(edges) == 0:
+        if edges.empty():
             cases["empty-transaction-graph"] = [{}]
         found = search_cycles(
             len(txns),

@@ -171,6 +171,11 @@ class Edges:
         self._pairs: dict[int, tuple[array[int], array[int]]] = {
             rel: (array("i"), array("i")) for rel in REL_NAMES
         }
+        #: real-time order as order points (nodes numbered from the transactions' count on)
+        self.points = 0
+        self.realtime: RealTime | None = None
+        #: transactions some other transaction precedes in real time
+        self.realtime_followers = 0
 
     def add(self, a: int, b: int, rel: int) -> None:
         src, dst = self._pairs[rel]
@@ -190,6 +195,12 @@ class Edges:
     def __len__(self) -> int:
         return sum(len(s) for s, _d in self._pairs.values())
 
+    def empty(self) -> bool:
+        """No transaction is ordered before another (Elle's empty transaction graph; the
+        order points of real time alone order nothing)."""
+        untimed = sum(len(s) for rel, (s, _d) in self._pairs.items() if rel != REALTIME)
+        return untimed == 0 and self.realtime_followers == 0
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sources, destinations, relationship bits) of every edge."""
         srcs = [np.frombuffer(s, dtype=np.int32) for s, _d in self._pairs.values()]
@@ -198,6 +209,7 @@ class Edges:
         return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(rels)
 
     def counts(self) -> dict[str, int]:
+        """Edges per relationship (real-time order: the edges of its order points)."""
         return {REL_NAMES[rel]: len(s) for rel, (s, _d) in self._pairs.items()}
 
 
@@ -215,46 +227,79 @@ def process_edges(txns: Txns, edges: Edges) -> None:
         last[p] = t
 
 
+@dataclass
+class RealTime:
+    """When each transaction began and ended, for real-time order: `call` and `ret`
+    positions (-1: never completed), which ones completed ok, and which may follow another in
+    real time (they may have happened, and have an invocation)."""
+
+    call: np.ndarray
+    ret: np.ndarray
+    ok: np.ndarray
+    invoked: np.ndarray
+
+    def cover(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The covering real-time pairs among `members`: a -> b when a completed ok before
+        b (ok or info, invoked) began and no member c completed ok between them. Every
+        real-time path among the members survives (c stands between a and b), and there are
+        about as many edges as members times the transactions running at once."""
+        call, ret = self.call, self.ret
+        targets = members[self.invoked[members]]  # (failed ones never happened: not invoked)
+        if len(targets) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        targets = targets[np.argsort(call[targets], kind="stable")]
+        tcalls = call[targets]
+        # the earliest completion among ok members invoked after each position
+        okc = members[self.ok[members] & self.invoked[members]]
+        okc = okc[np.argsort(call[okc], kind="stable")]
+        sufmin = np.minimum.accumulate(ret[okc][::-1])[::-1] if len(okc) else okc
+        sufmin = np.append(sufmin, np.iinfo(np.int64).max)
+        sources = members[self.ok[members]]
+        r = ret[sources]
+        m = sufmin[np.searchsorted(call[okc], r, side="right")]
+        lo = np.searchsorted(tcalls, r, side="right")
+        hi = np.searchsorted(tcalls, m, side="left")
+        counts = np.maximum(hi - lo, 0)
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        src = np.repeat(sources, counts)
+        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        return src, targets[np.arange(total) + starts]
+
+
 def realtime_edges(txns: Txns, edges: Edges) -> None:
-    """a -> b when ok transaction a completed before b (ok or info) was invoked, keeping only
-    the covering pairs: no ok transaction c completed after a and before b. Every real-time
-    path survives (c stands between a and b), and the edges stay about as many as the
-    transactions running at once, times the transactions; orphans have no invocation, so
-    nothing precedes them in real time."""
+    """Real-time order (a before b when ok transaction a completed before b, ok or info, was
+    invoked) for the components: as a chain of order points, one per ok completion in
+    history order, with a -> its completion's point -> the next point ... -> b from the last
+    point before b's invocation. That keeps every real-time path in about three edges per
+    transaction (the pairs themselves are as many as transactions times concurrency); the
+    pairs are drawn only inside the components that need them (`RealTime.cover`). Orphans
+    have no invocation: nothing precedes them in real time."""
     n = len(txns)
+    ops = txns.ops
     types = np.frombuffer(bytes(txns.types), dtype=np.uint8)
-    call = np.fromiter((o.call for o in txns.ops), dtype=np.int64, count=n)
-    ret = np.fromiter(
-        (o.ret if o.ret is not None else -1 for o in txns.ops), dtype=np.int64, count=n
-    )
-    orphan = np.fromiter((o.invoke is o.complete for o in txns.ops), dtype=bool, count=n)
+    call = np.fromiter((o.call for o in ops), dtype=np.int64, count=n)
+    ret = np.fromiter((-1 if o.ret is None else o.ret for o in ops), dtype=np.int64, count=n)
+    invoked = np.fromiter((o.invoke is not o.complete for o in ops), dtype=bool, count=n)
+    invoked &= types != FAIL
     ok = types == OK
-    # targets: transactions that may have happened and have a known invocation
-    targets = np.flatnonzero((types != FAIL) & ~orphan)
-    if len(targets) == 0:
-        return
-    targets = targets[np.argsort(call[targets], kind="stable")]
-    tcalls = call[targets]
-    # the earliest completion among ok transactions invoked after each position
-    okc = np.flatnonzero(ok & ~orphan)
-    okc = okc[np.argsort(call[okc], kind="stable")]
-    okcalls = call[okc]
-    big = np.iinfo(np.int64).max
-    sufmin = np.minimum.accumulate(ret[okc][::-1])[::-1] if len(okc) else np.empty(0, np.int64)
-    sufmin = np.append(sufmin, big)
+    edges.realtime = RealTime(call, ret, ok, invoked)
     sources = np.flatnonzero(ok)
-    r = ret[sources]
-    m = sufmin[np.searchsorted(okcalls, r, side="right")]
-    lo = np.searchsorted(tcalls, r, side="right")
-    hi = np.searchsorted(tcalls, m, side="left")
-    counts = np.maximum(hi - lo, 0)
-    total = int(counts.sum())
-    if total == 0:
+    if len(sources) == 0:
         return
-    src = np.repeat(sources, counts)
-    starts = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-    dst = targets[np.arange(total) + starts]
-    edges.extend(src, dst, REALTIME)
+    sources = sources[np.argsort(ret[sources], kind="stable")]
+    rets = ret[sources]
+    m = len(sources)
+    points = n + np.arange(m)  # point k stands for the k-th ok completion
+    edges.points = m
+    edges.extend(sources, points, REALTIME)
+    edges.extend(points[:-1], points[1:], REALTIME)
+    targets = np.flatnonzero(invoked)
+    last = np.searchsorted(rets, call[targets], side="left") - 1
+    has = last >= 0
+    edges.realtime_followers = int(has.sum())
+    edges.extend(points[last[has]], targets[has], REALTIME)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,11 +558,15 @@ def search_cycles(
     found = CycleSearch()
     t0 = time.monotonic()
     src, dst, rel = edges.arrays()
-    comps = components(n, src, dst)
+    # order points (real time) are nodes of their own: a component's transactions are its
+    # nodes below n (a cycle through points never returns to one transaction: at least two)
+    comps = [r for c in components(n + edges.points, src, dst) if len(r := c[c < n]) > 1]
     found.sccs = len(comps)
     found.components_seconds = time.monotonic() - t0
     if not comps:
         return found
+    data = rel != REALTIME
+    src, dst, rel = src[data], dst[data], rel[data]
     member = np.full(n, -1, dtype=np.int64)
     for i, c in enumerate(comps):
         member[c] = i
@@ -530,11 +579,17 @@ def search_cycles(
     for i, comp in enumerate(comps):
         found.largest = max(found.largest, len(comp))
         lo, hi = bounds[i], bounds[i + 1]
+        c_src, c_dst, c_rel = e_src[lo:hi], e_dst[lo:hi], e_rel[lo:hi]
+        if edges.realtime is not None:
+            r_src, r_dst = edges.realtime.cover(comp)
+            c_src = np.concatenate([c_src, r_src.astype(c_src.dtype)])
+            c_dst = np.concatenate([c_dst, r_dst.astype(c_dst.dtype)])
+            c_rel = np.concatenate([c_rel, np.full(len(r_src), REALTIME, dtype=c_rel.dtype)])
         _search_component(
             comp,
-            e_src[lo:hi],
-            e_dst[lo:hi],
-            e_rel[lo:hi],
+            c_src,
+            c_dst,
+            c_rel,
             specs,
             explain,
             describe,
