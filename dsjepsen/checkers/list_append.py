@@ -93,6 +93,8 @@ class ListAppend:
         appended_get, readers_get, longest_get = appended.get, readers.get, longest.get
         for t, mops in enumerate(txns.mops):
             typ = types[t]
+            keys: list[Any] = []  # this transaction's keys so far: does it touch one twice?
+            repeats = False
             for mop in mops:
                 try:
                     f, k, v = mop
@@ -100,6 +102,9 @@ class ListAppend:
                     f, k, v = self._odd_mop(t, mop)
                 if type(k) not in scalar:
                     k = self._key(t, k)
+                if k in keys:
+                    repeats = True
+                keys.append(k)
                 if f == append_f:
                     if type(v) not in scalar:
                         v = self._element(t, k, v)
@@ -153,9 +158,7 @@ class ListAppend:
                         rk[last] = [t]
                     else:
                         rs.append(t)
-            if len(mops) > 1 and len(
-                {m[1] if type(m[1]) in scalar else hashable(m[1]) for m in mops}
-            ) < len(mops):
+            if repeats:
                 multi.append(t)
         for k, (a, b) in incompatible.items():
             self._case(
@@ -479,34 +482,47 @@ class ListAppend:
         wr_a, wr_b = edges.appenders(WR)
         rw_a, rw_b = edges.appenders(RW)
         orders, readers = self.orders, self.readers
-        self.positions: dict[Any, dict[Any, int]] = {}
+        init, fail = INIT, FAIL
         for k, d in self.appended.items():
-            order = orders.get(k)
-            if order:
-                pos = {v: i for i, v in enumerate(order)}
-                tail = order[-1]
-            else:
-                pos = {}
-                tail = INIT
-            self.positions[k] = pos
+            order = orders.get(k) or ()
             rk = readers.get(k)
+            # along the order: each append follows the one before (ww) and every read that
+            # ended there (rw); w is the writer of prev (None: the initial state, or no writer)
+            prev: Any = init
+            w: int | None = None
+            placed = 0
+            for v in order:
+                t = d.get(v)
+                if t is not None:
+                    placed += 1
+                    if types[t] != fail:
+                        if w is not None and w != t and types[w] != fail:
+                            ww_a(w)
+                            ww_b(t)
+                        if rk is not None:
+                            rs = rk.get(prev)
+                            if rs:
+                                for r in rs:
+                                    if r != t:
+                                        rw_a(r)
+                                        rw_b(t)
+                prev, w = v, t
+            if placed == len(d):
+                continue
+            # appends no read saw: after everything read of the key (prev: the last element)
+            seen = set(order)
+            rs = rk.get(prev) if rk is not None else None
             for v, t in d.items():
-                if types[t] == FAIL:
+                if v in seen or types[t] == fail:
                     continue
-                i = pos.get(v)
-                prev = tail if i is None else (order[i - 1] if i else INIT)  # type: ignore[index]
-                if prev is not INIT:
-                    w = d.get(prev)
-                    if w is not None and w != t and types[w] != FAIL:
-                        ww_a(w)
-                        ww_b(t)
-                if rk is not None:
-                    rs = rk.get(prev)
-                    if rs:
-                        for r in rs:
-                            if r != t:
-                                rw_a(r)
-                                rw_b(t)
+                if w is not None and w != t and types[w] != fail:
+                    ww_a(w)
+                    ww_b(t)
+                if rs:
+                    for r in rs:
+                        if r != t:
+                            rw_a(r)
+                            rw_b(t)
         for k, rk in readers.items():
             d = self.appended.get(k)
             if not d:
@@ -529,9 +545,9 @@ class ListAppend:
         """The element before v in k's order (INIT: none); for an append never read, the last
         element read."""
         order = self.orders.get(k) or []
-        i = self.positions.get(k, {}).get(v)
-        if i is None:
+        if v not in order:
             return order[-1] if order else INIT
+        i = order.index(v)
         return order[i - 1] if i else INIT
 
     def explain(self, a: int, b: int, rel: int) -> dict[str, Any]:

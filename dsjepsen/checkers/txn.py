@@ -32,6 +32,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -279,11 +280,14 @@ def realtime_edges(txns: Txns, edges: Edges) -> None:
     n = len(txns)
     ops = txns.ops
     types = np.frombuffer(bytes(txns.types), dtype=np.uint8)
-    call = np.fromiter((o.call for o in ops), dtype=np.int64, count=n)
-    ret = np.fromiter((-1 if o.ret is None else o.ret for o in ops), dtype=np.int64, count=n)
-    invoked = np.fromiter((o.invoke is not o.complete for o in ops), dtype=bool, count=n)
-    invoked &= types != FAIL
     ok = types == OK
+    call = np.fromiter(map(attrgetter("call"), ops), dtype=np.int64, count=n)
+    ret = np.array(list(map(attrgetter("ret"), ops)), dtype=np.float64)  # None: nan
+    ret = np.where(np.isnan(ret), -1, ret).astype(np.int64)
+    # an ok op without invocation is an orphan that began where it ended
+    invoked = (call != ret) & ok
+    for t in np.flatnonzero(types == INFO):
+        invoked[t] = ops[t].invoke is not ops[t].complete
     edges.realtime = RealTime(call, ret, ok, invoked)
     sources = np.flatnonzero(ok)
     if len(sources) == 0:
