@@ -26,6 +26,11 @@ NAME = "jsonl"
 DESCRIPTION = "dsjepsen's history.jsonl: one JSON object per line"
 
 
+#: the words every op repeats, one string object each: a decoder makes a new string for every
+#: value it reads, which on a million-op history is a few hundred megabytes of copies
+WORDS = {w: w for w in ("invoke", "ok", "fail", "info", "txn", "read", "write", "cas", "append")}
+
+
 def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
     """Build an Op from one decoded JSON object, naming the line on any missing field.
 
@@ -35,8 +40,18 @@ def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
     plain = type(process) is int or type(process) is str  # (a bool's type is not int)
     if plain and type(typ) is str and type(f) is str and type(t) is int:
         get = d.get
+        words = WORDS.get
         return Op(
-            index, t, process, typ, f, get("value"), get("key"), get("node"), get("error"), line
+            index,
+            t,
+            process,
+            words(typ, typ),
+            words(f, f),
+            get("value"),
+            get("key"),
+            get("node"),
+            get("error"),
+            line,
         )
     return _op_checked(d, source, line, index)
 
