@@ -172,35 +172,22 @@ def check_in_process(path: Path, workload: str, consistency: str) -> dict[str, A
 
 
 def whole_command(path: Path, workload: str, consistency: str) -> dict[str, Any]:
-    """`dsjepsen check FILE --checker W --consistency C` in a child: wall, CPU, peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dsjepsen",
-            "check",
-            str(path),
-            "--checker",
-            workload,
-            "--consistency",
-            consistency,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    """`dsjepsen check FILE --checker W --consistency C` in a child of a fresh interpreter (so
+    that the children's peak memory is this command's alone): wall, CPU, peak RSS."""
+    argv = [
+        sys.executable, "-m", "dsjepsen", "check", str(path),
+        "--checker", workload, "--consistency", consistency,
+    ]  # fmt: skip
+    code = (
+        "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+        f"p = subprocess.run({argv!r}, capture_output=True, text=True); "
+        "wall = time.perf_counter() - t; r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print(json.dumps({'exit': p.returncode, 'first_line': (p.stdout.splitlines() or "
+        "[p.stderr.strip()])[0][-120:], 'wall_s': round(wall, 2), "
+        "'cpu_s': round(r.ru_utime + r.ru_stime, 2), 'peak_rss_mb': round(r.ru_maxrss / 1024)}))"
     )
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {
-        "exit": p.returncode,
-        "first_line": (p.stdout.splitlines() or [p.stderr.strip()])[0][-120:],
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 2),
-        "peak_rss_mb": round(after.ru_maxrss / 1024),
-    }
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return json.loads(p.stdout)
 
 
 def main() -> int:
