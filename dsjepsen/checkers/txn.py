@@ -636,12 +636,13 @@ def _search_component(
     redundant: set[str] = set(absent)
     searched: list[str] = []
     cycles: list[tuple[str, list[tuple[int, int, int]]]] = []
+    projections: dict[int, tuple[Digraph, list[list[Any]]]] = {}
     try:
         for spec in specs:
             if spec.name in redundant:
                 continue
             searched.append(spec.name)
-            cycle = _find(g, spec, stop)
+            cycle = _find(g, spec, stop, projections)
             if cycle is not None:
                 cycles.append((spec.name, cycle))
                 redundant |= cm.implied_anomalies([spec.name])
@@ -665,13 +666,21 @@ def _search_component(
         found.add(kind, explain_cycle(kind, cycle, explain, describe))
 
 
-def _find(g: Digraph, spec: CycleSpec, deadline: float) -> list[tuple[int, int, int]] | None:
+def _find(
+    g: Digraph,
+    spec: CycleSpec,
+    deadline: float,
+    projections: dict[int, tuple[Digraph, list[list[Any]]]],
+) -> list[tuple[int, int, int]] | None:
     """The shortest cycle of this kind through the first start that has one; starts are only
     nodes that can be on such a cycle: the sources of the edges the kind needs (rw, wr, the
-    variant's) inside a component of the edges it may use."""
+    variant's) inside a component of the edges it may use. `projections` keeps each set of
+    usable relationships' subgraph and components for the next kind that uses the same."""
     usable = spec.base | spec.variant | (RW if spec.rw != "none" else 0)
-    sub = g.subgraph(g.nodes(), keep=lambda bits: bits & usable)
-    comps = sub.strongly_connected()
+    if usable not in projections:
+        sub = g.subgraph(g.nodes(), keep=lambda bits: bits & usable)
+        projections[usable] = (sub, sub.strongly_connected())
+    sub, comps = projections[usable]
     if not comps:
         return None
     need = RW if spec.rw != "none" else WR if spec.needs_wr else spec.variant
