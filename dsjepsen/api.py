@@ -96,7 +96,9 @@ def check(
         get_model(model)
     chosen: list[Checker] = [plugins.get("checkers", name)() for name in dict.fromkeys(checkers)]
     h = to_history(history)
-    h.operations()  # Jepsen's process rules, naming the op that breaks them
+    # Jepsen's process rules, naming the op that breaks them (completions without
+    # invocations, Elle's histories, for checkers that take them)
+    h.operations(orphans=all(c.orphans for c in chosen))
     if not any(op.process != NEMESIS for op in h.ops):
         raise InputError("no client operations to check", h.source)
     context = CheckContext(time_limit=time_limit, model=model, consistency=consistency)

@@ -46,8 +46,7 @@ def register(subparsers: Any) -> None:
         "linearizability against a model; histories of transactions (f txn) of append / r "
         "micro-ops go to the list-append checker, of r / w micro-ops to rw-register (Elle's "
         "checkers, for strict-serializable unless --consistency says otherwise).",
-        epilog="examples: dsjepsen check store/latest/history.jsonl --checker linearizable; "
-        "dsjepsen check history.edn --consistency serializable",
+        epilog="example: dsjepsen check history.edn --consistency serializable",
     )
     p.add_argument("file", metavar="FILE", help="history file")
     p.add_argument(

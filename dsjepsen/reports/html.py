@@ -191,6 +191,9 @@ def checked_for(results: Mapping[str, Any] | None) -> str | None:
         details = result.get("details") if isinstance(result, Mapping) else None
         if not isinstance(details, Mapping):
             continue
+        models = details.get("consistency_models")
+        if isinstance(models, list) and models:  # a transactional checker (Elle's models)
+            return f"Checked for {', '.join(str(m) for m in models)} ({name}, Elle's anomalies)."
         # runs recorded before the linearizable checker named its consistency
         consistency = details.get("consistency") or (
             "linearizable" if name == "linearizable" else None
