@@ -476,3 +476,20 @@ def test_realtime_order_points_and_cover_keep_every_pair(seed: int) -> None:
             )
             assert (b in g.descendants(a)) == expected, (a, b)
             assert (b in cover.descendants(a) if a in cover else False) == expected, (a, b)
+
+
+def test_an_indeterminate_transactions_reads_order_nothing() -> None:
+    """An info transaction that saw its own append (and then, perhaps, aborted) says nothing
+    about the order of x: a later committed append of 6 in 5's place is no anomaly."""
+    ops = [
+        Op(0, 0, 0, "invoke", "txn", [["append", "x", 1]]),
+        Op(1, 1, 0, "ok", "txn", [["append", "x", 1]]),
+        Op(2, 2, 1, "invoke", "txn", [["append", "x", 5], ["r", "x", None]]),
+        Op(3, 3, 1, "info", "txn", [["append", "x", 5], ["r", "x", [1, 5]]]),
+        Op(4, 4, 2, "invoke", "txn", [["append", "x", 6]]),
+        Op(5, 5, 2, "ok", "txn", [["append", "x", 6]]),
+        Op(6, 6, 3, "invoke", "txn", [["r", "x", None]]),
+        Op(7, 7, 3, "ok", "txn", [["r", "x", [1, 6]]]),
+    ]
+    r = la(History(ops), "strict-serializable")
+    assert r.valid is True, r.details["anomaly_types"]

@@ -19,7 +19,10 @@ incompatible orders, dirty updates (a committed append after a failed one in som
 lost updates (two committed transactions read the same state of a key and both appended).
 
 Facts from Elle (jepsen-io/elle `elle.list-append`); see txn.py for the graph, the cycle
-kinds and the verdict.
+kinds and the verdict. One deliberate difference: only ok transactions' reads are used. Elle
+also uses an info transaction's reads when they returned something; but an indeterminate
+transaction may have aborted, and what an aborted transaction saw (its own appends among it)
+orders nothing, so relying on it could call a correct history invalid.
 """
 
 from __future__ import annotations
@@ -75,9 +78,9 @@ class ListAppend:
         types = txns.types
         #: key -> appended value -> the transaction that appended it (any type)
         self.appended: dict[Any, dict[Any, int]] = {}
-        #: key -> last element read (INIT: the empty list) -> readers (ok; info that saw one)
+        #: key -> last element read (INIT: the empty list) -> the ok transactions that read it
         self.readers: dict[Any, dict[Any, list[int]]] = {}
-        #: key -> the longest list read (ok and info reads)
+        #: key -> the longest list read
         self.longest: dict[Any, list[Any]] = {}
         self.cases: dict[str, list[dict[str, Any]]] = {}
         #: (key, the state first read) -> ok transactions that read it, then appended to key
@@ -118,11 +121,11 @@ class ListAppend:
                     continue
                 if f != read_f:
                     raise self._unknown(t, mop)
-                if typ == FAIL:
+                if typ != OK:
+                    # a failed transaction saw nothing that counts; an indeterminate one may
+                    # have aborted, so its reads (usually nil anyway) order nothing either
                     continue
                 if v is None:
-                    if typ == INFO:
-                        continue  # an indeterminate read of nil saw nothing
                     last: Any = init
                 elif v:
                     if type(v) is not list or k in structured:
