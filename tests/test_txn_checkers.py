@@ -493,3 +493,23 @@ def test_an_indeterminate_transactions_reads_order_nothing() -> None:
     ]
     r = la(History(ops), "strict-serializable")
     assert r.valid is True, r.details["anomaly_types"]
+
+
+def test_a_search_out_of_time_still_decides_by_cycle_existence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no time to search, a component gets a cycle-search-timeout (unknown) and some
+    cycle to show, named by what it is (and Elle's cycle-exists findings, dropped here since
+    the cycle shown already rules out what they would)."""
+    from dsjepsen.checkers import txn
+
+    monkeypatch.setattr(txn, "SCC_SECONDS", -1.0)  # every component's time is already up
+    h = concurrent("ax1 ry-", "ay1 rx-")  # G2-item: repeatable read forbids it
+    r = la(h, "repeatable-read")
+    assert r.valid is False
+    assert kinds(r) == ["G2-item", "cycle-search-timeout"]
+    assert r.details["search_timeouts"] == 1
+    (timeout,) = [a for a in r.anomalies if a["type"] == "cycle-search-timeout"]
+    assert timeout["scc_size"] == 2 and timeout["anomaly_spec_type"] == "G2-item"
+    # read committed allows the cycle: what is left is the undecided search
+    assert la(h, "read-committed").valid == "unknown"

@@ -642,6 +642,8 @@ def _search_component(
             if spec.name in redundant:
                 continue
             searched.append(spec.name)
+            if time.monotonic() > stop:
+                raise SearchTimeout()
             cycle = _find(g, spec, stop, projections)
             if cycle is not None:
                 cycles.append((spec.name, cycle))
