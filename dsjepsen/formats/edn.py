@@ -323,7 +323,10 @@ def to_edn(
                 value = open_values.get(op.process, value)
             if op.type != "invoke":
                 open_values.pop(op.process, None)
-            proc = str(op.process) if type(op.process) is int else _edn_name(str(op.process))
+            if op.process is None:  # Elle's histories of one client have none
+                proc = "nil"
+            else:
+                proc = str(op.process) if type(op.process) is int else _edn_name(str(op.process))
         parts = [
             f"{{:index {op.index}",
             f":time {op.time}",
