@@ -171,14 +171,15 @@ def decode_json_line(text: str, source: str, line: int) -> tuple[Any, str | None
 
 def decode_json_objects(lines: list[str]) -> list[dict[str, Any]] | None:
     """The objects of these lines (each stripped, none empty), decoded as one JSON array;
-    None when a line does not look like one object (`{` ... `}`) or the array does not decode
+    None when a line does not look like one object (`{` ... `}`), has more brackets than the
+    nesting bound allows, or the array does not decode
     into exactly one object per line: the caller then decodes line by line, with the nesting
     bound and the line at fault in every error. (Two lines that are each broken could still
     join into two objects, `{"a": [1` and `2]}, {}`-like lines that cancel out: a file
     written so is read as the JSON its lines join into.)"""
     for s in lines:
-        if s[0] != "{" or s[-1] != "}":
-            return None
+        if s[0] != "{" or s[-1] != "}" or s.count("[") + s.count("{") > MAX_DEPTH:
+            return None  # (the nesting bound is check_json_line's, applied there)
     try:
         out = _DECODER.decode("[" + ",".join(lines) + "]")
     except (ValueError, RecursionError):  # JSONDecodeError, NotFinite, too many digits
