@@ -85,7 +85,7 @@ class RwRegister:
         types = txns.types
         #: key -> value -> the transaction that wrote it (any type, any write of it)
         self.written: dict[Any, dict[Any, int]] = {}
-        #: key -> value -> the ok transaction whose final write of the key it was
+        #: key -> value -> the ok transaction whose final write of the key it was (not nil)
         self.writers: dict[Any, dict[Any, int]] = {}
         #: key -> value -> ok transactions that read it before writing the key (external)
         self.readers: dict[Any, dict[Any, list[int]]] = {}
@@ -149,6 +149,9 @@ class RwRegister:
                     raise self._unknown(t, mop)
             if typ == OK:
                 for k, v in ext_w.items():
+                    if v is None:
+                        # a write of nil reads like the initial state: no read names it
+                        continue
                     d = writers.get(k)
                     if d is None:
                         writers[k] = {v: t}
