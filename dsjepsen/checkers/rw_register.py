@@ -370,6 +370,8 @@ class RwRegister:
         r, w = self.external(t)
         out: dict[Any, tuple[Any, Any]] = {}
         for k in set(r) | set(w):
+            if k in w and w[k] is None:
+                continue  # a write of nil is no version we can tell from the initial state
             out[k] = (w[k] if k in w else r[k], r[k] if k in r else w[k])
         return out
 
