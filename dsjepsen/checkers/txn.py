@@ -19,11 +19,12 @@ explained step by step; and the verdict for the consistency models asked for, wi
 `not` / `also_not` (consistency.py).
 
 Facts follow Elle (jepsen-io/elle `elle.txn`, `elle.core`): process edges join consecutive ok
-transactions of one process; real-time edges go from an ok transaction to those invoked after
-it completed (here only the covering ones, which keep every path); an info transaction's
-writes may have happened, its reads say nothing; a failed one never happened. A history whose
-graph has no edge at all is `unknown` (Elle's empty-transaction-graph), and so is a component
-whose search did not finish in time (cycle-search-timeout).
+transactions of one process; real-time order puts an ok transaction before those invoked after
+it completed (here as a chain of order points, linear in size, and inside a component as the
+covering pairs, which keep every path); an info transaction's writes may have happened, its
+reads say nothing; a failed one never happened. A history in which no transaction is ordered
+before another is `unknown` (Elle's empty-transaction-graph), and so is a component whose
+search did not finish in time (cycle-search-timeout) unless something else decides it.
 """
 
 from __future__ import annotations
