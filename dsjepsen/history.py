@@ -174,9 +174,13 @@ def gc_paused() -> Iterator[None]:
     costs more than the reading itself (it halves the time of reading and checking one). On
     the way out, what is alive is frozen (`gc.freeze`): the history outlives the pause, and
     the collector's next passes would otherwise walk all of it again, once per generation,
-    for nothing (objects frozen are still freed when nothing refers to them). The collector
-    is restored as it was, so nested pauses are harmless."""
+    for nothing (objects frozen are still freed when nothing refers to them). So that no
+    garbage cycle from before is frozen with it (a long-running process would keep it), the
+    outermost pause collects first, which costs little: what earlier pauses froze is not
+    walked again. The collector is restored as it was, so nested pauses are harmless."""
     was = gc.isenabled()
+    if was:
+        gc.collect()
     gc.disable()
     try:
         yield
