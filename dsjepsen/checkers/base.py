@@ -60,6 +60,10 @@ class Checker(ABC):
 
     name: ClassVar[str] = "checker"
     description: ClassVar[str] = ""
+    #: True: the checker takes completions without invocations (Elle's test histories are
+    #: made of them), paired as orphans (`History.operations(orphans=True)`); `dsjepsen check`
+    #: then validates the history that way
+    orphans: ClassVar[bool] = False
 
     @abstractmethod
     def check(self, history: History, context: CheckContext) -> CheckResult:

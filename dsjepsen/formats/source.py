@@ -19,7 +19,7 @@ from typing import Any
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
 from dsjepsen.files import read_bytes
-from dsjepsen.history import History, time_regressions
+from dsjepsen.history import History, Op, time_regressions
 from dsjepsen.machine import memory_available
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
@@ -137,8 +137,55 @@ def decode_json_line(text: str, source: str, line: int) -> tuple[Any, str | None
         raise InputError(f"nesting deeper than {MAX_DEPTH} levels", source, line) from None
 
 
+def decode_json_objects(lines: list[str]) -> list[dict[str, Any]] | None:
+    """The objects of these lines (each stripped, none empty), decoded as one JSON array;
+    None when a line does not look like one object (`{` ... `}`), has more brackets than the
+    nesting bound allows, or the array does not decode
+    into exactly one object per line: the caller then decodes line by line, with the nesting
+    bound and the line at fault in every error. (Two lines that are each broken could still
+    join into two objects, `{"a": [1` and `2]}, {}`-like lines that cancel out: a file
+    written so is read as the JSON its lines join into.)"""
+    for s in lines:
+        if s[0] != "{" or s[-1] != "}" or s.count("[") + s.count("{") > MAX_DEPTH:
+            return None  # (the nesting bound is check_json_line's, applied there)
+    try:
+        out = _DECODER.decode("[" + ",".join(lines) + "]")
+    except (ValueError, RecursionError):  # JSONDecodeError, NotFinite, too many digits
+        return None
+    if len(out) != len(lines) or not all(type(d) is dict for d in out):
+        return None
+    return out
+
+
 def too_many_digits() -> str:
     return f"integer with more than {sys.get_int_max_str_digits()} digits; refused"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields a format may leave out
+
+#: the f of an op that has none but whose value is a list of micro-ops (Elle's histories)
+TXN_F = "txn"
+
+
+def implied_f(value: Any) -> str | None:
+    """ "txn" when `value` is a non-empty list of micro-ops (each a list or tuple starting with
+    a name, `["append", 1, 2]` / `[:r :x nil]`): Elle's and elle-cli's histories leave `f` out
+    of transactions. None otherwise: an op without f is then an error, as before."""
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    for mop in value:
+        if not isinstance(mop, list | tuple) or not mop or not isinstance(mop[0], str):
+            return None
+    return TXN_F
+
+
+def require_processes(ops: list[Op], source: str, missing: str) -> None:
+    """Elle's histories have no process at all (one client: every op's process is None); a
+    file where only some ops lack one is broken: InputError at the first that does."""
+    first = next((op for op in ops if op.process is None), None)
+    if first is not None and any(op.process is not None for op in ops):
+        raise InputError(missing, source, first.line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,11 +216,15 @@ def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> 
 
 
 __all__ = [
+    "TXN_F",
+    "implied_f",
+    "require_processes",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "check_json_line",
     "decode_json_line",
+    "decode_json_objects",
     "finish",
     "load",
     "read_source",

@@ -36,7 +36,7 @@ from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.files import FILE_MODE, write_whole
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
-from dsjepsen.reports import clock, crdt, plots, rca, stats, timeline
+from dsjepsen.reports import clock, crdt, cycle, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
 from dsjepsen.reports import messages as messages_mod
 from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
@@ -189,6 +189,9 @@ def checked_for(results: Mapping[str, Any] | None) -> str | None:
         details = result.get("details") if isinstance(result, Mapping) else None
         if not isinstance(details, Mapping):
             continue
+        models = details.get("consistency_models")
+        if isinstance(models, list) and models:  # a transactional checker (Elle's models)
+            return f"Checked for {', '.join(str(m) for m in models)} ({name}, Elle's anomalies)."
         # runs recorded before the linearizable checker named its consistency
         consistency = details.get("consistency") or (
             "linearizable" if name == "linearizable" else None
@@ -306,10 +309,10 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     (`-o`, `check --report`) gets the user's usual permissions."""
     anomalies = anomaly_mod.link_ops(run, anomaly_mod.collect(run.results))
     first = anomalies[0] if anomalies else None
-    if first is not None:
-        first.diagram = Markup(anomaly_mod.diagram(run, first))
-    for a in anomalies[1:MAX_DIAGRAMS]:
-        a.diagram = Markup(anomaly_mod.diagram(run, a))
+    for a in anomalies[:MAX_DIAGRAMS]:
+        # a transactional cycle is drawn as its cycle, anything else as its linearization
+        drawn = cycle.cycle_diagram(a.raw, a.n) or anomaly_mod.diagram(run, a)
+        a.diagram = Markup(drawn)
     anchors = {a.anchor for a in anomalies if a.anchor is not None}
     df = stats.ops_frame(run)
     counts = {
@@ -378,6 +381,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "anomalies": anomalies,
         "first": first,
         "first_caption": anomaly_mod.caption(first) if first is not None else "",
+        "cycle_caption": cycle.CAPTION,
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "logs": log_section,
