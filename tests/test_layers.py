@@ -42,6 +42,7 @@ MODULES = {
     "files": "base",
     "machine": "base",
     "history": "history",
+    "faults": "history",
     "formats": "history",
     "cli": "cli",
     "api": "api",

@@ -123,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
 def render_report(run_dir: Path) -> None:
     """report.html for a finished run; a rendering failure never changes the verdict."""
     # imported here: pandas and jinja2 are only needed once the run is over
+    from dsjepsen.nemesis.catalog import fault_looks
     from dsjepsen.reports.html import render_run_report
 
     try:
-        out = render_run_report(run_dir)
+        out = render_run_report(run_dir, fault_looks())
         log.info("report: %s", out or run_dir / "report.html")
     except Exception as e:  # noqa: BLE001 - the verdict stands whatever the report does
         log.error("report rendering failed (the verdict stands): %s: %s", type(e).__name__, e)

@@ -19,7 +19,7 @@ from dsjepsen.errors import ConfigError
 from dsjepsen.files import check_output_dir
 from dsjepsen.machine import memory_available
 from dsjepsen.nemesis import catalog, schedule
-from dsjepsen.nemesis.base import NodeFacts
+from dsjepsen.nemesis.base import FaultPackage, NodeFacts
 from dsjepsen.options import Option, kwargs, merge_declarations, parse_options
 
 DEFAULT_CONCURRENCY = "2n"
@@ -90,6 +90,9 @@ class TestConfig:
     option_argv: tuple[str, ...] = ()
     #: the extensions' options as test.json records them
     recorded_options: dict[str, Any] = field(default_factory=dict)
+    #: {fault name: its package}, as `--nemesis` was validated (once: the schedule and the
+    #: nemesis take these rather than the names)
+    fault_packages: dict[str, FaultPackage] = field(default_factory=dict, compare=False, repr=False)
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def option(self, name: str) -> Any:
@@ -162,6 +165,7 @@ class TestConfig:
                 "option_argv",
                 "recorded_options",
                 "name_parts",
+                "fault_packages",
             )
         }
         d["concurrency"] = self.concurrency_spec
@@ -345,17 +349,18 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
-def _fault_names(raw: Any) -> list[str]:
-    """--nemesis as the user wrote it: `none` stands alone and no fault is listed twice; the
-    names themselves (and an empty list such as '' or ',,,') are the catalog's to judge."""
+def _resolve_faults(raw: Any) -> dict[str, FaultPackage]:
+    """--nemesis as the user wrote it, validated once into {fault name: package}: `none`
+    stands alone and no fault is listed twice; the names themselves (and an empty list such
+    as '' or ',,,') are the catalog's to judge."""
     if raw is None:
-        return []
+        return {}
     names = _names(raw)
     if "none" in names and len(names) > 1:
         raise ConfigError("--nemesis: 'none' cannot be combined with other faults")
     if len(set(names)) != len(names):
         raise ConfigError(f"--nemesis: a fault is listed twice in {','.join(names)}")
-    return catalog.check_names(raw)
+    return catalog.resolve(raw)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TestConfig:
@@ -372,9 +377,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             f"(its clients do not speak {', '.join(missing)}; "
             f"supported: {', '.join(supported_workloads(target)) or 'none'})"
         )
-    fault_names = _fault_names(get("nemesis"))
-    faults = catalog.fault_catalog()
-    packages = list(dict.fromkeys(type(faults[n]) for n in fault_names))
+    faults = _resolve_faults(get("nemesis"))
+    fault_names = list(faults)
+    packages = list(dict.fromkeys(type(p) for p in faults.values()))
 
     # every extension option the user gave must belong to one of the chosen extensions
     given = {o.name: get(o.dest) for o in extension_options().values()}
@@ -408,12 +413,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         from dsjepsen.cluster.nodes import own_kernels  # here: it loads the SSH client
 
         nodes = NodeFacts(own_kernels=own_kernels(args))
-    for p in packages:
-        for name in fault_names:
-            if type(faults[name]) is p:
-                why = catalog.unsupported(faults[name], name, target, nodes)
-                if why:
-                    raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
+    for name, package in faults.items():
+        why = catalog.unsupported(package, name, target, nodes)
+        if why:
+            raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
 
     concurrency, per_node = parse_concurrency(get("concurrency") or DEFAULT_CONCURRENCY)
     seed_text = get("seed")
@@ -436,7 +439,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             f"--nemesis-mode: unknown mode {nemesis_mode[:40]!r} (known: {', '.join(NEMESIS_MODES)})"
         )
     if fault_names:
-        schedule.check_fits(fault_names, interval, time_limit, nemesis_mode)
+        schedule.check_fits(faults, interval, time_limit, nemesis_mode)
     rate = _number(
         get("rate", DEFAULT_RATE), "--rate", minimum=0, maximum=MAX_RATE, allow_zero=True
     )
@@ -460,6 +463,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         target=target_name,
         workload=workload_name,
         nemesis=tuple(fault_names),
+        fault_packages=faults,
         nemesis_interval=interval,
         nemesis_mode=nemesis_mode,
         time_limit=time_limit,

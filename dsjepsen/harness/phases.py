@@ -108,11 +108,12 @@ def build(ctx: RunContext) -> None:
     ctx.workload = wl(seed=cfg.seed, **kwargs(wl.options, cfg.workload_options))
     if cfg.nemesis:
         rng = random.Random(f"{cfg.seed}:nemesis")
+        faults = cfg.fault_packages or list(cfg.nemesis)  # resolved by the config, once
         ctx.nemesis = catalog.build_nemesis(
-            list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options, cluster=ctx.cluster
+            faults, ctx.target, rng, cfg.nemesis_options, cluster=ctx.cluster
         )
         ctx.schedule = FaultSchedule(
-            list(cfg.nemesis),
+            faults,
             cfg.nemesis_interval,
             random.Random(f"{cfg.seed}:schedule"),
             mode=cfg.nemesis_mode,

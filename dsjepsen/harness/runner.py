@@ -32,6 +32,7 @@ from dsjepsen.harness.phases import RunContext
 from dsjepsen.harness.recorder import Recorder
 from dsjepsen.harness.store import create_run_dir, iso_now
 from dsjepsen.history import History, printable, read_jsonl
+from dsjepsen.nemesis.catalog import fault_looks
 
 log = logging.getLogger("dsjepsen.runner")
 
@@ -98,6 +99,8 @@ class Runner:
             ],
             cluster={"kind": self.cluster.kind, "name": self.cluster.name},
             clients=cfg.clients_for(len(self.cluster.names)),
+            # how the report draws and explains this run's faults (their packages' looks)
+            fault_looks=fault_looks(cfg.fault_packages.values()),
             versions={"dsjepsen": __version__, "target": None},
             start_time=iso_now(),
             end_time=None,

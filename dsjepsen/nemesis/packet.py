@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.cluster.control.base import RemoteError
 from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
 from dsjepsen.options import Option
@@ -631,6 +632,19 @@ class PacketFaults(FaultPackage):
     """Packet faults between nodes; they heal with the network, first."""
 
     family: ClassVar[str] = "packet"
+    look: ClassVar[FaultLook] = FaultLook(
+        label="packet",
+        colour="#7b3fa0",
+        title="Messages to and from the answering node were being lost, delayed or "
+        "reordered: {node}",
+        on_node="\u201c{fault}\u201d acted on its traffic during the op",
+        suggests=(
+            "A message lost or delayed between nodes was taken as an answer, or its retry "
+            "was applied twice: acknowledgements that assume a reliable, ordered network "
+            "break when packets are lost, duplicated or reordered."
+        ),
+        rank=40,
+    )
     heal_order: ClassVar[int] = 12
     faults: ClassVar[dict[str, str]] = {
         "packet-delay": "delay packets between nodes (netem: 50 ms ± 10 ms, 25 %, normal)",

@@ -40,6 +40,7 @@ from dsjepsen.reports import clock, crdt, cycle, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
 from dsjepsen.reports import messages as messages_mod
 from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
+from dsjepsen.reports.svg import paint
 from dsjepsen.reports.timeline import short
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -388,6 +389,11 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "has_logs": has_logs,
         "files": _files(run),
         "faults": run.faults,
+        # one swatch per fault family on the page, in its package's colour
+        "fault_legend": [
+            (run.looks(f).label, Markup(paint(run.looks(f).colour)))
+            for f in dict.fromkeys(w.family for w in run.faults if not w.failed)
+        ],
         "events": run.events,
         "crdt": crdt_view,
         "clock_svg": Markup(clock_svg) if clock_svg else "",
@@ -408,9 +414,12 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     return write_whole(Path(out_path), page, mode)
 
 
-def render_run_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write RUN_DIR/report.html from whatever the run left behind; returns its path."""
-    run = load_run_dir(run_dir)
+def render_run_report(
+    run_dir: str | os.PathLike[str], looks: Mapping[str, Any] | None = None
+) -> Path:
+    """Write RUN_DIR/report.html from whatever the run left behind; returns its path.
+    `looks` draw fault families the run's test.json does not describe (see load_run_dir)."""
+    run = load_run_dir(run_dir, looks)
     return render(run, Path(run_dir) / "report.html", mode=FILE_MODE)
 
 
