@@ -738,6 +738,28 @@ def _through_roles(
     return verdict
 
 
+def _failed_at(entry: tuple[Any, list[_Op], FastVerdict | None, _Op | None]) -> int:
+    """Where a failing key's failing op was invoked (its history position)."""
+    _, _, fast, deepest = entry
+    op = fast.op if fast is not None else deepest
+    return op.call if op is not None else 1 << 62
+
+
+def _locate(key: Any, model: Model, fast: FastVerdict | None, deepest: _Op | None) -> dict:
+    """Where a failing key that is not explained in full failed: the op that cannot be
+    linearized (the fast path's, else the deepest return the search reached) and one
+    sentence, at the cost of an op's dict: no traced search."""
+    op = fast.op if fast is not None else deepest
+    if op is None:
+        return {"key": key, "op": None, "message": "not linearizable"}
+    message = (
+        fast.message
+        if fast is not None
+        else f"{model.describe_op(op.f, op.value, op.output)} cannot be linearized"
+    )
+    return {"key": key, "op": op_dict(op), "message": message, "type": "nonlinearizable"}
+
+
 def _explain(
     key: Any,
     model: Model,
@@ -947,8 +969,12 @@ def check_linearizable(
         slice_s = min(slice_s * 2, 1.0)
     anomalies: list[dict[str, Any]] = []
     unexplained: list[Any] = []
+    located: list[dict[str, Any]] = []
     verdict_seconds = time.monotonic() - started
     explain_started = time.monotonic()
+    # the keys that failed first in the history come first (the search finds them in its own
+    # order): the ones explained, and the one the reason names, are the earliest in time
+    failing.sort(key=_failed_at)
     if explain and failing:
         # What the explanations may cost, so that the explained verdict costs at most about
         # twice the plain one: the first EXPLAIN_KEYS failing keys are explained, the others
@@ -962,6 +988,7 @@ def check_linearizable(
         for key, kept, fast, deepest in failing:
             if len(anomalies) >= EXPLAIN_KEYS:
                 unexplained.append(key)
+                located.append(_locate(key, m, fast, deepest))
                 continue
             now = time.monotonic()
             if fast is None and not rerun_given:
@@ -1019,8 +1046,10 @@ def check_linearizable(
         "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],
         "undecided_keys": undecided_keys,
         "undecided_note": note,
-        # failing keys beyond the first EXPLAIN_KEYS: listed, not explained
+        # failing keys beyond the first EXPLAIN_KEYS: listed, not explained, but each located
+        # (its failing op and one sentence), so that counts and "first" cover every key
         "unexplained_keys": [show(k) for k in unexplained],
+        "unexplained": located,
         "per_key": per_key,
         "configurations_explored": explored_total,
         "peak_configurations": peak,

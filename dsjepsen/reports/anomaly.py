@@ -47,6 +47,9 @@ class Anomaly:
     node: str | None = None  # the node that served the anchor op (or the checker's `node`)
     fault: str | None = None  # the fault active while the anchor ran; None: none was
     phase: str = ""  # "during <family>", "after heal", "before any fault", "final reads"
+    #: False for a failing key the checker only located (its op and a sentence, no
+    #: linearization): counted and placed like the others, drawn without a diagram
+    explained: bool = True
 
     @property
     def is_linearizability(self) -> bool:
@@ -67,6 +70,12 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
             if isinstance(res, dict) and res.get("valid") is False:
                 for a in res.get("anomalies") or []:
                     found.append((str(name), a))
+                # failing keys past the checker's explanation budget: located (their failing
+                # op and one sentence), so that counts, "first" and hypotheses cover them all
+                details = res.get("details") if isinstance(res.get("details"), dict) else {}
+                for u in details.get("unexplained") or []:
+                    if isinstance(u, dict):
+                        found.append((str(name), {**u, "located_only": True}))
     for a in results.get("anomalies") or []:
         found.append(("results", a))
     seen: set[tuple[str, str, str]] = set()
@@ -101,6 +110,7 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
                 states=list(a.get("states") or []),
                 window=[w for w in a.get("window") or [] if isinstance(w, int)],
                 prefix_omitted=int(a.get("prefix_omitted") or 0),
+                explained=not a.get("located_only"),
             )
         )
     return out

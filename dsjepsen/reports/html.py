@@ -310,7 +310,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     (`-o`, `check --report`) gets the user's usual permissions."""
     anomalies = anomaly_mod.link_ops(run, anomaly_mod.collect(run.results))
     first = anomalies[0] if anomalies else None
-    for a in anomalies[:MAX_DIAGRAMS]:
+    for a in [a for a in anomalies if a.explained][:MAX_DIAGRAMS]:
         # a transactional cycle is drawn as its cycle, anything else as its linearization
         drawn = cycle.cycle_diagram(a.raw, a.n) or anomaly_mod.diagram(run, a)
         a.diagram = Markup(drawn)
