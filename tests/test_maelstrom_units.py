@@ -102,7 +102,7 @@ class LoopbackNode:
 
     def init(self) -> dict | None:
         body = {"type": "init", "node_id": "n0", "node_ids": ["n0"]}
-        reply, _, _ = self.net.rpc("n1", "c0", body, 5.0, init=True)
+        reply, _, _ = self.net.rpc("n1", "c0", body, 5.0, setup=True)
         self.link.ready = reply is not None and reply.get("type") == "init_ok"
         return reply
 
@@ -269,9 +269,14 @@ def test_topologies() -> None:
     assert topology(ids, "line")["n2"] == ["n1", "n3"]
     assert topology(ids, "total")["n0"] == ["n1", "n2", "n3", "n4"]
     assert topology(ids, "tree2")["n0"] == ["n1", "n2"]
-    grid = topology(ids, "grid")  # 3 wide: n0 n1 n2 / n3 n4
-    assert grid["n0"] == ["n1", "n3"] and grid["n4"] == ["n1", "n3"]
+    assert topology(ids, "tree") == topology(ids, "tree2")
+    # Maelstrom's grid: 3 wide (n0 n1 n2 / n3 n4), neighbours below, above, right, left
+    grid = topology(ids, "grid")
+    assert grid["n0"] == ["n3", "n1"] and grid["n4"] == ["n1", "n3"]
+    assert grid["n1"] == ["n4", "n2", "n0"]
     assert topology(ids, "none")["n0"] == []
+    assert topology(["n0"], "line") == {}  # Maelstrom: no line of one node
+    assert topology(["n0"], "grid") == {"n0": []}
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -357,7 +362,7 @@ def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:
             link = net.add_link("n1", "127.0.0.1", port)
             link.connect(timeout=10.0)
             body = {"type": "init", "node_id": "n0", "node_ids": ["n0", "n1"]}
-            assert net.rpc("n1", "c0", body, 5.0, init=True)[0]["type"] == "init_ok"
+            assert net.rpc("n1", "c0", body, 5.0, setup=True)[0]["type"] == "init_ok"
             data, _ = peer.recvfrom(65536)  # the counter node gossips every 0.1 s
             sent = [
                 json.loads(x)["t"]

@@ -103,6 +103,7 @@ def build(ctx: RunContext) -> None:
         ctx.target = cls(**kwargs(cls.options, cfg.target_options))
     wl = plugins.get("workloads", cfg.workload)
     ctx.workload = wl(seed=cfg.seed, **kwargs(wl.options, cfg.workload_options))
+    ctx.target.expect_ops(frozenset(ctx.workload.needs))
     if cfg.nemesis:
         rng = random.Random(f"{cfg.seed}:nemesis")
         ctx.nemesis = catalog.build_nemesis(

@@ -64,6 +64,14 @@ class Target(ABC):
         nothing beyond each option's own checks."""
         return None
 
+    def expect_ops(self, fs: frozenset[str]) -> None:  # noqa: B027 - most targets need nothing
+        """Told once, before setup, which op fs the run's workload invokes (its `needs`).
+
+        A target whose protocol has setup messages that belong to one workload uses it: a
+        Maelstrom broadcast node must have its `topology` before any client op, so the target
+        sends it at setup instead of waiting to see the first broadcast op."""
+        return None
+
     @abstractmethod
     def setup(self, cluster: Cluster) -> None:
         """Install (if needed), configure and start the system on every node; wait until it

@@ -25,7 +25,6 @@ and broadcast nodes hold one set or counter, so an op on any key but 0 (or none)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -107,14 +106,11 @@ class MaelstromClient(Client):
         node: str,
         client_id: str,
         timeout: float,
-        before: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.net = net
         self.node = node
         self.id = client_id
         self.timeout = timeout
-        #: called with (node, f) before an op; a string is why the op cannot be sent
-        self.before = before
 
     def invoke(self, op: Op) -> Op:
         if op.f not in REQUEST:
@@ -125,10 +121,6 @@ class MaelstromClient(Client):
                 type="fail",
                 error="Maelstrom nodes hold one set / counter: run with --keys 1",
             )
-        if self.before is not None:
-            why = self.before(self.node, op.f)
-            if why:
-                return replace(op, type="info", error=why)
         reply, why, sent = self.net.rpc(self.node, self.id, body_for(op), self.timeout)
         if reply is None:
             return replace(op, type="info" if sent else "fail", error=why or "no reply")

@@ -167,12 +167,13 @@ class Network:
     # -- requests -------------------------------------------------------------------------------
 
     def rpc(
-        self, node: str, src: str, body: dict[str, Any], timeout: float, *, init: bool = False
+        self, node: str, src: str, body: dict[str, Any], timeout: float, *, setup: bool = False
     ) -> tuple[dict[str, Any] | None, str | None, bool]:
         """Send body from `src` to the node; (reply body, why none, whether it was sent).
-        Only `init` may go to a node that has not answered init yet."""
+        Only the harness's own setup messages (`init`, `topology`) may go to a node that is
+        not ready for clients yet."""
         link = self.links.get(node)
-        if link is not None and not link.ready and not init:
+        if link is not None and not link.ready and not setup:
             return None, f"node {node} is starting (no init_ok yet)", False
         msg_id = next(self.msg_ids)
         body = {**body, "msg_id": msg_id}

@@ -12,9 +12,9 @@ Lifecycle, as Maelstrom's: start every relay + node, connect, send each node `in
 for `init_ok` (a node that exits or stays silent is one error line naming it). Kill is SIGKILL
 to the node's process group (the node and its relay: the node's state and in-flight messages
 are gone, as in Maelstrom); restart starts both again and sends `init` again. Pause is SIGSTOP
-to the same group. For the broadcast workload, the `topology` message is sent to a node before
-the first broadcast op that goes through it (and again after each restart), so the target
-needs to know nothing of the workload.
+to the same group. For a broadcast workload (`expect_ops`), every node gets Maelstrom's
+`topology` after `init` and before any client op, and again after each restart, before clients
+may use it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import math
 import os
 import shlex
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,40 +51,44 @@ if TYPE_CHECKING:
 RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
 DEFAULT_PORT = 7171
 LATENCY_DISTS = ("constant", "uniform", "exponential")
-TOPOLOGIES = ("grid", "line", "total", "tree2", "tree3", "tree4", "none")
+TOPOLOGIES = ("grid", "line", "total", "tree", "tree2", "tree3", "tree4", "none")
 BROADCAST_FS = frozenset({"broadcast", "read-messages"})
 INIT_SRC = "c0"  # the harness's own messages (init, topology)
 LATER = "txn-rw-register, txn-list-append and kafka may come later"
 
 
 def topology(ids: list[str], kind: str) -> dict[str, list[str]]:
-    """Maelstrom's topologies: neighbours of every node id."""
+    """Maelstrom's topologies (workload/broadcast.clj), neighbours in Maelstrom's order, since
+    a node may well treat its first neighbour differently: grid (a square of side
+    ceil(sqrt(n)); below, above, right, left), line (left, right; no entry at all for fewer
+    than two nodes), total, tree / tree2 / tree3 / tree4 (nodes in tiers 1, b, b^2, ...;
+    parent first, then children). `none` (dsjepsen's) gives every node no neighbours."""
     n = len(ids)
-    out: dict[str, set[str]] = {i: set() for i in ids}
-
-    def link(a: int, b: int) -> None:
-        if a != b and 0 <= a < n and 0 <= b < n:
-            out[ids[a]].add(ids[b])
-            out[ids[b]].add(ids[a])
-
     if kind == "total":
-        for a in range(n):
-            for b in range(n):
-                link(a, b)
-    elif kind == "line":
-        for a in range(n - 1):
-            link(a, a + 1)
-    elif kind.startswith("tree"):
-        k = int(kind[4:])
-        for a in range(1, n):
-            link(a, (a - 1) // k)
-    elif kind == "grid":
-        width = max(1, math.isqrt(n - 1) + 1 if n > 1 else 1)
-        for a in range(n):
-            if (a + 1) % width:
-                link(a, a + 1)
-            link(a, a + width)
-    return {i: sorted(out[i], key=ids.index) for i in ids}
+        return {i: [j for j in ids if j != i] for i in ids}
+    if kind == "none":
+        return {i: [] for i in ids}
+    if kind == "line":
+        if n < 2:
+            return {}
+        return {ids[a]: [ids[b] for b in (a - 1, a + 1) if 0 <= b < n] for a in range(n)}
+    if kind.startswith("tree"):
+        k = int(kind[4:] or 2)  # heap order: the children of a are k*a+1 .. k*a+k
+        return {
+            ids[a]: ([ids[(a - 1) // k]] if a else []) + ids[k * a + 1 : min(n, k * a + k + 1)]
+            for a in range(n)
+        }
+    side = math.isqrt(n - 1) + 1 if n > 1 else 1  # ceil(sqrt(n))
+
+    def at(i: int, j: int) -> str | None:
+        return ids[i * side + j] if i >= 0 and 0 <= j < side and i * side + j < n else None
+
+    out: dict[str, list[str]] = {}
+    for a in range(n):
+        i, j = divmod(a, side)
+        near = (at(i + 1, j), at(i - 1, j), at(i, j + 1), at(i, j - 1))
+        out[ids[a]] = [x for x in near if x is not None]
+    return out
 
 
 class MaelstromTarget(Target):
@@ -176,8 +179,8 @@ class MaelstromTarget(Target):
         self.seed = seed
         self.net: Network | None = None
         self.client_ids = ClientIds()
-        self.topology_sent: set[str] = set()
-        self.topology_lock = threading.Lock()
+        #: the workload broadcasts: every node gets `topology` after `init` (expect_ops)
+        self.topology_needed = False
         self.ids: dict[str, str] = {}
         self.uploaded: dict[str, str] = {}  # local file -> path on the nodes (ssh / docker)
 
@@ -276,9 +279,16 @@ class MaelstromTarget(Target):
             # a fresh message log per run (a restart appends to it)
             cluster.remote(node.name).run(["rm", "-f", self.messages_file(node)], timeout=30.0)
         # every relay up before any node is initialised: a node may talk to its peers as
-        # soon as it knows them
+        # soon as it knows them; every node initialised (and given its topology) before any
+        # client op, as in Maelstrom
         self._on_all(cluster, self._launch)
         self._on_all(cluster, self._initialise)
+        self._on_all(cluster, self._send_topology)
+        for node in cluster.names:
+            self._ready(cluster, node)
+
+    def expect_ops(self, fs: frozenset[str]) -> None:
+        self.topology_needed = bool(fs & BROADCAST_FS)
 
     def _on_all(self, cluster: Cluster, step: Callable[[Cluster, str], None]) -> None:
         """step on every node at once; one error line if any failed."""
@@ -299,15 +309,16 @@ class MaelstromTarget(Target):
             raise HarnessError(f"{outcome[failed[0]]}{also}")
 
     def start(self, cluster: Cluster, node: str) -> None:
-        """Start the relay and the node program, connect, send init, wait for init_ok."""
+        """Start the relay and the node program, connect, send `init` (and the broadcast
+        `topology`) and wait for the replies; only then may clients use the node."""
         self._launch(cluster, node)
         self._initialise(cluster, node)
+        self._send_topology(cluster, node)
+        self._ready(cluster, node)
 
     def _launch(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
         mid = self.ids[node]
-        with self.topology_lock:
-            self.topology_sent.discard(node)
         try:
             start_daemon(
                 cluster.remote(node),
@@ -336,10 +347,8 @@ class MaelstromTarget(Target):
                 f"node {node} (maelstrom {mid}): {what}{self._last_words(cluster, n)}"
             ) from None
         body = {"type": "init", "node_id": mid, "node_ids": [self.ids[x] for x in cluster.names]}
-        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, init=True)
-        if reply is not None and reply.get("type") == "init_ok":
-            link.ready = True
-        else:
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, setup=True)
+        if reply is None or reply.get("type") != "init_ok":
             if reply is not None:
                 why = f"answered init with {str(reply)[:200]}"
             elif link.exit_code is not None:
@@ -359,22 +368,34 @@ class MaelstromTarget(Target):
         lines = [x.strip() for x in res.stdout.splitlines() if x.strip()]
         return f"; last lines of {self.log_file(n)}: {' | '.join(lines)[-400:]}" if lines else ""
 
-    def _ensure_topology(self, node: str, f: str) -> str | None:
-        """Before the first broadcast op through a node: send it the topology."""
-        if f not in BROADCAST_FS or self.net is None:
-            return None
-        with self.topology_lock:
-            if node in self.topology_sent:
-                return None
-            ordered = list(self.ids.values())
-            topo = topology(ordered, self.topology_kind)
-            reply, why, _ = self.net.rpc(
-                node, INIT_SRC, {"type": "topology", "topology": topo}, self.rpc_timeout
+    def _send_topology(self, cluster: Cluster, node: str) -> None:
+        """Broadcast runs: send the node Maelstrom's `topology` and wait for `topology_ok`.
+
+        Maelstrom sends it to every node after `init` and before any client op (and a
+        restarted node gets it again before it is used): a node that forwards only to its
+        neighbours must know them before the first message arrives, or that message stops
+        at the first node that does not."""
+        if not self.topology_needed:
+            return
+        assert self.net is not None
+        n = cluster.node(node)
+        body = {
+            "type": "topology",
+            "topology": topology(list(self.ids.values()), self.topology_kind),
+        }
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, setup=True)
+        if reply is None or reply.get("type") != "topology_ok":
+            if reply is not None:
+                why = f"answered topology with {str(reply)[:200]}"
+            raise HarnessError(
+                f"node {node} (maelstrom {self.ids[node]}): no topology_ok ({why})"
+                f"{self._last_words(cluster, n)}"
             )
-            if reply is None or reply.get("type") != "topology_ok":
-                return f"topology not acknowledged by {node}: {why or str(reply)[:200]}"
-            self.topology_sent.add(node)
-            return None
+
+    def _ready(self, cluster: Cluster, node: str) -> None:
+        """From now on clients may send the node requests."""
+        assert self.net is not None
+        self.net.links[node].ready = True
 
     def kill(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
@@ -411,9 +432,7 @@ class MaelstromTarget(Target):
     def client(self, cluster: Cluster, node: str) -> Client:
         if self.net is None:
             raise HarnessError("maelstrom: client before setup")
-        return MaelstromClient(
-            self.net, node, self.client_ids.next(), self.rpc_timeout, before=self._ensure_topology
-        )
+        return MaelstromClient(self.net, node, self.client_ids.next(), self.rpc_timeout)
 
     def results(self) -> dict[str, Any]:
         """What the controller saw of the network, for the results (malformed output etc.)."""
