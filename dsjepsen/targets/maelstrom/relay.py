@@ -84,12 +84,15 @@ class Relay:
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.tcp.bind(("0.0.0.0", args.port))
         self.tcp.listen(8)
-        self.proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-            args.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=args.node_cwd or None,
-        )
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                args.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=args.node_cwd or None,
+            )
+        except OSError as e:
+            raise OSError(why_not_started(args.argv[0], e)) from None
         self.say(f"relay {self.id}: node pid {self.proc.pid}: {' '.join(args.argv)}")
 
     # -- logging --------------------------------------------------------------------------------
@@ -288,6 +291,26 @@ class Relay:
         self.record("exit", None, code=code)
         self.to_controller({"event": "exit", "node": self.id, "code": code})
         return code if code >= 0 else 128 - code
+
+
+def why_not_started(program: str, e: OSError) -> str:
+    """What to tell the user when the node program cannot be executed: the kernel says
+    "No such file or directory" about a script whose #! interpreter is missing, which names
+    the wrong file; name the interpreter instead."""
+    if isinstance(e, FileNotFoundError) and os.path.isfile(program):
+        try:
+            with open(program, "rb") as fh:
+                first = fh.readline(512).decode("utf-8", "replace").strip()
+        except OSError:
+            first = ""
+        if first.startswith("#!"):
+            interp = (first[2:].split() or ["?"])[0]
+            return f"the node program {program} needs {interp} ({first}), which does not exist"
+    if isinstance(e, FileNotFoundError):
+        return f"no such node program: {program}"
+    if isinstance(e, PermissionError):
+        return f"the node program {program} is not executable (or not readable)"
+    return f"cannot run the node program {program}: {e}"
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

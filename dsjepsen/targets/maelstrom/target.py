@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.maelstrom.client import SPEAKS, ClientIds, MaelstromClient
 from dsjepsen.targets.maelstrom.net import Network
 from dsjepsen.targets.maelstrom.netstats import network_stats, read_logs
+from dsjepsen.targets.maelstrom.program import resolve, split_bin
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -54,6 +56,10 @@ LATENCY_DISTS = ("constant", "uniform", "exponential")
 TOPOLOGIES = ("grid", "line", "total", "tree", "tree2", "tree3", "tree4", "none")
 BROADCAST_FS = frozenset({"broadcast", "read-messages"})
 INIT_SRC = "c0"  # the harness's own messages (init, topology)
+#: the relay's own lines in the node log that say nothing about why a node failed
+BOOKKEEPING = re.compile(r"^\d\d:\d\d:\d\d relay \S+: (node pid \d+|node exited with code)")
+#: stderr lines quoted in a start-up error
+LAST_WORDS = 6
 LATER = "txn-rw-register, txn-list-append and kafka may come later"
 
 
@@ -167,7 +173,7 @@ class MaelstromTarget(Target):
     ) -> None:
         self.check_options(bin=bin, port=port)
         assert bin is not None
-        self.argv_template = shlex.split(bin)
+        self.argv_template = split_bin(bin)
         self.bin = bin
         self.latency = latency
         self.latency_dist = latency_dist
@@ -189,12 +195,7 @@ class MaelstromTarget(Target):
         bin = values.get("bin")
         if not bin or not str(bin).strip():
             raise ConfigError("--bin: the maelstrom target needs the node program (--bin 'CMD')")
-        try:
-            argv = shlex.split(str(bin))
-        except ValueError as e:
-            raise ConfigError(f"--bin: cannot split {bin!r}: {e}") from None
-        if not argv:
-            raise ConfigError("--bin: empty command")
+        split_bin(str(bin))
 
     # -- paths on a node ------------------------------------------------------------------------
 
@@ -213,9 +214,10 @@ class MaelstromTarget(Target):
     # -- the command line -----------------------------------------------------------------------
 
     def node_argv(self, cluster: Cluster) -> list[str]:
-        """The node program's argv as the node runs it."""
+        """The node program's argv as the node runs it: here, with the program resolved as
+        Maelstrom resolves `--bin` (program.resolve); elsewhere, with the uploaded files."""
         if cluster.shares_controller_files:
-            return list(self.argv_template)
+            return resolve(self.argv_template)
         return [self.uploaded.get(a, a) for a in self.argv_template]
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
@@ -270,6 +272,8 @@ class MaelstromTarget(Target):
                 self.uploaded[f] = dest
 
     def setup(self, cluster: Cluster) -> None:
+        if cluster.shares_controller_files:
+            resolve(self.argv_template)  # a program that cannot start: one line, no node touched
         self.ids = {n.name: f"n{i}" for i, n in enumerate(cluster.nodes)}
         self.net = Network(self.ids, seed=self.seed)
         if not cluster.shares_controller_files:
@@ -358,15 +362,21 @@ class MaelstromTarget(Target):
             )
 
     def _last_words(self, cluster: Cluster, n: Node) -> str:
-        """The last lines of the node's log, said in one line (the node's stderr is there)."""
+        """The last lines the node program (or its relay, when it could not start it) wrote
+        to stderr, in one line: a node that needs a newer interpreter dies with a
+        SyntaxError there, and that is the line the user needs. The relay's own bookkeeping
+        lines are left out."""
         try:
             res = cluster.remote(n.name).run(
-                ["tail", "-n", "4", self.log_file(n)], timeout=10.0, check=False
+                ["tail", "-n", "40", self.log_file(n)], timeout=10.0, check=False
             )
         except HarnessError:
             return ""
         lines = [x.strip() for x in res.stdout.splitlines() if x.strip()]
-        return f"; last lines of {self.log_file(n)}: {' | '.join(lines)[-400:]}" if lines else ""
+        lines = [x for x in lines if not BOOKKEEPING.match(x)][-LAST_WORDS:]
+        if not lines:
+            return ""
+        return f"; the node's last stderr lines ({self.log_file(n)}): {' | '.join(lines)[-600:]}"
 
     def _send_topology(self, cluster: Cluster, node: str) -> None:
         """Broadcast runs: send the node Maelstrom's `topology` and wait for `topology_ok`.
