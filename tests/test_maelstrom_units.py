@@ -247,20 +247,27 @@ def test_broadcast_checker_wants_every_message_on_every_node() -> None:
     assert BroadcastChecker().check(_history(ops), ctx).valid is True
 
 
-def test_network_stats_count_server_messages_per_op() -> None:
+def test_network_stats_count_as_maelstrom_does() -> None:
+    """Sends and receives per class; a client is either end of a client message (init
+    included), services count as servers; msgs-per-op for all and servers only."""
     entries = [
-        {"dir": "out", "src": "n0", "dest": "n1"},
-        {"dir": "out", "src": "n0", "dest": "n2"},
-        {"dir": "in", "src": "n0", "dest": "n1"},
+        {"dir": "in", "src": "c0", "dest": "n0", "type": "init"},
+        {"dir": "out", "src": "n0", "dest": "c0", "type": "init_ok"},
         {"dir": "in", "src": "c1", "dest": "n0"},
-        {"dir": "out", "src": "n0", "dest": "c1"},
+        {"dir": "out", "src": "n0", "dest": "n1"},
+        {"dir": "out", "src": "n0", "dest": "n2"},  # dropped by a partition: never received
+        {"dir": "in", "src": "n0", "dest": "n1"},
         {"dir": "out", "src": "n0", "dest": "lin-kv"},
+        {"dir": "in", "src": "lin-kv", "dest": "n0"},
+        {"dir": "out", "src": "n0", "dest": "c1"},
         {"dir": "malformed", "node": "n0"},
     ]
-    s = network_stats(entries, client_ops=1)
-    assert s["servers"] == {"send-count": 2, "recv-count": 1, "msg-count": 2, "msgs-per-op": 2.0}
-    assert s["clients"]["send-count"] == 1 and s["clients"]["recv-count"] == 1
-    assert s["services"]["send-count"] == 1
+    controller = {"clients": {"sent": 2, "received": 2}, "services": {"sent": 1, "received": 1}}
+    s = network_stats(entries, client_ops=1, controller=controller)
+    assert s["clients"] == {"send-count": 4, "recv-count": 4, "msg-count": 4}
+    assert s["servers"] == {"send-count": 4, "recv-count": 3, "msg-count": 4, "msgs-per-op": 4.0}
+    assert s["all"] == {"send-count": 8, "recv-count": 7, "msg-count": 8, "msgs-per-op": 8.0}
+    assert s["services"] == {"send-count": 2, "recv-count": 2}
     assert s["malformed-by-node"] == {"n0": 1}
 
 

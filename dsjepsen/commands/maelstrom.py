@@ -242,8 +242,7 @@ def _maelstrom_text(results: dict[str, Any]) -> str:
     from dsjepsen.targets.maelstrom.netstats import edn
 
     m = results.get("maelstrom", {})
-    net = {k: v for k, v in m.get("net", {}).items() if k in ("all", "clients", "servers",
-                                                              "services")}  # fmt: skip
+    net = {k: v for k, v in m.get("net", {}).items() if k in ("all", "clients", "servers")}
     stats = (results.get("stats") or {}).get("by_f", {})
     latency = {f: s.get("latency_ms") for f, s in stats.items()}
     avail = (results.get("checks") or {}).get("availability", {}).get("details", {})

@@ -139,7 +139,11 @@ class Network:
         self.malformed: list[dict[str, Any]] = []
         self.malformed_count: collections.Counter[str] = collections.Counter()
         self.late_replies = 0
+        #: what the controller itself sent and received, the other half of Maelstrom's
+        #: send / recv counts (the relays log the nodes' half): requests of clients (and the
+        #: harness's init / topology) and their replies; calls to services and their replies
         self.client_messages = {"sent": 0, "received": 0}
+        self.service_messages = {"sent": 0, "received": 0}
 
     # -- links ----------------------------------------------------------------------------------
 
@@ -214,9 +218,12 @@ class Network:
         dest = obj.get("dest")
         body = obj.get("body") if isinstance(obj.get("body"), dict) else {}
         if dest in SERVICE_NAMES:
+            with self.lock:
+                self.service_messages["received"] += 1
             reply = self.services.handle(obj)
-            if reply is not None:
-                link.send(reply)
+            if reply is not None and link.send(reply):
+                with self.lock:
+                    self.service_messages["sent"] += 1
             return
         with self.lock:
             self.client_messages["received"] += 1
@@ -260,5 +267,6 @@ class Network:
                 "malformed_examples": list(self.malformed),
                 "late_replies": self.late_replies,
                 "client_messages": dict(self.client_messages),
+                "service_messages": dict(self.service_messages),
                 "service_calls": dict(self.services.calls),
             }

@@ -463,4 +463,9 @@ class MaelstromTarget(Target):
             ops = sum(1 for op in history.ops if op.type == "invoke" and op.is_client)
         else:
             ops = 0
-        return {"net": network_stats(read_logs(run_dir), ops), **self.results()}
+        mine = self.results()
+        controller = {
+            "clients": mine.get("client_messages") or {},
+            "services": mine.get("service_messages") or {},
+        }
+        return {"net": network_stats(read_logs(run_dir), ops, controller), **mine}
