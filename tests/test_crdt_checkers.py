@@ -490,6 +490,9 @@ def test_counters_that_disagree_are_named_per_node() -> None:
     [a] = r.anomalies
     assert a["message"] == "key 3 did not converge: n1 reads 1, n2 reads 1, n3 reads 0."
     assert a["node"] == "n3" and a["values"] == {"n1": 1, "n2": 1, "n3": 0}
+    # the summary (printed after a run) leads with the failure, never "converged within"
+    assert r.details["summary"].startswith("1 of 1 key(s) did not converge")
+    assert "converged on every node" not in r.details["summary"]
 
 
 def test_a_replica_that_loses_an_element_it_returned_is_named() -> None:

@@ -211,8 +211,10 @@ def recover(ctx: RunContext) -> None:
     timeout = ctx.config.recovery_timeout
     if ctx.workload is not None and ctx.workload.converges:
         return  # the final reads come in rounds until every node agrees: they do the waiting
+    if ctx.workload is not None and not ctx.workload.final_ops():
+        return  # nothing is read at the end (echo, unique-ids): nothing to wait for
     if not ctx.target.elects_leader:
-        log.info("target reports no leader: waiting 1s before the final reads")
+        log.info("waiting 1s for the nodes to settle before the final reads")
         time.sleep(min(1.0, timeout))
         return
     deadline = time.monotonic() + timeout
@@ -254,7 +256,7 @@ def final_reads(ctx: RunContext) -> None:
     deadline = started + timeout
     agreeing, rounds = 0, 0
     while True:
-        answers = _round(ctx, specs, deadline + 0.05 * len(specs))
+        answers = _round(ctx, specs, deadline + 0.05 * len(specs), rounds=True)
         rounds += 1
         agreeing = agreeing + 1 if _agree(answers, nodes, specs) else 0
         if agreeing >= AGREEING_ROUNDS or time.monotonic() >= deadline:
@@ -289,11 +291,17 @@ def _agree(answers: dict[str, dict[Any, Any]], nodes: list[str], specs: list[OpS
 _MISSING = object()
 
 
-def _round(ctx: RunContext, specs: list[OpSpec], deadline: float) -> dict[str, dict[Any, Any]]:
-    """One pass of the final ops through every node at once: {node: {key: ok value}}."""
+def _round(
+    ctx: RunContext, specs: list[OpSpec], deadline: float, rounds: bool = False
+) -> dict[str, dict[Any, Any]]:
+    """One pass of the final ops through every node at once: {node: {key: ok value}}.
+    `rounds`: one of a converging workload's rounds, whose deadline is the convergence
+    timeout: reaching it is how the rounds end, not something to warn about."""
     answers: dict[str, dict[Any, Any]] = {n: {} for n in ctx.cluster.names}
     threads = [
-        threading.Thread(target=_reads_on, args=(ctx, n, specs, deadline, answers[n]), daemon=True)
+        threading.Thread(
+            target=_reads_on, args=(ctx, n, specs, deadline, answers[n], rounds), daemon=True
+        )
         for n in ctx.cluster.names
     ]
     for t in threads:
@@ -304,7 +312,12 @@ def _round(ctx: RunContext, specs: list[OpSpec], deadline: float) -> dict[str, d
 
 
 def _reads_on(
-    ctx: RunContext, node: str, specs: list[OpSpec], deadline: float, out: dict[Any, Any]
+    ctx: RunContext,
+    node: str,
+    specs: list[OpSpec],
+    deadline: float,
+    out: dict[Any, Any],
+    rounds: bool = False,
 ) -> None:
     client = None
     process = ctx.new_process()
@@ -317,7 +330,10 @@ def _reads_on(
             failed_in_a_row += 1
             for attempt in range(FINAL_READ_ATTEMPTS):
                 if time.monotonic() > deadline:
-                    log.warning("final reads on %s: out of time", node)
+                    if rounds:  # the convergence timeout ended the rounds; the summary says so
+                        log.debug("final reads on %s: convergence timeout reached", node)
+                    else:
+                        log.warning("final reads on %s stopped: out of time", node)
                     return
                 if client is None:
                     client = ctx.target.client(ctx.cluster, node)
