@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # a command that takes positional words anywhere among its options (Maelstrom's
+        # `test`: the node program's arguments) gets them, and names an unknown option
+        # itself; every other command refuses them as argparse does
+        if not getattr(args, "takes_extra", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_CONFIG

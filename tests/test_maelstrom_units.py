@@ -18,7 +18,6 @@ from dsjepsen.checkers.base import CheckContext
 from dsjepsen.checkers.broadcast import BroadcastChecker
 from dsjepsen.checkers.echo import EchoChecker
 from dsjepsen.checkers.unique_ids import UniqueIdsChecker
-from dsjepsen.cli import main
 from dsjepsen.errors import ConfigError
 from dsjepsen.history import History, Op
 from dsjepsen.targets.maelstrom.client import MaelstromClient
@@ -284,72 +283,6 @@ def test_topologies() -> None:
     assert topology(ids, "none")["n0"] == []
     assert topology(["n0"], "line") == {}  # Maelstrom: no line of one node
     assert topology(["n0"], "grid") == {"n0": []}
-
-
-# -- the command line ---------------------------------------------------------------------------
-
-
-def test_maelstrom_command_refuses_bad_input_in_one_line(capsys) -> None:
-    base = ["maelstrom", "test", "--bin", "true", "--cluster-name", "zz"]
-    assert main([*base, "-w", "txn-list-append"]) == 254
-    assert "may come later" in capsys.readouterr().err
-    assert main([*base, "-w", "nope"]) == 254
-    assert main([*base, "-w", "echo", "--availability", "most"]) == 254
-    assert main([*base, "-w", "echo", "--nemesis", "clock"]) == 254
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("dsjepsen: error: --nemesis: unknown Maelstrom nemesis")
-    assert main(["test", "--target", "maelstrom", "--workload", "echo"]) == 254
-    assert "--bin" in capsys.readouterr().err
-
-
-def test_gossip_glomers_command_lines_translate() -> None:
-    from dsjepsen.cli import build_parser
-    from dsjepsen.commands.maelstrom import test_argv
-
-    parser = build_parser()
-    line = [
-        "maelstrom",
-        "test",
-        "-w",
-        "g-counter",
-        "--bin",
-        "./maelstrom-counter",
-        "--node-count",
-        "3",
-        "--rate",
-        "100",
-        "--time-limit",
-        "20",
-        "--nemesis",
-        "partition",
-    ]
-    argv = test_argv(parser.parse_args(line))
-    assert argv[argv.index("--nemesis") + 1] == "partition-majority"
-    assert argv[argv.index("--keys") + 1] == "1"
-    assert argv[argv.index("--nemesis-interval") + 1] == "10"
-    line = [
-        "maelstrom",
-        "test",
-        "-w",
-        "broadcast",
-        "--bin",
-        "./b",
-        "--node-count",
-        "25",
-        "--time-limit",
-        "20",
-        "--rate",
-        "100",
-        "--latency",
-        "100",
-        "--log-stderr",
-        "--topology",
-        "tree4",
-    ]
-    argv = test_argv(parser.parse_args(line))
-    assert argv[argv.index("--msg-latency") + 1] == "100"
-    assert argv[argv.index("--topology") + 1] == "tree4"
-    assert argv[argv.index("--msg-latency-dist") + 1] == "constant"  # Maelstrom's default
 
 
 def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.cluster.localnet import DEFAULT_COST, NodeCost
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -50,6 +52,8 @@ class Target(ABC):
     #: one (up to --recovery-timeout) before its final reads
     elects_leader: ClassVar[bool] = False
     version: str = "unknown"
+    #: what one node costs this machine, for the local cluster's capacity estimate
+    node_cost: ClassVar[NodeCost] = DEFAULT_COST
     #: what setup found of earlier runs on the nodes and removed ({"node", "processes",
     #: "removed"}), recorded in test.json
     leftovers: list[dict[str, Any]] = []

@@ -103,6 +103,13 @@ def network_stats(
     return out
 
 
+class Bare(str):
+    """A word `edn` prints as it is: a quantile key like 0.95, or a keyword like :lost-write
+    (written with its colon)."""
+
+    __slots__ = ()
+
+
 def edn(value: Any, indent: int = 0) -> str:
     """Maelstrom-style (EDN-ish) rendering of a results map, for the terminal."""
     pad = " " * indent
@@ -111,7 +118,8 @@ def edn(value: Any, indent: int = 0) -> str:
             return "{}"
         items = []
         for k, v in value.items():
-            key = f":{k}" if isinstance(k, str) and re.match(r"^[a-z][\w?-]*$", k) else str(k)
+            plain = isinstance(k, str) and not isinstance(k, Bare)
+            key = f":{k}" if plain and re.match(r"^[a-z][\w?-]*$", k) else str(k)
             items.append(f"{key} {edn(v, indent + len(key) + 2)}")
         return "{" + f",\n{pad} ".join(items) + "}"
     if value is True:
@@ -120,6 +128,8 @@ def edn(value: Any, indent: int = 0) -> str:
         return "false"
     if value is None:
         return "nil"
+    if isinstance(value, Bare):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list | tuple):

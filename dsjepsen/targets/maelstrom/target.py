@@ -37,6 +37,7 @@ from dsjepsen.cluster.daemon import (
     start_daemon,
     stop_daemon,
 )
+from dsjepsen.cluster.localnet import MIB, NodeCost
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
@@ -107,6 +108,10 @@ class MaelstromTarget(Target):
     default_workload = "echo"
     elects_leader = False
     version = "maelstrom-protocol"
+    #: a node program and its relay: two small processes that idle between messages. The
+    #: figures are measured (docs/maelstrom.md): 25 nodes of Gossip Glomers 3d's broadcast
+    #: (rate 100, latency 100) on a 2-core machine
+    node_cost = NodeCost(memory=64 * MIB, per_core=16, what="Maelstrom node and its relay")
     options = (
         Option(
             "bin",
@@ -149,6 +154,14 @@ class MaelstromTarget(Target):
             keyword="port",
         ),  # fmt: skip
         Option(
+            "node-ids",
+            "str",
+            None,
+            "maelstrom: the Maelstrom node ids, comma-separated, one per node in order "
+            "(default n0, n1, ...)",
+            metavar="ID,ID,...",
+        ),
+        Option(
             "rpc-timeout",
             "float",
             2.0,
@@ -166,6 +179,7 @@ class MaelstromTarget(Target):
         topology: str = "grid",
         port: int = DEFAULT_PORT,
         rpc_timeout: float = 2.0,
+        node_ids: str | None = None,
         *,
         init_timeout: float = 10.0,
         python: str = "python3",
@@ -180,6 +194,7 @@ class MaelstromTarget(Target):
         self.topology_kind = topology
         self.port = port
         self.rpc_timeout = rpc_timeout
+        self.node_ids = [x.strip() for x in node_ids.split(",")] if node_ids else None
         self.init_timeout = init_timeout
         self.python = python
         self.seed = seed
@@ -274,7 +289,13 @@ class MaelstromTarget(Target):
     def setup(self, cluster: Cluster) -> None:
         if cluster.shares_controller_files:
             resolve(self.argv_template)  # a program that cannot start: one line, no node touched
-        self.ids = {n.name: f"n{i}" for i, n in enumerate(cluster.nodes)}
+        names = self.node_ids or [f"n{i}" for i in range(len(cluster.nodes))]
+        if len(names) != len(cluster.nodes):
+            raise ConfigError(
+                f"--node-ids: {len(names)} Maelstrom id(s) ({', '.join(names)}) for "
+                f"{len(cluster.nodes)} node(s); give one id per node"
+            )
+        self.ids = {n.name: mid for n, mid in zip(cluster.nodes, names, strict=True)}
         self.net = Network(self.ids, seed=self.seed)
         if not cluster.shares_controller_files:
             self._upload(cluster)
