@@ -304,14 +304,20 @@ def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:
             body = {"type": "init", "node_id": "n0", "node_ids": ["n0", "n1"]}
             assert net.rpc("n1", "c0", body, 5.0, setup=True)[0]["type"] == "init_ok"
             data, _ = peer.recvfrom(65536)  # the counter node gossips every 0.1 s
-            sent = [
-                json.loads(x)["t"]
-                for x in (tmp_path / "m.jsonl").read_text().splitlines()
-                if '"dest": "n1"' in x
-            ]
             arrived = time.time()
-            assert json.loads(data)["body"]["type"] == "state"
+            seq, sent_at, payload = data.split(b" ", 2)  # the relays' numbered datagram
+            assert int(seq) == 1 and json.loads(payload)["body"]["type"] == "state"
+            deadline = time.monotonic() + 5  # the log is flushed every 0.2 s
+            sent: list[float] = []
+            while not sent and time.monotonic() < deadline:
+                time.sleep(0.05)
+                sent = [
+                    json.loads(x)["t"]
+                    for x in (tmp_path / "m.jsonl").read_text().splitlines()
+                    if '"dest": "n1"' in x
+                ]
             assert arrived - sent[0] >= 0.28, arrived - sent[0]
+            assert float(sent_at) - sent[0] >= 0.28  # it left the relay that much later
             net.close()
         finally:
             proc.kill()

@@ -402,7 +402,7 @@ def _maelstrom_results(
     except Exception as e:  # noqa: BLE001 - an unreadable history was already judged unknown
         log.warning("availability not measured: %s", e)
         avail = None
-    out["maelstrom"] = target.run_results(run_dir, history)
+    out["maelstrom"] = out.get("target") or target.run_results(run_dir, history)
     if avail is not None and checks:
         out["checks"] = checks
         valid = merge_validity([out.get("valid"), avail.valid])
@@ -440,6 +440,12 @@ def _maelstrom_text(results: dict[str, Any]) -> str:
         shown["malformed-by-kind"] = m.get("malformed_by_kind")
     if m.get("net", {}).get("dropped-by-relays"):
         shown["dropped-by-relays"] = m["net"]["dropped-by-relays"]
+    lost = m.get("net", {}).get("lost") or {}
+    if lost.get("during-faults") or lost.get("outside-faults"):
+        shown["lost-between-nodes"] = {
+            "during-faults": lost.get("during-faults", 0),
+            "outside-faults": lost.get("outside-faults", 0),
+        }
     for name, check in (results.get("checks") or {}).items():
         if name in ("stats", "vacuous", "availability"):
             continue

@@ -110,7 +110,10 @@ class Target(ABC):
 
     def run_results(self, run_dir: Path, history: History) -> dict[str, Any] | None:
         """Facts about the run that only the target knows (e.g. network statistics a relay
-        counted), added to results.json under "target"; never part of the verdict."""
+        counted), added to results.json under "target". They never make a run invalid; one
+        key may keep it from being: `untrustworthy`, a sentence saying why the test's own
+        ground gave way (a Maelstrom network that lost messages outside every fault), turns
+        a failed verdict into unknown."""
         return None
 
     def pid(self, cluster: Cluster, node: str) -> int | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ def involves_client(entry: Mapping[str, Any]) -> bool:
     )
 
 
-def read_logs(run_dir: Path) -> list[dict[str, Any]]:
-    """Every entry of every node's message log (unreadable lines skipped)."""
-    out: list[dict[str, Any]] = []
+def read_logs(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every entry of every node's message log, one at a time (a busy run logs millions of
+    messages: they are counted, never held); unreadable lines skipped."""
     for path in sorted((run_dir / "nodes").glob("*/messages.jsonl")):
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -47,27 +47,53 @@ def read_logs(run_dir: Path) -> list[dict[str, Any]]:
                 except ValueError:
                     continue
                 if isinstance(entry, dict):
-                    out.append(entry)
-    return out
+                    yield entry
+
+
+#: seconds around a fault window in which a lost datagram is still the fault's (in flight
+#: when the partition began, or queued behind a paused node)
+FAULT_MARGIN = 1.0
+#: lost-datagram entries kept as examples
+LOST_EXAMPLES = 10
 
 
 def network_stats(
     entries: Iterable[dict[str, Any]],
     client_ops: int,
     controller: Mapping[str, Mapping[str, int]] | None = None,
+    fault_windows: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """{all, clients, servers: {send-count, recv-count, msg-count[, msgs-per-op]}} from the
     relays' logs and the controller's own counts (`controller`: {"clients": {"sent",
     "received"}, "services": {"sent", "received"}}), plus what the relays dropped, the
-    malformed lines they saw per node, node exits, and the service traffic (part of
-    `servers`) on its own."""
+    malformed lines they saw per node, node exits, the service traffic (part of `servers`)
+    on its own, and the datagrams between nodes that never arrived (`lost`): during a fault
+    (`fault_windows`, wall-clock seconds) or outside every fault, which only an overloaded
+    machine causes."""
     counts = {k: {"send-count": 0, "recv-count": 0} for k in ("clients", "servers")}
     services = {"send-count": 0, "recv-count": 0}
     dropped = 0
     malformed: dict[str, int] = {}
     exits: dict[str, list[Any]] = {}
+    lost = {"during-faults": 0, "outside-faults": 0, "outside-examples": []}
+    windows = [(a - FAULT_MARGIN, b + FAULT_MARGIN) for a, b in fault_windows or []]
     for e in entries:
         d = e.get("dir")
+        if d == "lost":
+            n = int(e.get("count") or 0)
+            after, before = e.get("sent_after"), e.get("sent_before")
+            during = any(
+                isinstance(after, float | int) and isinstance(before, float | int)
+                and after <= b and before >= a
+                for a, b in windows
+            )  # fmt: skip
+            lost["during-faults" if during else "outside-faults"] += n
+            if not during and len(lost["outside-examples"]) < LOST_EXAMPLES:
+                lost["outside-examples"].append(
+                    {"from": e.get("peer"), "to": e.get("node"), "count": n,
+                     "sent_after": after, "sent_before": before}
+                )  # fmt: skip
+            continue
         if d == "malformed":
             node = str(e.get("node"))
             malformed[node] = malformed.get(node, 0) + 1
@@ -96,6 +122,7 @@ def network_stats(
             c["msgs-per-op"] = round(c["msg-count"] / client_ops, 3)
     out["services"] = services
     out["client-ops"] = client_ops
+    out["lost"] = lost
     out["dropped-by-relays"] = dropped
     out["malformed-by-node"] = malformed
     if exits:

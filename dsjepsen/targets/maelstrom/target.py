@@ -19,6 +19,7 @@ may use it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -26,6 +27,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -479,14 +481,55 @@ class MaelstromTarget(Target):
     def run_results(self, run_dir: Path, history: History | None) -> dict[str, Any]:
         """The `maelstrom` part of results.json, once the node logs are collected: network
         statistics from the relays' message logs (per client op of the history) and what
-        the controller saw (malformed output, late replies, service calls)."""
+        the controller saw (malformed output, late replies, service calls).
+
+        Datagrams between nodes that were lost outside every fault window mean this machine
+        dropped them (a relay too busy to empty its socket buffer), which Maelstrom's network
+        never does: a node that relied on Maelstrom not to lose them could then fail a check
+        through no fault of its own, so `untrustworthy` says why a failed verdict must not
+        be believed (the run layer makes it unknown)."""
+        ops = 0
+        windows: list[tuple[float, float]] = []
         if history is not None:
             ops = sum(1 for op in history.ops if op.type == "invoke" and op.is_client)
-        else:
-            ops = 0
+            windows = fault_windows_wall(history, run_dir)
         mine = self.results()
         controller = {
             "clients": mine.get("client_messages") or {},
             "services": mine.get("service_messages") or {},
         }
-        return {"net": network_stats(read_logs(run_dir), ops, controller), **mine}
+        net = network_stats(read_logs(run_dir), ops, controller, windows)
+        out = {"net": net, **mine}
+        outside = net["lost"]["outside-faults"]
+        if outside:
+            out["untrustworthy"] = (
+                f"{outside} message(s) between nodes were lost outside every fault (this "
+                "machine was too busy: a relay's receive buffer overflowed), which "
+                "Maelstrom's network never does; run fewer nodes or a lower rate"
+            )
+        return out
+
+
+def fault_windows_wall(history: History, run_dir: Path) -> list[tuple[float, float]]:
+    """Wall-clock (start, end) of every fault of the history: from a `start-*` nemesis
+    invocation to the completion of the next `stop-*` of the same fault (or the end of the
+    history). Times are placed on the wall clock by test.json's `history_start_time`."""
+    try:
+        test = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
+        origin = datetime.fromisoformat(test["history_start_time"]).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    end = max((op.time for op in history.ops), default=0)
+    open_: dict[str, int] = {}
+    out: list[tuple[float, float]] = []
+    for op in history.ops:
+        if op.is_client or not isinstance(op.f, str):
+            continue
+        fault = op.value.get("fault") if isinstance(op.value, dict) else None
+        name = str(fault or op.f.split("-", 1)[-1])
+        if op.f.startswith("start") and op.type == "invoke":
+            open_.setdefault(name, op.time)
+        elif op.f.startswith("stop") and op.type != "invoke" and name in open_:
+            out.append((open_.pop(name), op.time))
+    out += [(t, end) for t in open_.values()]
+    return [(origin + a / 1e9, origin + b / 1e9) for a, b in out]
