@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from maelstrom_loopback import LoopbackNode, free_port
 
 from dsjepsen.checkers.availability import AvailabilityChecker, parse_availability
 from dsjepsen.checkers.base import CheckContext
@@ -76,41 +77,6 @@ def test_lww_kv_loses_concurrent_writes_and_tso_increases() -> None:
 
 
 # -- the relay and the client, on loopback ---------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LoopbackNode:
-    """One real relay + node program on 127.0.0.1, and the controller's Network to it."""
-
-    def __init__(self, tmp: Path, argv: list[str], peers: str = "", mid: str = "n0") -> None:
-        self.port = _free_port()
-        self.log = tmp / f"{mid}.jsonl"
-        self.proc = subprocess.Popen(
-            [sys.executable, RELAY, "--id", mid, "--port", str(self.port), "--bind",
-             "127.0.0.1", "--peers", peers, "--log", str(self.log), "--", *argv],
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        self.net = Network({"n1": mid})
-        self.link = self.net.add_link("n1", "127.0.0.1", self.port)
-        self.link.connect(timeout=10.0)
-
-    def init(self) -> dict | None:
-        body = {"type": "init", "node_id": "n0", "node_ids": ["n0"]}
-        reply, _, _ = self.net.rpc("n1", "c0", body, 5.0, setup=True)
-        self.link.ready = reply is not None and reply.get("type") == "init_ok"
-        return reply
-
-    def close(self) -> None:
-        self.net.close()
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
 
 
 def _op(f: str, value=None, key=None) -> Op:
@@ -291,7 +257,7 @@ def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
         peer.bind(("127.0.0.1", 0))
         peer.settimeout(5.0)
-        port = _free_port()
+        port = free_port()
         argv = [sys.executable, RELAY, "--id", "n0", "--port", str(port), "--bind", "127.0.0.1",
                 "--peers", f"n1=127.0.0.1:{peer.getsockname()[1]}", "--log",
                 str(tmp_path / "m.jsonl"), "--latency", "300", "--", sys.executable,

@@ -48,6 +48,8 @@ WORKER_JOIN_TIMEOUT = 30.0
 FINAL_READ_ATTEMPTS = 5
 #: rounds in a row in which every node must answer the same for a converging workload
 AGREEING_ROUNDS = 3
+#: seconds between a workload's final follow-up batches (Maelstrom's final polls: 0.2 s)
+FOLLOWUP_PAUSE = 0.05
 #: the testing aid's variable: `<phase>:<seconds>` (see `hold`)
 HOLD_ENV = "DSJEPSEN_TEST_HOLD"
 
@@ -319,41 +321,62 @@ def _reads_on(
     out: dict[Any, Any],
     rounds: bool = False,
 ) -> None:
-    client = None
-    process = ctx.new_process()
-    failed_in_a_row = 0
-    try:
-        for spec in specs:
-            if failed_in_a_row >= 2:
+    """The final ops through one node, each retried on a fresh process after a fail or an
+    info; then, for a workload that asks for more (`final_followups`: Kafka-style polls until
+    the node has returned every offset known to exist), its follow-ups, until it has none."""
+    state = {"client": None, "process": ctx.new_process(), "failed": 0}
+    done: list[Any] = []
+
+    def perform(batch: list[OpSpec]) -> bool:
+        """Run a batch of specs; False when the node is out of time or does not answer."""
+        for spec in batch:
+            if state["failed"] >= 2:
                 log.warning("final reads on %s: node does not answer, skipping the rest", node)
-                return
-            failed_in_a_row += 1
+                return False
+            state["failed"] += 1
             for attempt in range(FINAL_READ_ATTEMPTS):
                 if time.monotonic() > deadline:
                     if rounds:  # the convergence timeout ended the rounds; the summary says so
                         log.debug("final reads on %s: convergence timeout reached", node)
                     else:
                         log.warning("final reads on %s stopped: out of time", node)
-                    return
-                if client is None:
-                    client = ctx.target.client(ctx.cluster, node)
+                    return False
+                if state["client"] is None:
+                    state["client"] = ctx.target.client(ctx.cluster, node)
                 comp = ctx.interpreter.perform(
-                    spec.f, spec.value, client.invoke, process=process, key=spec.key, node=node
+                    spec.f,
+                    spec.value,
+                    state["client"].invoke,
+                    process=state["process"],
+                    key=spec.key,
+                    node=node,
                 )
+                done.append(comp)
                 if comp.type == "ok":
-                    failed_in_a_row = 0
+                    state["failed"] = 0
                     out[spec.key] = comp.value
                     break
                 if comp.type == "info":
-                    process = ctx.new_process()
-                    close_client(client)
-                    client = None
+                    state["process"] = ctx.new_process()
+                    close_client(state["client"])
+                    state["client"] = None
                 if attempt + 1 < FINAL_READ_ATTEMPTS:
                     time.sleep(0.2 * (attempt + 1))
+        return True
+
+    assert ctx.workload is not None
+    try:
+        if not perform(specs):
+            return
+        while True:
+            more = ctx.workload.final_followups(done, ctx.recorder.ops, ctx.final_start_index)
+            if not more or not perform(more):
+                return
+            time.sleep(FOLLOWUP_PAUSE)
     except Exception as e:  # noqa: BLE001
         log.warning("final reads on %s stopped: %s", node, describe(e))
     finally:
-        close_client(client)
+        close_client(state["client"])
 
 
 def collect_logs(ctx: RunContext) -> None:
