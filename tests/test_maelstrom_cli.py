@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cli import build_parser, main
+from dsjepsen.cluster import localnet
 from dsjepsen.commands.maelstrom import MAELSTROM_OPTIONS, node_args, node_ids, translate
 from dsjepsen.errors import ConfigError
 
@@ -168,3 +169,13 @@ def test_docs_table_lists_every_maelstrom_option() -> None:
     for r in rows:
         cells = [c.strip() for c in r.strip("|").split("|")]
         assert cells[2] in ("honoured", "no effect", "refused", "honoured, partly"), r
+
+
+def test_capacity_estimate_is_per_target() -> None:
+    """A Maelstrom node with its relay costs less than a raft-kv node: 25 fit on 2 cores."""
+    from dsjepsen.targets.maelstrom.target import MaelstromTarget
+    from dsjepsen.targets.raft_kv.target import RaftKvTarget
+
+    two_cores = (2, 24 * localnet.GIB)
+    assert localnet.max_node_count(*two_cores, RaftKvTarget.node_cost) == 16
+    assert localnet.max_node_count(*two_cores, MaelstromTarget.node_cost) >= 25
