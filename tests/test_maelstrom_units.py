@@ -288,3 +288,57 @@ def test_relay_delays_peer_messages_as_asked(tmp_path: Path) -> None:
         finally:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_relay_counts_datagrams_that_never_arrived(tmp_path: Path) -> None:
+    """Datagrams between relays are numbered per peer: a gap is logged as `lost`, with the
+    send times that bound it, and the numbered header never reaches the node."""
+    node = LoopbackNode(tmp_path, [sys.executable, str(NODES / "echo.py")])
+    try:
+        assert node.init()["type"] == "init_ok"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            for seq in (1, 2, 5, 6):
+                msg = {"src": "n1", "dest": "n0", "body": {"type": "echo", "echo": seq,
+                                                           "msg_id": seq}}  # fmt: skip
+                head = b"%d %.6f " % (seq, 1000.0 + seq)
+                peer.sendto(head + json.dumps(msg).encode(), ("127.0.0.1", node.port))
+        deadline = time.monotonic() + 5
+        lost: list[dict] = []
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lost = [json.loads(x) for x in node.log.read_text().splitlines() if '"lost"' in x]
+        assert len(lost) == 1, lost
+        assert lost[0]["count"] == 2 and lost[0]["sent_after"] == 1002.0
+        assert lost[0]["sent_before"] == 1005.0
+        delivered = [json.loads(x) for x in node.log.read_text().splitlines() if '"in"' in x]
+        assert sum(1 for e in delivered if e.get("src") == "n1") == 4  # parsed: header gone
+    finally:
+        node.close()
+
+
+def test_losses_outside_faults_are_told_apart_and_distrust_a_failed_verdict() -> None:
+    entries = [
+        {"dir": "lost", "node": "n0", "peer": "n1", "count": 3, "sent_after": 10.0,
+         "sent_before": 10.5},  # inside the partition window
+        {"dir": "lost", "node": "n0", "peer": "n2", "count": 2, "sent_after": 30.0,
+         "sent_before": 30.2},  # outside: an overloaded machine
+    ]  # fmt: skip
+    s = network_stats(entries, client_ops=10, fault_windows=[(9.0, 20.0)])
+    assert s["lost"]["during-faults"] == 3 and s["lost"]["outside-faults"] == 2
+    assert s["lost"]["outside-examples"][0]["from"] == "n2"
+
+
+def test_a_failed_verdict_on_untrustworthy_ground_is_unknown() -> None:
+    from dsjepsen.harness.phases import distrust
+
+    facts = {"untrustworthy": "3 message(s) between nodes were lost outside every fault"}
+    failed = {"valid": False, "reason": "broadcast: 1 lost"}
+    distrust(failed, facts)
+    assert failed["valid"] == "unknown" and failed["reason"].startswith("not trusted: 3 message")
+    assert "broadcast: 1 lost" in failed["reason"]
+    passed = {"valid": True, "reason": None}
+    distrust(passed, facts)
+    assert passed["valid"] is True  # a pass is not made doubtful by lost messages
+    failed = {"valid": False, "reason": "x"}
+    distrust(failed, {"net": {}})
+    assert failed["valid"] is False

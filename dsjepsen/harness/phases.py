@@ -452,10 +452,15 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
         facts = None
     if facts:
         out["target"] = facts
-        # the target saw the test's own ground give way (e.g. a network that must not lose
-        # messages lost some): a failed check may be the machine's doing, not the system's
-        caveat = facts.get("untrustworthy") if isinstance(facts, dict) else None
-        if caveat and out["valid"] is False:
-            out["valid"] = "unknown"
-            out["reason"] = f"not trusted: {caveat}; the checks said: {out['reason']}"
+        distrust(out, facts)
     return out
+
+
+def distrust(results: dict[str, Any], facts: Any) -> None:
+    """A failed verdict becomes unknown when the target saw the test's own ground give way
+    (`untrustworthy`: e.g. a network that must not lose messages lost some outside every
+    fault): the failure may be the machine's doing, not the system's. A pass stays a pass."""
+    caveat = facts.get("untrustworthy") if isinstance(facts, dict) else None
+    if caveat and results.get("valid") is False:
+        results["valid"] = "unknown"
+        results["reason"] = f"not trusted: {caveat}; the checks said: {results.get('reason')}"
