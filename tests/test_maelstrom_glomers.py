@@ -20,7 +20,7 @@ from dsjepsen.cluster import localnet
 NODES = Path(__file__).parent / "maelstrom_nodes"
 PY = sys.executable
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def dsjepsen_maelstrom(cwd: Path, store: Path, *line: str, timeout: float = 240) -> tuple[int, str]:

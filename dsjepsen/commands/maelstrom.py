@@ -419,7 +419,8 @@ def _maelstrom_text(results: dict[str, Any]) -> str:
     m = results.get("maelstrom", {})
     net = {k: v for k, v in m.get("net", {}).items() if k in ("all", "clients", "servers")}
     stats = (results.get("stats") or {}).get("by_f", {})
-    latency = {f: s.get("latency_ms") for f, s in stats.items()}
+    # ok ops have latencies; an f that never succeeded (kafka's crash) has none to show
+    latency = {f: s.get("latency_ms") for f, s in stats.items() if s.get("ok")}
     avail = (results.get("checks") or {}).get("availability", {}).get("details", {})
     shown: dict[str, Any] = {
         "net": {**net, "valid?": True},
