@@ -85,14 +85,16 @@ def test_broadcast_to_topology_neighbours_only_is_valid_under_partition(
 
 def test_bin_as_a_bare_file_name_is_the_file_here(three: str, tmp_path: Path) -> None:
     """Finding 2: `--bin echo.py` (Maelstrom's tutorial runs `--bin echo.rb`) is the file in
-    the directory Maelstrom runs in, not a program on PATH."""
+    the directory Maelstrom runs in, not a program on PATH; `--log-stderr` (the tutorial's
+    too) shows the nodes' stderr on the console."""
     shutil.copy(NODES / "echo_tutorial.py", tmp_path / "echo.py")
     code, out = dsjepsen_maelstrom(
         tmp_path, tmp_path / "store", "-w", "echo", "--bin", "echo.py", "--node-count", "3",
-        "--time-limit", "3", "--cluster-name", three,
+        "--time-limit", "3", "--log-stderr", "--cluster-name", three,
     )  # fmt: skip
     assert code == 0, out[-3000:]
     assert "Everything looks good!" in out
+    assert "stderr: Initialized node n0" in out
 
 
 def test_a_missing_interpreter_is_named_before_any_node_is_touched(

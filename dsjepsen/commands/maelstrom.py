@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +70,9 @@ MAELSTROM_OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("--key-count", "INT", None, "lin-kv and kafka: keys in use at once"),
     ("--latency", "MILLIS", "0", "mean node-to-node delay, added by the relays"),
     ("--latency-dist", "TYPE", "constant", "constant, uniform or exponential"),
-    ("--log-net-send", None, None, "every message is always logged (messages.jsonl)"),
-    ("--log-net-recv", None, None, "every message is always logged (messages.jsonl)"),
-    ("--log-stderr", None, None, "node stderr is always logged (node.log per node)"),
+    ("--log-net-send", None, None, "log every message a node sends (always in messages.jsonl)"),
+    ("--log-net-recv", None, None, "log every message a node receives"),
+    ("--log-stderr", None, None, "log the nodes' stderr (always in node.log per node)"),
     ("--max-txn-length", "INT", "4", "txn-* workloads only"),
     ("--max-writes-per-key", "INT", "16", "kafka: sends per key before a fresh key"),
     ("--node-count", "NUM", None, "nodes n0 .. n{NUM-1}; overrides --nodes"),
@@ -305,6 +307,63 @@ def _node_options(args: argparse.Namespace, count: int) -> argparse.Namespace:
     return ns
 
 
+class Echo(threading.Thread):
+    """Maelstrom's --log-stderr, --log-net-send and --log-net-recv: while the test runs,
+    copy each node's new stderr lines (node.log) and the messages its relay carried
+    (messages.jsonl, out = sent, in = received) to the console log, as Maelstrom logs them.
+    Only where the nodes' files are this machine's (the local cluster); elsewhere they are in
+    the run directory afterwards."""
+
+    def __init__(self, cluster: Any, target: Any, stderr: bool, send: bool, recv: bool) -> None:
+        super().__init__(name="maelstrom-echo", daemon=True)
+        self.files: list[tuple[str, str, str]] = []
+        for n in cluster.nodes:
+            if stderr:
+                self.files.append((n.name, target.log_file(n), "stderr"))
+            if send or recv:
+                self.files.append((n.name, target.messages_file(n), "net"))
+        self.dirs = {d for d, want in (("out", send), ("in", recv)) if want}
+        self.offsets = {path: _size(path) for _, path, _ in self.files}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            self.once()
+        self.once()
+
+    def once(self) -> None:
+        for node, path, kind in self.files:
+            try:
+                with open(path, "rb") as fh:
+                    if os.fstat(fh.fileno()).st_size < self.offsets.get(path, 0):
+                        self.offsets[path] = 0  # setup started the file afresh
+                    fh.seek(self.offsets.get(path, 0))
+                    data = fh.read()
+            except OSError:
+                continue
+            keep = data[: data.rfind(b"\n") + 1]  # whole lines only
+            self.offsets[path] = self.offsets.get(path, 0) + len(keep)
+            for raw in keep.decode("utf-8", "replace").splitlines():
+                if kind == "stderr":
+                    log.info("%s stderr: %s", node, raw)
+                    continue
+                try:
+                    e = json.loads(raw)
+                except ValueError:
+                    continue
+                if e.get("dir") in self.dirs:
+                    verb = "sent" if e["dir"] == "out" else "received"
+                    log.info("%s %s %s -> %s %s", node, verb, e.get("src"), e.get("dest"),
+                             e.get("type"))  # fmt: skip
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from dsjepsen import plugins
     from dsjepsen.checkers.availability import parse_availability
@@ -356,7 +415,19 @@ def run(args: argparse.Namespace) -> int:
                 if config.test_count > 1:
                     log.info("run %d of %d (seed %d)", i + 1, config.test_count, cfg.seed)
                 target = cls(**kwargs(cls.options, cfg.target_options), seed=cfg.seed)
-                outcome = Runner(cfg, cluster, target=target).run()
+                echo = None
+                if cluster.shares_controller_files and (
+                    args.log_stderr or args.log_net_send or args.log_net_recv
+                ):
+                    echo = Echo(cluster, target, args.log_stderr, args.log_net_send,
+                                args.log_net_recv)  # fmt: skip
+                    echo.start()
+                try:
+                    outcome = Runner(cfg, cluster, target=target).run()
+                finally:
+                    if echo is not None:
+                        echo.stop.set()
+                        echo.join(timeout=5)
                 results = _maelstrom_results(outcome.run_dir, outcome.results, target, required)
                 (outcome.run_dir / "results.json").write_text(
                     json.dumps(results, indent=2, default=str), encoding="utf-8"
