@@ -101,7 +101,9 @@ def check(
         get_model(model)
     chosen: list[Checker] = [plugins.get("checkers", name)() for name in dict.fromkeys(checkers)]
     h = to_history(history)
-    h.operations()  # Jepsen's process rules, naming the op that breaks them
+    # Jepsen's process rules, naming the op that breaks them (completions without
+    # invocations, Elle's histories, for checkers that take them)
+    h.operations(orphans=all(c.orphans for c in chosen))
     vacuous = without_client_ops(h)
     if vacuous is not None:
         return vacuous

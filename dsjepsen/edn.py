@@ -152,18 +152,36 @@ def _finish(kind: str, items: list[Any], line: int) -> Any:
         if len(items) % 2:
             raise EdnError("map literal has an odd number of forms", line)
         out: dict[Any, Any] = {}
+        seen: set[Any] = set()
         ns = kind[2:] if kind.startswith("#:") else None
         for n in range(0, len(items), 2):
             k = items[n]
             if ns is not None and isinstance(k, Keyword) and "/" not in k:
                 k = Keyword(f"{ns}/{k}")
+            # EDN (and Clojure's reader) refuses a key given twice. Keywords read as plain
+            # strings here, so :f and "f" are one key too: refused rather than one silently
+            # overwriting the other.
+            exact = _hashable(k)
+            if exact in seen:
+                raise EdnError(f"map literal has the key {_shown(k)} twice", line)
+            seen.add(exact)
             try:
                 out[k] = items[n + 1]
             except TypeError:
                 out[_hashable(k)] = items[n + 1]
         return out
     # "#{"
+    members = [_hashable(x) for x in items]
+    if len(set(members)) != len(members):
+        twice = next(x for n, x in enumerate(items) if members[n] in members[:n])
+        raise EdnError(f"set literal has the element {_shown(twice)} twice", line)
     return frozenset(_hashable(x) for x in items)
+
+
+def _shown(value: Any) -> str:
+    """A key or element for an error message: EDN-ish and short."""
+    text = f":{value}" if isinstance(value, Keyword) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def iter_forms(

@@ -17,6 +17,9 @@ from dsjepsen.errors import ConfigError
 
 #: the value types an option may have
 TYPES = ("str", "int", "float", "bool", "list")
+#: the bound of a number option that declares no `maximum`: past it a value is a typo or an
+#: attack, never a test (Python's ints have no size of their own)
+DEFAULT_MAXIMUM = 1e12
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class Option:
 
     `type` is one of TYPES: "bool" is a flag (`--serializable-reads`), "list" is repeatable
     and comma-separated (`--bug a --bug b` or `--bug a,b`). `choices` restricts the values (for
-    a list, each item). `minimum` bounds numbers. `check` validates the parsed value further and
+    a list, each item). `minimum` and `maximum` bound numbers (every number has an upper bound:
+    DEFAULT_MAXIMUM when none is declared). `check` validates the parsed value further and
     raises ConfigError.
     `keyword` is the constructor keyword the value is passed as (default: the name with '-'
     as '_'); `label`, when given, puts a non-default value into the test's name (a flag as the
@@ -39,6 +43,7 @@ class Option:
     help: str
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     metavar: str | None = None
     check: Callable[[Any], None] | None = None
     keyword: str | None = None
@@ -133,7 +138,14 @@ class Option:
             raise ConfigError(f"{self.flag}: expected an integer, got {raw!r}") from None
         if self.minimum is not None and x < self.minimum:
             raise ConfigError(f"{self.flag}: must be an integer >= {self.minimum:g}, got {raw!r}")
+        if x > self.upper:
+            raise ConfigError(f"{self.flag}: must be an integer <= {self.upper:g}, got {raw!r}")
         return x
+
+    @property
+    def upper(self) -> float:
+        """The largest value a number option takes."""
+        return DEFAULT_MAXIMUM if self.maximum is None else self.maximum
 
     def _float(self, raw: Any) -> float:
         try:
@@ -144,6 +156,8 @@ class Option:
             raise ConfigError(f"{self.flag}: expected a finite number, got {raw!r}")
         if self.minimum is not None and x < self.minimum:
             raise ConfigError(f"{self.flag}: must be at least {self.minimum:g}, got {raw!r}")
+        if x > self.upper:
+            raise ConfigError(f"{self.flag}: must be at most {self.upper:g}, got {raw!r}")
         return x
 
     def describe(self) -> str:

@@ -54,6 +54,8 @@ class Broken:
 
 _lock = threading.Lock()
 _loaded: dict[str, dict[str, Any]] = {}
+#: entries loaded one by one by `get`, before (or instead of) their whole kind
+_single: dict[str, dict[str, Any]] = {}
 _broken: dict[str, list[Broken]] = {}
 
 
@@ -111,7 +113,30 @@ def broken(kind: str | None = None) -> list[Broken]:
 
 def get(kind: str, name: str) -> Any:
     """The extension `name` of `kind`; ConfigError for an unknown name (listing the known),
-    HarnessError naming the plugin when it exists but does not load."""
+    HarnessError naming the plugin when it exists but does not load.
+
+    Only that one entry is loaded when it is the only one of its name: loading every plugin
+    of the kind for one of them would make every command pay for the heaviest (the
+    transactional checkers load numpy). Anything else (no such name, two of it, a failure to
+    load) goes through the whole kind, which says what is wrong."""
+    if kind not in GROUPS:
+        raise ValueError(f"unknown extension kind {kind!r}")
+    with _lock:
+        if kind in _loaded and name in _loaded[kind]:
+            return _loaded[kind][name]
+        if name in _single.get(kind, {}):
+            return _single[kind][name]
+    if kind not in _loaded:
+        named = [ep for ep in _entry_points(GROUPS[kind]) if ep.name == name]
+        if len(named) == 1:
+            try:
+                obj = named[0].load()
+            except Exception:  # noqa: BLE001 - the whole kind's load says what is wrong
+                pass
+            else:
+                with _lock:
+                    _single.setdefault(kind, {})[name] = obj
+                return obj
     found = _load_kind(kind)
     if name in found:
         return found[name]
@@ -128,3 +153,4 @@ def reset() -> None:
     with _lock:
         _loaded.clear()
         _broken.clear()
+        _single.clear()

@@ -21,6 +21,29 @@ from dsjepsen.cluster.control.base import Node
 from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
 from dsjepsen.cluster.daemon import start_daemon, stop_daemon, wait_for_port
 
+# ---------------------------------------------------------------- running in parallel
+
+#: fixtures that reach the one docker engine of this machine (a session fixture starts it
+#: when none runs, and stops it at the end of the session that started it)
+DOCKER_FIXTURES = frozenset({"docker_engine", "docker_image", "make_docker_cluster"})
+#: test files about the docker backend as a whole, engine or not
+DOCKER_FILES = frozenset({"test_control_docker.py", "test_docker_runs.py", "test_docker_image.py"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The suite runs on two workers (pyproject's addopts: most of its time is spent waiting
+    on real clusters, not computing). Tests stay with the others of their file (they share
+    module fixtures and clusters), and every test that needs the docker engine goes to one
+    worker, so that one session starts it, uses it and stops it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        docker = DOCKER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        group = "docker" if docker or item.path.name in DOCKER_FILES else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 # the helpers live in localnet so that test modules import them whether or not tests/ is a
 # package (importing conftest directly breaks when it is)
 cluster_unsupported = localnet.unsupported_reason

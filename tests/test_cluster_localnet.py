@@ -226,8 +226,8 @@ def test_heal_after_a_crash(make_cluster):
     assert res.stdout.strip() == "echo:hi"
     # a run's own heal (no stop_processes) keeps the target running; heal is idempotent
     assert localnet.heal(cluster.name) == {
-        "n1": {"iptables": [], "qdiscs": [], "resumed": []},
-        "n2": {"iptables": [], "qdiscs": [], "resumed": []},
+        "n1": {"iptables": [], "qdiscs": [], "clock": [], "resumed": []},
+        "n2": {"iptables": [], "qdiscs": [], "clock": [], "resumed": []},
     }
     res = r1.run([sys.executable, "-c", CLIENT, n2.address, "7000"], timeout=30)
     assert res.stdout.strip() == "echo:hi"

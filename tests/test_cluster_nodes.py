@@ -43,7 +43,12 @@ def test_nodes_list_builds_ssh_nodes_without_connecting():
     [
         (["--nodes", "a,,b"], "empty node name"),
         (["--nodes", "a,b,a"], "duplicate node 'a'"),
-        (["--nodes", "a;b"], "invalid node name"),
+        (["--nodes", "a;b"], "malformed node 'a;b'"),
+        # found by the adversarial probe (issue 22): each one line, before any node is touched
+        (["--nodes", "h:99999"], "--nodes: node 'h:99999': port must be 1-65535"),
+        (["--nodes", "3"], "for a local cluster of 3 nodes use --node-count 3"),
+        (["--nodes", "a,b", "--node-count", "2"], "--node-count sizes the local cluster"),
+        (["--nodes", "a", "--force-node-count"], "--force-node-count applies to the local"),
         (["--nodes", "a", "--nodes-file", "x.toml"], "mutually exclusive"),
         (["--docker"], "--docker needs --nodes"),
         (["--nodes", "a", "--ssh-port", "70000"], "--ssh-port 70000"),
@@ -52,6 +57,13 @@ def test_nodes_list_builds_ssh_nodes_without_connecting():
 def test_bad_options_are_config_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
         open_nodes(parse(*argv), check=False)
+
+
+def test_a_nodes_file_that_is_not_a_regular_file_is_refused_unread():
+    # /dev/zero once read until memory ran out (issue 22)
+    with pytest.raises(InputError, match="a character device, not a regular file") as e:
+        open_nodes(parse("--nodes-file", "/dev/zero"), check=False)
+    assert e.value.exit_code == 254
 
 
 def test_nodes_file(tmp_path):

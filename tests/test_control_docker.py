@@ -100,10 +100,13 @@ def test_container_names_docker_cannot_have_are_refused(node, container, message
 
 
 def test_node_selection_refuses_an_option_like_container():
-    """--docker --nodes=-x goes through DockerRemote's constructor: one line, exit 254."""
+    """--docker --nodes=-x: refused as it is parsed, before any container is reached (one
+    line, exit 254); the constructor refuses it too (validate_container, above)."""
     parser = argparse.ArgumentParser()
     add_node_options(parser)
-    with pytest.raises(ConfigError, match=r"^node -x: container name '-x' starts with '-'"):
+    with pytest.raises(
+        ConfigError, match=r"^--nodes: malformed node '-x' \(expected container name\)"
+    ):
         open_nodes(parser.parse_args(["--docker", "--nodes=-x,c1"]), check=False)
 
 

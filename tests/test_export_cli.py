@@ -80,4 +80,4 @@ def test_formats_come_from_the_registry_and_warnings_reach_stderr(
         main(["export", str(src), "-o", str(out), "--format", "xml"])
     assert e.value.code == 254
     err = capsys.readouterr().err
-    assert "invalid choice: 'xml'" in err and "'jepsen-log', 'jsonl', 'kv-log'" in err
+    assert "invalid choice: 'xml'" in err and "'jepsen-log', 'json', 'jsonl', 'kv-log'" in err

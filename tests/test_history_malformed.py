@@ -221,6 +221,45 @@ CASES: dict[str, Case] = {
     "op the model does not know": Case(
         text(GOOD), 254, "model queue has no operation 'write'", 1, ("--model", "queue")
     ),
+    # found by the adversarial probe (issue 22) and searched for around it
+    "NUL byte mid-file": Case(
+        raw(GOOD.encode() + b"\x00" + jl(2).encode() + b"\n"), 254, "a NUL byte at byte", None
+    ),
+    "sparse file": Case(raw(b"\x00" * (4 << 20)), 254, "a NUL byte at byte 0, line 1"),
+    "last line cut inside a UTF-8 character": Case(
+        raw(GOOD.encode() + jl(2, value="é").encode()[:-3]), 0, "dropped a truncated last line"
+    ),
+    "bad UTF-8 mid-file is still refused": Case(
+        raw(GOOD.encode() + b'{"p": "\xc3"}\n' + jl(2).encode() + b"\n"), 254, "not UTF-8 text"
+    ),
+    "EDN map with a key twice": Case(
+        text("{:process 0, :type :invoke, :f :write, :value 1, :value 2}\n", "h.edn"),
+        254,
+        "map literal has the key :value twice",
+        1,
+    ),
+    "EDN set with an element twice": Case(
+        text("{:process 0, :type :invoke, :f :add, :value #{1 2 1}}\n", "h.edn"),
+        254,
+        "set literal has the element 1 twice",
+        1,
+    ),
+    'EDN :f and "f" (one key once read)': Case(
+        text('{:process 0, :type :invoke, :f :write, "f" 3, :value 1}\n', "h.edn"),
+        254,
+        "map literal has the key 'f' twice",
+        1,
+    ),
+    "micro-op that is no triple": Case(
+        text('{"process": 0, "type": "invoke", "f": "txn", "value": [["read", "x"]]}\n'),
+        254,
+        "a micro-op is [read|write key value]",
+        1,
+        ("--model", "multi-register"),
+    ),
+    "checker without its ops": Case(
+        text(GOOD), 254, "the set-full checker judges histories of", None, ("--checker", "set-full")
+    ),
 }
 
 

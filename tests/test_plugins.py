@@ -94,6 +94,9 @@ def test_a_real_run_with_the_plugin_workload_fault_and_checker(tmp_path: Path) -
         test = json.loads((run / "test.json").read_text())
         assert test["options"]["options"]["example-keys"] == 2
         assert "write-then-read-marker" in str(run)
+        # the family's look is recorded with the run and draws its band in its colour
+        assert test["fault_looks"]["marker"]["colour"] == "#0e7c86"
+        assert 'fill="#0e7c86"' in (run / "report.html").read_text()
         # the plugin's fault was healed: no marker file is left on any node
         assert not list(Path(localnet.state_root()).glob(f"{name}/**/dsj-example-marker"))
     finally:

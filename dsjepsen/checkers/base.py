@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from dsjepsen.history import History, Op
 
 
+#: the checkers' budget when none is given (`dsjepsen check`, `dsjepsen test`): past it the
+#: verdict is unknown rather than a search that never ends
+DEFAULT_TIME_LIMIT = 120.0
+#: the largest budget that may be given
+MAX_TIME_LIMIT = 7 * 86400.0
+
+
 @dataclass(frozen=True)
 class CheckContext:
     """What a checker may know besides the history.
@@ -53,20 +60,45 @@ class Checker(ABC):
 
     name: ClassVar[str] = "checker"
     description: ClassVar[str] = ""
+    #: True: the checker takes completions without invocations (Elle's test histories are
+    #: made of them), paired as orphans (`History.operations(orphans=True)`); `dsjepsen check`
+    #: then validates the history that way
+    orphans: ClassVar[bool] = False
 
     @abstractmethod
     def check(self, history: History, context: CheckContext) -> CheckResult:
         """The verdict on the whole history."""
 
+    #: the op vocabularies this checker judges, each a set of fs: a history must have client
+    #: ops of every f of at least one of them (set-full: add and read-set, or Jepsen's add and
+    #: read). Empty: any history (stats, vacuous, the model-driven checkers).
+    needs: ClassVar[tuple[frozenset[str], ...]] = ()
+
     def validate_input(self, history: History, context: CheckContext) -> None:
         """Raise InputError / ConfigError for input this checker cannot judge at all (an op
-        its model does not know, an unknown model name).
+        its model does not know, an unknown model name, none of the ops it judges).
 
         `run_checkers` turns an exception inside `check` into `unknown`, which is right for a
         broken checker but wrong for bad input: `dsjepsen check` calls this first, so bad input
-        is an error (exit 254), never a verdict. The default accepts everything.
+        is an error (exit 254), never a verdict (a register history is not `unknown` for the
+        set checker, nor `valid` for the echo checker). The default checks `needs`.
         """
-        return None
+        if not self.needs:
+            return None
+        from dsjepsen.errors import InputError
+        from dsjepsen.history import NEMESIS
+
+        has = {op.f for op in history.ops if op.process != NEMESIS}
+        if any(vocabulary <= has for vocabulary in self.needs):
+            return None
+        wanted = " or ".join(" and ".join(sorted(v)) for v in self.needs)
+        shown = ", ".join(sorted(has)[:12]) + (" ..." if len(has) > 12 else "")
+        raise InputError(
+            f"the {self.name} checker judges histories of {wanted} ops; this one has "
+            f"{shown or 'no client ops'} (pick a checker with --checker, "
+            "`dsjepsen list checkers`)",
+            history.source,
+        )
 
 
 def run_checkers(

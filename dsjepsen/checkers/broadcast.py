@@ -33,6 +33,7 @@ def as_set_history(history: History) -> History:
 
 class BroadcastChecker(Checker):
     name = "broadcast"
+    needs = (frozenset({BROADCAST, READ_MESSAGES}),)
     description = (
         "every acknowledged broadcast message is in every node's final read (set-full and "
         "convergence over the broadcast messages)"

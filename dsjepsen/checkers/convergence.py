@@ -115,6 +115,7 @@ def _describe_value(value: Hashable) -> str:
 
 class ConvergenceChecker(Checker):
     name = "convergence"
+    needs = (frozenset({READ_SET}), frozenset({READ_COUNTER}))
     description = (
         "strong eventual consistency: every node ends with the same value of every key after "
         "the heal (time to converge measured), and grow-only values never shrink on a node"

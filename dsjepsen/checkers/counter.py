@@ -144,6 +144,7 @@ def _signed(d: int) -> str:
 
 class CounterChecker(Checker):
     name = "counter"
+    needs = (frozenset({INCREMENT, READ_COUNTER}), frozenset({JEPSEN_ADD, JEPSEN_READ}))
     description = (
         "counters: every read within Jepsen's bounds (signed deltas), every final read the ok "
         "sum plus a subset of the indeterminate deltas (Maelstrom's rule)"

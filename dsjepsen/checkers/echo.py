@@ -12,6 +12,7 @@ MAX_ANOMALIES = 100
 
 class EchoChecker(Checker):
     name = "echo"
+    needs = (frozenset({ECHO}),)
     description = "every echo reply carries the payload that was sent (Maelstrom's echo)"
 
     def check(self, history: History, context: CheckContext) -> CheckResult:

@@ -83,7 +83,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from dsjepsen.checkers.base import CheckContext, Checker
+from dsjepsen.checkers.base import DEFAULT_TIME_LIMIT, CheckContext, Checker
 from dsjepsen.checkers.fastpath import FastVerdict, kv_epochs, register_zones
 from dsjepsen.checkers.models import (
     FALSE,
@@ -846,7 +846,10 @@ def check_linearizable(
     operations, found_source = _operations(history)
     source = source or found_source
     m = resolve_model(model, operations, initial)
-    deadline = started + time_limit if time_limit is not None else None
+    # The user's time limit also decides how long undecided keys run after a failure;
+    # without one the search still stops at DEFAULT_TIME_LIMIT: a check never runs forever.
+    given_deadline = started + time_limit if time_limit is not None else None
+    deadline = started + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
     if after_failure is None:
         after_failure = AFTER_FAILURE_SECONDS
 
@@ -890,7 +893,9 @@ def check_linearizable(
             failing.append((key, kept, fast, None))
     failed_at: float | None = time.monotonic() if failing else None
     # when the undecided keys stop once the verdict is known to be False
-    window_end = None if failed_at is None else _window_end(failed_at, after_failure, deadline)
+    window_end = (
+        None if failed_at is None else _window_end(failed_at, after_failure, given_deadline)
+    )
     slice_s = FIRST_SLICE
     while work:
         undecided = []
@@ -901,9 +906,7 @@ def check_linearizable(
                 task.release()
                 continue
             now = time.monotonic()
-            stop = now + slice_s
-            if deadline is not None:
-                stop = min(stop, deadline)
+            stop = min(now + slice_s, deadline)
             if window_end is not None:
                 stop = min(stop, window_end)
             try:
@@ -921,7 +924,7 @@ def check_linearizable(
                 if window_end is not None and after >= window_end:
                     entry["reason"] = "not decided: the verdict was already known"
                     task.release()
-                elif deadline is not None and after >= deadline:
+                elif after >= deadline:
                     reason = (
                         f"time limit reached on key {show(key)} after exploring "
                         f"{task.explored} configurations"
@@ -939,7 +942,7 @@ def check_linearizable(
                 failing.append((key, kept, None, out.deepest))
                 if failed_at is None:
                     failed_at = after
-                    window_end = _window_end(failed_at, after_failure, deadline)
+                    window_end = _window_end(failed_at, after_failure, given_deadline)
         work = undecided
         slice_s = min(slice_s * 2, 1.0)
     anomalies: list[dict[str, Any]] = []
@@ -963,9 +966,7 @@ def check_linearizable(
             now = time.monotonic()
             if fast is None and not rerun_given:
                 rerun_given = True
-                stop = now + EXPLAIN_SECONDS
-                if deadline is not None:
-                    stop = min(stop, max(deadline, now + MIN_EXPLAIN_SECONDS))
+                stop = min(now + EXPLAIN_SECONDS, max(deadline, now + MIN_EXPLAIN_SECONDS))
             else:
                 stop = shared_end
             anomalies.append(_explain(key, m, kept, fast, deepest, stop, max_configs))

@@ -623,6 +623,23 @@ class MultiRegister(Model):
         regs = {k: freeze(v) for k, v in value.items() if v is not None}
         return tuple(sorted(regs.items(), key=lambda kv: repr(kv[0])))
 
+    def prepare(self, f: str, value: Any, output: Any) -> tuple[Any, Any]:
+        """Every micro-op must be [read|write key value]: checked here, before the search,
+        so that a malformed one is bad input naming its line, not a failed check."""
+        value, output = super().prepare(f, value, output)
+        for mops in (value, output):
+            if mops is UNKNOWN or (mops is None and mops is output):
+                continue
+            if not isinstance(mops, tuple):
+                raise ValueError(
+                    f"a txn's value is a list of [read|write key value] micro-ops, not {show(mops)}"
+                )
+            for mop in mops:
+                if not isinstance(mop, tuple) or len(mop) != 3:
+                    raise ValueError(f"a micro-op is [read|write key value], not {show(mop)}")
+                self._kind(mop[0])
+        return value, output
+
     @staticmethod
     def _kind(kind: Any) -> str:
         k = str(kind).lstrip(":")

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dsjepsen.checkers.base import CheckContext, Checker
+from dsjepsen.checkers.graph import Digraph
 from dsjepsen.checkers.linearizable import (
     _partition_key,
     check_linearizable,
@@ -494,8 +495,6 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
     w2. An indeterminate write nobody reads is left out (it may never have happened). Keys of
     get / put / append (`string_roles`) add the edges of `_kv_plan`.
     """
-    import networkx as nx
-
     roles = model.register_roles
     init = model.start()
     by_key: dict[Any, list[_SOp]] = {}
@@ -535,18 +534,15 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
     for plan in kv:
         observed |= plan.observed
     members = [p for p in ops if p.det or id(p) in observed]
-    g = nx.DiGraph()
-    g.add_nodes_from(range(len(members)))
+    g = Digraph()
+    g.add_nodes(range(len(members)))
     index = {id(p): n for n, p in enumerate(members)}
-    why: dict[tuple[int, int], str] = {}
 
     def edge(a: _SOp, b: _SOp, reason: str) -> bool:
         ia, ib = index.get(id(a)), index.get(id(b))
-        if ia is None or ib is None or ia == ib or g.has_edge(ia, ib):
+        if ia is None or ib is None or ia == ib:
             return False
-        g.add_edge(ia, ib)
-        why[(ia, ib)] = reason
-        return True
+        return g.add_edge(ia, ib, reason)
 
     for proc in _by_process(members):
         for a, b in zip(proc, proc[1:], strict=False):
@@ -572,14 +568,14 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
         if found is not None:
             return found
     for _round in range(4 if len(members) <= GRAPH_INFERENCE_OPS else 0):
-        if not nx.is_directed_acyclic_graph(g):
+        if not g.is_acyclic():
             break
         added = False
         for r, w, others in pairs:
             if w is None:
                 continue
-            anc_r = nx.ancestors(g, index[id(r)])
-            desc_w = nx.descendants(g, index[id(w)])
+            anc_r = g.ancestors(index[id(r)])
+            desc_w = g.descendants(index[id(w)])
             for w2 in others:
                 i2 = index[id(w2)]
                 if i2 in anc_r:
@@ -588,10 +584,11 @@ def graph_cycle(ops: Sequence[_SOp], model: Model) -> list[tuple[_SOp, _SOp, str
                     added |= edge(r, w2, "rw")
         if not added:
             break
-    if nx.is_directed_acyclic_graph(g):
+    cycle = g.find_cycle()
+    if cycle is None:
         return None
-    cycle = nx.find_cycle(g)
-    return [(members[a], members[b], why[(a, b)]) for a, b in cycle]
+    pairs_ = zip(cycle, cycle[1:] + cycle[:1], strict=True)
+    return [(members[a], members[b], g.label(a, b)) for a, b in pairs_]
 
 
 def _key_cycle(
@@ -599,60 +596,23 @@ def _key_cycle(
 ) -> list[tuple[_SOp, _SOp, str]] | None:
     """A short cycle among one key's ops alone, or None: the key's edges, and process order
     between consecutive ops of one process on that key (a consequence of process order)."""
-    import networkx as nx
-
     mine = {id(p) for a, b, _r in plan.edges for p in (a, b) if id(p) in index}
     ops = [p for p in members if id(p) in mine]
-    g = nx.DiGraph()
-    why: dict[tuple[int, int], str] = {}
+    g = Digraph()
     for proc in _by_process(ops):
         for a, b in zip(proc, proc[1:], strict=False):
-            g.add_edge(index[id(a)], index[id(b)])
-            why[(index[id(a)], index[id(b)])] = "process"
+            g.add_edge(index[id(a)], index[id(b)], "process")
     for a, b, reason in plan.edges:
         ia, ib = index.get(id(a)), index.get(id(b))
-        if ia is None or ib is None or ia == ib or g.has_edge(ia, ib):
+        if ia is None or ib is None or ia == ib:
             continue
-        g.add_edge(ia, ib)
-        why[(ia, ib)] = reason
-    if nx.is_directed_acyclic_graph(g):  # linear, and much faster than find_cycle's search
+        g.add_edge(ia, ib, reason)
+    if g.is_acyclic():  # linear, and much faster than looking for a cycle
         return None
-    found = nx.find_cycle(g)
-    nodes = _shortest_cycle(g, [a for a, _b in found]) or [a for a, _b in found]
+    found = g.find_cycle() or []
+    nodes = g.shortest_cycle(found, CYCLE_STARTS) or found
     pairs = list(zip(nodes, nodes[1:] + nodes[:1], strict=True))
-    return [(members[a], members[b], why[(a, b)]) for a, b in pairs]
-
-
-def _shortest_cycle(g: Any, through: list[int]) -> list[int] | None:
-    """The shortest cycle through any of the nodes `through` (breadth-first from each, at most
-    CYCLE_STARTS of them), as its node list; find_cycle's cycle is any cycle, often long."""
-    best: list[int] | None = None
-    for u in through[:CYCLE_STARTS]:
-        parent: dict[int, int | None] = {u: None}
-        frontier = [u]
-        last = None
-        while frontier and last is None:
-            nxt = []
-            for x in frontier:
-                if g.has_edge(x, u):
-                    last = x
-                    break
-                for y in g.successors(x):
-                    if y not in parent:
-                        parent[y] = x
-                        nxt.append(y)
-            frontier = nxt
-        if last is None:
-            continue
-        path: list[int] = []
-        node: int | None = last
-        while node is not None:
-            path.append(node)
-            node = parent[node]
-        path.reverse()
-        if best is None or len(path) < len(best):
-            best = path
-    return best
+    return [(members[a], members[b], g.label(a, b)) for a, b in pairs]
 
 
 def _act(p: _SOp, model: Model) -> str:
@@ -787,13 +747,11 @@ def merged_witnesses(ops: Sequence[_SOp], witnesses: Mapping[Any, list[_SOp]]) -
     has no cycle. Ops a witness left out (indeterminate ones that never took effect)
     are left out of the whole order too. When the per-key choices happen to cross, the exact
     whole-history search still decides."""
-    import networkx as nx
-
-    g: Any = nx.DiGraph()
+    g = Digraph()
     placed: set[int] = set()
     for order in witnesses.values():
         placed.update(id(p) for p in order)
-        g.add_nodes_from(id(p) for p in order)
+        g.add_nodes(id(p) for p in order)
         # reads between the same two state changes see the same state in any order among
         # themselves: chaining them would add orders the witness does not need
         last: _SOp | None = None
@@ -804,11 +762,13 @@ def merged_witnesses(ops: Sequence[_SOp], witnesses: Mapping[Any, list[_SOp]]) -
             if p.pure:
                 reads.append(p)
                 continue
-            g.add_edges_from((id(r), id(p)) for r in reads)
+            for r in reads:
+                g.add_edge(id(r), id(p))
             last, reads = p, []
     for proc in _by_process([p for p in ops if id(p) in placed]):
-        g.add_edges_from((id(a), id(b)) for a, b in zip(proc, proc[1:], strict=False))
-    return bool(nx.is_directed_acyclic_graph(g))
+        for a, b in zip(proc, proc[1:], strict=False):
+            g.add_edge(id(a), id(b))
+    return g.is_acyclic()
 
 
 def check_sequential(

@@ -522,6 +522,7 @@ def _add_dict(add: Add | None) -> dict[str, Any] | None:
 
 class SetFullChecker(Checker):
     name = "set-full"
+    needs = (frozenset({ADD, READ_SET}), frozenset({ADD, JEPSEN_READ}))
     description = (
         "grow-only sets, per element: lost, phantom, stale (with its window), never read "
         "(Jepsen's set-full)"

@@ -21,6 +21,7 @@ MAX_ANOMALIES = 100
 
 class UniqueIdsChecker(Checker):
     name = "unique-ids"
+    needs = (frozenset({GENERATE}),)
     description = "every generated id is unique (Maelstrom's unique-ids)"
 
     def check(self, history: History, context: CheckContext) -> CheckResult:

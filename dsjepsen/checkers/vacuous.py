@@ -15,23 +15,16 @@ from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.stats import op_counts
 from dsjepsen.errors import InputError
+from dsjepsen.faults import fault_of, is_start
 from dsjepsen.history import NEMESIS, History, Op
 
 #: does this nemesis completion show that the named fault really happened?
 TookEffect = Callable[[str, Op], bool]
 
 
-def fault_of(op: Op) -> str:
-    """The fault a nemesis op is about: its value's `fault`, else its f without `start-`."""
-    fault = op.value.get("fault") if isinstance(op.value, dict) else None
-    if not isinstance(fault, str):  # a nemesis that does not name its fault: take it from f
-        fault = op.f.removeprefix("start-")
-    return fault
-
-
 def ok_start(name: str, op: Op) -> bool:
     """The default test of a fault taking effect: a start op of that fault completed ok."""
-    return op.type == "ok" and op.f.startswith("start") and fault_of(op) == name
+    return op.type == "ok" and is_start(op) and fault_of(op) == name
 
 
 def faults_applied(

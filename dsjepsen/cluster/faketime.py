@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, Remote
@@ -58,6 +59,27 @@ def format_offset(seconds: float) -> str:
     return f"{seconds:+.6f}"
 
 
+def offset_path(workdir: str) -> str:
+    """The libfaketime control file of the node whose working directory is `workdir`."""
+    return f"{workdir.rstrip('/')}/dsj-clock/offset"
+
+
+def reset_offset_file(path: str | os.PathLike[str]) -> str | None:
+    """On a node whose files are this machine's (the local cluster): set the offset in the
+    control file back to zero; the offset it held when that was not zero, else None. A
+    crashed run's clock fault lives on in this file for every process started with it."""
+    try:
+        held = Path(path).read_text().strip()
+        if float(held) == 0:
+            return None
+    except (OSError, ValueError):
+        return None
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(format_offset(0.0) + "\n")
+    os.replace(tmp, path)
+    return held
+
+
 @dataclass
 class FaketimeControl:
     """Where each node's libfaketime control file lives and the env that makes a process
@@ -71,7 +93,7 @@ class FaketimeControl:
 
     @staticmethod
     def control_file(node: Node) -> str:
-        return f"{node.workdir.rstrip('/')}/dsj-clock/offset"
+        return offset_path(node.workdir)
 
     def uses_faketime(self, cluster: Cluster, node: str) -> bool:
         if node not in self._shared:

@@ -14,7 +14,6 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
@@ -23,9 +22,14 @@ from dsjepsen.cluster.control.docker import DockerRemote, inspect_argv, validate
 from dsjepsen.cluster.control.local import run_argv
 from dsjepsen.cluster.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
 from dsjepsen.errors import ConfigError, InputError
+from dsjepsen.files import read_text
 
 REMOTE_WORKDIR = "/var/lib/dsjepsen"
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+#: a nodes file is a few lines per node; anything larger is not one
+MAX_NODES_FILE_BYTES = 1 << 20
+#: seconds an SSH connection may take to open, at most
+MAX_SSH_TIMEOUT = 300.0
 _SSH_KEYS = {
     "host",
     "user",
@@ -106,6 +110,48 @@ class NodeSpec:
     container: str | None = None
 
 
+def node_specs(args: argparse.Namespace) -> list[NodeSpec] | None:
+    """The remote nodes the options list (--nodes, --nodes-file), parsed and checked without
+    reaching any of them; None for the local cluster. Contradicting options are ConfigError:
+    this runs before any node is touched."""
+    nodes_opt = getattr(args, "nodes", None)
+    nodes_file = getattr(args, "nodes_file", None)
+    docker = getattr(args, "docker", False)
+    if nodes_opt is not None and nodes_file is not None:
+        raise ConfigError("--nodes and --nodes-file are mutually exclusive")
+    if docker and not (nodes_opt or nodes_file):
+        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
+    if nodes_opt is None and nodes_file is None:
+        count = getattr(args, "node_count", None)
+        if count is not None and not 1 <= count <= localnet.MAX_NODES:
+            raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
+        return None
+    given = "--nodes" if nodes_opt is not None else "--nodes-file"
+    if getattr(args, "node_count", None) is not None:
+        raise ConfigError(
+            f"--node-count sizes the local cluster, but {given} names the nodes themselves; "
+            "give one or the other"
+        )
+    if getattr(args, "force_node_count", False):
+        raise ConfigError(f"--force-node-count applies to the local cluster, not to {given}")
+    if nodes_file is not None:
+        return load_nodes_file(nodes_file, ssh_defaults(args), docker)
+    return specs_from_list(nodes_opt, ssh_defaults(args), docker)
+
+
+def planned_node_count(args: argparse.Namespace) -> int:
+    """How many nodes the options select, known before any node is touched: the listed
+    nodes, --node-count, the size of the existing local cluster, else the default size."""
+    specs = node_specs(args)
+    if specs is not None:
+        return len(specs)
+    count = getattr(args, "node_count", None)
+    if count is not None:
+        return int(count)
+    state = localnet.read_state(getattr(args, "cluster_name", localnet.DEFAULT_NAME))
+    return state.node_count if state is not None else localnet.DEFAULT_NODE_COUNT
+
+
 def open_nodes(
     args: argparse.Namespace,
     create: bool = True,
@@ -116,18 +162,10 @@ def open_nodes(
     must exist). check: run `true` on every remote node first, so that an unreachable host or
     a refused key surfaces now, as one line naming the node. node_cost: what one node of the
     target costs, for the local cluster's capacity estimate (default: a raft-kv node)."""
-    nodes_opt = getattr(args, "nodes", None)
-    nodes_file = getattr(args, "nodes_file", None)
-    docker = getattr(args, "docker", False)
-    if nodes_opt and nodes_file:
-        raise ConfigError("--nodes and --nodes-file are mutually exclusive")
-    if docker and not (nodes_opt or nodes_file):
-        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
-    if not nodes_opt and not nodes_file:
+    specs = node_specs(args)
+    if specs is None:
         name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
         count = getattr(args, "node_count", None)
-        if count is not None and not 1 <= count <= localnet.MAX_NODES:
-            raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
         if create:
             existed = localnet.read_state(name) is not None
             cluster = localnet.up(
@@ -140,10 +178,6 @@ def open_nodes(
             cluster.created_here = not existed
             return cluster
         return localnet.open_cluster(name)
-    if nodes_file:
-        specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)
-    else:
-        specs = specs_from_list(nodes_opt, ssh_defaults(args), docker)
     cluster = build_cluster(specs)
     if check:
         try:
@@ -159,22 +193,17 @@ def own_kernels(args: argparse.Namespace) -> bool:
     say before any node is reached: SSH hosts do; the local cluster and docker containers run
     on this machine's kernel. An SSH host may still be this machine: what must be sure asks
     the node itself (`faketime.shares_controller_kernel`)."""
-    nodes_opt = getattr(args, "nodes", None)
-    nodes_file = getattr(args, "nodes_file", None)
-    if not nodes_opt and not nodes_file:
-        return False
-    docker = bool(getattr(args, "docker", False))
-    if nodes_file:
-        specs = load_nodes_file(nodes_file, ssh_defaults(args), docker)
-    else:
-        specs = specs_from_list(nodes_opt, ssh_defaults(args), docker)
-    return all(s.backend == "ssh" for s in specs)
+    specs = node_specs(args)
+    return specs is not None and all(s.backend == "ssh" for s in specs)
 
 
 def ssh_defaults(args: argparse.Namespace) -> SshConfig:
     port = getattr(args, "ssh_port", 22)
     if not 1 <= port <= 65535:
         raise ConfigError(f"--ssh-port {port}: must be 1-65535")
+    timeout = getattr(args, "ssh_timeout", 10.0)
+    if not 0 < timeout <= MAX_SSH_TIMEOUT:  # also refuses nan
+        raise ConfigError(f"--ssh-timeout {timeout}: must be a number of seconds up to 300")
     return SshConfig(
         user=getattr(args, "ssh_user", "root"),
         port=port,
@@ -187,27 +216,23 @@ def ssh_defaults(args: argparse.Namespace) -> SshConfig:
 
 
 def specs_from_list(text: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
+    """--nodes: a comma list of `[user@]host[:port]` (container names with --docker), read
+    exactly as the lines of a plain nodes file are; every problem is one line naming --nodes."""
     names = [n.strip() for n in text.split(",")]
     if any(not n for n in names):
         raise ConfigError(f"--nodes {text!r}: empty node name")
-    for n in names:
-        if not NODE_NAME_RE.match(n):
-            raise ConfigError(f"--nodes: invalid node name {n!r}")
+    if not docker and all(n.isdigit() for n in names) and len(names) == 1:
+        raise ConfigError(
+            f"--nodes {names[0]}: --nodes names the nodes (SSH hosts); for a local cluster of "
+            f"{names[0]} nodes use --node-count {names[0]}"
+        )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"--nodes: duplicate node {dupes[0]!r}")
-    backend = "docker" if docker else "ssh"
-    return [
-        NodeSpec(
-            name=n,
-            backend=backend,
-            host=n,
-            workdir=f"{REMOTE_WORKDIR}/{n}",
-            ssh=None if docker else ssh,
-            container=n if docker else None,
-        )
-        for n in names
-    ]
+    try:
+        return parse_plain_nodes("\n".join(names), "--nodes", ssh, docker)
+    except InputError as e:
+        raise ConfigError(f"--nodes: {e.reason.replace('node line', 'node')}") from None
 
 
 #: a TOML table header: `[defaults]`, `[nodes.n1]`, `[[x]]` (no colon, unlike `[::1]:22`)
@@ -327,11 +352,7 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
     Per-node keys: host, user, port, key, password_env, known_hosts, insecure_host_keys,
     sudo, backend ("ssh" or "docker"), container, workdir. Errors name the file, the line of
     the node's table and the key."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read nodes file ({e.strerror})", path) from None
+    text = read_text(path, "nodes file", MAX_NODES_FILE_BYTES)
     if not is_toml_nodes_file(text):
         return parse_plain_nodes(text, path, ssh, docker)
     try:
@@ -493,8 +514,9 @@ def check_reachable(cluster: Cluster, timeout: float = 30.0) -> None:
 #: jump to it, a netem qdisc on any interface, and, among the processes marked as dsjepsen
 #: daemons of this node (DSJEPSEN_DAEMON, see daemon.py, naming a pidfile under the node's
 #: workdir $2: nodes that share a process table, or a machine with several nodes, keep each
-#: other's), SIGCONT for stopped ones, or with $1 = stop, SIGKILL for all. Prints one
-#: `KIND WHAT` line per thing undone.
+#: other's), SIGCONT for stopped ones, or with $1 = stop, SIGKILL for all; and a clock offset
+#: left in the node's libfaketime control file (faketime.offset_path) goes back to zero.
+#: Prints one `KIND WHAT` line per thing undone.
 _HEAL = r"""stop=$1
 scope=${2%/}
 if command -v iptables >/dev/null 2>&1; then
@@ -514,6 +536,11 @@ if command -v tc >/dev/null 2>&1; then
     tc qdisc show dev "$dev" 2>/dev/null | grep -q netem &&
       tc qdisc del dev "$dev" root 2>/dev/null && echo "qdisc $dev netem"
   done
+fi
+f="$scope/dsj-clock/offset"
+if [ -s "$f" ] && ! awk '{ exit !($1 + 0 == 0) }' "$f" 2>/dev/null; then
+  o=$(head -c 40 "$f")
+  printf '+0.000000\n' >"$f.tmp" && mv "$f.tmp" "$f" && echo "clock offset $o s reset to 0"
 fi
 for d in /proc/[0-9]*; do
   p=${d#/proc/}

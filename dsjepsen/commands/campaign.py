@@ -28,6 +28,7 @@ from typing import Any
 
 from dsjepsen import __version__
 from dsjepsen.errors import ConfigError, InputError
+from dsjepsen.files import check_output_dir
 
 log = logging.getLogger("dsjepsen.campaign")
 
@@ -101,13 +102,17 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 254
 
 
-def _positive_int(text: str, option: str) -> int:
+#: clusters a campaign runs at once, at most (each is a whole local cluster)
+MAX_PARALLEL = 16
+
+
+def _positive_int(text: str, option: str, maximum: int = MAX_PARALLEL) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise ConfigError(f"{option}: expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise ConfigError(f"{option}: expected a positive integer, got {text!r}")
+        raise ConfigError(f"{option}: expected a positive integer, got {text[:40]!r}") from None
+    if not 1 <= n <= maximum:
+        raise ConfigError(f"{option}: expected an integer from 1 to {maximum}, got {text[:40]!r}")
     return n
 
 
@@ -216,6 +221,7 @@ def run_campaign(args: argparse.Namespace) -> int:
     from dsjepsen.cluster import localnet
     from dsjepsen.harness import campaign as cp
 
+    check_output_dir(args.store, "--store")
     spec = cp.load_campaign(args.file)
     parallel = _positive_int(str(args.parallel), "--parallel")
     remote = bool(args.nodes or args.nodes_file)
@@ -355,9 +361,11 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def merge_campaigns(args: argparse.Namespace) -> int:
     from dsjepsen.harness import campaign as cp
 
+    out_dir = check_output_dir(args.out, "--out") if args.out is not None else None
+    if out_dir is None:
+        check_output_dir(args.store, "--store")
     first_dir, first = cp.read_campaign(args.dirs[0])
-    if args.out:
-        out_dir = Path(args.out)
+    if out_dir is not None:
         if out_dir.exists() and any(out_dir.iterdir()):
             raise ConfigError(f"--out {out_dir}: exists and is not empty")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,21 @@ import time
 from typing import Any
 
 from dsjepsen import plugins
-from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.checkers.base import (
+    DEFAULT_TIME_LIMIT,
+    MAX_TIME_LIMIT,
+    CheckContext,
+    Checker,
+    run_checkers,
+)
+from dsjepsen.checkers.consistency import (
+    DEFAULT_TXN_MODEL,
+    LIST_APPEND,
+    RW_REGISTER,
+    TXN_MODELS,
+    consistency_models,
+    txn_kind,
+)
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
@@ -23,28 +37,36 @@ from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
 from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.checkers.vacuous import without_client_ops
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
+from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.history import History, printable
 
-#: the values of --consistency; each names the checker that decides it
+#: the single-object values of --consistency; each names the checker that decides it
 CONSISTENCIES = (LINEARIZABLE, SEQUENTIAL)
+#: the transactional checkers (Elle's), which take TXN_MODELS
+TXN_CHECKERS = (LIST_APPEND, RW_REGISTER)
+#: the rw-register version-order assumptions, as flags (Elle's options of the same names)
+RW_ASSUMPTIONS = ("wfr-keys", "sequential-keys", "linearizable-keys")
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "check",
-        help="check a history file (linearizability by default)",
-        description="Check a history (JSONL, Jepsen history.edn, Jepsen log lines, or "
-        "Porcupine kv lines) with any registered checker; by default for linearizability "
-        "against a model.",
-        epilog="example: dsjepsen check store/latest/history.jsonl --checker linearizable",
+        help="check a history file (linearizability, or Elle's isolation models for transactions)",
+        description="Check a history (JSONL, a JSON array, Jepsen history.edn, Jepsen log "
+        "lines, or Porcupine kv lines) with any registered checker. By default: "
+        "linearizability against a model; histories of transactions (f txn) of append / r "
+        "micro-ops go to the list-append checker, of r / w micro-ops to rw-register (Elle's "
+        "checkers, for strict-serializable unless --consistency says otherwise).",
+        epilog="example: dsjepsen check history.edn --consistency serializable",
     )
     p.add_argument("file", metavar="FILE", help="history file")
     p.add_argument(
         "--checker",
         action="append",
         metavar="NAME",
-        help="checker to run, repeatable (default: linearizable; `dsjepsen list checkers`)",
+        help="checker to run, repeatable (default: inferred from the ops: linearizable, or "
+        "list-append / rw-register for transactions; `dsjepsen list checkers`)",
     )
     p.add_argument(
         "--model",
@@ -63,17 +85,32 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--time-limit",
-        type=float,
         metavar="SECONDS",
-        help="give up with verdict unknown (exit 2) after this many seconds",
+        help=f"give up with verdict unknown (exit 2) after this many seconds (default "
+        f"{DEFAULT_TIME_LIMIT:g}, as `dsjepsen test --check-time-limit`)",
     )
     p.add_argument(
         "--consistency",
         metavar="MODEL",
-        default="linearizable",
+        default=None,
         help="consistency model to check: linearizable (default) or sequential (runs the "
-        "sequential checker in place of the linearizable one)",
+        "sequential checker in place of the linearizable one); for transactions one or more "
+        "of Elle's models, comma-separated: " + ", ".join(TXN_MODELS) + " (default "
+        f"{DEFAULT_TXN_MODEL})",
     )
+    for flag in RW_ASSUMPTIONS:
+        p.add_argument(
+            f"--{flag}",
+            action="store_true",
+            help={
+                "wfr-keys": "rw-register: infer version orders from writes following reads "
+                "within a transaction (holds under read committed and above)",
+                "sequential-keys": "rw-register: assume each key is sequentially consistent "
+                "and infer version orders from process order",
+                "linearizable-keys": "rw-register: assume each key is linearizable and infer "
+                "version orders from real-time order",
+            }[flag],
+        )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
     p.set_defaults(func=run)
@@ -92,28 +129,59 @@ def checkers_named(names: list[str]) -> list[Checker]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
-        raise ConfigError(f"--time-limit must be a positive number, got {args.time_limit}")
-    consistency = getattr(args, "consistency", "linearizable")
-    if consistency not in CONSISTENCIES:
-        # validated here, not by argparse choices: one line and exit 254, no usage block
+def check_time_limit(text: str | None) -> float | None:
+    """--time-limit's seconds: None when absent (the checkers then stop at their default
+    budget, DEFAULT_TIME_LIMIT), else a positive number up to MAX_TIME_LIMIT (ConfigError)."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"--time-limit: expected a number, got {text[:40]!r}") from None
+    if not 0 < seconds <= MAX_TIME_LIMIT:
         raise ConfigError(
-            f"--consistency: unknown consistency model {printable(repr(consistency))} "
-            f"(expected one of {', '.join(CONSISTENCIES)})"
+            f"--time-limit must be a positive number of seconds up to {MAX_TIME_LIMIT:g}, "
+            f"got {text[:40]}"
         )
-    names = args.checker or [LINEARIZABLE]
-    if consistency == SEQUENTIAL:
-        names = [SEQUENTIAL if n == LINEARIZABLE else n for n in names]
-    checkers = checkers_named(names)
+    return seconds
+
+
+def run(args: argparse.Namespace) -> int:
+    time_limit = check_time_limit(args.time_limit)
+    consistency = getattr(args, "consistency", None)
+    txn_models = consistency_kind(consistency)
+    names = list(args.checker or [])
     if args.model is not None:
         get_model(args.model)  # an unknown name is a bad argument before any reading
+    checkers = checkers_named(names) if names else []  # unknown names before any reading
     initial = parse_initial(args.initial)
+    if args.report is not None:
+        check_output_file(args.report, "--report")  # before the history is read
     t0 = time.monotonic()
     history = read_history(args.file, args.format)
     for warning in history.warnings:
         print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)
-    history.operations()  # Jepsen's process rules, with file and line
+    if not names:
+        names = [infer_checker(history, consistency, args.model, txn_models)]
+    if consistency == SEQUENTIAL:
+        names = [SEQUENTIAL if n == LINEARIZABLE else n for n in names]
+    checkers = checkers_named(names)
+    txn = [c for c in checkers if c.name in TXN_CHECKERS]
+    if consistency is not None and not txn_models and txn and len(txn) == len(checkers):
+        raise ConfigError(
+            f"--consistency {consistency} is for single-object checkers; "
+            f"{', '.join(c.name for c in txn)} take{'s' if len(txn) == 1 else ''} Elle's "
+            f"transactional models ({', '.join(TXN_MODELS)})"
+        )
+    if txn_models and not txn:
+        raise ConfigError(
+            f"--consistency {consistency} is a transactional model; the history's checker "
+            f"({', '.join(c.name for c in checkers)}) takes linearizable or sequential "
+            "(pass --checker list-append or --checker rw-register for transactions)"
+        )
+    # Jepsen's process rules, with file and line (Elle's histories of completions only are
+    # read by checkers that take them)
+    history.operations(orphans=all(c.orphans for c in checkers))
     vacuous = without_client_ops(history)
     if vacuous is not None:
         if args.json:
@@ -123,11 +191,17 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNKNOWN
     parse_s = time.monotonic() - t0
     context = CheckContext(
-        time_limit=args.time_limit,
+        time_limit=time_limit,
         model=args.model,
         initial=initial,
-        consistency=consistency,
-        extra={"progress": _progress},
+        consistency=consistency if consistency is not None else LINEARIZABLE,
+        extra={
+            "progress": _progress,
+            **{
+                f.replace("-", "_"): getattr(args, f.replace("-", "_"), False)
+                for f in RW_ASSUMPTIONS
+            },
+        },
     )
     for checker in checkers:
         checker.validate_input(history, context)
@@ -159,6 +233,44 @@ def run(args: argparse.Namespace) -> int:
     if composed.valid is False:
         return EXIT_INVALID
     return EXIT_UNKNOWN
+
+
+def consistency_kind(consistency: str | None) -> tuple[str, ...]:
+    """The transactional models `--consistency` names (empty for none, linearizable or
+    sequential); ConfigError, one line, for anything else."""
+    if consistency is None or consistency in CONSISTENCIES:
+        return ()
+    try:
+        return consistency_models(consistency)
+    except ConfigError:
+        # validated here, not by argparse choices: one line and exit 254, no usage block
+        raise ConfigError(
+            f"--consistency: unknown consistency model {printable(repr(consistency))} "
+            f"(expected {' or '.join(CONSISTENCIES)}, or for transactions one or more of "
+            f"{', '.join(TXN_MODELS)})"
+        ) from None
+
+
+def infer_checker(
+    history: History, consistency: str | None, model: str | None, txn_models: tuple[str, ...]
+) -> str:
+    """The checker for a history when --checker is not given.
+
+    Histories of transactions (every client op `f: txn` with a list of micro-ops) go by
+    their micro-ops: append, or a read that returned a list -> list-append; Elle's `r` / `w`
+    -> rw-register; Knossos's `read` / `write` (its multi-register histories) -> the
+    linearizable checker with the multi-register model, as before, unless a transactional
+    model is asked for (then rw-register, which reads that spelling too). `--model`, or
+    `--consistency linearizable` / `sequential`, keeps any history with the single-object
+    checkers. Everything else: linearizable."""
+    if model is not None or consistency in CONSISTENCIES:
+        return LINEARIZABLE
+    kind = txn_kind(history)
+    if kind == LIST_APPEND:
+        return LIST_APPEND
+    if kind == RW_REGISTER or (kind == "multi-register" and txn_models):
+        return RW_REGISTER
+    return LINEARIZABLE
 
 
 def parse_initial(text: str | None) -> Any:
@@ -205,10 +317,12 @@ def render(history: History, composed: CheckResult, results: list[CheckResult]) 
     """Every checker's block; with several, a last line with the composed verdict."""
     blocks = [
         render_text(history, r)
-        if r.checker == LINEARIZABLE
+        if r.checker == LINEARIZABLE and "model" in r.details
         else render_sequential(history, r)
-        if r.checker == SEQUENTIAL
-        else render_other(history, r)
+        if r.checker == SEQUENTIAL and "model" in r.details
+        else render_txn(history, r)
+        if r.checker in TXN_CHECKERS and "consistency_models" in r.details
+        else render_other(history, r)  # also a checker that failed: its reason says why
         for r in results
     ]
     if len(results) > 1:
@@ -268,14 +382,14 @@ def render_text(history: History, result: CheckResult) -> str:
     ]
     if d.get("failing_keys"):
         keys = sorted(d["failing_keys"], key=_key_order)
-        lines.append("  failing keys: " + ", ".join(str(k) for k in keys))
+        lines.append("  failing keys: " + _key_list(keys))
     if d.get("unexplained_keys"):
         # the explanation work is capped (linearizable.EXPLAIN_KEYS): say which keys went
         # without, so that nobody reads the explanations below as the only failures
         rest = sorted(d["unexplained_keys"], key=_key_order)
         lines.append(
             f"  explained below: {len(result.anomalies)} of {len(d['failing_keys'])} failing "
-            f"keys; not explained ({len(rest)}): " + ", ".join(str(k) for k in rest)
+            f"keys; not explained ({len(rest)}): " + _key_list(rest)
         )
     if d.get("undecided_note"):
         lines.append("  " + d["undecided_note"])
@@ -350,6 +464,98 @@ def render_sequential(history: History, result: CheckResult) -> str:
                     f"    {_opline(e['op'] | {'description': e['description']})}  -> {e['state']}"
                 )
     return "\n".join(lines)
+
+
+#: cycles and other cases printed per anomaly kind (the JSON has up to txn.MAX_CASES)
+SHOWN_CASES = 3
+
+
+def render_txn(history: History, result: CheckResult) -> str:
+    """A transactional verdict: what was checked, the anomalies found by kind, Elle's `not` /
+    `also not`, and each cycle step by step with its transactions."""
+
+    d = result.details
+    models = ", ".join(d.get("consistency_models", []))
+    edges = d.get("edges", {})
+    lines = [
+        f"{history.source}: {_verdict(result)} ({result.checker}, checked for {models})",
+        f"  txns: {d.get('txns')} ({d.get('ok')} ok, {d.get('info')} info, {d.get('fail')} "
+        f"fail)  keys: {d.get('keys')}  edges: "
+        + ", ".join(f"{k} {v}" for k, v in edges.items() if v)
+        + f"  components: {d.get('sccs')}  time: {d.get('seconds', 0) * 1000:.1f} ms "
+        f"(parse {d.get('parse_seconds', 0) * 1000:.1f} ms)",
+    ]
+    if d.get("version_sources"):
+        lines.append("  version orders from: " + ", ".join(d["version_sources"]))
+    counts = d.get("anomaly_counts", {})
+    if d.get("anomaly_types"):
+        lines.append(
+            "  anomalies: " + ", ".join(f"{t} ({counts.get(t, 0)})" for t in d["anomaly_types"])
+        )
+    if d.get("unreported_types"):
+        lines.append(
+            "  also found, allowed by the models checked: "
+            + ", ".join(f"{t} ({counts.get(t, 0)})" for t in d["unreported_types"])
+        )
+    if d.get("not"):
+        lines.append("  not: " + ", ".join(d["not"]))
+    if d.get("also_not"):
+        lines.append("  also not: " + ", ".join(d["also_not"]))
+    if counts:
+        lines.append(
+            "  strongest models not ruled out: "
+            + (", ".join(d.get("strongest_possible", [])) or "none")
+        )
+    if result.reason and result.valid is not True:
+        lines.append(f"  reason: {result.reason}")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for a in result.anomalies:
+        by_kind.setdefault(str(a.get("type")), []).append(a)
+    for kind, cases in by_kind.items():
+        for n, a in enumerate(cases[:SHOWN_CASES], start=1):
+            lines.append("")
+            lines.append(f"{kind} #{n}: {a.get('message', '')}")
+            for t in a.get("cycle", []):
+                lines.append("  " + _txn_line(t))
+            for step in a.get("steps", []):
+                lines.append(f"    {step['from']} < {step['to']} ({step['type']})")
+        if len(cases) > SHOWN_CASES:
+            total = counts.get(kind, len(cases))
+            lines.append(
+                f"  ... {total - SHOWN_CASES} more {kind} (--json shows up to {len(cases)})"
+            )
+    return "\n".join(lines)
+
+
+def _txn_line(t: dict[str, Any]) -> str:
+    """`T1 = op 3 (index 7, line 8, process 2, node n1, ok): [append x 1] [r y [1]]`"""
+    from dsjepsen.checkers.txn import shown
+
+    where = [
+        f"index {t.get('index')}",
+        f"line {t.get('line')}",
+        f"process {shown(t.get('process'))}",
+    ]
+    if t.get("node"):
+        where.append(f"node {t['node']}")
+    where.append(str(t.get("type")))
+    mops = " ".join(shown(m) for m in t.get("mops") or [])
+    return f"{t.get('name')} = op {t.get('op_id')} ({', '.join(where)}): {mops}"
+
+
+#: keys listed on one line at most, and characters of each key shown
+LISTED_KEYS = 50
+KEY_CHARS = 80
+
+
+def _key_list(keys: list[Any]) -> str:
+    """Keys for one line of text: each cut to KEY_CHARS, at most LISTED_KEYS of them (a
+    200 KB key, or 100,000 keys, must not flood the terminal; --json has them all)."""
+    shown = [str(k) if len(str(k)) <= KEY_CHARS else str(k)[: KEY_CHARS - 3] + "..." for k in keys]
+    more = len(shown) - LISTED_KEYS
+    return ", ".join(shown[:LISTED_KEYS]) + (
+        f" (and {more} more; --json lists all)" if more > 0 else ""
+    )
 
 
 def _initial_note(details: dict[str, Any]) -> str:

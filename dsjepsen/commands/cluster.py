@@ -169,11 +169,17 @@ def run_status(args: argparse.Namespace) -> int:
     )
     if st["missing"]:
         print(f"  DAMAGED, missing: {', '.join(st['missing'])}")
-    print(f"  {'node':<5} {'address':<15} {'up':<4} {'procs':>5} {'paused':>6} {'rules':>5}  netns")
+    print(
+        f"  {'node':<5} {'address':<15} {'up':<4} {'procs':>5} {'paused':>6} {'rules':>5} "
+        f"{'clock':>9}  netns"
+    )
     for n in st["nodes"]:
+        offset = n.get("clock_offset") or 0.0
+        clock = f"{offset:+.3f}s" if offset else "-"
         print(
             f"  {n['name']:<5} {n['address']:<15} {'yes' if n['up'] else 'NO':<4} "
-            f"{n['processes']:>5} {n['stopped']:>6} {n['iptables_rules']:>5}  {n['netns']}"
+            f"{n['processes']:>5} {n['stopped']:>6} {n['iptables_rules']:>5} {clock:>9}  "
+            f"{n['netns']}"
         )
     return 0
 
@@ -184,6 +190,8 @@ def run_exec(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise ConfigError("cluster exec: no command given (usage: cluster exec NODE -- CMD...)")
+    if not 0 < args.timeout <= 86400:  # also refuses nan
+        raise ConfigError(f"--timeout {args.timeout}: must be a number of seconds up to 86400")
     if args.nodes or args.nodes_file or args.docker:
         cluster = open_nodes(args, create=False, check=False)
     else:

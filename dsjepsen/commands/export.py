@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import ConfigError
+from dsjepsen.files import check_output_dir, check_output_file
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.formats.edn import write_edn
 from dsjepsen.history import History, printable, write_jsonl
@@ -61,6 +62,10 @@ def _safe_name(key: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.split:
+        check_output_dir(args.output, "-o")
+    else:
+        check_output_file(args.output, "-o")
     history = read_history(args.file, args.format)
     for warning in history.warnings:
         print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)

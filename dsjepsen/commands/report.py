@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dsjepsen.errors import InputError
+from dsjepsen.files import check_output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,17 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsjepsen.nemesis.catalog import fault_looks
     from dsjepsen.reports.html import render, render_run_report
     from dsjepsen.reports.rundata import load_run_dir
 
+    if args.output is not None:
+        check_output_file(args.output, "--output")
     d = Path(args.run_dir)
     if not d.is_dir():
         raise InputError("not a directory (expected a run directory)", str(d))
     if not (d / "history.jsonl").exists() and not (d / "test.json").exists():
         raise InputError("not a run directory: it has neither history.jsonl nor test.json", str(d))
+    # the installed fault packages draw what a run recorded before it kept its own looks
+    looks = fault_looks()
     if args.output:
-        out = render(load_run_dir(d), Path(args.output))
+        out = render(load_run_dir(d, looks), Path(args.output))
     else:
-        out = render_run_report(d)
+        out = render_run_report(d, looks)
     print(out)
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID
+from dsjepsen.files import check_output_file
 
 log = logging.getLogger("dsjepsen.test")
 
@@ -80,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
     from dsjepsen.nemesis.catalog import check_cluster_size
 
+    junit = getattr(args, "junit", None)
+    if junit is not None:
+        check_output_file(junit, "--junit")  # before any node: not after the whole test
     config = config_from_args(args, argv=_command_line())
     node_cost = plugins.get("targets", config.target).node_cost
     handler = _console_logging(bool(getattr(args, "debug", False)))
@@ -121,10 +125,11 @@ def run(args: argparse.Namespace) -> int:
 def render_report(run_dir: Path) -> None:
     """report.html for a finished run; a rendering failure never changes the verdict."""
     # imported here: pandas and jinja2 are only needed once the run is over
+    from dsjepsen.nemesis.catalog import fault_looks
     from dsjepsen.reports.html import render_run_report
 
     try:
-        out = render_run_report(run_dir)
+        out = render_run_report(run_dir, fault_looks())
         log.info("report: %s", out or run_dir / "report.html")
     except Exception as e:  # noqa: BLE001 - the verdict stands whatever the report does
         log.error("report rendering failed (the verdict stands): %s: %s", type(e).__name__, e)

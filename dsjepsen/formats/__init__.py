@@ -15,18 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dsjepsen.errors import InputError
-from dsjepsen.formats import edn, jepsen_log, jsonl, kv_log
+from dsjepsen.formats import edn, jepsen_log, json_array, jsonl, kv_log
 from dsjepsen.formats.source import finish, read_source
-from dsjepsen.history import History
+from dsjepsen.history import History, gc_paused
 
 
 @dataclass(frozen=True)
 class Format:
     """A history format.
 
-    `parse(text, source)` reads it. Detection looks at the first line that is not blank or a
-    `;` comment and asks each format's `sniff_first`, in FORMATS order; failing that, it asks
-    `sniff_any` of each of the first DETECT_LINES lines (a Jepsen log starts with chatter).
+    `parse(text, source)` reads it. Detection first asks each format's `sniff_head` about the
+    start of the text (a JSON array may open on a line of its own); then it looks at the first
+    line that is not blank or a `;` comment and asks each format's `sniff_first`, in FORMATS
+    order; failing that, it asks `sniff_any` of each of the first DETECT_LINES lines (a Jepsen
+    log starts with chatter).
     """
 
     name: str
@@ -34,15 +36,23 @@ class Format:
     parse: Callable[[str, str], History]
     sniff_first: Callable[[str], bool] | None = None
     sniff_any: Callable[[str], bool] | None = None
+    sniff_head: Callable[[str], bool] | None = None
 
 
 def _register(*formats: Format) -> dict[str, Format]:
     return {f.name: f for f in formats}
 
 
-#: name -> Format, in detection order (kv lines are EDN maps too: they are tried first)
+#: name -> Format, in detection order (kv lines are EDN maps too: they are tried first; a
+#: JSON array would read as an EDN vector's start: it is told apart by its head)
 FORMATS: dict[str, Format] = _register(
     Format(jsonl.NAME, jsonl.DESCRIPTION, jsonl.parse_jsonl, sniff_first=jsonl.sniff_first),
+    Format(
+        json_array.NAME,
+        json_array.DESCRIPTION,
+        json_array.parse_json_array,
+        sniff_head=json_array.sniff_head,
+    ),
     Format(kv_log.NAME, kv_log.DESCRIPTION, kv_log.parse_kv_log, sniff_first=kv_log.sniff_first),
     Format(edn.NAME, edn.DESCRIPTION, edn.parse_edn, sniff_first=edn.sniff_first),
     Format(
@@ -65,6 +75,10 @@ def format_names() -> list[str]:
 def detect_text(text: str, source: str) -> str:
     """The format of a history's text (see Format); InputError when it is empty or none
     claims it."""
+    head = text[:4096]
+    for fmt in FORMATS.values():
+        if fmt.sniff_head is not None and fmt.sniff_head(head):
+            return fmt.name
     first: str | None = None
     start = 0
     for _ in range(DETECT_LINES):
@@ -114,7 +128,8 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
         )
     text = read_source(path)
     fmt = detect_text(text, source) if format == "auto" else format
-    return finish(FORMATS[fmt].parse(text, source))
+    with gc_paused():
+        return finish(FORMATS[fmt].parse(text, source))
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Any
 
 from dsjepsen import edn
 from dsjepsen.errors import InputError
-from dsjepsen.formats.source import load, split_lines
+from dsjepsen.formats.source import implied_f, load, split_lines
 from dsjepsen.history import NEMESIS, History, Op, printable
 
 NAME = "edn"
@@ -67,19 +67,29 @@ def edn_ops(forms: Iterable[tuple[int, Any]], source: str, independent: bool | N
             raise InputError(f"expected an op map, found {_shown(form)}", source, line)
         maps.append((line, form))
     split = _is_independent(maps) if independent is None else independent
+    # Elle's histories have no :process at all (one client); a file where only some ops lack
+    # it is broken, and the first such op is named
+    missing = next((line for line, m in maps if _K_PROCESS not in m), None)
+    if missing is not None and any(_K_PROCESS in m for _line, m in maps):
+        raise InputError("op is missing :process", source, missing)
     ops: list[Op] = []
     plain = _plain
     for line, m in maps:
         i = len(ops)
         try:
             typ = m[_K_TYPE]
-            f = m[_K_F]
-            process = m[_K_PROCESS]
         except KeyError as e:
             raise InputError(f"op is missing :{e.args[0]}", source, line) from None
+        # Elle's histories leave out :process (one client) and the :f of transactions
+        process = m.get(_K_PROCESS)
+        f = m.get(_K_F)
+        if f is None:
+            f = implied_f(edn.to_plain(m.get(_K_VALUE)))
+            if f is None:
+                raise InputError("op is missing :f", source, line)
         if not isinstance(typ, str):
             raise InputError(f":type must be a keyword, got {_shown(typ)}", source, line)
-        if type(process) is not int:
+        if process is not None and type(process) is not int:
             if isinstance(process, str):
                 process = str(process)
             else:
@@ -204,6 +214,8 @@ def kv_line(text: str) -> dict[Any, Any] | None:
         return None
     out: dict[Any, Any] = {}
     for k, v in _FLAT_FIELD.findall(text):
+        if k in out:
+            return None  # a key given twice: the EDN reader refuses it with its line
         c = v[0]
         if c in _DIGITS:  # the pattern admits only -?[0-9]+ here
             if len(v) > _FLAT_DIGITS:
@@ -313,7 +325,10 @@ def to_edn(
                 value = open_values.get(op.process, value)
             if op.type != "invoke":
                 open_values.pop(op.process, None)
-            proc = str(op.process) if type(op.process) is int else _edn_name(str(op.process))
+            if op.process is None:  # Elle's histories of one client have none
+                proc = "nil"
+            else:
+                proc = str(op.process) if type(op.process) is int else _edn_name(str(op.process))
         parts = [
             f"{{:index {op.index}",
             f":time {op.time}",

@@ -12,24 +12,81 @@ import os
 from typing import Any
 
 from dsjepsen.errors import InputError
-from dsjepsen.formats.source import decode_json_line, load, split_lines
+from dsjepsen.formats.source import (
+    decode_json_line,
+    decode_json_objects,
+    implied_f,
+    load,
+    require_processes,
+    split_lines,
+)
 from dsjepsen.history import History, Op, write_jsonl
 
 NAME = "jsonl"
 DESCRIPTION = "dsjepsen's history.jsonl: one JSON object per line"
 
 
+#: the words every op repeats, one string object each: a decoder makes a new string for every
+#: value it reads, which on a million-op history is a few hundred megabytes of copies
+WORDS = {
+    w: w
+    for w in ("invoke", "ok", "fail", "info", "txn", "read", "write", "cas", "append", "r", "w")
+}
+
+
 def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
-    """Build an Op from one decoded JSONL object, naming the line on any missing field."""
+    """Build an Op from one decoded JSON object, naming the line on any missing field.
+
+    `process` may be left out (Elle's histories of one client do: it is then None, one
+    process), and so may `f` when the value is a list of micro-ops (it is then "txn")."""
+    typ, f, process, t = d.get("type"), d.get("f"), d.get("process"), d.get("time", index)
+    plain = type(process) is int or type(process) is str  # (a bool's type is not int)
+    if plain and type(typ) is str and type(f) is str and type(t) is int:
+        get = d.get
+        words = WORDS.get
+        if f == "txn":
+            _share_words(get("value"))
+        return Op(
+            index,
+            t,
+            process,
+            words(typ, typ),
+            words(f, f),
+            get("value"),
+            get("key"),
+            get("node"),
+            get("error"),
+            line,
+        )
+    return _op_checked(d, source, line, index)
+
+
+def _share_words(value: Any) -> None:
+    """The micro-op names of a transaction (`["append", 1, 2]`) as the shared WORDS strings:
+    six string copies a transaction, a third of a million-transaction history's memory."""
+    if type(value) is list:
+        words = WORDS.get
+        for m in value:
+            if type(m) is list and m:
+                f = m[0]
+                m[0] = words(f, f)
+
+
+def _op_checked(d: dict[str, Any], source: str, line: int, index: int) -> Op:
+    """op_from_dict for everything but the plain case, with its errors."""
     try:
         typ = d["type"]
-        f = d["f"]
-        process = d["process"]
     except KeyError as e:
         raise InputError(f"op is missing field {e.args[0]!r}", source, line) from None
+    f = d.get("f")
+    if f is None:
+        f = implied_f(d.get("value"))
+        if f is None:
+            raise InputError("op is missing field 'f'", source, line)
+    process = d.get("process")
     if not isinstance(typ, str) or not isinstance(f, str):
         raise InputError("fields 'type' and 'f' must be strings", source, line)
-    if not isinstance(process, (int, str)) or isinstance(process, bool):
+    if process is not None and (not isinstance(process, (int, str)) or isinstance(process, bool)):
         raise InputError(
             f"field 'process' must be an integer or a string, got {_short(process)}", source, line
         )
@@ -55,31 +112,48 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+#: lines decoded together, as one JSON array: one call into the decoder, and the field names
+#: read once per batch rather than once per line (about a third faster on large histories)
+BATCH_LINES = 4096
+
+
 def parse_jsonl(text: str, source: str) -> History:
-    """Parse JSONL text (see the module docstring for what is forgiven)."""
+    """Parse JSONL text (see the module docstring for what is forgiven).
+
+    Lines go to the decoder in batches (`decode_json_objects`); a batch with anything unusual in it is
+    decoded again line by line, which is also where every error message comes from."""
     ops: list[Op] = []
     warnings: list[str] = []
     lines = split_lines(text, source)
     last = len(lines)
     if last and lines[-1] == "":
         last -= 1  # the text ends with a newline: its last line is whole
-    for n, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line:
+    for start in range(0, len(lines), BATCH_LINES):
+        batch = [
+            (n, s)
+            for n, raw in enumerate(lines[start : start + BATCH_LINES], start=start + 1)
+            if (s := raw.strip())
+        ]
+        decoded = decode_json_objects([s for _n, s in batch])
+        if decoded is not None:
+            for (n, _s), d in zip(batch, decoded, strict=True):
+                ops.append(op_from_dict(d, source, n, len(ops)))
             continue
-        d, problem = decode_json_line(line, source, n)
-        if problem is not None:
-            if n == last == len(lines) and ops:
-                # the harness died mid-write: everything before is intact
-                warnings.append(
-                    f"{source}:{n}: dropped a truncated last line ({problem}); the writer "
-                    "was probably killed mid-line"
-                )
-                break
-            raise InputError(f"invalid JSON: {problem}", source, n)
-        if not isinstance(d, dict):
-            raise InputError("each line must be a JSON object", source, n)
-        ops.append(op_from_dict(d, source, n, len(ops)))
+        for n, line in batch:
+            d, problem = decode_json_line(line, source, n)
+            if problem is not None:
+                if n == last == len(lines) and ops:
+                    # the harness died mid-write: everything before is intact
+                    warnings.append(
+                        f"{source}:{n}: dropped a truncated last line ({problem}); the writer "
+                        "was probably killed mid-line"
+                    )
+                    break
+                raise InputError(f"invalid JSON: {problem}", source, n)
+            if not isinstance(d, dict):
+                raise InputError("each line must be a JSON object", source, n)
+            ops.append(op_from_dict(d, source, n, len(ops)))
+    require_processes(ops, source, "op is missing field 'process'")
     return History(ops, source, warnings)
 
 

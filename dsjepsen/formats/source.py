@@ -12,87 +12,55 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
-from dsjepsen.history import History, time_regressions
+from dsjepsen.files import read_bytes
+from dsjepsen.history import History, Op, time_regressions
+from dsjepsen.machine import memory_available
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
 MAX_FILE_BYTES = 1 << 30
+#: memory a history takes once read and parsed, per byte of its file (measured with
+#: bench/history_parse.py: text, ops and the paired operations)
+BYTES_PER_HISTORY_BYTE = 8
 #: longest line (characters); a single op is a few hundred
 MAX_LINE_CHARS = 16 << 20
-_CHUNK = 1 << 20
-
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _not_regular(mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            return f"cannot read history: {name}, not a regular file"
-    return "cannot read history: not a regular file"
 
 
 def read_source(path: str | os.PathLike[str]) -> str:
     """The text of a history file, or InputError naming it.
 
-    The file type is checked with stat before the file is opened, and the open itself is
-    non-blocking and checked again with fstat (the path may have changed in between), so a FIFO
-    or device never blocks or streams forever. At most MAX_FILE_BYTES are read.
-    """
+    `files.read_bytes` refuses what is not a regular file before reading (a FIFO never blocks,
+    /dev/zero never streams), stops at a NUL byte, and reads at most `history_cap()` bytes.
+    A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to the
+    last whole character, so that the reader drops it with a warning like any cut-off line."""
     source = str(path)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(_not_regular(st.st_mode), source)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(_not_regular(st.st_mode), source)
-        if st.st_size > MAX_FILE_BYTES:
-            raise InputError(_too_big(), source)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_FILE_BYTES:  # it grew while we read it
-            raise InputError(_too_big(), source)
-    except OSError as e:
-        raise InputError(f"cannot read history: {e.strerror}", source) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
+    data = read_bytes(path, "history", history_cap())
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
+        cut_last_line = e.end == len(data) and b"\n" not in data[e.start :]
+        if cut_last_line and e.reason == "unexpected end of data":
+            return data[: e.start].decode("utf-8")
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(
             f"not UTF-8 text ({e.reason} at byte {e.start}, line {line})", source
         ) from None
 
 
-def _too_big() -> str:
-    return f"history larger than {MAX_FILE_BYTES >> 20} MiB; refused"
+def history_cap() -> int:
+    """The largest history file read: MAX_FILE_BYTES, or less when the memory a history of
+    that size takes once parsed (about BYTES_PER_HISTORY_BYTE times its size) is more than
+    this process may have, so that a history too big for the machine is refused with the
+    figures before it is read, not killed by the kernel half-way."""
+    room = memory_available()
+    if room is None:
+        return MAX_FILE_BYTES
+    return max(1 << 20, min(MAX_FILE_BYTES, room // BYTES_PER_HISTORY_BYTE))
 
 
 def split_lines(text: str, source: str) -> list[str]:
@@ -169,8 +137,55 @@ def decode_json_line(text: str, source: str, line: int) -> tuple[Any, str | None
         raise InputError(f"nesting deeper than {MAX_DEPTH} levels", source, line) from None
 
 
+def decode_json_objects(lines: list[str]) -> list[dict[str, Any]] | None:
+    """The objects of these lines (each stripped, none empty), decoded as one JSON array;
+    None when a line does not look like one object (`{` ... `}`), has more brackets than the
+    nesting bound allows, or the array does not decode
+    into exactly one object per line: the caller then decodes line by line, with the nesting
+    bound and the line at fault in every error. (Two lines that are each broken could still
+    join into two objects, `{"a": [1` and `2]}, {}`-like lines that cancel out: a file
+    written so is read as the JSON its lines join into.)"""
+    for s in lines:
+        if s[0] != "{" or s[-1] != "}" or s.count("[") + s.count("{") > MAX_DEPTH:
+            return None  # (the nesting bound is check_json_line's, applied there)
+    try:
+        out = _DECODER.decode("[" + ",".join(lines) + "]")
+    except (ValueError, RecursionError):  # JSONDecodeError, NotFinite, too many digits
+        return None
+    if len(out) != len(lines) or not all(type(d) is dict for d in out):
+        return None
+    return out
+
+
 def too_many_digits() -> str:
     return f"integer with more than {sys.get_int_max_str_digits()} digits; refused"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields a format may leave out
+
+#: the f of an op that has none but whose value is a list of micro-ops (Elle's histories)
+TXN_F = "txn"
+
+
+def implied_f(value: Any) -> str | None:
+    """ "txn" when `value` is a non-empty list of micro-ops (each a list or tuple starting with
+    a name, `["append", 1, 2]` / `[:r :x nil]`): Elle's and elle-cli's histories leave `f` out
+    of transactions. None otherwise: an op without f is then an error, as before."""
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    for mop in value:
+        if not isinstance(mop, list | tuple) or not mop or not isinstance(mop[0], str):
+            return None
+    return TXN_F
+
+
+def require_processes(ops: list[Op], source: str, missing: str) -> None:
+    """Elle's histories have no process at all (one client: every op's process is None); a
+    file where only some ops lack one is broken: InputError at the first that does."""
+    first = next((op for op in ops if op.process is None), None)
+    if first is not None and any(op.process is not None for op in ops):
+        raise InputError(missing, source, first.line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,11 +216,15 @@ def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> 
 
 
 __all__ = [
+    "TXN_F",
+    "implied_f",
+    "require_processes",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "check_json_line",
     "decode_json_line",
+    "decode_json_objects",
     "finish",
     "load",
     "read_source",

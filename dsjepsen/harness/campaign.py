@@ -39,7 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError, InputError
+from dsjepsen.errors import (
+    EXIT_INVALID,
+    EXIT_UNKNOWN,
+    EXIT_VALID,
+    ConfigError,
+    DsjError,
+    InputError,
+)
+from dsjepsen.faults import FaultWindow, active_at, windows
+from dsjepsen.files import read_text, write_whole
+from dsjepsen.formats.jsonl import op_from_dict
 from dsjepsen.harness.junit import (
     JUnitCase,
     JUnitSuite,
@@ -49,6 +59,10 @@ from dsjepsen.harness.junit import (
     write_junit,
 )
 from dsjepsen.harness.store import DIR_MODE, TIMESTAMP, write_json
+from dsjepsen.history import NEMESIS
+
+#: a campaign file is a matrix of a few dozen lines; anything this large is not one
+MAX_CAMPAIGN_BYTES = 1 << 20
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CAMPAIGN_JSON = "campaign.json"
@@ -192,12 +206,9 @@ def load_campaign(path: str | os.PathLike[str]) -> Campaign:
     """Read and validate a campaign file; ConfigError / InputError name the file and key."""
     p = Path(path)
     where = str(p)
+    text = read_text(p, "campaign", MAX_CAMPAIGN_BYTES)
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", where) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {e}", where) from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"not valid TOML: {e}", where) from None
     unknown = sorted(set(doc) - _TOP_KEYS)
@@ -287,41 +298,31 @@ def shard_cells(cells: Sequence[Cell], i: int, n: int) -> list[Cell]:
 # Rows: one finished (or failed-to-start) run
 
 
-def _nemesis_windows(history_path: Path) -> list[tuple[int, int | None, str]]:
-    """(start index, stop index or None, fault) of every fault that took effect: from the
-    ok completion of its start to the invocation of its stop."""
-    windows: list[tuple[int, int | None, str]] = []
-    open_: dict[str, int] = {}
+def _nemesis_windows(history_path: Path) -> list[FaultWindow]:
+    """The fault windows of a run's history (faults.windows), read from its nemesis lines
+    alone: a campaign reads many histories and needs only these."""
+    source = str(history_path)
+    ops = []
     try:
         with open(history_path, encoding="utf-8") as fh:
-            for line in fh:
+            for n, line in enumerate(fh, start=1):
                 if '"nemesis"' not in line:
                     continue
                 try:
-                    op = json.loads(line)
+                    d = json.loads(line)
                 except ValueError:
-                    continue
-                if op.get("process") != "nemesis":
-                    continue
-                f = str(op.get("f", ""))
-                value = op.get("value") if isinstance(op.get("value"), dict) else {}
-                fault = str(value.get("fault") or f.split("-", 1)[-1])
-                if f.startswith("start-") and op.get("type") == "ok":
-                    open_[fault] = int(op.get("index", 0))
-                elif f.startswith("stop-") and op.get("type") == "invoke" and fault in open_:
-                    windows.append((open_.pop(fault), int(op.get("index", 0)), fault))
-    except OSError:
-        return windows
-    windows += [(start, None, fault) for fault, start in open_.items()]
-    return windows
+                    continue  # a line cut by a killed run
+                if isinstance(d, dict) and d.get("process") == NEMESIS:
+                    # the op keeps its own index: windows are compared with client ops' ones
+                    ops.append(op_from_dict(d, source, n, int(d.get("index", n - 1))))
+        return windows(ops)[0]
+    except (OSError, DsjError, TypeError, ValueError):
+        return []
 
 
-def fault_at(windows: Sequence[tuple[int, int | None, str]], index: int | None) -> str:
-    """The fault in effect at a history position, or "none"."""
-    if index is None:
-        return "none"
-    active = [f for start, stop, f in windows if start < index and (stop is None or index < stop)]
-    return "+".join(sorted(set(active))) or "none"
+def fault_at(found: Sequence[FaultWindow], index: int | None) -> str:
+    """The faults surely in effect at a history position (`+`-joined), or "none"."""
+    return "+".join(active_at(found, index)) or "none"
 
 
 def signature_of(results: Mapping[str, Any], run_dir: Path | None) -> dict[str, str] | None:
@@ -594,9 +595,7 @@ def write_campaign(
     summary = summarize(ordered)
     data = {**meta, "summary": summary, "exit_code": summary["exit_code"], "rows": ordered}
     write_json(out_dir / CAMPAIGN_JSON, data)
-    tmp = out_dir / (INDEX_HTML + ".tmp")
-    tmp.write_text(render_index(data), encoding="utf-8")
-    os.replace(tmp, out_dir / INDEX_HTML)
+    write_whole(out_dir / INDEX_HTML, render_index(data))
     write_junit(out_dir / JUNIT_XML, junit_suites(ordered, summary))
     if step_summary:
         title = f"dsjepsen campaign {meta.get('name', '')}: " + ", ".join(

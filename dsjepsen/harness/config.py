@@ -14,9 +14,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dsjepsen import plugins
+from dsjepsen.checkers import base as checkers_base
 from dsjepsen.errors import ConfigError
+from dsjepsen.files import check_output_dir
+from dsjepsen.machine import memory_available
 from dsjepsen.nemesis import catalog, schedule
-from dsjepsen.nemesis.base import NodeFacts
+from dsjepsen.nemesis.base import FaultPackage, NodeFacts
 from dsjepsen.options import Option, kwargs, merge_declarations, parse_options
 
 DEFAULT_CONCURRENCY = "2n"
@@ -24,10 +27,29 @@ DEFAULT_TIME_LIMIT = 60.0
 DEFAULT_NEMESIS_INTERVAL = 10.0
 DEFAULT_RATE = 100.0
 DEFAULT_RECOVERY_TIMEOUT = 30.0
-DEFAULT_CHECK_TIME_LIMIT = 120.0
+DEFAULT_CHECK_TIME_LIMIT = checkers_base.DEFAULT_TIME_LIMIT
 DEFAULT_STORE = "store"
+NEMESIS_MODES = ("classic", "combined")
 
-_CONCURRENCY = re.compile(r"^\s*(\d+)\s*(n?)\s*$")
+_CONCURRENCY = re.compile(r"^\s*(\d{1,9})\s*(n?)\s*$")
+
+# Upper bounds of the run's own numbers (docs/running.md lists them with every extension's):
+# past these a value is a typo or an attack, not a test, and would end in an OverflowError, a
+# kernel kill or 100,000 threads after the cluster was built.
+MAX_TIME_LIMIT = 7 * 86400.0
+MAX_NEMESIS_INTERVAL = 86400.0
+MAX_RATE = 100_000.0
+MAX_SEED = 2**63 - 1
+MAX_TEST_COUNT = 10_000
+MAX_RECOVERY_TIMEOUT = 3600.0
+MAX_CHECK_TIME_LIMIT = checkers_base.MAX_TIME_LIMIT
+#: client workers (threads) of one run, over all nodes
+MAX_CLIENTS = 1024
+#: memory a run holds per client op: its invocation and completion while recorded, and again
+#: while the history is checked (measured: about 700 B per op parsed, bench/history_parse.py)
+BYTES_PER_CLIENT_OP = 2048
+#: the rate an unlimited run (--rate 0) is costed at: about the most the harness drives
+UNLIMITED_RATE = 20_000.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,9 @@ class TestConfig:
     option_argv: tuple[str, ...] = ()
     #: the extensions' options as test.json records them
     recorded_options: dict[str, Any] = field(default_factory=dict)
+    #: {fault name: its package}, as `--nemesis` was validated (once: the schedule and the
+    #: nemesis take these rather than the names)
+    fault_packages: dict[str, FaultPackage] = field(default_factory=dict, compare=False, repr=False)
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def option(self, name: str) -> Any:
@@ -140,6 +165,7 @@ class TestConfig:
                 "option_argv",
                 "recorded_options",
                 "name_parts",
+                "fault_packages",
             )
         }
         d["concurrency"] = self.concurrency_spec
@@ -154,22 +180,27 @@ class TestConfig:
 
 
 def parse_concurrency(text: str | int, option: str = "--concurrency") -> tuple[int, bool]:
-    """`10` -> (10, False); `2n` -> (2, True) meaning 2 clients per node (Jepsen's syntax)."""
+    """`10` -> (10, False); `2n` -> (2, True) meaning 2 clients per node (Jepsen's syntax),
+    at most MAX_CLIENTS (per node, for Nn: the total is checked against the node count)."""
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
     m = _CONCURRENCY.match(str(text))
     if not m or int(m.group(1)) < 1:
         raise ConfigError(
-            f"{option}: expected a positive integer N or Nn (N per node), got {text!r}"
+            f"{option}: expected a positive integer N or Nn (N per node), got {str(text)[:40]!r}"
         )
+    if int(m.group(1)) > MAX_CLIENTS:
+        raise ConfigError(f"{option}: at most {MAX_CLIENTS} client workers, got {text!r}")
     return int(m.group(1)), bool(m.group(2))
 
 
-def _number(value: Any, option: str, *, minimum: float, allow_zero: bool = False) -> float:
+def _number(
+    value: Any, option: str, *, minimum: float, maximum: float, allow_zero: bool = False
+) -> float:
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option}: expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{option}: expected a number, got {str(value)[:40]!r}") from None
     if x != x or x in (float("inf"), float("-inf")):
         raise ConfigError(f"{option}: expected a finite number, got {value!r}")
     if allow_zero and x == 0:
@@ -177,18 +208,22 @@ def _number(value: Any, option: str, *, minimum: float, allow_zero: bool = False
     if x < minimum or (minimum == 0 and x <= 0):
         what = "a positive number" if minimum == 0 else f"at least {minimum:g}"
         raise ConfigError(f"{option}: must be {what}, got {value!r}")
+    if x > maximum:
+        raise ConfigError(f"{option}: must be at most {maximum:g}, got {value!r}")
     return x
 
 
-def _integer(value: Any, option: str, *, minimum: int) -> int:
+def _integer(value: Any, option: str, *, minimum: int, maximum: int) -> int:
     try:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError
         x = int(str(value).strip()) if not isinstance(value, int) else value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option}: expected an integer, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{option}: expected an integer, got {str(value)[:40]!r}") from None
     if isinstance(x, bool) or x < minimum:
         raise ConfigError(f"{option}: must be an integer >= {minimum}, got {value!r}")
+    if x > maximum:
+        raise ConfigError(f"{option}: must be an integer <= {maximum}, got {str(value)[:40]!r}")
     return x
 
 
@@ -241,7 +276,7 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--nemesis-mode",
         default=None,
-        choices=("classic", "combined"),
+        metavar="classic|combined",
         help="classic: one fault at a time (default); combined: one fault of every fault "
         "package at once, in every window (Jepsen's combined packages)",
     )
@@ -314,17 +349,18 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
-def _fault_names(raw: Any) -> list[str]:
-    """--nemesis as the user wrote it: `none` stands alone and no fault is listed twice; the
-    names themselves (and an empty list such as '' or ',,,') are the catalog's to judge."""
+def _resolve_faults(raw: Any) -> dict[str, FaultPackage]:
+    """--nemesis as the user wrote it, validated once into {fault name: package}: `none`
+    stands alone and no fault is listed twice; the names themselves (and an empty list such
+    as '' or ',,,') are the catalog's to judge."""
     if raw is None:
-        return []
+        return {}
     names = _names(raw)
     if "none" in names and len(names) > 1:
         raise ConfigError("--nemesis: 'none' cannot be combined with other faults")
     if len(set(names)) != len(names):
         raise ConfigError(f"--nemesis: a fault is listed twice in {','.join(names)}")
-    return catalog.check_names(raw)
+    return catalog.resolve(raw)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TestConfig:
@@ -341,9 +377,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             f"(its clients do not speak {', '.join(missing)}; "
             f"supported: {', '.join(supported_workloads(target)) or 'none'})"
         )
-    fault_names = _fault_names(get("nemesis"))
-    faults = catalog.fault_catalog()
-    packages = list(dict.fromkeys(type(faults[n]) for n in fault_names))
+    faults = _resolve_faults(get("nemesis"))
+    fault_names = list(faults)
+    packages = list(dict.fromkeys(type(p) for p in faults.values()))
 
     # every extension option the user gave must belong to one of the chosen extensions
     given = {o.name: get(o.dest) for o in extension_options().values()}
@@ -377,48 +413,82 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         from dsjepsen.cluster.nodes import own_kernels  # here: it loads the SSH client
 
         nodes = NodeFacts(own_kernels=own_kernels(args))
-    for p in packages:
-        for name in fault_names:
-            if type(faults[name]) is p:
-                why = catalog.unsupported(faults[name], name, target, nodes)
-                if why:
-                    raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
+    for name, package in faults.items():
+        why = catalog.unsupported(package, name, target, nodes)
+        if why:
+            raise ConfigError(f"--nemesis: {name} cannot run against {target_name}: {why}")
 
     concurrency, per_node = parse_concurrency(get("concurrency") or DEFAULT_CONCURRENCY)
     seed_text = get("seed")
     if seed_text is None:
         seed, seed_given = random.SystemRandom().randrange(2**31), False
     else:
-        seed, seed_given = _integer(seed_text, "--seed", minimum=0), True
+        seed, seed_given = _integer(seed_text, "--seed", minimum=0, maximum=MAX_SEED), True
     interval = _number(
-        get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL), "--nemesis-interval", minimum=0
+        get("nemesis_interval", DEFAULT_NEMESIS_INTERVAL),
+        "--nemesis-interval",
+        minimum=0,
+        maximum=MAX_NEMESIS_INTERVAL,
     )
-    time_limit = _number(get("time_limit", DEFAULT_TIME_LIMIT), "--time-limit", minimum=0)
+    time_limit = _number(
+        get("time_limit", DEFAULT_TIME_LIMIT), "--time-limit", minimum=0, maximum=MAX_TIME_LIMIT
+    )
     nemesis_mode = str(get("nemesis_mode") or "classic")
+    if nemesis_mode not in NEMESIS_MODES:
+        raise ConfigError(
+            f"--nemesis-mode: unknown mode {nemesis_mode[:40]!r} (known: {', '.join(NEMESIS_MODES)})"
+        )
     if fault_names:
-        schedule.check_fits(fault_names, interval, time_limit, nemesis_mode)
+        schedule.check_fits(faults, interval, time_limit, nemesis_mode)
+    rate = _number(
+        get("rate", DEFAULT_RATE), "--rate", minimum=0, maximum=MAX_RATE, allow_zero=True
+    )
+    store_raw = get("store")
+    store = check_output_dir(DEFAULT_STORE if store_raw is None else store_raw, "--store")
+    # what the node options select, checked before any node is touched: contradictions, and a
+    # fault that can do nothing on that many nodes (a partition on one)
+    from dsjepsen.cluster.nodes import planned_node_count  # here: it loads the SSH client
+
+    node_count = planned_node_count(args)
+    catalog.check_cluster_size(fault_names, node_count)
+    check_fits_machine(
+        concurrency * node_count if per_node else concurrency,
+        rate,
+        time_limit,
+        spec=get("concurrency") or DEFAULT_CONCURRENCY,
+        node_count=node_count,
+    )
 
     return TestConfig(
         target=target_name,
         workload=workload_name,
         nemesis=tuple(fault_names),
+        fault_packages=faults,
         nemesis_interval=interval,
         nemesis_mode=nemesis_mode,
         time_limit=time_limit,
         concurrency=concurrency,
         concurrency_per_node=per_node,
-        rate=_number(get("rate", DEFAULT_RATE), "--rate", minimum=0, allow_zero=True),
+        rate=rate,
         seed=seed,
         seed_given=seed_given,
-        test_count=_integer(get("test_count", 1), "--test-count", minimum=1),
+        test_count=_integer(
+            get("test_count", 1), "--test-count", minimum=1, maximum=MAX_TEST_COUNT
+        ),
         leave_running=bool(get("leave_running")),
-        store=str(get("store") or DEFAULT_STORE),
+        store=str(store),
         json=bool(get("json")),
         recovery_timeout=_number(
-            get("recovery_timeout", DEFAULT_RECOVERY_TIMEOUT), "--recovery-timeout", minimum=0
+            get("recovery_timeout", DEFAULT_RECOVERY_TIMEOUT),
+            "--recovery-timeout",
+            minimum=0,
+            maximum=MAX_RECOVERY_TIMEOUT,
         ),
         check_time_limit=_number(
-            get("check_time_limit", DEFAULT_CHECK_TIME_LIMIT), "--check-time-limit", minimum=0
+            get("check_time_limit", DEFAULT_CHECK_TIME_LIMIT),
+            "--check-time-limit",
+            minimum=0,
+            maximum=MAX_CHECK_TIME_LIMIT,
         ),
         target_options=values["target"],
         workload_options=values["workload"],
@@ -428,6 +498,30 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         recorded_options=recorded,
         argv=tuple(argv or ()),
     )
+
+
+def check_fits_machine(
+    clients: int, rate: float, time_limit: float, *, spec: str, node_count: int
+) -> None:
+    """Refuse, before anything is created, a run this machine cannot hold: more client
+    workers (threads) than MAX_CLIENTS, or more ops than the memory this process may take
+    can record and check (BYTES_PER_CLIENT_OP each; an unlimited rate costed at
+    UNLIMITED_RATE). The message gives the figures and what to lower."""
+    if clients > MAX_CLIENTS:
+        raise ConfigError(
+            f"--concurrency {spec}: {clients} client workers on {node_count} nodes; at most "
+            f"{MAX_CLIENTS} (lower --concurrency)"
+        )
+    ops = (rate or UNLIMITED_RATE) * time_limit
+    need = ops * BYTES_PER_CLIENT_OP
+    room = memory_available()
+    if room is not None and need > room:
+        rate_text = f"--rate {rate:g}" if rate else f"--rate 0 (costed at {UNLIMITED_RATE:g}/s)"
+        raise ConfigError(
+            f"{rate_text} for --time-limit {time_limit:g}: about {ops:,.0f} ops, which need "
+            f"about {need / (1 << 30):.1f} GiB to record and check; this process has "
+            f"{room / (1 << 30):.1f} GiB available (lower --rate or --time-limit)"
+        )
 
 
 def supported_workloads(target: Any) -> list[str]:

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dsjepsen.files import write_whole
+
 #: Jepsen's three verdicts, as campaign rows and JUnit cases name them
 VERDICTS = {True: "valid", False: "invalid", "unknown": "unknown"}
 
@@ -127,13 +129,7 @@ def junit_xml(suites: Sequence[JUnitSuite], name: str = "dsjepsen") -> str:
 def write_junit(path: str | os.PathLike[str], suites: Sequence[JUnitSuite]) -> Path:
     """Write the JUnit file whole (a temporary name, then renamed): a CI step that reads it
     after a crash sees the old file or the new one, never half of one."""
-    out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(junit_xml(suites), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_whole(Path(path), junit_xml(suites))
 
 
 def _seconds(test: Mapping[str, Any]) -> float:

@@ -27,6 +27,7 @@ from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.daemon import fetch_files
+from dsjepsen.errors import HarnessError
 from dsjepsen.harness.config import TestConfig
 from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.interpreter import Interpreter, describe
@@ -79,6 +80,8 @@ class RunContext:
     setup_done: bool = False
     healed: bool = True
     torn_down: bool = False
+    #: what the heal before setup undid that an earlier run had left: [{node, undone}]
+    healed_leftovers: list[dict[str, Any]] = field(default_factory=list)
     _next_process: int = 0
     _process_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,11 +111,12 @@ def build(ctx: RunContext) -> None:
     ctx.target.expect_ops(frozenset(ctx.workload.needs))
     if cfg.nemesis:
         rng = random.Random(f"{cfg.seed}:nemesis")
+        faults = cfg.fault_packages or list(cfg.nemesis)  # resolved by the config, once
         ctx.nemesis = catalog.build_nemesis(
-            list(cfg.nemesis), ctx.target, rng, cfg.nemesis_options, cluster=ctx.cluster
+            faults, ctx.target, rng, cfg.nemesis_options, cluster=ctx.cluster
         )
         ctx.schedule = FaultSchedule(
-            list(cfg.nemesis),
+            faults,
             cfg.nemesis_interval,
             random.Random(f"{cfg.seed}:schedule"),
             mode=cfg.nemesis_mode,
@@ -143,20 +147,47 @@ def heal(ctx: RunContext, when: str) -> None:
     if when == "after the test":  # the heal phase proper, not the ones around it
         hold("heal")
     problems: list[str] = []
-    healers = [("cluster heal", ctx.cluster.heal_leftovers)]
+    before = when == "before setup"
+
+    def cluster_heal() -> None:
+        undone = undone_by_heal(ctx.cluster.heal_leftovers())
+        if before:
+            ctx.healed_leftovers = undone
+            for entry in undone:
+                log.warning("node %s: undid what an earlier run left: %s", entry["node"],
+                            "; ".join(entry["undone"]))  # fmt: skip
+
+    healers = [("cluster heal", cluster_heal)]
     if ctx.nemesis is not None:
-        healers.insert(0, ("nemesis heal", lambda: ctx.nemesis.heal(ctx.cluster)))
+        # Before setup the cluster's own heal goes first: it records what it finds (a paused
+        # process still paused, a partition chain) before the fault packages undo it too.
+        nemesis_heal = ("nemesis heal", lambda: ctx.nemesis.heal(ctx.cluster))
+        healers.insert(1 if before else 0, nemesis_heal)
     for what, fn in healers:
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - try every healer, report all
             problems.append(f"{what}: {describe(e)}")
-    before = when == "before setup"
     if problems:
         (log.debug if before else log.warning)("healing %s: %s", when, "; ".join(problems))
     else:
         log.info("healed all faults %s", when)
     ctx.healed = not problems or before
+
+
+def undone_by_heal(report: Any) -> list[dict[str, Any]]:
+    """A cluster heal's report ({node: [lines]} from SSH / docker nodes, {node: {kind:
+    [items]}} from the local cluster) as [{"node", "undone": [sentences]}], nodes with
+    nothing undone left out."""
+    out: list[dict[str, Any]] = []
+    for node, done in (report or {}).items():
+        if isinstance(done, dict):
+            lines = [f"{kind}: {item}" for kind, items in done.items() for item in items]
+        else:
+            lines = [str(line) for line in done]
+        if lines:
+            out.append({"node": node, "undone": lines})
+    return out
 
 
 def setup(ctx: RunContext) -> None:
@@ -165,7 +196,28 @@ def setup(ctx: RunContext) -> None:
     try:
         ctx.target.setup(ctx.cluster)
     finally:  # what an earlier run left and this setup removed, even if setup then failed
-        ctx.run_dir.update_test(leftovers=list(ctx.target.leftovers))
+        ctx.run_dir.update_test(leftovers=recorded_leftovers(ctx))
+
+
+def recorded_leftovers(ctx: RunContext) -> list[dict[str, Any]]:
+    """test.json's `leftovers`: the faults the heal before setup undid, then what the
+    target's setup cleared. A process the heal found paused and resumed is recorded as paused
+    (state T): by the time the target looks, it runs again."""
+    resumed = {
+        (entry["node"], line.split()[1])
+        for entry in ctx.healed_leftovers
+        for line in entry["undone"]
+        if line.startswith("resumed") and len(line.split()) > 1
+    }
+    cleared = []
+    for found in ctx.target.leftovers:
+        procs = [
+            dict(p, state="T", paused=True) if (found.get("node"), str(p.get("pid"))) in resumed
+            else p
+            for p in found.get("processes") or []
+        ]  # fmt: skip
+        cleared.append({**found, "processes": procs})
+    return [*({"node": e["node"], "faults": e["undone"]} for e in ctx.healed_leftovers), *cleared]
 
 
 def run_clients(ctx: RunContext) -> None:
@@ -189,7 +241,8 @@ def run_clients(ctx: RunContext) -> None:
         ctx.nemesis_worker.start()
     deadline = time.monotonic() + cfg.time_limit
     while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.25))
+        if ctx.recorder.failed.wait(min(left, 0.25)):
+            raise ctx.recorder.failure or HarnessError("the history could not be written")
     log.info("time limit reached: stopping clients")
     ctx.progress.phase = "stopping"
     stop_workers(ctx)
@@ -395,6 +448,7 @@ def teardown(ctx: RunContext) -> None:
         return
     if ctx.torn_down:
         return
+    hold("teardown")
     try:
         log.info("tearing down %s", ctx.config.target)
         ctx.target.teardown(ctx.cluster)

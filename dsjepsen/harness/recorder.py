@@ -8,12 +8,15 @@ history. It also keeps the live counts the progress line shows.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from dsjepsen.errors import HarnessError
+from dsjepsen.files import write_error
 from dsjepsen.history import HistoryWriter, Op
 
 
@@ -26,6 +29,10 @@ class Recorder:
         self.ops: list[Op] = []
         self.counts: Counter[str] = Counter()  # ok / fail / info of client ops
         self.dropped = 0
+        #: why the history could not be written any more (the store's disk is full): the run
+        #: stops, heals and ends unknown; set once, with `failed`
+        self.failure: HarnessError | None = None
+        self.failed = threading.Event()
 
     def elapsed(self) -> float:
         return (time.monotonic_ns() - self.start_ns) / 1e9
@@ -41,7 +48,18 @@ class Recorder:
             if self._writer is None:
                 self.dropped += 1
                 return stamped
-            self._writer.write(stamped)
+            try:
+                self._writer.write(stamped)
+            except OSError as e:
+                # Nothing more can be recorded: keep what was written (a cut last line is
+                # dropped by the reader), stop writing, and let the runner end the run.
+                self.failure = write_error(self.path, e)
+                self.failed.set()
+                with contextlib.suppress(OSError):
+                    self._writer.close()
+                self._writer = None
+                self.dropped += 1
+                return stamped
             self.ops.append(stamped)
             if stamped.is_client and stamped.type != "invoke":
                 self.counts[stamped.type] += 1

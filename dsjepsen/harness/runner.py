@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,13 +24,15 @@ from dsjepsen.checkers.base import CheckContext
 from dsjepsen.checkers.result import Validity
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, DsjError, HarnessError
+from dsjepsen.files import write_error
 from dsjepsen.harness import phases
 from dsjepsen.harness.config import TestConfig
 from dsjepsen.harness.interpreter import describe
 from dsjepsen.harness.phases import RunContext
 from dsjepsen.harness.recorder import Recorder
 from dsjepsen.harness.store import create_run_dir, iso_now
-from dsjepsen.history import History, read_jsonl
+from dsjepsen.history import History, printable, read_jsonl
+from dsjepsen.nemesis.catalog import fault_looks
 
 log = logging.getLogger("dsjepsen.runner")
 
@@ -96,6 +99,8 @@ class Runner:
             ],
             cluster={"kind": self.cluster.kind, "name": self.cluster.name},
             clients=cfg.clients_for(len(self.cluster.names)),
+            # how the report draws and explains this run's faults (their packages' looks)
+            fault_looks=fault_looks(cfg.fault_packages.values()),
             versions={"dsjepsen": __version__, "target": None},
             start_time=iso_now(),
             end_time=None,
@@ -121,8 +126,14 @@ class Runner:
                 log.error("run failed: %s", describe(e))
                 log.debug("%s", traceback.format_exc())
             finally:
-                with _signals_deferred():
+                with _signals_deferred() as deferred:
                     self._cleanup(ctx)
+                if deferred and not interrupted:
+                    # Ctrl-C or SIGTERM while healing: cleanup went on, the user still asked
+                    # to stop (no further runs of --test-count; exit 130)
+                    interrupted = True
+        if error is None and ctx.recorder.failure is not None:
+            error = ctx.recorder.failure  # the history stopped being written part-way
         try:
             outcome = self._conclude(ctx, interrupted, error)
         except KeyboardInterrupt:
@@ -137,6 +148,7 @@ class Runner:
             )
             raise
         finally:
+            run_dir.release_reserve()
             self._detach_log()
         if interrupted:
             raise KeyboardInterrupt
@@ -228,7 +240,7 @@ class Runner:
         )
 
     def _attach_log(self, path: Path) -> None:
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = _RunLogHandler(path, encoding="utf-8")
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         root = logging.getLogger("dsjepsen")
@@ -242,6 +254,27 @@ class Runner:
             logging.getLogger("dsjepsen").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+class _RunLogHandler(logging.FileHandler):
+    """dsjepsen.log. When it cannot be written (the store's disk is full) it says so once on
+    stderr and stops, instead of logging's own traceback for every record after that."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        if not self.failed:
+            self.failed = True
+            line = write_error(Path(self.baseFilename), error)
+            sys.stderr.write(printable(f"dsjepsen: {line}; the run log stops here") + "\n")
 
 
 @contextlib.contextmanager
@@ -267,20 +300,23 @@ def _signals_raise_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
+def _signals_deferred() -> Iterator[list[int]]:
     """While cleaning up, Ctrl-C and SIGTERM only say "please wait": every step is bounded,
-    and stopping half-way would leave faults behind."""
+    and stopping half-way would leave faults behind. The signals are remembered (the list
+    yielded holds them), so the run still ends as interrupted once cleanup is done."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         log.warning("still healing faults and tearing down; please wait")
 
     prev_int = signal.signal(signal.SIGINT, handler)
     prev_term = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGINT, prev_int)
         signal.signal(signal.SIGTERM, prev_term)

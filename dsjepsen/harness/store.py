@@ -14,6 +14,7 @@ reach through the directory, whatever their own mode.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import HarnessError
+from dsjepsen.files import FILE_MODE, write_whole
 
 TIMESTAMP = "%Y%m%dT%H%M%S"
 DIR_MODE = 0o750
-FILE_MODE = 0o640
+#: space held in each run directory until the run ends (RunDir.reserve_space)
+RESERVE_NAME = ".space-reserve"
+RESERVE_BYTES = 256 << 10
 
 
 def iso_now() -> str:
@@ -34,14 +38,8 @@ def iso_now() -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """A JSON file written whole (files.write_whole), FILE_MODE."""
+    write_whole(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", FILE_MODE)
 
 
 def _relink(link: Path, target: str) -> None:
@@ -82,12 +80,40 @@ class RunDir:
         d.mkdir(mode=DIR_MODE, exist_ok=True)
         return d
 
+    @property
+    def reserve_path(self) -> Path:
+        return self.path / RESERVE_NAME
+
+    def reserve_space(self) -> None:
+        """Hold RESERVE_BYTES of the store's disk for the end of the run: when the disk fills
+        up mid-run, releasing them leaves room to say so in results.json and test.json."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+
+    def release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reserve_path.unlink()
+
+    def _write_json(self, path: Path, data: Any) -> None:
+        """write_json; when the disk is full, once more after releasing the reserve."""
+        try:
+            write_json(path, data)
+        except HarnessError:
+            if not self.reserve_path.exists():
+                raise
+            self.release_reserve()
+            write_json(path, data)
+
     def update_test(self, **fields: Any) -> None:
         self.test.update(fields)
-        write_json(self.path / "test.json", self.test)
+        self._write_json(self.path / "test.json", self.test)
 
     def write_results(self, results: dict[str, Any]) -> None:
-        write_json(self.results_path, results)
+        self._write_json(self.results_path, results)
 
 
 def create_run_dir(store: str | os.PathLike[str], test_name: str) -> RunDir:
@@ -112,4 +138,6 @@ def create_run_dir(store: str | os.PathLike[str], test_name: str) -> RunDir:
         raise HarnessError(f"cannot create a run directory in store {root}: {e}") from e
     _relink(base / "latest", path.name)
     _relink(root / "latest", f"{test_name}/{path.name}")
-    return RunDir(path)
+    run_dir = RunDir(path)
+    run_dir.reserve_space()
+    return run_dir

@@ -14,6 +14,7 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from dsjepsen.faults import START, read_op
 from dsjepsen.harness.interpreter import describe
 from dsjepsen.history import NEMESIS, Op
 
@@ -103,7 +104,7 @@ class NemesisWorker(threading.Thread):
     def perform(self, f: str, value: Any) -> Op:
         ctx = self.ctx
         with self._lock:
-            self._pending_stop = f.startswith("start")
+            self._pending_stop = read_op(f, value).phase == START
             ctx.healed = False
 
             def invoke(op: Op) -> Op:
@@ -111,9 +112,10 @@ class NemesisWorker(threading.Thread):
 
             comp = ctx.interpreter.perform(f, value, invoke, process=NEMESIS)
             out = comp.value if isinstance(comp.value, dict) else {}
-            if f.startswith("start") and comp.type != "fail":
-                self.active = out.get("fault") or f.removeprefix("start-")
-            elif not f.startswith("start"):
+            fop = read_op(f, out or value)
+            if fop.phase == START and comp.type != "fail":
+                self.active = fop.fault
+            elif fop.phase != START:
                 self.active = None
             level = logging.WARNING if comp.type == "info" and comp.error else logging.INFO
             log.log(level, "nemesis %s %s: %s", f, comp.type, out.get("description") or comp.error)

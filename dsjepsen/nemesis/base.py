@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.faults import FaultLook
+
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
@@ -74,6 +76,9 @@ class FaultPackage(ABC):
     heal_order: ClassVar[int] = 50
     #: options of `dsjepsen test` this package takes
     options: ClassVar[tuple[Option, ...]] = ()
+    #: how reports draw and explain this family (None: its family name, the default colour,
+    #: no hypothesis of its own); recorded in each run's test.json (faults.FaultLook)
+    look: ClassVar[FaultLook | None] = None
 
     @abstractmethod
     def nemesis(

@@ -17,11 +17,12 @@ from __future__ import annotations
 import inspect
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen import plugins
 from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import fault_name, not_done
 
@@ -140,6 +141,28 @@ def _split(names: str | Sequence[str]) -> list[str]:
     return [part.strip() for item in items for part in str(item).split(",")]
 
 
+def resolve(names: str | Sequence[str] | Mapping[str, FaultPackage]) -> dict[str, FaultPackage]:
+    """{fault name: its package}, in order: the one validation of `--nemesis` (check_names'
+    rules and errors). A mapping already resolved is returned as it is, so the schedule and
+    the nemesis can take what the config resolved without validating it again."""
+    if isinstance(names, Mapping):
+        return dict(names)
+    catalog = _catalog().by_fault
+    return {name: catalog[name] for name in check_names(names)}
+
+
+def fault_looks(packages: Iterable[FaultPackage] | None = None) -> dict[str, dict[str, Any]]:
+    """{family: look as a dict} of these packages (default: every installed one), as a
+    run's test.json records them for its report (faults.FaultLook)."""
+    chosen = list(_catalog().by_fault.values()) if packages is None else list(packages)
+    out: dict[str, dict[str, Any]] = {}
+    for package in chosen:
+        look = getattr(package, "look", None)
+        if isinstance(look, FaultLook) and package.family not in out:
+            out[package.family] = look.to_dict()
+    return out
+
+
 def check_names(names: str | Sequence[str]) -> list[str]:
     """The fault names asked for, in order, without "none" and without repeats.
 
@@ -225,7 +248,7 @@ class CompositeNemesis(Nemesis):
 
 
 def build_nemesis(
-    names: str | Sequence[str],
+    names: str | Sequence[str] | Mapping[str, FaultPackage],
     target: Target,
     rng: random.Random,
     options: Mapping[str, Any] | None = None,
@@ -240,17 +263,15 @@ def build_nemesis(
     with `cluster`, on what the nodes answer (`node_facts`); without, as if the nodes were on
     this machine's kernel.
     """
-    catalog = fault_catalog()
-    wanted = check_names(names)
+    wanted = resolve(names)
     nodes = node_facts(cluster) if cluster is not None and wanted else ON_THIS_KERNEL
-    for name in wanted:
-        why = unsupported(catalog[name], name, target, nodes)
+    for name, package in wanted.items():
+        why = unsupported(package, name, target, nodes)
         if why:
             raise ConfigError(f"--nemesis {name}: {why}")
     members: dict[str, Nemesis] = {}
     order: dict[str, int] = {}
-    for name in wanted:
-        package = catalog[name]
+    for name, package in wanted.items():
         member_rng = random.Random(rng.getrandbits(64))
         member = package.nemesis(name, target, member_rng, _package_options(package, options))
         start_f, stop_f = package.start_op(name)[0], package.stop_op(name)[0]

@@ -48,6 +48,7 @@ from dsjepsen.cluster.faketime import (
     shares_controller_kernel,
 )
 from dsjepsen.errors import HarnessError
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
 
@@ -445,6 +446,19 @@ class ClockFaults(FaultPackage):
     restart anything, so a restarted process starts at true time."""
 
     family: ClassVar[str] = "clock"
+    look: ClassVar[FaultLook] = FaultLook(
+        label="clock",
+        colour="#b7791f",
+        title="The answering node's clock was moved: {node}",
+        on_node="its clock was off by {detail} s (\u201c{fault}\u201d) during the op",
+        detail_field="clock_offsets",
+        suggests=(
+            "Something on this node trusted its wall clock: a lease or a timeout computed from "
+            "it let the node act as if it still held a lease, or ordered events by time stamps "
+            "from clocks that disagree."
+        ),
+        rank=25,
+    )
     heal_order: ClassVar[int] = 15
     faults: ClassVar[dict[str, str]] = {
         "clock-bump": "jump the clocks of a random non-empty subset of nodes by ±10 ms..288 s "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 
+from dsjepsen.faults import components  # the sides of a grudge: one definition
+
 Grudge = dict[str, list[str]]
 
 
@@ -139,15 +141,6 @@ def is_symmetric(grudge: Mapping[str, Iterable[str]]) -> bool:
             if a not in set(grudge.get(b, ())):
                 return False
     return True
-
-
-def components(grudge: Mapping[str, Iterable[str]], nodes: Sequence[str]) -> list[list[str]]:
-    """Groups of nodes that see exactly the same set, in node order (for descriptions)."""
-    seen = visible(grudge, nodes)
-    groups: dict[frozenset[str], list[str]] = {}
-    for n in nodes:
-        groups.setdefault(frozenset(seen[n]), []).append(n)
-    return list(groups.values())
 
 
 def describe(grudge: Mapping[str, Iterable[str]], nodes: Sequence[str]) -> str:

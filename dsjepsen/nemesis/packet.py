@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.cluster.control.base import RemoteError
 from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
 from dsjepsen.options import Option
@@ -631,6 +632,19 @@ class PacketFaults(FaultPackage):
     """Packet faults between nodes; they heal with the network, first."""
 
     family: ClassVar[str] = "packet"
+    look: ClassVar[FaultLook] = FaultLook(
+        label="packet",
+        colour="#7b3fa0",
+        title="Messages to and from the answering node were being lost, delayed or "
+        "reordered: {node}",
+        on_node="\u201c{fault}\u201d acted on its traffic during the op",
+        suggests=(
+            "A message lost or delayed between nodes was taken as an answer, or its retry "
+            "was applied twice: acknowledgements that assume a reliable, ordered network "
+            "break when packets are lost, duplicated or reordered."
+        ),
+        rank=40,
+    )
     heal_order: ClassVar[int] = 12
     faults: ClassVar[dict[str, str]] = {
         "packet-delay": "delay packets between nodes (netem: 50 ms ± 10 ms, 25 %, normal)",
@@ -641,16 +655,19 @@ class PacketFaults(FaultPackage):
         "packet-rate": "limit the rate between nodes to 1 mbit (netem, or tbf)",
     }
     options: ClassVar[tuple[Option, ...]] = (
-        Option("packet-delay", "float", 50.0, "packet-delay / -reorder: delay, ms", minimum=0),
-        Option("packet-jitter", "float", 10.0, "packet-delay: jitter, ms", minimum=0),
+        Option("packet-delay", "float", 50.0, "packet-delay / -reorder: delay, ms", minimum=0,
+               maximum=60_000),
+        Option("packet-jitter", "float", 10.0, "packet-delay: jitter, ms", minimum=0,
+               maximum=60_000),
         Option("packet-delay-correlation", "float", 25.0, "packet-delay: correlation, percent",
-               minimum=0),  # fmt: skip
+               minimum=0, maximum=100),  # fmt: skip
         Option("packet-distribution", "str", "normal", "packet-delay: netem distribution"),
         Option("packet-percent", "float", 20.0,
                "packet-loss / -duplicate / -reorder / -corrupt: share of packets, percent", minimum=0,
-               check=_check_percent),
+               maximum=100, check=_check_percent),
         Option("packet-correlation", "float", 75.0,
-               "correlation of loss / duplicate / reorder / corrupt, percent", minimum=0),
+               "correlation of loss / duplicate / reorder / corrupt, percent", minimum=0,
+               maximum=100),
         Option("packet-rate", "str", "1mbit", "packet-rate: the rate limit (tc syntax)",
                check=_check_rate),
     )  # fmt: skip

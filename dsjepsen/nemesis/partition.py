@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis import grudge as g
 from dsjepsen.nemesis import netfilter
 from dsjepsen.nemesis.base import FaultPackage, Nemesis
@@ -132,6 +133,18 @@ class PartitionFaults(FaultPackage):
     """
 
     family: ClassVar[str] = "partition"
+    look: ClassVar[FaultLook] = FaultLook(
+        label="partition",
+        colour="#c9372c",
+        partition=True,
+        suggests=(
+            "The node answered from its local state without confirming it still belonged to "
+            "a quorum: reads that bypass consensus (no read index, no leader lease check, or "
+            "serving from a follower) return values that a newer majority has already "
+            "overwritten."
+        ),
+        rank=10,
+    )
     heal_order: ClassVar[int] = 10
     faults: ClassVar[dict[str, str]] = {
         "partition-majority": "cut a random minority of nodes off from the majority (iptables)",

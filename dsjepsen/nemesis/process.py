@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.errors import HarnessError
+from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import FaultPackage, Nemesis
 from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
 
@@ -274,6 +275,18 @@ class KillFaults(_ProcessFaults):
 
     family: ClassVar[str] = "kill"
     heal_order: ClassVar[int] = 30
+    look: ClassVar[FaultLook] = FaultLook(
+        label="kill",
+        colour="#5a5a5a",
+        title="The answering node was killed around the op: {node}",
+        on_node="\u201c{fault}\u201d killed it around the op",
+        suggests=(
+            "State acknowledged before the crash may have been lost on restart (writes "
+            "acknowledged before being made durable), or the restarted node served reads "
+            "before catching up with the log."
+        ),
+        rank=30,
+    )
     faults: ClassVar[dict[str, str]] = {
         "kill": "SIGKILL the system on one random node; restart it on stop",
         "kill-leader": "SIGKILL the system on the current leader; restart it on stop",
@@ -290,6 +303,18 @@ class PauseFaults(_ProcessFaults):
 
     family: ClassVar[str] = "pause"
     heal_order: ClassVar[int] = 20
+    look: ClassVar[FaultLook] = FaultLook(
+        label="pause",
+        colour="#2557a7",
+        title="A paused node answered: {node}",
+        on_node="it was paused by \u201c{fault}\u201d during the op",
+        suggests=(
+            "A leader that resumes after a pause may still believe it leads (lease or timing "
+            "assumptions) and serve stale or conflicting results until it learns of the new "
+            "term."
+        ),
+        rank=20,
+    )
     faults: ClassVar[dict[str, str]] = {
         "pause": "SIGSTOP the system on one random node; SIGCONT it on stop",
         "pause-leader": "SIGSTOP the system on the current leader; SIGCONT it on stop",

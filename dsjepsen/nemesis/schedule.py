@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsjepsen.errors import ConfigError
-from dsjepsen.nemesis.catalog import check_names, fault_catalog
+from dsjepsen.nemesis.base import FaultPackage
+from dsjepsen.nemesis.catalog import resolve
 
 MODES = ("classic", "combined")
 
@@ -47,7 +48,10 @@ def required_time(count: int, interval: float, mode: str = "classic") -> float:
 
 
 def check_fits(
-    names: str | Sequence[str], interval: float, time_limit: float, mode: str = "classic"
+    names: str | Sequence[str] | Mapping[str, FaultPackage],
+    interval: float,
+    time_limit: float,
+    mode: str = "classic",
 ) -> None:
     """ConfigError (one line) when the run is too short for every fault in `names` to run
     once for a full window; the message names the --time-limit and the --nemesis-interval
@@ -56,7 +60,7 @@ def check_fits(
     """
     if mode not in MODES:
         raise ConfigError(f"--nemesis-mode: one of {', '.join(MODES)}, got {mode!r}")
-    count = len(check_names(names))
+    count = len(resolve(names))
     if count == 0:
         return
     if mode == "combined":
@@ -92,16 +96,15 @@ class FaultSchedule:
 
     def __init__(
         self,
-        names: str | Sequence[str],
+        names: str | Sequence[str] | Mapping[str, FaultPackage],
         interval: float,
         rng: random.Random,
         mode: str = "classic",
     ):
         if mode not in MODES:
             raise ConfigError(f"--nemesis-mode: one of {', '.join(MODES)}, got {mode!r}")
-        self.names = check_names(names)
-        catalog = fault_catalog()
-        self.packages = {name: catalog[name] for name in self.names}
+        self.packages = resolve(names)
+        self.names = list(self.packages)
         self.interval = float(interval)
         self.rng = rng
         self.mode = mode

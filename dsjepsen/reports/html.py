@@ -33,13 +33,15 @@ from markupsafe import Markup
 from dsjepsen import __version__
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import SCOPES
+from dsjepsen.files import FILE_MODE, write_whole
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
-from dsjepsen.reports import clock, crdt, plots, rca, stats, timeline
+from dsjepsen.reports import clock, crdt, cycle, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
 from dsjepsen.reports import maelstrom as maelstrom_mod
 from dsjepsen.reports import messages as messages_mod
 from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
+from dsjepsen.reports.svg import paint
 from dsjepsen.reports.timeline import short
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -51,9 +53,6 @@ REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-a
 #: anomalies after the first get their diagram inside their (closed) table row; past this
 #: many the row shows the linearization table only (the page stays fast to render and open)
 MAX_DIAGRAMS = 60
-#: a file written by dsjepsen into a run directory: owner and group only (run data can hold
-#: what the system under test logged, which is not for every user of the machine)
-FILE_MODE = 0o640
 
 
 @dataclass
@@ -192,6 +191,9 @@ def checked_for(results: Mapping[str, Any] | None) -> str | None:
         details = result.get("details") if isinstance(result, Mapping) else None
         if not isinstance(details, Mapping):
             continue
+        models = details.get("consistency_models")
+        if isinstance(models, list) and models:  # a transactional checker (Elle's models)
+            return f"Checked for {', '.join(str(m) for m in models)} ({name}, Elle's anomalies)."
         # runs recorded before the linearizable checker named its consistency
         consistency = details.get("consistency") or (
             "linearizable" if name == "linearizable" else None
@@ -309,10 +311,10 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     (`-o`, `check --report`) gets the user's usual permissions."""
     anomalies = anomaly_mod.link_ops(run, anomaly_mod.collect(run.results))
     first = anomalies[0] if anomalies else None
-    if first is not None:
-        first.diagram = Markup(anomaly_mod.diagram(run, first))
-    for a in anomalies[1:MAX_DIAGRAMS]:
-        a.diagram = Markup(anomaly_mod.diagram(run, a))
+    for a in anomalies[:MAX_DIAGRAMS]:
+        # a transactional cycle is drawn as its cycle, anything else as its linearization
+        drawn = cycle.cycle_diagram(a.raw, a.n) or anomaly_mod.diagram(run, a)
+        a.diagram = Markup(drawn)
     anchors = {a.anchor for a in anomalies if a.anchor is not None}
     df = stats.ops_frame(run)
     counts = {
@@ -382,12 +384,18 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "anomalies": anomalies,
         "first": first,
         "first_caption": anomaly_mod.caption(first) if first is not None else "",
+        "cycle_caption": cycle.CAPTION,
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "logs": log_section,
         "has_logs": has_logs,
         "files": _files(run),
         "faults": run.faults,
+        # one swatch per fault family on the page, in its package's colour
+        "fault_legend": [
+            (run.looks(f).label, Markup(paint(run.looks(f).colour)))
+            for f in dict.fromkeys(w.family for w in run.faults if not w.failed)
+        ],
         "events": run.events,
         "crdt": crdt_view,
         "maelstrom": maelstrom_view,
@@ -406,19 +414,15 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "start_wall": run.start_wall.isoformat() if run.start_wall else None,
     }
     page = _env().get_template("report.html.j2").render(**ctx)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    os.replace(tmp, out_path)
-    return out_path
+    return write_whole(Path(out_path), page, mode)
 
 
-def render_run_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write RUN_DIR/report.html from whatever the run left behind; returns its path."""
-    run = load_run_dir(run_dir)
+def render_run_report(
+    run_dir: str | os.PathLike[str], looks: Mapping[str, Any] | None = None
+) -> Path:
+    """Write RUN_DIR/report.html from whatever the run left behind; returns its path.
+    `looks` draw fault families the run's test.json does not describe (see load_run_dir)."""
+    run = load_run_dir(run_dir, looks)
     return render(run, Path(run_dir) / "report.html", mode=FILE_MODE)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from dsjepsen.history import NEMESIS
 from dsjepsen.reports.plots import WIDTH
 from dsjepsen.reports.rundata import NS, RunData
-from dsjepsen.reports.svg import esc, nice_ticks
+from dsjepsen.reports.svg import esc, nice_ticks, paint
 
 #: seconds either side of the moment the diagram is centred on
 AROUND_S = 1.0
@@ -307,7 +307,8 @@ def _svg(
             continue
         y0, y1 = y(s), y(e)
         parts.append(
-            f'<rect class="fault fault-{esc(re.sub(r"[^a-z0-9-]", "", w.family))}" '
+            f'<rect class="fault fault-{esc(re.sub(r"[^a-z0-9-]", "", w.family))}"'
+            f"{paint(run.looks(w.family).colour)} "
             f'data-fault="{w.id + 1}" x="{left}" y="{y0:.1f}" width="{pw}" '
             f'height="{max(y1 - y0, 1.5):.1f}"><title>{esc(w.family)}: {esc(w.description)}'
             f"</title></rect>"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from dsjepsen.reports.rundata import NS, RunData
 from dsjepsen.reports.stats import OUTCOMES
-from dsjepsen.reports.svg import Frame, esc
+from dsjepsen.reports.svg import Frame, esc, paint
 
 #: the plots' drawing width; the page scales them to the column (at most 1,000 px, CSS), so
 #: at an 800 px window they shrink by about 0.8 and their 14 px text stays above 11 px
@@ -56,8 +56,9 @@ def fault_shading(run: RunData, fr: Frame, scale: float, final_t: int | None = N
         x1 = max(x1, x0 + 1.5)
         tip = f"{w.family}: {w.description}"
         out.append(
-            f'<rect class="fault fault-{esc(_cls(w.family))}" x="{x0:.1f}" y="{fr.top}" '
-            f'width="{x1 - x0:.1f}" height="{fr.ph:.1f}"><title>{esc(tip)}</title></rect>'
+            f'<rect class="fault fault-{esc(_cls(w.family))}"{paint(run.looks(w.family).colour)} '
+            f'x="{x0:.1f}" y="{fr.top}" width="{x1 - x0:.1f}" height="{fr.ph:.1f}">'
+            f"<title>{esc(tip)}</title></rect>"
         )
         label = f"#{w.id + 1} {w.family}"
         if x1 - x0 > 30:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsjepsen.faults import FaultLook, FaultWindow, sides
 from dsjepsen.history import Operation
 from dsjepsen.reports.anomaly import Anomaly, op_text
-from dsjepsen.reports.rundata import NS, FaultWindow, RunData
+from dsjepsen.reports.rundata import NS, RunData
 from dsjepsen.reports.timeline import short
 
 MAX_EVIDENCE = 3
@@ -95,34 +96,8 @@ class Rca:
 
 
 def components(nodes: list[str], value: Any) -> list[list[str]] | None:
-    """The sides of a partition, from its completion value (grudge or explicit sides)."""
-    if not isinstance(value, dict):
-        return None
-    for k in ("components", "sides", "halves", "partitions"):
-        v = value.get(k)
-        if isinstance(v, list) and v and all(isinstance(s, list) for s in v):
-            return [[str(n) for n in s] for s in v]
-    grudge = value.get("grudge")
-    if not isinstance(grudge, dict):
-        return None
-    cut: dict[str, set[str]] = {str(k): {str(n) for n in v} for k, v in grudge.items()}
-    names = sorted(set(nodes) | set(cut) | {n for v in cut.values() for n in v})
-    seen: set[str] = set()
-    comps: list[list[str]] = []
-    for start in names:
-        if start in seen:
-            continue
-        comp, stack = [], [start]
-        seen.add(start)
-        while stack:
-            a = stack.pop()
-            comp.append(a)
-            for b in names:
-                if b not in seen and b not in cut.get(a, ()) and a not in cut.get(b, ()):
-                    seen.add(b)
-                    stack.append(b)
-        comps.append(sorted(comp))
-    return comps
+    """The sides of a partition, from its completion value (faults.sides)."""
+    return sides(value, nodes)
 
 
 #: signal names (with or without SIG) -> what a fault that sent it did to its nodes
@@ -130,20 +105,56 @@ SIGNAL_KINDS = {"STOP": "pause", "KILL": "kill"}
 
 
 def fault_kind(nodes: list[str], value: Any) -> str | None:
-    """What a fault record says was done: "partition" (it has a grudge or sides), "pause"
-    (it sent SIGSTOP to its nodes), "kill" (SIGKILL), or None (nothing this analysis knows).
-
-    Read from the record alone, so a new fault family needs no change here as long as it
-    records what it did in these terms.
-    """
+    """What a fault record alone says was done: "partition" (it has a grudge or sides),
+    "pause" (it sent SIGSTOP to its nodes), "kill" (SIGKILL), or None. Used for a family
+    whose package declared no look (an older run, an imported history): such records still
+    get the analysis of the built-in families."""
     if not isinstance(value, dict):
         return None
-    if components(nodes, value) is not None:
+    if sides(value, nodes) is not None:
         return "partition"
     signal = value.get("signal")
     if isinstance(signal, str):
         return SIGNAL_KINDS.get(signal.strip().upper().removeprefix("SIG"))
     return None
+
+
+#: what a record-only kind means when no package described the family (see fault_kind)
+_RECORD_LOOKS = {
+    "partition": FaultLook(label="partition", partition=True, rank=10),
+    "pause": FaultLook(
+        label="pause",
+        title="A paused node answered: {node}",
+        on_node="it was paused by \u201c{fault}\u201d during the op",
+        suggests=(
+            "A leader that resumes after a pause may still believe it leads (lease or timing "
+            "assumptions) and serve stale or conflicting results until it learns of the new "
+            "term."
+        ),
+        rank=20,
+    ),
+    "kill": FaultLook(
+        label="kill",
+        title="The answering node was killed around the op: {node}",
+        on_node="\u201c{fault}\u201d killed it around the op",
+        suggests=(
+            "State acknowledged before the crash may have been lost on restart (writes "
+            "acknowledged before being made durable), or the restarted node served reads "
+            "before catching up with the log."
+        ),
+        rank=30,
+    ),
+}
+
+
+def look_of(run: RunData, w: FaultWindow) -> FaultLook:
+    """How the RCA reads window `w`: its family's look, or, when no package described the
+    family, what its record says (a grudge is a partition, SIGSTOP a pause, SIGKILL a kill)."""
+    look = run.looks.by_family.get(w.family)
+    if look is not None:
+        return look
+    kind = fault_kind(run.nodes, w.value)
+    return _RECORD_LOOKS.get(kind or "", run.looks(w.family))
 
 
 def _op_node(o: Operation) -> str | None:
@@ -177,8 +188,9 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     ]
     if not bad_ops:
         bad_ops = [(a, o) for a, o in zip(anomalies, anomalous, strict=False)]
-    paused: dict[str, list[str]] = {}
-    killed: dict[str, list[str]] = {}
+    # per (family, node): the evidence that a fault acting on the answering node explains it
+    on_node: dict[tuple[str, str], list[str]] = {}
+    looks: dict[str, FaultLook] = {}
     quiet: list[str] = []
     for _a, o in bad_ops:
         node = _op_node(o)
@@ -196,10 +208,10 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
             else:
                 quiet.append(f"op {o.id} ({op_text(_d(o))}) ran before any fault was injected")
         for w in active:
-            kind = fault_kind(nodes, w.value)
-            if kind == "partition":
-                comps = components(nodes, w.value)
-                if node and comps:
+            look = look_of(run, w)
+            comps = sides(w.value, nodes)  # any record with sides or a grudge is a partition
+            if comps is not None:
+                if node:
                     side = next((c for c in comps if node in c), [node])
                     if len(side) < majority:
                         minority_hits.append(
@@ -208,37 +220,17 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                             f"{{{', '.join(side)}}} of the partition \u201c{w.description}\u201d "
                             f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                         )
-            elif kind == "pause" and node and node in w.nodes:
-                paused.setdefault(node, []).append(
-                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}, which was "
-                    f"paused by \u201c{w.description}\u201d during the op"
+            elif node and node in w.nodes and look.title and look.on_node:
+                detail = look.detail(w.value, node)
+                said = look.on_node.format(fault=w.description, detail=detail or "?")
+                on_node.setdefault((w.family, node), []).append(
+                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}: {said} "
+                    f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                 )
-            elif kind == "kill" and node and node in w.nodes:
-                killed.setdefault(node, []).append(
-                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}; "
-                    f"\u201c{w.description}\u201d was active from {run.fmt_t(w.start)} "
-                    f"to {run.fmt_t(w.end)}"
-                )
-    for node, ev in paused.items():
-        out.append(
-            Hypothesis(
-                f"A paused node answered: {node}",
-                ev,
-                "A leader that resumes after a pause may still believe it leads "
-                "(lease or timing assumptions) and serve stale or conflicting "
-                "results until it learns of the new term.",
-            )
-        )
-    for node, ev in killed.items():
-        out.append(
-            Hypothesis(
-                f"The answering node was killed around the op: {node}",
-                ev,
-                "State acknowledged before the crash may have been lost on restart "
-                "(writes acknowledged before being made durable), or the restarted "
-                "node served reads before catching up with the log.",
-            )
-        )
+                looks[w.family] = look
+    for (family, node), ev in sorted(on_node.items(), key=lambda kv: looks[kv[0][0]].rank):
+        look = looks[family]
+        out.append(Hypothesis(look.title.format(node=node), ev, look.suggests or ""))  # type: ignore[union-attr]
     if minority_hits:
         out.insert(
             0,

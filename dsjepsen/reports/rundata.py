@@ -10,58 +10,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import DsjError
+from dsjepsen.faults import FaultLooks, FaultWindow, NemesisEvent, windows
 from dsjepsen.history import (
     NEMESIS,
     History,
     Op,
     Operation,
     make_operation,
-    pair_operations,
     read_jsonl,
 )
 
 NS = 1_000_000_000
-
-
-@dataclass
-class FaultWindow:
-    """One fault from its start invocation to its stop completion (or the end of the run).
-
-    The window is deliberately the widest interval in which the fault may have been in
-    effect: ops inside it are the ones a fault could explain.
-    """
-
-    id: int
-    family: str  # "partition", "kill", "pause", ... (f without start-/stop-)
-    start: int  # ns since test start
-    end: int
-    start_index: int
-    end_index: int | None  # None: never stopped in the history
-    description: str
-    nodes: list[str]
-    value: Any  # the start completion's value (grudge etc.)
-    stop_description: str | None = None
-    failed: bool = False  # the start op ended `fail`: the fault was not applied
-
-    @property
-    def healed(self) -> bool:
-        return self.end_index is not None
-
-
-@dataclass
-class NemesisEvent:
-    """A nemesis op that is not a start/stop pair (e.g. a one-shot kill): a point in time."""
-
-    time: int
-    index: int
-    f: str
-    description: str
 
 
 @dataclass
@@ -77,6 +43,8 @@ class RunData:
     warnings: list[str] = field(default_factory=list)
     faults: list[FaultWindow] = field(default_factory=list)
     events: list[NemesisEvent] = field(default_factory=list)
+    #: how each fault family is drawn and explained (test.json's, else the installed packages')
+    looks: FaultLooks = field(default_factory=FaultLooks)
     logical_time: bool = False  # imported history without clocks: time is the position
     interrupted: bool = False
 
@@ -165,63 +133,9 @@ def lenient_operations(ops: list[Op]) -> list[Operation]:
     return out
 
 
-def _family(f: str) -> tuple[str | None, str]:
-    for prefix, kind in (("start-", "start"), ("stop-", "stop")):
-        if f.startswith(prefix):
-            return kind, f[len(prefix) :]
-    return None, f
-
-
-def describe_value(f: str, value: Any) -> str:
-    if isinstance(value, dict) and isinstance(value.get("description"), str):
-        return value["description"]
-    if value is None:
-        return f
-    return f"{f} {json.dumps(value, default=str)[:200]}"
-
-
 def fault_windows(ops: list[Op]) -> tuple[list[FaultWindow], list[NemesisEvent]]:
-    """Turn nemesis start/stop ops into windows; everything else into point events."""
-    nem = pair_operations([op for op in ops if op.process == NEMESIS], include_nemesis=True)
-    # Nemesis completions without invocations (Jepsen logs) become events.
-    invoked = {o.complete.index for o in nem if o.complete is not None}
-    windows: list[FaultWindow] = []
-    events: list[NemesisEvent] = []
-    open_by_family: dict[str, list[FaultWindow]] = {}
-    end_t = ops[-1].time if ops else 0
-    for o in nem:
-        kind, fam = _family(o.f)
-        comp = o.complete
-        value = comp.value if comp is not None else o.value
-        desc = describe_value(o.f, value)
-        if kind == "start":
-            nodes = value.get("nodes", []) if isinstance(value, dict) else []
-            w = FaultWindow(
-                id=len(windows),
-                family=fam,
-                start=o.invoke.time,
-                end=end_t,
-                start_index=o.invoke.index,
-                end_index=None,
-                description=desc,
-                nodes=[str(n) for n in nodes] if isinstance(nodes, list) else [],
-                value=value,
-                failed=comp is not None and comp.type == "fail",
-            )
-            windows.append(w)
-            open_by_family.setdefault(fam, []).append(w)
-        elif kind == "stop" and open_by_family.get(fam):
-            w = open_by_family[fam].pop(0)
-            end_op = comp if comp is not None else o.invoke
-            w.end = end_op.time
-            w.end_index = end_op.index
-            w.stop_description = desc
-        else:
-            events.append(NemesisEvent(o.invoke.time, o.invoke.index, o.f, desc))
-    for op in ops:
-        if op.process == NEMESIS and op.type != "invoke" and op.index not in invoked:
-            events.append(NemesisEvent(op.time, op.index, op.f, describe_value(op.f, op.value)))
-    return windows, events
+    """The history's fault windows and other nemesis events (faults.windows: one rule)."""
+    return windows(ops)
 
 
 def _is_logical(ops: list[Op]) -> bool:
@@ -235,10 +149,15 @@ def build_run_data(
     run_dir: Path | None = None,
     title: str | None = None,
     warnings: list[str] | None = None,
+    looks: Mapping[str, Any] | None = None,
 ) -> RunData:
+    """`looks` ({family: look dict}, e.g. the installed fault packages') draw the families
+    the run's own test.json does not describe (runs recorded before it did)."""
     warnings = list(warnings or [])
     try:
-        operations = history.operations()
+        # completions without invocations (Elle's histories) are ops of their own here, as
+        # the transactional checkers read them: the op ids the checkers name are the page's
+        operations = history.operations(orphans=True)
     except DsjError as e:
         warnings.append(f"the history breaks Jepsen's process rules ({e}); ops paired leniently")
         operations = lenient_operations(history.ops)
@@ -259,14 +178,16 @@ def build_run_data(
         warnings=warnings,
         faults=faults,
         events=events,
+        looks=FaultLooks.from_records(test.get("fault_looks"), looks),
         logical_time=_is_logical(history.ops),
         interrupted=(results is None and run_dir is not None)
         or bool((results or {}).get("interrupted")),
     )
 
 
-def load_run_dir(run_dir: str | Path) -> RunData:
-    """Read a run directory; only a missing directory or history is an error."""
+def load_run_dir(run_dir: str | Path, looks: Mapping[str, Any] | None = None) -> RunData:
+    """Read a run directory; only a missing directory or history is an error. `looks` as
+    for build_run_data."""
     from dsjepsen.errors import InputError
 
     d = Path(run_dir)
@@ -283,7 +204,7 @@ def load_run_dir(run_dir: str | Path) -> RunData:
     else:
         warnings.append("history.jsonl is missing: the run recorded no ops")
         history = History([], str(hist_path))
-    return build_run_data(history, results, test, run_dir=d, warnings=warnings)
+    return build_run_data(history, results, test, run_dir=d, warnings=warnings, looks=looks)
 
 
 _TS_RE = re.compile(

@@ -36,6 +36,7 @@ import jinja2
 from markupsafe import Markup
 
 from dsjepsen import __version__
+from dsjepsen.faults import START, read_op
 
 TEMPLATES = Path(__file__).with_name("templates")
 RUN_NAME = re.compile(r"^\d{8}T\d{6}")
@@ -91,8 +92,7 @@ def _history_counts(path: Path) -> tuple[int, int, int]:
         for line in fh:
             if '"type":"invoke"' in line:
                 if '"process":"nemesis"' in line:
-                    if '"f":"start-' in line:
-                        faults += 1
+                    faults += _starts_a_fault(line)
                 else:
                     ops += 1
             if line.strip():
@@ -105,6 +105,15 @@ def _history_counts(path: Path) -> tuple[int, int, int]:
     with _cache_lock:
         _cache[key] = (ops, faults, t)
     return ops, faults, t
+
+
+def _starts_a_fault(line: str) -> bool:
+    """Whether a nemesis invocation's line starts a fault (faults.read_op's reading)."""
+    try:
+        op = json.loads(line)
+        return read_op(str(op.get("f", "")), op.get("value")).phase == START
+    except (ValueError, AttributeError):
+        return False
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 
 
 def esc(s: object) -> str:
     """Escape any value for SVG/HTML text and attribute positions."""
     return html.escape(str(s), quote=True)
+
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def paint(colour: str | None) -> str:
+    """SVG attributes that fill a fault's band with its family's colour (FaultLook.colour):
+    presentation attributes, which the report's content policy allows (style attributes it
+    does not). Nothing for a colour that is not `#rrggbb`: the stylesheet's default then."""
+    if not colour or not _COLOUR.match(colour):
+        return ""
+    return f' fill="{colour}" fill-opacity="0.12" stroke="{colour}" stroke-opacity="0.5"'
 
 
 def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:

@@ -61,6 +61,7 @@ def timeline_data(run: RunData, anomaly_ops: set[int]) -> dict[str, Any]:
         {
             "id": w.id,
             "family": w.family,
+            "c": run.looks(w.family).colour,
             "s": round(w.start / scale, 3),
             "e": round(w.end / scale, 3),
             "d": w.description,

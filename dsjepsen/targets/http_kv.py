@@ -183,7 +183,14 @@ class HttpKvTarget(HttpServerTarget):
             keyword="server_cmd",
         ),
         Option(
-            "server-port", "int", DEFAULT_PORT, "your server's port", metavar="PORT", keyword="port"
+            "server-port",
+            "int",
+            DEFAULT_PORT,
+            "your server's port",
+            minimum=1,
+            maximum=65535,
+            metavar="PORT",
+            keyword="port",
         ),
     )
     version = "user"

@@ -16,12 +16,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.options import Option
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dsjepsen.checkers.base import Checker
     from dsjepsen.history import Op
-    from dsjepsen.options import Option
+
+
+#: keys a workload keeps in use at once, at most: each has its generator state, and far past
+#: this a run is a typo or an attack (a billion keys once grew past 3 GB before any op)
+MAX_KEYS = 100_000
+#: the `--keys` option every keyed workload declares (one declaration, one meaning)
+KEYS = Option("keys", "int", 5, "keys in use at once", minimum=1, maximum=MAX_KEYS, metavar="N")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from dsjepsen.checkers.convergence import ConvergenceChecker
 from dsjepsen.checkers.counter import CounterChecker
-from dsjepsen.options import Option
-from dsjepsen.workloads.base import OpSpec, Workload
+from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 from dsjepsen.workloads.gset import CONVERGENCE_TIMEOUT
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ class _CounterWorkload(Workload):
     required_ok = {INCREMENT: 5, READ_COUNTER: 5}
     converges = True
     options = (
-        Option("keys", "int", 5, "keys in use at once", minimum=1, metavar="N"),
+        KEYS,
         CONVERGENCE_TIMEOUT,
     )
     #: the deltas drawn (uniformly)

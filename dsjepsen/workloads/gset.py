@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from dsjepsen.checkers.convergence import ConvergenceChecker
 from dsjepsen.checkers.set_full import SetFullChecker
 from dsjepsen.options import Option
-from dsjepsen.workloads.base import OpSpec, Workload
+from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
 if TYPE_CHECKING:
     from dsjepsen.checkers.base import Checker
@@ -38,6 +38,7 @@ CONVERGENCE_TIMEOUT = Option(
     "after healing, repeat the final reads through every node until they agree, at most this "
     "many seconds",
     minimum=0.0,
+    maximum=3600.0,
     metavar="SECONDS",
 )
 
@@ -58,13 +59,14 @@ class GSetWorkload(Workload):
     required_ok = {ADD: 5, READ_SET: 5}
     converges = True
     options = (
-        Option("keys", "int", 5, "keys in use at once", minimum=1, metavar="N"),
+        KEYS,
         Option(
             "adds-per-key",
             "int",
             100,
             "g-set: adds to a set before it is retired for a fresh one",
             minimum=1,
+            maximum=1_000_000_000,
             metavar="N",
         ),
         CONVERGENCE_TIMEOUT,

@@ -25,11 +25,12 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dsjepsen.checkers.kafka import KafkaChecker, max_offsets
 from dsjepsen.options import Option
-from dsjepsen.workloads.base import OpSpec, Workload
+from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
 if TYPE_CHECKING:
     from dsjepsen.checkers.base import Checker
@@ -53,7 +54,7 @@ class KafkaWorkload(Workload):
     needs = frozenset({SEND, POLL, ASSIGN, CRASH})
     required_ok = {SEND: 1, POLL: 1}
     options = (
-        Option("keys", "int", 10, "keys in use at once", minimum=1, metavar="N"),
+        replace(KEYS, default=10),  # Maelstrom's generator keeps 10 keys in use
         Option(
             "max-writes-per-key",
             "int",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsjepsen import plugins
 from dsjepsen.options import Option
-from dsjepsen.workloads.base import OpSpec, Workload
+from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
 if TYPE_CHECKING:
     from dsjepsen.checkers.base import Checker
@@ -46,7 +46,7 @@ class RegisterWorkload(Workload):
     model = MODEL
     required_ok = {"read": 5, "write": 5}
     options = (
-        Option("keys", "int", 5, "keys in use at once", minimum=1, metavar="N"),
+        KEYS,
         Option(
             "consistency",
             "str",
@@ -62,6 +62,7 @@ class RegisterWorkload(Workload):
             60,
             "ops on a key before it is retired for a fresh one",
             minimum=1,
+            maximum=1_000_000_000,
             metavar="N",
         ),
     )

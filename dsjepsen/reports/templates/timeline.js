@@ -177,6 +177,10 @@
       var room = Math.min(x1, nextW ? Math.max(X(nextW.s), LABEL_W) : x1) - x0;
       var r = el("rect", { "class": "tl-fault fam-" + w.family.replace(/[^A-Za-z0-9-]/g, "_"), x: x0, y: AXIS_H, width: Math.max(x1 - x0, 2), height: H - AXIS_H }, fg);
       r.setAttribute("data-fault", String(w.id));
+      if (/^#[0-9a-fA-F]{6}$/.test(w.c || "")) {  // the family's colour (its package's look)
+        r.setAttribute("fill", w.c); r.setAttribute("fill-opacity", "0.12");
+        r.setAttribute("stroke", w.c); r.setAttribute("stroke-opacity", "0.5");
+      }
       el("title", {}, r, w.family + ": " + w.d + " (" + fmtT(w.s) + " to " + fmtT(w.e) + (w.healed ? "" : ", never healed in the history") + ")");
       var chars = Math.floor((room - 6) / 6.2);
       if (chars >= 4 && x0 > labelEnd) {

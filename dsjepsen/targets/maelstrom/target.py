@@ -40,7 +40,8 @@ from dsjepsen.cluster.daemon import (
     stop_daemon,
 )
 from dsjepsen.cluster.localnet import MIB, NodeCost
-from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.errors import ConfigError, DsjError, HarnessError
+from dsjepsen.faults import windows
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.maelstrom.client import SPEAKS, ClientIds, MaelstromClient
@@ -128,6 +129,7 @@ class MaelstromTarget(Target):
             0.0,
             "maelstrom: mean delay (ms) the relays add to every node-to-node message",
             minimum=0.0,
+            maximum=60_000.0,
             metavar="MS",
             keyword="latency",
         ),
@@ -152,6 +154,7 @@ class MaelstromTarget(Target):
             DEFAULT_PORT,
             "maelstrom: UDP / TCP port of the relays",
             minimum=1,
+            maximum=65535,
             metavar="N",
             keyword="port",
         ),  # fmt: skip
@@ -169,6 +172,7 @@ class MaelstromTarget(Target):
             2.0,
             "maelstrom: seconds a client waits for a reply",
             minimum=0.05,
+            maximum=3600.0,
             metavar="SECONDS",
         ),  # fmt: skip
     )
@@ -511,25 +515,13 @@ class MaelstromTarget(Target):
 
 
 def fault_windows_wall(history: History, run_dir: Path) -> list[tuple[float, float]]:
-    """Wall-clock (start, end) of every fault of the history: from a `start-*` nemesis
-    invocation to the completion of the next `stop-*` of the same fault (or the end of the
-    history). Times are placed on the wall clock by test.json's `history_start_time`."""
+    """Wall-clock (start, end) of every fault of the history that was applied: the widest
+    span of each window (faults.windows: the one rule every reader of fault ops uses),
+    placed on the wall clock by test.json's `history_start_time`."""
     try:
         test = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
         origin = datetime.fromisoformat(test["history_start_time"]).timestamp()
-    except (OSError, ValueError, KeyError, TypeError):
+        found, _ = windows(history.ops)
+    except (OSError, ValueError, KeyError, TypeError, DsjError):
         return []
-    end = max((op.time for op in history.ops), default=0)
-    open_: dict[str, int] = {}
-    out: list[tuple[float, float]] = []
-    for op in history.ops:
-        if op.is_client or not isinstance(op.f, str):
-            continue
-        fault = op.value.get("fault") if isinstance(op.value, dict) else None
-        name = str(fault or op.f.split("-", 1)[-1])
-        if op.f.startswith("start") and op.type == "invoke":
-            open_.setdefault(name, op.time)
-        elif op.f.startswith("stop") and op.type != "invoke" and name in open_:
-            out.append((open_.pop(name), op.time))
-    out += [(t, end) for t in open_.values()]
-    return [(origin + a / 1e9, origin + b / 1e9) for a, b in out]
+    return [(origin + w.start / 1e9, origin + w.end / 1e9) for w in found if not w.failed]

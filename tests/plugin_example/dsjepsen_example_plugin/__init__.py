@@ -14,6 +14,7 @@ from typing import Any
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.cluster.daemon import wait_for_port
+from dsjepsen.faults import FaultLook
 from dsjepsen.history import NEMESIS, History, Op
 from dsjepsen.nemesis.base import FaultPackage, Nemesis
 from dsjepsen.nemesis.common import done, not_done
@@ -89,6 +90,15 @@ class MarkerFaults(FaultPackage):
     family = "marker"
     faults = {"marker": "leave a marker file on one random node (example plugin)"}
     heal_order = 90
+    # how the report draws this family (its band and legend colour) and what the root-cause
+    # analysis says when an anomalous op was answered by a node it marked
+    look = FaultLook(
+        label="marker",
+        colour="#0e7c86",
+        title="The answering node carried a marker: {node}",
+        on_node="\u201c{fault}\u201d left a marker file on it during the op",
+        suggests="An example plugin's fault: markers change nothing, so look elsewhere.",
+    )
 
     def nemesis(self, name: str, target: Any, rng: random.Random, options: dict) -> Nemesis:
         return _MarkerNemesis(rng)
