@@ -134,6 +134,10 @@ REFUSED = [
     ("-w echo --nodes n1,n1", "--nodes: node id 'n1' is given twice"),
     ("-w echo --nodes-file /nonexistent/nodes", "--nodes-file /nonexistent/nodes: cannot read"),
     ("-w echo --frobnicate 3", "--frobnicate: not an option of Maelstrom's test command"),
+    (
+        "-w echo --node-cont 3",
+        "--node-cont: not an option of Maelstrom's test command (did you mean --node-count?",
+    ),
     ("-w echo --bin /nonexistent/node", "--bin /nonexistent/node: no such file"),
 ]
 

@@ -20,6 +20,7 @@ own counts (`maelstrom` in results.json).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -181,11 +182,15 @@ def node_args(args: argparse.Namespace) -> list[str]:
     """The node program's arguments: every word of the line that is not an option. A word
     that looks like an option and is none of Maelstrom's is refused, one line."""
     extra = list(getattr(args, "extra", None) or [])
+    known = [f for flags, *_ in MAELSTROM_OPTIONS for f in flags.split() if f.startswith("--")]
     for word in extra:
         if word.startswith("-") and word != "-":
+            flag = word.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(
-                f"{word}: not an option of Maelstrom's test command (docs/maelstrom.md lists "
-                "them all; the node program's own options go after --)"
+                f"{word}: not an option of Maelstrom's test command ({hint}docs/maelstrom.md "
+                "lists them all; the node program's own options go after --)"
             )
     return [*(args.node_args or []), *extra]
 
