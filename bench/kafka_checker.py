@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from dsjepsen.checkers.kafka import KafkaChecker
-from dsjepsen.history import History, Op
+from dsjepsen.history import History, Op, gc_paused
 
 PROCESSES = 20
 ACTIVE = 10
@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--bug", action="store_true", help="skip one message in 10,000 polls")
     args = ap.parse_args()
     t0 = time.process_time()
-    history = generate(args.messages, args.seed, args.bug)
+    with gc_paused():  # as a history read from a file is built (read_jsonl)
+        history = generate(args.messages, args.seed, args.bug)
     made = time.process_time() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t1 = time.process_time()

@@ -43,8 +43,8 @@ from typing import Any
 
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
-from dsjepsen.checkers.set_full import hashable, paused_gc, plain
-from dsjepsen.history import NEMESIS, History, Op
+from dsjepsen.checkers.set_full import hashable, plain
+from dsjepsen.history import NEMESIS, History, Op, gc_paused
 
 SEND, POLL, ASSIGN = "send", "poll", "assign"
 #: every error type, in the order results list them, with what it means in one phrase
@@ -131,7 +131,7 @@ class KafkaChecker(Checker):
     )
 
     def check(self, history: History, context: CheckContext | None = None) -> CheckResult:
-        with paused_gc():
+        with gc_paused():
             return _Analysis(history).run()
 
 
