@@ -225,7 +225,9 @@ def run_test(
     )
     if node_options:
         raise ConfigError(f"run_test: unknown option {sorted(node_options)[0]!r}")
-    with open_nodes(ns) as cluster:
+    from dsjepsen import plugins
+
+    with open_nodes(ns, node_cost=plugins.get("targets", cfg.target).node_cost) as cluster:
         cluster.keep = cfg.leave_running
         outcome = Runner(cfg, cluster).run()
     out = outcome.run_dir / "report.html"

@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        _unknown_options(parser, args, extra)
+        # a command that takes positional words anywhere among its options (Maelstrom's
+        # `test`: the node program's arguments) gets them and names an unknown option itself
+        if getattr(args, "takes_extra", False):
+            args.extra = extra
+        else:
+            _unknown_options(parser, args, extra)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_CONFIG

@@ -167,29 +167,34 @@ def test_unknown_when_nothing_was_read() -> None:
     assert r.valid == "unknown"
 
 
-def _jepsen_set_full(history: History) -> dict[Any, str]:
+def _jepsen_set_full(history: History, latencies: dict[Any, int] | None = None) -> dict[Any, str]:
     """Jepsen's set-full reducer, transcribed literally (every read updates every element);
-    {element: outcome} for one key, without final reads."""
+    {element: outcome} for one key, without final reads. `latencies` receives each stable
+    element's stable latency in ms, as Jepsen computes it."""
     elements: dict[Any, dict[str, Any]] = {}
     open_: dict[Any, Op] = {}
     for op in history.ops:
         if op.type == "invoke":
             open_[op.process] = op
             if op.f == "add":
-                elements.setdefault(op.value, {"known": None, "lp": None, "la": None})
+                elements.setdefault(
+                    op.value, {"known": None, "lp": None, "la": None, "known_t": 0, "la_t": 0}
+                )
             continue
         inv = open_.pop(op.process)
         if op.f == "add" and op.type == "ok":
             e = elements[inv.value]
-            e["known"] = e["known"] if e["known"] is not None else op.index
+            if e["known"] is None:
+                e["known"], e["known_t"] = op.index, op.time
         elif op.f == "read-set" and op.type == "ok":
             for v, e in elements.items():
                 if v in op.value:
-                    e["known"] = e["known"] if e["known"] is not None else op.index
+                    if e["known"] is None:
+                        e["known"], e["known_t"] = op.index, op.time
                     if e["lp"] is None or e["lp"] < inv.index:
                         e["lp"] = inv.index
                 elif e["la"] is None or e["la"] < inv.index:
-                    e["la"] = inv.index
+                    e["la"], e["la_t"] = inv.index, inv.time
     out = {}
     for v, e in elements.items():
         la = -1 if e["la"] is None else e["la"]
@@ -201,6 +206,9 @@ def _jepsen_set_full(history: History) -> dict[Any, str]:
             and e["known"] < e["la"]
         )
         out[v] = "stable" if stable else "lost" if lost else "never-read"
+        if stable and latencies is not None:
+            stable_time = 0 if e["la"] is None else e["la_t"] + 1
+            latencies[v] = max(0, stable_time - e["known_t"]) // 1_000_000
     return out
 
 
@@ -240,7 +248,8 @@ def set_histories(draw: st.DrawFn) -> History:
 @given(set_histories())
 def test_set_full_outcomes_match_jepsens_reducer(h: History) -> None:
     r = SetFullChecker().check(h, CheckContext())
-    expected = _jepsen_set_full(h)
+    latencies: dict[Any, int] = {}
+    expected = _jepsen_set_full(h, latencies)
     fails = {op.value for op in h.ops if op.f == "add" and op.type == "fail"}
     counts: dict[str, int] = {}
     notable: dict[Any, str] = {}
@@ -255,6 +264,11 @@ def test_set_full_outcomes_match_jepsens_reducer(h: History) -> None:
     assert {e for e, o in judged.items() if o != "stable"} <= notable.keys()
     assert all(notable[e] == o for e, o in judged.items() if o != "stable")
     assert r.details["lost_count"] == counts.get("lost", 0)
+    # Maelstrom's :stable-latencies: Jepsen's quantiles of every stable element's latency
+    ms = sorted(latencies[e] for e, o in judged.items() if o == "stable")
+    points = {"0": 0.0, "0.5": 0.5, "0.95": 0.95, "0.99": 0.99, "1": 1.0}
+    want = {k: ms[min(len(ms) - 1, int(len(ms) * p))] for k, p in points.items()} if ms else {}
+    assert r.details["stable_latencies_ms"] == want
 
 
 def seen(h: History) -> set[Any]:
@@ -476,6 +490,9 @@ def test_counters_that_disagree_are_named_per_node() -> None:
     [a] = r.anomalies
     assert a["message"] == "key 3 did not converge: n1 reads 1, n2 reads 1, n3 reads 0."
     assert a["node"] == "n3" and a["values"] == {"n1": 1, "n2": 1, "n3": 0}
+    # the summary (printed after a run) leads with the failure, never "converged within"
+    assert r.details["summary"].startswith("1 of 1 key(s) did not converge")
+    assert "converged on every node" not in r.details["summary"]
 
 
 def test_a_replica_that_loses_an_element_it_returned_is_named() -> None:

@@ -3,7 +3,8 @@
 Every acknowledged broadcast message must be in every node's final read. The history's
 `broadcast` / `read-messages` ops are the g-set's `add` / `read-set` under other names (a
 broadcast system is a grow-only set of messages), so this checker renames them and asks
-set-full (nothing lost, nothing phantom, stale windows: Maelstrom's stable latencies) and
+set-full (nothing lost, nothing phantom, stale windows, and Maelstrom's stable latencies, which
+the result repeats at its top level as Maelstrom's does) and
 convergence (every node's final read the same) for their verdicts, unchanged.
 """
 
@@ -42,6 +43,9 @@ class BroadcastChecker(Checker):
         as_set = as_set_history(history)
         results = [c.check(as_set, context) for c in (SetFullChecker(), ConvergenceChecker())]
         out = compose(self.name, results)
+        # Maelstrom's broadcast results carry :stable-latencies at the workload's top level
+        latencies = results[0].details.get("stable_latencies_ms")
+        details = {**out.details, "stable_latencies_ms": latencies}
         return CheckResult(
-            self.name, out.valid, reason=out.reason, anomalies=out.anomalies, details=out.details
+            self.name, out.valid, reason=out.reason, anomalies=out.anomalies, details=details
         )

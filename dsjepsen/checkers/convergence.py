@@ -348,6 +348,20 @@ class ConvergenceChecker(Checker):
                 + (f" ({bound})" if bound else "")
             )
         if diverged or monotonic_bad:
+            # the summary leads with the failure: "converged within" beside a failed check
+            # would read as a pass
+            last = max((f.ret_time for reads in finals.values() for f in reads), default=0)
+            after = max(0, last - (origin or 0)) / 1e9
+            bad = []
+            if diverged:
+                bad.append(
+                    f"{len(diverged)} of {len(finals)} key(s) did not converge: the nodes "
+                    f"still disagreed at their last final reads, {after:.3f} s after the "
+                    f"{'heal' if context.healed_at is not None else 'final reads began'}"
+                )
+            if monotonic_bad:
+                bad.append(f"{monotonic_bad} read(s) lost elements their node had returned")
+            details["summary"] = "; ".join(bad)
             parts = []
             if diverged:
                 parts.append(f"{len(diverged)} key(s) did not converge")

@@ -29,6 +29,12 @@ Outcomes:
   the convergence checker judges that.
 - **never read**: no read began after it was known.
 
+Jepsen's *stable latency* of a stable element (Maelstrom's `:stable-latencies`, the figure
+Gossip Glomers' broadcast challenges grade) is the time from when it was known to the
+invocation of the last read that missed it, in whole milliseconds, 0 when no read began after
+it was known and missed it; `stable_latencies_ms` gives its quantiles 0, 0.5, 0.95, 0.99 and 1
+over every stable element, as Jepsen does (`stale_window_ms` covers the stale ones only).
+
 Elements whose add ended `info` (or never completed) may or may not appear; once some read has
 returned one, it is known, and must not be lost afterwards.
 
@@ -63,6 +69,8 @@ MAX_ANOMALIES = 100
 #: elements listed in details per outcome
 MAX_LISTED = 100
 PERCENTILES = (0.0, 0.5, 0.95, 0.99, 1.0)
+#: Jepsen's quantile points for stable latencies, with the keys its results use
+JEPSEN_POINTS = (("0", 0.0), ("0.5", 0.5), ("0.95", 0.95), ("0.99", 0.99), ("1", 1.0))
 
 
 @contextmanager
@@ -404,6 +412,28 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {str(p): values[min(n - 1, int(p * n))] for p in PERCENTILES}
 
 
+def stable_latency_ms(known_time: int | None, last_absent: Read | None) -> int:
+    """Jepsen's stable latency of a stable element: from known to just after the invocation
+    of the last read that missed it, floored to whole ms, never below 0."""
+    if last_absent is None or known_time is None:
+        return 0
+    return max(0, last_absent.call_time + 1 - known_time) // 1_000_000
+
+
+def jepsen_quantiles(zeros: int, values: list[int]) -> dict[str, int]:
+    """Jepsen's frequency-distribution of `zeros` zeros and `values`: at each point p the
+    element at index min(n - 1, floor(n p)) of the sorted values; {} when there are none."""
+    n = zeros + len(values)
+    if not n:
+        return {}
+    ordered = sorted(values)
+
+    def at(i: int) -> int:
+        return 0 if i < zeros else ordered[i - zeros]
+
+    return {k: at(min(n - 1, int(n * p))) for k, p in JEPSEN_POINTS}
+
+
 def _where_lost(
     lost: list[ElementResult], reads: list[Read]
 ) -> dict[Any, dict[str, tuple[int, int]]]:
@@ -510,6 +540,8 @@ class SetFullChecker(Checker):
         totals = {"lost": 0, "phantom": 0, "duplicate": 0}
         adds_by_type = {"ok": 0, "info": 0, "fail": 0}
         stale: list[ElementResult] = []
+        stable_zero = 0  # stable elements whose stable latency is 0 ms, counted
+        stable_late: list[int] = []  # the others' stable latencies (ms)
         listed: dict[str, list[dict[str, Any]]] = {"lost": [], "never-read": [], "partial": []}
         info_seen = 0
         malformed = 0
@@ -523,9 +555,17 @@ class SetFullChecker(Checker):
             info_seen += ka.info_seen
             for outcome, n in ka.counts.items():
                 counts[outcome] += n
+            # stable elements not listed as notable were never missed after they were known
+            stable_zero += ka.counts[STABLE] - sum(r.outcome is STABLE for r in ka.notable)
             lost = [r for r in ka.notable if r.outcome == LOST]
             sightings = _where_lost(lost, k.reads) if lost else {}
             for r in ka.notable:
+                if r.outcome is STABLE:
+                    ms = stable_latency_ms(r.known_time, r.last_absent)
+                    if ms:
+                        stable_late.append(ms)
+                    else:
+                        stable_zero += 1
                 if r.stale_ns is not None:
                     stale.append(r)
                 if r.outcome in listed and len(listed[r.outcome]) < MAX_LISTED:
@@ -575,6 +615,7 @@ class SetFullChecker(Checker):
             "indeterminate_adds_seen": info_seen,
             "stale_count": len(stale),
             "stale_window_ms": _quantiles([(r.stale_ns or 0) / 1e6 for r in stale]),
+            "stable_latencies_ms": jepsen_quantiles(stable_zero, stable_late),
             "worst_stale": [r.timeline() for r in worst],
             "lost": listed["lost"],
             "partial": listed["partial"],

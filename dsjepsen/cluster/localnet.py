@@ -152,7 +152,22 @@ def machine_resources() -> tuple[int, int]:
     return machine.resources()
 
 
-def max_node_count(cores: int, memory: int) -> int:
+@dataclass(frozen=True)
+class NodeCost:
+    """What one node of a target costs this machine, for the capacity estimate: resident
+    memory to set aside for it, and how many such nodes one core keeps up with at the load
+    the target's usual tests put on it. `what` names the node in the refusal."""
+
+    memory: int = MEMORY_PER_NODE
+    per_core: int = NODES_PER_CORE
+    what: str = "raft-kv node"
+
+
+#: the default target's node (raft-kv), which the figures of max_node_count describe
+DEFAULT_COST = NodeCost()
+
+
+def max_node_count(cores: int, memory: int, cost: NodeCost = DEFAULT_COST) -> int:
     """How many local nodes a machine with `cores` CPUs and `memory` bytes can host, roughly.
 
     Why these figures: one raft-kv node (the default target) is a Python process of about
@@ -164,26 +179,30 @@ def max_node_count(cores: int, memory: int) -> int:
     not the system under test, decide the verdict. NODES_PER_CORE = 8 is that measurement.
     The estimate is min(8 * cores, (memory - reserve) / 128 MiB), at least 1 and at most
     MAX_NODES: 16 on a 2-core 24 GiB machine (5 and 7 pass, 200 does not).
+
+    Other targets' nodes cost what they cost (`cost`, the target's `node_cost`): a Maelstrom
+    node with its relay is two small processes that idle between messages (measured in
+    docs/maelstrom.md), so many more fit.
     """
     reserve = min(CONTROLLER_RESERVE, memory // 4)
-    by_memory = max(0, memory - reserve) // MEMORY_PER_NODE
-    return max(1, min(NODES_PER_CORE * max(cores, 1), by_memory, MAX_NODES))
+    by_memory = max(0, memory - reserve) // cost.memory
+    return max(1, min(cost.per_core * max(cores, 1), by_memory, MAX_NODES))
 
 
-def check_node_count(node_count: int, force: bool = False) -> None:
+def check_node_count(node_count: int, force: bool = False, cost: NodeCost = DEFAULT_COST) -> None:
     """Refuse a cluster this machine cannot host (ConfigError naming --node-count, the count
     and the estimate), unless forced: an overloaded controller turns every fault into client
     timeouts and the verdict says more about the machine than about the system."""
     if force:
         return
     cores, memory = machine_resources()
-    limit = max_node_count(cores, memory)
+    limit = max_node_count(cores, memory, cost)
     if node_count > limit:
         raise ConfigError(
             f"--node-count {node_count}: this machine can host about {limit} local nodes "
-            f"({cores} cores, {memory / GIB:.1f} GiB memory; estimate min({NODES_PER_CORE} per "
-            f"core, one per {MEMORY_PER_NODE // MIB} MiB)); use fewer nodes, or "
-            "--force-node-count to try anyway"
+            f"({cores} cores, {memory / GIB:.1f} GiB memory; estimate for a {cost.what}: "
+            f"min({cost.per_core} per core, one per {cost.memory // MIB} MiB)); use fewer "
+            "nodes, or --force-node-count to try anyway"
         )
 
 
@@ -358,6 +377,7 @@ def up(
     subnet: str | None = None,
     rebuild: bool = False,
     force: bool = False,
+    cost: NodeCost = DEFAULT_COST,
 ) -> Cluster:
     """Create cluster `name` (n1..n<node_count>), or return it if it already exists whole.
 
@@ -369,7 +389,8 @@ def up(
     cluster is left behind.
 
     A cluster to be created larger than this machine can host (check_node_count) is refused
-    before anything is touched, unless force=True (the CLI's --force-node-count)."""
+    before anything is touched, unless force=True (the CLI's --force-node-count); `cost` is
+    what one node of the target to run costs (NodeCost)."""
     validate_name(name)
     if node_count is not None and (
         not isinstance(node_count, int) or not 1 <= node_count <= MAX_NODES
@@ -384,7 +405,7 @@ def up(
             node_count = DEFAULT_NODE_COUNT
         whole = state is not None and not missing_parts(state)
         if not (whole and state is not None and state.node_count == node_count):
-            check_node_count(node_count, force)  # before a rebuild tears anything down
+            check_node_count(node_count, force, cost)  # before a rebuild tears anything down
         if (
             state is not None
             and not missing_parts(state)

@@ -152,10 +152,16 @@ def planned_node_count(args: argparse.Namespace) -> int:
     return state.node_count if state is not None else localnet.DEFAULT_NODE_COUNT
 
 
-def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True) -> Cluster:
+def open_nodes(
+    args: argparse.Namespace,
+    create: bool = True,
+    check: bool = True,
+    node_cost: localnet.NodeCost | None = None,
+) -> Cluster:
     """The Cluster the options select. create: make the local cluster if needed (otherwise it
     must exist). check: run `true` on every remote node first, so that an unreachable host or
-    a refused key surfaces now, as one line naming the node."""
+    a refused key surfaces now, as one line naming the node. node_cost: what one node of the
+    target costs, for the local cluster's capacity estimate (default: a raft-kv node)."""
     specs = node_specs(args)
     if specs is None:
         name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
@@ -167,6 +173,7 @@ def open_nodes(args: argparse.Namespace, create: bool = True, check: bool = True
                 node_count=count,
                 rebuild=count is not None,
                 force=bool(getattr(args, "force_node_count", False)),
+                cost=node_cost or localnet.DEFAULT_COST,
             )
             cluster.created_here = not existed
             return cluster

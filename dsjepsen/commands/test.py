@@ -75,6 +75,7 @@ def _console_logging(verbose: bool) -> logging.Handler:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsjepsen import plugins
     from dsjepsen.cluster.nodes import open_nodes
     from dsjepsen.harness.config import config_from_args
     from dsjepsen.harness.runner import Runner, run_with_seed_offset
@@ -84,13 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if junit is not None:
         check_output_file(junit, "--junit")  # before any node: not after the whole test
     config = config_from_args(args, argv=_command_line())
+    node_cost = plugins.get("targets", config.target).node_cost
     handler = _console_logging(bool(getattr(args, "debug", False)))
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID
     try:
         # a cluster this command made on demand goes away with it (unless --leave-running);
         # one the user brought up with `dsjepsen cluster up` stays for the next test
-        with open_nodes(args) as cluster:
+        with open_nodes(args, node_cost=node_cost) as cluster:
             cluster.keep = config.leave_running
             check_cluster_size(config.nemesis, len(cluster.nodes))
             for i in range(config.test_count):

@@ -38,6 +38,7 @@ from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
 from dsjepsen.reports import clock, crdt, cycle, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
+from dsjepsen.reports import maelstrom as maelstrom_mod
 from dsjepsen.reports import messages as messages_mod
 from dsjepsen.reports.rundata import NS, RunData, build_run_data, load_run_dir
 from dsjepsen.reports.svg import paint
@@ -347,6 +348,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     tl["lin"] = linearizations(run, anomalies)
     tl["keys"] = timeline.key_order(run, [a.key for a in anomalies])
     crdt_view = crdt.view(run, anomalies)
+    maelstrom_view = maelstrom_mod.view(run)
     clock_svg = clock.clock_svg(run)
     # Maelstrom runs: the relays' message logs as a Lamport diagram around the first anomaly
     msg_diagram = messages_mod.diagram(run, first.t if first is not None else None)
@@ -396,6 +398,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         ],
         "events": run.events,
         "crdt": crdt_view,
+        "maelstrom": maelstrom_view,
         "clock_svg": Markup(clock_svg) if clock_svg else "",
         "msg_diagram": msg_diagram,
         "msg_svg": Markup(msg_diagram.svg) if msg_diagram is not None else "",

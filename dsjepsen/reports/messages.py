@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,11 @@ LABEL_LIMIT = 60
 MIN_FALL = 9
 #: how many early client requests are matched with invocations to align the clocks
 ALIGN_PAIRS = 30
-SERVER = re.compile(r"^n\d+$")
 CLIENT = re.compile(r"^c\d+$")
+SERVICES = ("lin-kv", "seq-kv", "lww-kv", "lin-tso")
+#: seconds of log kept beyond the drawn window, so that a message sent inside it and
+#: received a little after (latency, a pause) is not drawn as lost
+SLACK_S = 5.0
 #: one colour per message type (Okabe-Ito); the dropped ones are always red
 TYPE_COLOURS = ("#0072b2", "#009e73", "#e69f00", "#cc79a7", "#56b4e9", "#000000", "#999999")
 DROP_COLOUR = "#c9372c"
@@ -86,9 +89,9 @@ def has_message_logs(run_dir: Path | None) -> bool:
     return run_dir is not None and any((run_dir / "nodes").glob("*/messages.jsonl"))
 
 
-def read_entries(run_dir: Path) -> list[dict[str, Any]]:
-    """Every well-formed entry of every relay's log; a damaged line is skipped, never fatal."""
-    out: list[dict[str, Any]] = []
+def iter_entries(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every well-formed entry of every relay's log, one at a time (a busy run logs millions:
+    never all in memory); a damaged line is skipped, never fatal."""
     for path in sorted((run_dir / "nodes").glob("*/messages.jsonl")):
         try:
             fh = path.open(encoding="utf-8", errors="replace")
@@ -101,22 +104,52 @@ def read_entries(run_dir: Path) -> list[dict[str, Any]]:
                 except ValueError:
                     continue
                 if isinstance(e, dict) and isinstance(e.get("t"), int | float):
-                    out.append(e)
+                    yield e
+
+
+def read_entries(
+    run_dir: Path, lo: float | None = None, hi: float | None = None
+) -> list[dict[str, Any]]:
+    """The entries (wall time `t` within [lo, hi] when given), in time order."""
+    out = [
+        e for e in iter_entries(run_dir)
+        if (lo is None or e["t"] >= lo) and (hi is None or e["t"] <= hi)
+    ]  # fmt: skip
     out.sort(key=lambda e: e["t"])
     return out
 
 
-def wall_offset(run: RunData, entries: list[dict[str, Any]]) -> float | None:
-    """The wall-clock second at which the history's clock read 0, or None if unknown."""
+@dataclass
+class _Survey:
+    """What one pass over the logs tells before anything is kept: the first client
+    requests (to align the clocks) and the first message that never arrived."""
+
+    requests: list[float]
+    first_loss: float | None
+
+
+def survey(run_dir: Path) -> _Survey:
+    requests: list[float] = []
+    first_loss: float | None = None
+    for e in iter_entries(run_dir):
+        d = e.get("dir")
+        if d == "in":
+            src = e.get("src")
+            # the harness's own init and topology (c0) come before the history
+            if isinstance(src, str) and CLIENT.match(src) and src != "c0":
+                requests.append(float(e["t"]))
+        elif d in ("lost", "drop"):
+            t = e.get("sent_after", e["t"]) if d == "lost" else e["t"]
+            if isinstance(t, int | float) and (first_loss is None or t < first_loss):
+                first_loss = float(t)
+    requests.sort()
+    return _Survey(requests[:ALIGN_PAIRS], first_loss)
+
+
+def wall_offset(run: RunData, requests: list[float]) -> float | None:
+    """The wall-clock second at which the history's clock read 0, or None if unknown.
+    `requests`: wall times of the first client requests the relays delivered."""
     start = run.start_wall.timestamp() if run.start_wall is not None else None
-    requests = [
-        float(e["t"])
-        for e in entries
-        if e.get("dir") == "in"
-        and isinstance(e.get("src"), str)
-        and CLIENT.match(e["src"])
-        and e["src"] != "c0"  # the harness's own init and topology, before the history
-    ]
     invokes = sorted(
         op.time / NS for op in run.history.ops if op.type == "invoke" and op.process != NEMESIS
     )
@@ -138,7 +171,7 @@ def pair_messages(entries: list[dict[str, Any]], offset: float) -> list[Message]
         src, dest, d = e.get("src"), e.get("dest"), e.get("dir")
         if not (isinstance(src, str) and isinstance(dest, str)):
             continue
-        if not (SERVER.match(src) and SERVER.match(dest)) or src == dest:
+        if not (is_server(src) and is_server(dest)) or src == dest:
             continue
         key = (src, dest, e.get("type"), e.get("msg_id"), e.get("in_reply_to"))
         t = float(e["t"]) - offset
@@ -162,7 +195,14 @@ def pair_messages(entries: list[dict[str, Any]], offset: float) -> list[Message]
     return out
 
 
-def _centre(run: RunData, anomaly_t: int | None, messages: list[Message]) -> tuple[float, str]:
+def is_server(name: str) -> bool:
+    """A node id (Maelstrom's can be any name but a client's or a service's)."""
+    return not CLIENT.match(name) and name not in SERVICES
+
+
+def _centre(
+    run: RunData, anomaly_t: int | None, first_loss: float | None, first_request: float | None
+) -> tuple[float, str]:
     if anomaly_t is not None:
         return anomaly_t / NS, "the first anomaly"
     applied = [w for w in run.faults if not w.failed]
@@ -170,11 +210,9 @@ def _centre(run: RunData, anomaly_t: int | None, messages: list[Message]) -> tup
     if parts:
         w = parts[0]
         return w.start / NS, f"the start of fault #{w.id + 1} ({w.family})"
-    lost = [m.sent for m in messages if m.dropped and m.sent is not None]
-    if lost:
-        return min(lost), "the first lost message"
-    times = [m.sent for m in messages if m.sent is not None]
-    return (min(times) if times else 0.0), "the first message"
+    if first_loss is not None:
+        return first_loss, "the first lost message"
+    return (first_request if first_request is not None else 0.0), "the first client request"
 
 
 def _when(m: Message) -> float:
@@ -194,15 +232,19 @@ def diagram(run: RunData, anomaly_t: int | None = None) -> Diagram | None:
     """The diagram of the run's message logs, or None when there are none to draw."""
     if run.run_dir is None or run.logical_time or not has_message_logs(run.run_dir):
         return None
-    entries = read_entries(run.run_dir)
-    offset = wall_offset(run, entries)
+    seen = survey(run.run_dir)
+    offset = wall_offset(run, seen.requests)
     if offset is None:
         return None
+    first_loss = seen.first_loss - offset if seen.first_loss is not None else None
+    first_request = seen.requests[0] - offset if seen.requests else None
+    centre, what = _centre(run, anomaly_t, first_loss, first_request)
+    lo, hi = centre - AROUND_S, centre + AROUND_S
+    # only the window (and a margin) is read into memory
+    entries = read_entries(run.run_dir, offset + lo - SLACK_S, offset + hi + SLACK_S)
     messages = pair_messages(entries, offset)
     if not messages:
         return None
-    centre, what = _centre(run, anomaly_t, messages)
-    lo, hi = centre - AROUND_S, centre + AROUND_S
     shown = [
         m for m in messages
         if any(t is not None and lo <= t <= hi for t in (m.sent, m.received))

@@ -16,6 +16,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.cluster.localnet import DEFAULT_COST, NodeCost
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -50,6 +52,8 @@ class Target(ABC):
     #: one (up to --recovery-timeout) before its final reads
     elects_leader: ClassVar[bool] = False
     version: str = "unknown"
+    #: what one node costs this machine, for the local cluster's capacity estimate
+    node_cost: ClassVar[NodeCost] = DEFAULT_COST
     #: what setup found of earlier runs on the nodes and removed ({"node", "processes",
     #: "removed"}), recorded in test.json
     leftovers: list[dict[str, Any]] = []
@@ -62,6 +66,14 @@ class Target(ABC):
         """Validate option values together (keywords as the constructor takes them) before
         anything touches a node; raise ConfigError naming the option. Most targets need
         nothing beyond each option's own checks."""
+        return None
+
+    def expect_ops(self, fs: frozenset[str]) -> None:  # noqa: B027 - most targets need nothing
+        """Told once, before setup, which op fs the run's workload invokes (its `needs`).
+
+        A target whose protocol has setup messages that belong to one workload uses it: a
+        Maelstrom broadcast node must have its `topology` before any client op, so the target
+        sends it at setup instead of waiting to see the first broadcast op."""
         return None
 
     @abstractmethod
@@ -98,7 +110,10 @@ class Target(ABC):
 
     def run_results(self, run_dir: Path, history: History) -> dict[str, Any] | None:
         """Facts about the run that only the target knows (e.g. network statistics a relay
-        counted), added to results.json under "target"; never part of the verdict."""
+        counted), added to results.json under "target". They never make a run invalid; one
+        key may keep it from being: `untrustworthy`, a sentence saying why the test's own
+        ground gave way (a Maelstrom network that lost messages outside every fault), turns
+        a failed verdict into unknown."""
         return None
 
     def pid(self, cluster: Cluster, node: str) -> int | None:

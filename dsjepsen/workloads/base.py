@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dsjepsen.options import Option
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from dsjepsen.checkers.base import Checker
+    from dsjepsen.history import Op
 
 
 #: keys a workload keeps in use at once, at most: each has its generator state, and far past
@@ -66,6 +69,15 @@ class Workload(ABC):
     @abstractmethod
     def final_ops(self) -> list[OpSpec]:
         """Ops to run through every node after faults are healed (e.g. a read of every key)."""
+
+    def final_followups(
+        self, done: Sequence[Op], history: Sequence[Op], final_from: int | None
+    ) -> list[OpSpec]:
+        """More final ops for one node, after its final ops: `done` are the completions of
+        that node's final ops so far, `history` every op recorded until now and `final_from`
+        where the final ops began. [] when that node is done (the default: one pass). Called
+        by one thread per node at once: must not change the workload."""
+        return []
 
     @abstractmethod
     def checkers(self) -> list[Checker]:

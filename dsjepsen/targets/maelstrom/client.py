@@ -13,6 +13,7 @@ The op vocabulary is dsjepsen's, so the generic workloads run unchanged on Maels
 | increment | `add {delta}` | `add_ok` |
 | read-counter | `read` | `read_ok {value}` -> the integer |
 | read / write / cas (lin-kv) | `read {key}` / `write {key, value}` / `cas {key, from, to}` | `read_ok {value}` / `write_ok` / `cas_ok` |
+| send / poll / assign / crash (kafka) | see kafka.py | |
 
 Errors follow Maelstrom's table: definite codes (1, 10, 11, 12, 14, 20, 21, 22, 30) are `fail`,
 indefinite ones (0, 13, any other) and timeouts `info`. One refinement: a lin-kv `read` answered
@@ -25,12 +26,12 @@ and broadcast nodes hold one set or counter, so an op on any key but 0 (or none)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from dsjepsen.history import Op
 from dsjepsen.targets.base import Client
+from dsjepsen.targets.maelstrom.kafka import KAFKA_FS, KafkaSession
 from dsjepsen.targets.maelstrom.net import Network
 
 DEFINITE = frozenset({1, 10, 11, 12, 14, 20, 21, 22, 30})
@@ -40,7 +41,7 @@ SINGLE = frozenset(
     {"echo", "generate", "broadcast", "read-messages", "add", "read-set", "increment",
      "read-counter"}
 )  # fmt: skip
-SPEAKS = SINGLE | {"read", "write", "cas"}
+SPEAKS = SINGLE | {"read", "write", "cas"} | KAFKA_FS
 #: request type and the reply type it expects, per f
 REQUEST = {
     "echo": ("echo", "echo_ok"),
@@ -107,16 +108,16 @@ class MaelstromClient(Client):
         node: str,
         client_id: str,
         timeout: float,
-        before: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.net = net
         self.node = node
         self.id = client_id
         self.timeout = timeout
-        #: called with (node, f) before an op; a string is why the op cannot be sent
-        self.before = before
+        self.kafka = KafkaSession(lambda body: net.rpc(node, client_id, body, timeout))
 
     def invoke(self, op: Op) -> Op:
+        if op.f in KAFKA_FS:
+            return self._kafka(op)
         if op.f not in REQUEST:
             return replace(op, type="fail", error=f"the maelstrom client does not speak {op.f!r}")
         if op.f in SINGLE and op.key not in (None, 0):
@@ -125,10 +126,6 @@ class MaelstromClient(Client):
                 type="fail",
                 error="Maelstrom nodes hold one set / counter: run with --keys 1",
             )
-        if self.before is not None:
-            why = self.before(self.node, op.f)
-            if why:
-                return replace(op, type="info", error=why)
         reply, why, sent = self.net.rpc(self.node, self.id, body_for(op), self.timeout)
         if reply is None:
             return replace(op, type="info" if sent else "fail", error=why or "no reply")
@@ -148,6 +145,18 @@ class MaelstromClient(Client):
         if not ok:
             return replace(op, type="info", error=f"malformed {kind}: {str(reply)[:200]}")
         return replace(op, type="ok", value=value)
+
+    def _kafka(self, op: Op) -> Op:
+        """Maelstrom's kafka client (kafka.py): this client's offsets live in self.kafka."""
+        if op.f == "crash":
+            return replace(op, type="info", error="crashed: a fresh client takes over")
+        if op.f == "send":
+            typ, value, err = self.kafka.send(op.key, op.value)
+        elif op.f == "poll":
+            typ, value, err = self.kafka.poll()
+        else:
+            typ, value, err = self.kafka.assign(op.value)
+        return replace(op, type=typ, value=value, error=err)
 
 
 class ClientIds:

@@ -139,7 +139,11 @@ class Network:
         self.malformed: list[dict[str, Any]] = []
         self.malformed_count: collections.Counter[str] = collections.Counter()
         self.late_replies = 0
+        #: what the controller itself sent and received, the other half of Maelstrom's
+        #: send / recv counts (the relays log the nodes' half): requests of clients (and the
+        #: harness's init / topology) and their replies; calls to services and their replies
         self.client_messages = {"sent": 0, "received": 0}
+        self.service_messages = {"sent": 0, "received": 0}
 
     # -- links ----------------------------------------------------------------------------------
 
@@ -167,12 +171,13 @@ class Network:
     # -- requests -------------------------------------------------------------------------------
 
     def rpc(
-        self, node: str, src: str, body: dict[str, Any], timeout: float, *, init: bool = False
+        self, node: str, src: str, body: dict[str, Any], timeout: float, *, setup: bool = False
     ) -> tuple[dict[str, Any] | None, str | None, bool]:
         """Send body from `src` to the node; (reply body, why none, whether it was sent).
-        Only `init` may go to a node that has not answered init yet."""
+        Only the harness's own setup messages (`init`, `topology`) may go to a node that is
+        not ready for clients yet."""
         link = self.links.get(node)
-        if link is not None and not link.ready and not init:
+        if link is not None and not link.ready and not setup:
             return None, f"node {node} is starting (no init_ok yet)", False
         msg_id = next(self.msg_ids)
         body = {**body, "msg_id": msg_id}
@@ -213,9 +218,12 @@ class Network:
         dest = obj.get("dest")
         body = obj.get("body") if isinstance(obj.get("body"), dict) else {}
         if dest in SERVICE_NAMES:
+            with self.lock:
+                self.service_messages["received"] += 1
             reply = self.services.handle(obj)
-            if reply is not None:
-                link.send(reply)
+            if reply is not None and link.send(reply):
+                with self.lock:
+                    self.service_messages["sent"] += 1
             return
         with self.lock:
             self.client_messages["received"] += 1
@@ -259,5 +267,6 @@ class Network:
                 "malformed_examples": list(self.malformed),
                 "late_replies": self.late_replies,
                 "client_messages": dict(self.client_messages),
+                "service_messages": dict(self.service_messages),
                 "service_calls": dict(self.services.calls),
             }

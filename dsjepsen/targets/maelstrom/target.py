@@ -12,20 +12,22 @@ Lifecycle, as Maelstrom's: start every relay + node, connect, send each node `in
 for `init_ok` (a node that exits or stays silent is one error line naming it). Kill is SIGKILL
 to the node's process group (the node and its relay: the node's state and in-flight messages
 are gone, as in Maelstrom); restart starts both again and sends `init` again. Pause is SIGSTOP
-to the same group. For the broadcast workload, the `topology` message is sent to a node before
-the first broadcast op that goes through it (and again after each restart), so the target
-needs to know nothing of the workload.
+to the same group. For a broadcast workload (`expect_ops`), every node gets Maelstrom's
+`topology` after `init` and before any client op, and again after each restart, before clients
+may use it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import shlex
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +39,15 @@ from dsjepsen.cluster.daemon import (
     start_daemon,
     stop_daemon,
 )
-from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.cluster.localnet import MIB, NodeCost
+from dsjepsen.errors import ConfigError, DsjError, HarnessError
+from dsjepsen.faults import windows
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
 from dsjepsen.targets.maelstrom.client import SPEAKS, ClientIds, MaelstromClient
 from dsjepsen.targets.maelstrom.net import Network
 from dsjepsen.targets.maelstrom.netstats import network_stats, read_logs
+from dsjepsen.targets.maelstrom.program import resolve, split_bin
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -52,40 +57,48 @@ if TYPE_CHECKING:
 RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
 DEFAULT_PORT = 7171
 LATENCY_DISTS = ("constant", "uniform", "exponential")
-TOPOLOGIES = ("grid", "line", "total", "tree2", "tree3", "tree4", "none")
+TOPOLOGIES = ("grid", "line", "total", "tree", "tree2", "tree3", "tree4", "none")
 BROADCAST_FS = frozenset({"broadcast", "read-messages"})
 INIT_SRC = "c0"  # the harness's own messages (init, topology)
+#: the relay's own lines in the node log that say nothing about why a node failed
+BOOKKEEPING = re.compile(r"^\d\d:\d\d:\d\d relay \S+: (node pid \d+|node exited with code)")
+#: stderr lines quoted in a start-up error
+LAST_WORDS = 6
 LATER = "txn-rw-register, txn-list-append and kafka may come later"
 
 
 def topology(ids: list[str], kind: str) -> dict[str, list[str]]:
-    """Maelstrom's topologies: neighbours of every node id."""
+    """Maelstrom's topologies (workload/broadcast.clj), neighbours in Maelstrom's order, since
+    a node may well treat its first neighbour differently: grid (a square of side
+    ceil(sqrt(n)); below, above, right, left), line (left, right; no entry at all for fewer
+    than two nodes), total, tree / tree2 / tree3 / tree4 (nodes in tiers 1, b, b^2, ...;
+    parent first, then children). `none` (dsjepsen's) gives every node no neighbours."""
     n = len(ids)
-    out: dict[str, set[str]] = {i: set() for i in ids}
-
-    def link(a: int, b: int) -> None:
-        if a != b and 0 <= a < n and 0 <= b < n:
-            out[ids[a]].add(ids[b])
-            out[ids[b]].add(ids[a])
-
     if kind == "total":
-        for a in range(n):
-            for b in range(n):
-                link(a, b)
-    elif kind == "line":
-        for a in range(n - 1):
-            link(a, a + 1)
-    elif kind.startswith("tree"):
-        k = int(kind[4:])
-        for a in range(1, n):
-            link(a, (a - 1) // k)
-    elif kind == "grid":
-        width = max(1, math.isqrt(n - 1) + 1 if n > 1 else 1)
-        for a in range(n):
-            if (a + 1) % width:
-                link(a, a + 1)
-            link(a, a + width)
-    return {i: sorted(out[i], key=ids.index) for i in ids}
+        return {i: [j for j in ids if j != i] for i in ids}
+    if kind == "none":
+        return {i: [] for i in ids}
+    if kind == "line":
+        if n < 2:
+            return {}
+        return {ids[a]: [ids[b] for b in (a - 1, a + 1) if 0 <= b < n] for a in range(n)}
+    if kind.startswith("tree"):
+        k = int(kind[4:] or 2)  # heap order: the children of a are k*a+1 .. k*a+k
+        return {
+            ids[a]: ([ids[(a - 1) // k]] if a else []) + ids[k * a + 1 : min(n, k * a + k + 1)]
+            for a in range(n)
+        }
+    side = math.isqrt(n - 1) + 1 if n > 1 else 1  # ceil(sqrt(n))
+
+    def at(i: int, j: int) -> str | None:
+        return ids[i * side + j] if i >= 0 and 0 <= j < side and i * side + j < n else None
+
+    out: dict[str, list[str]] = {}
+    for a in range(n):
+        i, j = divmod(a, side)
+        near = (at(i + 1, j), at(i - 1, j), at(i, j + 1), at(i, j - 1))
+        out[ids[a]] = [x for x in near if x is not None]
+    return out
 
 
 class MaelstromTarget(Target):
@@ -98,6 +111,10 @@ class MaelstromTarget(Target):
     default_workload = "echo"
     elects_leader = False
     version = "maelstrom-protocol"
+    #: a node program and its relay: two small processes that idle between messages. The
+    #: figures are measured (docs/maelstrom.md): 25 nodes of Gossip Glomers 3d's broadcast
+    #: (rate 100, latency 100) on a 2-core machine
+    node_cost = NodeCost(memory=64 * MIB, per_core=16, what="Maelstrom node and its relay")
     options = (
         Option(
             "bin",
@@ -142,6 +159,14 @@ class MaelstromTarget(Target):
             keyword="port",
         ),  # fmt: skip
         Option(
+            "node-ids",
+            "str",
+            None,
+            "maelstrom: the Maelstrom node ids, comma-separated, one per node in order "
+            "(default n0, n1, ...)",
+            metavar="ID,ID,...",
+        ),
+        Option(
             "rpc-timeout",
             "float",
             2.0,
@@ -160,6 +185,7 @@ class MaelstromTarget(Target):
         topology: str = "grid",
         port: int = DEFAULT_PORT,
         rpc_timeout: float = 2.0,
+        node_ids: str | None = None,
         *,
         init_timeout: float = 10.0,
         python: str = "python3",
@@ -167,20 +193,21 @@ class MaelstromTarget(Target):
     ) -> None:
         self.check_options(bin=bin, port=port)
         assert bin is not None
-        self.argv_template = shlex.split(bin)
+        self.argv_template = split_bin(bin)
         self.bin = bin
         self.latency = latency
         self.latency_dist = latency_dist
         self.topology_kind = topology
         self.port = port
         self.rpc_timeout = rpc_timeout
+        self.node_ids = [x.strip() for x in node_ids.split(",")] if node_ids else None
         self.init_timeout = init_timeout
         self.python = python
         self.seed = seed
         self.net: Network | None = None
         self.client_ids = ClientIds()
-        self.topology_sent: set[str] = set()
-        self.topology_lock = threading.Lock()
+        #: the workload broadcasts: every node gets `topology` after `init` (expect_ops)
+        self.topology_needed = False
         self.ids: dict[str, str] = {}
         self.uploaded: dict[str, str] = {}  # local file -> path on the nodes (ssh / docker)
 
@@ -189,12 +216,7 @@ class MaelstromTarget(Target):
         bin = values.get("bin")
         if not bin or not str(bin).strip():
             raise ConfigError("--bin: the maelstrom target needs the node program (--bin 'CMD')")
-        try:
-            argv = shlex.split(str(bin))
-        except ValueError as e:
-            raise ConfigError(f"--bin: cannot split {bin!r}: {e}") from None
-        if not argv:
-            raise ConfigError("--bin: empty command")
+        split_bin(str(bin))
 
     # -- paths on a node ------------------------------------------------------------------------
 
@@ -213,9 +235,10 @@ class MaelstromTarget(Target):
     # -- the command line -----------------------------------------------------------------------
 
     def node_argv(self, cluster: Cluster) -> list[str]:
-        """The node program's argv as the node runs it."""
+        """The node program's argv as the node runs it: here, with the program resolved as
+        Maelstrom resolves `--bin` (program.resolve); elsewhere, with the uploaded files."""
         if cluster.shares_controller_files:
-            return list(self.argv_template)
+            return resolve(self.argv_template)
         return [self.uploaded.get(a, a) for a in self.argv_template]
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
@@ -270,7 +293,15 @@ class MaelstromTarget(Target):
                 self.uploaded[f] = dest
 
     def setup(self, cluster: Cluster) -> None:
-        self.ids = {n.name: f"n{i}" for i, n in enumerate(cluster.nodes)}
+        if cluster.shares_controller_files:
+            resolve(self.argv_template)  # a program that cannot start: one line, no node touched
+        names = self.node_ids or [f"n{i}" for i in range(len(cluster.nodes))]
+        if len(names) != len(cluster.nodes):
+            raise ConfigError(
+                f"--node-ids: {len(names)} Maelstrom id(s) ({', '.join(names)}) for "
+                f"{len(cluster.nodes)} node(s); give one id per node"
+            )
+        self.ids = {n.name: mid for n, mid in zip(cluster.nodes, names, strict=True)}
         self.net = Network(self.ids, seed=self.seed)
         if not cluster.shares_controller_files:
             self._upload(cluster)
@@ -279,9 +310,16 @@ class MaelstromTarget(Target):
             # a fresh message log per run (a restart appends to it)
             cluster.remote(node.name).run(["rm", "-f", self.messages_file(node)], timeout=30.0)
         # every relay up before any node is initialised: a node may talk to its peers as
-        # soon as it knows them
+        # soon as it knows them; every node initialised (and given its topology) before any
+        # client op, as in Maelstrom
         self._on_all(cluster, self._launch)
         self._on_all(cluster, self._initialise)
+        self._on_all(cluster, self._send_topology)
+        for node in cluster.names:
+            self._ready(cluster, node)
+
+    def expect_ops(self, fs: frozenset[str]) -> None:
+        self.topology_needed = bool(fs & BROADCAST_FS)
 
     def _on_all(self, cluster: Cluster, step: Callable[[Cluster, str], None]) -> None:
         """step on every node at once; one error line if any failed."""
@@ -302,15 +340,16 @@ class MaelstromTarget(Target):
             raise HarnessError(f"{outcome[failed[0]]}{also}")
 
     def start(self, cluster: Cluster, node: str) -> None:
-        """Start the relay and the node program, connect, send init, wait for init_ok."""
+        """Start the relay and the node program, connect, send `init` (and the broadcast
+        `topology`) and wait for the replies; only then may clients use the node."""
         self._launch(cluster, node)
         self._initialise(cluster, node)
+        self._send_topology(cluster, node)
+        self._ready(cluster, node)
 
     def _launch(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
         mid = self.ids[node]
-        with self.topology_lock:
-            self.topology_sent.discard(node)
         try:
             start_daemon(
                 cluster.remote(node),
@@ -339,10 +378,8 @@ class MaelstromTarget(Target):
                 f"node {node} (maelstrom {mid}): {what}{self._last_words(cluster, n)}"
             ) from None
         body = {"type": "init", "node_id": mid, "node_ids": [self.ids[x] for x in cluster.names]}
-        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, init=True)
-        if reply is not None and reply.get("type") == "init_ok":
-            link.ready = True
-        else:
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, setup=True)
+        if reply is None or reply.get("type") != "init_ok":
             if reply is not None:
                 why = f"answered init with {str(reply)[:200]}"
             elif link.exit_code is not None:
@@ -352,32 +389,50 @@ class MaelstromTarget(Target):
             )
 
     def _last_words(self, cluster: Cluster, n: Node) -> str:
-        """The last lines of the node's log, said in one line (the node's stderr is there)."""
+        """The last lines the node program (or its relay, when it could not start it) wrote
+        to stderr, in one line: a node that needs a newer interpreter dies with a
+        SyntaxError there, and that is the line the user needs. The relay's own bookkeeping
+        lines are left out."""
         try:
             res = cluster.remote(n.name).run(
-                ["tail", "-n", "4", self.log_file(n)], timeout=10.0, check=False
+                ["tail", "-n", "40", self.log_file(n)], timeout=10.0, check=False
             )
         except HarnessError:
             return ""
         lines = [x.strip() for x in res.stdout.splitlines() if x.strip()]
-        return f"; last lines of {self.log_file(n)}: {' | '.join(lines)[-400:]}" if lines else ""
+        lines = [x for x in lines if not BOOKKEEPING.match(x)][-LAST_WORDS:]
+        if not lines:
+            return ""
+        return f"; the node's last stderr lines ({self.log_file(n)}): {' | '.join(lines)[-600:]}"
 
-    def _ensure_topology(self, node: str, f: str) -> str | None:
-        """Before the first broadcast op through a node: send it the topology."""
-        if f not in BROADCAST_FS or self.net is None:
-            return None
-        with self.topology_lock:
-            if node in self.topology_sent:
-                return None
-            ordered = list(self.ids.values())
-            topo = topology(ordered, self.topology_kind)
-            reply, why, _ = self.net.rpc(
-                node, INIT_SRC, {"type": "topology", "topology": topo}, self.rpc_timeout
+    def _send_topology(self, cluster: Cluster, node: str) -> None:
+        """Broadcast runs: send the node Maelstrom's `topology` and wait for `topology_ok`.
+
+        Maelstrom sends it to every node after `init` and before any client op (and a
+        restarted node gets it again before it is used): a node that forwards only to its
+        neighbours must know them before the first message arrives, or that message stops
+        at the first node that does not."""
+        if not self.topology_needed:
+            return
+        assert self.net is not None
+        n = cluster.node(node)
+        body = {
+            "type": "topology",
+            "topology": topology(list(self.ids.values()), self.topology_kind),
+        }
+        reply, why, _ = self.net.rpc(node, INIT_SRC, body, self.init_timeout, setup=True)
+        if reply is None or reply.get("type") != "topology_ok":
+            if reply is not None:
+                why = f"answered topology with {str(reply)[:200]}"
+            raise HarnessError(
+                f"node {node} (maelstrom {self.ids[node]}): no topology_ok ({why})"
+                f"{self._last_words(cluster, n)}"
             )
-            if reply is None or reply.get("type") != "topology_ok":
-                return f"topology not acknowledged by {node}: {why or str(reply)[:200]}"
-            self.topology_sent.add(node)
-            return None
+
+    def _ready(self, cluster: Cluster, node: str) -> None:
+        """From now on clients may send the node requests."""
+        assert self.net is not None
+        self.net.links[node].ready = True
 
     def kill(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
@@ -414,9 +469,7 @@ class MaelstromTarget(Target):
     def client(self, cluster: Cluster, node: str) -> Client:
         if self.net is None:
             raise HarnessError("maelstrom: client before setup")
-        return MaelstromClient(
-            self.net, node, self.client_ids.next(), self.rpc_timeout, before=self._ensure_topology
-        )
+        return MaelstromClient(self.net, node, self.client_ids.next(), self.rpc_timeout)
 
     def results(self) -> dict[str, Any]:
         """What the controller saw of the network, for the results (malformed output etc.)."""
@@ -432,9 +485,43 @@ class MaelstromTarget(Target):
     def run_results(self, run_dir: Path, history: History | None) -> dict[str, Any]:
         """The `maelstrom` part of results.json, once the node logs are collected: network
         statistics from the relays' message logs (per client op of the history) and what
-        the controller saw (malformed output, late replies, service calls)."""
+        the controller saw (malformed output, late replies, service calls).
+
+        Datagrams between nodes that were lost outside every fault window mean this machine
+        dropped them (a relay too busy to empty its socket buffer), which Maelstrom's network
+        never does: a node that relied on Maelstrom not to lose them could then fail a check
+        through no fault of its own, so `untrustworthy` says why a failed verdict must not
+        be believed (the run layer makes it unknown)."""
+        ops = 0
+        windows: list[tuple[float, float]] = []
         if history is not None:
             ops = sum(1 for op in history.ops if op.type == "invoke" and op.is_client)
-        else:
-            ops = 0
-        return {"net": network_stats(read_logs(run_dir), ops), **self.results()}
+            windows = fault_windows_wall(history, run_dir)
+        mine = self.results()
+        controller = {
+            "clients": mine.get("client_messages") or {},
+            "services": mine.get("service_messages") or {},
+        }
+        net = network_stats(read_logs(run_dir), ops, controller, windows)
+        out = {"net": net, **mine}
+        outside = net["lost"]["outside-faults"]
+        if outside:
+            out["untrustworthy"] = (
+                f"{outside} message(s) between nodes were lost outside every fault (this "
+                "machine was too busy: a relay's receive buffer overflowed), which "
+                "Maelstrom's network never does; run fewer nodes or a lower rate"
+            )
+        return out
+
+
+def fault_windows_wall(history: History, run_dir: Path) -> list[tuple[float, float]]:
+    """Wall-clock (start, end) of every fault of the history that was applied: the widest
+    span of each window (faults.windows: the one rule every reader of fault ops uses),
+    placed on the wall clock by test.json's `history_start_time`."""
+    try:
+        test = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
+        origin = datetime.fromisoformat(test["history_start_time"]).timestamp()
+        found, _ = windows(history.ops)
+    except (OSError, ValueError, KeyError, TypeError, DsjError):
+        return []
+    return [(origin + w.start / 1e9, origin + w.end / 1e9) for w in found if not w.failed]
