@@ -101,6 +101,9 @@ class PartitionNemesis(Nemesis):
             return not_done(op, fault, str(e))
         cut = [n for n in nodes if grudge[n]]
         description = g.describe(grudge, nodes)
+        if extra.get("leader"):
+            # say whom the cut isolated as well as where: the RCA and the log read it
+            description = f"{description} (the leader, {extra['leader']})"
         if extra.get("fallback"):
             description = f"{description} ({extra['fallback']})"
         try:

@@ -304,7 +304,7 @@ def what_was_tested(run: RunData, df: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
+def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | None = None) -> Path:
     """Render `run` into out_path (written atomically: a reader never sees half a page).
 
     `mode` (before the umask) is FILE_MODE inside a run directory; a report written elsewhere
@@ -338,7 +338,12 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     summary = _summary(run, verdict, counts, first_msg)
     reproduce = reproduce_command(run.test)
     rca_data = rca.build(run, anomalies, summary, counts, reproduce) if anomalies else None
-    log_section = logs_mod.excerpts(run, rca.first_anomaly_interval(run, anomalies))
+    rca_md = rca.to_markdown(run, rca_data, anomalies, run.title) if rca_data else None
+    if rca_md is not None and rca_file is not None:
+        write_whole(rca_file, rca_md, mode)  # the run directory keeps the RCA as a file
+    log_section = logs_mod.excerpts(run, rca.anomaly_intervals(run, anomalies))
+    # each anomaly's row links to the log window its op ran in
+    log_anchor = {n: m.anchor for m, _ in log_section.moments for n in m.anomalies}
     has_logs = bool(log_section.files)
     versions = run.test.get("versions") if isinstance(run.test.get("versions"), dict) else {}
     final_t = anomaly_mod.final_reads_time(run)
@@ -387,7 +392,18 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "cycle_caption": cycle.CAPTION,
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
+        "rca_md": rca_md,
+        # where the page offers the Markdown: the run directory's file, else a data URL
+        "rca_href": "rca.md"
+        if rca_file is not None and rca_file.parent == Path(out_path).parent
+        else (
+            "data:text/markdown;charset=utf-8;base64,"
+            + base64.b64encode(rca_md.encode("utf-8", "backslashreplace")).decode()
+            if rca_md
+            else None
+        ),
         "logs": log_section,
+        "log_anchor": log_anchor,
         "has_logs": has_logs,
         "files": _files(run),
         "faults": run.faults,
@@ -423,7 +439,8 @@ def render_run_report(
     """Write RUN_DIR/report.html from whatever the run left behind; returns its path.
     `looks` draw fault families the run's test.json does not describe (see load_run_dir)."""
     run = load_run_dir(run_dir, looks)
-    return render(run, Path(run_dir) / "report.html", mode=FILE_MODE)
+    d = Path(run_dir)
+    return render(run, d / "report.html", mode=FILE_MODE, rca_file=d / "rca.md")
 
 
 def render_check_report(

@@ -23,11 +23,17 @@ SNIFF_LINES = 300
 
 @dataclass
 class Moment:
-    """A time the reader will want logs for: a fault start/stop or the first anomaly."""
+    """A time the reader will want logs for: a fault start/stop or an anomaly. `anomalies`
+    are the numbers of the anomalies whose op ran in it (their rows link here)."""
 
     label: str
     start: datetime
     end: datetime
+    anomalies: list[int] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return f"log-{self.start.strftime('%H%M%S%f')}"
 
 
 @dataclass
@@ -53,16 +59,23 @@ class LogSection:
     note: str | None = None
 
 
-def moments(run: RunData, anomaly_times: list[tuple[int, int]]) -> list[Moment]:
-    """Windows of +-AROUND_S around each fault's start and end and the first anomaly;
-    overlapping windows merge so that no line is shown twice."""
+#: anomalies that get log windows of their own (the others' rows link to the window they
+#: fall in, when one does)
+ANOMALY_MOMENTS = 8
+
+
+def moments(run: RunData, anomaly_times: list[tuple[int, int, int]]) -> list[Moment]:
+    """Windows of +-AROUND_S around each fault's start and end and around the first anomalies
+    (`anomaly_times`: (number, start, end) in history time, first first). Windows stay apart,
+    each named for its moment: one that overlaps the one before starts where that one ends (so
+    no line is shown twice), and one left empty by that is dropped, its anomalies going to the
+    window that holds them."""
     if run.start_wall is None or run.logical_time:
         return []
     around = timedelta(seconds=AROUND_S)
     raw: list[Moment] = []
-    if anomaly_times:
-        s, e = anomaly_times[0]
-        raw.append(Moment("first anomaly", run.wall(s) - around, run.wall(e) + around))
+    for n, s, e in anomaly_times[:ANOMALY_MOMENTS]:
+        raw.append(Moment(f"anomaly #{n}", run.wall(s) - around, run.wall(e) + around, [n]))
     for w in run.faults:
         raw.append(
             Moment(
@@ -75,16 +88,23 @@ def moments(run: RunData, anomaly_times: list[tuple[int, int]]) -> list[Moment]:
             raw.append(
                 Moment(f"{w.family} healed", run.wall(w.end) - around, run.wall(w.end) + around)
             )
-    raw.sort(key=lambda m: m.start)
-    merged: list[Moment] = []
+    raw.sort(key=lambda m: (m.start, m.end))
+    kept: list[Moment] = []
     for m in raw:
-        if merged and m.start <= merged[-1].end:
-            last = merged[-1]
-            last.end = max(last.end, m.end)
-            last.label = f"{last.label}; {m.label}"
-        else:
-            merged.append(Moment(m.label, m.start, m.end))
-    return merged
+        if kept and m.start < kept[-1].end:
+            if m.end <= kept[-1].end:  # inside the window before: that one shows its lines
+                kept[-1].anomalies += m.anomalies
+                if m.anomalies:
+                    kept[-1].label = f"{kept[-1].label}; {m.label}"
+                continue
+            m = Moment(m.label, kept[-1].end, m.end, m.anomalies)
+        kept.append(m)
+    for n, s, _e in anomaly_times[ANOMALY_MOMENTS:]:
+        when = run.wall(s)
+        holder = next((m for m in kept if when is not None and m.start <= when <= m.end), None)
+        if holder is not None:
+            holder.anomalies.append(n)
+    return kept
 
 
 def _log_files(run_dir: Path) -> list[tuple[str, Path]]:
@@ -99,7 +119,8 @@ def _log_files(run_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def excerpts(run: RunData, anomaly_times: list[tuple[int, int]]) -> LogSection:
+def excerpts(run: RunData, anomaly_times: list[tuple[int, int, int]]) -> LogSection:
+    """The log section: every node log file, and the lines of each moment (see `moments`)."""
     section = LogSection()
     if run.run_dir is None:
         section.note = "No run directory: an imported history has no node logs."

@@ -44,11 +44,28 @@ def _time_scale(run: RunData) -> tuple[float, str]:
     return (1.0, "history position") if run.logical_time else (NS, "seconds since start")
 
 
+#: the width of one character of a plot label, px (the labels are 13 px text)
+CHAR_W = 7.8
+FINAL_LABEL = "final reads →"
+
+
 def fault_shading(run: RunData, fr: Frame, scale: float, final_t: int | None = None) -> list[str]:
     """Fault windows (labelled "#n family" above the plot, as in the fault table), one-shot
     nemesis events, and the final reads, which run after the heal and are set apart."""
     out = []
     row_end = [-1e9, -1e9]  # where the last label of each of two label rows ends
+    # the "final reads" label sits at the end of the first row: no fault label may run into it
+    final_label: tuple[float, float] | None = None
+    if final_t is not None:
+        fx = fr.x(final_t / scale)
+        final_label = (fx - 3 - CHAR_W * len(FINAL_LABEL), fx)
+
+    def free(row: int, a: float, b: float) -> bool:
+        clear = row_end[row] < a
+        if row == 0 and final_label is not None:
+            clear = clear and (b < final_label[0] or a > final_label[1])
+        return clear
+
     for w in run.faults:
         if w.failed:
             continue
@@ -63,11 +80,13 @@ def fault_shading(run: RunData, fr: Frame, scale: float, final_t: int | None = N
         label = f"#{w.id + 1} {w.family}"
         if x1 - x0 > 30:
             text = _clip(label, int(max(x1 - x0, 7.5 * len(label)) / 7.5))
-            # overlapping windows (a clock fault inside a partition) get the second row
-            row = 0 if row_end[0] < x0 else 1
-            if row == 1 and row_end[1] >= x0:
+            end = x0 + 3 + CHAR_W * len(text)
+            # overlapping windows (a clock fault inside a partition) get the second row, and
+            # so does a label that would run into "final reads"
+            row = 0 if free(0, x0, end) else 1
+            if row == 1 and not free(1, x0, end):
                 continue  # a third overlapping label would collide: its title still tells
-            row_end[row] = x0 + 3 + 7.8 * len(text)
+            row_end[row] = end
             out.append(
                 f'<text class="fault-label" x="{x0 + 3:.1f}" y="{fr.top - 5 - 15 * row}">'
                 f"{esc(text)}</text>"
@@ -88,7 +107,7 @@ def fault_shading(run: RunData, fr: Frame, scale: float, final_t: int | None = N
             f'<line class="final-line" x1="{fx:.1f}" x2="{fx:.1f}" y1="{fr.top - 14}" '
             f'y2="{fr.top + fr.ph:.1f}"/>'
             f'<text class="final-label" x="{fx - 3:.1f}" y="{fr.top - 5}" '
-            'text-anchor="end">final reads →</text>'
+            f'text-anchor="end">{FINAL_LABEL}</text>'
         )
     return out
 

@@ -13,12 +13,13 @@ the same analysis as the built-in partitions, kills and pauses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dsjepsen.faults import FaultLook, FaultWindow, sides
 from dsjepsen.history import Operation
 from dsjepsen.reports.anomaly import Anomaly, op_text
-from dsjepsen.reports.rundata import NS, RunData
+from dsjepsen.reports.rundata import NS, RunData, parse_log_time
 from dsjepsen.reports.timeline import short
 
 MAX_EVIDENCE = 3
@@ -243,7 +244,28 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 "newer majority has already overwritten.",
             ),
         )
-    stale = _stale_reads(run, [o for _, o in bad_ops])
+    lost = _lost_writes(run, [o for _, o in bad_ops], majority)
+    if lost:
+        # the writer's side: a write acknowledged, then never seen again, is the cause the
+        # reads only show; it goes first, whatever the readers' hypotheses count
+        lost_support = len({ev.op for ev in lost})
+        out.insert(
+            0,
+            Hypothesis(
+                "An acknowledged write was lost: "
+                + "; ".join(
+                    dict.fromkeys(f"op {ev.write.id} acknowledged by {ev.node}" for ev in lost)
+                ),
+                [ev.sentence for ev in lost],
+                "The node acknowledged the write before a quorum had made it durable (or while "
+                "it was no longer the leader a quorum follows): the entry was later truncated "
+                "or never replicated, so the acknowledged value is lost for every later read.",
+                support=lost_support,
+            ),
+        )
+    # a read already explained by a lost write is not also a stale read: the write was lost
+    explained = {ev.op for ev in lost}
+    stale = _stale_reads(run, [o for _, o in bad_ops if o.id not in explained])
     if stale:
         out.append(
             Hypothesis(
@@ -282,6 +304,137 @@ def _d(o: Operation) -> dict[str, Any]:
     return {"f": o.f, "value": o.value, "output": o.output, "type": o.type}
 
 
+@dataclass
+class LostWrite:
+    """A write acknowledged ok and never seen again, and the anomalous op it explains."""
+
+    write: Operation
+    node: str
+    op: int  # the anomalous op's id
+    sentence: str
+
+
+#: words a node's log uses when it drops entries it had (Raft's truncation, a rollback)
+LOST_WORDS = (
+    "truncat",
+    "conflict",
+    "rollback",
+    "roll back",
+    "discard",
+    "step down",
+    "stepping down",
+)
+#: how long after the write's acknowledgement the node's log is searched for them
+LOG_SEARCH_S = 15.0
+
+
+def _lost_writes(run: RunData, bad: list[Operation], majority: int) -> list[LostWrite]:
+    """For each anomalous ok read: the latest write of its key acknowledged (ok) before the
+    read began, when the read did not return its value and no read in the whole history ever
+    did. That write is lost: the sentence names it, the node that acknowledged it, what the
+    faults' records say that node was at that moment (the leader a partition cut off, on the
+    minority side, paused), and the node's log lines that dropped entries after it."""
+    out: list[LostWrite] = []
+    by_key: dict[Any, list[Operation]] = {}
+    for o in run.operations:
+        by_key.setdefault(o.key, []).append(o)
+    for r in bad:
+        if r.f not in ("read", "get") or r.type != "ok":
+            continue
+        ops = by_key.get(r.key, [])
+        acked = [
+            o
+            for o in ops
+            if o.f in ("write", "put", "cas")
+            and o.type == "ok"
+            and o.complete is not None
+            and o.complete.time < r.invoke.time
+        ]
+        if not acked:
+            continue
+        w = max(acked, key=lambda o: o.complete.time)  # type: ignore[union-attr]
+        value = _written(w)
+        if value == r.output or any(
+            o.f in ("read", "get") and o.type == "ok" and o.output == value for o in ops
+        ):
+            continue
+        node = _op_node(w) or "an unrecorded node"
+        assert w.complete is not None
+        at = w.complete.time
+        parts = [
+            f"op {w.id} ({op_text(_d(w))}, key {short(w.key)}) was acknowledged ok by {node} at "
+            f"{run.fmt_t(at)}; no read ever returned {short(value)}, and read op {r.id} "
+            f"(invoked {run.fmt_t(r.invoke.time)}, after it) returned {short(r.output)}"
+        ]
+        role = _role_of(run, node, at, majority)
+        if role:
+            parts.append(f"when it acknowledged it, {node} {role}")
+        said = _log_evidence(run, node, at)
+        if said:
+            parts.append(f"{node}'s log then said: \u201c{said}\u201d")
+        out.append(LostWrite(w, node, r.id, "; ".join(parts)))
+    return out
+
+
+def _written(o: Operation) -> Any:
+    """The value a write-like op left in its register (a cas's new value)."""
+    if o.f == "cas" and isinstance(o.value, list | tuple) and len(o.value) == 2:
+        return o.value[1]
+    return o.value
+
+
+def _role_of(run: RunData, node: str, t: int, majority: int) -> str | None:
+    """What the faults' records say `node` was at time t: the leader a partition isolated
+    (the record's `leader` / `isolated`), on a minority side, paused: None when nothing."""
+    said = []
+    for w in run.faults:
+        if w.failed or not (w.start <= t <= w.end) or not isinstance(w.value, dict):
+            continue
+        value = w.value
+        if node in (value.get("leader"), value.get("isolated")):
+            said.append(f"was the leader isolated by \u201c{w.description}\u201d")
+            continue
+        comps = sides(value, run.nodes)
+        if comps is not None:
+            side = next((c for c in comps if node in c), None)
+            if side is not None and len(side) < majority:
+                said.append(
+                    f"was on the minority side {{{', '.join(side)}}} of \u201c{w.description}\u201d"
+                )
+        elif node in w.nodes:
+            said.append(f"was under \u201c{w.description}\u201d")
+    return "; ".join(said) or None
+
+
+def _log_evidence(run: RunData, node: str, t: int) -> str | None:
+    """The first line of `node`'s logs, within LOG_SEARCH_S after history time t, that says
+    the node dropped entries (LOST_WORDS); None when there is none or logs cannot be aligned."""
+    if run.run_dir is None or run.start_wall is None or run.logical_time:
+        return None
+    start = run.wall(t)
+    if start is None:
+        return None
+    end = start + timedelta(seconds=LOG_SEARCH_S)
+    node_dir = run.run_dir / "nodes" / node
+    if not node_dir.is_dir():
+        return None
+    for path in sorted(p for p in node_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    when = parse_log_time(line)
+                    if when is None or when < start:
+                        continue
+                    if when > end:
+                        break
+                    low = line.lower()
+                    if any(word in low for word in LOST_WORDS):
+                        return line.strip()[:300]
+        except OSError:
+            continue
+    return None
+
+
 def _stale_reads(run: RunData, bad: list[Operation]) -> list[str]:
     """For each anomalous ok read, find the write of its value and a later completed write."""
     out: list[str] = []
@@ -297,16 +450,13 @@ def _stale_reads(run: RunData, bad: list[Operation]) -> list[str]:
             and o.complete is not None
         ]
 
-        def written(o: Operation) -> Any:
-            return o.value[1] if o.f == "cas" and isinstance(o.value, list) else o.value
-
-        src = [o for o in writes if written(o) == r.output and o.invoke.time < r.invoke.time]
+        src = [o for o in writes if _written(o) == r.output and o.invoke.time < r.invoke.time]
         last_src = max(src, key=lambda o: o.complete.time) if src else None
         later = [
             o
             for o in writes
             if o.type == "ok"
-            and written(o) != r.output
+            and _written(o) != r.output
             and o.complete.time < r.invoke.time
             and (last_src is None or o.invoke.time > last_src.complete.time)
         ]
@@ -449,9 +599,73 @@ def _first_anomaly(run: RunData, anomalies: list[Anomaly]) -> tuple[Anomaly, Ope
     return None
 
 
-def first_anomaly_interval(run: RunData, anomalies: list[Anomaly]) -> list[tuple[int, int]]:
-    first = _first_anomaly(run, anomalies)
-    if first is None:
-        return []
-    o = first[1]
-    return [_interval(o, run.end_time)]
+def anomaly_intervals(run: RunData, anomalies: list[Anomaly]) -> list[tuple[int, int, int]]:
+    """(number, start, end) in history time of each anomaly whose op is known, in the
+    anomalies' (time) order: where the log excerpts look around."""
+    out = []
+    for a in anomalies:
+        if a.anchor is not None and a.anchor < len(run.operations):
+            s, e = _interval(run.operations[a.anchor], run.end_time)
+            out.append((a.n, s, e))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The RCA as Markdown: what an engineer pastes into the incident document
+
+#: anomalies listed as evidence in the Markdown (the page has them all)
+MARKDOWN_EVIDENCE = 10
+
+
+def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> str:
+    """The RCA as a Markdown document: summary, impact, timeline, evidence (each op with its
+    node, time and the fault active then), faults, hypotheses with their evidence, detection,
+    the invariant and the command that reproduces the run. Facts only: every line is filled
+    from the run, nothing is a placeholder to fill in later."""
+    lines = [f"# Root-cause analysis: {title}", "", "## Summary", "", r.summary, ""]
+    if r.headline:
+        lines += ["| | |", "|---|---|"] + [f"| {k} | {_md(v)} |" for k, v in r.headline] + [""]
+    lines += ["## Impact", ""] + [f"- {_md(i)}" for i in r.impact] + [""]
+    lines += ["## Timeline", "", "| when | event |", "|---|---|"]
+    lines += [f"| {r_.when} | {_md(r_.what)} |" for r_ in r.timeline] + [""]
+    lines += ["## Evidence", ""]
+    for a in anomalies[:MARKDOWN_EVIDENCE]:
+        where = []
+        if a.anchor is not None and a.anchor < len(run.operations):
+            o = run.operations[a.anchor]
+            where.append(f"op {o.id} `{op_text(_d(o))}`")
+            where.append(f"process {o.process}")
+        if a.key is not None:
+            where.append(f"key {short(a.key)}")
+        if a.node:
+            where.append(f"node {a.node}")
+        if a.t is not None:
+            where.append(run.fmt_t(a.t))
+        where.append(f"fault active: {a.fault}" if a.fault else a.phase or "no fault")
+        lines.append(f"{a.n}. **{a.type}** ({', '.join(where)}): {_md(a.message)}")
+    if len(anomalies) > MARKDOWN_EVIDENCE:
+        lines.append(f"\n... and {len(anomalies) - MARKDOWN_EVIDENCE} more anomalies (report.html)")
+    lines += ["", "## Faults", ""]
+    for w in run.faults:
+        state = "not applied" if w.failed else f"{run.fmt_t(w.start)} to {run.fmt_t(w.end)}"
+        lines.append(f"- #{w.id + 1} {w.family}: {_md(w.description)} ({state})")
+    if not run.faults:
+        lines.append("- none")
+    lines += ["", "## Hypotheses", ""]
+    for n, h in enumerate(r.hypotheses, start=1):
+        lines.append(f"{n}. **{_md(h.title)}** (supported by {h.support} of {len(anomalies)})")
+        lines += [f"   - {_md(e)}" for e in h.evidence]
+        if h.suggests:
+            lines.append(f"   - suggests: {_md(h.suggests)}")
+    if not r.hypotheses:
+        lines.append("The data supports no specific hypothesis.")
+    lines += ["", "## Detection", ""] + [f"- {_md(d)}" for d in r.detection]
+    lines += ["", "## Invariant violated", ""] + [f"- {_md(i)}" for i in r.invariants]
+    if r.reproduction:
+        lines += ["", "## Reproduction", "", "```", r.reproduction, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: object) -> str:
+    """Text for a Markdown line or table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")

@@ -320,6 +320,8 @@ class PackagedServerTarget(HttpServerTarget):
             self.members([n for n in cluster.nodes if n.name != node.name]),
             "--data-dir",
             self.data_dir(node),
+            # debug logging: a line per client request served (the report's log windows)
+            "--verbose",
             *self.server_flags(),
         ]
         for bug in self.bugs:

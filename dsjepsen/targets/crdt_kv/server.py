@@ -39,6 +39,10 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+#: the server's logger (serverkit configures it: --verbose for debug lines)
+log = logging.getLogger("crdt-kv")
+
+
 class Server:
     """HTTP front of one replica. Every node answers every request itself: there is no leader
     to forward to, which is the point of a CRDT."""
@@ -48,11 +52,15 @@ class Server:
 
     async def handle(self, req: Request) -> Response:
         try:
-            return await self._route(req)
+            resp = await self._route(req)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-            return Response(400, {"error": f"bad request: {type(e).__name__}: {e}"})
+            resp = Response(400, {"error": f"bad request: {type(e).__name__}: {e}"})
         except OSError as e:  # the journal could not be written: maybe partly done
-            return Response(500, {"error": f"storage failed, outcome unknown: {e}"})
+            resp = Response(500, {"error": f"storage failed, outcome unknown: {e}"})
+        if req.path.startswith(("/set/", "/counter/")):
+            # one debug line per client request: the report's log windows show what it served
+            log.debug("client %s %s -> %d", req.method, req.path, resp.status)
+        return resp
 
     async def _route(self, req: Request) -> Response:
         path, method = req.path, req.method

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FORWARDED = "x-raft-forwarded"
+#: the server's logger (serverkit configures it: --verbose for debug lines)
+log = logging.getLogger("raft-kv")
 
 
 class Server:
@@ -82,9 +84,24 @@ class Server:
 
     async def handle(self, req: Request) -> Response:
         try:
-            return await self._route(req)
+            resp = await self._route(req)
         except (ValueError, KeyError, TypeError) as e:
-            return Response(400, {"error": f"bad request: {e}"})
+            resp = Response(400, {"error": f"bad request: {e}"})
+        if req.path.startswith("/kv/"):
+            # Which node served the request (the leader, for one forwarded to it), for the
+            # client to record with the completion; and one debug line per client request,
+            # so that the report's log windows show what each node served.
+            if isinstance(resp.payload, dict) and resp.status != 503:
+                resp.payload.setdefault("node", self.node.id)
+            via = req.headers.get(FORWARDED)
+            log.debug(
+                "client %s %s -> %d%s",
+                req.method,
+                req.path,
+                resp.status,
+                f" (forwarded by {via})" if via else "",
+            )
+        return resp
 
     async def _route(self, req: Request) -> Response:
         path = req.path
