@@ -122,19 +122,9 @@ def test_config(argv: Sequence[str] | None = None, /, **options: Any) -> TestCon
     `-` (`test_config(target="etcd", nemesis="kill", time_limit=10, bug=["stale-read"])`);
     True is a flag, a list repeats the option. Raises ConfigError exactly as the CLI does."""
     from dsjepsen.harness.config import add_test_options, config_from_args
+    from dsjepsen.options import options_argv
 
-    tokens = list(argv or [])
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            tokens.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list | tuple):
-            for v in value:
-                tokens += [flag, str(v)]
-        else:
-            tokens += [flag, str(value)]
+    tokens = [*(argv or []), *options_argv(options)]
 
     class _Raising(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # type: ignore[override]

@@ -12,10 +12,11 @@ import pytest
 
 from dsjepsen.checkers.stats import check_stats, op_counts
 from dsjepsen.checkers.vacuous import check_vacuous
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.recorder import Recorder
 from dsjepsen.harness.store import create_run_dir
-from dsjepsen.history import History, Op, read_jsonl
+from dsjepsen.history import History, Op
 
 
 def test_rate_limiter_spaces_slots_across_threads() -> None:

@@ -855,7 +855,7 @@ def check_linearizable(
 
     partitions: dict[Any, list[Operation]] = {}
     for o in operations:
-        partitions.setdefault(_partition_key(o.key), []).append(o)
+        partitions.setdefault(partition_key(o.key), []).append(o)
 
     per_key: dict[Any, dict[str, Any]] = {}
     unknown_reasons: list[str] = []
@@ -1040,7 +1040,7 @@ def check_linearizable(
     return CheckResult(CHECKER, valid, reason, anomalies, details)
 
 
-def _partition_key(key: Any) -> Any:
+def partition_key(key: Any) -> Any:
     """The key as a partition: hashable, and typed as JSON types it (key `true` is not key
     `1`)."""
     if type(key) is bool:

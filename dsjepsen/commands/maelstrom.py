@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen import plugins
     from dsjepsen.checkers.availability import parse_availability
     from dsjepsen.cluster.nodes import add_node_options, open_nodes
-    from dsjepsen.commands.test import _console_logging, _print_summary, render_report
+    from dsjepsen.commands.test import console_logging, print_summary, render_report
     from dsjepsen.harness.config import add_test_options, config_from_args
     from dsjepsen.harness.runner import Runner, exit_code_for
     from dsjepsen.options import kwargs
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(test_args, argv=["dsjepsen", *raw] if "maelstrom" in raw else [])
     cls = plugins.get("targets", "maelstrom")
     target = cls(**kwargs(cls.options, config.target_options), seed=config.seed)
-    handler = _console_logging(bool(getattr(args, "debug", False)))
+    handler = console_logging(bool(getattr(args, "debug", False)))
     try:
         with open_nodes(test_args) as cluster:
             cluster.keep = config.leave_running
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("dsjepsen").removeHandler(handler)
     stream = sys.stderr if config.json else sys.stdout
     print(_maelstrom_text(results), file=stream, flush=True)
-    _print_summary(config, outcome, json_out=config.json)
+    print_summary(config, outcome, json_out=config.json)
     if config.json:
         json.dump({"run_dir": str(outcome.run_dir), **results}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -217,7 +217,7 @@ def _maelstrom_results(
     from dsjepsen.checkers.availability import AvailabilityChecker
     from dsjepsen.checkers.base import CheckContext
     from dsjepsen.checkers.result import merge_validity
-    from dsjepsen.history import read_jsonl
+    from dsjepsen.formats.jsonl import read_jsonl
 
     out = dict(results)
     checks = dict(out.get("checks") or {})

@@ -50,6 +50,7 @@ from dsjepsen.harness.junit import (
     write_junit,
 )
 from dsjepsen.harness.store import DIR_MODE, TIMESTAMP, write_json
+from dsjepsen.options import options_argv
 
 #: a campaign file is a matrix of a few dozen lines; anything this large is not one
 MAX_CAMPAIGN_BYTES = 1 << 20
@@ -102,24 +103,6 @@ class Cell:
         argv += ["--nemesis", self.nemesis]
         argv += options_argv(dict(self.options))
         return [*argv, "--seed", str(self.seed)]
-
-
-def options_argv(options: Mapping[str, Any]) -> list[str]:
-    """`{"bug": ["stale-read"], "time-limit": 5, "serializable-reads": true}` as command-line
-    tokens, the way `dsjepsen test` takes them (a list repeats the flag, true is a flag)."""
-    out: list[str] = []
-    for name, value in options.items():
-        flag = "--" + str(name).removeprefix("--")
-        if value is True:
-            out.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list | tuple):
-            for v in value:
-                out += [flag, str(v)]
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 @dataclass

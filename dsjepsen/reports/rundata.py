@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import DsjError
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.history import (
     NEMESIS,
     History,
@@ -23,7 +24,6 @@ from dsjepsen.history import (
     Operation,
     make_operation,
     pair_operations,
-    read_jsonl,
 )
 
 NS = 1_000_000_000

@@ -25,6 +25,7 @@ from dsjepsen.cluster.control.base import Remote, RemoteError
 from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.clients import HttpJson, NotSent
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -72,39 +73,24 @@ class GatewayError(Exception):
         super().__init__(f"HTTP {status}: {message}")
 
 
-class NotSent(Exception):
-    """The request certainly never reached etcd (no connection)."""
-
-
-def post(conn: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One gateway call on conn. Raises NotSent when connecting fails, GatewayError on an
-    error answer, OSError / http.client errors when the outcome is unknown."""
-    if conn.sock is None:
-        try:
-            conn.connect()
-        except OSError as e:
-            conn.close()
-            raise NotSent(str(e) or type(e).__name__) from e
-    data = json.dumps(body).encode()
-    conn.request("POST", API + path, body=data, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    raw = resp.read()
-    try:
-        doc = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        doc = {"message": raw[:200].decode(errors="replace")}
-    if resp.status != 200:
-        msg = doc.get("message") or doc.get("error") or resp.reason
-        raise GatewayError(resp.status, str(msg), doc.get("code"))
+def post(http: HttpJson, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One gateway call. Raises NotSent when the request certainly never left, GatewayError
+    on an error answer, OSError / http.client errors when the outcome is unknown."""
+    status, doc = http.request("POST", API + path, body)
+    doc = doc if isinstance(doc, dict) else {}
+    if status != 200:
+        msg = doc.get("message") or doc.get("error") or f"HTTP {status}"
+        raise GatewayError(status, str(msg), doc.get("code"))
     return doc
 
 
 def call(address: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    conn = http.client.HTTPConnection(address, CLIENT_PORT, timeout=timeout)
+    """One gateway call on a connection of its own."""
+    http = HttpJson(address, CLIENT_PORT, timeout)
     try:
-        return post(conn, path, body)
+        return post(http, path, body)
     finally:
-        conn.close()
+        http.close()
 
 
 # gRPC errors that etcd returns before proposing anything: the write definitely did not happen.
@@ -124,17 +110,10 @@ class EtcdClient(Client):
         self.port = port
         self.timeout = timeout
         self.serializable = serializable
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
-        return self._conn
+        self.http = HttpJson(address, port, timeout)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.http.close()
 
     def invoke(self, op: Op) -> Op:
         key = _b64(f"dsj/{op.key}")
@@ -158,19 +137,12 @@ class EtcdClient(Client):
             )
             return dataclasses.replace(op, type="fail" if definite else "info", error=e.message)
         except (OSError, http.client.HTTPException) as e:
-            self.close()  # a late answer must never be read as the next op's answer
             what = "timeout" if isinstance(e, socket.timeout | TimeoutError) else str(e)
             what = what or type(e).__name__
             return dataclasses.replace(op, type="fail" if op.f == "read" else "info", error=what)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return post(self._connection(), path, body)
-        except (NotSent, GatewayError):
-            raise
-        except Exception:
-            self.close()
-            raise
+        return post(self.http, path, body)
 
     def _read(self, op: Op, key: str) -> Op:
         body: dict[str, Any] = {"key": key}
