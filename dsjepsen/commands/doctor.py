@@ -355,16 +355,10 @@ def _sshd() -> Check:
 
 def _ssh_client() -> Check:
     try:
-        fabric = importlib.import_module("fabric")
         paramiko = importlib.import_module("paramiko")
     except ImportError as e:
-        return Check("fabric + paramiko", False, str(e), "the SSH backend (--nodes)")
-    return Check(
-        "fabric + paramiko",
-        True,
-        f"fabric {fabric.__version__}, paramiko {paramiko.__version__}",
-        "the SSH backend (--nodes)",
-    )
+        return Check("paramiko", False, str(e), "the SSH backend (--nodes)")
+    return Check("paramiko", True, f"paramiko {paramiko.__version__}", "the SSH backend (--nodes)")
 
 
 def _etcd() -> Check:

@@ -9,7 +9,7 @@ path with a colon as CONTAINER:PATH and `-` as a tar stream on stdin.
 
 A `docker exec` costs ~100 ms (300+ ms on a loaded machine): the CLI, the engine and runc each
 start something. So commands go through the same command agent as the SSH backend (a POSIX
-sh loop, `ssh.AGENT_SCRIPT`), started once per `docker exec -i` session and kept: a command
+sh loop, `agent.AGENT_SCRIPT`), started once per `docker exec -i` session and kept: a command
 then costs a few forks in the container. A timed-out command's process group is killed from
 another agent. Where the agent cannot start, each command is its own `docker exec`.
 
@@ -32,6 +32,15 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
+from dsjepsen.cluster.control.agent import (
+    AGENT_SCRIPT,
+    MAX_IDLE_AGENTS,
+    AgentRefused,
+    AgentTimeout,
+    CommandAgent,
+    command_line,
+    pop_usable,
+)
 from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
@@ -44,14 +53,6 @@ from dsjepsen.cluster.control.base import (
     exit_failure,
 )
 from dsjepsen.cluster.control.local import run_argv
-from dsjepsen.cluster.control.ssh import (
-    AGENT_SCRIPT,
-    AgentRefused,
-    AgentTimeout,
-    CommandAgent,
-    command_line,
-    pop_usable,
-)
 from dsjepsen.errors import ConfigError
 
 #: docker's own rule for container names (and IDs are hex): first a letter or digit
@@ -123,9 +124,6 @@ def inspect_argv(container: str, fmt: str, docker: str = "docker") -> list[str]:
 def local_path(path: str) -> str:
     """An absolute local path: docker cp reads `a:b` as a container's file and `-` as stdin."""
     return os.path.abspath(path)
-
-
-MAX_IDLE_AGENTS = 8
 
 
 class PipeChannel:
