@@ -137,30 +137,6 @@ def test_names(cells: list[Any]) -> dict[str, str]:
     return names
 
 
-def _node_argv(args: argparse.Namespace) -> list[str]:
-    """The node options given to the campaign, passed on to every test."""
-    out: list[str] = []
-    if args.nodes:
-        out += ["--nodes", args.nodes]
-    if args.nodes_file:
-        out += ["--nodes-file", args.nodes_file]
-    if args.docker:
-        out.append("--docker")
-    if args.nodes or args.nodes_file:
-        out += ["--ssh-user", args.ssh_user, "--ssh-port", str(args.ssh_port)]
-        out += ["--ssh-timeout", str(args.ssh_timeout)]
-        for opt, dest in (
-            ("--ssh-key", "ssh_key"),
-            ("--ssh-password-env", "ssh_password_env"),
-            ("--ssh-known-hosts", "ssh_known_hosts"),
-        ):
-            if getattr(args, dest):
-                out += [opt, getattr(args, dest)]
-        if args.ssh_insecure_host_keys:
-            out.append("--ssh-insecure-host-keys")
-    return out
-
-
 def run_one(
     cell: Any, store: str, node_argv: list[str], log_path: Path, time_limit: float
 ) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
@@ -219,16 +195,16 @@ def _time_limit(cell: Any) -> float:
 
 def run_campaign(args: argparse.Namespace) -> int:
     from dsjepsen.cluster import localnet
+    from dsjepsen.cluster.nodes import node_argv as given_node_argv
+    from dsjepsen.cluster.nodes import node_specs
     from dsjepsen.harness import campaign as cp
 
     check_output_dir(args.store, "--store")
     spec = cp.load_campaign(args.file)
     parallel = _positive_int(str(args.parallel), "--parallel")
-    remote = bool(args.nodes or args.nodes_file)
+    remote = node_specs(args) is not None  # also checks the node options, before anything
     if remote and parallel > 1:
         raise ConfigError("--parallel: several tests at once need local clusters, not --nodes")
-    if args.docker and not remote:
-        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
     all_cells = spec.cells()
     shard = cp.parse_shard(args.shard) if args.shard else None
     cells = cp.shard_cells(all_cells, *shard) if shard else all_cells
@@ -277,7 +253,7 @@ def run_campaign(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     slots: queue.Queue[list[str]] = queue.Queue()
     clusters: list[str] = []
-    node_argv = _node_argv(args)
+    node_argv = given_node_argv(args)
 
     def work(cell: Any) -> None:
         slot = slots.get()

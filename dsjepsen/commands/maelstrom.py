@@ -153,7 +153,7 @@ def test_argv(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from dsjepsen import plugins
     from dsjepsen.checkers.availability import parse_availability
-    from dsjepsen.cluster.nodes import add_node_options, open_nodes
+    from dsjepsen.cluster.nodes import add_node_options, node_option_dests, open_nodes
     from dsjepsen.commands.test import console_logging, print_summary, render_report
     from dsjepsen.harness.config import add_test_options, config_from_args
     from dsjepsen.harness.runner import Runner, exit_code_for
@@ -166,12 +166,11 @@ def run(args: argparse.Namespace) -> int:
     add_node_options(parser)
     test_args = parser.parse_args(translated)
     listed = args.nodes is not None or args.nodes_file is not None
-    for name, value in vars(args).items():  # the node options, as given
+    for name in node_option_dests():  # the node options, as given
         if name == "node_count" and listed:
             continue  # the default size of a local cluster; listed nodes have their own count
-        if name in ("nodes", "nodes_file", "docker", "node_count", "cluster_name",
-                    "force_node_count") or name.startswith("ssh_"):  # fmt: skip
-            setattr(test_args, name, value)
+        if hasattr(args, name):
+            setattr(test_args, name, getattr(args, name))
     raw = sys.argv[1:]
     config = config_from_args(test_args, argv=["dsjepsen", *raw] if "maelstrom" in raw else [])
     cls = plugins.get("targets", "maelstrom")

@@ -61,7 +61,7 @@ INDEX_HTML = "index.html"
 JUNIT_XML = "junit.xml"
 #: options a campaign sets itself for every test; a matrix that sets them is refused
 RESERVED = frozenset(
-    {"seed", "store", "json", "test-count", "junit", "nodes", "nodes-file", "docker",
+    {"seed", "store", "json", "test-count", "junit", "nodes", "nodes-file", "docker", "backend",
      "cluster-name", "node-count", "leave-running"}
 )  # fmt: skip
 _MATRIX_KEYS = {"targets", "workloads", "nemeses", "seeds", "seed-count", "options"}

@@ -32,6 +32,7 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
+from dsjepsen.cluster.backend import Backend, NodeSettings, NodeSpec
 from dsjepsen.cluster.control.agent import (
     AGENT_SCRIPT,
     MAX_IDLE_AGENTS,
@@ -397,3 +398,52 @@ def docker_engine_answers(docker: str = "docker", timeout: float = 10.0) -> str 
         last = (res.stderr.strip() or res.stdout.strip()).splitlines()
         return f"docker engine not answering ({last[-1][:160] if last else f'exit {res.exit}'})"
     return None
+
+
+def container_address(node: str, container: str, timeout: float = 30.0) -> str:
+    """The container's IP on its (first) docker network, which the controller can reach."""
+    probe = DockerRemote(Node(node, "", "/"), container)
+    try:
+        probe.run(["true"], timeout=timeout)  # clear errors: no such container, engine down
+    finally:
+        probe.close()
+    res = run_argv(
+        node,
+        inspect_argv(container, "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"),
+        timeout=timeout,
+    )
+    ips = res.stdout.split()
+    if not ips:
+        raise ConfigError(
+            f"node {node}: container {container} has no IP address on a docker network"
+        )
+    return ips[0]
+
+
+class DockerBackend(Backend):
+    """Containers on this machine's docker engine: this kernel, files of their own."""
+
+    name = "docker"
+    description = "containers through docker exec: --nodes CONTAINER1,CONTAINER2,..."
+    shares_kernel = True
+    shares_files = False
+    entry = "container name"
+    metavar = "CONTAINER"
+    node_keys = frozenset({"container", "address"})
+
+    def node_spec(self, name: str, host: str, settings: NodeSettings, workdir: str) -> NodeSpec:
+        container = validate_container(name, settings.get("container", str, name))
+        address = settings.get("address", str, None)
+        return NodeSpec(name, self.name, address or host, workdir, {"container": container})
+
+    def open_node(self, spec: NodeSpec) -> Remote:
+        container = spec.settings["container"]
+        # no address given: the container's own, asked of the engine (which also says at once
+        # when the container does not exist or the engine is down)
+        address = spec.host if spec.host != spec.name else container_address(spec.name, container)
+        node = Node(spec.name, address, spec.workdir, extra={"container": container})
+        return DockerRemote(node, container)
+
+    @classmethod
+    def machine_problems(cls) -> list[tuple[str, str | None, str]]:
+        return [("docker engine", docker_engine_answers(), "answers")]

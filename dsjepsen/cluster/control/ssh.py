@@ -20,6 +20,7 @@ run's log (dsjepsen.log) shows that its commands may have gone to an impostor.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import posixpath
@@ -36,6 +37,7 @@ from typing import Any
 
 import paramiko
 
+from dsjepsen.cluster.backend import Backend, NodeSettings, NodeSpec
 from dsjepsen.cluster.control.agent import (
     AGENT_SCRIPT,
     MAX_IDLE_AGENTS,
@@ -465,3 +467,98 @@ class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):
             key.get_name(),
             key.fingerprint,
         )
+
+
+#: seconds an SSH connection may take to open, at most
+MAX_SSH_TIMEOUT = 300.0
+
+
+class SshBackend(Backend):
+    """Real machines over SSH: each has its own kernel and files; a login per node."""
+
+    name = "ssh"
+    description = "machines over SSH (paramiko): --nodes [user@]host[:port],..."
+    shares_kernel = False
+    shares_files = False
+    entry = "[user@]host[:port]"
+    metavar = "HOST"
+    takes_login = True
+    node_keys = frozenset(
+        {"user", "port", "key", "password_env", "known_hosts", "insecure_host_keys", "sudo",
+         "timeout"}
+    )  # fmt: skip
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--ssh-user", default="root", help="SSH user (default root; others use sudo -n)"
+        )
+        group.add_argument(
+            "--ssh-key", metavar="FILE", help="SSH private key (default: agent and ~/.ssh)"
+        )
+        group.add_argument("--ssh-port", type=int, default=22, help="SSH port (default 22)")
+        group.add_argument(
+            "--ssh-password-env",
+            metavar="VAR",
+            help="read the SSH password from this environment variable "
+            f"(e.g. {PASSWORD_ENV_DEFAULT})",
+        )
+        group.add_argument(
+            "--ssh-known-hosts", metavar="FILE", help="known_hosts (default ~/.ssh/known_hosts)"
+        )
+        group.add_argument(
+            "--ssh-insecure-host-keys",
+            action="store_true",
+            help="accept any SSH host key (only on networks you trust)",
+        )
+        group.add_argument(
+            "--ssh-timeout", type=float, default=10.0, metavar="SEC", help="SSH connect timeout"
+        )
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        super().__init__(args)
+        a = self.args
+        port = getattr(a, "ssh_port", 22)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--ssh-port {port}: must be 1-65535")
+        timeout = getattr(a, "ssh_timeout", 10.0)
+        if not 0 < timeout <= MAX_SSH_TIMEOUT:  # also refuses nan
+            raise ConfigError(f"--ssh-timeout {timeout}: must be a number of seconds up to 300")
+        #: the login every node has unless its nodes file says otherwise
+        self.defaults = SshConfig(
+            user=getattr(a, "ssh_user", "root"),
+            port=port,
+            key_file=getattr(a, "ssh_key", None),
+            password_env=getattr(a, "ssh_password_env", None),
+            known_hosts=getattr(a, "ssh_known_hosts", None),
+            insecure_host_keys=getattr(a, "ssh_insecure_host_keys", False),
+            connect_timeout=timeout,
+        )
+
+    def default_port(self) -> int | None:
+        return self.defaults.port
+
+    def node_spec(self, name: str, host: str, settings: NodeSettings, workdir: str) -> NodeSpec:
+        d = self.defaults
+        get = settings.get
+        port = get("port", int, d.port)
+        if not 1 <= port <= 65535:
+            settings.invalid("port", f"must be 1-65535, not {port}")
+        config = SshConfig(
+            user=get("user", str, d.user),
+            port=port,
+            key_file=get("key", str, d.key_file),
+            password_env=get("password_env", str, d.password_env),
+            known_hosts=get("known_hosts", str, d.known_hosts),
+            insecure_host_keys=get("insecure_host_keys", bool, d.insecure_host_keys),
+            connect_timeout=float(get("timeout", (int, float), d.connect_timeout)),
+            sudo=get("sudo", bool, None),
+        )
+        return NodeSpec(name, self.name, host, workdir, {"ssh": config})
+
+    def open_node(self, spec: NodeSpec) -> Remote:
+        return SshRemote(Node(spec.name, spec.host, spec.workdir), spec.settings["ssh"], spec.host)
+
+    @classmethod
+    def machine_problems(cls) -> list[tuple[str, str | None, str]]:
+        return [("paramiko", None, f"paramiko {paramiko.__version__}")]
