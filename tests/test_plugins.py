@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,37 @@ def test_a_plugin_backend_reaches_the_nodes_of_a_real_run(tmp_path: Path) -> Non
                 capture_output=True, text=True, timeout=30, check=True,
             ).stdout  # fmt: skip
             assert "DSJ-" not in rules
+    finally:
+        localnet.down(name)
+    assert not localnet.status(name)["exists"]
+
+
+@pytest.mark.cluster
+def test_a_plugin_target_started_from_its_own_binary(tmp_path: Path) -> None:
+    """The example's Redis target (one file on ProcessTarget, one entry-point line): a real
+    redis-server per node, n1 the primary; kills of any node lose nothing acknowledged
+    (appendfsync always), the final reads wait until the replicas caught up, and the
+    register history is linearizable."""
+    if not localnet.has_net_admin() or shutil.which("redis-server") is None:
+        pytest.skip("needs root (CAP_NET_ADMIN) and redis-server (scripts/setup installs it)")
+    name = "pr" + os.urandom(2).hex()
+    try:
+        p = dsjepsen(
+            "test", "--target", "redis", "--node-count", "3", "--cluster-name", name,
+            "--nemesis", "kill", "--nemesis-interval", "2", "--time-limit", "8",
+            "--store", str(tmp_path), "--rate", "50", "--seed", "3", "--json",
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr[-3000:]
+        results = json.loads(p.stdout)
+        assert results["valid"] is True and results["checks"]["linearizable"]["valid"] is True
+        run = Path(results["run_dir"])
+        test = json.loads((run / "test.json").read_text())
+        assert re.fullmatch(r"\d+\.\d+\.\d+", test["versions"]["target"])  # self.version
+        assert "recovered: ready for the final reads" in (run / "dsjepsen.log").read_text()
+        assert (run / "nodes" / "n1" / "redis.log").exists()  # its log was collected
+        history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+        kills = [op for op in history if op["process"] == "nemesis" and op["type"] == "ok"]
+        assert any(op["f"] == "start-kill" for op in kills)
     finally:
         localnet.down(name)
     assert not localnet.status(name)["exists"]

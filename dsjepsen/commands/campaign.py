@@ -29,6 +29,7 @@ from typing import Any
 from dsjepsen import __version__
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.files import check_output_dir
+from dsjepsen.reports.campaign import render_index
 
 log = logging.getLogger("dsjepsen.campaign")
 
@@ -323,7 +324,7 @@ def run_campaign(args: argparse.Namespace) -> int:
                 print(f"dsjepsen: warning: cluster {name}: {e}", file=sys.stderr)
         meta["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         meta["interrupted"] = interrupted
-        data = cp.write_campaign(out_dir, meta, rows)
+        data = cp.write_campaign(out_dir, meta, rows, render_index=render_index)
     _print_summary(out_dir, data)
     if interrupted:
         raise KeyboardInterrupt
@@ -348,7 +349,7 @@ def merge_campaigns(args: argparse.Namespace) -> int:
     else:
         out_dir = cp.new_campaign_dir(args.store, str(first.get("name", "campaign")), "-merged")
     try:
-        data = cp.merge(args.dirs, out_dir)
+        data = cp.merge(args.dirs, out_dir, render_index=render_index)
     except (ConfigError, InputError):
         if not any(out_dir.iterdir()):
             out_dir.rmdir()
