@@ -15,8 +15,9 @@ import threading
 import time
 from pathlib import Path
 
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.recorder import Recorder
-from dsjepsen.history import Op, read_jsonl
+from dsjepsen.history import Op
 from dsjepsen.workloads.register import RegisterWorkload
 
 

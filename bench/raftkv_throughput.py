@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dsjepsen.history import Op
-from dsjepsen.targets.raft_kv.client import HttpKvClient
+from dsjepsen.targets.contract_client import HttpKvClient
 
 
 @dataclass

@@ -116,31 +116,24 @@ def check(
     return results[0] if len(results) == 1 else composed
 
 
+class _RaisingParser(argparse.ArgumentParser):
+    """Parses options given from Python: a bad one raises ConfigError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
 def test_config(argv: Sequence[str] | None = None, /, **options: Any) -> TestConfig:
     """A validated TestConfig from `dsjepsen test` options, either as command-line tokens
     (`test_config(["--target", "etcd", "--nemesis", "kill"])`) or as keywords with `_` for
     `-` (`test_config(target="etcd", nemesis="kill", time_limit=10, bug=["stale-read"])`);
     True is a flag, a list repeats the option. Raises ConfigError exactly as the CLI does."""
     from dsjepsen.harness.config import add_test_options, config_from_args
+    from dsjepsen.options import options_argv
 
-    tokens = list(argv or [])
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            tokens.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list | tuple):
-            for v in value:
-                tokens += [flag, str(v)]
-        else:
-            tokens += [flag, str(value)]
+    tokens = [*(argv or []), *options_argv(options)]
 
-    class _Raising(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # type: ignore[override]
-            raise ConfigError(message)
-
-    parser = _Raising(prog="dsjepsen test", add_help=False)
+    parser = _RaisingParser(prog="dsjepsen test", add_help=False)
     add_test_options(parser)
     args = parser.parse_args(tokens)
     return config_from_args(args, argv=["dsjepsen", "test", *tokens])
@@ -194,13 +187,15 @@ def run_test(
     `config` is a TestConfig (`test_config(...)`), command-line tokens, or a dict of
     options. Nodes as in the CLI: the local namespace cluster by default (`cluster_name`,
     `node_count`; created on demand and removed afterwards when this call created it), or
-    `nodes=[...]` SSH hosts with `ssh_user=`, `ssh_key=`, ... (`docker=True` for containers).
+    `nodes=[...]` SSH hosts with `ssh_user=`, `ssh_key=`, ... (`backend="docker"` or
+    `docker=True` for containers; any node option of `dsjepsen test`, `_` for `-`).
     The report is rendered as `dsjepsen test` does unless `report=False`.
     """
     from dsjepsen.cluster import localnet
-    from dsjepsen.cluster.nodes import open_nodes
+    from dsjepsen.cluster.nodes import add_node_options, node_option_dests, open_nodes
     from dsjepsen.harness.config import TestConfig
     from dsjepsen.harness.runner import Runner
+    from dsjepsen.options import options_argv
 
     if isinstance(config, TestConfig):
         cfg = config
@@ -208,23 +203,19 @@ def run_test(
         cfg = test_config(**dict(config))
     else:
         cfg = test_config(list(config))
-    ns = argparse.Namespace(
-        nodes=",".join(nodes) if nodes else None,
-        nodes_file=node_options.pop("nodes_file", None),
-        docker=bool(node_options.pop("docker", False)),
-        node_count=node_count,
-        force_node_count=bool(node_options.pop("force_node_count", False)),
-        cluster_name=cluster_name or localnet.DEFAULT_NAME,
-        ssh_user=node_options.pop("ssh_user", "root"),
-        ssh_key=node_options.pop("ssh_key", None),
-        ssh_port=int(node_options.pop("ssh_port", 22)),
-        ssh_password_env=node_options.pop("ssh_password_env", None),
-        ssh_known_hosts=node_options.pop("ssh_known_hosts", None),
-        ssh_insecure_host_keys=bool(node_options.pop("ssh_insecure_host_keys", False)),
-        ssh_timeout=float(node_options.pop("ssh_timeout", 10.0)),
-    )
-    if node_options:
-        raise ConfigError(f"run_test: unknown option {sorted(node_options)[0]!r}")
+    given = {
+        "nodes": ",".join(nodes) if nodes else None,
+        "node_count": node_count,
+        "cluster_name": cluster_name or localnet.DEFAULT_NAME,
+        **node_options,
+    }
+    known = node_option_dests()
+    for name in given:
+        if name not in known:
+            raise ConfigError(f"run_test: unknown option {name!r}")
+    parser = _RaisingParser(prog="dsjepsen test", add_help=False)
+    add_node_options(parser)
+    ns = parser.parse_args(options_argv(given))
     from dsjepsen import plugins
 
     with open_nodes(ns, node_cost=plugins.get("targets", cfg.target).node_cost) as cluster:

@@ -340,8 +340,8 @@ def make_operation(inv: Op, comp: Op | None) -> Operation:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSONL writing (the harness's recorder). Reading is dsjepsen.formats'; `read_jsonl` and
-# `read_history` stay importable from here for the harness and reports.
+# JSONL writing (the harness's recorder). Reading is dsjepsen.formats' alone (`formats.jsonl.
+# read_jsonl`, `formats.read_history`): formats import this module, never the other way.
 
 
 def dump_op(op: Op) -> str:
@@ -386,17 +386,3 @@ class HistoryWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> History:
-    """Read a JSONL history (see dsjepsen.formats.jsonl)."""
-    from dsjepsen.formats.jsonl import read_jsonl as read
-
-    return read(path)
-
-
-def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
-    """Read a history in any registered format (see dsjepsen.formats)."""
-    from dsjepsen.formats import read_history as read
-
-    return read(path, format)

@@ -9,7 +9,7 @@ them in test.json, and `Option.parse` turns whatever the user typed into a typed
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,3 +214,24 @@ def merge_declarations(groups: Sequence[tuple[str, Sequence[Option]]]) -> dict[s
 def kwargs(declared: Sequence[Option], values: dict[str, Any]) -> dict[str, Any]:
     """Constructor keywords for parsed values."""
     return {o.kwarg: values[o.name] for o in declared if o.name in values}
+
+
+def options_argv(options: Mapping[str, Any]) -> list[str]:
+    """Options given as data (`{"bug": ["stale-read"], "time-limit": 5, "serializable_reads":
+    True}`: a campaign's TOML table, the keywords of `dsjepsen.test_config`) as the
+    command-line tokens `dsjepsen test` takes: `--name` with `_` read as `-`, a list repeats
+    the flag, True is a flag alone, False and None give nothing. The one place this is
+    written, so that a campaign cell and a Python call mean what the same command line means."""
+    out: list[str] = []
+    for name, value in options.items():
+        flag = "--" + str(name).removeprefix("--").replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list | tuple):
+            for v in value:
+                out += [flag, str(v)]
+        else:
+            out += [flag, str(value)]
+    return out

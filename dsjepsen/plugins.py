@@ -1,11 +1,12 @@
 """Extensions by name, found through Python entry points, built-ins included.
 
-dsjepsen's own workloads, targets, fault packages, checkers and models register exactly as a
+dsjepsen's own workloads, targets, fault packages, checkers, models and node backends register exactly as a
 third party's do, in the entry-point groups of GROUPS (see pyproject.toml), so a user can ship a
 target for their own database as a pip package without editing dsjepsen. Loading is lazy and
 per entry: one broken plugin is remembered as one line (`broken()`), shown by `dsjepsen list`
 and `dsjepsen doctor`, and never hides the others. Only a test that asks for a broken
-extension fails, naming it.
+extension fails, naming it and why (with the causes, and a SyntaxError's file and line), as a
+configuration error (exit 254): the installation is wrong, not the run.
 
 This module imports no extension statically: entry points are the only way in, which keeps the
 layering (commands -> harness -> workloads/targets/nemesis -> cluster) free of cycles.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.errors import ConfigError
 
 #: kind -> entry-point group
 GROUPS: dict[str, str] = {
@@ -27,6 +28,7 @@ GROUPS: dict[str, str] = {
     "nemeses": "dsjepsen.nemeses",
     "checkers": "dsjepsen.checkers",
     "models": "dsjepsen.models",
+    "backends": "dsjepsen.backends",
 }
 
 #: kind -> (the option that names one, what one is called), for error messages
@@ -36,6 +38,7 @@ _WORDS = {
     "nemeses": ("--nemesis", "fault package"),
     "checkers": ("--checker", "checker"),
     "models": ("--model", "model"),
+    "backends": ("--backend", "backend"),
 }
 
 
@@ -50,6 +53,31 @@ class Broken:
 
     def line(self) -> str:
         return f"{GROUPS[self.kind]}: {self.name} = {self.source}: {self.error}"
+
+
+def describe_failure(e: BaseException) -> str:
+    """Why a plugin does not load, in one line, its causes included (`ImportError: ...;
+    caused by ModuleNotFoundError: ...`): the cause is usually what to fix. A SyntaxError
+    names the file and line (`SyntaxError: invalid syntax (/path/mod.py, line 3)`)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen and len(parts) < 5:
+        seen.add(id(current))
+        parts.append(_one_failure(current))
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        current = cause
+    return "; caused by ".join(parts)
+
+
+def _one_failure(e: BaseException) -> str:
+    if isinstance(e, SyntaxError):
+        where = f" ({e.filename}, line {e.lineno})" if e.filename else ""
+        return f"{type(e).__name__}: {e.msg}{where}"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 _lock = threading.Lock()
@@ -89,8 +117,7 @@ def _load_kind(kind: str) -> dict[str, Any]:
             try:
                 found[ep.name] = ep.load()
             except Exception as e:  # noqa: BLE001 - any failure of a plugin is its own
-                text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                broken.append(Broken(kind, ep.name, source, f"{type(e).__name__}: {text}"))
+                broken.append(Broken(kind, ep.name, source, describe_failure(e)))
         _loaded[kind] = found
         _broken[kind] = broken
         return found
@@ -142,7 +169,8 @@ def get(kind: str, name: str) -> Any:
         return found[name]
     for b in _broken[kind]:
         if b.name == name:
-            raise HarnessError(f"{_WORDS[kind][0]} {name}: the plugin does not load: {b.line()}")
+            # the installation is misconfigured (exit 254, as a bad option is), not the run
+            raise ConfigError(f"{_WORDS[kind][0]} {name}: the plugin does not load: {b.line()}")
     known = ", ".join(found) or "none"
     option, what = _WORDS[kind]
     raise ConfigError(f"{option}: unknown {what} {name!r} (known: {known})")

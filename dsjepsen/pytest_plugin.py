@@ -54,12 +54,9 @@ def dsjepsen_test(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     asserts that the run finds a bug instead (for a store with a known, seeded bug).
     """
     from dsjepsen.api import run_test, test_config
+    from dsjepsen.cluster.nodes import node_option_dests
 
-    node_keys = {
-        "nodes", "node_count", "cluster_name", "docker", "nodes_file", "ssh_user", "ssh_key",
-        "ssh_port", "ssh_password_env", "ssh_known_hosts", "ssh_insecure_host_keys",
-        "ssh_timeout", "force_node_count",
-    }  # fmt: skip
+    node_keys = node_option_dests()  # every backend's node options, `_` for `-`
 
     def run(*, expect: str = "valid", **options: Any) -> Any:
         __tracebackhide__ = True

@@ -22,6 +22,7 @@ import pytest
 
 from dsjepsen.cli import main
 from dsjepsen.harness import campaign as cp
+from dsjepsen.reports.campaign import render_index
 
 FILE = """
 name = "unit"
@@ -153,7 +154,7 @@ def test_merge_of_shards_equals_the_unsharded_result(tmp_path: Path) -> None:
         shard_dirs.append(d)
     out = tmp_path / "merged"
     out.mkdir()
-    merged = cp.merge([str(d) for d in shard_dirs], out)
+    merged = cp.merge([str(d) for d in shard_dirs], out, render_index=render_index)
 
     def strip(rows: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in ("run_dir", "report")} for r in rows]
@@ -197,7 +198,9 @@ def test_findings_group_by_signature_and_flaky_is_not_passed(tmp_path: Path) -> 
         d, results = run_dir_with(tmp_path, c, v, call=20 if c.index < 9 else 60)
         rows.append(cp.make_row(c, campaign_dir=out, test_name=f"conf{c.index // 3}",
                                 results=results, run_dir=d, seconds=1.0))  # fmt: skip
-    data = cp.write_campaign(out, {"name": "unit"}, rows, step_summary=False)
+    data = cp.write_campaign(
+        out, {"name": "unit"}, rows, step_summary=False, render_index=render_index
+    )
     s = data["summary"]
     status = {c["label"]: c["status"] for c in s["configurations"]}
     assert status == {"conf0": "passed", "conf1": "failed", "conf2": "unknown", "conf3": "flaky"}
@@ -263,7 +266,7 @@ def test_index_json_and_junit_agree(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     rows = rows_for(tmp_path, cells, out, {3: "invalid", 9: "invalid", 2: "unknown"})
-    cp.write_campaign(out, {"name": "unit"}, rows, step_summary=False)
+    cp.write_campaign(out, {"name": "unit"}, rows, step_summary=False, render_index=render_index)
     data = check_agreement(out)
     assert data["summary"]["totals"] == {"runs": 12, "valid": 9, "invalid": 2, "unknown": 1}
 

@@ -10,8 +10,10 @@ import pytest
 
 from dsjepsen import cli
 from dsjepsen.cluster import localnet
-from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
+from dsjepsen.cluster.control.docker import DockerBackend
+from dsjepsen.cluster.control.ssh import SshRemote
 from dsjepsen.cluster.nodes import (
+    Backends,
     add_node_options,
     is_toml_nodes_file,
     load_nodes_file,
@@ -254,14 +256,15 @@ def test_plain_nodes_file_errors_name_file_and_line(tmp_path, text, message, lin
 def test_plain_nodes_file_of_containers(tmp_path):
     f = tmp_path / "containers.txt"
     f.write_text("dsj-n1\ndsj-n2\n")
-    specs = load_nodes_file(str(f), SshConfig(), docker=True)
-    assert [(s.name, s.backend, s.container) for s in specs] == [
+    docker = DockerBackend()
+    specs = load_nodes_file(str(f), docker, Backends(argparse.Namespace()))
+    assert [(s.name, s.backend, s.settings["container"]) for s in specs] == [
         ("dsj-n1", "docker", "dsj-n1"),
         ("dsj-n2", "docker", "dsj-n2"),
     ]
     f.write_text("dsj-n1\nroot@dsj-n2\n")
     with pytest.raises(InputError, match="one container name per line") as e:
-        load_nodes_file(str(f), SshConfig(), docker=True)
+        load_nodes_file(str(f), docker, Backends(argparse.Namespace()))
     assert e.value.line == 2
 
 

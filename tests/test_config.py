@@ -107,9 +107,24 @@ def test_defaults_and_options_are_recorded() -> None:
     assert cfg.time_limit == 42.5
     d = cfg.to_dict()
     assert d["concurrency"] == "6" and d["options"]["bug"] == ["stale-read", "no-fsync"]
-    assert cfg.test_name == "raft-kv-bug-stale-read+no-fsync-register-partition-majority+kill"
+    assert cfg.test_name == (
+        "raft-kv-bug-stale-read+no-fsync-register-partition-majority+kill-rate-unlimited"
+    )
     with pytest.raises(AttributeError):
         cfg.seed = 3  # type: ignore[misc]  # frozen
+
+
+def test_the_rate_is_in_the_test_name_unless_it_is_the_default() -> None:
+    """Runs at different rates never share a store directory; at the default rate the name
+    is what it always was."""
+    names = {r: config("--rate", r).test_name for r in ("100", "50", "2.5", "0")}
+    assert names == {
+        "100": "raft-kv-register-none",
+        "50": "raft-kv-register-none-rate-50",
+        "2.5": "raft-kv-register-none-rate-2.5",
+        "0": "raft-kv-register-none-rate-unlimited",
+    }
+    assert config().test_name == "raft-kv-register-none"
 
 
 def test_etcd_options() -> None:

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from dsjepsen.cluster.control.base import Node, RemoteConfigError, RemoteError
-from dsjepsen.cluster.control.ssh import SshConfig, SshRemote, command_line
+from dsjepsen.cluster.control.agent import command_line
+from dsjepsen.cluster.control.base import Node, RemoteConfigError, RemoteError, RemoteTimeout
+from dsjepsen.cluster.control.ssh import SshConfig, SshRemote
 from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS
 
 pytestmark = pytest.mark.cluster
@@ -32,10 +33,30 @@ def test_good_connection_is_reused(ssh_server):
     remote = ssh_server.remote()
     try:
         assert remote.run(["hostname", "-I"]).stdout.split()[0] == ssh_server.node.address
-        transport = remote.connection().transport
+        transport = remote.transport()
         for _ in range(5):
             remote.run(["true"])
-        assert remote.connection().transport is transport  # one connection for all commands
+        assert remote.transport() is transport  # one connection for all commands
+    finally:
+        remote.close()
+
+
+def test_one_channel_per_command_where_no_agent_runs(ssh_server):
+    """Servers that cannot run the command agent get one exec channel per command: output,
+    exit status, stdin and a timeout behave as through the agent."""
+    remote = ssh_server.remote()
+    remote._no_agent = True  # as if the agent had been refused
+    try:
+        res = remote.run(["sh", "-c", "cat; echo err >&2; exit 3"], input="in\n", check=False)
+        assert (res.exit, res.stdout, res.stderr) == (3, "in\n", "err\n")
+        big = remote.run(["head", "-c", "300000", "/dev/zero"]).stdout
+        assert len(big) == 300000
+        t0 = time.monotonic()
+        with pytest.raises(RemoteTimeout):
+            remote.run(["sleep", "30"], timeout=1.0)
+        assert time.monotonic() - t0 < 5
+        assert remote.run(["echo", "after"]).stdout == "after\n"  # the connection still works
+        assert not remote._idle  # no agent was started
     finally:
         remote.close()
 
@@ -133,7 +154,7 @@ def test_parallel_commands_on_one_connection_each_get_their_own_answer(ssh_serve
 
     remote = ssh_server.remote()
     try:
-        transport = remote.connection().transport
+        transport = remote.transport()
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
             results = list(
                 pool.map(
@@ -144,7 +165,7 @@ def test_parallel_commands_on_one_connection_each_get_their_own_answer(ssh_serve
                 )
             )
         assert [(r.stdout, r.stderr) for r in results] == [(f"{i}\n", f"e{i}\n") for i in range(24)]
-        assert remote.connection().transport is transport
+        assert remote.transport() is transport
         assert 1 <= len(remote._idle) <= 6
         # a command's stdout is a file in its agent's directory
         out = remote.run(["readlink", "/proc/self/fd/1"]).stdout.strip()

@@ -33,9 +33,10 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cluster import localnet
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness import phases
 from dsjepsen.harness.phases import HOLD_ENV
-from dsjepsen.history import History, read_jsonl
+from dsjepsen.history import History
 
 # about 2 minutes on a busy 2-core machine; the timeout leaves room for a much busier one
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]

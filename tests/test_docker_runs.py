@@ -15,8 +15,7 @@ import pytest
 
 from dsjepsen.cluster import docker_cluster
 from dsjepsen.cluster.control.base import Node
-from dsjepsen.cluster.control.docker import DockerRemote
-from dsjepsen.cluster.control.ssh import SshConfig
+from dsjepsen.cluster.control.docker import DockerBackend, DockerRemote
 from dsjepsen.cluster.daemon import daemon_running, start_daemon
 from dsjepsen.cluster.nodes import build_cluster, heal_nodes, specs_from_list
 
@@ -70,7 +69,7 @@ def test_docker_up_and_down_commands(docker_image, tmp_path):
 def test_heal_removes_what_a_killed_run_left(make_docker_cluster):
     """A partition chain with its jump, a paused daemon: what a run killed mid-fault leaves."""
     names = make_docker_cluster(2)
-    cluster = build_cluster(specs_from_list(",".join(names), SshConfig(), docker=True))
+    cluster = build_cluster(specs_from_list(",".join(names), DockerBackend()))
     r = cluster.remote(names[0])
     node = cluster.node(names[0])
     pidfile = f"{node.workdir}/x/pid"

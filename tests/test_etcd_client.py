@@ -17,7 +17,8 @@ import pytest
 from dsjepsen.cluster.control.base import Node, Remote, RemoteError, Result
 from dsjepsen.errors import HarnessError
 from dsjepsen.history import Op
-from dsjepsen.targets.etcd import EtcdClient, EtcdTarget
+from dsjepsen.targets.etcd import EtcdClient
+from dsjepsen.targets.process import require_binary
 
 
 class Scripted(BaseHTTPRequestHandler):
@@ -154,12 +155,12 @@ class NoEtcdRemote(Remote):
 def test_missing_etcd_without_root_names_the_node():
     remote = NoEtcdRemote("1000")
     with pytest.raises(HarnessError, match=r"node n4: etcd is not installed.*etcd-server"):
-        EtcdTarget().install(remote)
+        require_binary(remote, "etcd", "etcd-server")
     assert not any(a[0] == "apt-get" for a in remote.ran)
 
 
 def test_missing_etcd_as_root_installs_with_apt_get():
     remote = NoEtcdRemote("0")
     with pytest.raises(HarnessError, match="node n4: etcd does not run even after apt-get"):
-        EtcdTarget().install(remote)  # this fake node never gains an etcd binary
+        require_binary(remote, "etcd", "etcd-server")  # this fake node never gains etcd
     assert ["apt-get", "install", "-y", "--no-install-recommends", "etcd-server"] in remote.ran

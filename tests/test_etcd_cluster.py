@@ -148,7 +148,9 @@ def test_kill_removes_the_process_and_stop_restarts_it(etcd):
         assert done.value["nodes"] == [leader] and done.value["pid"] == pid
         assert done.value["signal"] == "SIGKILL"
         assert proc_state(cluster, leader, pid) in (None, "Z")
-        assert not daemon.daemon_running(cluster.remote(leader), target.paths(cluster, leader).pid)
+        assert not daemon.daemon_running(
+            cluster.remote(leader), target.pid_file(cluster.node(leader))
+        )
         c = target.client(cluster, leader)
         assert c.invoke(op("read", 1)).type == "fail"  # connection refused: definite
         stop = nem.invoke(cluster, nem_op("stop-kill", "kill-leader"))

@@ -19,7 +19,7 @@ import pytest
 
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.faketime import offset_path
-from dsjepsen.history import read_jsonl
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.targets.raft_kv.target import RaftKvTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -358,9 +358,10 @@ def test_a_plugin_claiming_a_taken_name_is_reported_broken_on_one_line(
     assert "'kill' is already offered by dsjepsen.nemesis.process:KillFaults" in thief[0]
     assert any("not-a-package" in line and "not a FaultPackage" in line for line in lines)
     assert "steal" not in fault_catalog()
-    with pytest.raises(HarnessError) as e:
+    with pytest.raises(ConfigError) as e:  # a broken plugin is a configuration error
         check_names(["steal"])
     assert "aaa-thief" in str(e.value) and "\n" not in str(e.value)
+    assert e.value.exit_code == 254
 
 
 def test_the_plugin_is_gone_after_reset() -> None:

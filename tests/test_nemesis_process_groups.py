@@ -25,7 +25,8 @@ from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node
 from dsjepsen.errors import HarnessError
-from dsjepsen.history import Op, read_jsonl
+from dsjepsen.formats.jsonl import read_jsonl
+from dsjepsen.history import Op
 from dsjepsen.nemesis.catalog import build_nemesis, descriptions, fault_catalog
 from dsjepsen.nemesis.process import SCOPES, choose, group_size, majority, share
 from dsjepsen.nemesis.schedule import FaultSchedule

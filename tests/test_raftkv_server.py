@@ -22,7 +22,7 @@ from dsjepsen.cluster.control.base import Node
 from dsjepsen.cluster.control.local import LocalRemote
 from dsjepsen.errors import ConfigError
 from dsjepsen.history import Op
-from dsjepsen.targets.raft_kv.client import HttpKvClient
+from dsjepsen.targets.contract_client import HttpKvClient
 from dsjepsen.targets.raft_kv.storage import Entry, Storage
 from dsjepsen.targets.raft_kv.target import RaftKvTarget
 

@@ -17,7 +17,7 @@ import pytest
 from synthetic_runs import EVIL, build_run_dir
 
 from dsjepsen.cli import main
-from dsjepsen.history import read_jsonl
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.reports.html import render_check_report, render_run_report
 
 PORCUPINE = Path("/work/shared/histories/porcupine/jepsen")
@@ -208,7 +208,7 @@ def test_imported_porcupine_history_with_real_checker(tmp_path: Path) -> None:
     if not path.exists():
         pytest.skip(f"{path} is absent (shared Porcupine corpus not mounted)")
     from dsjepsen.checkers.linearizable import check_linearizable
-    from dsjepsen.history import read_history
+    from dsjepsen.formats import read_history
 
     history = read_history(path)
     result = check_linearizable(history)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.history import read_jsonl
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.reports.html import render_run_report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -220,7 +220,7 @@ def test_imported_history_without_clocks(browser: Cdp, tmp_path: Path) -> None:
     if not KV_BAD.exists():
         pytest.skip(f"{KV_BAD} is absent (shared Porcupine corpus not mounted)")
     from dsjepsen.checkers.linearizable import check_linearizable
-    from dsjepsen.history import read_history
+    from dsjepsen.formats import read_history
 
     history = read_history(KV_BAD)
     result = check_linearizable(history)

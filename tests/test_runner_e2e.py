@@ -26,9 +26,9 @@ import pytest
 from dsjepsen.cli import build_parser
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.config import TestConfig, config_from_args
 from dsjepsen.harness.runner import Runner, RunOutcome, _Hooks
-from dsjepsen.history import read_jsonl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -12,10 +12,11 @@ import pytest
 
 from dsjepsen.checkers.stats import check_stats, op_counts
 from dsjepsen.checkers.vacuous import check_vacuous
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.generator import RateLimiter
 from dsjepsen.harness.recorder import Recorder
 from dsjepsen.harness.store import create_run_dir
-from dsjepsen.history import History, Op, read_jsonl
+from dsjepsen.history import History, Op
 
 
 def test_rate_limiter_spaces_slots_across_threads() -> None:
@@ -157,3 +158,47 @@ def test_fault_schedule_is_seeded() -> None:
 
     assert ops(3) == ops(3)
     assert ops(3) != ops(4)
+
+
+def test_final_reads_wait_for_the_targets_own_readiness_not_only_a_leader() -> None:
+    """`Target.ready_for_final_reads` decides when the final reads start (a leader may be
+    known long before a replica has caught up); the wait is bounded by --recovery-timeout."""
+    from types import SimpleNamespace
+
+    from dsjepsen.harness.phases import recover
+    from dsjepsen.targets.base import Target
+
+    class CatchingUp(Target):
+        elects_leader = True
+        speaks = frozenset({"read"})
+
+        def __init__(self, ready_after: int) -> None:
+            self.asked = 0
+            self.ready_after = ready_after
+
+        def leader(self, cluster):  # a leader from the start
+            return "n1"
+
+        def ready_for_final_reads(self, cluster) -> bool:
+            self.asked += 1
+            return self.asked > self.ready_after
+
+        setup = teardown = start = kill = pause = resume = log_files = client = None  # type: ignore[assignment]
+
+    def ctx(target: Target, timeout: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            target=target, cluster=None, workload=SimpleNamespace(converges=False),
+            config=SimpleNamespace(recovery_timeout=timeout),
+            recorder=SimpleNamespace(start_ns=0), healed_at=None,
+        )  # fmt: skip
+
+    t = CatchingUp(ready_after=2)
+    t0 = time.monotonic()
+    recover(ctx(t, 10.0))  # type: ignore[arg-type]
+    assert t.asked == 3 and 0.9 < time.monotonic() - t0 < 5  # waited for it, not the leader
+    never = CatchingUp(ready_after=10**9)
+    t0 = time.monotonic()
+    recover(ctx(never, 1.0))  # type: ignore[arg-type]
+    assert 1.0 <= time.monotonic() - t0 < 3 and never.asked >= 2  # bounded by the timeout
+    # the default: a leader is enough
+    assert Target.ready_for_final_reads(t, None) is True  # type: ignore[arg-type]

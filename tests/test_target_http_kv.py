@@ -15,9 +15,9 @@ import pytest
 from dsjepsen.cli import build_parser
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.errors import ConfigError, HarnessError
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.config import TestConfig, config_from_args
 from dsjepsen.harness.runner import Runner, RunOutcome
-from dsjepsen.history import read_jsonl
 from dsjepsen.targets.http_kv import HttpKvTarget, render_command, template_fields
 
 REFERENCE_SERVER = (

@@ -838,6 +838,19 @@ def resolve_model(
         raise ConfigError(f"--initial: {e}") from None
 
 
+@dataclass
+class _Searched:
+    """What the search found, key by key, before anything is explained."""
+
+    per_key: dict[Any, dict[str, Any]]
+    #: failing keys in the order found: (key, ops, fast verdict, deepest op of the search)
+    failing: list[tuple[Any, list[_Op], FastVerdict | None, _Op | None]]
+    unknown_reasons: list[str]
+    peak: int
+    #: the deadline the search had (the user's time limit, else DEFAULT_TIME_LIMIT)
+    deadline: float
+
+
 def check_linearizable(
     history: History | Sequence[Operation],
     model: Model | str | None = None,
@@ -868,17 +881,60 @@ def check_linearizable(
     operations, found_source = _operations(history)
     source = source or found_source
     m = resolve_model(model, operations, initial)
+    if after_failure is None:
+        after_failure = AFTER_FAILURE_SECONDS
+    partitions: dict[Any, list[Operation]] = {}
+    for o in operations:
+        partitions.setdefault(partition_key(o.key), []).append(o)
+    searched = _search_keys(
+        partitions, m, source, started, time_limit, after_failure, max_configs, progress, all_keys
+    )
+    verdict_seconds = time.monotonic() - started
+    explain_started = time.monotonic()
+    # the keys that failed first in the history come first (the search finds them in its own
+    # order): the ones explained, and the one the reason names, are the earliest in time
+    searched.failing.sort(key=_failed_at)
+    anomalies: list[dict[str, Any]] = []
+    unexplained: list[dict[str, Any]] = []
+    if explain and searched.failing:
+        anomalies, unexplained = _explain_failing(
+            searched, m, explain_started, verdict_seconds, max_configs
+        )
+    explain_seconds = time.monotonic() - explain_started
+    return _result(
+        searched,
+        m,
+        anomalies,
+        unexplained,
+        operations=len(operations),
+        keys=len(partitions),
+        started=started,
+        rss_before=rss_before,
+        verdict_seconds=verdict_seconds,
+        explain_seconds=explain_seconds,
+        time_limit=time_limit,
+        after_failure=after_failure,
+        all_keys=all_keys,
+        initial=initial,
+    )
+
+
+def _search_keys(
+    partitions: dict[Any, list[Operation]],
+    m: Model,
+    source: str,
+    started: float,
+    time_limit: float | None,
+    after_failure: float,
+    max_configs: int,
+    progress: ProgressFn | None,
+    all_keys: bool,
+) -> _Searched:
+    """The verdict of every key: fast paths first, then the search in time slices."""
     # The user's time limit also decides how long undecided keys run after a failure;
     # without one the search still stops at DEFAULT_TIME_LIMIT: a check never runs forever.
     given_deadline = started + time_limit if time_limit is not None else None
     deadline = started + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
-    if after_failure is None:
-        after_failure = AFTER_FAILURE_SECONDS
-
-    partitions: dict[Any, list[Operation]] = {}
-    for o in operations:
-        partitions.setdefault(_partition_key(o.key), []).append(o)
-
     per_key: dict[Any, dict[str, Any]] = {}
     unknown_reasons: list[str] = []
     peak = 0
@@ -967,38 +1023,67 @@ def check_linearizable(
                     window_end = _window_end(failed_at, after_failure, given_deadline)
         work = undecided
         slice_s = min(slice_s * 2, 1.0)
+    return _Searched(per_key, failing, unknown_reasons, peak, deadline)
+
+
+def _explain_failing(
+    searched: _Searched,
+    m: Model,
+    explain_started: float,
+    verdict_seconds: float,
+    max_configs: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(an anomaly for each of the first EXPLAIN_KEYS failing keys, the others only located:
+    their failing op and a sentence, see `_locate`), within the explanation budget."""
     anomalies: list[dict[str, Any]] = []
-    unexplained: list[Any] = []
-    located: list[dict[str, Any]] = []
-    verdict_seconds = time.monotonic() - started
-    explain_started = time.monotonic()
-    # the keys that failed first in the history come first (the search finds them in its own
-    # order): the ones explained, and the one the reason names, are the earliest in time
-    failing.sort(key=_failed_at)
-    if explain and failing:
-        # What the explanations may cost, so that the explained verdict costs at most about
-        # twice the plain one: the first EXPLAIN_KEYS failing keys are explained, the others
-        # only listed and counted. A key a fast path refuted has its explanation already (the
-        # violation it found); a traced search may improve it (prefix, possible states) only
-        # within a shared budget of EXPLAIN_RATIO times the verdict's own time. A key only the
-        # search refuted needs a traced rerun to be explained at all: the first such key gets
-        # EXPLAIN_SECONDS (a rerun costs about what its verdict did), later ones the budget.
-        shared_end = explain_started + max(EXPLAIN_FLOOR_SECONDS, EXPLAIN_RATIO * verdict_seconds)
-        rerun_given = False
-        for key, kept, fast, deepest in failing:
-            if len(anomalies) >= EXPLAIN_KEYS:
-                unexplained.append(key)
-                located.append(_locate(key, m, fast, deepest))
-                continue
-            now = time.monotonic()
-            if fast is None and not rerun_given:
-                rerun_given = True
-                stop = min(now + EXPLAIN_SECONDS, max(deadline, now + MIN_EXPLAIN_SECONDS))
-            else:
-                stop = shared_end
-            anomalies.append(_explain(key, m, kept, fast, deepest, stop, max_configs))
-            per_key[key]["explain_ms"] = round((time.monotonic() - now) * 1000, 3)
-    explain_seconds = time.monotonic() - explain_started
+    unexplained: list[dict[str, Any]] = []
+    deadline = searched.deadline
+    # What the explanations may cost, so that the explained verdict costs at most about
+    # twice the plain one: the first EXPLAIN_KEYS failing keys are explained, the others
+    # only listed and counted. A key a fast path refuted has its explanation already (the
+    # violation it found); a traced search may improve it (prefix, possible states) only
+    # within a shared budget of EXPLAIN_RATIO times the verdict's own time. A key only the
+    # search refuted needs a traced rerun to be explained at all: the first such key gets
+    # EXPLAIN_SECONDS (a rerun costs about what its verdict did), later ones the budget.
+    shared_end = explain_started + max(EXPLAIN_FLOOR_SECONDS, EXPLAIN_RATIO * verdict_seconds)
+    rerun_given = False
+    for key, kept, fast, deepest in searched.failing:
+        if len(anomalies) >= EXPLAIN_KEYS:
+            unexplained.append(_locate(key, m, fast, deepest))
+            continue
+        now = time.monotonic()
+        if fast is None and not rerun_given:
+            rerun_given = True
+            stop = min(now + EXPLAIN_SECONDS, max(deadline, now + MIN_EXPLAIN_SECONDS))
+        else:
+            stop = shared_end
+        anomalies.append(_explain(key, m, kept, fast, deepest, stop, max_configs))
+        searched.per_key[key]["explain_ms"] = round((time.monotonic() - now) * 1000, 3)
+    return anomalies, unexplained
+
+
+def _result(
+    searched: _Searched,
+    m: Model,
+    anomalies: list[dict[str, Any]],
+    unexplained: list[dict[str, Any]],
+    *,
+    operations: int,
+    keys: int,
+    started: float,
+    rss_before: int,
+    verdict_seconds: float,
+    explain_seconds: float,
+    time_limit: float | None,
+    after_failure: float,
+    all_keys: bool,
+    initial: Any,
+) -> CheckResult:
+    """The CheckResult: the verdict, its one sentence, and the details."""
+    failing = searched.failing
+    unknown_reasons = searched.unknown_reasons
+    peak = searched.peak
+    per_key = searched.per_key
     explored_total = sum(e["configurations"] for e in per_key.values())
     verdicts = [e["valid"] for e in per_key.values()]
     per_key = {("nil" if k is None else show(k)): v for k, v in per_key.items()}
@@ -1041,15 +1126,15 @@ def check_linearizable(
         # linearizability is local (Herlihy & Wing): per-key verdicts are the whole history's
         "consistency": "linearizable",
         "scope": "whole-history",
-        "ops": len(operations),
-        "keys": len(partitions),
+        "ops": operations,
+        "keys": keys,
         "failing_keys": [k for k, e in per_key.items() if e["valid"] is False],
         "undecided_keys": undecided_keys,
         "undecided_note": note,
         # failing keys beyond the first EXPLAIN_KEYS: listed, not explained, but each located
         # (its failing op and one sentence), so that counts and "first" cover every key
-        "unexplained_keys": [show(k) for k in unexplained],
-        "unexplained": located,
+        "unexplained_keys": [show(u["key"]) for u in unexplained],
+        "unexplained": unexplained,
         "per_key": per_key,
         "configurations_explored": explored_total,
         "peak_configurations": peak,
@@ -1069,7 +1154,7 @@ def check_linearizable(
     return CheckResult(CHECKER, valid, reason, anomalies, details)
 
 
-def _partition_key(key: Any) -> Any:
+def partition_key(key: Any) -> Any:
     """The key as a partition: hashable, and typed as JSON types it (key `true` is not key
     `1`)."""
     if type(key) is bool:

@@ -56,9 +56,9 @@ from typing import Any, ClassVar
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.graph import Digraph
 from dsjepsen.checkers.linearizable import (
-    _partition_key,
     check_linearizable,
     op_dict,
+    partition_key,
     resolve_model,
     validate_operations,
 )
@@ -137,7 +137,7 @@ def _prepare(operations: Sequence[Operation], model: Model, source: str) -> list
         except (ValueError, TypeError) as e:
             line = o.invoke.line if o.invoke.line is not None else o.call + 1
             raise InputError(f"{o.f} op: {e}", source, line) from None
-        k = _partition_key(o.key)
+        k = partition_key(o.key)
         kidx = keys.setdefault(k, len(keys))
         out.append(
             _SOp(

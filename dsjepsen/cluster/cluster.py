@@ -17,7 +17,8 @@ log = logging.getLogger("dsjepsen.cluster")
 class Cluster:
     """Nodes in a fixed order plus one Remote per node.
 
-    `kind` is "local", "ssh" or "docker"; `name` identifies a local namespace cluster (so that
+    `kind` is the name of the backend that opened it ("local", "ssh", "docker", a plugin's;
+    "mixed" for a nodes file naming several); `name` identifies a local namespace cluster (so that
     several can coexist, e.g. in parallel tests) and is informational for the others.
 
     What differs between kinds is said here as facts, so nothing above this package asks which
@@ -37,8 +38,10 @@ class Cluster:
     created_here: bool = False
     keep: bool = False
     #: the backend's own heal of leftovers (local: reset each namespace's firewall, qdiscs and
-    #: stopped processes); None when the backend has none beyond the fault packages' heals
-    healer: Callable[[], Any] | None = None
+    #: stopped processes; listed nodes: the DSJ-* chains, netem qdiscs, clock offsets and
+    #: stopped daemons), called with stop_processes; None when it has none beyond the fault
+    #: packages' heals
+    healer: Callable[..., Any] | None = None
     #: removes a cluster made on demand
     remover: Callable[[], Any] | None = None
 
@@ -58,9 +61,11 @@ class Cluster:
         except KeyError:
             raise ConfigError(f"unknown node {name!r} (nodes: {', '.join(self.names)})") from None
 
-    def heal_leftovers(self) -> Any:
-        """Undo every fault the backend knows how to find (None when it knows none)."""
-        return self.healer() if self.healer is not None else None
+    def heal_leftovers(self, stop_processes: bool = False) -> Any:
+        """Undo every fault the backend knows how to find (None when it knows none); with
+        stop_processes also stop the processes a crashed run left (never in a run's own heal,
+        which must keep its target running)."""
+        return self.healer(stop_processes=stop_processes) if self.healer is not None else None
 
     def close(self) -> None:
         for r in self.remotes.values():

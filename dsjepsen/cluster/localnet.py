@@ -9,6 +9,7 @@ no default route: nothing they do can reach beyond the bridge.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from dsjepsen import machine
 from dsjepsen.cluster import faketime
+from dsjepsen.cluster.backend import Backend
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
@@ -533,7 +535,7 @@ def to_cluster(state: ClusterState) -> Cluster:
             "controller_address": state.bridge_address,
         },
         shares_controller_files=True,
-        healer=lambda: heal(state.name),
+        healer=lambda stop_processes=False: heal(state.name, stop_processes=stop_processes),
         remover=lambda: down(state.name),
     )
 
@@ -777,3 +779,74 @@ def _resume_all(ns: str) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
     return resumed
+
+
+class LocalBackend(Backend):
+    """The embedded cluster: network namespaces on this machine, made on demand. Its nodes
+    share this machine's kernel, files and process table."""
+
+    name = "local"
+    description = "network namespaces on this machine, one per node (the default)"
+    shares_kernel = True
+    shares_files = True
+    lists_nodes = False
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--node-count",
+            type=int,
+            default=None,
+            metavar="N",
+            help="size of the local cluster (default: the existing cluster's size, or "
+            f"{DEFAULT_NODE_COUNT} when it is created; a different size rebuilds it)",
+        )
+        group.add_argument(
+            "--force-node-count",
+            action="store_true",
+            help="create a local cluster larger than this machine's estimated capacity",
+        )
+        group.add_argument(
+            "--cluster-name",
+            default=DEFAULT_NAME,
+            metavar="NAME",
+            help=f"local cluster name (default {DEFAULT_NAME})",
+        )
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        super().__init__(args)
+        self.cluster_name = getattr(self.args, "cluster_name", DEFAULT_NAME)
+        self.node_count: int | None = getattr(self.args, "node_count", None)
+        self.force = bool(getattr(self.args, "force_node_count", False))
+        if self.node_count is not None and not 1 <= self.node_count <= MAX_NODES:
+            raise ConfigError(f"--node-count {self.node_count}: must be 1-{MAX_NODES}")
+
+    def open_cluster(self, create: bool, node_cost: NodeCost | None = None) -> Cluster:
+        if not create:
+            return open_cluster(self.cluster_name)
+        existed = read_state(self.cluster_name) is not None
+        cluster = up(
+            self.cluster_name,
+            node_count=self.node_count,
+            rebuild=self.node_count is not None,
+            force=self.force,
+            cost=node_cost or DEFAULT_COST,
+        )
+        cluster.created_here = not existed
+        return cluster
+
+    def planned_node_count(self) -> int:
+        if self.node_count is not None:
+            return self.node_count
+        state = read_state(self.cluster_name)
+        return state.node_count if state is not None else DEFAULT_NODE_COUNT
+
+    def heal_cluster(self, stop_processes: bool) -> dict[str, dict[str, list[str]]]:
+        return heal(self.cluster_name, stop_processes=stop_processes)
+
+    def describe_cluster(self) -> str:
+        return f"cluster {self.cluster_name}"
+
+    @classmethod
+    def machine_problems(cls) -> list[tuple[str, str | None, str]]:
+        return []  # doctor probes the namespaces, bridges and iptables itself, in one namespace

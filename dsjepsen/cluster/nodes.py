@@ -1,9 +1,12 @@
 """Node selection: turn command-line options into a Cluster, for every command that needs
-nodes (`dsjepsen test`, `dsjepsen cluster exec`, ...).
+nodes (`dsjepsen test`, `dsjepsen cluster exec`, ...), whichever backend reaches them.
 
-No option means the embedded local namespace cluster (created on demand); `--nodes` names SSH
-hosts (or containers with `--docker`); `--nodes-file` is a plain list, one `[user@]host[:port]`
-per line, or TOML with per-node settings (told apart by the content).
+No option means the embedded local namespace cluster (the `local` backend, created on demand);
+`--nodes` names the nodes of a backend that lists them (SSH hosts by default, containers with
+`--backend docker` / `--docker`, or a plugin's); `--nodes-file` is a plain list, one entry per
+line, or TOML with per-node settings (told apart by the content). What an entry is and how a
+node is opened is the backend's (`cluster/backend.py`); the parsing, the checks (before any
+node is touched), the assembly into a Cluster and the heal of leftovers are the same for all.
 """
 
 from __future__ import annotations
@@ -13,118 +16,143 @@ import concurrent.futures
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from dsjepsen.cluster import localnet
+from dsjepsen.cluster.backend import (
+    REMOTE_WORKDIR,
+    Backend,
+    NodeSettings,
+    NodeSpec,
+    backend_class,
+    backend_classes,
+)
 from dsjepsen.cluster.cluster import Cluster
-from dsjepsen.cluster.control.base import Node, Remote, RemoteError
-from dsjepsen.cluster.control.docker import DockerRemote, inspect_argv, validate_container
-from dsjepsen.cluster.control.local import run_argv
-from dsjepsen.cluster.control.ssh import PASSWORD_ENV_DEFAULT, SshConfig, SshRemote
+from dsjepsen.cluster.control.base import Remote, RemoteError
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.files import read_text
 
-REMOTE_WORKDIR = "/var/lib/dsjepsen"
+if TYPE_CHECKING:
+    from dsjepsen.cluster.localnet import NodeCost
+
+__all__ = ["REMOTE_WORKDIR", "NodeSpec", "add_node_options", "open_nodes"]
+
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
 #: a nodes file is a few lines per node; anything larger is not one
 MAX_NODES_FILE_BYTES = 1 << 20
-#: seconds an SSH connection may take to open, at most
-MAX_SSH_TIMEOUT = 300.0
-_SSH_KEYS = {
-    "host",
-    "user",
-    "port",
-    "key",
-    "password_env",
-    "known_hosts",
-    "insecure_host_keys",
-    "sudo",
-}
-_NODE_KEYS = _SSH_KEYS | {"backend", "container", "workdir", "address", "timeout"}
+#: the backend of listed nodes when none is named
+DEFAULT_LISTED = "ssh"
+#: the backend without node options
+DEFAULT_OWN = "local"
+#: keys of a TOML node table that every backend reads
+_COMMON_KEYS = {"backend", "host", "workdir"}
 
 
 def add_node_options(parser: argparse.ArgumentParser, local: bool = True) -> None:
-    """The node options, in their own help group. local=False leaves out the options of the
-    embedded cluster (for commands that have their own --name)."""
+    """The node options, in their own help group: the node list, the backend, and every
+    registered backend's own options. local=False leaves out the options of backends that
+    make their own cluster (for commands that have their own --cluster-name)."""
     g = parser.add_argument_group(
         "nodes",
         "Where the test runs. Default: the local network-namespace cluster (needs root).",
     )
-    g.add_argument("--nodes", metavar="N1,N2,...", help="SSH hosts (or containers with --docker)")
+    g.add_argument(
+        "--nodes", metavar="N1,N2,...", help="SSH hosts (or containers, ... with --backend)"
+    )
     g.add_argument(
         "--nodes-file",
         metavar="FILE",
         help="one [user@]host[:port] per line (# comments), or TOML with per-node settings",
     )
-    g.add_argument("--docker", action="store_true", help="--nodes are docker container names")
-    if local:
-        g.add_argument(
-            "--node-count",
-            type=int,
-            default=None,
-            metavar="N",
-            help="size of the local cluster (default: the existing cluster's size, or "
-            f"{localnet.DEFAULT_NODE_COUNT} when it is created; a different size rebuilds it)",
-        )
-        g.add_argument(
-            "--force-node-count",
-            action="store_true",
-            help="create a local cluster larger than this machine's estimated capacity",
-        )
-        g.add_argument(
-            "--cluster-name",
-            default=localnet.DEFAULT_NAME,
-            metavar="NAME",
-            help=f"local cluster name (default {localnet.DEFAULT_NAME})",
-        )
-    g.add_argument("--ssh-user", default="root", help="SSH user (default root; others use sudo -n)")
-    g.add_argument("--ssh-key", metavar="FILE", help="SSH private key (default: agent and ~/.ssh)")
-    g.add_argument("--ssh-port", type=int, default=22, help="SSH port (default 22)")
+    known = backend_classes()
     g.add_argument(
-        "--ssh-password-env",
-        metavar="VAR",
-        help=f"read the SSH password from this environment variable (e.g. {PASSWORD_ENV_DEFAULT})",
+        "--backend",
+        metavar="NAME",
+        help=f"how the nodes are reached: {', '.join(known)} (default: {DEFAULT_OWN}, or "
+        f"{DEFAULT_LISTED} with --nodes; `dsjepsen list backends`)",
     )
     g.add_argument(
-        "--ssh-known-hosts", metavar="FILE", help="known_hosts (default ~/.ssh/known_hosts)"
-    )
-    g.add_argument(
-        "--ssh-insecure-host-keys",
+        "--docker",
         action="store_true",
-        help="accept any SSH host key (only on networks you trust)",
+        help="--nodes are docker container names (--backend docker)",
     )
-    g.add_argument(
-        "--ssh-timeout", type=float, default=10.0, metavar="SEC", help="SSH connect timeout"
-    )
+    for cls in known.values():
+        if local or cls.lists_nodes:
+            cls.add_arguments(g)
 
 
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node as configured, before any connection is made."""
+def node_option_actions(local: bool = True) -> list[argparse.Action]:
+    """The node options as argparse declares them (every backend's included)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_node_options(parser, local)
+    return [a for a in parser._actions if a.option_strings]
 
-    name: str
-    backend: str  # "ssh" or "docker"
-    host: str
-    workdir: str
-    ssh: SshConfig | None = None
-    container: str | None = None
+
+def node_option_dests(local: bool = True) -> set[str]:
+    """The attribute names the node options are parsed into (for callers that pass node
+    options through: `dsjepsen maelstrom`, the Python API, the pytest fixture)."""
+    return {a.dest for a in node_option_actions(local)}
+
+
+def node_argv(args: argparse.Namespace, local: bool = False) -> list[str]:
+    """The node options given (those that differ from their defaults) as command-line tokens,
+    for a command that passes them on to the tests it starts (`dsjepsen campaign`)."""
+    out: list[str] = []
+    for action in node_option_actions(local):
+        value = getattr(args, action.dest, action.default)
+        if value is None or value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a flag
+            out.append(flag)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def backend_name(args: argparse.Namespace) -> str | None:
+    """The backend the options name (`--docker` is `--backend docker`), or None."""
+    name = getattr(args, "backend", None)
+    if getattr(args, "docker", False):
+        if name not in (None, "docker"):
+            raise ConfigError(f"--docker means --backend docker, not --backend {name}")
+        return "docker"
+    return name
+
+
+def _named_as(args: argparse.Namespace, name: str) -> str:
+    return "--docker" if getattr(args, "docker", False) else f"--backend {name}"
+
+
+class Backends:
+    """The backends of one set of options, each made once from them (a TOML nodes file may
+    name several)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._made: dict[str, Backend] = {}
+
+    def __call__(self, name: str) -> Backend:
+        if name not in self._made:
+            self._made[name] = backend_class(name)(self.args)
+        return self._made[name]
 
 
 def node_specs(args: argparse.Namespace) -> list[NodeSpec] | None:
-    """The remote nodes the options list (--nodes, --nodes-file), parsed and checked without
-    reaching any of them; None for the local cluster. Contradicting options are ConfigError:
-    this runs before any node is touched."""
+    """The listed nodes the options name (--nodes, --nodes-file), parsed and checked without
+    reaching any of them; None for a backend that makes its own cluster. Contradicting
+    options are ConfigError: this runs before any node is touched."""
     nodes_opt = getattr(args, "nodes", None)
     nodes_file = getattr(args, "nodes_file", None)
-    docker = getattr(args, "docker", False)
+    name = backend_name(args)
     if nodes_opt is not None and nodes_file is not None:
         raise ConfigError("--nodes and --nodes-file are mutually exclusive")
-    if docker and not (nodes_opt or nodes_file):
-        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
     if nodes_opt is None and nodes_file is None:
-        count = getattr(args, "node_count", None)
-        if count is not None and not 1 <= count <= localnet.MAX_NODES:
-            raise ConfigError(f"--node-count {count}: must be 1-{localnet.MAX_NODES}")
+        cls = backend_class(name or DEFAULT_OWN)
+        if cls.lists_nodes:
+            m = cls.metavar
+            raise ConfigError(f"{_named_as(args, cls.name)} needs --nodes {m}1,{m}2,...")
+        cls(args)  # checks its options now
         return None
     given = "--nodes" if nodes_opt is not None else "--nodes-file"
     if getattr(args, "node_count", None) is not None:
@@ -134,51 +162,40 @@ def node_specs(args: argparse.Namespace) -> list[NodeSpec] | None:
         )
     if getattr(args, "force_node_count", False):
         raise ConfigError(f"--force-node-count applies to the local cluster, not to {given}")
+    backends = Backends(args)
+    chosen = backends(name or DEFAULT_LISTED)
+    if not chosen.lists_nodes:
+        raise ConfigError(f"--backend {chosen.name} makes its own cluster: it takes no {given}")
     if nodes_file is not None:
-        return load_nodes_file(nodes_file, ssh_defaults(args), docker)
-    return specs_from_list(nodes_opt, ssh_defaults(args), docker)
+        return load_nodes_file(nodes_file, chosen, backends)
+    return specs_from_list(nodes_opt, chosen)
 
 
 def planned_node_count(args: argparse.Namespace) -> int:
     """How many nodes the options select, known before any node is touched: the listed
-    nodes, --node-count, the size of the existing local cluster, else the default size."""
+    nodes, else what the backend that makes its own cluster will make."""
     specs = node_specs(args)
     if specs is not None:
         return len(specs)
-    count = getattr(args, "node_count", None)
-    if count is not None:
-        return int(count)
-    state = localnet.read_state(getattr(args, "cluster_name", localnet.DEFAULT_NAME))
-    return state.node_count if state is not None else localnet.DEFAULT_NODE_COUNT
+    return backend_class(backend_name(args) or DEFAULT_OWN)(args).planned_node_count()
 
 
 def open_nodes(
     args: argparse.Namespace,
     create: bool = True,
     check: bool = True,
-    node_cost: localnet.NodeCost | None = None,
+    node_cost: NodeCost | None = None,
 ) -> Cluster:
-    """The Cluster the options select. create: make the local cluster if needed (otherwise it
-    must exist). check: run `true` on every remote node first, so that an unreachable host or
-    a refused key surfaces now, as one line naming the node. node_cost: what one node of the
-    target costs, for the local cluster's capacity estimate (default: a raft-kv node)."""
+    """The Cluster the options select. create: make a backend's own cluster if needed
+    (otherwise it must exist). check: run `true` on every listed node first, so that an
+    unreachable host or a refused key surfaces now, as one line naming the node. node_cost:
+    what one node of the target costs, for the capacity estimate of a cluster the backend
+    makes (default: a raft-kv node)."""
     specs = node_specs(args)
     if specs is None:
-        name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
-        count = getattr(args, "node_count", None)
-        if create:
-            existed = localnet.read_state(name) is not None
-            cluster = localnet.up(
-                name,
-                node_count=count,
-                rebuild=count is not None,
-                force=bool(getattr(args, "force_node_count", False)),
-                cost=node_cost or localnet.DEFAULT_COST,
-            )
-            cluster.created_here = not existed
-            return cluster
-        return localnet.open_cluster(name)
-    cluster = build_cluster(specs)
+        backend = backend_class(backend_name(args) or DEFAULT_OWN)(args)
+        return backend.open_cluster(create, node_cost)
+    cluster = build_cluster(specs, Backends(args))
     if check:
         try:
             check_reachable(cluster)
@@ -189,39 +206,36 @@ def open_nodes(
 
 
 def own_kernels(args: argparse.Namespace) -> bool:
-    """Whether every node the options select runs a kernel of its own, as far as the options
-    say before any node is reached: SSH hosts do; the local cluster and docker containers run
-    on this machine's kernel. An SSH host may still be this machine: what must be sure asks
-    the node itself (`faketime.shares_controller_kernel`)."""
+    """Whether every node the options select runs a kernel of its own, as far as the
+    backends say before any node is reached (`Backend.shares_kernel`: namespaces and
+    containers share this machine's, SSH hosts have their own). An SSH host may still be this
+    machine: what must be sure asks the node itself (`faketime.shares_controller_kernel`)."""
     specs = node_specs(args)
-    return specs is not None and all(s.backend == "ssh" for s in specs)
+    if specs is None:
+        return not backend_class(backend_name(args) or DEFAULT_OWN).shares_kernel
+    return all(not backend_class(s.backend).shares_kernel for s in specs)
 
 
-def ssh_defaults(args: argparse.Namespace) -> SshConfig:
-    port = getattr(args, "ssh_port", 22)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--ssh-port {port}: must be 1-65535")
-    timeout = getattr(args, "ssh_timeout", 10.0)
-    if not 0 < timeout <= MAX_SSH_TIMEOUT:  # also refuses nan
-        raise ConfigError(f"--ssh-timeout {timeout}: must be a number of seconds up to 300")
-    return SshConfig(
-        user=getattr(args, "ssh_user", "root"),
-        port=port,
-        key_file=getattr(args, "ssh_key", None),
-        password_env=getattr(args, "ssh_password_env", None),
-        known_hosts=getattr(args, "ssh_known_hosts", None),
-        insecure_host_keys=getattr(args, "ssh_insecure_host_keys", False),
-        connect_timeout=getattr(args, "ssh_timeout", 10.0),
-    )
+def heal_selected(args: argparse.Namespace) -> tuple[str, Any]:
+    """`dsjepsen cluster heal`: undo every fault dsjepsen left on the selected nodes and stop
+    the processes a crashed run left there. (what was healed, the backend's report:
+    {node: [lines]} for listed nodes, {node: {kind: [items]}} for the local cluster)."""
+    specs = node_specs(args)
+    if specs is None:
+        backend = backend_class(backend_name(args) or DEFAULT_OWN)(args)
+        return backend.describe_cluster(), backend.heal_cluster(stop_processes=True)
+    with open_nodes(args, create=False) as cluster:
+        return f"{len(cluster.nodes)} nodes", heal_nodes(cluster, stop_processes=True)
 
 
-def specs_from_list(text: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
-    """--nodes: a comma list of `[user@]host[:port]` (container names with --docker), read
-    exactly as the lines of a plain nodes file are; every problem is one line naming --nodes."""
+def specs_from_list(text: str, backend: Backend) -> list[NodeSpec]:
+    """--nodes: a comma list of the backend's entries (`[user@]host[:port]` for SSH, container
+    names for docker), read exactly as the lines of a plain nodes file are; every problem is
+    one line naming --nodes."""
     names = [n.strip() for n in text.split(",")]
     if any(not n for n in names):
         raise ConfigError(f"--nodes {text!r}: empty node name")
-    if not docker and all(n.isdigit() for n in names) and len(names) == 1:
+    if backend.takes_login and all(n.isdigit() for n in names) and len(names) == 1:
         raise ConfigError(
             f"--nodes {names[0]}: --nodes names the nodes (SSH hosts); for a local cluster of "
             f"{names[0]} nodes use --node-count {names[0]}"
@@ -230,7 +244,7 @@ def specs_from_list(text: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
     if dupes:
         raise ConfigError(f"--nodes: duplicate node {dupes[0]!r}")
     try:
-        return parse_plain_nodes("\n".join(names), "--nodes", ssh, docker)
+        return parse_plain_nodes("\n".join(names), "--nodes", backend)
     except InputError as e:
         raise ConfigError(f"--nodes: {e.reason.replace('node line', 'node')}") from None
 
@@ -261,12 +275,13 @@ def is_toml_nodes_file(text: str) -> bool:
     return any("=" in line or _TOML_HEADER_RE.match(line) for _, line in _significant(text))
 
 
-def parse_plain_nodes(text: str, path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
-    """A plain nodes file: one `[user@]host[:port]` per line (an IPv6 address in brackets
-    when a port follows; with --docker, one container name); blank lines and `#` comments
-    are ignored. The node is named after its host, as with --nodes, or `host:port` when
-    several lines name one host. A malformed line is one error naming the file and line."""
-    form = "container name" if docker else "[user@]host[:port]"
+def parse_plain_nodes(text: str, path: str, backend: Backend) -> list[NodeSpec]:
+    """A plain nodes file: one entry per line, `[user@]host[:port]` for a backend that takes a
+    login (an IPv6 address in brackets when a port follows), a bare name (a container, a pod)
+    for the others; blank lines and `#` comments are ignored. The node is named after its
+    host, as with --nodes, or `host:port` when several lines name one host. A malformed line
+    is one error naming the file and line."""
+    form = backend.entry
     entries: list[tuple[int, str, str | None, int | None]] = []
     for line_no, line in _significant(text):
         m = _PLAIN_LINE_RE.match(line)
@@ -280,9 +295,10 @@ def parse_plain_nodes(text: str, path: str, ssh: SshConfig, docker: bool) -> lis
             )
         user = m.group("user") if m else None
         port = int(m.group("port")) if m and m.group("port") else None
-        if docker and (user or port is not None or m is None or m.group("ip6")):
+        if not backend.takes_login and (user or port is not None or m is None or m.group("ip6")):
             raise InputError(
-                f"malformed node line {line!r} (with --docker: one container name per line)",
+                f"malformed node line {line!r} (with --backend {backend.name}: one {form} "
+                "per line)",
                 path,
                 line_no,
             )
@@ -293,32 +309,15 @@ def parse_plain_nodes(text: str, path: str, ssh: SshConfig, docker: bool) -> lis
         raise InputError(f"no nodes: write one {form} per line", path)
     shared = {h for _, h, _, _ in entries if sum(e[1] == h for e in entries) > 1}
     specs: list[NodeSpec] = []
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int | None], int] = {}
     for line_no, host, user, port in entries:
-        key = (host, port if port is not None else ssh.port)
+        key = (host, port if port is not None else backend.default_port())
         if key in seen:
             raise InputError(f"duplicate node {host!r} (first on line {seen[key]})", path, line_no)
         seen[key] = line_no
         name = f"{host}:{key[1]}" if host in shared else host
-        cfg = SshConfig(
-            user=user or ssh.user,
-            port=port if port is not None else ssh.port,
-            key_file=ssh.key_file,
-            password_env=ssh.password_env,
-            known_hosts=ssh.known_hosts,
-            insecure_host_keys=ssh.insecure_host_keys,
-            connect_timeout=ssh.connect_timeout,
-        )
-        specs.append(
-            NodeSpec(
-                name=name,
-                backend="docker" if docker else "ssh",
-                host=host,
-                workdir=f"{REMOTE_WORKDIR}/{name}",
-                ssh=None if docker else cfg,
-                container=host if docker else None,
-            )
-        )
+        entry = _PlainEntry({"user": user, "port": port}, path, line_no)
+        specs.append(backend.node_spec(name, host, entry, f"{REMOTE_WORKDIR}/{name}"))
     return specs
 
 
@@ -330,7 +329,9 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
-def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
+def load_nodes_file(
+    path: str, backend: Backend, backends: Callable[[str], Backend]
+) -> list[NodeSpec]:
     """Read a nodes file: a plain list (see parse_plain_nodes)
 
     ```
@@ -349,12 +350,13 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
     host = "10.0.0.1"     # default: the node's name
     port = 2222
     ```
-    Per-node keys: host, user, port, key, password_env, known_hosts, insecure_host_keys,
-    sudo, backend ("ssh" or "docker"), container, workdir. Errors name the file, the line of
-    the node's table and the key."""
+    Per-node keys: backend (default: the one the options name, else ssh), host, workdir, and
+    the backend's own (`Backend.node_keys`: for ssh user, port, key, password_env,
+    known_hosts, insecure_host_keys, sudo, timeout; for docker container, address). Errors name
+    the file, the line of the node's table and the key."""
     text = read_text(path, "nodes file", MAX_NODES_FILE_BYTES)
     if not is_toml_nodes_file(text):
-        return parse_plain_nodes(text, path, ssh, docker)
+        return parse_plain_nodes(text, path, backend)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -380,6 +382,8 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
         raise InputError("no nodes: add one [nodes.NAME] table per node", path)
     if not isinstance(defaults, dict):
         raise InputError("'defaults' must be a table", path)
+    listed = {n: c for n, c in backend_classes().items() if c.lists_nodes}
+    every_key = _COMMON_KEYS.union(*(c.node_keys for c in listed.values()))
     specs = []
     for name, raw in nodes.items():
         where = f"nodes.{name}"
@@ -390,106 +394,90 @@ def load_nodes_file(path: str, ssh: SshConfig, docker: bool) -> list[NodeSpec]:
             raise InputError(f"{where}: invalid node name {name!r}", path, line)
         merged = {**defaults, **raw}
         for key in merged:
-            if key not in _NODE_KEYS:
+            if key not in every_key:
                 raise InputError(
-                    f"{where}: unknown key {key!r} (known: {', '.join(sorted(_NODE_KEYS))})",
+                    f"{where}: unknown key {key!r} (known: {', '.join(sorted(every_key))})",
                     path,
                     line if key in raw else line_of("defaults"),
                 )
 
-        def get(key, kind, default, where=where, line=line, merged=merged):
-            value = merged.get(key, default)
-            kinds = kind if isinstance(kind, tuple) else (kind,)
-            wrong = not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))
-            if value is not None and wrong:
-                label = "number" if float in kinds else kinds[0].__name__
-                raise InputError(f"{where}.{key}: must be {label}, not {value!r}", path, line)
-            return value
-
-        backend = get("backend", str, "docker" if docker else "ssh")
-        if backend not in ("ssh", "docker"):
+        table = _TomlTable(merged, path, where, line)
+        chosen = table.get("backend", str, backend.name)
+        if chosen not in listed:
             raise InputError(
-                f"{where}.backend: must be 'ssh' or 'docker', not {backend!r}", path, line
+                f"{where}.backend: must be one of {', '.join(repr(n) for n in listed)}, "
+                f"not {chosen!r}",
+                path,
+                line,
             )
-        host = get("host", str, name)
-        port = get("port", int, ssh.port)
-        if not 1 <= port <= 65535:
-            raise InputError(f"{where}.port: must be 1-65535, not {port}", path, line)
-        cfg = SshConfig(
-            user=get("user", str, ssh.user),
-            port=port,
-            key_file=get("key", str, ssh.key_file),
-            password_env=get("password_env", str, ssh.password_env),
-            known_hosts=get("known_hosts", str, ssh.known_hosts),
-            insecure_host_keys=get("insecure_host_keys", bool, ssh.insecure_host_keys),
-            connect_timeout=float(get("timeout", (int, float), ssh.connect_timeout)),
-            sudo=get("sudo", bool, None),
-        )
-        specs.append(
-            NodeSpec(
-                name=name,
-                backend=backend,
-                host=get("address", str, host) if backend == "docker" else host,
-                workdir=get("workdir", str, f"{REMOTE_WORKDIR}/{name}"),
-                ssh=cfg if backend == "ssh" else None,
-                container=get("container", str, name) if backend == "docker" else None,
-            )
-        )
+        node_backend = backends(chosen)
+        host = table.get("host", str, name)
+        workdir = table.get("workdir", str, f"{REMOTE_WORKDIR}/{name}")
+        specs.append(node_backend.node_spec(name, host, table, workdir))
     return specs
 
 
-def build_cluster(specs: list[NodeSpec]) -> Cluster:
-    """Nodes and remotes for specs; docker nodes get their container's IP as address."""
-    for s in specs:  # every name first: a bad one is refused before any engine is asked
-        if s.backend == "docker":
-            validate_container(s.name, s.container or s.name)
-    kinds = {s.backend for s in specs}
-    nodes: list[Node] = []
+class _PlainEntry(NodeSettings):
+    """The parts of one plain entry (`user`, `port`; None when not given)."""
+
+    def __init__(self, parts: dict[str, Any], path: str, line: int) -> None:
+        self.parts, self.path, self.line = parts, path, line
+
+    def get(self, key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
+        value = self.parts.get(key)
+        return default if value is None else value
+
+    def invalid(self, key: str, message: str) -> NoReturn:
+        raise InputError(f"node line {key}: {message}", self.path, self.line)
+
+
+class _TomlTable(NodeSettings):
+    """One node's table of a TOML nodes file, merged over [defaults]."""
+
+    def __init__(self, merged: dict[str, Any], path: str, where: str, line: int | None) -> None:
+        self.merged, self.path, self.where, self.line = merged, path, where, line
+
+    def get(self, key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
+        value = self.merged.get(key, default)
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        wrong = not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))
+        if value is not None and wrong:
+            label = "number" if float in kinds else kinds[0].__name__
+            self.invalid(key, f"must be {label}, not {value!r}")
+        return value
+
+    def invalid(self, key: str, message: str) -> NoReturn:
+        raise InputError(f"{self.where}.{key}: {message}", self.path, self.line)
+
+
+def build_cluster(
+    specs: list[NodeSpec], backends: Callable[[str], Backend] | None = None
+) -> Cluster:
+    """Nodes and remotes for specs, each opened by its backend (connections may open
+    lazily); the cluster's facts are what all its backends share."""
+    made = backends or Backends(argparse.Namespace())
     remotes: dict[str, Remote] = {}
-    for s in specs:
-        if s.backend == "docker":
-            assert s.container is not None
-            address = s.host if s.host != s.name else container_address(s.name, s.container)
-            node = Node(s.name, address, s.workdir, extra={"container": s.container})
-            remotes[s.name] = DockerRemote(node, s.container)
-        else:
-            node = Node(s.name, s.host, s.workdir)
-            remotes[s.name] = SshRemote(node, s.ssh, host=s.host)
-        nodes.append(node)
+    try:
+        for s in specs:
+            remotes[s.name] = made(s.backend).open_node(s)
+    except BaseException:
+        for r in remotes.values():
+            r.close()
+        raise
+    kinds = {s.backend for s in specs}
     cluster = Cluster(
-        kind=kinds.pop() if len(kinds) == 1 else "mixed",
-        nodes=nodes,
+        kind=next(iter(kinds)) if len(kinds) == 1 else "mixed",
+        nodes=[remotes[s.name].node for s in specs],
         remotes=remotes,
         name="remote",
+        shares_controller_files=all(backend_class(k).shares_files for k in kinds),
     )
-    cluster.healer = lambda: heal_nodes(cluster)
+    cluster.healer = lambda stop_processes=False: heal_nodes(cluster, stop_processes)
     return cluster
-
-
-def container_address(node: str, container: str, timeout: float = 30.0) -> str:
-    """The container's IP on its (first) docker network, which the controller can reach."""
-    probe = DockerRemote(Node(node, "", "/"), container)
-    try:
-        probe.run(["true"], timeout=timeout)  # clear errors: no such container, engine down
-    finally:
-        probe.close()
-    res = run_argv(
-        node,
-        inspect_argv(container, "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"),
-        timeout=timeout,
-    )
-    ips = res.stdout.split()
-    if not ips:
-        raise ConfigError(
-            f"node {node}: container {container} has no IP address on a docker network"
-        )
-    return ips[0]
 
 
 def check_reachable(cluster: Cluster, timeout: float = 30.0) -> None:
     """Run `true` on every node at once; raise the first node's error (one line)."""
-    if cluster.kind == "local":
-        return
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(cluster.nodes))) as pool:
         futures = {
             n.name: pool.submit(cluster.remote(n.name).run, ["true"], timeout)
@@ -507,9 +495,10 @@ def check_reachable(cluster: Cluster, timeout: float = 30.0) -> None:
         raise errors[0]
 
 
-# ---------------------------------------------------------------- healing SSH / docker nodes
+# ---------------------------------------------------------------- healing listed nodes
 
-#: Undo on one SSH / docker node what dsjepsen may have left there, touching nothing else:
+#: Undo on one listed node (SSH, docker, a plugin's: any node with a POSIX sh) what dsjepsen
+#: may have left there, touching nothing else:
 #: every iptables chain named DSJ-* (the fault packages' own, e.g. DSJ-PARTITION) with every
 #: jump to it, a netem qdisc on any interface, and, among the processes marked as dsjepsen
 #: daemons of this node (DSJEPSEN_DAEMON, see daemon.py, naming a pidfile under the node's
@@ -560,7 +549,7 @@ exit 0
 
 
 def heal_node(remote: Remote, stop_processes: bool = False, timeout: float = 60.0) -> list[str]:
-    """Undo dsjepsen's leftovers on one SSH or docker node (see _HEAL); what was undone."""
+    """Undo dsjepsen's leftovers on one listed node (see _HEAL); what was undone."""
     argv = [
         "sh",
         "-c",
@@ -576,8 +565,6 @@ def heal_nodes(cluster: Cluster, stop_processes: bool = False) -> dict[str, list
     """`heal_node` on every node at once: {node: [what was undone]}. After a killed run this
     is what `dsjepsen cluster heal --nodes ...` runs (with stop_processes: the crashed run's
     target goes too); a run calls it before setup and after its faults."""
-    if cluster.kind == "local":
-        raise ConfigError("heal_nodes is for SSH and docker nodes; local clusters heal by name")
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(cluster.nodes))) as pool:
         futures = {
             n.name: pool.submit(heal_node, cluster.remote(n.name), stop_processes)

@@ -29,6 +29,7 @@ from typing import Any
 from dsjepsen import __version__
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.files import check_output_dir
+from dsjepsen.reports.campaign import render_index
 
 log = logging.getLogger("dsjepsen.campaign")
 
@@ -137,30 +138,6 @@ def test_names(cells: list[Any]) -> dict[str, str]:
     return names
 
 
-def _node_argv(args: argparse.Namespace) -> list[str]:
-    """The node options given to the campaign, passed on to every test."""
-    out: list[str] = []
-    if args.nodes:
-        out += ["--nodes", args.nodes]
-    if args.nodes_file:
-        out += ["--nodes-file", args.nodes_file]
-    if args.docker:
-        out.append("--docker")
-    if args.nodes or args.nodes_file:
-        out += ["--ssh-user", args.ssh_user, "--ssh-port", str(args.ssh_port)]
-        out += ["--ssh-timeout", str(args.ssh_timeout)]
-        for opt, dest in (
-            ("--ssh-key", "ssh_key"),
-            ("--ssh-password-env", "ssh_password_env"),
-            ("--ssh-known-hosts", "ssh_known_hosts"),
-        ):
-            if getattr(args, dest):
-                out += [opt, getattr(args, dest)]
-        if args.ssh_insecure_host_keys:
-            out.append("--ssh-insecure-host-keys")
-    return out
-
-
 def run_one(
     cell: Any, store: str, node_argv: list[str], log_path: Path, time_limit: float
 ) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
@@ -219,16 +196,16 @@ def _time_limit(cell: Any) -> float:
 
 def run_campaign(args: argparse.Namespace) -> int:
     from dsjepsen.cluster import localnet
+    from dsjepsen.cluster.nodes import node_argv as given_node_argv
+    from dsjepsen.cluster.nodes import node_specs
     from dsjepsen.harness import campaign as cp
 
     check_output_dir(args.store, "--store")
     spec = cp.load_campaign(args.file)
     parallel = _positive_int(str(args.parallel), "--parallel")
-    remote = bool(args.nodes or args.nodes_file)
+    remote = node_specs(args) is not None  # also checks the node options, before anything
     if remote and parallel > 1:
         raise ConfigError("--parallel: several tests at once need local clusters, not --nodes")
-    if args.docker and not remote:
-        raise ConfigError("--docker needs --nodes CONTAINER1,CONTAINER2,...")
     all_cells = spec.cells()
     shard = cp.parse_shard(args.shard) if args.shard else None
     cells = cp.shard_cells(all_cells, *shard) if shard else all_cells
@@ -277,7 +254,7 @@ def run_campaign(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     slots: queue.Queue[list[str]] = queue.Queue()
     clusters: list[str] = []
-    node_argv = _node_argv(args)
+    node_argv = given_node_argv(args)
 
     def work(cell: Any) -> None:
         slot = slots.get()
@@ -347,7 +324,7 @@ def run_campaign(args: argparse.Namespace) -> int:
                 print(f"dsjepsen: warning: cluster {name}: {e}", file=sys.stderr)
         meta["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         meta["interrupted"] = interrupted
-        data = cp.write_campaign(out_dir, meta, rows)
+        data = cp.write_campaign(out_dir, meta, rows, render_index=render_index)
     _print_summary(out_dir, data)
     if interrupted:
         raise KeyboardInterrupt
@@ -372,7 +349,7 @@ def merge_campaigns(args: argparse.Namespace) -> int:
     else:
         out_dir = cp.new_campaign_dir(args.store, str(first.get("name", "campaign")), "-merged")
     try:
-        data = cp.merge(args.dirs, out_dir)
+        data = cp.merge(args.dirs, out_dir, render_index=render_index)
     except (ConfigError, InputError):
         if not any(out_dir.iterdir()):
             out_dir.rmdir()

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from dsjepsen.cluster import localnet
-from dsjepsen.cluster.nodes import add_node_options, open_nodes
+from dsjepsen.cluster.nodes import add_node_options, heal_selected, open_nodes
 from dsjepsen.errors import ConfigError
 
 #: `cluster up --nodes N`, the old name of --node-count: accepted until the next release
@@ -192,10 +192,7 @@ def run_exec(args: argparse.Namespace) -> int:
         raise ConfigError("cluster exec: no command given (usage: cluster exec NODE -- CMD...)")
     if not 0 < args.timeout <= 86400:  # also refuses nan
         raise ConfigError(f"--timeout {args.timeout}: must be a number of seconds up to 86400")
-    if args.nodes or args.nodes_file or args.docker:
-        cluster = open_nodes(args, create=False, check=False)
-    else:
-        cluster = localnet.open_cluster(args.cluster_name)
+    cluster = open_nodes(args, create=False, check=False)
     try:
         res = cluster.remote(args.node).run(cmd, timeout=args.timeout, check=False)
     finally:
@@ -206,28 +203,20 @@ def run_exec(args: argparse.Namespace) -> int:
 
 
 def run_heal(args: argparse.Namespace) -> int:
-    if args.nodes or args.nodes_file or args.docker:
-        from dsjepsen.cluster.nodes import heal_nodes
-
-        with open_nodes(args, create=False) as cluster:
-            undone = heal_nodes(cluster, stop_processes=True)
-        for node, lines in undone.items():
-            for line in lines:
-                print(f"{node}: {line}")
-        count = sum(len(lines) for lines in undone.values())
-        print(f"healed {len(undone)} nodes ({count} leftovers removed)")
-        return 0
-    report = localnet.heal(args.cluster_name, stop_processes=True)
+    where, report = heal_selected(args)
     faults = stopped = 0
     for node, done in report.items():
-        for kind, items in done.items():
-            for item in items:
-                if kind == "stopped":
+        # listed nodes say one line per thing undone; the local cluster says it by kind
+        items = done.items() if isinstance(done, dict) else [(None, done)]
+        for kind, lines in items:
+            for line in lines:
+                if kind == "stopped" or (kind is None and line.startswith("killed ")):
                     stopped += 1
                 else:
                     faults += 1
-                print(f"{node}: {kind}: {item}")
-    print(
-        f"cluster {args.cluster_name}: healed ({faults} faults undone, {stopped} processes stopped)"
-    )
+                print(f"{node}: {line}" if kind is None else f"{node}: {kind}: {line}")
+    if report and not any(isinstance(d, dict) for d in report.values()):
+        print(f"healed {len(report)} nodes ({faults + stopped} leftovers removed)")
+    else:
+        print(f"{where}: healed ({faults} faults undone, {stopped} processes stopped)")
     return 0

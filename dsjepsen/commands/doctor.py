@@ -1,5 +1,7 @@
 """`dsjepsen doctor`: what this machine supports, tested by doing it, and what each missing
-piece disables. Exit 0 when the default local cluster can run.
+piece disables. Exit 0 when the default local cluster can run and every installed extension
+loads; 254 when an extension does not load (a configuration error: its line says why, whole,
+causes included); 255 when the local cluster cannot run here.
 
 Kernel features are probed for real inside a throwaway `dsj-doctor-<pid>` namespace (a veth
 pair, a bridge, an iptables chain, and what the packet faults would install: each netem qdisc,
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import importlib
 import json
 import os
 import shutil
@@ -25,10 +26,9 @@ from dataclasses import asdict, dataclass
 
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
-from dsjepsen.cluster.control.docker import docker_engine_answers
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
-from dsjepsen.errors import EXIT_HARNESS, DsjError
+from dsjepsen.errors import EXIT_BAD_CONFIG, EXIT_HARNESS, DsjError
 from dsjepsen.nemesis.packet import FAULTS, METHODS, KernelProbe, probe_kernel, probe_nodes
 
 FAKETIME_GLOBS = (
@@ -48,6 +48,8 @@ class Check:
     required: bool = False  # needed by the default local cluster
     #: set on the per-node packet fault entries (name "<fault> on <node>")
     node: str | None = None
+    #: the detail is shown whole, never cut (a broken plugin's error ends with its cause)
+    whole: bool = False
 
 
 def register(subparsers) -> None:
@@ -57,7 +59,8 @@ def register(subparsers) -> None:
         description="Check (by trying) what this machine supports and what each missing piece "
         "disables, then which packet faults work on each node (the nodes of --nodes / "
         "--nodes-file, else the local cluster when it is up, else this kernel). Exit 0 when "
-        "the default local cluster can run.",
+        "the default local cluster can run and every extension loads, 254 when an extension "
+        "does not load, 255 when the local cluster cannot run.",
         epilog="examples: dsjepsen doctor --json; dsjepsen doctor --nodes-file nodes.txt",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -82,6 +85,7 @@ def run(args) -> int:
         print()
         print(packet.render())
     usable = can_run_local(checks)
+    broken = [c for c in checks if c.name.startswith("extension ") and not c.ok]
     if not args.json:
         print()
         print(
@@ -89,7 +93,11 @@ def run(args) -> int:
             if usable
             else "the default local cluster cannot run here: fix the required (*) checks"
         )
-    return 0 if usable else EXIT_HARNESS
+        if broken:
+            print(f"{len(broken)} installed extension(s) do not load: fix or remove them")
+    if not usable:
+        return EXIT_HARNESS
+    return EXIT_BAD_CONFIG if broken else 0
 
 
 def can_run_local(checks: list[Check]) -> bool:
@@ -98,14 +106,21 @@ def can_run_local(checks: list[Check]) -> bool:
 
 def render(checks: list[Check]) -> str:
     rows = [("check", "status", "detail", "without it")]
+    whole: list[tuple[int, str]] = []
     for c in checks:
         status = "ok" if c.ok else ("MISSING*" if c.required else "missing")
         detail = c.detail if len(c.detail) <= 72 else c.detail[:69] + "..."
+        if c.whole and detail != c.detail:
+            whole.append((len(rows), c.detail))  # on a line of its own below the row
+            detail = "(below)"
         rows.append((c.name, status, detail, "" if c.ok else c.disables))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    below = dict(whole)
     lines = []
-    for r in rows:
-        lines.append("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    for i, r in enumerate(rows):
+        lines.append("  ".join(r[j].ljust(widths[j]) for j in range(3)) + "  " + r[3])
+        if i in below:
+            lines.append(f"    {below[i]}")
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 10)
     return "\n".join(line.rstrip() for line in lines)
 
@@ -224,11 +239,7 @@ def _run_checks() -> tuple[list[Check], KernelProbe | None]:
         checks.append(Check("tc", False, "not installed", "packet faults (delay, loss, rate)"))
     checks.append(_faketime())
     checks.append(_sshd())
-    checks.append(_ssh_client())
-    reason = docker_engine_answers()
-    checks.append(
-        Check("docker engine", reason is None, reason or "answers", "the --docker backend")
-    )
+    checks += _backends()
     checks.append(_etcd())
     checks += _plugins()
     return checks, kernel
@@ -244,7 +255,10 @@ def _plugins() -> list[Check]:
     if not broken:
         loaded = sum(len(plugins.available(kind)) for kind in plugins.GROUPS)
         return [Check("extensions", True, f"{loaded} load", "nothing")]
-    return [Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}") for b in broken]
+    return [
+        Check(f"extension {b.name}", False, b.line(), f"{b.kind} {b.name}", whole=True)
+        for b in broken
+    ]
 
 
 def _probe_namespace(have_tc: bool) -> tuple[list[Check], KernelProbe | None]:
@@ -353,18 +367,20 @@ def _sshd() -> Check:
     )
 
 
-def _ssh_client() -> Check:
-    try:
-        fabric = importlib.import_module("fabric")
-        paramiko = importlib.import_module("paramiko")
-    except ImportError as e:
-        return Check("fabric + paramiko", False, str(e), "the SSH backend (--nodes)")
-    return Check(
-        "fabric + paramiko",
-        True,
-        f"fabric {fabric.__version__}, paramiko {paramiko.__version__}",
-        "the SSH backend (--nodes)",
-    )
+def _backends() -> list[Check]:
+    """What each node backend needs of this machine, as the backend itself says and tries
+    (the docker engine answering, the SSH library importing, a plugin's own)."""
+    from dsjepsen.cluster.backend import backend_classes
+
+    checks = []
+    for name, cls in backend_classes().items():
+        try:
+            problems = cls.machine_problems()
+        except Exception as e:  # noqa: BLE001 - a backend's check that fails says so
+            problems = [(f"backend {name}", f"{type(e).__name__}: {e}", "")]
+        for what, why, detail in problems:
+            checks.append(Check(what, why is None, why or detail, f"the {name} backend"))
+    return checks
 
 
 def _etcd() -> Check:

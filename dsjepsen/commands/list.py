@@ -1,4 +1,4 @@
-"""`dsjepsen list [targets|workloads|nemeses|checkers|models]`: what a test can be made of.
+"""`dsjepsen list [targets|workloads|nemeses|checkers|models|backends]`: what a test can be made of.
 
 Everything comes from the entry-point registries, built-ins and plugins alike. A plugin that
 does not load is listed as one line saying why, and the rest are listed as usual.
@@ -11,13 +11,13 @@ from typing import Any
 
 from dsjepsen import plugins
 
-KINDS = ("targets", "workloads", "nemeses", "checkers", "models")
+KINDS = ("targets", "workloads", "nemeses", "checkers", "models", "backends")
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "list",
-        help="list targets, workloads, faults, checkers or models",
+        help="list targets, workloads, faults, checkers, models or node backends",
         description=__doc__.splitlines()[0],
         epilog="example: dsjepsen list targets",
     )
@@ -50,6 +50,12 @@ def lines(kind: str) -> list[str]:
             out.append(f"{name:<26} {package.faults[name]}")
         for package in dict.fromkeys(type(p) for p in catalog.fault_catalog().values()):
             out += _options(package)
+    elif kind == "backends":
+        for name, b in plugins.available("backends").items():
+            shared = [w for w, on in (("kernel", b.shares_kernel), ("files", b.shares_files)) if on]
+            how = f"--nodes {b.metavar}1,..." if b.lists_nodes else "a cluster of its own"
+            out.append(f"{name:<16} {b.description}")
+            out.append(f"    {how}; shares with this machine: {', '.join(shared) or 'nothing'}")
     else:
         for name, ext in plugins.available(kind).items():
             doc = getattr(ext, "description", "") or (ext.__doc__ or "").strip().split("\n")[0]

@@ -373,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
     from dsjepsen import plugins
     from dsjepsen.checkers.availability import parse_availability
     from dsjepsen.cluster.nodes import add_node_options, open_nodes
-    from dsjepsen.commands.test import _console_logging, _print_summary, render_report
+    from dsjepsen.commands.test import console_logging, print_summary, render_report
     from dsjepsen.harness.config import add_test_options, config_from_args
     from dsjepsen.harness.runner import Runner, exit_code_for, run_with_seed_offset
     from dsjepsen.nemesis.catalog import check_cluster_size
@@ -396,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
     remote = bool(args.hosts or args.hosts_file)
     if not remote:  # a program that cannot start: one line, before any namespace is touched
         resolve(split_bin(config.target_options["bin"]))
-    handler = _console_logging(bool(getattr(args, "debug", False)))
+    handler = console_logging(bool(getattr(args, "debug", False)))
     worst = EXIT_VALID
     outputs: list[dict[str, Any]] = []
     try:
@@ -443,7 +443,7 @@ def run(args: argparse.Namespace) -> int:
                 render_report(outcome.run_dir)
                 stream = sys.stderr if cfg.json else sys.stdout
                 print(_maelstrom_text(results), file=stream, flush=True)
-                _print_summary(cfg, outcome, json_out=cfg.json)
+                print_summary(cfg, outcome, json_out=cfg.json)
                 outputs.append({"run_dir": str(outcome.run_dir), **results})
                 code = {True: EXIT_VALID, False: EXIT_INVALID}.get(results["valid"], EXIT_UNKNOWN)
                 if code != EXIT_VALID:  # Jepsen stops at the first run that is not valid
@@ -465,7 +465,7 @@ def _maelstrom_results(
     from dsjepsen.checkers.availability import AvailabilityChecker
     from dsjepsen.checkers.base import CheckContext
     from dsjepsen.checkers.result import merge_validity
-    from dsjepsen.history import read_jsonl
+    from dsjepsen.formats.jsonl import read_jsonl
 
     out = dict(results)
     checks = dict(out.get("checks") or {})

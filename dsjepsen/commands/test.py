@@ -64,7 +64,7 @@ class _LineClearingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def _console_logging(verbose: bool) -> logging.Handler:
+def console_logging(verbose: bool) -> logging.Handler:
     handler = _LineClearingHandler(sys.stderr)
     handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(junit, "--junit")  # before any node: not after the whole test
     config = config_from_args(args, argv=_command_line())
     node_cost = plugins.get("targets", config.target).node_cost
-    handler = _console_logging(bool(getattr(args, "debug", False)))
+    handler = console_logging(bool(getattr(args, "debug", False)))
     summaries: list[dict[str, Any]] = []
     worst = EXIT_VALID
     try:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 summaries.append(
                     {"run_dir": str(outcome.run_dir), "seed": cfg.seed, **outcome.results}
                 )
-                _print_summary(cfg, outcome, json_out=config.json)
+                print_summary(cfg, outcome, json_out=config.json)
                 if outcome.exit_code == EXIT_INVALID:
                     worst = EXIT_INVALID
                     break
@@ -136,7 +136,7 @@ def render_report(run_dir: Path) -> None:
         log.debug("%s", traceback.format_exc())
 
 
-def _print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:
+def print_summary(cfg: Any, outcome: Any, *, json_out: bool) -> None:
     verdict = {True: "VALID", False: "INVALID"}.get(outcome.valid, "UNKNOWN")
     stats = outcome.results.get("stats", {}).get("total", {})
     lines = [

@@ -34,7 +34,7 @@ import json
 import os
 import time
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,17 +60,17 @@ from dsjepsen.harness.junit import (
 )
 from dsjepsen.harness.store import DIR_MODE, TIMESTAMP, write_json
 from dsjepsen.history import NEMESIS
+from dsjepsen.options import options_argv
 
 #: a campaign file is a matrix of a few dozen lines; anything this large is not one
 MAX_CAMPAIGN_BYTES = 1 << 20
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 CAMPAIGN_JSON = "campaign.json"
 INDEX_HTML = "index.html"
 JUNIT_XML = "junit.xml"
 #: options a campaign sets itself for every test; a matrix that sets them is refused
 RESERVED = frozenset(
-    {"seed", "store", "json", "test-count", "junit", "nodes", "nodes-file", "docker",
+    {"seed", "store", "json", "test-count", "junit", "nodes", "nodes-file", "docker", "backend",
      "cluster-name", "node-count", "leave-running"}
 )  # fmt: skip
 _MATRIX_KEYS = {"targets", "workloads", "nemeses", "seeds", "seed-count", "options"}
@@ -112,24 +112,6 @@ class Cell:
         argv += ["--nemesis", self.nemesis]
         argv += options_argv(dict(self.options))
         return [*argv, "--seed", str(self.seed)]
-
-
-def options_argv(options: Mapping[str, Any]) -> list[str]:
-    """`{"bug": ["stale-read"], "time-limit": 5, "serializable-reads": true}` as command-line
-    tokens, the way `dsjepsen test` takes them (a list repeats the flag, true is a flag)."""
-    out: list[str] = []
-    for name, value in options.items():
-        flag = "--" + str(name).removeprefix("--")
-        if value is True:
-            out.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list | tuple):
-            for v in value:
-                out += [flag, str(v)]
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 @dataclass
@@ -559,27 +541,9 @@ def junit_suites(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) 
     return suites
 
 
-def render_index(data: Mapping[str, Any]) -> str:
-    """index.html: the matrix of verdicts (a row per configuration, a column per seed, each
-    cell linking to its run's report), the findings and the flaky configurations."""
-    import jinja2  # only needed once a campaign is written
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    rows = {r["id"]: r for r in data["rows"]}
-    seeds = sorted({r["seed"] for r in data["rows"]})
-    grid = []
-    for c in data["summary"]["configurations"]:
-        by_seed = {rows[i]["seed"]: rows[i] for i in c["runs"]}
-        grid.append({"conf": c, "cells": [by_seed.get(s) for s in seeds]})
-    return env.get_template("campaign.html.j2").render(
-        data=data, seeds=seeds, grid=grid, summary=data["summary"], signature_key=signature_key
-    )
+#: renders index.html from campaign.json's data (`reports.campaign.render_index`, which the
+#: command passes in: the HTML is the reports layer's, above which this module does not reach)
+IndexRenderer = Callable[[Mapping[str, Any]], str]
 
 
 def write_campaign(
@@ -588,14 +552,17 @@ def write_campaign(
     rows: Sequence[Mapping[str, Any]],
     *,
     step_summary: bool = True,
+    render_index: IndexRenderer | None = None,
 ) -> dict[str, Any]:
-    """campaign.json, index.html and junit.xml in out_dir, all from the same rows (so they
-    cannot disagree); the Markdown summary too when GITHUB_STEP_SUMMARY is set."""
+    """campaign.json, junit.xml and (with render_index) index.html in out_dir, all from the
+    same rows (so they cannot disagree); the Markdown summary too when GITHUB_STEP_SUMMARY is
+    set."""
     ordered = sorted(rows, key=lambda r: r["index"])
     summary = summarize(ordered)
     data = {**meta, "summary": summary, "exit_code": summary["exit_code"], "rows": ordered}
     write_json(out_dir / CAMPAIGN_JSON, data)
-    write_whole(out_dir / INDEX_HTML, render_index(data))
+    if render_index is not None:
+        write_whole(out_dir / INDEX_HTML, render_index(data))
     write_junit(out_dir / JUNIT_XML, junit_suites(ordered, summary))
     if step_summary:
         title = f"dsjepsen campaign {meta.get('name', '')}: " + ", ".join(
@@ -620,7 +587,11 @@ def read_campaign(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     return file.parent, data
 
 
-def merge(sources: Sequence[str | os.PathLike[str]], out_dir: Path) -> dict[str, Any]:
+def merge(
+    sources: Sequence[str | os.PathLike[str]],
+    out_dir: Path,
+    render_index: IndexRenderer | None = None,
+) -> dict[str, Any]:
     """Merge shard results of one campaign into out_dir. Refuses results of different
     campaigns (another matrix) and a cell that two shards both ran. Report links are
     rewritten relative to out_dir, so shards downloaded side by side still link."""
@@ -657,4 +628,4 @@ def merge(sources: Sequence[str | os.PathLike[str]], out_dir: Path) -> dict[str,
     meta["shard"] = None
     missing = int(first.get("cells_total", len(rows))) - len(rows)
     meta["missing_cells"] = max(0, missing)
-    return write_campaign(out_dir, meta, list(rows.values()))
+    return write_campaign(out_dir, meta, list(rows.values()), render_index=render_index)

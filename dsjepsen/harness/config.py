@@ -112,9 +112,15 @@ class TestConfig:
 
     @property
     def test_name(self) -> str:
-        """Directory name of this test in the store: target, switches, workload, faults."""
+        """Directory name of this test in the store: target, switches, workload, faults, and
+        the op rate when it is not the default (`...-none-rate-50`, `-rate-unlimited` for
+        --rate 0), so that runs at different rates never share a directory while the names
+        of runs at the default rate stay what they were."""
         faults = "+".join(self.nemesis) if self.nemesis else "none"
-        return "-".join([self.target, *self.name_parts, self.workload, faults])
+        parts = [self.target, *self.name_parts, self.workload, faults]
+        if self.rate != DEFAULT_RATE:
+            parts.append(f"rate-{self.rate:g}" if self.rate else "rate-unlimited")
+        return "-".join(parts)
 
     def reproduce_argv(self) -> list[str]:
         """The command line that repeats exactly this run: argv with the seed pinned and

@@ -261,7 +261,8 @@ def stop_workers(ctx: RunContext) -> None:
 
 
 def recover(ctx: RunContext) -> None:
-    """Quiet period: give the target time to elect a leader again (bounded)."""
+    """Quiet period: give the target time to be ready for the final reads again (bounded by
+    --recovery-timeout): `Target.ready_for_final_reads`, by default a leader elected again."""
     ctx.healed_at = time.monotonic_ns() - ctx.recorder.start_ns
     timeout = ctx.config.recovery_timeout
     if ctx.workload is not None and ctx.workload.converges:
@@ -271,20 +272,22 @@ def recover(ctx: RunContext) -> None:
     if not ctx.target.elects_leader:
         log.info("waiting 1s for the nodes to settle before the final reads")
         time.sleep(min(1.0, timeout))
-        return
     deadline = time.monotonic() + timeout
+    waited = False
     while True:
         try:
-            leader = ctx.target.leader(ctx.cluster)
+            ready = bool(ctx.target.ready_for_final_reads(ctx.cluster))
         except Exception as e:  # noqa: BLE001
-            leader = None
-            log.debug("leader(): %s", describe(e))
-        if leader:
-            log.info("recovered: %s is leader", leader)
+            ready = False
+            log.debug("ready_for_final_reads(): %s", describe(e))
+        if ready:
+            if ctx.target.elects_leader or waited:
+                log.info("recovered: ready for the final reads")
             return
         if time.monotonic() >= deadline:
-            log.warning("no leader within %gs of healing", timeout)
+            log.warning("not ready for the final reads within %gs of healing", timeout)
             return
+        waited = True
         time.sleep(0.5)
 
 

@@ -25,13 +25,14 @@ from dsjepsen.checkers.result import Validity
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, DsjError, HarnessError
 from dsjepsen.files import write_error
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness import phases
 from dsjepsen.harness.config import TestConfig
 from dsjepsen.harness.interpreter import describe
 from dsjepsen.harness.phases import RunContext
 from dsjepsen.harness.recorder import Recorder
 from dsjepsen.harness.store import create_run_dir, iso_now
-from dsjepsen.history import History, printable, read_jsonl
+from dsjepsen.history import History, printable
 from dsjepsen.nemesis.catalog import fault_looks
 
 log = logging.getLogger("dsjepsen.runner")

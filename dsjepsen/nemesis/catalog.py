@@ -169,8 +169,9 @@ def check_names(names: str | Sequence[str]) -> list[str]:
     Accepts the raw option ("kill,pause") or a list (each item may hold commas). `none` means
     no faults. A list that names nothing at all ("", ",,,") is a ConfigError rather than a
     silent "no faults", because it is almost always a shell variable that came out empty.
-    Unknown names are a ConfigError listing the known ones; a name offered only by a refused
-    package is a HarnessError naming that package.
+    Unknown names are a ConfigError listing the known ones; so is a name offered only by a
+    refused package, naming that package and why it does not load (the installation is
+    misconfigured: exit 254, as for any broken plugin).
     """
     given = _split(names)
     if given and not any(given):
@@ -183,7 +184,7 @@ def check_names(names: str | Sequence[str]) -> list[str]:
         if name not in catalog.by_fault:
             refused = catalog.claimed_by_broken(name)
             if refused is not None:
-                raise HarnessError(
+                raise ConfigError(
                     f"--nemesis {name}: the fault package is broken: {refused.line()}"
                 )
             known = ", ".join([NONE, *catalog.by_fault])

@@ -18,13 +18,13 @@ from typing import Any
 
 from dsjepsen.errors import DsjError
 from dsjepsen.faults import FaultLooks, FaultWindow, NemesisEvent, windows
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.history import (
     NEMESIS,
     History,
     Op,
     Operation,
     make_operation,
-    read_jsonl,
 )
 
 NS = 1_000_000_000

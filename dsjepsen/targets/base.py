@@ -105,8 +105,25 @@ class Target(ABC):
     def client(self, cluster: Cluster, node: str) -> Client: ...
 
     def leader(self, cluster: Cluster) -> str | None:
-        """Name of the node that is leader now, when the system has one and it is known."""
+        """Name of the node that is leader now, when the system has one and it is known.
+
+        Asked by faults aimed at the leader (`partition-leader`, `kill-leader`, ...) at any
+        moment, also in the middle of other faults: a deposed leader that has not noticed yet
+        may still claim to lead, so prefer the claim of the highest term; None when no node
+        is known to lead (a fault then picks a random node and says so). Must return within a
+        few seconds and should not raise (an exception counts as None)."""
         return None
+
+    def ready_for_final_reads(self, cluster: Cluster) -> bool:
+        """Whether the final reads may start: after the faults are healed, the run asks this
+        every 0.5 s, for at most --recovery-timeout seconds, before it reads every key
+        through every node. Default: a leader is known (`leader()`) when the system elects
+        one, else at once. Override it for a system whose nodes need more than a leader
+        before their reads are worth checking (replicas that catch up with a primary, a
+        member that rejoins): a final read through a node that has not caught up would be a
+        stale read the checker must report. Must return quickly and should not raise (an
+        exception counts as not ready); when the timeout passes, the reads start anyway."""
+        return not self.elects_leader or self.leader(cluster) is not None
 
     def run_results(self, run_dir: Path, history: History) -> dict[str, Any] | None:
         """Facts about the run that only the target knows (e.g. network statistics a relay

@@ -1,8 +1,11 @@
-"""ContractClient: the whole HTTP contract (docs/http-kv-contract.md) from the harness side,
-registers plus the set and counter endpoints that CRDT stores serve.
+"""The harness side of the HTTP contract (docs/http-kv-contract.md): `HttpKvClient` for the
+registers, `ContractClient` for the whole contract, registers plus the set and counter
+endpoints that CRDT stores serve. Any server that speaks the contract can be tested with them.
 
-The register fs (read, write, cas) are HttpKvClient's. The set and counter fs follow the same
-honesty rule: an update (`add`, `increment`) is `fail` only when it certainly did not happen
+The register fs (read, write, cas) follow Jepsen's honesty rule: `fail` only when the operation
+certainly did not and will not happen (nothing was sent, or the server said so with 503 / 409 /
+404 on cas), `info` whenever it may have happened (timeout, connection lost after sending, 504,
+an unexpected answer). The set and counter fs follow the same rule: an update (`add`, `increment`) is `fail` only when it certainly did not happen
 (nothing was sent; 400; 503), and `info` whenever it may have (timeout or connection lost
 after sending, 504, 500, any unexpected answer). A read (`read-set`, `read-counter`) changes
 nothing, so a read that got no usable answer is `fail`: it is as if it never ran, and the
@@ -17,7 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 from dsjepsen.history import Op
-from dsjepsen.targets.raft_kv.client import HttpKvClient, _describe, _done, _NotSent
+from dsjepsen.targets.base import Client
+from dsjepsen.targets.clients import HttpJson, NotSent, completed, describe
 
 #: the f values of the set and counter endpoints, and what each one does
 CONTRACT_FS: dict[str, str] = {
@@ -37,6 +41,79 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+class HttpKvClient(Client):
+    """One keep-alive connection to one node (see clients.HttpJson); speaks REGISTER_FS."""
+
+    def __init__(self, host: str, port: int, timeout: float = 2.0, node: str | None = None):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.node = node
+        self.http = HttpJson(host, port, timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request on this client's connection (HttpJson.request)."""
+        return self.http.request(method, path, body)
+
+    def invoke(self, op: Op) -> Op:
+        key = str(op.key)
+        if op.f == "read":
+            method, path, body = "GET", f"/kv/{key}", None
+        elif op.f == "write":
+            method, path, body = "PUT", f"/kv/{key}", {"value": op.value}
+        elif op.f == "cas":
+            try:
+                old, new = op.value
+            except (TypeError, ValueError):
+                return completed(
+                    op, "fail", error=f"cas value must be [old, new], got {op.value!r}"
+                )
+            method, path, body = "POST", f"/kv/{key}/cas", {"from": old, "to": new}
+        else:
+            return completed(op, "fail", error=f"unsupported operation {op.f!r}")
+        try:
+            status, payload = self.request(method, path, body)
+        except NotSent as e:
+            return completed(op, "fail", error=f"not sent: {e}")
+        except TimeoutError:
+            return completed(op, "info", error="timeout")
+        except (OSError, http.client.HTTPException) as e:
+            return completed(op, "info", error=f"connection lost: {describe(e)}")
+        return _register_completion(op, status, payload)
+
+
+def _register_completion(op: Op, status: int, payload: Any) -> Op:
+    hint = payload.get("leader") if isinstance(payload, dict) else None
+    if status == 503:
+        return completed(op, "fail", error={"unavailable": True, "leader": hint})
+    if op.f == "read":
+        if status == 200 and isinstance(payload, dict) and "value" in payload:
+            return completed(op, "ok", value=payload["value"])
+        if status == 404:
+            return completed(op, "ok", value=None)
+    elif op.f == "write":
+        if status == 200:
+            return completed(op, "ok")
+        if status == 400:
+            return completed(op, "fail", error=f"rejected: {payload}")
+    elif op.f == "cas":
+        if status == 200:
+            return completed(op, "ok")
+        if status == 409:
+            return completed(op, "fail", error="cas-mismatch")
+        if status == 404:
+            return completed(op, "fail", error="cas-absent")
+        if status == 400:
+            return completed(op, "fail", error=f"rejected: {payload}")
+    if status == 504:
+        return completed(op, "info", error="server timeout: outcome unknown")
+    # Anything else (500, a read's 200 without a value...) may hide an applied write.
+    return completed(op, "info", error=f"unexpected HTTP {status}: {payload}")
+
+
 class ContractClient(HttpKvClient):
     """One keep-alive connection to one node; speaks REGISTER_FS and CONTRACT_FS."""
 
@@ -52,49 +129,49 @@ class ContractClient(HttpKvClient):
             method, path, body = "GET", f"/set/{key}", None
         elif op.f == "increment":
             if not _is_int(op.value):
-                return _done(op, "fail", error=f"delta must be an integer, got {op.value!r}")
+                return completed(op, "fail", error=f"delta must be an integer, got {op.value!r}")
             method, path, body = "POST", f"/counter/{key}", {"delta": op.value}
         else:
             method, path, body = "GET", f"/counter/{key}", None
         is_read = op.f in READS
         try:
             status, payload = self.request(method, path, body)
-        except _NotSent as e:
-            return _done(op, "fail", error=f"not sent: {e}")
+        except NotSent as e:
+            return completed(op, "fail", error=f"not sent: {e}")
         except TimeoutError:
-            return _done(op, "fail" if is_read else "info", error="timeout")
+            return completed(op, "fail" if is_read else "info", error="timeout")
         except (OSError, http.client.HTTPException) as e:
-            return _done(
-                op, "fail" if is_read else "info", error=f"connection lost: {_describe(e)}"
+            return completed(
+                op, "fail" if is_read else "info", error=f"connection lost: {describe(e)}"
             )
         return _complete(op, status, payload)
 
 
 def _complete(op: Op, status: int, payload: Any) -> Op:
     if status == 503:
-        return _done(op, "fail", error={"unavailable": True, "detail": _error_text(payload)})
+        return completed(op, "fail", error={"unavailable": True, "detail": _error_text(payload)})
     if status == 400:
-        return _done(op, "fail", error=f"rejected: {_error_text(payload)}")
+        return completed(op, "fail", error=f"rejected: {_error_text(payload)}")
     if op.f == "read-set":
         if status == 404:
-            return _done(op, "ok", value=[])
+            return completed(op, "ok", value=[])
         elements = payload.get("elements") if isinstance(payload, dict) else None
         if status == 200 and isinstance(elements, list):
-            return _done(op, "ok", value=elements)
-        return _done(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
+            return completed(op, "ok", value=elements)
+        return completed(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
     if op.f == "read-counter":
         if status == 404:
-            return _done(op, "ok", value=0)
+            return completed(op, "ok", value=0)
         value = payload.get("value") if isinstance(payload, dict) else None
         if status == 200 and _is_int(value):
-            return _done(op, "ok", value=value)
-        return _done(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
+            return completed(op, "ok", value=value)
+        return completed(op, "fail", error=f"unexpected answer HTTP {status}: {payload}")
     if status == 200:
-        return _done(op, "ok")
+        return completed(op, "ok")
     if status == 504:
-        return _done(op, "info", error="server timeout: outcome unknown")
+        return completed(op, "info", error="server timeout: outcome unknown")
     # 500, 404 on an update, anything else: it may hide an applied update
-    return _done(op, "info", error=f"unexpected HTTP {status}: {payload}")
+    return completed(op, "info", error=f"unexpected HTTP {status}: {payload}")
 
 
 def _error_text(payload: Any) -> Any:

@@ -16,18 +16,18 @@ import json
 import logging
 import re
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.cluster import daemon
-from dsjepsen.cluster.control.base import Remote, RemoteError
-from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
-from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.base import Client
+from dsjepsen.targets.clients import HttpJson, NotSent
+from dsjepsen.targets.process import ProcessTarget, require_binary
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.cluster.control.base import Node
     from dsjepsen.history import Op
 
 CLIENT_PORT = 2379
@@ -72,39 +72,24 @@ class GatewayError(Exception):
         super().__init__(f"HTTP {status}: {message}")
 
 
-class NotSent(Exception):
-    """The request certainly never reached etcd (no connection)."""
-
-
-def post(conn: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One gateway call on conn. Raises NotSent when connecting fails, GatewayError on an
-    error answer, OSError / http.client errors when the outcome is unknown."""
-    if conn.sock is None:
-        try:
-            conn.connect()
-        except OSError as e:
-            conn.close()
-            raise NotSent(str(e) or type(e).__name__) from e
-    data = json.dumps(body).encode()
-    conn.request("POST", API + path, body=data, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    raw = resp.read()
-    try:
-        doc = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        doc = {"message": raw[:200].decode(errors="replace")}
-    if resp.status != 200:
-        msg = doc.get("message") or doc.get("error") or resp.reason
-        raise GatewayError(resp.status, str(msg), doc.get("code"))
+def post(http: HttpJson, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One gateway call. Raises NotSent when the request certainly never left, GatewayError
+    on an error answer, OSError / http.client errors when the outcome is unknown."""
+    status, doc = http.request("POST", API + path, body)
+    doc = doc if isinstance(doc, dict) else {}
+    if status != 200:
+        msg = doc.get("message") or doc.get("error") or f"HTTP {status}"
+        raise GatewayError(status, str(msg), doc.get("code"))
     return doc
 
 
 def call(address: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    conn = http.client.HTTPConnection(address, CLIENT_PORT, timeout=timeout)
+    """One gateway call on a connection of its own."""
+    http = HttpJson(address, CLIENT_PORT, timeout)
     try:
-        return post(conn, path, body)
+        return post(http, path, body)
     finally:
-        conn.close()
+        http.close()
 
 
 # gRPC errors that etcd returns before proposing anything: the write definitely did not happen.
@@ -124,17 +109,10 @@ class EtcdClient(Client):
         self.port = port
         self.timeout = timeout
         self.serializable = serializable
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
-        return self._conn
+        self.http = HttpJson(address, port, timeout)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.http.close()
 
     def invoke(self, op: Op) -> Op:
         key = _b64(f"dsj/{op.key}")
@@ -158,19 +136,12 @@ class EtcdClient(Client):
             )
             return dataclasses.replace(op, type="fail" if definite else "info", error=e.message)
         except (OSError, http.client.HTTPException) as e:
-            self.close()  # a late answer must never be read as the next op's answer
             what = "timeout" if isinstance(e, socket.timeout | TimeoutError) else str(e)
             what = what or type(e).__name__
             return dataclasses.replace(op, type="fail" if op.f == "read" else "info", error=what)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return post(self._connection(), path, body)
-        except (NotSent, GatewayError):
-            raise
-        except Exception:
-            self.close()
-            raise
+        return post(self.http, path, body)
 
     def _read(self, op: Op, key: str) -> Op:
         body: dict[str, Any] = {"key": key}
@@ -210,14 +181,11 @@ class EtcdClient(Client):
         return dataclasses.replace(op, type="fail", error=f"cas compare failed: {why}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Paths:
-    data: str
-    log: str
-    pid: str
+class EtcdTarget(ProcessTarget):
+    """etcd, one member per node: the command line, the readiness check (a linearizable read
+    answers: a leader and a quorum), the client and the leader; the process lifecycle is
+    ProcessTarget's."""
 
-
-class EtcdTarget(Target):
     name = "etcd"
     description = "etcd (Debian's etcd-server) through its v3 JSON gateway"
     speaks = frozenset({"read", "write", "cas"})
@@ -232,30 +200,31 @@ class EtcdTarget(Target):
             label="serializable",
         ),
     )
+    # `<workdir>/etcd.data`, `etcd.log`, `etcd.pid`, as before there was a base class
+    data_name = "etcd.data"
+    log_name = "etcd.log"
+    pid_name = "etcd.pid"
+    port = CLIENT_PORT
+    ready_timeout = READY_TIMEOUT
 
     def __init__(self, serializable_reads: bool = False, client_timeout: float = 2.0):
+        super().__init__(serializable_reads=serializable_reads)
         self.serializable_reads = serializable_reads
         self.client_timeout = client_timeout
         self.version = "unknown"
-        #: what setup found of earlier runs and removed (see HttpServerTarget.leftovers)
-        self.leftovers: list[dict[str, Any]] = []
+        self.leftovers = []
 
-    # -- layout --------------------------------------------------------------------------
+    def home(self, node: Node) -> str:
+        return node.workdir.rstrip("/")
 
-    @staticmethod
-    def paths(cluster: Cluster, node: str) -> Paths:
-        w = cluster.node(node).workdir.rstrip("/")
-        return Paths(data=f"{w}/etcd.data", log=f"{w}/etcd.log", pid=f"{w}/etcd.pid")
-
-    def argv(self, cluster: Cluster, node: str) -> list[str]:
-        me = cluster.node(node)
+    def argv(self, cluster: Cluster, node: Node) -> list[str]:
         initial = ",".join(f"{n.name}=http://{n.address}:{PEER_PORT}" for n in cluster.nodes)
-        client_url = f"http://{me.address}:{CLIENT_PORT}"
-        peer_url = f"http://{me.address}:{PEER_PORT}"
+        client_url = f"http://{node.address}:{CLIENT_PORT}"
+        peer_url = f"http://{node.address}:{PEER_PORT}"
         return [
             BINARY,
-            "--name", node,
-            "--data-dir", self.paths(cluster, node).data,
+            "--name", node.name,
+            "--data-dir", self.data_dir(node),
             "--listen-client-urls", client_url,
             "--advertise-client-urls", client_url,
             "--listen-peer-urls", peer_url,
@@ -267,152 +236,26 @@ class EtcdTarget(Target):
             "--log-outputs", "stderr",
         ]  # fmt: skip
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def _each(self, cluster: Cluster, fn) -> None:
-        errors = []
-        with ThreadPoolExecutor(max_workers=max(1, len(cluster.nodes))) as pool:
-            futures = {n: pool.submit(fn, n) for n in cluster.names}
-            for n, fut in futures.items():
-                try:
-                    fut.result()
-                except Exception as e:
-                    errors.append(str(e) if n in str(e) else f"node {n}: {e}")
-        if errors:
-            raise HarnessError("; ".join(errors))
-
-    def install(self, remote: Remote) -> str:
-        """Make sure etcd is on the node (apt-get as root when missing); return its version."""
-        res = remote.run([BINARY, "--version"], timeout=30, check=False)
-        if res.exit != 0:
-            uid = remote.run(["id", "-u"], timeout=30, check=False).stdout.strip()
-            if uid != "0":
-                raise HarnessError(
-                    f"node {remote.node.name}: etcd is not installed and we are not root there; "
-                    f"install it with: apt-get install {PACKAGE}"
-                )
-            remote.run(
-                ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE],
-                timeout=900,
-                env={"DEBIAN_FRONTEND": "noninteractive"},
-            )
-            # Debian's package starts its own etcd service; ours must own the ports.
+    def install(self, cluster: Cluster, node: Node) -> str | None:
+        """etcd on the node (apt-get as root when missing), and Debian's own etcd service
+        stopped: ours must own the ports."""
+        remote = cluster.remote(node.name)
+        if remote.run([BINARY, "--version"], timeout=30, check=False).exit != 0:
+            require_binary(remote, BINARY, PACKAGE)
             remote.run(["systemctl", "disable", "--now", "etcd"], timeout=60, check=False)
-            res = remote.run([BINARY, "--version"], timeout=30, check=False)
-            if res.exit != 0:
-                raise HarnessError(
-                    f"node {remote.node.name}: etcd does not run even after apt-get install "
-                    f"{PACKAGE}: {(res.stderr or res.stdout).strip()[:200]}"
-                )
-        m = re.search(r"etcd Version:\s*(\S+)", res.stdout)
-        return m.group(1) if m else "unknown"
+        return require_binary(remote, BINARY, version_pattern=r"etcd Version:\s*(\S+)")
 
-    def setup(self, cluster: Cluster) -> None:
-        """A clean slate first (an earlier run whose controller died leaves its etcd members
-        running, maybe paused, with their data: a new member must never join them), on every
-        node before any new member starts; then start them all and wait for a quorum."""
-        versions: dict[str, str] = {}
-        found: dict[str, dict[str, Any]] = {}
-
-        def prepare(node: str) -> None:
-            remote = cluster.remote(node)
-            versions[node] = self.install(remote)
-            p = self.paths(cluster, node)
-            got = daemon.clear_leftovers(
-                remote,
-                cluster.node(node).workdir,
-                pidfiles=[p.pid],
-                remove=[p.data],
-                rotate=[p.log],
-            )
-            if got["processes"] or [x for x in got["removed"] if x != p.log]:
-                found[node] = got
-
-        self._each(cluster, prepare)
-        self.leftovers = [found[n] for n in cluster.names if n in found]
-        for got in self.leftovers:
-            log.warning("etcd: %s", daemon.describe_leftovers(got))
-        if not self.leftovers:
-            log.info("etcd: no leftovers of earlier runs on %s", ", ".join(cluster.names))
-        self.version = sorted(set(versions.values()))[0] if versions else "unknown"
-        self._each(cluster, lambda n: self._start(cluster, n, wait=False))
-        self.wait_ready(cluster)
-
-    def wait_ready(self, cluster: Cluster, timeout: float = READY_TIMEOUT) -> None:
-        """Until every node answers a linearizable read (so it has a leader and a quorum)."""
-        deadline = time.monotonic() + timeout
-        pending = list(cluster.names)
-        last: dict[str, str] = {}
-        while pending and time.monotonic() < deadline:
-            for node in list(pending):
-                try:
-                    call(cluster.node(node).address, "/kv/range", {"key": _b64("dsj/ready")}, 2.0)
-                    pending.remove(node)
-                except Exception as e:
-                    last[node] = str(e) or type(e).__name__
-            if pending:
-                time.sleep(0.3)
-        if pending:
-            details = "; ".join(f"{n}: {last.get(n, '?')}" for n in pending)
-            raise HarnessError(
-                f"etcd not ready within {timeout:g}s on {', '.join(pending)} ({details}); "
-                f"see {self.paths(cluster, pending[0]).log} on {pending[0]}"
-            )
-
-    def _start(self, cluster: Cluster, node: str, wait: bool = True) -> None:
-        p = self.paths(cluster, node)
-        daemon.start_daemon(
-            cluster.remote(node),
-            self.argv(cluster, node),
-            pidfile=p.pid,
-            logfile=p.log,
-            cwd=cluster.node(node).workdir,
-        )
-        if wait:
-            daemon.wait_for_port(cluster.node(node).address, CLIENT_PORT, timeout=30.0)
-
-    def teardown(self, cluster: Cluster) -> None:
-        def one(node: str) -> None:
-            remote = cluster.remote(node)
-            p = self.paths(cluster, node)
-            daemon.stop_daemon(remote, p.pid)
-            remote.run(["rm", "-rf", "--", p.data], timeout=60)
-
-        self._each(cluster, one)
+    def ready(self, cluster: Cluster, node: Node) -> bool:
+        """A linearizable read answers: the member has a leader and a quorum."""
+        try:
+            call(node.address, "/kv/range", {"key": _b64("dsj/ready")}, 2.0)
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+        return True
 
     def start(self, cluster: Cluster, node: str) -> None:
-        self._start(cluster, node, wait=True)
-
-    def kill(self, cluster: Cluster, node: str) -> None:
-        remote = cluster.remote(node)
-        pidfile = self.paths(cluster, node).pid
-        if not daemon.signal_daemon(remote, pidfile, "KILL"):
-            raise HarnessError(f"node {node}: etcd is not running, nothing to kill")
-        deadline = time.monotonic() + 10.0
-        while daemon.daemon_running(remote, pidfile):
-            if time.monotonic() > deadline:
-                raise HarnessError(f"node {node}: etcd still running 10s after SIGKILL")
-            time.sleep(0.05)
-
-    def pause(self, cluster: Cluster, node: str) -> None:
-        if not daemon.signal_daemon(cluster.remote(node), self.paths(cluster, node).pid, "STOP"):
-            raise HarnessError(f"node {node}: etcd is not running, nothing to pause")
-
-    def resume(self, cluster: Cluster, node: str) -> None:
-        # Not running is fine: resuming is part of healing, which must be idempotent.
-        daemon.signal_daemon(cluster.remote(node), self.paths(cluster, node).pid, "CONT")
-
-    def wipe(self, cluster: Cluster, node: str) -> None:
-        cluster.remote(node).run(["rm", "-rf", "--", self.paths(cluster, node).data], timeout=60)
-
-    def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        return [self.paths(cluster, node).log]
-
-    def pid(self, cluster: Cluster, node: str) -> int | None:
-        try:
-            return daemon.daemon_pid(cluster.remote(node), self.paths(cluster, node).pid)
-        except RemoteError:
-            return None
+        super().start(cluster, node)
+        daemon.wait_for_port(cluster.node(node).address, CLIENT_PORT, timeout=30.0)
 
     def client(self, cluster: Cluster, node: str) -> Client:
         return EtcdClient(cluster.node(node).address, self.client_timeout, self.serializable_reads)

@@ -1,20 +1,14 @@
 """HttpServerTarget: what every target that runs one HTTP-contract server per node shares.
 
 raft-kv and http-kv differ only in how a node's server is installed and what its command line
-is; where its files live, how it is started, signalled, wiped and observed (`GET /status`), and
-the client (docs/http-kv-contract.md) are the same, so they are written once here.
-
-Every run starts from a clean slate: before a subclass's `setup` runs, whatever an earlier run
-left on the nodes (a controller killed by SIGKILL, the OOM killer or a lost SSH session leaves
-its servers running, possibly paused, with their data) is stopped and removed, on every node
-before any new server starts (an old server that is still up would otherwise replicate its old
-log into the new ones, or answer the new run's clients itself). `leftovers` says what was found,
-for test.json.
+is; the process lifecycle is ProcessTarget's (targets/process.py: paths, clean slate, start,
+kill, pause, resume, wipe, teardown, logs), and what the HTTP contract adds is written once
+here: observing a node (`GET /status`), naming the leader, and the client
+(docs/http-kv-contract.md).
 """
 
 from __future__ import annotations
 
-import functools
 import http.client
 import json
 import logging
@@ -22,21 +16,13 @@ import os
 import shlex
 import sys
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.cluster.daemon import (
-    clear_leftovers,
-    daemon_pid,
-    describe_leftovers,
-    signal_daemon,
-    start_daemon,
-    stop_daemon,
-)
 from dsjepsen.errors import ConfigError, HarnessError
-from dsjepsen.targets.base import Client, Target
+from dsjepsen.targets.base import Client
 from dsjepsen.targets.contract_client import ContractClient
+from dsjepsen.targets.process import ProcessTarget
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -48,168 +34,24 @@ log = logging.getLogger("dsjepsen.target")
 TARGETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _clean_slate_first(setup: Callable[[Any, Cluster], None]) -> Callable[[Any, Cluster], None]:
-    """Wrap a subclass's setup so that the nodes are cleared before it runs (once per setup,
-    also when a subclass's setup calls its parent's)."""
-
-    @functools.wraps(setup)
-    def wrapped(self: HttpServerTarget, cluster: Cluster) -> None:
-        if self._in_setup:
-            return setup(self, cluster)
-        self._in_setup = True
-        try:
-            self.clear_leftovers(cluster)
-            return setup(self, cluster)
-        finally:
-            self._in_setup = False
-
-    wrapped._clean_slate = True  # type: ignore[attr-defined]
-    return wrapped
-
-
-class HttpServerTarget(Target):
-    """One server process per node, under `<workdir>/<name>/` with data/, server.log and
-    server.pid. Subclasses set `port` and `client_timeout` and provide `argv` and `setup`;
+class HttpServerTarget(ProcessTarget):
+    """One HTTP-contract server per node, under `<workdir>/<name>/` with data/, server.log
+    and server.pid. Subclasses set `port` and `client_timeout` and provide `argv` and `setup`;
     their `setup` runs on nodes already cleared of earlier runs (see `clear_leftovers`)."""
 
     port: int
     client_timeout: float
     elects_leader = True
-    #: set by the clock fault package before setup when the run asks for clock faults: an
-    #: object whose `env(cluster, node)` gives the environment (libfaketime) a server needs
-    #: so that its clock can be moved without touching the machine's (cluster/faketime.py)
-    clock_control: Any = None
-    #: what the last setup found and removed, one entry per node that had anything
-    #: ({"node", "processes": [{"pid", "state", "command"}], "removed": [paths]})
-    leftovers: list[dict[str, Any]] = []  # noqa: RUF012 - replaced per instance, never mutated
-    _in_setup: bool = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Done here rather than left to each subclass so that no target, built-in or plugin,
-        # can forget it: a forgotten clean slate is a false verdict, not an error.
-        super().__init_subclass__(**kwargs)
-        setup = cls.__dict__.get("setup")
-        if setup is not None and not getattr(setup, "_clean_slate", False):
-            cls.setup = _clean_slate_first(setup)  # type: ignore[method-assign]
-
-    # -- clean slate --------------------------------------------------------------------------
-
-    def clear_leftovers(self, cluster: Cluster) -> list[dict[str, Any]]:
-        """Stop every process an earlier run left on each node (any dsjepsen daemon under the
-        node's workdir, and whatever this target's pidfile names), delete the old data and
-        pidfile, and keep the old log as server.log.previous. Logs what it found; returns it
-        (also kept in `leftovers`)."""
-
-        def clear(node: Node) -> dict[str, Any]:
-            return clear_leftovers(
-                cluster.remote(node.name),
-                node.workdir,
-                pidfiles=[self.pid_file(node)],
-                remove=[self.data_dir(node)],
-                rotate=[self.log_file(node)],
-            )
-
-        with ThreadPoolExecutor(max_workers=max(1, len(cluster.nodes))) as pool:
-            answers = list(pool.map(clear, cluster.nodes))  # the first error is raised here
-        found: list[dict[str, Any]] = []
-        for node, got in zip(cluster.nodes, answers, strict=True):
-            # a log alone is what every finished run leaves (its copy is in that run's store)
-            for proc in got["processes"]:
-                proc["command"] = self.redact(proc["command"])
-            if got["processes"] or [p for p in got["removed"] if p != self.log_file(node)]:
-                found.append(got)
-                log.warning("%s: %s", self.name, describe_leftovers(got))
-            elif got["removed"]:
-                log.info("%s: kept the previous server log of %s", self.name, node.name)
-        if not found:
-            log.info("%s: no leftovers of earlier runs on %s", self.name, ", ".join(cluster.names))
-        self.leftovers = found
-        return found
-
-    # -- paths on a node ----------------------------------------------------------------------
-
-    def home(self, node: Node) -> str:
-        return f"{node.workdir.rstrip('/')}/{self.name}"
-
-    def data_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/data"
-
-    def log_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.log"
-
-    def pid_file(self, node: Node) -> str:
-        return f"{self.home(node)}/server.pid"
 
     def members(self, nodes: list[Node]) -> str:
         """Nodes as `name=address:port,...`, the peer list servers are given."""
         return ",".join(f"{n.name}={n.address}:{self.port}" for n in nodes)
 
-    # -- process control ----------------------------------------------------------------------
-
-    @abstractmethod
-    def argv(self, cluster: Cluster, node: Node) -> list[str]:
-        """The server command line for one node (also what a user can run by hand)."""
-
-    def cwd(self, cluster: Cluster, node: Node) -> str:
-        """Where the server runs."""
-        return self.home(node)
-
-    def shown_argv(self, cluster: Cluster, node: Node) -> list[str]:
-        """argv as it may be shown in errors, logs and the report: subclasses whose command
-        line holds secrets return it with the secrets masked."""
-        return self.argv(cluster, node)
-
-    def redact(self, text: str) -> str:
-        """text as it may be logged or stored: subclasses mask their secrets in it."""
-        return text
-
     def start(self, cluster: Cluster, node: str) -> None:
         n = cluster.node(node)
         # the data directory may have been wiped since setup
         cluster.remote(node).run(["mkdir", "-p", self.data_dir(n)], timeout=30.0)
-        start_daemon(
-            cluster.remote(node),
-            self.argv(cluster, n),
-            pidfile=self.pid_file(n),
-            logfile=self.log_file(n),
-            cwd=self.cwd(cluster, n),
-            shown=self.shown_argv(cluster, n),
-            env=self.clock_control.env(cluster, node) if self.clock_control else None,
-        )
-
-    def kill(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        signal_daemon(cluster.remote(node), self.pid_file(n), "KILL")
-        # Wait until it is really gone, so that a restart right after cannot find it alive.
-        stop_daemon(cluster.remote(node), self.pid_file(n), grace=0.1)
-
-    def pause(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "STOP")
-
-    def resume(self, cluster: Cluster, node: str) -> None:
-        signal_daemon(cluster.remote(node), self.pid_file(cluster.node(node)), "CONT")
-
-    def wipe(self, cluster: Cluster, node: str) -> None:
-        n = cluster.node(node)
-        cluster.remote(node).run(["rm", "-rf", self.data_dir(n)], timeout=30.0)
-
-    def teardown(self, cluster: Cluster) -> None:
-        errors = []
-        for node in cluster.nodes:
-            remote = cluster.remote(node.name)
-            try:
-                stop_daemon(remote, self.pid_file(node))
-                remote.run(["rm", "-rf", self.data_dir(node)], timeout=30.0)
-            except HarnessError as e:
-                errors.append(str(e))
-        if errors:
-            raise HarnessError(f"{self.name} teardown: " + "; ".join(errors))
-
-    def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        return [self.log_file(cluster.node(node))]
-
-    def pid(self, cluster: Cluster, node: str) -> int | None:
-        return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
+        self.launch(cluster, n)
 
     # -- observation --------------------------------------------------------------------------
 

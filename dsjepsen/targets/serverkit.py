@@ -1,5 +1,6 @@
 """What the reference servers (raft-kv, crdt-kv) share: a minimal HTTP/1.1 layer over asyncio
-streams, for clients and for peers, and the start-up of a server process.
+streams, for clients and for peers, the start-up of a server process, and the durable file
+replacement both servers' storage uses (`write_atomic`).
 
 http.server's thread per connection costs several milliseconds per request under load; this
 keeps everything on one event loop with keep-alive connections, which is what keeps the p99 of
@@ -48,6 +49,27 @@ REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory, so that a file renamed into it survives a crash of the machine."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace path with data, durably: write a temporary file, fsync, rename, fsync the
+    directory. A crash leaves either the old file or the new one, never a torn one."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 class ProtocolError(Exception):

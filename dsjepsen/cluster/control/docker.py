@@ -9,7 +9,7 @@ path with a colon as CONTAINER:PATH and `-` as a tar stream on stdin.
 
 A `docker exec` costs ~100 ms (300+ ms on a loaded machine): the CLI, the engine and runc each
 start something. So commands go through the same command agent as the SSH backend (a POSIX
-sh loop, `ssh.AGENT_SCRIPT`), started once per `docker exec -i` session and kept: a command
+sh loop, `agent.AGENT_SCRIPT`), started once per `docker exec -i` session and kept: a command
 then costs a few forks in the container. A timed-out command's process group is killed from
 another agent. Where the agent cannot start, each command is its own `docker exec`.
 
@@ -32,6 +32,16 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
+from dsjepsen.cluster.backend import Backend, NodeSettings, NodeSpec
+from dsjepsen.cluster.control.agent import (
+    AGENT_SCRIPT,
+    MAX_IDLE_AGENTS,
+    AgentRefused,
+    AgentTimeout,
+    CommandAgent,
+    command_line,
+    pop_usable,
+)
 from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
@@ -44,14 +54,6 @@ from dsjepsen.cluster.control.base import (
     exit_failure,
 )
 from dsjepsen.cluster.control.local import run_argv
-from dsjepsen.cluster.control.ssh import (
-    AGENT_SCRIPT,
-    AgentRefused,
-    AgentTimeout,
-    CommandAgent,
-    command_line,
-    pop_usable,
-)
 from dsjepsen.errors import ConfigError
 
 #: docker's own rule for container names (and IDs are hex): first a letter or digit
@@ -123,9 +125,6 @@ def inspect_argv(container: str, fmt: str, docker: str = "docker") -> list[str]:
 def local_path(path: str) -> str:
     """An absolute local path: docker cp reads `a:b` as a container's file and `-` as stdin."""
     return os.path.abspath(path)
-
-
-MAX_IDLE_AGENTS = 8
 
 
 class PipeChannel:
@@ -399,3 +398,52 @@ def docker_engine_answers(docker: str = "docker", timeout: float = 10.0) -> str 
         last = (res.stderr.strip() or res.stdout.strip()).splitlines()
         return f"docker engine not answering ({last[-1][:160] if last else f'exit {res.exit}'})"
     return None
+
+
+def container_address(node: str, container: str, timeout: float = 30.0) -> str:
+    """The container's IP on its (first) docker network, which the controller can reach."""
+    probe = DockerRemote(Node(node, "", "/"), container)
+    try:
+        probe.run(["true"], timeout=timeout)  # clear errors: no such container, engine down
+    finally:
+        probe.close()
+    res = run_argv(
+        node,
+        inspect_argv(container, "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"),
+        timeout=timeout,
+    )
+    ips = res.stdout.split()
+    if not ips:
+        raise ConfigError(
+            f"node {node}: container {container} has no IP address on a docker network"
+        )
+    return ips[0]
+
+
+class DockerBackend(Backend):
+    """Containers on this machine's docker engine: this kernel, files of their own."""
+
+    name = "docker"
+    description = "containers through docker exec: --nodes CONTAINER1,CONTAINER2,..."
+    shares_kernel = True
+    shares_files = False
+    entry = "container name"
+    metavar = "CONTAINER"
+    node_keys = frozenset({"container", "address"})
+
+    def node_spec(self, name: str, host: str, settings: NodeSettings, workdir: str) -> NodeSpec:
+        container = validate_container(name, settings.get("container", str, name))
+        address = settings.get("address", str, None)
+        return NodeSpec(name, self.name, address or host, workdir, {"container": container})
+
+    def open_node(self, spec: NodeSpec) -> Remote:
+        container = spec.settings["container"]
+        # no address given: the container's own, asked of the engine (which also says at once
+        # when the container does not exist or the engine is down)
+        address = spec.host if spec.host != spec.name else container_address(spec.name, container)
+        node = Node(spec.name, address, spec.workdir, extra={"container": container})
+        return DockerRemote(node, container)
+
+    @classmethod
+    def machine_problems(cls) -> list[tuple[str, str | None, str]]:
+        return [("docker engine", docker_engine_answers(), "answers")]

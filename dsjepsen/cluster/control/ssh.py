@@ -1,4 +1,11 @@
-"""The SSH backend: real machines, Jepsen's way, through fabric (paramiko).
+"""The SSH backend: real machines, Jepsen's way, through paramiko.
+
+paramiko alone, without fabric on top: what dsjepsen asks of SSH is one connection per node
+(`SSHClient.connect` with our host-key policy), exec channels for the command agent, SFTP, and,
+on servers where no agent starts, one exec channel per command with a timeout. fabric wrapped
+the first and the last in its own Connection and invoke's runner, whose timeout thread could
+lose the race to report a timeout (we had to detect that by the clock) and whose config
+loading had to be switched off; the direct calls are fewer lines than the workarounds were.
 
 Host keys are checked against known_hosts by default (an unknown or changed key is a
 configuration error, exit 254); only an explicit opt-out accepts any key. Passwords never
@@ -13,7 +20,7 @@ run's log (dsjepsen.log) shows that its commands may have gone to an impostor.
 
 from __future__ import annotations
 
-import io
+import argparse
 import logging
 import os
 import posixpath
@@ -30,6 +37,16 @@ from typing import Any
 
 import paramiko
 
+from dsjepsen.cluster.backend import Backend, NodeSettings, NodeSpec
+from dsjepsen.cluster.control.agent import (
+    AGENT_SCRIPT,
+    MAX_IDLE_AGENTS,
+    AgentRefused,
+    AgentTimeout,
+    CommandAgent,
+    command_line,
+    pop_usable,
+)
 from dsjepsen.cluster.control.base import (
     DEFAULT_TIMEOUT,
     Node,
@@ -38,65 +55,12 @@ from dsjepsen.cluster.control.base import (
     RemoteError,
     RemoteTimeout,
     Result,
-    env_assignments,
     exit_failure,
 )
 from dsjepsen.errors import ConfigError
 
 PASSWORD_ENV_DEFAULT = "DSJEPSEN_SSH_PASSWORD"
 log = logging.getLogger("dsjepsen.ssh")
-#: idle command agents kept per connection (more are opened while commands run in parallel)
-MAX_IDLE_AGENTS = 8
-AGENT_READY = b"DSJ-AGENT-READY"
-
-#: The command agent, one POSIX sh loop per exec channel. The user's shell starts it once (and
-#: runs its startup files once: bash sources ~/.bashrc for every command sshd runs, ~390 ms
-#: here where it starts pyenv); after that a command costs three forks. Per command it reads
-#: one line `LEN_INPUT|- COMMAND_LINE` (newlines inside the command's quoted words travel as
-#: `$nl`, see `_one_line`) and LEN_INPUT bytes of stdin, runs the command line with `sh` in a
-#: session of its own (so that a timeout can kill its whole process group), its output in
-#: files (a daemon the command leaves running holds no pipe of ours), and answers `P PID`,
-#: then `R EXIT`, `wc -c` of stdout and stderr (three lines) and their bytes. Its one
-#: directory, `dsj-ssh.<its pid>.<random>`, is removed when it exits; one whose agent was
-#: killed outright (SIGKILL) is removed by the next agent that starts there.
-AGENT_SCRIPT = r"""exec 2>/dev/null
-umask 077
-t=${TMPDIR:-/tmp}
-for o in "$t"/dsj-ssh.*.*; do
-  [ -d "$o" ] || continue
-  q=${o##*/dsj-ssh.}
-  q=${q%%.*}
-  case $q in '' | *[!0-9]*) continue ;; esac
-  kill -0 "$q" 2>/dev/null || [ -d "/proc/$q" ] || rm -rf "$o"
-done
-d=$(mktemp -d "$t/dsj-ssh.$$.XXXXXX") || exit 1
-trap 'rm -rf "$d"' EXIT
-trap 'exit 1' HUP INT TERM PIPE
-S=
-command -v setsid >/dev/null && S=setsid
-R='nl="
-"; eval "$1"'
-echo DSJ-AGENT-READY
-while IFS= read -r l; do
-  m=${l%%" "*}
-  i=/dev/null
-  if [ "$m" != - ]; then head -c "$m" >"$d/i"; i=$d/i; fi
-  $S sh -c "$R" sh "${l#*" "}" <"$i" >"$d/o" 2>"$d/e" &
-  p=$!
-  echo "P $p"
-  wait "$p"
-  echo "R $?"
-  wc -c "$d/o" "$d/e"
-  cat "$d/o" "$d/e"
-done
-"""
-
-
-def _one_line(cmd: str) -> str:
-    """The command line without newlines, for the agent's `read`: shlex quoting puts every
-    newline inside single quotes, where `'"$nl"'` closes the quote, adds the agent's newline
-    variable and reopens it."""
-    return cmd.replace("\n", "'\"$nl\"'")
 
 
 @dataclass(frozen=True)
@@ -128,28 +92,6 @@ class SshConfig:
         return value
 
 
-def command_line(
-    argv: Sequence[str],
-    env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
-    sudo: bool = False,
-) -> str:
-    """The one string the remote login shell runs: every word shlex-quoted; with sudo the
-    whole command (cd and env included) runs as root via `sudo -n sh -c`, so that a missing
-    sudo rule fails at once instead of waiting for a password."""
-    if not argv:
-        raise ConfigError("empty command")
-    words = list(argv)
-    if env:
-        words = ["env", *env_assignments(env), *words]
-    cmd = shlex.join(words)
-    if cwd:
-        cmd = f"cd {shlex.quote(cwd)} && exec {cmd}"
-    if sudo:
-        cmd = shlex.join(["sudo", "-n", "--", "sh", "-c", cmd])
-    return cmd
-
-
 class SshRemote(Remote):
     """One node over SSH; `host` defaults to node.address."""
 
@@ -157,7 +99,9 @@ class SshRemote(Remote):
         self.node = node
         self.config = config or SshConfig()
         self.host = host or node.address
-        self._conn = None
+        self._conn: paramiko.SSHClient | None = None
+        self._sftp_session: paramiko.SFTPClient | None = None
+        self._sftp_for: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
         self._idle: list[CommandAgent] = []
         #: set when this server cannot run the command agent: one exec channel per command
@@ -169,19 +113,27 @@ class SshRemote(Remote):
     def where(self) -> str:
         return f"{self.config.user}@{self.host}:{self.config.port}"
 
-    def connection(self):
-        """The open fabric Connection, opened (and checked) on first use."""
+    def connection(self) -> paramiko.SSHClient:
+        """The open connection, opened (and checked) on first use."""
         with self._lock:
-            if self._conn is not None and self._conn.is_connected:
-                return self._conn
+            if self._conn is not None:
+                transport = self._conn.get_transport()
+                if transport is not None and transport.is_active():
+                    return self._conn
             self._conn = self._open()
             return self._conn
 
-    def _open(self):
-        from fabric import Config, Connection
+    def transport(self) -> paramiko.Transport:
+        transport = self.connection().get_transport()
+        if transport is None:
+            raise OSError("the SSH connection closed")
+        return transport
 
+    def _open(self) -> paramiko.SSHClient:
         cfg = self.config
-        connect_kwargs: dict[str, object] = {
+        connect_kwargs: dict[str, Any] = {
+            "username": cfg.user,
+            "port": cfg.port,
             "timeout": cfg.connect_timeout,
             "banner_timeout": cfg.connect_timeout,
             "auth_timeout": cfg.connect_timeout,
@@ -195,16 +147,8 @@ class SshRemote(Remote):
         password = cfg.password()
         if password is not None:
             connect_kwargs["password"] = password
-        conn = Connection(
-            self.host,
-            user=cfg.user,
-            port=cfg.port,
-            config=Config(overrides={"load_ssh_configs": False}),
-            connect_kwargs=connect_kwargs,
-        )
-        client = conn.client
+        client = paramiko.SSHClient()
         keys = client.get_host_keys()
-        keys.clear()
         if cfg.insecure_host_keys:
             client.set_missing_host_key_policy(_AcceptAnyKey(self.node.name))
         else:
@@ -218,8 +162,9 @@ class SshRemote(Remote):
                     raise ConfigError(f"known_hosts file {path}: {e}") from None
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
-            conn.open()
+            client.connect(self.host, **connect_kwargs)
         except paramiko.BadHostKeyException:
+            client.close()
             raise RemoteConfigError(
                 self.node.name,
                 "",
@@ -227,6 +172,7 @@ class SshRemote(Remote):
                 "(possible man-in-the-middle; fix known_hosts)",
             ) from None
         except paramiko.AuthenticationException as e:
+            client.close()
             how = f"key {cfg.key_file}" if cfg.key_file else "agent/default keys"
             if password is not None:
                 how += f" or password from ${cfg.password_env}"
@@ -234,6 +180,7 @@ class SshRemote(Remote):
                 self.node.name, "", f"SSH authentication failed for {self.where} with {how} ({e})"
             ) from None
         except paramiko.SSHException as e:
+            client.close()
             if "known_hosts" in str(e):
                 shown = self.host if cfg.port == 22 else f"[{self.host}]:{cfg.port}"
                 raise RemoteConfigError(
@@ -247,23 +194,28 @@ class SshRemote(Remote):
                 self.node.name, "", f"SSH connection to {self.where} failed ({e})"
             ) from None
         except TimeoutError:
+            client.close()
             raise RemoteError(
                 self.node.name,
                 "",
                 f"cannot reach {self.where}: no answer within {cfg.connect_timeout:g}s",
             ) from None
         except OSError as e:
+            client.close()
             reason = e.strerror or str(e)
             if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
                 reason = "connection refused (is sshd running on that port?)"
             raise RemoteError(self.node.name, "", f"cannot reach {self.where}: {reason}") from None
-        return conn
+        return client
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
             for agent in idle:
                 agent.close()
+            if self._sftp_session is not None:
+                self._sftp_session.close()
+                self._sftp_session = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -312,9 +264,8 @@ class SshRemote(Remote):
             idle = pop_usable(self._idle)
         if idle is not None:
             return idle
-        conn = self.connection()
         try:
-            return CommandAgent.start(conn.transport, self.config.use_sudo, timeout)
+            return start_agent(self.transport(), self.config.use_sudo, timeout)
         except AgentRefused as e:
             if self.config.use_sudo and e.stderr:
                 raise RemoteConfigError(
@@ -367,38 +318,53 @@ class SshRemote(Remote):
     ) -> Result:
         """One exec channel per command (servers where no agent runs): the command goes
         through the user's shell, and a timeout closes the channel without killing it."""
-        from invoke.exceptions import CommandTimedOut
-
         cmd = command_line(argv, env, cwd, sudo=self.config.use_sudo)
-        conn = self.connection()
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout
         try:
-            r = conn.run(
-                cmd,
-                hide=True,
-                warn=True,
-                pty=False,
-                timeout=timeout,
-                in_stream=io.StringIO(input) if input is not None else False,
-                encoding="utf-8",
-            )
-        except CommandTimedOut:
-            raise RemoteTimeout(
-                self.node.name, list(argv), f"timed out after {timeout:g}s"
-            ) from None
-        except (OSError, EOFError) as e:
+            channel = self.transport().open_session(timeout=max(0.05, timeout))
+            channel.exec_command(cmd)
+            if input is not None:
+                channel.sendall(input.encode())
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            while True:
+                if time.monotonic() >= deadline:
+                    channel.close()
+                    raise RemoteTimeout(self.node.name, list(argv), f"timed out after {timeout:g}s")
+                channel.settimeout(min(0.2, max(0.01, deadline - time.monotonic())))
+                got = False
+                for buf, ready, read in (
+                    (out, channel.recv_ready, channel.recv),
+                    (err, channel.recv_stderr_ready, channel.recv_stderr),
+                ):
+                    if ready():
+                        buf += read(1 << 16)
+                        got = True
+                if not got:
+                    if channel.exit_status_ready() and not (
+                        channel.recv_ready() or channel.recv_stderr_ready()
+                    ):
+                        break
+                    time.sleep(0.005)
+            code = channel.recv_exit_status()
+            channel.close()
+        except RemoteTimeout:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as e:
             self.close()
             raise RemoteError(self.node.name, list(argv), f"SSH connection lost ({e})") from None
-        if r.exited in (None, -1) and time.monotonic() - started >= timeout:
-            # invoke's timer closed the channel but lost the race to report it (its
-            # timed_out flag is read before the timer thread ends): no exit status = timeout
-            raise RemoteTimeout(self.node.name, list(argv), f"timed out after {timeout:g}s")
-        return Result(r.exited if r.exited is not None else -1, r.stdout, r.stderr)
+        return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     # ------------------------------------------------------------------ files
 
-    def _sftp(self, timeout: float):
-        sftp = self.connection().sftp()
+    def _sftp(self, timeout: float) -> paramiko.SFTPClient:
+        """The connection's one SFTP session, opened on first use."""
+        client = self.connection()
+        with self._lock:
+            if self._sftp_session is None or self._sftp_for is not client:
+                self._sftp_session = client.open_sftp()
+                self._sftp_for = client
+            sftp = self._sftp_session
         sftp.get_channel().settimeout(timeout)
         return sftp
 
@@ -470,149 +436,14 @@ class SshRemote(Remote):
         return f"SshRemote({self.node.name!r}, {self.where})"
 
 
-class AgentTimeout(Exception):
-    """The command outlived its timeout; `pgid` is its process group (None if not yet known)."""
-
-    def __init__(self, pgid: int | None) -> None:
-        super().__init__(pgid)
-        self.pgid = pgid
-
-
-class AgentRefused(Exception):
-    """The agent's channel ended before it was ready (no sh, sudo refused, a server that
-    runs no commands); `stderr` is what the remote side said."""
-
-    def __init__(self, message: str, stderr: str) -> None:
-        super().__init__(message)
-        self.stderr = stderr
-
-
-def pop_usable(idle: list[CommandAgent]) -> CommandAgent | None:
-    """The most recently idle agent that still works, closing the dead ones passed over (a
-    remote's idle agents, under the lock that guards them); None when none is left."""
-    while idle:
-        agent = idle.pop()
-        if agent.usable():
-            return agent
-        agent.close()
-    return None
-
-
-class CommandAgent:
-    """One exec channel running AGENT_SCRIPT: one command at a time, a few ms each."""
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel
-        self.buf = bytearray()
-        self.broken = False
-
-    @classmethod
-    def start(cls, transport: paramiko.Transport, sudo: bool, timeout: float) -> CommandAgent:
-        """Open a channel and wait for the ready line (skipping whatever the user's startup
-        files print). With sudo the whole agent runs as root through one `sudo -n`."""
-        channel = transport.open_session(timeout=timeout)
-        prefix = "exec sudo -n -- /bin/sh -c " if sudo else "exec /bin/sh -c "
-        channel.exec_command(prefix + shlex.quote(AGENT_SCRIPT))
-        return cls.ready(channel, timeout)
-
-    @classmethod
-    def ready(cls, channel: Any, timeout: float) -> CommandAgent:
-        """The agent on an open channel that runs AGENT_SCRIPT (paramiko's, or any object
-        with the same methods: the docker backend's pipe to `docker exec -i`), once it said
-        it is ready."""
-        agent = cls(channel)
-        deadline = time.monotonic() + timeout
-        try:
-            while not agent._line(deadline).endswith(AGENT_READY):
-                pass
-        except EOFError:
-            err = agent._stderr()
-            channel.close()
-            raise AgentRefused(f"agent exited at once: {err or 'no output'}", err) from None
-        except TimeoutError:
-            channel.close()
-            raise OSError(f"the remote shell did not start within {timeout:g}s") from None
-        return agent
-
-    def kill_group(self, pgid: int, timeout: float) -> None:
-        """SIGKILL another agent's timed-out command: its process group, or the process alone
-        where it is no group leader. That agent is busy waiting for it, so this one sends it."""
-        self.run(f"kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid}", None, timeout)
-
-    def usable(self) -> bool:
-        ch = self.channel
-        return not (self.broken or ch.closed or ch.eof_received or ch.exit_status_ready())
-
-    def run(self, cmd: str, input: str | None, timeout: float) -> Result:
-        """Send one command, wait for its answer. Raises AgentTimeout past `timeout`."""
-        stdin = None if input is None else input.encode()
-        request = f"{'-' if stdin is None else len(stdin)} {_one_line(cmd)}\n".encode()
-        deadline = time.monotonic() + timeout
-        pgid: int | None = None
-        self.broken = True  # until the whole answer is read
-        try:
-            self.channel.settimeout(max(0.01, timeout))
-            self.channel.sendall(request + (stdin or b""))
-            pgid = int(self._field(deadline, b"P"))
-            code = int(self._field(deadline, b"R"))
-        except TimeoutError:
-            raise AgentTimeout(pgid) from None
-        rest = max(deadline, time.monotonic() + 30.0)  # it has finished: the bytes follow
-        sizes = [self._line(rest).split() for _ in range(3)]  # out, err, total
-        n_out, n_err = int(sizes[0][0]), int(sizes[1][0])
-        out = self._exact(n_out, rest)
-        err = self._exact(n_err, rest)
-        self.broken = False
-        return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
-
-    def _field(self, deadline: float, tag: bytes) -> bytes:
-        line = self._line(deadline).split()
-        if len(line) != 2 or line[0] != tag:
-            raise EOFError(f"unexpected answer from the command agent: {line!r}")
-        return line[1]
-
-    def _fill(self, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        self.channel.settimeout(remaining)
-        chunk = self.channel.recv(1 << 16)
-        if not chunk:
-            raise EOFError("the command agent's channel closed")
-        self.buf += chunk
-
-    def _line(self, deadline: float) -> bytes:
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[: i + 1]
-                return line
-            self._fill(deadline)
-
-    def _exact(self, n: int, deadline: float) -> bytes:
-        while len(self.buf) < n:
-            self._fill(deadline)
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
-
-    def _stderr(self) -> str:
-        chunks = []
-        self.channel.settimeout(2.0)
-        try:
-            while True:
-                chunk = self.channel.recv_stderr(1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-        return b"".join(chunks).decode("utf-8", "replace").strip()
-
-    def close(self) -> None:
-        self.broken = True
-        self.channel.close()
+def start_agent(transport: paramiko.Transport, sudo: bool, timeout: float) -> CommandAgent:
+    """Open an exec channel that runs the command agent and wait for its ready line (skipping
+    whatever the user's startup files print). With sudo the whole agent runs as root through
+    one `sudo -n`."""
+    channel = transport.open_session(timeout=timeout)
+    prefix = "exec sudo -n -- /bin/sh -c " if sudo else "exec /bin/sh -c "
+    channel.exec_command(prefix + shlex.quote(AGENT_SCRIPT))
+    return CommandAgent.ready(channel, timeout)
 
 
 class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):
@@ -636,3 +467,98 @@ class _AcceptAnyKey(paramiko.MissingHostKeyPolicy):
             key.get_name(),
             key.fingerprint,
         )
+
+
+#: seconds an SSH connection may take to open, at most
+MAX_SSH_TIMEOUT = 300.0
+
+
+class SshBackend(Backend):
+    """Real machines over SSH: each has its own kernel and files; a login per node."""
+
+    name = "ssh"
+    description = "machines over SSH (paramiko): --nodes [user@]host[:port],..."
+    shares_kernel = False
+    shares_files = False
+    entry = "[user@]host[:port]"
+    metavar = "HOST"
+    takes_login = True
+    node_keys = frozenset(
+        {"user", "port", "key", "password_env", "known_hosts", "insecure_host_keys", "sudo",
+         "timeout"}
+    )  # fmt: skip
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument(
+            "--ssh-user", default="root", help="SSH user (default root; others use sudo -n)"
+        )
+        group.add_argument(
+            "--ssh-key", metavar="FILE", help="SSH private key (default: agent and ~/.ssh)"
+        )
+        group.add_argument("--ssh-port", type=int, default=22, help="SSH port (default 22)")
+        group.add_argument(
+            "--ssh-password-env",
+            metavar="VAR",
+            help="read the SSH password from this environment variable "
+            f"(e.g. {PASSWORD_ENV_DEFAULT})",
+        )
+        group.add_argument(
+            "--ssh-known-hosts", metavar="FILE", help="known_hosts (default ~/.ssh/known_hosts)"
+        )
+        group.add_argument(
+            "--ssh-insecure-host-keys",
+            action="store_true",
+            help="accept any SSH host key (only on networks you trust)",
+        )
+        group.add_argument(
+            "--ssh-timeout", type=float, default=10.0, metavar="SEC", help="SSH connect timeout"
+        )
+
+    def __init__(self, args: argparse.Namespace | None = None) -> None:
+        super().__init__(args)
+        a = self.args
+        port = getattr(a, "ssh_port", 22)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--ssh-port {port}: must be 1-65535")
+        timeout = getattr(a, "ssh_timeout", 10.0)
+        if not 0 < timeout <= MAX_SSH_TIMEOUT:  # also refuses nan
+            raise ConfigError(f"--ssh-timeout {timeout}: must be a number of seconds up to 300")
+        #: the login every node has unless its nodes file says otherwise
+        self.defaults = SshConfig(
+            user=getattr(a, "ssh_user", "root"),
+            port=port,
+            key_file=getattr(a, "ssh_key", None),
+            password_env=getattr(a, "ssh_password_env", None),
+            known_hosts=getattr(a, "ssh_known_hosts", None),
+            insecure_host_keys=getattr(a, "ssh_insecure_host_keys", False),
+            connect_timeout=timeout,
+        )
+
+    def default_port(self) -> int | None:
+        return self.defaults.port
+
+    def node_spec(self, name: str, host: str, settings: NodeSettings, workdir: str) -> NodeSpec:
+        d = self.defaults
+        get = settings.get
+        port = get("port", int, d.port)
+        if not 1 <= port <= 65535:
+            settings.invalid("port", f"must be 1-65535, not {port}")
+        config = SshConfig(
+            user=get("user", str, d.user),
+            port=port,
+            key_file=get("key", str, d.key_file),
+            password_env=get("password_env", str, d.password_env),
+            known_hosts=get("known_hosts", str, d.known_hosts),
+            insecure_host_keys=get("insecure_host_keys", bool, d.insecure_host_keys),
+            connect_timeout=float(get("timeout", (int, float), d.connect_timeout)),
+            sudo=get("sudo", bool, None),
+        )
+        return NodeSpec(name, self.name, host, workdir, {"ssh": config})
+
+    def open_node(self, spec: NodeSpec) -> Remote:
+        return SshRemote(Node(spec.name, spec.host, spec.workdir), spec.settings["ssh"], spec.host)
+
+    @classmethod
+    def machine_problems(cls) -> list[tuple[str, str | None, str]]:
+        return [("paramiko", None, f"paramiko {paramiko.__version__}")]

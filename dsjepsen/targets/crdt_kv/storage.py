@@ -30,30 +30,12 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from .httpio import serverkit
+
 REPLICA = "replica"
 SNAPSHOT = "snapshot.json"
 JOURNAL_PREFIX = "journal-"
 JOURNAL_SUFFIX = ".jsonl"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace path with data, durably: write a temporary file, fsync, rename, fsync the
-    directory. A crash leaves either the old file or the new one, never a torn one."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
 
 
 class Storage:
@@ -76,7 +58,7 @@ class Storage:
         except FileNotFoundError:
             pass
         rid = f"{node_id}-{secrets.token_hex(4)}"
-        write_atomic(path, rid.encode())
+        serverkit.write_atomic(path, rid.encode())
         return rid
 
     def _journal(self, seq: int) -> str:
@@ -132,7 +114,7 @@ class Storage:
 
     def write_snapshot(self, data: bytes, keep_from: int) -> None:
         """Write the snapshot durably, then delete the journals before `keep_from`."""
-        write_atomic(os.path.join(self.dir, SNAPSHOT), data)
+        serverkit.write_atomic(os.path.join(self.dir, SNAPSHOT), data)
         for seq in self._journal_seqs():
             if seq < keep_from:
                 os.remove(self._journal(seq))

@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .httpio import serverkit
+
 META = "meta.json"
 LOG = "log.jsonl"
 
@@ -22,24 +24,6 @@ LOG = "log.jsonl"
 class Entry:
     term: int
     cmd: dict[str, Any]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path) or ".")
 
 
 class Storage:
@@ -95,7 +79,7 @@ class Storage:
         self.term = term
         self.voted_for = voted_for
         payload = json.dumps({"term": term, "voted_for": voted_for}).encode()
-        _write_atomic(os.path.join(self.dir, META), payload)
+        serverkit.write_atomic(os.path.join(self.dir, META), payload)
 
     # -- log ----------------------------------------------------------------------------------
 
@@ -119,7 +103,7 @@ class Storage:
             if self.durable >= from_index:
                 self._fh.close()
                 data = b"".join(self._line(e) for e in self.entries[: from_index - 1])
-                _write_atomic(os.path.join(self.dir, LOG), data)
+                serverkit.write_atomic(os.path.join(self.dir, LOG), data)
                 self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115
                 self.durable = from_index - 1
 

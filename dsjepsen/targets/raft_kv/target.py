@@ -31,7 +31,7 @@ DEFAULT_PORT = 7070
 class RaftKvTarget(PackagedServerTarget):
     package = "raft_kv"
     package_dir = os.path.dirname(os.path.abspath(__file__))
-    harness_only = frozenset({"target.py", "client.py"})
+    harness_only = frozenset({"target.py"})
     name = "raft-kv"
     description = (
         "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"

@@ -1,7 +1,8 @@
-"""An example third-party plugin for dsjepsen: a target, a workload, a fault package, a
-checker and a model, registered only through entry points (see the dist-info beside this package). The test suite
-puts this directory on PYTHONPATH and runs a real test with them; docs/extending.md walks
-through it. Nothing in dsjepsen/ knows these names.
+"""An example third-party plugin for dsjepsen: here a target, a workload, a fault package and a
+checker; beside it `redis.py` (a target started from its own binary) and `nsenter.py` (a node
+backend), each one file, all registered only through entry points (see the dist-info beside
+this package). The test suite puts this directory on PYTHONPATH and runs real tests with them;
+docs/extending.md walks through it. Nothing in dsjepsen/ knows these names.
 """
 
 from __future__ import annotations
