@@ -95,6 +95,21 @@ class Operation:
     invoke: Op
     complete: Op | None
 
+    @property
+    def node(self) -> str | None:
+        """The node that served the op: the completion's node when it names one (a client
+        whose request was forwarded to the leader, or redirected to a primary, records the
+        node that answered), else the node the client was bound to. None when neither is
+        recorded."""
+        served = self.complete.node if self.complete is not None else None
+        node = served or self.invoke.node
+        return str(node) if node else None
+
+    @property
+    def bound_node(self) -> str | None:
+        """The node the client sent the op to (its invocation's node)."""
+        return str(self.invoke.node) if self.invoke.node else None
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape checkers' anomalies and reports use for one operation."""
         done = self.complete is not None and self.ret is not None

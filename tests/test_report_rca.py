@@ -94,3 +94,18 @@ def test_each_anomaly_links_to_its_own_log_window(early_ack_run: Path):
     assert all(label.count("starts:") + label.count("healed") <= 1 for _, label in windows)
     # the reference store logged each request it served, so the windows show them
     assert re.search(r"DEBUG client (GET|PUT|POST) /kv/", page)
+
+
+def test_completions_name_the_node_that_served_them(early_ack_run: Path):
+    """A write sent to a follower is forwarded to the leader: its completion records the
+    leader (the contract's optional "node"), its invocation the node the client was bound to."""
+    from dsjepsen.reports.rundata import load_run_dir
+
+    run = load_run_dir(early_ack_run)
+    names = {n["name"] for n in json.loads((early_ack_run / "test.json").read_text())["nodes"]}
+    served = [o for o in run.operations if o.type == "ok" and o.f == "write"]
+    assert served and all(o.node in names for o in served)
+    forwarded = [o for o in served if o.node != o.bound_node]
+    assert forwarded, "no write was forwarded to the leader"
+    # the lost write is blamed on the node that acknowledged it, as the page says
+    assert " via " in (early_ack_run / "report.html").read_text()

@@ -187,7 +187,8 @@ def test_final_reads_wait_for_the_targets_own_readiness_not_only_a_leader() -> N
 
     def ctx(target: Target, timeout: float) -> SimpleNamespace:
         return SimpleNamespace(
-            target=target, cluster=None, workload=SimpleNamespace(converges=False),
+            target=target, cluster=None,
+            workload=SimpleNamespace(converges=False, final_ops=lambda: ["read"]),
             config=SimpleNamespace(recovery_timeout=timeout),
             recorder=SimpleNamespace(start_ns=0), healed_at=None,
         )  # fmt: skip
@@ -202,3 +203,26 @@ def test_final_reads_wait_for_the_targets_own_readiness_not_only_a_leader() -> N
     assert 1.0 <= time.monotonic() - t0 < 3 and never.asked >= 2  # bounded by the timeout
     # the default: a leader is enough
     assert Target.ready_for_final_reads(t, None) is True  # type: ignore[arg-type]
+
+
+def test_a_completion_records_the_node_that_served_it(tmp_path):
+    """The interpreter keeps the client's node on the invocation and the node the answer
+    names on the completion (a request forwarded to the leader)."""
+    import dataclasses
+
+    from dsjepsen.harness.interpreter import Interpreter
+    from dsjepsen.harness.recorder import Recorder
+    from dsjepsen.targets.clients import completed, served_by
+
+    rec = Recorder(tmp_path / "h.jsonl")
+    interp = Interpreter(rec)
+    inv = interp.invocation("write", 1, process=0, key=1, node="n3")
+    comp = interp.complete(inv, lambda op: served_by(completed(op, "ok"), {"node": "n1"}))
+    assert (inv.node, comp.node) == ("n3", "n1")
+    # an answer that names no node, or a client that says nothing, keeps the bound node
+    inv2 = interp.invocation("write", 2, process=1, key=1, node="n2")
+    assert interp.complete(inv2, lambda op: served_by(completed(op, "ok"), {})).node == "n2"
+    inv3 = interp.invocation("write", 3, process=2, key=1, node="n2")
+    same = interp.complete(inv3, lambda op: dataclasses.replace(op, type="ok", node=None))
+    assert same.node == "n2"
+    rec.close()

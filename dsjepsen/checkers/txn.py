@@ -790,7 +790,7 @@ def describe(txns: Txns, t: int) -> dict[str, Any]:
     of its completion, process, node, type) and the micro-ops it did."""
     o = txns.ops[t]
     done = o.complete if o.complete is not None else o.invoke
-    node = o.invoke.node or (o.complete.node if o.complete is not None else None)
+    node = o.node
     return {
         "op_id": o.id,
         "index": done.index,

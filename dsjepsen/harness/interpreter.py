@@ -43,10 +43,14 @@ class Interpreter:
             if not isinstance(res, Op) or res.type not in ("ok", "fail", "info"):
                 raise HarnessError(f"returned {res!r}, not an ok/fail/info completion")
             typ, value, err = res.type, res.value, res.error
+            # the node that answered, when the client learnt it (a request forwarded to the
+            # leader, redirected to a primary): the completion records it, the invocation
+            # keeps the node the client was bound to (Operation.node / bound_node)
+            node = res.node if isinstance(res.node, str) and res.node else inv.node
         except Exception as e:  # noqa: BLE001 - whatever happened, the op may have taken effect
-            typ, value, err = "info", inv.value, describe(e)
+            typ, value, err, node = "info", inv.value, describe(e), inv.node
         return self.recorder.record(
-            Op(0, 0, inv.process, typ, inv.f, value, key=inv.key, node=inv.node, error=err)
+            Op(0, 0, inv.process, typ, inv.f, value, key=inv.key, node=node, error=err)
         )
 
     def perform(

@@ -185,8 +185,7 @@ def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | 
     if a.anchor is not None:
         o = run.operations[a.anchor]
         a.t = o.invoke.time
-        node = o.invoke.node or (o.complete.node if o.complete is not None else None)
-        a.node = str(node) if node else None
+        a.node = o.node
         end = o.complete.time if o.complete is not None else run.end_time
     else:
         add_v = raw.get("add")

@@ -53,7 +53,7 @@ def _reads(run: RunData) -> tuple[str, dict[str, list[tuple[int, int, str]]]] | 
     for o in run.operations:
         if o.type != "ok" or o.complete is None:
             continue
-        node = o.invoke.node or o.complete.node
+        node = o.node
         if node is None:
             continue
         out = o.output

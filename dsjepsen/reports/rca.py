@@ -159,8 +159,12 @@ def look_of(run: RunData, w: FaultWindow) -> FaultLook:
 
 
 def _op_node(o: Operation) -> str | None:
-    node = o.invoke.node or (o.complete.node if o.complete is not None else None)
-    return str(node) if node else None
+    """The node that served the op (Operation.node), "n1 via n3" when the client sent it to
+    another node that passed it on."""
+    served, bound = o.node, o.bound_node
+    if served and bound and served != bound:
+        return f"{served} via {bound}"
+    return served
 
 
 def _interval(o: Operation, end: int) -> tuple[int, int]:

@@ -52,7 +52,7 @@ def timeline_data(run: RunData, anomaly_ops: set[int]) -> dict[str, Any]:
         cols["k"].append("" if o.key is None else short(o.key, 24))
         cols["v"].append(short(o.value))
         cols["o"].append("" if o.complete is None else short(o.output))
-        node = o.invoke.node or (o.complete.node if o.complete is not None else None)
+        node = o.node
         cols["n"].append(nodes.setdefault(str(node) if node else "", len(nodes)))
         err = o.complete.error if o.complete is not None else None
         if err is not None:

@@ -67,6 +67,17 @@ def completed(op: Op, type_: str, value: Any = dataclasses.MISSING, error: Any =
     return dataclasses.replace(op, type=type_, value=value, error=error)
 
 
+def served_by(completion: Op, payload: Any) -> Op:
+    """The completion with the node that answered it, when the answer names one (the HTTP
+    contract's optional `"node"` field: a follower that forwarded the request to the leader
+    passes on the leader's answer, which names the leader). The report then blames the node
+    that acknowledged a write, not the one the client happened to be bound to."""
+    node = payload.get("node") if isinstance(payload, dict) else None
+    if isinstance(node, str) and node and node != completion.node:
+        return dataclasses.replace(completion, node=node)
+    return completion
+
+
 def describe(e: BaseException) -> str:
     """An exception as one line: its type, and its message when it has one."""
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from dsjepsen.history import Op
 from dsjepsen.targets.base import Client
-from dsjepsen.targets.clients import HttpJson, NotSent, completed, describe
+from dsjepsen.targets.clients import HttpJson, NotSent, completed, describe, served_by
 
 #: the f values of the set and counter endpoints, and what each one does
 CONTRACT_FS: dict[str, str] = {
@@ -82,7 +82,7 @@ class HttpKvClient(Client):
             return completed(op, "info", error="timeout")
         except (OSError, http.client.HTTPException) as e:
             return completed(op, "info", error=f"connection lost: {describe(e)}")
-        return _register_completion(op, status, payload)
+        return served_by(_register_completion(op, status, payload), payload)
 
 
 def _register_completion(op: Op, status: int, payload: Any) -> Op:
