@@ -8,7 +8,9 @@ them in test.json, and `Option.parse` turns whatever the user typed into a typed
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +36,7 @@ class Option:
     `keyword` is the constructor keyword the value is passed as (default: the name with '-'
     as '_'); `label`, when given, puts a non-default value into the test's name (a flag as the
     label alone, a list as `label-a+b`), so runs with different switches land apart in the
-    store.
+    store. `aliases` are former names, still taken (with a warning) for one release.
     """
 
     name: str
@@ -48,6 +50,8 @@ class Option:
     check: Callable[[Any], None] | None = None
     keyword: str | None = None
     label: str | None = None
+    #: old names of the option (without "--"), still taken for one release, with a warning
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -189,6 +193,7 @@ def merge_declarations(groups: Sequence[tuple[str, Sequence[Option]]]) -> dict[s
     """
     merged: dict[str, Option] = {}
     owners: dict[str, list[str]] = {}
+    aliases: dict[str, list[str]] = {}
     for owner, options in groups:
         for o in options:
             seen = merged.get(o.name)
@@ -199,16 +204,28 @@ def merge_declarations(groups: Sequence[tuple[str, Sequence[Option]]]) -> dict[s
                 )
             merged.setdefault(o.name, o)
             owners.setdefault(o.name, []).append(owner)
+            aliases.setdefault(o.name, []).extend(o.aliases)
     return {
         name: Option(
             name=o.name,
             type=o.type,
             default=o.default,
-            help=f"{', '.join(owners[name])}: {o.help}",
+            help=f"{', '.join(owners[name])}: {_unprefixed(o.help, owners[name])}",
             metavar=o.metavar,
+            aliases=tuple(dict.fromkeys(aliases[name])),
         )
         for name, o in merged.items()
     }
+
+
+def _unprefixed(help: str, owners: Sequence[str]) -> str:
+    """A help text without the "maelstrom: " its one owner already put in front of it (the
+    merged help names the owners itself: "target maelstrom: maelstrom: ..." would stutter)."""
+    if len(owners) == 1:
+        name = owners[0].split(" ", 1)[-1]
+        if help.startswith(name + ": "):
+            return help[len(name) + 2 :]
+    return help
 
 
 def kwargs(declared: Sequence[Option], values: dict[str, Any]) -> dict[str, Any]:
@@ -235,3 +252,51 @@ def options_argv(options: Mapping[str, Any]) -> list[str]:
         else:
             out += [flag, str(value)]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Renamed options: one name per idea across the commands (docs/running.md), the old one kept for
+# a release
+
+
+_warned: set[str] = set()
+
+
+def warn_renamed(old: str, new: str) -> None:
+    """Say once per process, on stderr, that option `old` is now `new`."""
+    if old in _warned:
+        return
+    _warned.add(old)
+    sys.stderr.write(
+        f"dsjepsen: warning: {old} is now {new}; the old name goes in the next release\n"
+    )
+
+
+class Renamed(argparse.Action):
+    """An option's former name: stores its value where the new name does (a flag's True, a
+    repeatable option's list), and warns once that the name changed."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, kind: str = "value",
+                 **kwargs: Any) -> None:  # fmt: skip
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, nargs=0 if kind == "flag" else None, **kwargs)
+        self.new = new
+        self.kind = kind
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        warn_renamed(option_string or self.option_strings[0], self.new)
+        if self.kind == "flag":
+            setattr(namespace, self.dest, True)
+        elif self.kind == "append":
+            setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        else:
+            setattr(namespace, self.dest, values)
+
+
+def add_renamed(parser: Any, old: str, new: str, dest: str, kind: str = "value") -> None:
+    """Add `old` (with its dashes) to `parser` (or an argument group) as a former name of the
+    option `new` that stores into `dest`."""
+    parser.add_argument(
+        old, dest=dest, action=Renamed, new=new, kind=kind, default=argparse.SUPPRESS
+    )

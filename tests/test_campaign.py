@@ -305,7 +305,7 @@ def test_bad_campaign_files_are_one_line_and_254(tmp_path: Path, text: str, mess
 
 
 def test_merge_cli_bad_input(tmp_path: Path) -> None:
-    res = _cli("campaign", "merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"))
+    res = _cli("campaign", "merge", str(tmp_path / "nothing"), "--output", str(tmp_path / "o"))
     assert res.returncode == 254 and "no campaign.json here" in res.stderr
     res = _cli("campaign", "run", str(campaign_file(tmp_path)), "--parallel", "0", "--list")
     assert res.returncode == 254 and "--parallel" in res.stderr

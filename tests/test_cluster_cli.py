@@ -34,7 +34,7 @@ def test_up_exec_status_down(name):
     up = dsj("cluster", "up", "--cluster-name", name, "--node-count", "3")
     assert up.returncode == 0, up.stderr
     assert up.stdout.count(f"dsj-{name}-n") == 3
-    again = dsj("cluster", "up", "--name", name, "--node-count", "3")
+    again = dsj("cluster", "up", "--cluster-name", name, "--node-count", "3")
     assert again.returncode == 0 and again.stdout == up.stdout
 
     addr = dsj("cluster", "exec", "--cluster-name", name, "n1", "--", "ip", "-4", "addr")
@@ -43,7 +43,15 @@ def test_up_exec_status_down(name):
     assert f"inet {n1}/24" in addr.stdout and "eth0" in addr.stdout
 
     code = dsj(
-        "cluster", "exec", "--name", name, "n2", "--", "sh", "-c", "echo o; echo e >&2; exit 9"
+        "cluster",
+        "exec",
+        "--cluster-name",
+        name,
+        "n2",
+        "--",
+        "sh",
+        "-c",
+        "echo o; echo e >&2; exit 9",
     )
     assert (code.returncode, code.stdout, code.stderr) == (9, "o\n", "e\n")
 
@@ -52,28 +60,31 @@ def test_up_exec_status_down(name):
     info = json.loads(st.stdout)
     assert [n["name"] for n in info["nodes"]] == ["n1", "n2", "n3"]
     assert info["missing"] == [] and all(n["up"] for n in info["nodes"])
-    assert "n3" in dsj("cluster", "status", "--name", name).stdout
+    assert "n3" in dsj("cluster", "status", "--cluster-name", name).stdout
 
     down = dsj("cluster", "down", "--cluster-name", name)
     assert down.returncode == 0 and "removed 3 namespaces" in down.stdout
     assert localnet.remains(name) == []
-    assert dsj("cluster", "down", "--name", name).returncode == 0  # idempotent
-    gone = dsj("cluster", "status", "--name", name)
+    assert dsj("cluster", "down", "--cluster-name", name).returncode == 0  # idempotent
+    gone = dsj("cluster", "status", "--cluster-name", name)
     assert gone.returncode == 1 and "not created" in gone.stdout
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["cluster", "up", "--name", "Bad-Name"], "invalid cluster name"),
-        (["cluster", "up", "--name", "tbad", "--node-count", "0"], "--node-count 0: must be 1-200"),
-        (["cluster", "up", "--name", "tbad", "--subnet", "192.0.2.0/24"], "overlaps"),
-        (["cluster", "up", "--name", "tbad", "--subnet", "10.213.0.0/33"], "--subnet"),
+        (["cluster", "up", "--cluster-name", "Bad-Name"], "invalid cluster name"),
         (
-            ["cluster", "exec", "--name", "tnone", "n1", "--", "true"],
+            ["cluster", "up", "--cluster-name", "tbad", "--node-count", "0"],
+            "--node-count 0: must be 1-200",
+        ),
+        (["cluster", "up", "--cluster-name", "tbad", "--subnet", "192.0.2.0/24"], "overlaps"),
+        (["cluster", "up", "--cluster-name", "tbad", "--subnet", "10.213.0.0/33"], "--subnet"),
+        (
+            ["cluster", "exec", "--cluster-name", "tnone", "n1", "--", "true"],
             "no local cluster named tnone",
         ),
-        (["cluster", "exec", "--name", "tnone", "n1"], "no command given"),
+        (["cluster", "exec", "--cluster-name", "tnone", "n1"], "no command given"),
     ],
 )
 def test_errors_are_one_line_exit_254(argv, message):
@@ -87,6 +98,6 @@ def test_errors_are_one_line_exit_254(argv, message):
 
 
 def test_exec_on_unknown_node(name):
-    assert dsj("cluster", "up", "--name", name, "--node-count", "1").returncode == 0
-    res = dsj("cluster", "exec", "--name", name, "n7", "--", "true")
+    assert dsj("cluster", "up", "--cluster-name", name, "--node-count", "1").returncode == 0
+    res = dsj("cluster", "exec", "--cluster-name", name, "n7", "--", "true")
     assert res.returncode == 254 and "unknown node 'n7'" in res.stderr

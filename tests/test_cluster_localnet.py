@@ -209,7 +209,7 @@ def test_heal_after_a_crash(make_cluster):
     assert res.exit != 0  # the partition is real
 
     out = subprocess.run(
-        [sys.executable, "-m", "dsjepsen", "cluster", "heal", "--name", cluster.name],
+        [sys.executable, "-m", "dsjepsen", "cluster", "heal", "--cluster-name", cluster.name],
         capture_output=True,
         text=True,
         timeout=120,

@@ -36,8 +36,8 @@ BAD = [
     (["--concurrency", "n"], "--concurrency"),
     (["--rate", "-1"], "--rate"),
     (["--rate", "nan"], "--rate"),
-    (["--keys", "0"], "--keys"),
-    (["--keys", "1.5"], "--keys"),
+    (["--key-count", "0"], "--key-count"),
+    (["--key-count", "1.5"], "--key-count"),
     (["--ops-per-key", "0"], "--ops-per-key"),
     (["--seed", "-1"], "--seed"),
     (["--seed", "abc"], "--seed"),
@@ -97,11 +97,11 @@ def test_defaults_and_options_are_recorded() -> None:
     cfg = config(
         "--target", "raft-kv", "--bug", "stale-read", "--bug", "no-fsync",
         "--nemesis", "partition-majority,kill", "--seed", "42", "--concurrency", "6",
-        "--rate", "0", "--keys", "3", "--ops-per-key", "10", "--time-limit", "42.5",
+        "--rate", "0", "--key-count", "3", "--ops-per-key", "10", "--time-limit", "42.5",
     )  # fmt: skip
     assert cfg.option("bug") == ("stale-read", "no-fsync")
     assert cfg.nemesis == ("partition-majority", "kill")
-    assert (cfg.seed, cfg.seed_given, cfg.rate, cfg.option("keys"), cfg.option("ops-per-key")) == (
+    assert (cfg.seed, cfg.seed_given, cfg.rate, cfg.option("key-count"), cfg.option("ops-per-key")) == (
         42, True, 0, 3, 10,
     )  # fmt: skip
     assert cfg.time_limit == 42.5
@@ -153,11 +153,11 @@ def test_list_shows_targets_workloads_nemeses(capsys: pytest.CaptureFixture[str]
 def test_reproduce_argv_pins_the_seed_of_each_run() -> None:
     from dsjepsen.harness.runner import run_with_seed_offset
 
-    cfg = config("--time-limit", "5", "--seed=9", "--test-count", "3", "--keys", "2")
+    cfg = config("--time-limit", "5", "--seed=9", "--test-count", "3", "--key-count", "2")
     second = run_with_seed_offset(cfg, 1)
     assert second.seed == 10
     assert second.reproduce_argv() == [
-        "dsjepsen", "test", "--time-limit", "5", "--keys", "2",
+        "dsjepsen", "test", "--time-limit", "5", "--key-count", "2",
         "--seed", "10",
     ]  # fmt: skip
     unseeded = config("--time-limit", "5")

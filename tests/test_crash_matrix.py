@@ -42,7 +42,7 @@ from dsjepsen.history import History
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
 NODES = 3
-SHORT = ["--nemesis-interval", "1", "--rate", "50", "--keys", "3"]
+SHORT = ["--nemesis-interval", "1", "--rate", "50", "--key-count", "3"]
 #: the killed runs only need to reach their phase; the checked runs only need a verdict
 KILLED_TIME = ["--time-limit", "4"]
 CHECKED_TIME = ["--time-limit", "3"]
@@ -97,13 +97,13 @@ def named_cluster() -> Iterator[str]:
     if reason:
         pytest.skip(reason)
     name = localnet.random_name("k")
-    up = _dsj("cluster", "up", "--name", name, "--node-count", str(NODES))
+    up = _dsj("cluster", "up", "--cluster-name", name, "--node-count", str(NODES))
     try:
         assert up.returncode == 0, up.stderr
         yield name
     finally:
-        _dsj("cluster", "heal", "--name", name)
-        _dsj("cluster", "down", "--name", name)
+        _dsj("cluster", "heal", "--cluster-name", name)
+        _dsj("cluster", "down", "--cluster-name", name)
         left = localnet.remains(name)
         if left:
             localnet.down(name)
@@ -348,14 +348,14 @@ def test_a_killed_controller_never_falsifies_the_next_verdict(
     _kill_at(cluster, tmp_path / "last", PHASES["pause active"])
     pids = _namespace_pids(cluster)
     assert pids
-    heal = _dsj("cluster", "heal", "--name", cluster)
+    heal = _dsj("cluster", "heal", "--cluster-name", cluster)
     assert heal.returncode == 0, heal.stderr
     for pid in pids:
         assert f": stopped: {pid} " in heal.stdout, heal.stdout
         assert not _alive(pid)
     assert f"{len(pids)} processes stopped" in heal.stdout
     assert _namespace_pids(cluster) == []
-    down = _dsj("cluster", "down", "--name", cluster)
+    down = _dsj("cluster", "down", "--cluster-name", cluster)
     assert down.returncode == 0, down.stderr
     assert localnet.remains(cluster) == []
     workdir = str(localnet.state_root() / cluster)

@@ -48,21 +48,41 @@ def test_raftkv_in_containers_valid_then_stale_read_invalid(make_docker_cluster,
 def test_docker_up_and_down_commands(docker_image, tmp_path):
     name = "dsj-u" + secrets.token_hex(3)
     try:
-        up = dsjepsen(tmp_path, "docker", "up", "2", "--name", name, "--image", docker_image)
+        up = dsjepsen(
+            tmp_path,
+            "docker",
+            "up",
+            "--node-count",
+            "2",
+            "--cluster-name",
+            name,
+            "--image",
+            docker_image,
+        )
         assert up.returncode == 0, up.stderr
         assert f"--docker --nodes {name}-n1,{name}-n2" in up.stdout
         assert docker_cluster.running(name) == [f"{name}-n1", f"{name}-n2"]
-        again = dsjepsen(tmp_path, "docker", "up", "3", "--name", name, "--image", docker_image)
+        again = dsjepsen(
+            tmp_path,
+            "docker",
+            "up",
+            "--node-count",
+            "3",
+            "--cluster-name",
+            name,
+            "--image",
+            docker_image,
+        )
         assert again.returncode == 254 and "exists with 2 containers" in again.stderr
         # the nodes answer through the --docker backend, by name, with their own addresses
         ex = dsjepsen(tmp_path, "cluster", "exec", "--docker", "--nodes", f"{name}-n1",
                       f"{name}-n1", "--", "ip", "-4", "-o", "addr", "show", "eth0")  # fmt: skip
         assert ex.returncode == 0 and "inet " in ex.stdout, ex.stderr
     finally:
-        down = dsjepsen(tmp_path, "docker", "down", "--name", name)
+        down = dsjepsen(tmp_path, "docker", "down", "--cluster-name", name)
     assert down.returncode == 0, down.stderr
     assert "removed container" in down.stdout and not docker_cluster.remains(name)
-    bad = dsjepsen(tmp_path, "docker", "up", "2", "--name=-x")
+    bad = dsjepsen(tmp_path, "docker", "up", "--node-count", "2", "--cluster-name=-x")
     assert bad.returncode == 254 and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -138,8 +138,8 @@ def test_store_refused_before_any_node(capsys, tmp_path, unused_cluster, make, m
 
 def test_campaign_merge_out_must_be_a_directory(capsys, tmp_path):
     (tmp_path / "f").write_text("x")
-    refused(capsys, "campaign", "merge", str(tmp_path), "--out", str(tmp_path / "f"),
-            message="--out")  # fmt: skip
+    refused(capsys, "campaign", "merge", str(tmp_path), "--output", str(tmp_path / "f"),
+            message="--output")  # fmt: skip
 
 
 def test_write_whole_never_renames_over_a_non_regular_file(tmp_path, fifo):
@@ -165,7 +165,7 @@ def test_write_whole_never_renames_over_a_non_regular_file(tmp_path, fifo):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--keys", "1000000000", "--keys: must be an integer <= 100000"),
+        ("--key-count", "1000000000", "--key-count: must be an integer <= 100000"),
         ("--concurrency", "100000", "--concurrency: at most 1024 client workers"),
         ("--concurrency", "99999999999999999999n", "--concurrency: expected a positive integer"),
         ("--concurrency", "300n", "--concurrency 300n: 1500 client workers on 5 nodes"),
@@ -196,8 +196,8 @@ def test_memory_is_estimated_before_anything_is_created(capsys, unused_cluster):
 
 
 def test_check_time_limit_is_bounded(capsys, tmp_path):
-    refused(capsys, "check", str(history(tmp_path)), "--time-limit", "1e300",
-            message="--time-limit must be a positive number of seconds up to")  # fmt: skip
+    refused(capsys, "check", str(history(tmp_path)), "--check-time-limit", "1e300",
+            message="--check-time-limit must be a positive number of seconds up to")  # fmt: skip
 
 
 def test_campaign_parallel_is_bounded(capsys):

@@ -67,8 +67,8 @@ def test_gossip_glomers_command_lines_translate_unchanged(challenge: str) -> Non
     if "--rate" in line:
         assert float(opt(argv, "--rate")) == float(opt(line, "--rate"))
     if "--latency" in line:
-        assert opt(argv, "--msg-latency") == "100"
-        assert opt(argv, "--msg-latency-dist") == "constant"  # Maelstrom's default
+        assert opt(argv, "--latency") == "100"
+        assert opt(argv, "--latency-dist") == "constant"  # Maelstrom's default
     if "--nemesis" in line:
         assert opt(argv, "--nemesis") == "partition-majority"
     if "--concurrency" in line:

@@ -333,7 +333,7 @@ def test_sticky_follower_is_sequentially_consistent_but_not_linearizable(
     out = run_test(
         cluster, tmp_path, "--target", "raft-kv", "--read-mode", "sticky-follower",
         "--consistency", "sequential", "--nemesis", "partition-majority",
-        "--time-limit", "12", "--nemesis-interval", "3", "--keys", "2", "--seed", "3",
+        "--time-limit", "12", "--nemesis-interval", "3", "--key-count", "2", "--seed", "3",
     )  # fmt: skip
     assert out.valid is True, out.results.get("reason")
     text = json.dumps(out.results)

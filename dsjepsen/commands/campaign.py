@@ -29,6 +29,7 @@ from typing import Any
 from dsjepsen import __version__
 from dsjepsen.errors import ConfigError, InputError
 from dsjepsen.files import check_output_dir
+from dsjepsen.options import add_renamed
 from dsjepsen.reports.campaign import render_index
 
 log = logging.getLogger("dsjepsen.campaign")
@@ -92,7 +93,11 @@ def register(subparsers: Any) -> None:
         epilog="example: dsjepsen campaign merge shard1/ shard2/ --out merged/",
     )
     m.add_argument("dirs", nargs="+", metavar="DIR", help="campaign directories (or campaign.json)")
-    m.add_argument("--out", metavar="DIR", help="output directory (default: a new one in --store)")
+    m.add_argument(
+        "-o", "--output", dest="out", metavar="DIR",
+        help="output directory (default: a new one in --store)",
+    )  # fmt: skip
+    add_renamed(m, "--out", "--output", "out")
     m.add_argument("--store", default="store", metavar="DIR", help="store (default ./store)")
     m.set_defaults(func=merge_campaigns)
     p.set_defaults(func=lambda args: _usage(p))
@@ -338,7 +343,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def merge_campaigns(args: argparse.Namespace) -> int:
     from dsjepsen.harness import campaign as cp
 
-    out_dir = check_output_dir(args.out, "--out") if args.out is not None else None
+    out_dir = check_output_dir(args.out, "--output") if args.out is not None else None
     if out_dir is None:
         check_output_dir(args.store, "--store")
     first_dir, first = cp.read_campaign(args.dirs[0])

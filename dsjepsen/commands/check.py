@@ -40,6 +40,7 @@ from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
 from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
 from dsjepsen.history import History, printable
+from dsjepsen.options import add_renamed
 
 #: the single-object values of --consistency; each names the checker that decides it
 CONSISTENCIES = (LINEARIZABLE, SEQUENTIAL)
@@ -84,11 +85,13 @@ def register(subparsers: Any) -> None:
         "--format", choices=("auto", *format_names()), default="auto", help="history format"
     )
     p.add_argument(
-        "--time-limit",
+        "--check-time-limit",
+        dest="time_limit",
         metavar="SECONDS",
         help=f"give up with verdict unknown (exit 2) after this many seconds (default "
         f"{DEFAULT_TIME_LIMIT:g}, as `dsjepsen test --check-time-limit`)",
     )
+    add_renamed(p, "--time-limit", "--check-time-limit", "time_limit")
     p.add_argument(
         "--consistency",
         metavar="MODEL",
@@ -130,17 +133,17 @@ def checkers_named(names: list[str]) -> list[Checker]:
 
 
 def check_time_limit(text: str | None) -> float | None:
-    """--time-limit's seconds: None when absent (the checkers then stop at their default
+    """--check-time-limit's seconds: None when absent (the checkers then stop at their default
     budget, DEFAULT_TIME_LIMIT), else a positive number up to MAX_TIME_LIMIT (ConfigError)."""
     if text is None:
         return None
     try:
         seconds = float(text)
     except ValueError:
-        raise ConfigError(f"--time-limit: expected a number, got {text[:40]!r}") from None
+        raise ConfigError(f"--check-time-limit: expected a number, got {text[:40]!r}") from None
     if not 0 < seconds <= MAX_TIME_LIMIT:
         raise ConfigError(
-            f"--time-limit must be a positive number of seconds up to {MAX_TIME_LIMIT:g}, "
+            f"--check-time-limit must be a positive number of seconds up to {MAX_TIME_LIMIT:g}, "
             f"got {text[:40]}"
         )
     return seconds

@@ -10,6 +10,7 @@ from typing import Any
 from dsjepsen.cluster import localnet
 from dsjepsen.cluster.nodes import add_node_options, heal_selected, open_nodes
 from dsjepsen.errors import ConfigError
+from dsjepsen.options import add_renamed
 
 #: `cluster up --nodes N`, the old name of --node-count: accepted until the next release
 _NODES_DEPRECATED = (
@@ -49,12 +50,12 @@ def register(subparsers: Any) -> None:
         p = sub.add_parser(name, help=help, description=help, epilog=f"example: {example}")
         p.add_argument(
             "--cluster-name",
-            "--name",
             dest="cluster_name",
             metavar="NAME",
             default=localnet.DEFAULT_NAME,
             help=f"cluster name, 1-7 lowercase letters/digits (default: {localnet.DEFAULT_NAME})",
         )
+        add_renamed(p, "--name", "--cluster-name", "cluster_name")
         p.set_defaults(func=func)
         return p
 

@@ -10,6 +10,8 @@ import sys
 from typing import Any
 
 from dsjepsen.cluster import docker_cluster
+from dsjepsen.errors import ConfigError
+from dsjepsen.options import add_renamed, warn_renamed
 
 
 def register(subparsers: Any) -> None:
@@ -28,29 +30,39 @@ def register(subparsers: Any) -> None:
             name, help=help, description=help, epilog=f"example: dsjepsen docker {name}"
         )
         p.add_argument(
-            "--name",
+            "--cluster-name",
+            dest="name",
+            metavar="NAME",
             default=docker_cluster.DEFAULT_NAME,
             help=f"cluster name, the containers' prefix (default {docker_cluster.DEFAULT_NAME})",
         )
+        add_renamed(p, "--name", "--cluster-name", "name")
         p.add_argument("--docker", dest="docker_cli", default="docker", help=argparse.SUPPRESS)
         p.set_defaults(func=func)
         return p
 
     p = add("up", "create N running containers on a network of their own", run_up)
-    p.add_argument("count", type=int, nargs="?", default=3, metavar="N", help="nodes (default 3)")
+    p.add_argument("--node-count", type=int, default=None, metavar="N", help="nodes (default 3)")
+    # `docker up 3`, the former way: taken for one release, with a warning
+    p.add_argument("count", type=int, nargs="?", default=None, help=argparse.SUPPRESS)
     p.add_argument("--image", help=f"use this image instead of building {docker_cluster.IMAGE}")
     add("down", "remove the containers (and what runs in them) and the network", run_down)
     add("status", "list the cluster's containers and their addresses", run_status)
 
 
 def run_up(args: argparse.Namespace) -> int:
+    if args.count is not None:
+        if args.node_count is not None and args.node_count != args.count:
+            raise ConfigError(f"docker up {args.count} contradicts --node-count {args.node_count}")
+        warn_renamed(f"docker up {args.count}", f"docker up --node-count {args.count}")
+    count = args.node_count or args.count or 3
     # the first `up` on a machine builds the node image (a minute or more): say so as it goes
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dsjepsen: %(message)s"))
     progress = logging.getLogger(docker_cluster.log.name)
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
-    names = docker_cluster.up(args.name, args.count, image=args.image, docker=args.docker_cli)
+    names = docker_cluster.up(args.name, count, image=args.image, docker=args.docker_cli)
     addresses = docker_cluster.addresses(names, docker=args.docker_cli)
     print(
         f"docker cluster {args.name}: {len(names)} containers on {docker_cluster.network_name(args.name)}"

@@ -196,7 +196,14 @@ def packet_faults(args, kernel: KernelProbe | None) -> PacketSupport:
                 return PacketSupport(f"local cluster {name}", probe_nodes(cluster))
     except DsjError as e:
         return PacketSupport("the selected nodes", {}, str(e).splitlines()[0])
-    where = "this machine's kernel (no local cluster is up; its nodes would share this kernel)"
+    name = getattr(args, "cluster_name", localnet.DEFAULT_NAME)
+    others = [c for c in localnet.list_clusters() if c != name] if localnet.has_net_admin() else []
+    where = (
+        f"this machine's kernel (local cluster {name} is not up; its nodes would share this "
+        "kernel"
+        + (f"; up now: {', '.join(others)}, probed with --cluster-name NAME" if others else "")
+        + ")"
+    )
     if kernel is None:
         return PacketSupport(where, {}, "not tried (needs root, ip and iptables)")
     return PacketSupport(where, {"this kernel": kernel})

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
+from dsjepsen.workloads.gset import CONVERGENCE_TIMEOUT
 
 log = logging.getLogger("dsjepsen.test")
 
@@ -39,9 +40,9 @@ WORKLOADS: dict[str, list[str]] = {
     "echo": [],
     "unique-ids": [],
     "broadcast": [],
-    "g-set": ["--keys", "1", "--adds-per-key", "1000000000"],
-    "g-counter": ["--keys", "1"],
-    "pn-counter": ["--keys", "1"],
+    "g-set": ["--key-count", "1", "--adds-per-key", "1000000000"],
+    "g-counter": ["--key-count", "1"],
+    "pn-counter": ["--key-count", "1"],
     "lin-kv": [],
     "kafka": [],
 }
@@ -133,10 +134,10 @@ def register(subparsers: Any) -> None:
     d.add_argument("--leave-running", action="store_true", help="as --leave-db-running")
     d.add_argument(
         "--convergence-timeout",
-        default="10",
+        default=f"{CONVERGENCE_TIMEOUT.default:g}",
         metavar="SECONDS",
         help="broadcast and CRDTs: after healing, read every node until they agree, at most "
-        "this long (default 10)",
+        f"this long (default {CONVERGENCE_TIMEOUT.default:g}, as `dsjepsen test`)",
     )
     d.add_argument("--hosts", metavar="H1,H2,...", help="run the nodes on SSH hosts (or "
                    "containers with --docker) instead of local namespaces")  # fmt: skip
@@ -255,7 +256,7 @@ def translate(args: argparse.Namespace) -> list[str]:
     argv += ["--node-ids", ",".join(ids)]
     argv += ["--time-limit", f"{time_limit:g}", "--rate", f"{rate:g}"]
     argv += ["--concurrency", args.concurrency or "1n", "--store", args.store]
-    argv += ["--msg-latency", f"{latency:g}", "--msg-latency-dist", args.latency_dist or "constant"]
+    argv += ["--latency", f"{latency:g}", "--latency-dist", args.latency_dist or "constant"]
     argv += ["--topology", args.topology or "grid"]
     argv += ["--test-count", str(_int(args.test_count or "1", "--test-count"))]
     faults: list[str] = []
@@ -278,7 +279,7 @@ def translate(args: argparse.Namespace) -> list[str]:
     if args.key_count is not None:
         keys = str(_int(args.key_count, "--key-count"))
         if w in ("lin-kv", "kafka"):
-            argv += ["--keys", keys]
+            argv += ["--key-count", keys]
     if w == "kafka" and args.max_writes_per_key is not None:
         n = _int(args.max_writes_per_key, "--max-writes-per-key")
         argv += ["--max-writes-per-key", str(n)]
@@ -408,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
                     f"({', '.join(ids)}); give one host per node"
                 )
             check_cluster_size(config.nemesis, len(cluster.nodes))
-            if float(config.target_options.get("msg-latency") or 0) > 0:
+            if float(config.target_options.get("latency") or 0) > 0:
                 log.info(
                     "--latency %s ms (%s): applied by the relays to every node-to-node "
                     "message, as Maelstrom's simulated network does, not by netem",

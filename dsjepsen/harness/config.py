@@ -20,7 +20,7 @@ from dsjepsen.files import check_output_dir
 from dsjepsen.machine import memory_available
 from dsjepsen.nemesis import catalog, schedule
 from dsjepsen.nemesis.base import FaultPackage, NodeFacts
-from dsjepsen.options import Option, kwargs, merge_declarations, parse_options
+from dsjepsen.options import Option, add_renamed, kwargs, merge_declarations, parse_options
 
 DEFAULT_CONCURRENCY = "2n"
 DEFAULT_TIME_LIMIT = 60.0
@@ -288,6 +288,9 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     )
     g = parser.add_argument_group("options of targets, workloads and faults")
     for opt in extension_options().values():
+        kind = {"bool": "flag", "list": "append"}.get(opt.type, "value")
+        for old in opt.aliases:
+            add_renamed(g, f"--{old}", opt.flag, opt.dest, kind)
         if opt.type == "bool":
             g.add_argument(
                 opt.flag, dest=opt.dest, action="store_true", default=None, help=opt.help

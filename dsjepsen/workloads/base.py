@@ -29,7 +29,17 @@ if TYPE_CHECKING:
 #: this a run is a typo or an attack (a billion keys once grew past 3 GB before any op)
 MAX_KEYS = 100_000
 #: the `--keys` option every keyed workload declares (one declaration, one meaning)
-KEYS = Option("keys", "int", 5, "keys in use at once", minimum=1, maximum=MAX_KEYS, metavar="N")
+KEYS = Option(
+    "key-count",
+    "int",
+    5,
+    "keys in use at once",
+    minimum=1,
+    maximum=MAX_KEYS,
+    metavar="N",
+    keyword="keys",
+    aliases=("keys",),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,22 +124,22 @@ class MaelstromTarget(Target):
             metavar="CMD",
         ),  # fmt: skip
         Option(
-            "msg-latency",
+            "latency",
             "float",
             0.0,
             "maelstrom: mean delay (ms) the relays add to every node-to-node message",
             minimum=0.0,
             maximum=60_000.0,
             metavar="MS",
-            keyword="latency",
+            aliases=("msg-latency",),
         ),
         Option(
-            "msg-latency-dist",
+            "latency-dist",
             "str",
             "constant",
-            "maelstrom: how --msg-latency is distributed",
+            "maelstrom: how --latency is distributed",
             choices=LATENCY_DISTS,
-            keyword="latency_dist",
+            aliases=("msg-latency-dist",),
         ),
         Option(
             "topology",
