@@ -331,7 +331,7 @@ def crdt_run_dir(root: Path) -> Path:
 def test_crdt_and_clock_views(browser: Cdp, tmp_path: Path) -> None:
     run = crdt_run_dir(tmp_path / "store")
     page = render_run_report(run).read_text()
-    assert "2.340 s of the heal" in page
+    assert "2.340 s after every fault was healed" in page
     show(browser, (run / "report.html").as_uri())
     lines = browser.evaluate(
         "[].map.call(document.querySelectorAll('#crdt-plot .node-line'), p => p.getAttribute('data-node'))"
@@ -342,8 +342,12 @@ def test_crdt_and_clock_views(browser: Cdp, tmp_path: Path) -> None:
         " dots: document.querySelectorAll('#clock-plot .measured').length})"
     )
     assert clock == {"lines": 3, "dots": 6}
-    table = browser.evaluate("document.getElementById('crdt-elements').textContent")
-    assert "lost" in table and "n3" in table and "69" in table
+    table = browser.evaluate("document.getElementById('crdt-found').textContent")
+    assert "lost elements" in table and "n3 1" in table
+    # the lost element is an anomaly with its ops: the add (op id) and each node's final read
+    first = browser.evaluate("document.getElementById('first-anomaly').textContent")
+    assert "the add" in first and "last final read through n3" in first and "op " in first
+    assert browser.evaluate("document.querySelectorAll('#first-anomaly svg.cr-diagram').length")
     rca = browser.evaluate("document.getElementById('rca').textContent")
     assert "No acknowledged element is lost" in rca
     assert browser.evaluate(CLIPPED_JS) == []

@@ -359,9 +359,8 @@ def build(
         if isinstance(res, dict):
             v = res.get("valid")
             verdict = {True: "valid", False: "INVALID"}.get(v, str(v))
-            parts = str(res.get("reason") or "").split("; ")
-            more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
-            reason = f": {'; '.join(parts[:3])}{more}" if res.get("reason") else ""
+            # whole, never cut at a "; " inside a sentence (cut only if very long)
+            reason = f": {short(str(res['reason']), 400)}" if res.get("reason") else ""
             detection.append(f"checker {name}: {verdict}{reason}")
     if not detection:
         detection.append(

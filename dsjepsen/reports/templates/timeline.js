@@ -3,7 +3,8 @@
  * every key (the default), or one key at a time, Porcupine-style (lanes per process, labelled
  * ops, the longest linearization drawn with its steps, the op that cannot be placed in red).
  * All text from the run is written with textContent / setAttribute, never as markup.
- * Also: sorting of the anomaly table (its rows are <details>, which work without script). */
+ * Also: sorting of the anomaly table (its rows are <details>, which work without script), and
+ * fitting each anomaly diagram to its box, or scrolling it to the op that cannot be placed. */
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -302,7 +303,8 @@
     if (i === null || i === undefined) { tip.style.display = "none"; return; }
     var m = t.getAttribute("data-merged");
     var ii = Number(i), st = steps[ii], LL = lin[ops.k[ii]];
-    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
+    var nd = data.nodes[ops.n[ii]];
+    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (nd ? " \u00B7 node " + nd : "") + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
       (st ? " \u00B7 step " + st[1] + ": " + st[2] + " \u2192 " + st[3] : "") +
       (LL && LL.bad === ii ? " \u00B7 cannot be placed: state before is " + (LL.states.join(" or ") || "?") : "");
     tip.style.display = "block";
@@ -348,6 +350,7 @@
   // as <details> without this script; it only reorders them.
   var table = document.getElementById("anomaly-table");
   if (!table) { return; }
+  var body = table.querySelector(".arows") || table;
   var dir = {};
   function val(row, k) {
     var v = row.getAttribute("data-" + k) || "";
@@ -366,8 +369,48 @@
         if (typeof a === "number" && typeof c === "number") { return (a - c) * dir[k]; }
         return String(a).localeCompare(String(c)) * dir[k];
       });
-      rows.forEach(function (r) { table.appendChild(r); });
+      rows.forEach(function (r) { body.appendChild(r); });
       table.setAttribute("data-sorted", k + (dir[k] === 1 ? "" : "-desc"));
     });
   });
+})();
+
+(function () {
+  "use strict";
+  // Anomaly diagrams are as wide as their labels need, often wider than the page. Each is
+  // fitted to its box when that keeps its text readable (scaled by at least MIN_SCALE), and
+  // otherwise kept at full size and scrolled so that the op that cannot be placed (red) is in
+  // view, with as much of what led to it as fits on its left. Diagrams in closed anomaly rows
+  // are fitted when their row opens; all of them again when the window is resized.
+  var MIN_SCALE = 0.8, MARGIN = 24;
+  function fit(box) {
+    var svg = box.querySelector("svg.porcupine");
+    var avail = box.clientWidth;
+    if (!svg || !avail) { return; }
+    var w = Number(svg.getAttribute("data-w")), h = Number(svg.getAttribute("data-h"));
+    if (!(w > 0 && h > 0)) { return; }
+    var scale = Math.min(1, avail / w);
+    if (scale >= MIN_SCALE) {
+      svg.setAttribute("width", String(Math.floor(w * scale)));
+      svg.setAttribute("height", String(Math.floor(h * scale)));
+      box.scrollLeft = 0;
+      box.setAttribute("data-fit", scale < 1 ? "scaled" : "whole");
+      return;
+    }
+    svg.setAttribute("width", String(w)); svg.setAttribute("height", String(h));
+    var bad = svg.querySelector(".pc-bad rect");
+    if (bad) {
+      var x0 = Number(bad.getAttribute("x")), x1 = x0 + Number(bad.getAttribute("width"));
+      box.scrollLeft = Math.max(0, Math.min(x1 + MARGIN - avail, x0 - MARGIN));
+    }
+    box.setAttribute("data-fit", "scrolled");
+  }
+  function fitAll(root) { Array.prototype.forEach.call(root.querySelectorAll(".diagram"), fit); }
+  fitAll(document);
+  // toggle does not bubble: listen in the capture phase for every <details> of the page
+  document.addEventListener("toggle", function (ev) {
+    if (ev.target.open) { fitAll(ev.target); }
+  }, true);
+  var timer = null;
+  window.addEventListener("resize", function () { clearTimeout(timer); timer = setTimeout(function () { fitAll(document); }, 150); });
 })();
