@@ -381,8 +381,8 @@ def diagram(run: RunData, a: Anomaly) -> str:
         mark = MARK_W if (c in step_of or c == bad_call) else 0
         need[c] = mark + 10 + CHAR_W * max(len(top), len(sub))
     lane = {p: i for i, p in enumerate(procs)}
-    label_w = 12 + CHAR_W * max(len(lane_label[p]) for p in procs)
-    left, top_y = label_w + 12, 12
+    label_w = 16 + CHAR_W * max(len(lane_label[p]) for p in procs)
+    left, top_y = 12, 12
     ends_at: dict[int, list[int]] = {}
     for d in drawn:
         if isinstance(d.get("ret"), int):
@@ -401,17 +401,30 @@ def diagram(run: RunData, a: Anomaly) -> str:
             right_edge = max(right_edge, xs[d["call"]] + need[d["call"]])
     width = right_edge + 16
     height = top_y + LANE_H * len(procs) + 8
+    # the lane labels are an SVG of their own that stays at the left edge of the diagram's
+    # box (CSS sticky) while the ops scroll under it: the process and node of the op that
+    # cannot be placed stay in view when the box is scrolled to that op
+    lanes = [
+        f'<svg class="pc-lanes" viewBox="0 0 {label_w:.0f} {height}" width="{label_w:.0f}" '
+        f'height="{height}" data-w="{label_w:.0f}" data-h="{height}" '
+        'xmlns="http://www.w3.org/2000/svg" aria-hidden="true">'
+        f'<rect class="pc-lanes-bg" x="0" y="0" width="{label_w:.0f}" height="{height}"/>'
+    ]
     parts = [
         f'<svg class="porcupine" viewBox="0 0 {width:.0f} {height}" width="{width:.0f}" '
-        f'height="{height}" data-w="{width:.0f}" data-h="{height}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'height="{height}" data-w="{width:.0f}" data-h="{height}" '
+        'xmlns="http://www.w3.org/2000/svg" role="img" '
         f'aria-label="linearization diagram for key {esc(short(a.key))}">'
     ]
     for p, i in lane.items():
         y = top_y + i * LANE_H
-        parts.append(
-            f'<line class="pc-lane" x1="{left}" x2="{right_edge:.0f}" y1="{y + BAR_H / 2}" '
-            f'y2="{y + BAR_H / 2}"/><text class="pc-proc" x="{left - 8}" y="{y + BAR_H / 2 + 4}" '
+        lanes.append(
+            f'<text class="pc-proc" x="{label_w - 8:.0f}" y="{y + BAR_H / 2 + 4}" '
             f'text-anchor="end">{esc(lane_label[p])}</text>'
+        )
+        parts.append(
+            f'<line class="pc-lane" x1="0" x2="{right_edge:.0f}" y1="{y + BAR_H / 2}" '
+            f'y2="{y + BAR_H / 2}"/>'
         )
     marks: list[tuple[float, float, int]] = []
     path_at = len(parts)
@@ -466,7 +479,7 @@ def diagram(run: RunData, a: Anomaly) -> str:
             f'text-anchor="middle">{n}</text>'
         )
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(lanes) + "</svg>" + "".join(parts)
 
 
 def caption(a: Anomaly) -> str:

@@ -53,30 +53,48 @@ class Tally:
 #: (checker, details field with the full count (None: the length of `diverged_keys`),
 #: anomaly types it lists, what they are, which it lists when it does not list all)
 TALLIES: tuple[tuple[str, str | None, tuple[str, ...], str, str], ...] = (
-    ("set-full", "lost_count", ("lost",), "lost elements", "at most 100 of a kind"),
-    ("set-full", "phantom_count", ("phantom",), "phantom elements", "at most 100 of a kind"),
-    ("set-full", "duplicate_count", ("duplicate",), "duplicated elements", "at most 100"),
+    (
+        "set-full",
+        "lost_count",
+        ("lost",),
+        "lost elements",
+        "the first {listed} (at most 100 of a kind)",
+    ),
+    (
+        "set-full",
+        "phantom_count",
+        ("phantom",),
+        "phantom elements",
+        "the first {listed} (at most 100 of a kind)",
+    ),
+    ("set-full", "duplicate_count", ("duplicate",), "duplicated elements", "the first {listed}"),
     (
         "convergence",
         "monotonic_violations",
         ("replica-lost-element", "replica-counter-decreased"),
         "reads through a node that lacked what that node had returned before",
-        "the first of each node and key",
+        "the first of each node and key ({listed})",
     ),
     (
         "convergence",
         None,
         ("not-converged",),
         "keys whose nodes still disagreed at their last final reads",
-        "at most 100",
+        "the first {listed}",
     ),
-    ("counter", "out_of_bounds", ("out-of-bounds",), "counter reads out of bounds", "at most 100"),
+    (
+        "counter",
+        "out_of_bounds",
+        ("out-of-bounds",),
+        "counter reads out of bounds",
+        "the first {listed}",
+    ),
     (
         "counter",
         "bad_final_reads",
         ("final-read",),
         "final counter reads that no set of increments explains",
-        "at most 100",
+        "the first {listed}",
     ),
 )
 
@@ -280,14 +298,23 @@ def tallies(run: RunData, anomalies: list[Anomaly]) -> list[Tally]:
             if a.type in types and a.checker == checker:
                 per_node[a.node or "?"] = per_node.get(a.node or "?", 0) + 1
         by_node = ", ".join(f"{n} {c}" for n, c in sorted(per_node.items()))
-        out.append(Tally(checker, what, found, listed, how if listed < found else "all", by_node))
+        out.append(
+            Tally(
+                checker,
+                what,
+                found,
+                listed,
+                how.format(listed=listed) if listed < found else "all",
+                by_node,
+            )
+        )
     return out
 
 
 def cap_note(items: list[Tally]) -> str:
     """One sentence saying which checkers list fewer anomalies than they found ("" if none)."""
     parts = [
-        f"{t.checker} found {t.found:,} {t.what} and lists {t.listed:,} ({t.how})"
+        f"{t.checker} found {t.found:,} {t.what} and lists {t.how}"
         for t in items
         if t.listed < t.found
     ]
@@ -370,12 +397,17 @@ def _known(index: OpIndex, a: Anomaly, key_reads: list[int]) -> int | None:
         and index.op(c.op).type == "ok"
         and index.op(c.op).complete is not None
     ]
-    for i in key_reads:
+    bound = min(times) if times else None
+    first = bound
+    for i in key_reads:  # by invocation: only the reads that began before the bound
         o = index.op(i)
-        if o.complete is not None and isinstance(o.output, list) and a.element in o.output:
-            times.append(o.complete.time)
+        if first is not None and o.invoke.time >= first:
             break
-    return min(times) if times else None
+        done = o.complete.time if o.complete is not None else None
+        late = done is None or (first is not None and done >= first)
+        if not late and isinstance(o.output, list) and a.element in o.output:
+            first = done
+    return first
 
 
 def diagram(index: OpIndex, a: Anomaly) -> str:

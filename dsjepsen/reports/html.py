@@ -366,6 +366,11 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
     tl = timeline.timeline_data(run, anchors)
     tl["first"] = first.anchor if first is not None else None
     tl["lin"] = linearizations(run, anomalies)
+    # what each highlighted op is about, for the detail panel (the first anomaly of each op)
+    tl["why"] = {}
+    for a in anomalies:
+        if a.anchor is not None and str(a.anchor) not in tl["why"] and len(tl["why"]) < 2000:
+            tl["why"][str(a.anchor)] = f"#{a.n} {a.type}: {short(a.message, 240)}"
     tl["keys"] = timeline.key_order(run, [a.key for a in anomalies])
     maelstrom_view = maelstrom_mod.view(run)
     clock_svg = clock.clock_svg(run)

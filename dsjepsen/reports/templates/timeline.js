@@ -263,9 +263,11 @@
     var node = data.nodes[ops.n[i]];
     lines.push("op " + i + " \u00B7 process " + data.lanes[ops.l[i]] + (node ? " \u00B7 node " + node : ""));
     lines.push(data.fs[ops.f[i]] + (ops.k[i] !== "" ? " key " + ops.k[i] : "") + " value " + ops.v[i] + (ops.e[i] >= 0 ? " \u2192 " + ops.o[i] : ""));
-    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about: it cannot be placed" : ""));
-    if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
     var L = lin[ops.k[i]];
+    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about" + (L && L.bad === i ? ": it cannot be placed" : "") : ""));
+    var why = (data.why || {})[String(i)];
+    if (why) { lines.push("anomaly " + why); }
+    if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
     if (L && L.bad === i) { lines.push("state before: " + (L.states.join(" or ") || "?") + " \u00B7 " + L.msg); }
     lines.push("invoked " + fmtT(ops.s[i]) + (ops.e[i] >= 0 ? ", completed " + fmtT(ops.e[i]) + " (" + fmtDur(ops.e[i] - ops.s[i]) + ")" : ""));
     if (data.errors[String(i)] !== undefined) { lines.push("error: " + data.errors[String(i)]); }
@@ -382,26 +384,34 @@
   // otherwise kept at full size and scrolled so that the op that cannot be placed (red) is in
   // view, with as much of what led to it as fits on its left. Diagrams in closed anomaly rows
   // are fitted when their row opens; all of them again when the window is resized.
+  // The lane labels are a separate SVG that sticks to the box's left edge (the ops scroll
+  // under it), so the op is in view when it lies between the labels and the right edge.
   var MIN_SCALE = 0.8, MARGIN = 24;
+  function size(svg, scale) {
+    if (!svg) { return 0; }
+    var w = Number(svg.getAttribute("data-w")) * scale, h = Number(svg.getAttribute("data-h")) * scale;
+    svg.setAttribute("width", String(Math.floor(w))); svg.setAttribute("height", String(Math.floor(h)));
+    return Math.floor(w);
+  }
   function fit(box) {
-    var svg = box.querySelector("svg.porcupine");
+    var svg = box.querySelector("svg.porcupine"), lanes = box.querySelector("svg.pc-lanes");
     var avail = box.clientWidth;
     if (!svg || !avail) { return; }
-    var w = Number(svg.getAttribute("data-w")), h = Number(svg.getAttribute("data-h"));
-    if (!(w > 0 && h > 0)) { return; }
-    var scale = Math.min(1, avail / w);
+    var w = Number(svg.getAttribute("data-w")) + (lanes ? Number(lanes.getAttribute("data-w")) : 0);
+    if (!(w > 0)) { return; }
+    var scale = Math.min(1, (avail - 1) / w);
     if (scale >= MIN_SCALE) {
-      svg.setAttribute("width", String(Math.floor(w * scale)));
-      svg.setAttribute("height", String(Math.floor(h * scale)));
+      size(svg, scale); size(lanes, scale);
       box.scrollLeft = 0;
       box.setAttribute("data-fit", scale < 1 ? "scaled" : "whole");
       return;
     }
-    svg.setAttribute("width", String(w)); svg.setAttribute("height", String(h));
+    size(svg, 1);
+    var lw = size(lanes, 1);
     var bad = svg.querySelector(".pc-bad rect");
     if (bad) {
       var x0 = Number(bad.getAttribute("x")), x1 = x0 + Number(bad.getAttribute("width"));
-      box.scrollLeft = Math.max(0, Math.min(x1 + MARGIN - avail, x0 - MARGIN));
+      box.scrollLeft = Math.max(0, Math.min(lw + x1 + MARGIN - avail, x0 - MARGIN));
     }
     box.setAttribute("data-fit", "scrolled");
   }
