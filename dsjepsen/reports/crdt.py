@@ -351,16 +351,31 @@ AXIS_H = 34
 GAP = 34  # between the two panels
 MAX_READS = 300  # bars per diagram: the nearest to the ops it cites
 
-CAPTION = (
-    "One lane per node. Every ok read of the key through that node is a bar from its "
-    "invocation to its completion: green when it returned the element; white with a red edge "
-    "when it did not although the element was already known to exist (its add had completed "
-    "ok, or a read had returned it); light grey before that (a counter's reads are grey: hover "
-    "for the value). The add is blue. Numbered and thick-edged: the ops listed above; the op "
-    "the anomaly is about has a black edge. Left: around the anomaly, with each node's next "
-    "read once the element was known; right, after the break: the final reads after the heal. "
-    "Shaded: fault windows. Click a bar to find its op in the timeline."
-)
+#: how to read a set anomaly's diagram (CAPTIONS["counter"]: a counter's)
+CAPTIONS = {
+    "set": (
+        "One lane per node. Every ok read of the key through that node is a bar from its "
+        "invocation to its completion: green when it returned the element; white with a red "
+        "edge when it did not although the element was already known to exist (its add had "
+        "completed ok, or a read had returned it); light grey before that. The add is blue. "
+        "Numbered and thick-edged: the ops listed above; the op the anomaly is about has a black "
+        "edge. Left: around the anomaly, with each node's next read once the element was known; "
+        "right, after the break: the final reads after the heal. Shaded: fault windows. Click a "
+        "bar to find its op in the timeline."
+    ),
+    "counter": (
+        "One lane per node. Every ok read of the counter through that node is a grey bar from "
+        "its invocation to its completion (hover for its value). Numbered and thick-edged, with "
+        "the value read: the ops listed above; the op the anomaly is about has a black edge. "
+        "Right, after a break: the final reads after the heal. Shaded: fault windows. Click a "
+        "bar to find its op in the timeline."
+    ),
+}
+
+
+def caption(a: Anomaly) -> str:
+    """How to read anomaly `a`'s diagram."""
+    return CAPTIONS["set" if a.element is not None else "counter"]
 
 
 @dataclass
@@ -517,6 +532,8 @@ def diagram(index: OpIndex, a: Anomaly) -> str:
         )
         if i in number:
             text = f"{number[i]}: op {i}"
+            if a.element is None and o.type == "ok" and not isinstance(o.output, list):
+                text += f" = {short(o.output, 12)}"  # a counter read: the value it returned
             tw = 7.6 * len(text)
             tx = min(x0, p.x1 - tw)
             for row in (0, 1):

@@ -409,7 +409,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666) -> Path:
         "first": first,
         "first_caption": anomaly_mod.caption(first) if first is not None else "",
         "cycle_caption": cycle.CAPTION,
-        "crdt_caption": crdt.CAPTION,
+        "crdt_caption": crdt.caption,
         "facts": lambda raw: crdt.facts(run, raw),
         # the checkers' caps, stated where the anomalies are listed
         "cap_note": crdt.cap_note(crdt.tallies(run, anomalies)),
