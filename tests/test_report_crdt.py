@@ -179,6 +179,13 @@ def test_lww_set_report(pooled_cluster, tmp_path: Path) -> None:
         impact = re.search(r"involving (\d+) of (\d+) client ops", text(cdp, "#rca"))
         assert impact and 0 < int(impact[1]) <= int(impact[2]) == total["count"], impact
         assert_convergence_agrees(cdp, results)
+        # the table sorts inside its own scrolling box, every row kept
+        cdp.evaluate("document.querySelector('#anomaly-table [data-sort=node]').click()")
+        nodes = cdp.evaluate(
+            "[].map.call(document.querySelectorAll('#anomaly-table .arows > details.arow'),"
+            " r => r.getAttribute('data-node'))"
+        )
+        assert len(nodes) == len(listed) and nodes == sorted(nodes)
         cdp.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
         assert cdp.evaluate(CLIPPED_JS) == []
         assert cdp.problems() == []
