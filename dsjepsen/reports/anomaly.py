@@ -487,10 +487,10 @@ def caption(a: Anomaly) -> str:
     if a.op is None:
         return ""
     return (
-        "One lane per client process, labelled with the node its ops went through (or each "
-        "op with its own, when they differ). History order left to right (each position is "
-        "an invocation or a completion; bars "
-        "are as wide as their labels, not their durations). Numbered circles: the longest "
+        "One lane per client process, labelled with the node its ops went through (each op "
+        "names its own when they differ). History order left to right (each position is an "
+        "invocation or a completion; bars are as wide as their labels, not their "
+        "durations). Numbered circles: the longest "
         "linearization found, with the state after each step; red ✗: the op that cannot be "
         "placed; dashed grey: pending ops that could still take effect."
     )

@@ -143,7 +143,8 @@ def verdict_of(run: RunData) -> Verdict:
 def _brief(results: Mapping[str, Any], limit: int = 200) -> str:
     """The verdict's reason in a line: each failed checker with what it found (its reason up
     to "; first:", whose anomaly the page shows in full), and past `limit` the first of them
-    and how many more failed checkers there are. A reason is never cut inside a sentence."""
+    and how many more failed checkers there are: never "(and 6 more)" of nothing in
+    particular, and a sentence is cut (with …) only when one checker's summary is too long."""
     reason = str(results.get("reason") or "")
     checks = results.get("checks")
     failed = [
