@@ -123,6 +123,13 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
     return out
 
 
+def reason_head(reason: str) -> str:
+    """A checker's reason without the "; first: <anomaly>" it may end with: the page names
+    the first anomaly one way (the earliest invoked), and a checker's own first (its list
+    order, e.g. key by key) may be another one."""
+    return reason.split("; first: ")[0]
+
+
 OPDICT_KEYS = ("id", "process", "f", "key", "value", "output", "type", "call", "ret", "node")
 
 

@@ -148,7 +148,7 @@ def _brief(results: Mapping[str, Any], limit: int = 200) -> str:
     reason = str(results.get("reason") or "")
     checks = results.get("checks")
     failed = [
-        (str(n), str(c.get("reason") or "").split("; first: ")[0])
+        (str(n), anomaly_mod.reason_head(str(c.get("reason") or "")))
         for n, c in (checks.items() if isinstance(checks, Mapping) else ())
         if isinstance(c, Mapping) and c.get("valid") is False
     ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsjepsen.faults import FaultLook, FaultWindow, sides
 from dsjepsen.history import Operation
-from dsjepsen.reports.anomaly import Anomaly, op_text
+from dsjepsen.reports.anomaly import Anomaly, op_text, reason_head
 from dsjepsen.reports.rundata import NS, RunData
 from dsjepsen.reports.timeline import short
 
@@ -359,8 +359,9 @@ def build(
         if isinstance(res, dict):
             v = res.get("valid")
             verdict = {True: "valid", False: "INVALID"}.get(v, str(v))
-            # whole, never cut at a "; " inside a sentence (cut only if very long)
-            reason = f": {short(str(res['reason']), 400)}" if res.get("reason") else ""
+            # what it found, never cut inside a sentence; its own "first" is not the page's
+            why = reason_head(str(res.get("reason") or ""))
+            reason = f": {short(why, 400)}" if why else ""
             detection.append(f"checker {name}: {verdict}{reason}")
     if not detection:
         detection.append(
