@@ -4,7 +4,9 @@ Chromium is started with a remote-debugging port; a few lines of WebSocket (belo
 let a test evaluate expressions in the page (computed styles, element boxes), click, take
 screenshots, and hear every console message, uncaught exception and JavaScript dialog.
 Evaluation through DevTools is not subject to the page's CSP, so it observes without
-loosening anything.
+loosening anything. Also what several report tests ask of a page: open it at a window width
+(`show`), the op each part of it calls the first anomaly, and the texts that poke out of their
+diagram or plot (`CLIPPED_JS`).
 """
 
 from __future__ import annotations
@@ -240,3 +242,57 @@ def launch(profile: Path) -> Iterator[Cdp]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+
+
+# -- what the report tests ask of a page ----------------------------------------------------
+
+#: every <text> of every diagram and plot whose box is not inside its container: the SVG's
+#: box, and for a diagram's op label also its op's bar (the label must not spill out of it)
+CLIPPED_JS = """(function(){
+  var out = [];
+  function inside(a, b) { return a.left >= b.left - 1 && a.right <= b.right + 1 &&
+                                 a.top >= b.top - 1 && a.bottom <= b.bottom + 1; }
+  document.querySelectorAll('svg.porcupine, svg.plot').forEach(function (svg) {
+    var box = svg.getBoundingClientRect();
+    if (box.width === 0) { return; }
+    svg.querySelectorAll('text').forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (!inside(r, box)) { out.push((svg.id || svg.getAttribute('class')) + ': ' + t.textContent); return; }
+      var rect = t.parentNode.querySelector && t.parentNode.tagName === 'g' ? t.parentNode.querySelector('rect') : null;
+      if (rect && svg.classList.contains('porcupine') && !inside(r, rect.getBoundingClientRect())) {
+        out.push('label outside its bar: ' + t.textContent);
+      }
+    });
+  });
+  return out;
+})()"""
+
+
+def show(cdp: Cdp, url: str, width: int = 1400) -> None:
+    """Open a report at a window width and wait until its timeline is drawn."""
+    cdp.set_width(width)
+    cdp.open(url)
+    deadline = time.monotonic() + 20
+    while not cdp.evaluate(
+        "document.getElementById('timeline').getAttribute('data-rendered') === '1'"
+    ):
+        assert time.monotonic() < deadline, "the timeline was never drawn"
+        time.sleep(0.1)
+
+
+def first_anomaly_ops(cdp: Cdp) -> dict[str, Any]:
+    """The op each part of the page calls the first anomaly."""
+    return cdp.evaluate(
+        """(function(){
+      var m = /First anomaly: .*?\\(op (\\d+)/.exec(document.getElementById('summary-text').textContent);
+      var sec = document.getElementById('first-anomaly');
+      var rows = [].slice.call(document.querySelectorAll('#rca-timeline tr.k-anomaly td'));
+      var rm = rows.length ? /first anomalous op (\\d+)/.exec(rows[1].textContent) : null;
+      var btn = [].slice.call(document.querySelectorAll('.tl-btn')).filter(function (b) {
+        return b.textContent === 'first anomaly'; })[0];
+      if (btn) { btn.click(); }
+      var sel = document.querySelector('.tl-op.selected');
+      return {summary: m ? Number(m[1]) : null, section: sec ? Number(sec.getAttribute('data-op')) : null,
+              rca: rm ? Number(rm[1]) : null, button: sel ? Number(sel.getAttribute('data-i')) : null};
+    })()"""
+    )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_cdp import CHROMIUM, Cdp, launch
+from browser_cdp import CHROMIUM, CLIPPED_JS, Cdp, first_anomaly_ops, launch, show
 from synthetic_runs import build_run_dir
 
 from dsjepsen.history import Op, write_jsonl
@@ -36,27 +36,6 @@ pytestmark = pytest.mark.skipif(
 KV_BAD = Path("/work/shared/histories/porcupine/kv/c10-bad.txt")
 NS = 1_000_000_000
 
-#: every <text> of every diagram and plot whose box is not inside its container: the SVG's
-#: box, and for a diagram's op label also its op's bar (the label must not spill out of it)
-CLIPPED_JS = """(function(){
-  var out = [];
-  function inside(a, b) { return a.left >= b.left - 1 && a.right <= b.right + 1 &&
-                                 a.top >= b.top - 1 && a.bottom <= b.bottom + 1; }
-  document.querySelectorAll('svg.porcupine, svg.plot').forEach(function (svg) {
-    var box = svg.getBoundingClientRect();
-    if (box.width === 0) { return; }
-    svg.querySelectorAll('text').forEach(function (t) {
-      var r = t.getBoundingClientRect();
-      if (!inside(r, box)) { out.push((svg.id || svg.getAttribute('class')) + ': ' + t.textContent); return; }
-      var rect = t.parentNode.querySelector && t.parentNode.tagName === 'g' ? t.parentNode.querySelector('rect') : null;
-      if (rect && svg.classList.contains('porcupine') && !inside(r, rect.getBoundingClientRect())) {
-        out.push('label outside its bar: ' + t.textContent);
-      }
-    });
-  });
-  return out;
-})()"""
-
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Cdp]:
@@ -64,40 +43,10 @@ def browser(tmp_path: Path) -> Iterator[Cdp]:
         yield cdp
 
 
-def show(cdp: Cdp, url: str, width: int = 1400) -> None:
-    """Open a report at a window width and wait until its timeline is drawn."""
-    cdp.set_width(width)
-    cdp.open(url)
-    deadline = time.monotonic() + 20
-    while not cdp.evaluate(
-        "document.getElementById('timeline').getAttribute('data-rendered') === '1'"
-    ):
-        assert time.monotonic() < deadline, "the timeline was never drawn"
-        time.sleep(0.1)
-
-
 def open_all_rows(cdp: Cdp) -> int:
     return cdp.evaluate(
         "(function(){var r=document.querySelectorAll('details');"
         "r.forEach(function(d){d.open=true});return r.length})()"
-    )
-
-
-def first_anomaly_ops(cdp: Cdp) -> dict[str, Any]:
-    """The op each part of the page calls the first anomaly."""
-    return cdp.evaluate(
-        """(function(){
-      var m = /First anomaly: .*?\\(op (\\d+)/.exec(document.getElementById('summary-text').textContent);
-      var sec = document.getElementById('first-anomaly');
-      var rows = [].slice.call(document.querySelectorAll('#rca-timeline tr.k-anomaly td'));
-      var rm = rows.length ? /first anomalous op (\\d+)/.exec(rows[1].textContent) : null;
-      var btn = [].slice.call(document.querySelectorAll('.tl-btn')).filter(function (b) {
-        return b.textContent === 'first anomaly'; })[0];
-      if (btn) { btn.click(); }
-      var sel = document.querySelector('.tl-op.selected');
-      return {summary: m ? Number(m[1]) : null, section: sec ? Number(sec.getAttribute('data-op')) : null,
-              rca: rm ? Number(rm[1]) : null, button: sel ? Number(sel.getAttribute('data-i')) : null};
-    })()"""
     )
 
 
@@ -331,7 +280,7 @@ def crdt_run_dir(root: Path) -> Path:
 def test_crdt_and_clock_views(browser: Cdp, tmp_path: Path) -> None:
     run = crdt_run_dir(tmp_path / "store")
     page = render_run_report(run).read_text()
-    assert "2.340 s of the heal" in page
+    assert "2.340 s after every fault was healed" in page
     show(browser, (run / "report.html").as_uri())
     lines = browser.evaluate(
         "[].map.call(document.querySelectorAll('#crdt-plot .node-line'), p => p.getAttribute('data-node'))"
@@ -342,8 +291,12 @@ def test_crdt_and_clock_views(browser: Cdp, tmp_path: Path) -> None:
         " dots: document.querySelectorAll('#clock-plot .measured').length})"
     )
     assert clock == {"lines": 3, "dots": 6}
-    table = browser.evaluate("document.getElementById('crdt-elements').textContent")
-    assert "lost" in table and "n3" in table and "69" in table
+    table = browser.evaluate("document.getElementById('crdt-found').textContent")
+    assert "lost elements" in table and "n3 1" in table
+    # the lost element is an anomaly with its ops: the add (op id) and each node's final read
+    first = browser.evaluate("document.getElementById('first-anomaly').textContent")
+    assert "the add" in first and "last final read through n3" in first and "op " in first
+    assert browser.evaluate("document.querySelectorAll('#first-anomaly svg.cr-diagram').length")
     rca = browser.evaluate("document.getElementById('rca').textContent")
     assert "No acknowledged element is lost" in rca
     assert browser.evaluate(CLIPPED_JS) == []

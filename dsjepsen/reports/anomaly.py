@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsjepsen.reports import crdt_ops
+from dsjepsen.reports.crdt_ops import Cited
 from dsjepsen.reports.rundata import RunData
 from dsjepsen.reports.svg import esc
-from dsjepsen.reports.timeline import short
+from dsjepsen.reports.timeline import node_label, short
 
 MAX_DIAGRAM_OPS = 40
 DIAGRAM_STEPS = 8
@@ -50,6 +52,11 @@ class Anomaly:
     #: False for a failing key the checker only located (its op and a sentence, no
     #: linearization): counted and placed like the others, drawn without a diagram
     explained: bool = True
+    #: a CRDT anomaly's ops, found in the history (crdt_ops.cite): the add, the reads that
+    #: returned or missed the element, the final reads; each with its role, in reading order
+    cited: list[Cited] = field(default_factory=list)
+    #: the element a set anomaly is about (None otherwise)
+    element: Any = None
 
     @property
     def is_linearizability(self) -> bool:
@@ -116,11 +123,19 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
     return out
 
 
-OPDICT_KEYS = ("id", "process", "f", "key", "value", "output", "type", "call", "ret")
+def reason_head(reason: str) -> str:
+    """A checker's reason without the "; first: <anomaly>" it may end with: the page names
+    the first anomaly one way (the earliest invoked), and a checker's own first (its list
+    order, e.g. key by key) may be another one."""
+    return reason.split("; first: ")[0]
+
+
+OPDICT_KEYS = ("id", "process", "f", "key", "value", "output", "type", "call", "ret", "node")
 
 
 def _norm(d: dict[str, Any]) -> dict[str, Any]:
-    """An opdict with every documented field present (None when the checker left it out)."""
+    """An opdict with every documented field present (None when the checker left it out;
+    `node` is filled from the history by link_ops)."""
     out = {k: d.get(k) for k in OPDICT_KEYS}
     out["call_time"] = d.get("call_time")
     out["ret_time"] = d.get("ret_time")
@@ -134,12 +149,14 @@ def link_ops(run: RunData, anomalies: list[Anomaly]) -> list[Anomaly]:
     by_call = {o.call: o.id for o in run.operations}
     by_ret = {o.ret: o.id for o in run.operations if o.ret is not None}
     final_from = final_reads_time(run)
+    index: crdt_ops.OpIndex | None = None
     for a in anomalies:
         ids: set[int] = set()
         for d in _all_opdicts(a):
             call = d.get("call")
             if isinstance(call, int) and call in by_call:
                 ids.add(by_call[call])
+                d["node"] = node_label(run.operations[by_call[call]])
         for w in a.window:
             if w in by_call:
                 ids.add(by_call[w])
@@ -150,6 +167,11 @@ def link_ops(run: RunData, anomalies: list[Anomaly]) -> list[Anomaly]:
             op_id = t.get("op_id") if isinstance(t, dict) else None
             if isinstance(op_id, int) and 0 <= op_id < len(run.operations):
                 ids.add(op_id)
+        if a.op is None and a.type in crdt_ops.TYPES:
+            index = index or crdt_ops.OpIndex(run)
+            found = crdt_ops.cite(index, a.type, a.raw)
+            a.anchor, a.cited, a.element = found.anchor, found.cited, found.element
+            ids |= found.op_ids
         a.op_ids = ids
         _place(run, a, by_call, final_from)
     never = 1 << 62
@@ -178,7 +200,9 @@ def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | 
     """Fill anchor, t, node, fault and phase of one anomaly from the history."""
     raw = a.raw
     end: int | None
-    if a.op is not None and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
+    if a.anchor is not None:
+        pass  # a CRDT anomaly's op, found by crdt_ops.cite
+    elif a.op is not None and isinstance(a.op.get("call"), int) and a.op["call"] in by_call:
         a.anchor = by_call[a.op["call"]]
     elif isinstance(raw.get("op_id"), int) and 0 <= raw["op_id"] < len(run.operations):
         a.anchor = raw["op_id"]
@@ -188,16 +212,27 @@ def _place(run: RunData, a: Anomaly, by_call: dict[int, int], final_from: int | 
         a.node = o.node
         end = o.complete.time if o.complete is not None else run.end_time
     else:
+        # no op found: the times the checker recorded, the anchor's invocation first (a lost
+        # element's add, the read that missed an element, a read out of bounds)
         add_v = raw.get("add")
         add: dict[str, Any] = add_v if isinstance(add_v, dict) else {}
-        for src, k in ((raw, "call_time"), (raw, "ret_time"), (add, "ret_time")):
+        for src, k in (
+            (raw, "call_time"),
+            (raw, "missing_at"),
+            (add, "call_time"),
+            (raw, "ret_time"),
+            (add, "ret_time"),
+            (raw, "previous_at"),
+        ):
             t = src.get(k)
             if isinstance(t, int):
                 a.t = t
                 break
         ret = raw.get("ret_time")
         end = ret if isinstance(ret, int) else a.t
-    if a.node is None and raw.get("node") is not None:
+    if raw.get("node") is not None and (a.node is None or a.type in crdt_ops.TYPES):
+        # a CRDT checker names the replica at fault ("lost by n1"), which need not be the
+        # node its anchor went through (the add of a lost element)
         a.node = str(raw["node"])
     if a.t is None:
         a.phase = "unknown"
@@ -250,7 +285,8 @@ def value_text(v: Any, n: int = 40) -> str:
 
 
 def operation_dict(run: RunData, op_id: int) -> dict[str, Any]:
-    return run.operations[op_id].to_dict()
+    o = run.operations[op_id]
+    return {**o.to_dict(), "node": node_label(o)}
 
 
 #: diagram geometry (px): monospace glyph width at the diagram's 12 px font, paddings
@@ -325,6 +361,16 @@ def diagram(run: RunData, a: Anomaly) -> str:
     if not drawn:
         return ""
     bad_call = a.op.get("call")
+    procs = sorted({str(d.get("process")) for d in drawn}, key=_proc_key)
+    # where each lane's ops ran: in the lane label when the process used one node throughout
+    # (the usual case), else after each op's own label
+    lane_nodes = {
+        p: {d.get("node") or "" for d in drawn if str(d.get("process")) == p} for p in procs
+    }
+    lane_label = {
+        p: f"p{p} · {next(iter(ns))}" if len(ns) == 1 and next(iter(ns)) else f"p{p}"
+        for p, ns in lane_nodes.items()
+    }
     points = sorted(
         {d["call"] for d in drawn if isinstance(d.get("call"), int)}
         | {d["ret"] for d in drawn if isinstance(d.get("ret"), int)}
@@ -334,14 +380,15 @@ def diagram(run: RunData, a: Anomaly) -> str:
     for d in drawn:
         c = d["call"]
         top = op_text(d)
+        if len(lane_nodes[str(d.get("process"))]) > 1 and d.get("node"):
+            top += f" · {d['node']}"
         sub = f"→ {state_of[c]}" if c in state_of else ("cannot be placed" if c == bad_call else "")
         labels[c] = (top, sub)
         mark = MARK_W if (c in step_of or c == bad_call) else 0
         need[c] = mark + 10 + CHAR_W * max(len(top), len(sub))
-    procs = sorted({str(d.get("process")) for d in drawn}, key=_proc_key)
     lane = {p: i for i, p in enumerate(procs)}
-    label_w = 12 + CHAR_W * max(len(f"p{p}") for p in procs)
-    left, top_y = label_w + 12, 12
+    label_w = 16 + CHAR_W * max(len(lane_label[p]) for p in procs)
+    left, top_y = 12, 12
     ends_at: dict[int, list[int]] = {}
     for d in drawn:
         if isinstance(d.get("ret"), int):
@@ -360,17 +407,30 @@ def diagram(run: RunData, a: Anomaly) -> str:
             right_edge = max(right_edge, xs[d["call"]] + need[d["call"]])
     width = right_edge + 16
     height = top_y + LANE_H * len(procs) + 8
+    # the lane labels are an SVG of their own that stays at the left edge of the diagram's
+    # box (CSS sticky) while the ops scroll under it: the process and node of the op that
+    # cannot be placed stay in view when the box is scrolled to that op
+    lanes = [
+        f'<svg class="pc-lanes" viewBox="0 0 {label_w:.0f} {height}" width="{label_w:.0f}" '
+        f'height="{height}" data-w="{label_w:.0f}" data-h="{height}" '
+        'xmlns="http://www.w3.org/2000/svg" aria-hidden="true">'
+        f'<rect class="pc-lanes-bg" x="0" y="0" width="{label_w:.0f}" height="{height}"/>'
+    ]
     parts = [
         f'<svg class="porcupine" viewBox="0 0 {width:.0f} {height}" width="{width:.0f}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        f'height="{height}" data-w="{width:.0f}" data-h="{height}" '
+        'xmlns="http://www.w3.org/2000/svg" role="img" '
         f'aria-label="linearization diagram for key {esc(short(a.key))}">'
     ]
     for p, i in lane.items():
         y = top_y + i * LANE_H
+        lanes.append(
+            f'<text class="pc-proc" x="{label_w - 8:.0f}" y="{y + BAR_H / 2 + 4}" '
+            f'text-anchor="end">{esc(lane_label[p])}</text>'
+        )
         parts.append(
-            f'<line class="pc-lane" x1="{left}" x2="{right_edge:.0f}" y1="{y + BAR_H / 2}" '
-            f'y2="{y + BAR_H / 2}"/><text class="pc-proc" x="{left - 8}" y="{y + BAR_H / 2 + 4}" '
-            f'text-anchor="end">p{esc(p)}</text>'
+            f'<line class="pc-lane" x1="0" x2="{right_edge:.0f}" y1="{y + BAR_H / 2}" '
+            f'y2="{y + BAR_H / 2}"/>'
         )
     marks: list[tuple[float, float, int]] = []
     path_at = len(parts)
@@ -389,7 +449,8 @@ def diagram(run: RunData, a: Anomaly) -> str:
             cls += " pc-pending"
         if not has_ret:
             cls += " pc-open"
-        tip = f"op {d.get('id')}: {op_text(d, 200)} ({d.get('type')})"
+        tip = f"op {d.get('id')}: {op_text(d, 200)} ({d.get('type')}), process {d.get('process')}"
+        tip += f", node {d['node']}" if d.get("node") else ""
         if c in state_of:
             tip += f"; linearized as step {step_of[c]}, state after: {state_of[c]}"
         mark = MARK_W if (c in step_of or c == bad_call) else 0
@@ -424,7 +485,7 @@ def diagram(run: RunData, a: Anomaly) -> str:
             f'text-anchor="middle">{n}</text>'
         )
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(lanes) + "</svg>" + "".join(parts)
 
 
 def caption(a: Anomaly) -> str:
@@ -432,8 +493,10 @@ def caption(a: Anomaly) -> str:
     if a.op is None:
         return ""
     return (
-        "History order left to right (each position is an invocation or a completion; bars "
-        "are as wide as their labels, not their durations). Numbered circles: the longest "
+        "One lane per client process, labelled with the node its ops went through (each op "
+        "names its own when they differ). History order left to right (each position is an "
+        "invocation or a completion; bars are as wide as their labels, not their "
+        "durations). Numbered circles: the longest "
         "linearization found, with the state after each step; red ✗: the op that cannot be "
         "placed; dashed grey: pending ops that could still take effect."
     )

@@ -36,7 +36,7 @@ from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.files import FILE_MODE, write_whole
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
-from dsjepsen.reports import clock, crdt, cycle, plots, rca, stats, timeline
+from dsjepsen.reports import clock, crdt, crdt_ops, cycle, plots, rca, stats, timeline
 from dsjepsen.reports import logs as logs_mod
 from dsjepsen.reports import maelstrom as maelstrom_mod
 from dsjepsen.reports import messages as messages_mod
@@ -136,17 +136,32 @@ def verdict_of(run: RunData) -> Verdict:
     if v is True:
         return Verdict("VALID", "valid", reason or "every checker passed")
     if v is False:
-        return Verdict("INVALID", "invalid", _brief(reason) or "a checker found an anomaly")
+        return Verdict("INVALID", "invalid", _brief(r) or "a checker found an anomaly")
     return Verdict("UNKNOWN", "unknown", reason or "the checkers could not decide")
 
 
-def _brief(reason: str, limit: int = 200) -> str:
-    """A long multi-key reason cut to its first part and a count of the rest."""
-    if len(reason) <= limit:
-        return reason
-    parts = reason.split("; ")
-    head = parts[0] if len(parts[0]) <= limit else parts[0][: limit - 1] + "…"
-    return f"{head} (and {len(parts) - 1} more)" if len(parts) > 1 else head
+def _brief(results: Mapping[str, Any], limit: int = 200) -> str:
+    """The verdict's reason in a line: each failed checker with what it found (its reason up
+    to "; first:", whose anomaly the page shows in full), and past `limit` the first of them
+    and how many more failed checkers there are: never "(and 6 more)" of nothing in
+    particular, and a sentence is cut (with …) only when one checker's summary is too long."""
+    reason = str(results.get("reason") or "")
+    checks = results.get("checks")
+    failed = [
+        (str(n), anomaly_mod.reason_head(str(c.get("reason") or "")))
+        for n, c in (checks.items() if isinstance(checks, Mapping) else ())
+        if isinstance(c, Mapping) and c.get("valid") is False
+    ]
+    if failed:
+        parts = [f"{n}: {why}" if why else n for n, why in failed]
+        text = "; ".join(parts)
+        if len(text) <= limit or len(parts) == 1:
+            return short(text, limit)
+        more = len(parts) - 1
+        return (
+            f"{short(parts[0], limit)} (and {more} more failed checker{'' if more == 1 else 's'})"
+        )
+    return short(reason, limit)
 
 
 def _opt(test: Mapping[str, Any], *names: str) -> Any:
@@ -311,9 +326,14 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
     (`-o`, `check --report`) gets the user's usual permissions."""
     anomalies = anomaly_mod.link_ops(run, anomaly_mod.collect(run.results))
     first = anomalies[0] if anomalies else None
+    index = crdt_ops.OpIndex(run) if any(a.cited for a in anomalies) else None
     for a in [a for a in anomalies if a.explained][:MAX_DIAGRAMS]:
-        # a transactional cycle is drawn as its cycle, anything else as its linearization
-        drawn = cycle.cycle_diagram(a.raw, a.n) or anomaly_mod.diagram(run, a)
+        # a transactional cycle is drawn as its cycle, a CRDT anomaly as its key's reads per
+        # replica, anything else as its linearization
+        if a.cited and index is not None:
+            drawn = crdt.diagram(index, a)
+        else:
+            drawn = cycle.cycle_diagram(a.raw, a.n) or anomaly_mod.diagram(run, a)
         a.diagram = Markup(drawn)
     anchors = {a.anchor for a in anomalies if a.anchor is not None}
     df = stats.ops_frame(run)
@@ -325,6 +345,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
     }
     width = stats.nice_width(max(run.end_time, 1), logical=run.logical_time)
     verdict = verdict_of(run)
+    crdt_view = crdt.view(run, anomalies)
     first_msg = None
     if first is not None:
         where = f" (op {first.anchor}" if first.anchor is not None else " ("
@@ -351,8 +372,12 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
     tl = timeline.timeline_data(run, anchors)
     tl["first"] = first.anchor if first is not None else None
     tl["lin"] = linearizations(run, anomalies)
+    # what each highlighted op is about, for the detail panel (the first anomaly of each op)
+    tl["why"] = {}
+    for a in anomalies:
+        if a.anchor is not None and str(a.anchor) not in tl["why"] and len(tl["why"]) < 2000:
+            tl["why"][str(a.anchor)] = f"#{a.n} {a.type}: {short(a.message, 240)}"
     tl["keys"] = timeline.key_order(run, [a.key for a in anomalies])
-    crdt_view = crdt.view(run, anomalies)
     maelstrom_view = maelstrom_mod.view(run)
     clock_svg = clock.clock_svg(run)
     # Maelstrom runs: the relays' message logs as a Lamport diagram around the first anomaly
@@ -390,6 +415,10 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
         "first": first,
         "first_caption": anomaly_mod.caption(first) if first is not None else "",
         "cycle_caption": cycle.CAPTION,
+        "crdt_caption": crdt.caption,
+        "facts": lambda raw: crdt.facts(run, raw),
+        # the checkers' caps, stated where the anomalies are listed
+        "cap_note": crdt.cap_note(crdt.tallies(run, anomalies)),
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "rca_md": rca_md,

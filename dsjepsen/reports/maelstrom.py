@@ -43,9 +43,12 @@ def view(run: RunData) -> MaelstromView | None:
     net = part.get("net") if isinstance(part, dict) else None
     kafka = checks.get("kafka") if isinstance(checks, dict) else None
     stable = None
-    for check in checks.values() if isinstance(checks, dict) else ():
+    for name, check in checks.items() if isinstance(checks, dict) else ():
         det = check.get("details") if isinstance(check, dict) else None
-        if isinstance(det, dict) and det.get("stable_latencies_ms"):
+        # a broadcast's, or any set checker's in a Maelstrom run (a crdt-kv g-set run's are
+        # the Replicas section's stale windows, not a Maelstrom figure)
+        maelstrom_run = isinstance(net, dict) or name == "broadcast"
+        if maelstrom_run and isinstance(det, dict) and det.get("stable_latencies_ms"):
             stable = det["stable_latencies_ms"]
             break
     if not isinstance(net, dict) and not kafka and not stable:

@@ -18,9 +18,9 @@ from typing import Any
 
 from dsjepsen.faults import FaultLook, FaultWindow, sides
 from dsjepsen.history import Operation
-from dsjepsen.reports.anomaly import Anomaly, op_text
+from dsjepsen.reports.anomaly import Anomaly, op_text, reason_head
 from dsjepsen.reports.rundata import NS, RunData, parse_log_time
-from dsjepsen.reports.timeline import short
+from dsjepsen.reports.timeline import node_label, short
 
 MAX_EVIDENCE = 3
 INVARIANTS = {
@@ -158,15 +158,6 @@ def look_of(run: RunData, w: FaultWindow) -> FaultLook:
     return _RECORD_LOOKS.get(kind or "", run.looks(w.family))
 
 
-def _op_node(o: Operation) -> str | None:
-    """The node that served the op (Operation.node), "n1 via n3" when the client sent it to
-    another node that passed it on."""
-    served, bound = o.node, o.bound_node
-    if served and bound and served != bound:
-        return f"{served} via {bound}"
-    return served
-
-
 def _interval(o: Operation, end: int) -> tuple[int, int]:
     return o.invoke.time, o.complete.time if o.complete is not None else end
 
@@ -198,7 +189,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     looks: dict[str, FaultLook] = {}
     quiet: list[str] = []
     for _a, o in bad_ops:
-        node = _op_node(o)
+        node = node_label(o)
         s, e = _interval(o, run.end_time)
         if node:
             served[node] = served.get(node, 0) + 1
@@ -362,7 +353,7 @@ def _lost_writes(run: RunData, bad: list[Operation], majority: int) -> list[Lost
             o.f in ("read", "get") and o.type == "ok" and o.output == value for o in ops
         ):
             continue
-        node = _op_node(w) or "an unrecorded node"
+        node = node_label(w) or "an unrecorded node"
         assert w.complete is not None
         at = w.complete.time
         parts = [
@@ -513,9 +504,9 @@ def build(
         if isinstance(res, dict):
             v = res.get("valid")
             verdict = {True: "valid", False: "INVALID"}.get(v, str(v))
-            parts = str(res.get("reason") or "").split("; ")
-            more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
-            reason = f": {'; '.join(parts[:3])}{more}" if res.get("reason") else ""
+            # what it found, never cut inside a sentence; its own "first" is not the page's
+            why = reason_head(str(res.get("reason") or ""))
+            reason = f": {short(why, 400)}" if why else ""
             detection.append(f"checker {name}: {verdict}{reason}")
     if not detection:
         detection.append(
@@ -542,7 +533,7 @@ def build(
                 o.invoke.time,
                 run.fmt_t(o.invoke.time),
                 f"first anomalous op {o.id} invoked ({op_text(_d(o))}, key {short(o.key)}, "
-                f"process {o.process}{', node ' + _op_node(o) if _op_node(o) else ''}): {a.message}",
+                f"process {o.process}{', node ' + node_label(o) if node_label(o) else ''}): {a.message}",
                 "anomaly",
             )
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dsjepsen.history import Operation
 from dsjepsen.reports.rundata import NS, RunData
 
 TYPE_CODE = {"ok": 0, "fail": 1, "info": 2}
@@ -33,6 +34,16 @@ def short(v: Any, n: int = MAX_TEXT) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def node_label(o: Operation) -> str:
+    """Where an op ran, written one way on the whole page: the node it was sent to, or
+    "n3 via n1" when its completion names another node that served it (a follower that
+    forwarded to the leader); "" when the history does not say."""
+    served, sent = o.node, o.bound_node
+    if served and sent and served != sent:
+        return f"{served} via {sent}"
+    return served or ""
+
+
 def timeline_data(run: RunData, anomaly_ops: set[int]) -> dict[str, Any]:
     """Columns: lane, start, end (-1 never completed), type code, f code, key, value, output,
     node code; times in ms (or positions)."""
@@ -52,8 +63,7 @@ def timeline_data(run: RunData, anomaly_ops: set[int]) -> dict[str, Any]:
         cols["k"].append("" if o.key is None else short(o.key, 24))
         cols["v"].append(short(o.value))
         cols["o"].append("" if o.complete is None else short(o.output))
-        node = o.node
-        cols["n"].append(nodes.setdefault(str(node) if node else "", len(nodes)))
+        cols["n"].append(nodes.setdefault(node_label(o), len(nodes)))
         err = o.complete.error if o.complete is not None else None
         if err is not None:
             errors[str(o.id)] = short(err, 200)

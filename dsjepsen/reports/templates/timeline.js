@@ -3,7 +3,8 @@
  * every key (the default), or one key at a time, Porcupine-style (lanes per process, labelled
  * ops, the longest linearization drawn with its steps, the op that cannot be placed in red).
  * All text from the run is written with textContent / setAttribute, never as markup.
- * Also: sorting of the anomaly table (its rows are <details>, which work without script). */
+ * Also: sorting of the anomaly table (its rows are <details>, which work without script), and
+ * fitting each anomaly diagram to its box, or scrolling it to the op that cannot be placed. */
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -262,9 +263,11 @@
     var node = data.nodes[ops.n[i]];
     lines.push("op " + i + " \u00B7 process " + data.lanes[ops.l[i]] + (node ? " \u00B7 node " + node : ""));
     lines.push(data.fs[ops.f[i]] + (ops.k[i] !== "" ? " key " + ops.k[i] : "") + " value " + ops.v[i] + (ops.e[i] >= 0 ? " \u2192 " + ops.o[i] : ""));
-    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about: it cannot be placed" : ""));
-    if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
     var L = lin[ops.k[i]];
+    lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about" + (L && L.bad === i ? ": it cannot be placed" : "") : ""));
+    var why = (data.why || {})[String(i)];
+    if (why) { lines.push("anomaly " + why); }
+    if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
     if (L && L.bad === i) { lines.push("state before: " + (L.states.join(" or ") || "?") + " \u00B7 " + L.msg); }
     lines.push("invoked " + fmtT(ops.s[i]) + (ops.e[i] >= 0 ? ", completed " + fmtT(ops.e[i]) + " (" + fmtDur(ops.e[i] - ops.s[i]) + ")" : ""));
     if (data.errors[String(i)] !== undefined) { lines.push("error: " + data.errors[String(i)]); }
@@ -302,7 +305,8 @@
     if (i === null || i === undefined) { tip.style.display = "none"; return; }
     var m = t.getAttribute("data-merged");
     var ii = Number(i), st = steps[ii], LL = lin[ops.k[ii]];
-    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
+    var nd = data.nodes[ops.n[ii]];
+    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (nd ? " \u00B7 node " + nd : "") + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
       (st ? " \u00B7 step " + st[1] + ": " + st[2] + " \u2192 " + st[3] : "") +
       (LL && LL.bad === ii ? " \u00B7 cannot be placed: state before is " + (LL.states.join(" or ") || "?") : "");
     tip.style.display = "block";
@@ -348,6 +352,7 @@
   // as <details> without this script; it only reorders them.
   var table = document.getElementById("anomaly-table");
   if (!table) { return; }
+  var body = table.querySelector(".arows") || table;
   var dir = {};
   function val(row, k) {
     var v = row.getAttribute("data-" + k) || "";
@@ -366,8 +371,56 @@
         if (typeof a === "number" && typeof c === "number") { return (a - c) * dir[k]; }
         return String(a).localeCompare(String(c)) * dir[k];
       });
-      rows.forEach(function (r) { table.appendChild(r); });
+      rows.forEach(function (r) { body.appendChild(r); });
       table.setAttribute("data-sorted", k + (dir[k] === 1 ? "" : "-desc"));
     });
   });
+})();
+
+(function () {
+  "use strict";
+  // Anomaly diagrams are as wide as their labels need, often wider than the page. Each is
+  // fitted to its box when that keeps its text readable (scaled by at least MIN_SCALE), and
+  // otherwise kept at full size and scrolled so that the op that cannot be placed (red) is in
+  // view, with as much of what led to it as fits on its left. Diagrams in closed anomaly rows
+  // are fitted when their row opens; all of them again when the window is resized.
+  // The lane labels are a separate SVG that sticks to the box's left edge (the ops scroll
+  // under it), so the op is in view when it lies between the labels and the right edge.
+  var MIN_SCALE = 0.8, MARGIN = 24;
+  function size(svg, scale) {
+    if (!svg) { return 0; }
+    var w = Number(svg.getAttribute("data-w")) * scale, h = Number(svg.getAttribute("data-h")) * scale;
+    svg.setAttribute("width", String(Math.floor(w))); svg.setAttribute("height", String(Math.floor(h)));
+    return Math.floor(w);
+  }
+  function fit(box) {
+    var svg = box.querySelector("svg.porcupine"), lanes = box.querySelector("svg.pc-lanes");
+    var avail = box.clientWidth;
+    if (!svg || !avail) { return; }
+    var w = Number(svg.getAttribute("data-w")) + (lanes ? Number(lanes.getAttribute("data-w")) : 0);
+    if (!(w > 0)) { return; }
+    var scale = Math.min(1, (avail - 1) / w);
+    if (scale >= MIN_SCALE) {
+      size(svg, scale); size(lanes, scale);
+      box.scrollLeft = 0;
+      box.setAttribute("data-fit", scale < 1 ? "scaled" : "whole");
+      return;
+    }
+    size(svg, 1);
+    var lw = size(lanes, 1);
+    var bad = svg.querySelector(".pc-bad rect");
+    if (bad) {
+      var x0 = Number(bad.getAttribute("x")), x1 = x0 + Number(bad.getAttribute("width"));
+      box.scrollLeft = Math.max(0, Math.min(lw + x1 + MARGIN - avail, x0 - MARGIN));
+    }
+    box.setAttribute("data-fit", "scrolled");
+  }
+  function fitAll(root) { Array.prototype.forEach.call(root.querySelectorAll(".diagram"), fit); }
+  fitAll(document);
+  // toggle does not bubble: listen in the capture phase for every <details> of the page
+  document.addEventListener("toggle", function (ev) {
+    if (ev.target.open) { fitAll(ev.target); }
+  }, true);
+  var timer = null;
+  window.addEventListener("resize", function () { clearTimeout(timer); timer = setTimeout(function () { fitAll(document); }, 150); });
 })();
