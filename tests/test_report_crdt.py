@@ -25,9 +25,9 @@ from browser_cdp import CHROMIUM, CLIPPED_JS, Cdp, first_anomaly_ops, launch, sh
 
 from dsjepsen.cli import build_parser
 from dsjepsen.cluster.cluster import Cluster
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.config import config_from_args
 from dsjepsen.harness.runner import Runner
-from dsjepsen.history import read_jsonl
 from dsjepsen.reports.html import render_run_report
 
 pytestmark = [

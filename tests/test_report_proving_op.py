@@ -20,9 +20,10 @@ from browser_cdp import CHROMIUM, Cdp, launch, show
 
 from dsjepsen.checkers.linearizable import check_linearizable
 from dsjepsen.cli import build_parser
+from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness.config import config_from_args
 from dsjepsen.harness.runner import Runner
-from dsjepsen.history import History, Op, read_jsonl
+from dsjepsen.history import History, Op
 from dsjepsen.reports.html import render_check_report, render_run_report
 from dsjepsen.reports.timeline import node_label
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from dsjepsen.reports.rundata import RunData, parse_log_time
 
 AROUND_S = 3.0
+#: moments close together share one window up to this long, so a burst of anomalies reads as
+#: one stretch of log rather than slivers a few milliseconds wide
+MAX_WINDOW_S = 4 * AROUND_S
 MAX_LINES = 40
 MAX_LINE_CHARS = 400
 MAX_SCAN_BYTES = 64 * 1024 * 1024
@@ -23,13 +26,29 @@ SNIFF_LINES = 300
 
 @dataclass
 class Moment:
-    """A time the reader will want logs for: a fault start/stop or an anomaly. `anomalies`
-    are the numbers of the anomalies whose op ran in it (their rows link here)."""
+    """A time the reader will want logs for: fault starts and stops (`events`) and anomalies
+    (`anomalies`, the numbers of those whose op ran in it; their rows link here)."""
 
-    label: str
+    events: list[str]
     start: datetime
     end: datetime
     anomalies: list[int] = field(default_factory=list)
+    #: anomalies that have a window of their own (the first ones) name it; the rest only link
+    named: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.named:
+            n = sorted(self.named)
+            run = n[-1] - n[0] + 1 == len(n)
+            if len(n) == 1:
+                parts.append(f"anomaly #{n[0]}")
+            elif run:
+                parts.append(f"anomalies #{n[0]}–#{n[-1]}")
+            else:
+                parts.append("anomalies " + ", ".join(f"#{i}" for i in n))
+        return "; ".join(parts + self.events)
 
     @property
     def anchor(self) -> str:
@@ -66,38 +85,37 @@ ANOMALY_MOMENTS = 8
 
 def moments(run: RunData, anomaly_times: list[tuple[int, int, int]]) -> list[Moment]:
     """Windows of +-AROUND_S around each fault's start and end and around the first anomalies
-    (`anomaly_times`: (number, start, end) in history time, first first). Windows stay apart,
-    each named for its moment: one that overlaps the one before starts where that one ends (so
-    no line is shown twice), and one left empty by that is dropped, its anomalies going to the
-    window that holds them."""
+    (`anomaly_times`: (number, start, end) in history time, first first). Windows never
+    overlap, so no line is shown twice: one that overlaps the window before joins it while the
+    two together span at most MAX_WINDOW_S and hold at most one fault's start or heal, and
+    otherwise starts where that one ends. Each
+    window is named for every moment in it; later anomalies link to the window they fall in."""
     if run.start_wall is None or run.logical_time:
         return []
     around = timedelta(seconds=AROUND_S)
     raw: list[Moment] = []
     for n, s, e in anomaly_times[:ANOMALY_MOMENTS]:
-        raw.append(Moment(f"anomaly #{n}", run.wall(s) - around, run.wall(e) + around, [n]))
+        raw.append(Moment([], run.wall(s) - around, run.wall(e) + around, [n], [n]))
     for w in run.faults:
-        raw.append(
-            Moment(
-                f"{w.family} starts: {w.description}",
-                run.wall(w.start) - around,
-                run.wall(w.start) + around,
-            )
-        )
+        at = run.wall(w.start)
+        raw.append(Moment([f"{w.family} starts: {w.description}"], at - around, at + around))
         if w.healed:
-            raw.append(
-                Moment(f"{w.family} healed", run.wall(w.end) - around, run.wall(w.end) + around)
-            )
+            at = run.wall(w.end)
+            raw.append(Moment([f"{w.family} healed"], at - around, at + around))
     raw.sort(key=lambda m: (m.start, m.end))
+    longest = timedelta(seconds=MAX_WINDOW_S)
     kept: list[Moment] = []
     for m in raw:
-        if kept and m.start < kept[-1].end:
-            if m.end <= kept[-1].end:  # inside the window before: that one shows its lines
-                kept[-1].anomalies += m.anomalies
-                if m.anomalies:
-                    kept[-1].label = f"{kept[-1].label}; {m.label}"
+        prev = kept[-1] if kept else None
+        if prev is not None and m.start < prev.end:
+            short_enough = m.end <= prev.end or m.end - prev.start <= longest
+            if short_enough and not (m.events and prev.events):
+                prev.end = max(prev.end, m.end)
+                prev.events += m.events
+                prev.anomalies += m.anomalies
+                prev.named += m.named
                 continue
-            m = Moment(m.label, kept[-1].end, m.end, m.anomalies)
+            m.start = prev.end  # apart: no line is shown twice
         kept.append(m)
     for n, s, _e in anomaly_times[ANOMALY_MOMENTS:]:
         when = run.wall(s)
