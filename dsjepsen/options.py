@@ -179,6 +179,17 @@ def parse_options(declared: Sequence[Option], given: dict[str, Any], owner: str)
     `owner` names the extension in errors about options it does not take.
     """
     by_name = {o.name: o for o in declared}
+    renamed = {old: o.name for o in declared for old in o.aliases}
+    given = dict(given)
+    for name in [n for n in given if n in renamed and n not in by_name]:
+        raw = given.pop(name)
+        if raw in (None, [], False):
+            continue
+        new = renamed[name]
+        if given.get(new) not in (None, [], False):
+            raise ConfigError(f"--{name} and --{new} are one option (--{new}): give it once")
+        warn_renamed(f"--{name}", f"--{new}")
+        given[new] = raw
     for name, raw in given.items():
         if name not in by_name and raw not in (None, [], False):
             raise ConfigError(f"--{name}: not an option of {owner}")

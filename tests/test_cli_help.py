@@ -112,3 +112,18 @@ def test_deprecated_nodes_error_still_names_the_value(capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "deprecated" in err[0]
     assert err[1] == "dsjepsen: error: --node-count 0: must be 1-200"
+
+
+def test_old_names_in_options_given_as_data(capsys):
+    """Options given as a mapping (the Python API, an extension's own parse) take the old
+    name too, with the same warning; giving both names is refused."""
+    from dsjepsen import options
+    from dsjepsen.errors import ConfigError
+    from dsjepsen.workloads.gset import GSetWorkload
+
+    options._warned.discard("--keys")
+    values = options.parse_options(GSetWorkload.options, {"keys": "3"}, "g-set")
+    assert values["key-count"] == 3
+    assert "--keys is now --key-count" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--keys and --key-count are one option"):
+        options.parse_options(GSetWorkload.options, {"keys": "3", "key-count": "4"}, "g-set")

@@ -45,7 +45,7 @@ def test_same_seed_same_stream_and_declarations(cls: type[Workload]) -> None:
     assert timeout.type == "float" and timeout.default == 30.0
     # registered, and built from parsed options exactly as the run builds it
     assert plugins.get("workloads", cls.name) is cls
-    values = parse_options(cls.options, {"keys": "3", "convergence-timeout": "12"}, cls.name)
+    values = parse_options(cls.options, {"key-count": "3", "convergence-timeout": "12"}, cls.name)
     w = cls(seed=1, **kwargs(cls.options, values))
     assert getattr(w, "convergence_timeout") == 12.0  # noqa: B009 - not on the base class
     assert {op.key for op in stream(cls, 1, 500, keys=3) if op.f in cls.needs} <= set(range(99))

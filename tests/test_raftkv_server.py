@@ -95,12 +95,13 @@ def test_single_node_serves_the_contract(single):
     c = HttpKvClient("127.0.0.1", p.port, timeout=2.0)
     try:
         assert c.request("GET", "/kv/1")[0] == 404
-        assert c.request("PUT", "/kv/1", {"value": 5}) == (200, {"value": 5})
-        assert c.request("GET", "/kv/1") == (200, {"value": 5})
+        # the contract's optional "node": which node served the request
+        assert c.request("PUT", "/kv/1", {"value": 5}) == (200, {"value": 5, "node": "n1"})
+        assert c.request("GET", "/kv/1") == (200, {"value": 5, "node": "n1"})
         assert c.request("POST", "/kv/1/cas", {"from": 4, "to": 6})[0] == 409
         assert c.request("POST", "/kv/1/cas", {"from": 5, "to": 6})[0] == 200
         assert c.request("POST", "/kv/2/cas", {"from": 5, "to": 6})[0] == 404
-        assert c.request("GET", "/kv/1") == (200, {"value": 6})
+        assert c.request("GET", "/kv/1") == (200, {"value": 6, "node": "n1"})
         assert c.request("PUT", "/kv/1", {"wrong": 1})[0] == 400
         assert c.request("GET", "/kv/1/cas")[0] == 405
         st = c.request("GET", "/status")[1]

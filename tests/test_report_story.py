@@ -101,7 +101,22 @@ def test_stale_read_report_tells_one_story(stale_run: Path, browser: Cdp, tmp_pa
         for c in results["checks"].values()
     )
     assert n_anomalies >= 2
+    failing = results["checks"]["linearizable"]["details"]["failing_keys"]
+    assert n_anomalies == len(failing), (n_anomalies, failing)
     show(browser, report.as_uri())
+    # the counts are every failing key's, and the rows name the keys the cut-off node failed
+    card = browser.evaluate(
+        "[].filter.call(document.querySelectorAll('#summary .k'), e => e.textContent === 'anomalies')"
+        ".map(e => Number(e.previousElementSibling.textContent))"
+    )
+    assert card == [len(failing)], (card, failing)
+    rows = browser.evaluate(
+        "[].map.call(document.querySelectorAll('#anomaly-table details.arow'), d => ({key: d.dataset.key,"
+        " node: d.dataset.node, cut: (d.querySelector('.pill.fail') || {}).title || ''}))"
+    )
+    assert sorted(r["key"] for r in rows) == sorted(str(k) for k in failing), rows
+    cut_side = [r for r in rows if r["cut"] and re.search(rf"cut {r['node']} off", r["cut"])]
+    assert cut_side, rows
     height = browser.evaluate("document.documentElement.scrollHeight")
     assert height < 8000, height
     # the story's order: summary, first anomaly, RCA, then evidence, then every anomaly
