@@ -158,6 +158,15 @@ def look_of(run: RunData, w: FaultWindow) -> FaultLook:
     return _RECORD_LOOKS.get(kind or "", run.looks(w.family))
 
 
+def _is_read(o: Operation) -> bool:
+    """A read in any of the vocabularies (read, get, a transaction of reads only): what the
+    minority-side hypothesis is about; an add or a write accepted by a cut-off node is no
+    stale answer."""
+    if o.f in ("read", "get", "r"):
+        return True
+    return o.f == "txn" and all(isinstance(m, list) and m[:1] == ["r"] for m in o.value or [])
+
+
 def _interval(o: Operation, end: int) -> tuple[int, int]:
     return o.invoke.time, o.complete.time if o.complete is not None else end
 
@@ -189,7 +198,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     looks: dict[str, FaultLook] = {}
     quiet: list[str] = []
     for _a, o in bad_ops:
-        node = node_label(o)
+        node, label = o.node, node_label(o)  # the node that answered; how the page writes it
         s, e = _interval(o, run.end_time)
         if node:
             served[node] = served.get(node, 0) + 1
@@ -207,12 +216,12 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
             look = look_of(run, w)
             comps = sides(w.value, nodes)  # any record with sides or a grudge is a partition
             if comps is not None:
-                if node:
+                if node and _is_read(o):
                     side = next((c for c in comps if node in c), [node])
                     if len(side) < majority:
                         minority_hits.append(
                             f"op {o.id} ({op_text(_d(o))}, key {short(o.key)}) was answered by "
-                            f"{node} at {run.fmt_t(e)}, while {node} was on the minority side "
+                            f"{label} at {run.fmt_t(e)}, while {node} was on the minority side "
                             f"{{{', '.join(side)}}} of the partition \u201c{w.description}\u201d "
                             f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                         )
@@ -220,7 +229,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 detail = look.detail(w.value, node)
                 said = look.on_node.format(fault=w.description, detail=detail or "?")
                 on_node.setdefault((w.family, node), []).append(
-                    f"op {o.id} ({op_text(_d(o))}) was answered by {node}: {said} "
+                    f"op {o.id} ({op_text(_d(o))}) was answered by {label}: {said} "
                     f"(active {run.fmt_t(w.start)} to {run.fmt_t(w.end)})"
                 )
                 looks[w.family] = look
