@@ -472,6 +472,7 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     context = CheckContext(
         time_limit=ctx.config.check_time_limit,
         model=ctx.workload.model,
+        consistency=ctx.workload.consistency or "linearizable",
         faults=ctx.config.nemesis,
         fault_took_effect=catalog.took_effect,
         final_from_index=ctx.final_start_index,

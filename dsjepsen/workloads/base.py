@@ -62,6 +62,9 @@ class Workload(ABC):
     options: ClassVar[tuple[Option, ...]] = ()
     #: the model its checkers use, when it has one (recorded in results and used by reports)
     model: ClassVar[str | None] = None
+    #: the consistency model its checkers judge the history for (the transactional workloads'
+    #: --consistency, Elle's names); None: the checkers' own default
+    consistency: str | None = None
     #: minimum number of `ok` completions per f, during the run proper, for a run to count as
     #: having tested anything (see checkers.vacuous)
     required_ok: ClassVar[dict[str, int]] = {}
