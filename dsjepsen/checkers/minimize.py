@@ -231,6 +231,30 @@ def linearizable_core(
     return core
 
 
+def attach_minimal_core(
+    result: Any,
+    operations: Sequence[Operation],
+    time_limit: float | None,
+    initial: Any = NOT_GIVEN,
+) -> None:
+    """details["minimal"] of an invalid linearizability result: the minimal core of its first
+    failing key (the one explained first), found within `time_limit` seconds (None: the
+    checker's default)."""
+    from dsjepsen.checkers.base import DEFAULT_TIME_LIMIT
+    from dsjepsen.checkers.linearizable import CHECKER
+
+    if result.checker != CHECKER or result.valid is not False or not result.anomalies:
+        return
+    deadline = time.monotonic() + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
+    first = result.anomalies[0]
+    op = first.get("op") or {}
+    upto = op.get("ret") if op.get("ret") is not None else op.get("call")
+    core = linearizable_core(
+        operations, first["key"], result.details["model"], deadline, initial, upto
+    )
+    result.details["minimal"] = core.to_dict()
+
+
 def _hashable(v: Any) -> Any:
     if isinstance(v, list):
         return tuple(_hashable(x) for x in v)

@@ -31,6 +31,7 @@ from dsjepsen.checkers.consistency import (
     txn_kind,
 )
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
+from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
     if getattr(args, "minimize", False):
         for r in results:
-            add_minimal_core(history, r, time_limit, initial)
+            attach_minimal_core(r, history.operations(), time_limit, initial)
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -245,25 +246,6 @@ def run(args: argparse.Namespace) -> int:
     if composed.valid is False:
         return EXIT_INVALID
     return EXIT_UNKNOWN
-
-
-def add_minimal_core(
-    history: History, result: CheckResult, time_limit: float | None, initial: Any
-) -> None:
-    """details["minimal"] of an invalid linearizability result: the minimal core of its first
-    failing key (checkers.minimize), within the check's time limit."""
-    if result.checker != LINEARIZABLE or result.valid is not False or not result.anomalies:
-        return
-    from dsjepsen.checkers.minimize import linearizable_core
-
-    deadline = time.monotonic() + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
-    first = result.anomalies[0]
-    op = first.get("op") or {}
-    upto = op.get("ret") if op.get("ret") is not None else op.get("call")
-    core = linearizable_core(
-        history.operations(), first["key"], result.details["model"], deadline, initial, upto
-    )
-    result.details["minimal"] = core.to_dict()
 
 
 def consistency_kind(consistency: str | None) -> tuple[str, ...]:
