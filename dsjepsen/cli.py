@@ -23,6 +23,7 @@ COMMANDS = (
     "maelstrom",
     "campaign",
     "check",
+    "repro",
     "export",
     "report",
     "serve",
