@@ -24,6 +24,7 @@ COMMANDS = (
     "campaign",
     "check",
     "repro",
+    "shrink",
     "export",
     "report",
     "serve",

@@ -82,3 +82,60 @@ def test_repro_counts_the_same_anomaly(tmp_path: Path, bug, expected_exit, expec
     for d in (tmp_path / "again").glob("*/2*"):
         assert json.loads((d / "test.json").read_text())["seed"] == seed
     assert not [n for n in localnet.list_clusters() if n.startswith("rp")]
+
+
+def test_shrink_edits_one_option_at_a_time():
+    from dsjepsen.commands.shrink import candidates, option, with_option
+
+    argv = ["--target", "raft-kv", "--nemesis", "kill,partition-leader", "--keys", "4",
+            "--time-limit=20", "--node-count", "5"]  # fmt: skip
+    assert option(argv, "key-count") == "4" and option(argv, "time-limit") == "20"
+    assert with_option(argv, "time-limit", "10")[-2:] == ["--time-limit", "10"]
+    assert "--time-limit=20" not in with_option(argv, "time-limit", "10")
+    test = {"options": {"time_limit": 20.0, "rate": 100.0}, "clients": 10, "nodes": [1] * 5}
+    changes = [c for c, _ in candidates(argv, test, ["nemesis", "time-limit", "node-count",
+                                                     "concurrency", "key-count", "rate"])]  # fmt: skip
+    assert changes == [
+        "drop fault kill", "drop fault partition-leader", "no faults", "time limit 20 -> 10 s",
+        "nodes 5 -> 4", "workers 10 -> 5", "keys 4 -> 2", "rate 100 -> 50",
+    ]  # fmt: skip
+
+
+def test_shrink_refuses_a_run_that_did_not_fail(tmp_path):
+    (tmp_path / "test.json").write_text(json.dumps({"argv": ["dsjepsen", "test"], "seed": 1}))
+    (tmp_path / "results.json").write_text(json.dumps({"valid": True, "checks": {}}))
+    out = dsjepsen("shrink", str(tmp_path))
+    assert out.returncode == 254 and "did not fail" in out.stderr
+    assert dsjepsen("shrink", str(tmp_path), "--dimensions", "nodes").returncode == 254
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_shrink_drops_the_fault_and_halves_the_time_and_resumes(tmp_path: Path):
+    from dsjepsen.cluster import localnet
+
+    if not localnet.has_net_admin() or shutil.which("iptables") is None:
+        pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
+    name = "rs" + os.urandom(2).hex()
+    store = tmp_path / "store"
+    try:
+        first = dsjepsen("test", "--target", "raft-kv", "--workload", "list-append",
+                         "--bug", "txn-no-isolation", "--nemesis", "partition-leader",
+                         "--time-limit", "12", "--nemesis-interval", "5", "--node-count", "3",
+                         "--cluster-name", name, "--store", str(store))  # fmt: skip
+    finally:
+        localnet.down(name)
+    assert first.returncode == 1, first.stderr[-2000:]
+    run_dir = (store / "latest").resolve()
+    out = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit", "--tries", "2")
+    assert out.returncode == 1, out.stdout + out.stderr[-2000:]
+    assert "no faults: 1 of 1 tries failed the same way, accepted" in out.stdout
+    last = out.stdout.strip().splitlines()
+    assert last[-2].startswith("minimal: dsjepsen test ") and "--nemesis none" in last[-2]
+    assert "--time-limit 6" in last[-2]
+    state = json.loads((run_dir / "shrink.json").read_text())
+    assert state["done"] and [s["accepted"] for s in state["steps"]] == [True, True]
+    # resumed: a finished search runs nothing more and says the same
+    again = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit")
+    assert again.stdout.strip().splitlines()[-2] == last[-2]
+    assert "accepted" not in again.stdout
