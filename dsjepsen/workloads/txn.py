@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen import plugins
-from dsjepsen.checkers.consistency import DEFAULT_TXN_MODEL, TXN_MODELS
+from dsjepsen.checkers.consistency import DEFAULT_TXN_MODEL, TXN_MODELS, consistency_models
 from dsjepsen.options import Option
 from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
@@ -76,11 +76,20 @@ TXN_OPTIONS: tuple[Option, ...] = (
         "consistency",
         "str",
         DEFAULT_TXN_MODEL,
-        "the isolation model the transactions are checked for (Elle's names)",
-        choices=TXN_MODELS,
-        metavar="MODEL",
+        "the isolation models the transactions are checked for, comma-separated, all must "
+        f"hold (Elle's names: {', '.join(TXN_MODELS)})",
+        metavar="MODELS",
+        check=consistency_models,
         label="consistency",
     ),
+)
+#: rw-register only: Elle's writes-follow-reads inference of version orders
+WFR_KEYS = Option(
+    "wfr-keys",
+    "bool",
+    False,
+    "infer that a transaction's write of a key follows the version it read of it (Elle's "
+    "wfr-keys; sound for read committed and stronger; Maelstrom's txn-rw-register checks so)",
 )
 
 
@@ -166,3 +175,12 @@ class RwRegisterWorkload(TxnWorkload):
         "checked for --consistency (default strict-serializable)"
     )
     write_f = "w"
+    options = (*TXN_OPTIONS, WFR_KEYS)
+
+    def __init__(self, *, wfr_keys: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wfr_keys = wfr_keys
+
+    @property
+    def check_extra(self) -> dict[str, Any]:
+        return {"wfr_keys": self.wfr_keys}
