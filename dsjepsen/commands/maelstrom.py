@@ -524,8 +524,10 @@ def _maelstrom_results(
 
 
 def _elle_entry(details: dict[str, Any]) -> dict[str, Any]:
-    """A transactional check's part of the printed results, in Elle's keys: the anomaly
-    types the models care about, how many of each were found, and the models they rule out
+    """A transactional check's part of the printed results, in Elle's keys as Maelstrom
+    prints them: nothing beyond `:valid?` when no anomaly the models care about was found;
+    else the anomaly types, how many of each were found (Elle prints the cases themselves:
+    they are in results.json and the report), and the models every anomaly found rules out
     (`:not` the weakest, `:also-not` every stronger one)."""
     from dsjepsen.targets.maelstrom.netstats import Bare
 
@@ -533,14 +535,15 @@ def _elle_entry(details: dict[str, Any]) -> dict[str, Any]:
         return Bare(brackets[:-1] + " ".join(f":{n}" for n in names) + brackets[-1])
 
     types = list(details.get("anomaly_types") or [])
+    if not types:
+        return {}
     counts = details.get("anomaly_counts") or {}
-    entry: dict[str, Any] = {"anomaly-types": keywords(types, "[]")}
-    if types:
-        entry["anomalies"] = {Bare(f":{t}"): counts.get(t, 0) for t in types}
-    if details.get("not") or details.get("also_not"):
-        entry["not"] = keywords(list(details.get("not") or []), "#{}")
-        entry["also-not"] = keywords(list(details.get("also_not") or []), "#{}")
-    return entry
+    return {
+        "anomaly-types": keywords(types, "[]"),
+        "anomalies": {Bare(f":{t}"): counts.get(t, 0) for t in types},
+        "not": keywords(list(details.get("not") or []), "#{}"),
+        "also-not": keywords(list(details.get("also_not") or []), "#{}"),
+    }
 
 
 def _maelstrom_text(results: dict[str, Any]) -> str:
