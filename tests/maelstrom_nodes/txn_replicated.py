@@ -18,7 +18,6 @@ Standard library only."""
 import random
 import sys
 import threading
-import time
 
 from node import Node
 
