@@ -3,7 +3,8 @@
 a `txn` to its own map at once (handlers run one at a time, so atomically) and answers; the
 transaction's final writes (one value per key) are queued for every peer, and every 100 ms
 each peer is sent what it has not acknowledged yet; a peer applies each transaction's writes
-whole, once, in the order they arrive. Partitions only delay the queue. Read committed: no
+whole, once, in the order they arrive (a hundred a message at most). Partitions only delay
+the queue. Read committed: no
 reader ever sees a write before its transaction committed, nor one it overwrote.
 
 Broken variants (node arguments):
@@ -30,6 +31,8 @@ seq = 0
 #: peer -> {entry id: writes} not acknowledged yet
 unacked: dict = {}
 applied: set = set()
+#: transactions per replicate message
+BATCH = 100
 
 
 def apply(txn: list) -> tuple[list, dict, list]:
@@ -87,8 +90,8 @@ def on_replicate(msg: dict) -> None:
 
 def gossip() -> None:
     for peer in list(node.ids):
-        with lock:
-            entries = list(unacked.get(peer, {}).items())
+        with lock:  # at most BATCH a message: a message must fit in one datagram
+            entries = list(unacked.get(peer, {}).items())[:BATCH]
         if entries:
             node.rpc(peer, {"type": "replicate", "entries": entries}, acked(peer))
 
