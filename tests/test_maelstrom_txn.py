@@ -222,3 +222,27 @@ def test_lin_kv_tutorial_node_list_append_and_aborts(cluster_of, tmp_path: Path)
         assert check["checker"] == "list-append" and check["valid"] is True
         if variant:
             assert results["stats"]["by_f"]["txn"]["fail"] > 0
+
+
+@pytest.mark.slow
+def test_txn_nodes_keeping_state_in_lww_kv_and_seq_kv(cluster_of, tmp_path: Path) -> None:
+    """The services under the tutorial's later designs. Values as immutable thunks in lww-kv
+    (stale replicas: a thunk is read again until it is there), the map of ids in lin-kv:
+    strict serializable. The map in seq-kv: a read-only transaction may read an older map, so
+    the history is serializable but not strict serializable, and only real-time cycles say
+    so; seq-kv's cas against the newest map keeps the updates serializable."""
+    three = cluster_of(3)
+    base = "--node-count 3 --concurrency 2n --time-limit 8 --rate 100"
+    node = f"{PY} {NODES / 'txn_lin_kv.py'}"
+    line = f"-w txn-list-append --bin '{node} --thunks' {base} --nemesis partition"
+    code, out, results = maelstrom(tmp_path, three, line, "--nemesis-interval", "2", store="lww")
+    assert code == 0, out[-3000:]
+    assert txn_check(results)["details"]["consistency_models"] == ["strict-serializable"]
+    line = f"-w txn-rw-register --bin '{node} --root seq-kv' {base}"
+    code, out, results = maelstrom(tmp_path, three, line, store="seq-strict")
+    assert code == 1, out[-3000:]
+    types = txn_check(results)["details"]["anomaly_types"]
+    assert types and all(t.endswith("-realtime") for t in types), types
+    line += " --consistency-models serializable"
+    code, out, results = maelstrom(tmp_path, three, line, store="seq-serializable")
+    assert code == 0, out[-3000:]
