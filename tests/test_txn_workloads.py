@@ -72,13 +72,13 @@ SENT = [["r", 1, None], ["w", 1, 6], ["append", 2, 9]]
     [
         ([["r", 1, 3], ["w", 1, 6], ["append", 2, 9]], None),
         ([["r", 1, [1, 2.0]], ["w", 1.0, 6], ["append", 2, 9.0]], None),  # 2.0 stands for 2
-        ([["r", 1, None], ["w", 1, 6]], "2 micro-ops for the 3 sent"),
-        ([["r", 1, 3], ["w", 2, 6], ["append", 2, 9]], "micro-op 1 is ['w', 2, 6] for the"),
-        ([["r", 1, 3], ["w", 1, 7], ["append", 2, 9]], "micro-op 1 wrote 7 for the 6 sent"),
+        ([["r", 1, None], ["w", 1, 6]], "expected 3 micro-ops, got"),
+        ([["r", 1, 3], ["w", 2, 6], ["append", 2, 9]], "micro-op 1 is ['w', 2, 6], sent"),
+        ([["r", 1, 3], ["w", 1, 7], ["append", 2, 9]], "micro-op 1 writes 7, sent 6"),
         ([["r", 1, {"a": 1}], ["w", 1, 6], ["append", 2, 9]], "micro-op 0 read {'a': 1}: not"),
         ([["r", 1, "3"], ["w", 1, 6], ["append", 2, 9]], "micro-op 0 read 3: not null"),
-        ({"r": 1}, "txn is dict, not a list of micro-ops"),
-        ([["r", 1], ["w", 1, 6], ["append", 2, 9]], "micro-op 0 is ['r', 1], not [f, key"),
+        ({"r": 1}, "expected 3 micro-ops, got {'r': 1}"),
+        ([["r", 1], ["w", 1, 6], ["append", 2, 9]], "micro-op 0 is ['r', 1], sent"),
     ],
 )
 def test_a_txn_ok_must_complete_the_transaction_sent(got, problem: str | None) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from dsjepsen.history import Op
 from dsjepsen.targets.base import Client
+from dsjepsen.targets.contract_client import txn_answer_problem
 from dsjepsen.targets.maelstrom.kafka import KAFKA_FS, KafkaSession
 from dsjepsen.targets.maelstrom.net import Network
 
@@ -132,28 +133,18 @@ def _readable(x: Any) -> bool:
 
 def txn_from(sent: Any, got: Any) -> tuple[str | None, list[list[Any]] | None]:
     """(None, the completed micro-ops) when `got`, a txn_ok's `txn`, completes the
-    transaction `sent`; else (what is wrong with it, None). Keys and written values are
-    the ones sent (a node may not change them); reads carry what the node returned."""
-    if not isinstance(got, list):
-        return f"txn is {type(got).__name__}, not a list of micro-ops", None
-    if len(got) != len(sent):
-        return f"{len(got)} micro-ops for the {len(sent)} sent", None
+    transaction `sent` (the contract client's rule: the micro-ops sent, in order, the same f
+    and key, writes unchanged); else (what is wrong with it, None). Keys and written values
+    are the ones sent; reads carry what the node returned, whole numbers as ints."""
+    problem = txn_answer_problem(sent, got)
+    if problem is not None:
+        return problem, None
     out: list[list[Any]] = []
-    for i, (asked, mop) in enumerate(zip(sent, got, strict=True)):
-        f, k, v = asked
-        if not isinstance(mop, list) or len(mop) != 3:
-            return f"micro-op {i} is {str(mop)[:60]}, not [f, key, value]", None
-        if mop[0] != f or _number(mop[1]) != k:
-            return f"micro-op {i} is {str(mop)[:60]} for the {[f, k, v]} sent", None
-        value = _number(mop[2])
-        if f != READ:
-            if value != v:
-                return f"micro-op {i} wrote {str(mop[2])[:40]} for the {v} sent", None
-            out.append([f, k, v])
-        elif not _readable(value):
+    for i, ((f, k, v), mop) in enumerate(zip(sent, got, strict=True)):
+        value = _number(mop[2]) if f == READ else v
+        if not _readable(value):
             return f"micro-op {i} read {str(mop[2])[:40]}: not null, a number or a list", None
-        else:
-            out.append([f, k, value])
+        out.append([f, k, value])
     return None, out
 
 
