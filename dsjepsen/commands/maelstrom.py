@@ -8,8 +8,8 @@ program's arguments, as in Maelstrom. The command translates the line into the o
 `dsjepsen test --target maelstrom` (the same TestConfig, the same Runner: there is no second
 runner), runs it on the local namespace cluster by default (`--hosts` for SSH hosts or
 containers: `--nodes` is Maelstrom's, it names node ids), and prints Maelstrom-style results
-(network statistics, stable latencies, availability, each check's `:valid?`) before dsjepsen's
-verdict and report.
+(network statistics, stable latencies, availability, each check's `:valid?`, the transactional
+anomalies in Elle's keys) before dsjepsen's verdict and report.
 
 What is added after the run, here, because it is Maelstrom's and not every test's: the
 `--availability` gate (as the `availability` checker, folded into results.json and the exit

@@ -18,7 +18,9 @@ key's version order short (the checker's cost) and starts keys during faults.
 After healing, every key used is read once through every node (transactions of at most
 FINAL_READS_PER_TXN reads): lost appends and a node that never caught up show there. The
 history is judged by the list-append or rw-register checker for `--consistency` (Elle's model
-names; default strict-serializable). The op sequence is a function of the seed alone.
+names, comma-separated, all must hold; default strict-serializable); rw-register's
+`--wfr-keys` lets its checker infer version orders from writes following reads, as
+Maelstrom's txn-rw-register does. The op sequence is a function of the seed alone.
 """
 
 from __future__ import annotations

@@ -24,9 +24,8 @@ and broadcast nodes hold one set or counter, so an op on any key but 0 (or none)
 (`fail`, saying to run with `--keys 1`).
 
 A transaction's reply must be the request's micro-ops in order (same length, the same f and
-key each, writes and appends with the value sent), reads filled: a register read with any
-value or null, a list read with a list or null (Maelstrom's nodes return null for a key never
-written). Anything else is `info` with the reason: the node answered, but what it says it did
+key each, writes and appends with the value sent), reads filled with null (a key never
+written, as Maelstrom's nodes answer it), a register's number or a list's numbers. Anything else is `info` with the reason: the node answered, but what it says it did
 cannot be recorded as what it did, so it may or may not have happened. Maelstrom takes the
 reply as it is, so a node that answers in another shape gets no verdict from dsjepsen where
 Maelstrom might judge what it sent; such a node breaks the protocol either way.
