@@ -114,6 +114,12 @@ def register(subparsers: Any) -> None:
                 "version orders from real-time order",
             }[flag],
         )
+    p.add_argument(
+        "--minimize",
+        action="store_true",
+        help="for a history that is not linearizable: also find its minimal core, the fewest "
+        "ops of the first failing key that are still not linearizable (printed first)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
     p.set_defaults(func=run)
@@ -209,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     for checker in checkers:
         checker.validate_input(history, context)
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
+    if getattr(args, "minimize", False):
+        for r in results:
+            add_minimal_core(history, r, time_limit, initial)
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -236,6 +245,25 @@ def run(args: argparse.Namespace) -> int:
     if composed.valid is False:
         return EXIT_INVALID
     return EXIT_UNKNOWN
+
+
+def add_minimal_core(
+    history: History, result: CheckResult, time_limit: float | None, initial: Any
+) -> None:
+    """details["minimal"] of an invalid linearizability result: the minimal core of its first
+    failing key (checkers.minimize), within the check's time limit."""
+    if result.checker != LINEARIZABLE or result.valid is not False or not result.anomalies:
+        return
+    from dsjepsen.checkers.minimize import linearizable_core
+
+    deadline = time.monotonic() + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
+    first = result.anomalies[0]
+    op = first.get("op") or {}
+    upto = op.get("ret") if op.get("ret") is not None else op.get("call")
+    core = linearizable_core(
+        history.operations(), first["key"], result.details["model"], deadline, initial, upto
+    )
+    result.details["minimal"] = core.to_dict()
 
 
 def consistency_kind(consistency: str | None) -> tuple[str, ...]:
@@ -386,6 +414,8 @@ def render_text(history: History, result: CheckResult) -> str:
     if d.get("failing_keys"):
         keys = sorted(d["failing_keys"], key=_key_order)
         lines.append("  failing keys: " + _key_list(keys))
+    if d.get("minimal"):
+        lines.extend(_minimal_lines(d["minimal"]))
     if d.get("unexplained_keys"):
         # the explanation work is capped (linearizable.EXPLAIN_KEYS): say which keys went
         # without, so that nobody reads the explanations below as the only failures
@@ -426,6 +456,23 @@ def render_text(history: History, result: CheckResult) -> str:
         if a["states"]:
             lines.append("  possible states: " + ", ".join(a["states"]))
     return "\n".join(lines)
+
+
+def _minimal_lines(m: dict[str, Any]) -> list[str]:
+    """The minimal core, first: the anomaly a person can check by hand."""
+    key = "" if m["key"] is None else f" of key {show(m['key'])}"
+    how = (
+        "removing any one op (a read goes with the write it returned) makes it linearizable"
+        if m["one_minimal"]
+        else m.get("note") or "not shown to be minimal"
+    )
+    out = [
+        "",
+        f"Minimal history{key}: {len(m['ops'])} of its {m['of']} ops are still not "
+        f"linearizable; {how} ({m['checks']} checks, {m['seconds']:.2f} s):",
+    ]
+    out.extend(f"  op {o['id']}: {_opline(o)}" for o in m["ops"])
+    return out
 
 
 def render_sequential(history: History, result: CheckResult) -> str:
