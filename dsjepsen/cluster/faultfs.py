@@ -1,0 +1,763 @@
+"""The fault file system: a FUSE pass-through that can forget what was never fsynced.
+
+A SIGKILL cannot lose a write that reached write(): the kernel's page cache keeps it and writes
+it back later. Only a power failure loses it, and a test cannot cut the machine's power. Jepsen
+uses LazyFS for this (a FUSE file system that keeps un-fsynced writes in its own cache); this
+is the same idea in Python, mounted by the harness over a node's data directory and passing
+every operation through to a backing directory beside it.
+
+How un-fsynced state is kept. Writes go through to the backing file at once (so reads are a
+plain pass-through and a crash of this process loses nothing), and what each write replaced is
+kept in memory: the file's size at its last fsync and the old bytes of every range overwritten
+since. `drop-unsynced` (a power failure) puts back exactly those pre-images, which leaves each
+file as it was at its last fsync / fdatasync. Directory entries follow a journaled file
+system's rule (ext4's, and LazyFS's): a create, unlink, rename, mkdir, rmdir, link or symlink
+is durable once the parent directory is fsynced or any file is fsynced (a journal commit
+carries every pending name change); until then it is undone at a power failure, newest first
+(an unlinked or replaced file waits in a trash directory so that it can come back). This loses
+no more than a real journaled file system may, so a correct store that fsyncs its file (and,
+for a new name, its directory) before it acknowledges never fails on it: a false alarm is
+the worst bug a harness can have. Mode, owner and times are passed through and never undone.
+
+Why mfusepy: it is maintained (releases through 2026), speaks libfuse 3 (Debian's `fuse3` and
+`libfuse3-3`) through ctypes, so nothing is compiled on the node, and it is a pure-Python
+wheel with no dependency of its own. pyfuse3 needs a C build against libfuse3-dev and trio;
+fusepy is unmaintained and libfuse 2 only.
+
+The process serves a Unix socket beside its state (one JSON object per line each way):
+`drop-unsynced`, `stall MS`, `error`, `full`, `heal`, `status`, `ping`. A crash of this
+process leaves a dead mount ("Transport endpoint is not connected"); `unmount` detaches it
+(fusermount3 -u -z, then umount -l) and every heal path calls it.
+
+Run one with `python -m dsjepsen.cluster.faultfs serve --backing DIR --mount DIR --state DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("dsjepsen.faultfs")
+
+#: the control socket's name in the state directory
+CONTROL = "control.sock"
+#: where unlinked or replaced files wait until their removal is durable
+TRASH = "trash"
+#: the faults a control command can set, and what each does to an operation
+FAULTS = ("stall", "error", "full")
+
+
+@dataclass
+class FileUndo:
+    """What one file (by inode) looked like at its last fsync: its size then, and the old
+    bytes of each range overwritten since, oldest first."""
+
+    path: str  # the backing path it had when first changed (a hint; inodes are the key)
+    durable_size: int
+    pre_images: list[tuple[int, bytes]] = field(default_factory=list)
+    unsynced_bytes: int = 0  # bytes written or cut since the last fsync
+
+
+@dataclass
+class NameUndo:
+    """One directory-entry change not yet durable, and how to undo it."""
+
+    kind: str  # "remove" (undo a create), "rmtree" (undo a mkdir), "restore" (from trash),
+    # "rename" (move back), "mkdir" (undo an rmdir)
+    path: str
+    other: str = ""  # rename: where it came from; restore: its place in the trash
+    mode: int = 0o755
+
+
+class FaultState:
+    """The undo journal and the active fault, shared by the FUSE threads and the control
+    thread (one lock: operations on a data directory are few and small)."""
+
+    def __init__(self, backing: str, state: str) -> None:
+        self.backing = os.path.realpath(backing)
+        self.trash = os.path.join(state, TRASH)
+        os.makedirs(self.trash, exist_ok=True)
+        self.lock = threading.RLock()
+        self.files: dict[int, FileUndo] = {}
+        self.names: list[NameUndo] = []
+        self.fault: str | None = None
+        self.stall_ms = 0
+        self._trash_seq = 0
+        self.counters = {"fsyncs": 0, "writes": 0, "errors_injected": 0}
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def before_write(self, path: str, fd: int, offset: int, length: int) -> None:
+        """Keep what a write of `length` bytes at `offset` (or a truncate: length -1, offset
+        the new size) is about to replace, if it was durable."""
+        st = os.fstat(fd)
+        undo = self.files.get(st.st_ino)
+        if undo is None:
+            undo = self.files[st.st_ino] = FileUndo(path, st.st_size)
+        if length < 0:  # truncate to `offset`
+            end = min(st.st_size, undo.durable_size)
+            if offset < end:
+                undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
+            undo.unsynced_bytes += abs(st.st_size - offset)
+            return
+        end = min(offset + length, undo.durable_size, st.st_size)
+        if offset < end:
+            undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
+        undo.unsynced_bytes += length
+
+    def commit_file(self, fd: int) -> None:
+        """An fsync: this file's data is durable, and (a journal commit) every name change."""
+        with contextlib.suppress(OSError):
+            self.files.pop(os.fstat(fd).st_ino, None)
+        self.commit_names()
+        self.counters["fsyncs"] += 1
+
+    def commit_names(self) -> None:
+        self.names.clear()
+        for entry in os.listdir(self.trash):
+            p = os.path.join(self.trash, entry)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+
+    def to_trash(self, path: str) -> str:
+        self._trash_seq += 1
+        place = os.path.join(self.trash, str(self._trash_seq))
+        os.rename(path, place)
+        return place
+
+    # -- a power failure ----------------------------------------------------------------------
+
+    def drop_unsynced(self) -> dict[str, Any]:
+        """Put every file and name back as it was at its last fsync; what was undone."""
+        with self.lock:
+            names = len(self.names)
+            for n in reversed(self.names):
+                self._undo_name(n)
+            self.names.clear()
+            by_ino = self._inodes()
+            dropped = 0
+            files: list[str] = []
+            for ino, undo in self.files.items():
+                dropped += undo.unsynced_bytes
+                path = by_ino.get(ino)
+                if path is None:  # its creation was undone, or its removal was durable
+                    files.append(os.path.relpath(undo.path, self.backing))
+                    continue
+                with open(path, "r+b") as fh:
+                    fd = fh.fileno()
+                    for offset, old in reversed(undo.pre_images):
+                        os.pwrite(fd, old, offset)
+                    os.ftruncate(fd, undo.durable_size)
+                    os.fsync(fd)
+                files.append(os.path.relpath(path, self.backing))
+            self.files.clear()
+            self.commit_names()  # the trash now holds only what stays removed
+            return {
+                "bytes_dropped": dropped,
+                "files_rolled_back": sorted(files),
+                "entries_undone": names,
+            }
+
+    def _inodes(self) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for root, _dirs, fnames in os.walk(self.backing):
+            for f in fnames:
+                p = os.path.join(root, f)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(p)
+                    found.setdefault(st.st_ino, p)
+        return found
+
+    def _undo_name(self, n: NameUndo) -> None:
+        try:
+            if n.kind == "remove":
+                os.unlink(n.path)
+            elif n.kind == "rmtree":
+                shutil.rmtree(n.path)
+            elif n.kind == "restore":
+                os.rename(n.other, n.path)
+            elif n.kind == "rename":
+                os.rename(n.path, n.other)
+            elif n.kind == "mkdir":
+                os.mkdir(n.path, n.mode)
+        except OSError as e:  # a half-undone name is reported, not fatal to the rest
+            log.warning("could not undo %s %s: %s", n.kind, n.path, e)
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def gate(self, kind: str) -> None:
+        """Called before every operation: stall it, or fail it (kind: "read", "write",
+        "sync", "meta") as the active fault says."""
+        fault, ms = self.fault, self.stall_ms
+        if fault == "stall" and ms > 0:
+            time.sleep(ms / 1000.0)
+        elif fault == "error" and kind in ("write", "sync", "meta"):
+            self.counters["errors_injected"] += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        elif fault == "full" and kind in ("write", "meta"):
+            self.counters["errors_injected"] += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "fault": self.fault,
+                "stall_ms": self.stall_ms,
+                "unsynced_files": len(self.files),
+                "unsynced_bytes": sum(u.unsynced_bytes for u in self.files.values()),
+                "unsynced_entries": len(self.names),
+                **self.counters,
+            }
+
+    def command(self, line: str) -> dict[str, Any]:
+        """One control command; its answer (always a dict with "ok")."""
+        words = line.split()
+        if not words:
+            return {"ok": False, "error": "empty command"}
+        cmd, args = words[0], words[1:]
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd == "drop-unsynced":
+            return {"ok": True, **self.drop_unsynced()}
+        if cmd == "stall":
+            if len(args) != 1 or not args[0].isdigit():
+                return {"ok": False, "error": "stall takes one whole number of milliseconds"}
+            self.stall_ms, self.fault = int(args[0]), "stall"
+            return {"ok": True, "fault": "stall", "stall_ms": self.stall_ms}
+        if cmd in ("error", "full"):
+            self.fault = cmd
+            return {"ok": True, "fault": cmd}
+        if cmd == "heal":
+            self.fault, self.stall_ms = None, 0
+            return {"ok": True, "fault": None}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _build_operations(state: FaultState) -> Any:
+    """The mfusepy Operations over `state.backing` (imported here: only the serving process
+    needs libfuse)."""
+    import mfusepy
+
+    def oserror(fn):  # noqa: ANN001, ANN202 - a decorator over many signatures
+        def wrapped(self, *args):  # noqa: ANN001, ANN202
+            try:
+                return fn(self, *args)
+            except OSError as e:
+                raise mfusepy.FuseOSError(e.errno or errno.EIO) from e
+
+        wrapped.__name__ = fn.__name__
+        return wrapped
+
+    class FaultOps(mfusepy.Operations):
+        use_ns = True
+
+        def _full(self, path: str) -> str:
+            return os.path.join(state.backing, path.lstrip("/"))
+
+        @oserror
+        def getattr(self, path, fh=None):
+            # by path when there is one: libfuse 3 may hand over a handle it did not open
+            st = os.lstat(self._full(path)) if path else os.fstat(fh)
+            keys = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_ino")
+            out = {k: getattr(st, k) for k in keys}
+            for k in ("st_atime", "st_mtime", "st_ctime"):
+                out[k] = getattr(st, k + "_ns")
+            return out
+
+        @oserror
+        def access(self, path, amode):
+            if not os.access(self._full(path), amode):
+                raise OSError(errno.EACCES, "access")
+            return 0
+
+        @oserror
+        def readdir(self, path, fh):
+            return [".", "..", *os.listdir(self._full(path))]
+
+        @oserror
+        def readlink(self, path):
+            return os.readlink(self._full(path))
+
+        @oserror
+        def statfs(self, path):
+            sv = os.statvfs(self._full(path))
+            keys = ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree")
+            out = {k: getattr(sv, k) for k in keys}
+            out.update(f_files=sv.f_files, f_flag=sv.f_flag, f_frsize=sv.f_frsize)
+            out["f_namemax"] = sv.f_namemax
+            return out
+
+        @oserror
+        def chmod(self, path, mode):
+            os.chmod(self._full(path), mode)
+            return 0
+
+        @oserror
+        def chown(self, path, uid, gid):
+            os.lchown(self._full(path), uid, gid)
+            return 0
+
+        @oserror
+        def utimens(self, path, times=None):
+            os.utime(self._full(path), ns=times, follow_symlinks=False)
+            return 0
+
+        # -- names ---------------------------------------------------------------------------
+
+        @oserror
+        def create(self, path, mode, fi=None):
+            state.gate("meta")
+            full = self._full(path)
+            with state.lock:
+                existed = os.path.lexists(full)
+                fd = os.open(full, os.O_RDWR | os.O_CREAT, mode)
+                if not existed:
+                    state.names.append(NameUndo("remove", full))
+            return fd
+
+        @oserror
+        def mknod(self, path, mode, dev):
+            state.gate("meta")
+            full = self._full(path)
+            with state.lock:
+                os.mknod(full, mode, dev)
+                state.names.append(NameUndo("remove", full))
+            return 0
+
+        @oserror
+        def mkdir(self, path, mode):
+            state.gate("meta")
+            full = self._full(path)
+            with state.lock:
+                os.mkdir(full, mode)
+                state.names.append(NameUndo("rmtree", full))
+            return 0
+
+        @oserror
+        def rmdir(self, path):
+            state.gate("meta")
+            full = self._full(path)
+            with state.lock:
+                mode = os.lstat(full).st_mode & 0o7777
+                os.rmdir(full)
+                state.names.append(NameUndo("mkdir", full, mode=mode))
+            return 0
+
+        @oserror
+        def unlink(self, path):
+            state.gate("meta")
+            full = self._full(path)
+            with state.lock:
+                place = state.to_trash(full)
+                state.names.append(NameUndo("restore", full, place))
+            return 0
+
+        @oserror
+        def symlink(self, target, source):
+            state.gate("meta")
+            full = self._full(target)
+            with state.lock:
+                os.symlink(source, full)
+                state.names.append(NameUndo("remove", full))
+            return 0
+
+        @oserror
+        def link(self, target, source):
+            state.gate("meta")
+            full = self._full(target)
+            with state.lock:
+                os.link(self._full(source), full)
+                state.names.append(NameUndo("remove", full))
+            return 0
+
+        @oserror
+        def rename(self, old, new):
+            state.gate("meta")
+            src, dst = self._full(old), self._full(new)
+            with state.lock:
+                if os.path.lexists(dst):
+                    place = state.to_trash(dst)
+                    state.names.append(NameUndo("restore", dst, place))
+                os.rename(src, dst)
+                state.names.append(NameUndo("rename", dst, src))
+            return 0
+
+        # -- data ----------------------------------------------------------------------------
+
+        @oserror
+        def open(self, path, flags):
+            truncating = bool(flags & os.O_TRUNC)
+            if truncating:
+                state.gate("write")
+            # The kernel resolves appends to offsets (O_APPEND here would make pwrite ignore
+            # them), and a writer's handle is opened read-write: a write must read what it
+            # replaces, the pre-image a power failure puts back.
+            flags &= ~(os.O_TRUNC | os.O_APPEND)
+            if flags & os.O_ACCMODE == os.O_WRONLY:
+                flags = (flags & ~os.O_ACCMODE) | os.O_RDWR
+            full = self._full(path)
+            with state.lock:
+                fd = os.open(full, flags)
+                if truncating:
+                    state.before_write(full, fd, 0, -1)
+                    os.ftruncate(fd, 0)
+            return fd
+
+        @oserror
+        def read(self, path, size, offset, fh):
+            state.gate("read")
+            return os.pread(fh, size, offset)
+
+        @oserror
+        def write(self, path, data, offset, fh):
+            state.gate("write")
+            with state.lock:
+                state.before_write(self._full(path), fh, offset, len(data))
+                state.counters["writes"] += 1
+                return os.pwrite(fh, data, offset)
+
+        @oserror
+        def truncate(self, path, length, fh=None):
+            state.gate("write")
+            full = self._full(path)
+            with state.lock:
+                fd = fh if fh is not None else os.open(full, os.O_RDWR)
+                try:
+                    state.before_write(full, fd, length, -1)
+                    os.ftruncate(fd, length)
+                finally:
+                    if fh is None:
+                        os.close(fd)
+            return 0
+
+        @oserror
+        def fsync(self, path, datasync, fh):
+            state.gate("sync")
+            with state.lock:
+                os.fsync(fh)
+                state.commit_file(fh)
+            return 0
+
+        @oserror
+        def fsyncdir(self, path, datasync, fh):
+            state.gate("sync")
+            with state.lock:
+                state.commit_names()
+                state.counters["fsyncs"] += 1
+            return 0
+
+        @oserror
+        def flush(self, path, fh):
+            return 0
+
+        @oserror
+        def release(self, path, fh):
+            os.close(fh)
+            return 0
+
+    return FaultOps()
+
+
+# -- the control channel ----------------------------------------------------------------------
+
+
+def serve_control(state: FaultState, sock_path: str) -> threading.Thread:
+    """Answer control commands on a Unix socket, in a daemon thread."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock_path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    os.chmod(sock_path, 0o600)
+    server.listen(8)
+
+    def one(conn: socket.socket) -> None:
+        with conn, conn.makefile("rw") as f:
+            for line in f:
+                try:
+                    answer = state.command(line.strip())
+                except Exception as e:  # an answer, so the controller never waits for nothing
+                    answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                f.write(json.dumps(answer) + "\n")
+                f.flush()
+
+    def loop() -> None:
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=loop, name="faultfs-control", daemon=True)
+    t.start()
+    return t
+
+
+def control(sock_path: str, command: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Send one command to a fault file system and return its answer; OSError when it does not
+    answer (not running, or dead)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(command.encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError(errno.ECONNRESET, f"fault file system closed {sock_path}")
+            buf += chunk
+    answer = json.loads(buf)
+    if not isinstance(answer, dict):
+        raise OSError(errno.EPROTO, f"fault file system answered {buf[:100]!r}")
+    return answer
+
+
+# -- mounting and unmounting ------------------------------------------------------------------
+
+
+def is_mounted(mount: str) -> bool:
+    """Whether anything is mounted at `mount` (also a dead FUSE mount, which os.path.ismount
+    cannot stat)."""
+    target = os.path.realpath(mount)
+    try:
+        with open("/proc/self/mounts") as fh:
+            return any(line.split()[1] == target for line in fh if len(line.split()) > 1)
+    except OSError:
+        return False
+
+
+def unmount(mount: str, timeout: float = 15.0) -> bool:
+    """Detach whatever is mounted at `mount`, also a dead FUSE mount; whether one was.
+    fusermount3 -u -z first (the FUSE way), umount -l when that is missing or fails."""
+    if not is_mounted(mount):
+        return False
+    for argv in (["fusermount3", "-u", "-z", mount], ["umount", "-l", mount]):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        if not is_mounted(mount):
+            return True
+    return not is_mounted(mount)
+
+
+#: the file system's name in /proc/mounts, by which heal finds every one left behind
+FSNAME = "dsj-faultfs"
+PIDFILE = "faultfs.pid"
+LOGFILE = "faultfs.log"
+
+
+@dataclass(frozen=True)
+class FaultMount:
+    """One node's fault file system: mounted at `mount` (the target's data directory), data
+    in `backing`, control socket, pidfile, log and trash in `state`.
+
+    The process is started on the controller, never through the node's Remote: a local node's
+    commands run under `ip netns exec`, which gives them a mount namespace of their own, so a
+    mount made there would be invisible to the controller. Mounted from the controller's
+    namespace before the target starts, it is inherited by the target's (ip netns exec copies
+    the mount table it starts from), and the backing directory is the same files everywhere."""
+
+    mount: str
+    backing: str
+    state: str
+
+    @classmethod
+    def beside(cls, data_dir: str) -> FaultMount:
+        """The layout the harness uses: `<data>` mounted over `<data>.backing`, state in
+        `<data>.faultfs`."""
+        d = data_dir.rstrip("/")
+        return cls(d, d + ".backing", d + ".faultfs")
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.state, CONTROL)
+
+    def pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.state, PIDFILE)) as fh:
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        """Mounted, and its process answers on the control socket."""
+        if not is_mounted(self.mount):
+            return False
+        try:
+            return bool(control(self.socket, "ping", timeout=2.0).get("ok"))
+        except (OSError, ValueError):
+            return False
+
+    def start(self, timeout: float = 15.0) -> int:
+        """Mount it (the data already in `mount` moves to `backing` first, so a node keeps
+        what it had); its pid. A dead mount left by a crash is detached first."""
+        if self.running():
+            return self.pid() or 0
+        self.stop()
+        os.makedirs(self.state, exist_ok=True)
+        os.makedirs(self.mount, exist_ok=True)
+        if not os.path.isdir(self.backing):
+            os.rename(self.mount, self.backing)
+            os.makedirs(self.mount)
+        sock = self.socket
+        if len(sock.encode()) > 107:
+            raise OSError(errno.ENAMETOOLONG, f"control socket path too long: {sock}")
+        with open(os.path.join(self.state, LOGFILE), "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dsjepsen.cluster.faultfs", "serve", "--backing",
+                 self.backing, "--mount", self.mount, "--state", self.state],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            )  # fmt: skip
+        with open(os.path.join(self.state, PIDFILE), "w") as fh:
+            fh.write(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while not self.running():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = _tail(os.path.join(self.state, LOGFILE))
+                raise OSError(errno.EIO, f"fault file system did not mount {self.mount}: {tail}")
+            time.sleep(0.05)
+        return proc.pid
+
+    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+        """A control command (see the module docstring); OSError if it is not running, or
+        when it answers that the command failed."""
+        answer = control(self.socket, line, timeout=timeout)
+        if not answer.get("ok"):
+            raise OSError(errno.EIO, f"fault file system {self.mount}: {answer.get('error')}")
+        return answer
+
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop its process and detach the mount, whatever state they are in (idempotent:
+        what heal calls); what was done, one line each."""
+        done: list[str] = []
+        pid = self.pid()
+        if pid is not None and _is_faultfs(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _alive(pid):
+                    os.kill(pid, 9)
+                done.append(f"stopped fault file system pid {pid}")
+        if unmount(self.mount, timeout):
+            done.append(f"unmounted {self.mount}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.state, PIDFILE))
+        return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _is_faultfs(pid: int) -> bool:
+    """Whether `pid` is a fault file system process (a pidfile may outlive its process and
+    its number be reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"dsjepsen.cluster.faultfs" in fh.read()
+    except OSError:
+        return False
+
+
+def _tail(path: str, n: int = 300) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()[-n:].decode(errors="replace").strip().replace("\n", " | ")
+    except OSError:
+        return "(no log)"
+
+
+def mounts_under(root: str) -> list[str]:
+    """Every fault file system mounted at or under `root` (dead ones too)."""
+    top = os.path.realpath(root).rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 1 and parts[0] == FSNAME and (parts[1] + "/").startswith(top):
+                    found.append(parts[1])
+    except OSError:
+        pass
+    return found
+
+
+def heal_under(root: str) -> list[str]:
+    """Stop and unmount every fault file system under `root` (`cluster heal`, `cluster down`
+    and a run's clean slate after a crashed controller); one line per thing done."""
+    done: list[str] = []
+    for mount in mounts_under(root):
+        done += FaultMount.beside(mount).stop()
+    return done
+
+
+def available() -> str | None:
+    """Why the fault file system cannot work on this machine, or None when it can."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing (the fuse kernel module)"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as e:
+        return f"mfusepy does not load: {e} (pip install mfusepy; apt-get install libfuse3-3)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dsjepsen.cluster.faultfs")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="mount the fault file system (foreground)")
+    s.add_argument("--backing", required=True, help="the directory that holds the data")
+    s.add_argument("--mount", required=True, help="where the file system is mounted")
+    s.add_argument("--state", required=True, help="control socket, trash and log")
+    c = sub.add_parser("control", help="send one command to a running one")
+    c.add_argument("--state", required=True)
+    c.add_argument("command", nargs="+")
+    args = p.parse_args(argv)
+    if args.cmd == "control":
+        print(json.dumps(control(os.path.join(args.state, CONTROL), " ".join(args.command))))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s faultfs %(message)s")
+    import mfusepy
+
+    os.makedirs(args.state, exist_ok=True)
+    state = FaultState(args.backing, args.state)
+    serve_control(state, os.path.join(args.state, CONTROL))
+    log.info("mounting %s over %s", args.mount, args.backing)
+    mfusepy.FUSE(
+        _build_operations(state),
+        args.mount,
+        foreground=True,
+        fsname=FSNAME,
+        # no kernel caching of names or attributes: a power failure changes the backing
+        # directory underneath, and the next lookup must see it
+        attr_timeout=0,
+        entry_timeout=0,
+        negative_timeout=0,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

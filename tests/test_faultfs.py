@@ -1,0 +1,147 @@
+"""The fault file system on a real FUSE mount: what a power failure keeps and drops, the
+stall / error / full faults, and that a crashed one leaves no hung mount."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dsjepsen.cluster import faultfs
+from dsjepsen.cluster.faultfs import FaultMount
+
+pytestmark = pytest.mark.skipif(
+    faultfs.available() is not None or os.geteuid() != 0,
+    reason=f"fault file system unavailable: {faultfs.available()}",
+)
+
+
+@pytest.fixture
+def fs(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "before").write_bytes(b"there before the mount")
+    m = FaultMount.beside(str(data))
+    m.start()
+    yield m
+    m.stop()
+    assert not faultfs.is_mounted(m.mount)
+
+
+def write(path: str, data: bytes, *, sync: bool, mode: str = "ab") -> None:
+    with open(path, mode, buffering=0) as fh:
+        fh.write(data)
+        if sync:
+            os.fsync(fh.fileno())
+
+
+def sync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def test_existing_data_moves_to_the_backing_directory(fs):
+    assert Path(fs.mount, "before").read_bytes() == b"there before the mount"
+    assert Path(fs.backing, "before").read_bytes() == b"there before the mount"
+    assert faultfs.mounts_under(os.path.dirname(fs.mount)) == [fs.mount]
+
+
+def test_power_failure_drops_exactly_what_was_not_fsynced(fs):
+    log = os.path.join(fs.mount, "log")
+    write(log, b"synced-1\n", sync=True)
+    sync_dir(fs.mount)
+    write(log, b"unsynced-2\n", sync=False)
+    write(log, b"SYNCED", sync=False, mode="r+b")  # overwrites durable bytes, not synced
+    write(os.path.join(fs.mount, "new"), b"never synced", sync=False)
+    os.unlink(os.path.join(fs.mount, "before"))
+    status = fs.command("status")
+    assert status["unsynced_files"] == 2 and status["unsynced_entries"] == 2
+
+    dropped = fs.command("drop-unsynced")
+    assert dropped["bytes_dropped"] == len(b"unsynced-2\n") + len(b"SYNCED") + len(b"never synced")
+    assert dropped["entries_undone"] == 2
+    assert Path(log).read_bytes() == b"synced-1\n"
+    assert sorted(os.listdir(fs.mount)) == ["before", "log"]
+    assert Path(fs.mount, "before").read_bytes() == b"there before the mount"
+    assert fs.command("status")["unsynced_bytes"] == 0
+
+
+def test_fsync_of_a_file_keeps_it_and_commits_names(fs):
+    tmp, final = os.path.join(fs.mount, "meta.tmp"), os.path.join(fs.mount, "meta")
+    write(tmp, b"v1", sync=True)
+    os.rename(tmp, final)
+    sync_dir(fs.mount)  # the write_atomic protocol: the rename is durable now
+    write(os.path.join(fs.mount, "other"), b"x", sync=True)
+    write(final + ".tmp", b"v2", sync=False)
+    os.rename(final + ".tmp", final)  # replaced, not yet durable
+    fs.command("drop-unsynced")
+    assert Path(final).read_bytes() == b"v1"
+    assert Path(fs.mount, "other").read_bytes() == b"x"
+    assert "meta.tmp" not in os.listdir(fs.mount)
+
+
+def test_truncate_is_undone(fs):
+    path = os.path.join(fs.mount, "t")
+    write(path, b"0123456789", sync=True)
+    os.truncate(path, 3)
+    write(path, b"abc", sync=False)
+    assert Path(path).read_bytes() == b"012abc"
+    fs.command("drop-unsynced")
+    assert Path(path).read_bytes() == b"0123456789"
+    write(path, b"new", sync=False, mode="wb")  # open(O_TRUNC) cuts durable bytes too
+    assert Path(path).read_bytes() == b"new"
+    fs.command("drop-unsynced")
+    assert Path(path).read_bytes() == b"0123456789"
+
+
+def test_stall_delays_every_io_and_heal_ends_it(fs):
+    path = os.path.join(fs.mount, "s")
+    fs.command("stall 300")
+    t = time.monotonic()
+    write(path, b"x", sync=True)
+    stalled = time.monotonic() - t
+    assert stalled >= 0.6  # the write and the fsync, each held 300 ms
+    fs.command("heal")
+    t = time.monotonic()
+    write(path, b"x", sync=True)
+    assert time.monotonic() - t < 0.3
+
+
+def test_error_and_full(fs):
+    path = os.path.join(fs.mount, "e")
+    write(path, b"ok", sync=True)
+    fs.command("error")
+    with pytest.raises(OSError) as e:
+        write(path, b"x", sync=False)
+    assert e.value.errno == errno.EIO
+    fs.command("full")
+    with pytest.raises(OSError) as e:
+        write(path, b"x", sync=False)
+    assert e.value.errno == errno.ENOSPC
+    assert Path(path).read_bytes() == b"ok"  # reads still work
+    fs.command("heal")
+    write(path, b"!", sync=True)
+    assert Path(path).read_bytes() == b"ok!"
+
+
+def test_a_crashed_file_system_leaves_no_hung_mount(fs):
+    pid = fs.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while faultfs._alive(pid) and time.monotonic() < deadline:  # noqa: SLF001
+        time.sleep(0.05)
+    assert faultfs.is_mounted(fs.mount)  # dead: "Transport endpoint is not connected"
+    with pytest.raises(OSError):
+        os.listdir(fs.mount)
+    done = faultfs.heal_under(os.path.dirname(fs.mount))
+    assert f"unmounted {fs.mount}" in done
+    assert not faultfs.is_mounted(fs.mount)
+    assert Path(fs.backing, "before").read_bytes() == b"there before the mount"
