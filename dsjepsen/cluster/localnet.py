@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsjepsen import machine
-from dsjepsen.cluster import faketime
+from dsjepsen.cluster import faketime, faultfs
 from dsjepsen.cluster.backend import Backend
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
@@ -591,6 +591,7 @@ def _teardown(name: str, keep_data: bool) -> list[str]:
         _host(["iptables", "-w", "-X", chain], check=False)
         removed.append(f"iptables chain {chain}")
     base = state_root() / name
+    removed += faultfs.heal_under(str(base))  # a mount would keep its directory from going
     if keep_data:
         _state_path(name).unlink(missing_ok=True)
     elif base.exists():
@@ -711,7 +712,10 @@ def heal(name: str = DEFAULT_NAME, stop_processes: bool = False) -> dict[str, di
             report[n.name] = {"missing": [n.netns]}
             continue
         clock = faketime.reset_offset_file(faketime.offset_path(n.workdir))
+        # a disk fault's file system lives on the controller, not in the namespace
+        disk = faultfs.heal_under(n.workdir)
         report[n.name] = {
+            "disk": disk,
             "iptables": _reset_firewall(n.netns),
             "qdiscs": _reset_qdiscs(n.netns),
             "clock": [f"offset {clock} s reset to 0"] if clock else [],

@@ -136,3 +136,10 @@ class Target(ABC):
     def pid(self, cluster: Cluster, node: str) -> int | None:
         """The system's process id on the node, when known: process faults record it."""
         return None
+
+    def data_dirs(self, cluster: Cluster, node: str) -> list[str]:
+        """Where on the node the system keeps what it must not lose (its log, its database):
+        disk faults mount the fault file system there, before the system starts, so that a
+        power failure can take back what it never fsynced. None by default: a target without
+        durable state of its own has nothing a disk fault could show."""
+        return []

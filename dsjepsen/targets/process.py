@@ -36,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dsjepsen.cluster import faultfs
 from dsjepsen.cluster.daemon import (
     clear_leftovers,
     daemon_pid,
@@ -134,6 +135,10 @@ class ProcessTarget(Target):
     #: object whose `env(cluster, node)` gives the environment (libfaketime) a server needs
     #: so that its clock can be moved without touching the machine's (cluster/faketime.py)
     clock_control: Any = None
+    #: set by the disk fault package before setup when the run asks for disk faults: an object
+    #: whose `mount(cluster, node, path)` puts the fault file system over a data directory
+    #: before the server starts and `unmount(cluster, node)` takes it away at teardown
+    disk_control: Any = None
     #: what the last setup found and removed, one entry per node that had anything
     #: ({"node", "processes": [{"pid", "state", "command"}], "removed": [paths]})
     leftovers: list[dict[str, Any]] = []  # noqa: RUF012 - replaced per instance, never mutated
@@ -216,13 +221,20 @@ class ProcessTarget(Target):
         (also kept in `leftovers`)."""
 
         def clear(node: Node) -> dict[str, Any]:
-            return clear_leftovers(
+            unmounted: list[str] = []
+            if cluster.shares_controller_files:
+                # a fault file system a crashed run left mounted (a dead one cannot be removed)
+                unmounted = faultfs.heal_under(self.home(node))
+            layout = faultfs.FaultMount.beside(self.data_dir(node))
+            got = clear_leftovers(
                 cluster.remote(node.name),
                 node.workdir,
                 pidfiles=[self.pid_file(node)],
-                remove=[self.data_dir(node)],
+                remove=[self.data_dir(node), layout.backing, layout.state],
                 rotate=[self.log_file(node)],
             )
+            got["removed"] = unmounted + got["removed"]
+            return got
 
         with ThreadPoolExecutor(max_workers=max(1, len(cluster.nodes))) as pool:
             answers = list(pool.map(clear, cluster.nodes))  # the first error is raised here
@@ -271,7 +283,11 @@ class ProcessTarget(Target):
 
     def launch(self, cluster: Cluster, node: Node) -> None:
         """Start the server on one node, detached (daemon.start_daemon); returns once it was
-        started, not when it serves. A running server is left as it is."""
+        started, not when it serves. A running server is left as it is. Under disk faults its
+        data directories are on the fault file system first."""
+        if self.disk_control is not None:
+            for path in self.data_dirs(cluster, node.name):
+                self.disk_control.mount(cluster, node.name, path)
         start_daemon(
             cluster.remote(node.name),
             self.argv(cluster, node),
@@ -306,7 +322,13 @@ class ProcessTarget(Target):
         def one(node: Node) -> None:
             remote = cluster.remote(node.name)
             stop_daemon(remote, self.pid_file(node))
-            remote.run(["rm", "-rf", "--", self.data_dir(node)], timeout=60.0)
+            if self.disk_control is not None:  # the data is in the backing directory
+                self.disk_control.unmount(cluster, node.name)
+            layout = faultfs.FaultMount.beside(self.data_dir(node))
+            remote.run(
+                ["rm", "-rf", "--", self.data_dir(node), layout.backing, layout.state],
+                timeout=60.0,
+            )
 
         self.each(cluster, one)
 
@@ -315,3 +337,6 @@ class ProcessTarget(Target):
 
     def pid(self, cluster: Cluster, node: str) -> int | None:
         return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))
+
+    def data_dirs(self, cluster: Cluster, node: str) -> list[str]:
+        return [self.data_dir(cluster.node(node))]

@@ -1,0 +1,352 @@
+"""Disk faults through the fault file system (cluster/faultfs.py): power failures that lose
+what was never fsynced, stalled disks, disks that fail writes (EIO) or are full (ENOSPC).
+
+When a run asks for one of these, the package gives the target a `disk_control` before setup,
+and the target mounts the fault file system over each of its data directories (`data_dirs`)
+before it starts a server there; teardown unmounts it. Without a disk fault nothing changes:
+the target runs on the node's own file system.
+
+Every fault is verified on the node and the record says what was measured:
+
+* `power-failure-<scope>`: SIGKILL the target on the chosen nodes at once (as process.py's
+  kill does), then drop everything they had not fsynced (bytes, files rolled back, name
+  changes undone, per node); stop restarts them, as power coming back would.
+* `disk-stall`: every I/O on one random node waits `--disk-stall-ms` (200 ms); a probe fsync
+  through the mount is timed.
+* `disk-error`: writes, fsyncs and name changes on one random node fail with EIO; the probe's
+  write must fail so.
+* `disk-full`: writes and name changes on one random node fail with ENOSPC; likewise probed.
+
+The fault file system runs on the controller (see FaultMount), so these need nodes that
+share the controller's files and mount table: the local namespace cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dsjepsen.cluster import faultfs
+from dsjepsen.cluster.faultfs import FaultMount
+from dsjepsen.errors import HarnessError
+from dsjepsen.faults import FaultLook
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
+from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
+from dsjepsen.nemesis.process import SCOPES, choose, on_nodes, share
+from dsjepsen.options import Option
+
+if TYPE_CHECKING:
+    from dsjepsen.cluster.cluster import Cluster
+    from dsjepsen.history import Op
+    from dsjepsen.targets.base import Target
+
+FAMILY = "disk"
+DEFAULT_STALL_MS = 200
+#: the probe's file, beside the target's own in its data directory (removed after)
+PROBE = ".dsj-disk-probe"
+
+
+class DiskControl:
+    """The fault file systems of one run, one or more per node; set as the target's
+    `disk_control`, which mounts them before a server starts and unmounts them at teardown."""
+
+    def __init__(self) -> None:
+        self.mounts: dict[str, list[FaultMount]] = {}
+        self._lock = threading.Lock()
+
+    def mount(self, cluster: Cluster, node: str, path: str) -> None:
+        m = FaultMount.beside(path)
+        m.start()
+        with self._lock:
+            have = self.mounts.setdefault(node, [])
+            if m not in have:
+                have.append(m)
+
+    def unmount(self, cluster: Cluster, node: str) -> list[str]:
+        with self._lock:
+            mounts = self.mounts.pop(node, [])
+        lines: list[str] = []
+        for m in mounts:
+            lines += m.stop()
+        return lines
+
+    def of(self, node: str) -> list[FaultMount]:
+        with self._lock:
+            return list(self.mounts.get(node, []))
+
+    def command(self, node: str, line: str) -> list[dict[str, Any]]:
+        """`line` to every fault file system of `node`; their answers (OSError if it has none
+        or one fails)."""
+        mounts = self.of(node)
+        if not mounts:
+            raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
+        return [m.command(line) for m in mounts]
+
+
+def probe(mount: FaultMount) -> dict[str, Any]:
+    """Write and fsync a small file through the mount, timing the fsync: what the target's
+    own I/O meets now ({"fsync_ms"} or {"errno", "error"} and where it failed)."""
+    path = os.path.join(mount.mount, PROBE)
+    step = "create"
+    fd = -1
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        step = "write"
+        os.write(fd, b"dsjepsen disk probe\n")
+        step = "fsync"
+        t = time.monotonic()
+        os.fsync(fd)
+        return {"fsync_ms": round((time.monotonic() - t) * 1000.0, 1)}
+    except OSError as e:
+        return {"errno": errno.errorcode.get(e.errno or 0, str(e.errno)), "failed_at": step}
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+class DiskNemesis(Nemesis):
+    def __init__(
+        self, name: str, target: Target, control: DiskControl, rng: random.Random, stall_ms: int
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.control = control
+        self.rng = rng
+        self.stall_ms = stall_ms
+        self.fs = (f"start-{FAMILY}", f"stop-{FAMILY}")
+        self.kind, _, scope = name.partition("-")
+        if self.kind == "power":  # power-failure[-scope]
+            scope = name.removeprefix("power-failure").removeprefix("-") or "one"
+            self.kind = "power-failure"
+        else:
+            self.kind, scope = name, "one"
+        if scope not in SCOPES or scope == "leader":
+            raise ValueError(f"disk: no fault {name!r}")
+        self.scope = scope
+        self.faulted: list[str] = []
+        self._lock = threading.Lock()
+
+    def invoke(self, cluster: Cluster, op: Op) -> Op:
+        fault = fault_name(op, self.name)
+        with self._lock:
+            if op.f == self.fs[0]:
+                return self._start(cluster, op, fault)
+            if op.f == self.fs[1]:
+                return self._stop(cluster, op, fault)
+            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+
+    # -- start --------------------------------------------------------------------------------
+
+    def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
+        free = [n for n in cluster.names if n not in self.faulted]
+        try:
+            nodes = choose(self.scope, cluster.names, free, self.rng)
+        except ValueError as e:
+            return not_done(op, fault, str(e))
+        missing = [n for n in nodes if not self.control.of(n)]
+        if missing:
+            return not_done(op, fault, f"no fault file system on {', '.join(missing)}")
+        if self.kind == "power-failure":
+            return self._power_failure(cluster, op, fault, nodes)
+        return self._set(cluster, op, fault, nodes)
+
+    def _power_failure(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
+        dropped: dict[str, dict[str, Any]] = {}
+
+        def one(node: str) -> None:
+            self.target.kill(cluster, node)  # dead first: nothing writes while we drop
+            answers = self.control.command(node, "drop-unsynced")
+            dropped[node] = {
+                "bytes": sum(a["bytes_dropped"] for a in answers),
+                "files": sorted(f for a in answers for f in a["files_rolled_back"]),
+                "entries": sum(a["entries_undone"] for a in answers),
+            }
+
+        outcome = on_nodes(nodes, one)
+        self.faulted.extend(nodes)
+        data: dict[str, Any] = {"signal": "SIGKILL", "dropped": dropped}
+        errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
+        if errors:
+            tried = f"cut the power of {', '.join(nodes)}"
+            return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
+        shown = ", ".join(
+            f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s))"
+            for n, d in dropped.items()
+        )
+        what = (
+            f"power failure on {share(len(nodes), len(cluster.names))}: killed "
+            f"{self.target.name} and dropped what it had not fsynced: {shown}"
+        )
+        return done(op, fault, nodes, what, **data)
+
+    def _set(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
+        line = {"disk-stall": f"stall {self.stall_ms}", "disk-error": "error", "disk-full": "full"}
+        probes: dict[str, dict[str, Any]] = {}
+
+        def one(node: str) -> None:
+            self.control.command(node, line[self.kind])
+            probes[node] = probe(self.control.of(node)[0])
+
+        outcome = on_nodes(nodes, one)
+        self.faulted.extend(nodes)
+        data: dict[str, Any] = {"probe": probes}
+        if self.kind == "disk-stall":
+            data["stall_ms"] = self.stall_ms
+        errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
+        if errors:
+            tried = f"{self.kind} on {', '.join(nodes)}"
+            return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
+        data["verified"] = all(self._verified(p) for p in probes.values())
+        seen = "; ".join(f"{n}: {self._shown(p)}" for n, p in probes.items())
+        what = {
+            "disk-stall": f"every I/O delayed {self.stall_ms} ms",
+            "disk-error": "writes and fsyncs fail with EIO",
+            "disk-full": "writes fail with ENOSPC (disk full)",
+        }[self.kind]
+        return done(op, fault, nodes, f"{what} on {', '.join(nodes)} (probe {seen})", **data)
+
+    def _verified(self, p: dict[str, Any]) -> bool:
+        if self.kind == "disk-stall":
+            return p.get("fsync_ms", 0.0) >= 0.9 * self.stall_ms
+        return p.get("errno") == ("EIO" if self.kind == "disk-error" else "ENOSPC")
+
+    @staticmethod
+    def _shown(p: dict[str, Any]) -> str:
+        if "fsync_ms" in p:
+            return f"fsync took {p['fsync_ms']:g} ms"
+        return f"{p['failed_at']} failed with {p['errno']}"
+
+    # -- stop and heal ------------------------------------------------------------------------
+
+    def _undo(self, cluster: Cluster, node: str) -> None:
+        if self.kind == "power-failure":
+            self.target.start(cluster, node)  # the power is back
+        else:
+            self.control.command(node, "heal")
+
+    def _stop(self, cluster: Cluster, op: Op, fault: str) -> Op:
+        nodes = list(self.faulted)
+        if not nodes:
+            return done(op, fault, [], "nothing to undo: no disk is faulted")
+        outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
+        undone = [n for n in nodes if outcome[n] is None]
+        for n in undone:
+            self.faulted.remove(n)
+        errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
+        verb = "power restored, restarted" if self.kind == "power-failure" else "healed disk of"
+        if errors:
+            return maybe_done(op, fault, nodes, f"{verb} {', '.join(nodes)}", "; ".join(errors))
+        data: dict[str, Any] = {}
+        if self.kind != "power-failure":
+            data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
+        return done(op, fault, undone, f"{verb} {', '.join(undone)}", **data)
+
+    def heal(self, cluster: Cluster) -> None:
+        with self._lock:
+            errors: list[str] = []
+            for node in list(self.control.mounts):
+                try:
+                    self.control.command(node, "heal")
+                except OSError as e:
+                    errors.append(f"{node}: {e}")
+            outcome = on_nodes(list(self.faulted), lambda n: self._undo(cluster, n))
+            for n, e in outcome.items():
+                if e is None:
+                    self.faulted.remove(n)
+                else:
+                    errors.append(f"{n}: {e}")
+            if errors:
+                raise HarnessError(f"{self.name}: could not heal: {'; '.join(errors)}")
+
+
+class DiskFaults(FaultPackage):
+    """Disk faults on the fault file system. They heal after pauses and before kills: a
+    stalled or failing disk must be whole again before restarted nodes replay their logs."""
+
+    family: ClassVar[str] = FAMILY
+    heal_order: ClassVar[int] = 25
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "disk-stall-ms",
+            "int",
+            DEFAULT_STALL_MS,
+            "disk-stall: how long every I/O on the node waits, in ms",
+            minimum=1,
+        ),
+    )
+    look: ClassVar[FaultLook] = FaultLook(
+        label="disk",
+        colour="#8c5a2b",
+        title="The answering node's disk failed around the op: {node}",
+        on_node="\u201c{fault}\u201d acted on its disk around the op",
+        suggests=(
+            "Writes acknowledged before they were fsynced were lost when the power failed "
+            "(acknowledge only after fsync of the file, and of its directory for a new name), "
+            "or the node answered as if a write had been persisted when its disk had refused "
+            "it (EIO, ENOSPC) or was too slow for its timeouts."
+        ),
+        rank=25,
+    )
+    faults: ClassVar[dict[str, str]] = {
+        "power-failure-one": (
+            "power failure on one random node: SIGKILL, drop every write not fsynced; restart"
+        ),
+        "power-failure-minority": (
+            "power failure on n//2 random nodes at once: SIGKILL, drop what was not fsynced"
+        ),
+        "power-failure-majority": (
+            "power failure on n//2+1 random nodes at once: SIGKILL, drop what was not fsynced"
+        ),
+        "power-failure-all": "power failure on every node: SIGKILL, drop what was not fsynced",
+        "disk-stall": "every I/O on one random node waits --disk-stall-ms (200 ms)",
+        "disk-error": "writes and fsyncs on one random node fail with EIO",
+        "disk-full": "writes on one random node fail with ENOSPC (disk full)",
+    }
+
+    def unsupported(
+        self, name: str, target: Target, nodes: NodeFacts = ON_THIS_KERNEL
+    ) -> str | None:
+        tname = getattr(target, "name", "this target")
+        if not hasattr(target, "disk_control"):
+            return (
+                f"{tname} does not start its processes with a disk control (disk_control), "
+                "so its data directory cannot be put on the fault file system"
+            )
+        why = faultfs.available()
+        if why:
+            return f"disk faults need the fault file system: {why}"
+        if nodes.cluster is not None and not nodes.cluster.shares_controller_files:
+            return (
+                "disk faults run the fault file system on the controller, so they need nodes "
+                "that share its files and mounts (the local namespace cluster)"
+            )
+        return None
+
+    def nemesis(
+        self, name: str, target: Target, rng: random.Random, options: dict[str, Any]
+    ) -> Nemesis:
+        control = getattr(target, "disk_control", None)
+        if not isinstance(control, DiskControl):
+            control = DiskControl()
+            target.disk_control = control  # type: ignore[attr-defined]
+        stall = int(options.get("disk-stall-ms") or DEFAULT_STALL_MS)
+        return DiskNemesis(name, target, control, rng, stall)
+
+    def took_effect(self, completion: Op) -> bool:
+        """An `ok` start that dropped on the chosen nodes (power failure) or whose probe saw
+        the fault on every chosen node."""
+        value = completion.value
+        if completion.type != "ok" or not isinstance(value, dict) or not value.get("nodes"):
+            return False
+        return "dropped" in value or value.get("verified") is True
+
+
+__all__ = ["DiskControl", "DiskFaults", "DiskNemesis", "probe"]
