@@ -698,7 +698,8 @@ def heal(name: str = DEFAULT_NAME, stop_processes: bool = False) -> dict[str, di
     and every stopped process is resumed with SIGCONT. With stop_processes (`dsjepsen cluster
     heal`, never a run's own heal, which must keep its target running) every process left in
     a node namespace is killed too: only dsjepsen starts processes there, so whatever is left
-    is a target a dead controller could not stop, and the next run must not meet it. Returns,
+    is a target a dead controller could not stop, and the next run must not meet it; so is every
+    fault file system (disk faults) under a node's workdir, its mount detached. Returns,
     per node, what was undone ("stopped": "<pid> <command>" per killed process)."""
     validate_name(name)
     preflight()
@@ -712,16 +713,17 @@ def heal(name: str = DEFAULT_NAME, stop_processes: bool = False) -> dict[str, di
             report[n.name] = {"missing": [n.netns]}
             continue
         clock = faketime.reset_offset_file(faketime.offset_path(n.workdir))
-        # a disk fault's file system lives on the controller, not in the namespace
-        disk = faultfs.heal_under(n.workdir)
         report[n.name] = {
-            "disk": disk,
             "iptables": _reset_firewall(n.netns),
             "qdiscs": _reset_qdiscs(n.netns),
             "clock": [f"offset {clock} s reset to 0"] if clock else [],
             "resumed": [str(p) for p in _resume_all(n.netns)],
         }
         if stop_processes:
+            # A disk fault's file system runs on the controller, not in the namespace, and a
+            # run's own heal keeps it (the target still serves from it): only here, with the
+            # target gone, is it stopped and its mount detached.
+            report[n.name]["disk"] = faultfs.heal_under(n.workdir)
             shown = {p: f"{p} {_command_line(p)}" for p in netns_pids(n.netns)}
             killed = _kill_all(n.netns)
             report[n.name]["stopped"] = [shown.get(p, str(p)) for p in killed]

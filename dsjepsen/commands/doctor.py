@@ -24,7 +24,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 
-from dsjepsen.cluster import localnet
+from dsjepsen.cluster import faultfs, localnet
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
@@ -245,6 +245,7 @@ def _run_checks() -> tuple[list[Check], KernelProbe | None]:
     if tc is None:
         checks.append(Check("tc", False, "not installed", "packet faults (delay, loss, rate)"))
     checks.append(_faketime())
+    checks.append(_faultfs())
     checks.append(_sshd())
     checks += _backends()
     checks.append(_etcd())
@@ -360,6 +361,15 @@ def _faketime() -> Check:
         bool(found),
         found[0] if found else "libfaketime.so.1 not found",
         "clock faults (install libfaketime)",
+    )
+
+
+def _faultfs() -> Check:
+    """The disk faults' file system, mounted and power-cut for real in a temporary directory
+    (they run on this machine for the local cluster's nodes, which share its mounts)."""
+    works, detail = faultfs.self_test()
+    return Check(
+        "fault file system", works, detail, "disk faults (install fuse3 libfuse3-3, mfusepy)"
     )
 
 

@@ -75,6 +75,9 @@ class DiskControl:
             lines += m.stop()
         return lines
 
+    def log_files(self, node: str) -> list[str]:
+        return [os.path.join(m.state, faultfs.LOGFILE) for m in self.of(node)]
+
     def of(self, node: str) -> list[FaultMount]:
         with self._lock:
             return list(self.mounts.get(node, []))

@@ -333,7 +333,10 @@ class ProcessTarget(Target):
         self.each(cluster, one)
 
     def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        return [self.log_file(cluster.node(node))]
+        logs = [self.log_file(cluster.node(node))]
+        if self.disk_control is not None:  # what the fault file system did and saw
+            logs += self.disk_control.log_files(node)
+        return logs
 
     def pid(self, cluster: Cluster, node: str) -> int | None:
         return daemon_pid(cluster.remote(node), self.pid_file(cluster.node(node)))

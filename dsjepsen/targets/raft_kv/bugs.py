@@ -6,7 +6,10 @@ Free of imports on purpose: the CLI lists these without loading the server.
 
 BUGS: dict[str, str] = {
     "stale-read": "any node answers reads from its local state without a quorum",
-    "no-fsync": "acknowledge before the log reaches disk; a kill loses the unsynced tail",
+    "no-fsync": (
+        "acknowledge after write(), before fsync: a power failure (disk faults) loses the "
+        "unsynced tail, a kill does not"
+    ),
     "early-ack": "answer a write when the leader has appended it, before it commits",
     "no-term-check": (
         "never compare terms: accept AppendEntries from a stale term, grant several votes per "

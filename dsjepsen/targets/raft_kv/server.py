@@ -46,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--election-timeout", type=float, default=500.0, metavar="MS")
     p.add_argument("--heartbeat", type=float, default=50.0, metavar="MS")
     p.add_argument("--request-timeout", type=float, default=1.0, metavar="S")
-    p.add_argument("--flush-interval", type=float, default=2.0, metavar="S", help="no-fsync")
     return p
 
 
@@ -263,7 +262,6 @@ async def amain(args: argparse.Namespace) -> None:
         heartbeat=args.heartbeat / 1000.0,
         request_timeout=args.request_timeout,
         rpc_timeout=max(args.election_timeout / 2000.0, 2 * args.heartbeat / 1000.0),
-        flush_interval=args.flush_interval,
         bugs=frozenset(args.bug),
     )
     storage = Storage(args.data_dir, fsync="no-fsync" not in cfg.bugs)
@@ -282,7 +280,7 @@ async def amain(args: argparse.Namespace) -> None:
         args.read_mode,
     )
     await serverkit.until_signalled(srv)
-    storage.sync(force=True)  # a clean stop is not a crash: keep the tail even under no-fsync
+    storage.sync()
     storage.close()
 
 

@@ -71,7 +71,6 @@ class RaftKvTarget(PackagedServerTarget):
         election_timeout_ms: float = 500.0,
         heartbeat_ms: float = 50.0,
         request_timeout: float = 1.0,
-        flush_interval: float = 2.0,
         setup_timeout: float = 30.0,
         python: str = "python3",
     ):
@@ -85,7 +84,6 @@ class RaftKvTarget(PackagedServerTarget):
         self.election_timeout_ms = election_timeout_ms
         self.heartbeat_ms = heartbeat_ms
         self.request_timeout = request_timeout
-        self.flush_interval = flush_interval
         if read_mode not in READ_MODES:
             raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
         self.read_mode = read_mode
@@ -103,8 +101,6 @@ class RaftKvTarget(PackagedServerTarget):
             f"{self.heartbeat_ms:g}",
             "--request-timeout",
             f"{self.request_timeout:g}",
-            "--flush-interval",
-            f"{self.flush_interval:g}",
         ]
         if self.read_mode != "linearizable":
             flags += ["--read-mode", self.read_mode]
