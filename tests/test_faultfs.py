@@ -136,7 +136,7 @@ def test_a_crashed_file_system_leaves_no_hung_mount(fs):
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while faultfs._alive(pid) and time.monotonic() < deadline:  # noqa: SLF001
+    while faultfs.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert faultfs.is_mounted(fs.mount)  # dead: "Transport endpoint is not connected"
     with pytest.raises(OSError):

@@ -649,9 +649,9 @@ class FaultMount:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 15)
                 deadline = time.monotonic() + timeout
-                while _alive(pid) and time.monotonic() < deadline:
+                while alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if _alive(pid):
+                if alive(pid):
                     os.kill(pid, 9)
                 done.append(f"stopped fault file system pid {pid}")
         if unmount(self.mount, timeout):
@@ -661,7 +661,8 @@ class FaultMount:
         return done
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie whose parent died and was never reaped does not)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(") ")[-1][:1] not in ("Z", "X")

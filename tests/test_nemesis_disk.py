@@ -1,0 +1,192 @@
+"""The disk fault package on real clusters: each fault probed on the node through the fault
+file system under raft-kv's data directory, power failures that lose exactly what raft-kv's
+`no-fsync` never fsynced, and `cluster heal` after a controller killed during a disk fault."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dsjepsen.cluster import faultfs, localnet
+from dsjepsen.history import Op
+from dsjepsen.nemesis.disk import DiskControl, DiskFaults
+from dsjepsen.targets.raft_kv.target import RaftKvTarget
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        faultfs.available() is not None, reason=f"no fault file system: {faultfs.available()}"
+    ),
+]
+
+
+def _op(f: str, fault: str) -> Op:
+    return Op(index=0, time=0, process="nemesis", type="invoke", f=f, value={"fault": fault})
+
+
+@pytest.fixture
+def raftkv_on_disk(pooled_cluster) -> Iterator[tuple]:
+    """raft-kv on a 3-node cluster with its data on the fault file system (as the package
+    arranges for a run that asks for a disk fault); torn down and unmounted after."""
+    cluster = pooled_cluster(node_count=3)
+    target = RaftKvTarget(election_timeout_ms=300)
+    package = DiskFaults()
+    assert package.unsupported("disk-stall", target) is None
+    nemeses = {
+        name: package.nemesis(name, target, random.Random(3), {"disk-stall-ms": 250})
+        for name in ("disk-stall", "disk-error", "disk-full", "power-failure-majority")
+    }
+    assert isinstance(target.disk_control, DiskControl)
+    try:
+        target.setup(cluster)
+        yield cluster, target, package, nemeses
+    finally:
+        for nem in nemeses.values():
+            with contextlib.suppress(Exception):
+                nem.heal(cluster)
+        target.teardown(cluster)
+        for node in cluster.nodes:
+            assert not faultfs.mounts_under(node.workdir), "teardown left a mount"
+
+
+def test_each_fault_is_probed_on_the_node_and_healed(raftkv_on_disk):
+    cluster, target, package, nemeses = raftkv_on_disk
+    for node in cluster.names:
+        (mount,) = target.disk_control.of(node)
+        assert faultfs.is_mounted(mount.mount)
+        assert mount.mount == target.data_dir(cluster.node(node))
+    expected = {"disk-stall": None, "disk-error": "EIO", "disk-full": "ENOSPC"}
+    for name, err in expected.items():
+        nem = nemeses[name]
+        started = nem.invoke(cluster, _op("start-disk", name))
+        assert started.type == "ok", started.value
+        assert package.took_effect(started), started.value
+        (node,) = started.value["nodes"]
+        probe = started.value["probe"][node]
+        if err is None:
+            assert probe["fsync_ms"] >= 250 * 0.9, probe
+            assert started.value["stall_ms"] == 250
+        else:
+            assert probe["errno"] == err, probe
+        stopped = nem.invoke(cluster, _op("stop-disk", name))
+        assert stopped.type == "ok", stopped.value
+        after = stopped.value["probe"][node]
+        assert "errno" not in after and after["fsync_ms"] < 200, after
+
+
+def test_power_failure_kills_drops_and_restarts(raftkv_on_disk):
+    cluster, target, package, nemeses = raftkv_on_disk
+    nem = nemeses["power-failure-majority"]
+    started = nem.invoke(cluster, _op("start-disk", "power-failure-majority"))
+    assert started.type == "ok" and package.took_effect(started), started.value
+    victims = started.value["nodes"]
+    assert len(victims) == 2
+    for node in victims:
+        assert target.pid(cluster, node) is None, f"{node} still runs after its power failed"
+        # the correct store fsyncs before it acknowledges: nothing of its log was unsynced
+        assert started.value["dropped"][node]["bytes"] == 0
+    stopped = nem.invoke(cluster, _op("stop-disk", "power-failure-majority"))
+    assert stopped.type == "ok" and stopped.value["nodes"] == victims
+    target.wait_ready(cluster)
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+def _dsj(*argv: str, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dsjepsen", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def named_cluster() -> Iterator[str]:
+    """A cluster made by `dsjepsen cluster up`, taken down by the CLI at the end."""
+    reason = localnet.unsupported_reason()
+    if reason:
+        pytest.skip(reason)
+    name = localnet.random_name("dk")
+    up = _dsj("cluster", "up", "--cluster-name", name, "--node-count", "3")
+    try:
+        assert up.returncode == 0, up.stderr
+        yield name
+    finally:
+        _dsj("cluster", "heal", "--cluster-name", name)
+        _dsj("cluster", "down", "--cluster-name", name)
+        left = localnet.remains(name)
+        if left:
+            localnet.down(name)
+        assert not left, f"cluster {name} left behind {left}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", [True, False], ids=["no-fsync", "correct"])
+def test_power_failure_all_finds_no_fsync_and_passes_the_correct_store(
+    named_cluster: str, tmp_path: Path, bug: bool
+) -> None:
+    run = _dsj(
+        "test", "--target", "raft-kv", *(["--bug", "no-fsync"] if bug else []),
+        "--nemesis", "power-failure-all", "--nemesis-interval", "4", "--time-limit", "20",
+        "--seed", "1", "--cluster-name", named_cluster, "--store", str(tmp_path),
+    )  # fmt: skip
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert results["valid"] is (not bug), (results.get("reason"), run.stderr[-1500:])
+    assert run.returncode == (1 if bug else 0)
+    history = [json.loads(line) for line in (tmp_path / "latest" / "history.jsonl").open()]
+    starts = [o for o in history if o.get("f") == "start-disk" and o.get("type") == "ok"]
+    assert starts
+    dropped = sum(d["bytes"] for o in starts for d in o["value"]["dropped"].values())
+    assert (dropped > 0) is bug, dropped
+
+
+@pytest.mark.slow
+def test_cluster_heal_after_the_controller_dies_during_a_disk_fault(
+    named_cluster: str, tmp_path: Path
+) -> None:
+    argv = [
+        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv",
+        "--nemesis", "disk-stall", "--nemesis-interval", "1", "--time-limit", "60",
+        "--cluster-name", named_cluster, "--store", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "latest" / "history.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            text = history.read_text() if history.exists() else ""
+            if '"start-disk"' in text and '"ok"' in text.split('"start-disk"', 1)[1]:
+                break
+            assert proc.poll() is None, "the run ended before a disk fault"
+            assert time.monotonic() < deadline, "no disk fault came"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    root = str(localnet.state_root() / named_cluster)
+    mounts = faultfs.mounts_under(root)
+    assert len(mounts) == 3, mounts  # the dead controller left every node's mount behind
+    pids = [faultfs.FaultMount.beside(m).pid() for m in mounts]
+    healed = _dsj("cluster", "heal", "--cluster-name", named_cluster)
+    assert healed.returncode == 0, healed.stderr
+    assert faultfs.mounts_under(root) == []
+    for pid in pids:
+        assert pid is not None and not faultfs.alive(pid), pid
+    for m in mounts:  # the data is in the backing directory, whole and readable
+        backing = faultfs.FaultMount.beside(m).backing
+        assert (Path(backing) / "meta.json").exists()
+        assert os.listdir(m) == []  # the mount point is a plain directory again
