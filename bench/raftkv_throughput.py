@@ -2,11 +2,14 @@
 
     sudo python bench/raftkv_throughput.py                # namespace cluster (needs root)
     python bench/raftkv_throughput.py --loopback          # plain processes on 127.0.0.1
+    sudo python bench/raftkv_throughput.py --fault-fs     # data on the fault file system
 
 For each of writes and reads, at concurrency 1 and 16, it runs closed-loop clients (each
 waits for its answer before sending the next) for --seconds and prints operations per second
 and p50 / p99 / max latency of successful operations. Clients talk to the leader directly
 (--via all spreads them over every node, which adds a forwarding hop on followers).
+--fault-fs puts every node's data directory on the fault file system, as a run with a disk
+fault does (no fault injected): its cost on writes, each of which fsyncs through FUSE.
 """
 
 from __future__ import annotations
@@ -163,8 +166,9 @@ class LoopbackCluster:
 class NamespaceCluster:
     """The embedded default cluster (network namespaces) with RaftKvTarget, as tests use it."""
 
-    def __init__(self, name: str = "rkbnch"):
+    def __init__(self, name: str = "rkbnch", fault_fs: bool = False):
         self.name = name
+        self.fault_fs = fault_fs
 
     def __enter__(self) -> NamespaceCluster:
         from dsjepsen.cluster import localnet
@@ -172,6 +176,10 @@ class NamespaceCluster:
 
         self.cluster = localnet.up(self.name, node_count=3)
         self.target = RaftKvTarget()
+        if self.fault_fs:
+            from dsjepsen.nemesis.disk import DiskControl
+
+            self.target.disk_control = DiskControl()
         try:
             self.target.setup(self.cluster)
         except BaseException:
@@ -207,16 +215,20 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     ap.add_argument("--via", choices=("leader", "all"), default="leader")
     ap.add_argument("--concurrency", default="1,16", help="comma-separated client counts")
+    ap.add_argument("--fault-fs", action="store_true", help="data on the fault file system")
     args = ap.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
-    backend = LoopbackCluster() if args.loopback else NamespaceCluster()
+    if args.fault_fs and args.loopback:
+        print("--fault-fs: needs the namespace cluster, not --loopback", file=sys.stderr)
+        return 254
+    backend = LoopbackCluster() if args.loopback else NamespaceCluster(fault_fs=args.fault_fs)
     with backend as cluster:
         leader = cluster.leader()
         names = ["n1", "n2", "n3"]
         print(
             f"raft-kv, 3 nodes ({'loopback' if args.loopback else 'network namespaces'}), "
             f"leader {leader}, clients via {args.via}, {args.seconds:g} s per phase, "
-            f"{os.cpu_count()} CPUs"
+            f"{os.cpu_count()} CPUs" + (", data on the fault file system" if args.fault_fs else "")
         )
 
         def make_client(w: int) -> HttpKvClient:

@@ -4,8 +4,10 @@ Sizes follow Jepsen's `jepsen.nemesis.combined/db-nodes`: majority = ⌊n/2⌋ +
 majority - 1 = ⌊n/2⌋ (exactly half when n is even), all = n. The unit tests check the sizes,
 the seeded choice and the honesty of the records against a recording Target; the cluster
 tests check that the processes really die (or stop) on a real namespace cluster running
-raft-kv and come back; the end-to-end tests prove that `kill-all` catches raft-kv's
-`no-fsync` bug (acknowledged writes lost) while the correct server stays valid.
+raft-kv and come back; the end-to-end tests run `kill-all` on raft-kv with and without its
+`no-fsync` bug: both stay valid, because no-fsync writes its log before it acknowledges and a
+killed process's writes survive in the page cache (only a power failure loses them:
+tests/test_nemesis_disk.py).
 """
 
 from __future__ import annotations
@@ -407,18 +409,19 @@ E2E = ["--nemesis", "kill-all", "--nemesis-interval", "4", "--time-limit", "25"]
 
 @pytest.mark.cluster
 @pytest.mark.slow
-# one seed: detection over 20 seeds is bench/detection.py's job (README: 20 of 20)
 @pytest.mark.parametrize("seed", [1])
-def test_kill_all_catches_no_fsync_lost_writes(pooled_cluster, tmp_path: Path, seed: int) -> None:
+def test_kill_all_cannot_lose_what_no_fsync_wrote(
+    pooled_cluster, tmp_path: Path, seed: int
+) -> None:
+    """A SIGKILL is not a power failure: what write() handed the kernel stays in the page
+    cache, so no-fsync loses nothing when every node is killed at once."""
     cluster = pooled_cluster(node_count=3)
     code, results, run_dir = _dsjepsen_test(
         cluster, tmp_path, "--bug", "no-fsync", *E2E, "--seed", str(seed)
     )
-    assert results["valid"] is False, results.get("reason")
-    assert code == 1
-    lin = results["checks"]["linearizable"]
-    assert lin["valid"] is False and lin["anomalies"]
-    # the faults that did it are on record: every node killed at once, then restarted
+    assert results["valid"] is True, results.get("reason")
+    assert code == 0
+    # the faults are on record: every node killed at once, then restarted
     history = read_jsonl(run_dir / "history.jsonl")
     kills = [op for op in history.nemesis_ops() if op.f == "start-kill" and op.type == "ok"]
     assert kills and all(op.value["nodes"] == cluster.names for op in kills)
