@@ -5,10 +5,12 @@ per-node list of packet faults is what the nodes themselves answer (local cluste
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +97,15 @@ def test_doctor_matches_this_machine():
     assert checks["docker engine"]["ok"] == (docker is not None and docker.returncode == 0)
     assert checks["etcd"]["ok"] == _has("etcd")
     assert not [ns for ns in localnet.list_netns() if ns.startswith("dsj-doctor-")]
+    # the disk faults' file system: mounted, power-cut and unmounted for real
+    disk = checks["fault file system"]
+    assert disk["ok"] == (_has("fusermount3") and os.path.exists("/dev/fuse")), disk
+    if disk["ok"]:
+        assert "dropped 5 B" in disk["detail"]
+    else:
+        assert "disk faults" in disk["disables"]
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    assert not [ln for ln in mounts if "/dsj-faultfs-" in ln], "doctor left its mount behind"
 
     table = _doctor()
     assert table.returncode == 0

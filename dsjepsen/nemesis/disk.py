@@ -283,6 +283,7 @@ class DiskFaults(FaultPackage):
             DEFAULT_STALL_MS,
             "disk-stall: how long every I/O on the node waits, in ms",
             minimum=1,
+            maximum=60_000,
         ),
     )
     look: ClassVar[FaultLook] = FaultLook(
