@@ -267,11 +267,30 @@ def op_text(d: dict[str, Any], n: int = 40) -> str:
     shows them everywhere: nil for no value, "" for the empty string)."""
     f = str(d.get("f"))
     v, out = d.get("value"), d.get("output")
+    if f == "txn" and isinstance(v, list):  # a transaction: its micro-ops, as Elle writes them
+        return "txn " + mops_text(out if d.get("type") == "ok" and out else v, n * 3)
     if f in READ_FS or f.startswith("read"):
         return f"{f} → {value_text(out, n)}" if d.get("type") == "ok" else f"{f} → ?"
     if f == "cas" and isinstance(v, list) and len(v) == 2:
         return f"cas {value_text(v[0], n // 2)}→{value_text(v[1], n // 2)}"
     return f"{f} {value_text(v, n)}"
+
+
+def elle_text(x: Any) -> str:
+    """A key, value or micro-op as the checkers' sentences write them: nil, [1 2 3]."""
+    if x is None:
+        return "nil"
+    if isinstance(x, list | tuple):
+        return "[" + " ".join(elle_text(y) for y in x) + "]"
+    return short(x, 40)
+
+
+def mops_text(mops: Any, limit: int = 300) -> str:
+    """A transaction's micro-ops: `[append 100 2] [r 101 [1]]`, cut (with …) past limit."""
+    if not isinstance(mops, list | tuple):
+        return short(mops, limit)
+    text = " ".join(elle_text(m) for m in mops)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def value_text(v: Any, n: int = 40) -> str:

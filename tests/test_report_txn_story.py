@@ -1,0 +1,171 @@
+"""Issue 27 part 1: a transactional anomaly told as a story in report.html and rca.md.
+
+The run directories are synthetic (tests/synthetic_runs.py: list-append transactions with a
+planted G-single through a node cut off by a partition) but their results.json is the real
+list-append checker's verdict. Every expectation is computed from the history and the
+checker's result, never from the page: the steps are the checker's words, each transaction's
+node and times come from its ops, its fault and side from the nemesis records, the counts
+from results.json.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synthetic_runs import build_txn_run_dir
+
+from dsjepsen.formats.jsonl import read_jsonl
+from dsjepsen.reports.html import render_run_report
+
+NS = 1_000_000_000
+
+
+def text(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def story_rows(page: str, section: str = "first-anomaly") -> dict[str, list[str]]:
+    """The story table of a section: {txn name: cell texts}."""
+    body = page.split(f'id="{section}"', 1)[1]
+    table = body.split('<table class="story-txns">', 1)[1].split("</table>", 1)[0]
+    rows = {}
+    for tr in re.findall(r'<tr data-txn="[^"]*">(.*?)</tr>', table, re.S):
+        cells = [text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+        rows[cells[0]] = cells
+    return rows
+
+
+def rel(t: int) -> str:
+    return f"t+{t / NS:.3f}s"
+
+
+@pytest.fixture(scope="module")
+def txn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = build_txn_run_dir(tmp_path_factory.mktemp("txn"))
+    render_run_report(run_dir)
+    return run_dir
+
+
+def load(run_dir: Path) -> tuple[str, str, dict[str, Any], list[Any]]:
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    md = (run_dir / "rca.md").read_text(encoding="utf-8")
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    ops = read_jsonl(run_dir / "history.jsonl").operations(orphans=True)
+    return page, md, results, ops
+
+
+def test_the_first_anomaly_is_told_as_the_checkers_cycle_placed_in_the_run(txn_run: Path) -> None:
+    page, _md, results, ops = load(txn_run)
+    check = results["checks"]["list-append"]
+    assert check["valid"] is False
+    cycle = check["anomalies"][0]
+    assert cycle["type"] == "G-single-item"
+    first = page.split('id="first-anomaly"', 1)[1].split("</section>", 1)[0]
+    # each step in the checker's words, in its order
+    steps = [text(s) for s in re.findall(r"<li>(.*?)</li>", first.split('class="steps"')[1])]
+    assert steps[: len(cycle["steps"])] == [s["text"] for s in cycle["steps"]]
+    assert "did not see it, so T2 < T1 (rw)" in steps[1]
+    # each transaction: op, process, node, invoke and complete times, fault and side
+    windows = [o for o in read_jsonl(txn_run / "history.jsonl").ops if o.process == "nemesis"]
+    start = next(o for o in windows if o.f == "start-partition" and o.type != "invoke")
+    grudge = start.value["grudge"]
+    rows = story_rows(page)
+    assert sorted(rows) == sorted(t["name"] for t in cycle["cycle"])
+    for t in cycle["cycle"]:
+        o = ops[t["op_id"]]
+        name, op, process, node, invoked, completed, fault, mops = rows[t["name"]]
+        assert op == f"op {o.id}"
+        assert process == str(o.process)
+        assert node == o.node
+        assert invoked.startswith(rel(o.invoke.time))
+        assert completed.startswith(rel(o.complete.time))
+        cut_off = sorted(grudge[o.node])
+        side = sorted(n for n in grudge if sorted(grudge[n]) == cut_off)
+        which = "minority" if len(side) < 3 else "majority"
+        assert start.value["description"] in fault
+        assert f"{o.node} on the {which} side {{{', '.join(side)}}}" in fault
+        assert mops.startswith(" ".join("[" + " ".join(
+            "nil" if x is None else ("[" + " ".join(map(str, x)) + "]" if isinstance(x, list) else str(x))
+            for x in m) + "]" for m in o.complete.value))  # fmt: skip
+    assert rows["T2"][3] == "n4" and "minority side {n4, n5}" in rows["T2"][6]
+    # the isolation level: what was checked, what this anomaly rules out, what still stands
+    iso = text(first.split('class="isolation"', 1)[1].split("</p>", 1)[0])
+    det = check["details"]
+    assert f"violates {', '.join(det['consistency_models'])}" in iso
+    assert "rules out consistent-view, repeatable-read and every stronger model" in iso
+    assert iso.endswith(", ".join(det["strongest_possible"]) + ".")
+
+
+def test_counts_on_the_page_agree_with_results_json(txn_run: Path) -> None:
+    page, md, results, ops = load(txn_run)
+    listed = [a for c in results["checks"].values() if c["valid"] is False for a in c["anomalies"]]
+    card = re.search(r'<div class="v">(\d+)</div><div class="k">anomalies', page)
+    assert card is not None and int(card.group(1)) == len(listed)
+    keys = sorted({str(s["key"]) for a in listed for s in a["steps"]}, key=int)
+    txns = {t["op_id"] for a in listed for t in a["cycle"]}
+    impact = f"{len(listed)} anomal{'y' if len(listed) == 1 else 'ies'} involving {len(txns)} of {len(ops)} client ops"
+    assert impact in text(page) and impact in md
+    assert f"keys affected: {', '.join(keys)}" in text(page)
+    assert f"keys affected: {', '.join(keys)}" in md
+    # the anomaly row's key column names the cycle's keys
+    row = page.split('id="anomaly-1"', 1)[1].split("</summary>", 1)[0]
+    assert all(k in text(row) for k in keys)
+
+
+def test_rca_markdown_has_the_story_and_a_hypothesis_from_the_fault_records(txn_run: Path) -> None:
+    _page, md, results, ops = load(txn_run)
+    cycle = results["checks"]["list-append"]["anomalies"][0]
+    evidence = md.split("## Evidence", 1)[1].split("## Faults", 1)[0]
+    for s in cycle["steps"]:
+        assert f"step: {s['text']}" in evidence
+    for t in cycle["cycle"]:
+        o = ops[t["op_id"]]
+        assert (
+            f"{t['name']} = op {o.id} (process {o.process}, node {o.node}, invoked {rel(o.invoke.time)}"
+            in evidence
+        )
+    assert "isolation: G-single-item violates strict-serializable" in evidence
+    hyps = md.split("## Hypotheses", 1)[1].split("## Detection", 1)[0]
+    first = hyps.split("\n2. ", 1)[0]
+    assert "served by n4, on the minority side of a partition" in first
+    assert "T2 (op" in first and "through n4, on the minority side {n4, n5}" in first
+    assert "through n1, on the majority side {n1, n2, n3}" in first
+    summary = md.split("## Impact", 1)[0]
+    assert "| isolation | G-single-item violates strict-serializable" in summary
+
+
+def test_without_a_fault_no_partition_is_invented(tmp_path: Path) -> None:
+    run_dir = build_txn_run_dir(tmp_path, partition=False)
+    render_run_report(run_dir)
+    page, md, results, _ops = load(run_dir)
+    assert results["checks"]["list-append"]["valid"] is False
+    rows = story_rows(page)
+    assert rows and all(cells[6] == "none" for cells in rows.values())
+    hyps = md.split("## Hypotheses", 1)[1].split("## Detection", 1)[0]
+    assert "side" not in hyps and "partition" not in hyps
+
+
+def test_the_page_says_when_the_checker_lists_fewer_than_it_found(tmp_path: Path) -> None:
+    run_dir = build_txn_run_dir(tmp_path)
+    path = run_dir / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8"))
+    # as if the checker had found 25 and kept its 20 of a kind (max_cases_per_kind)
+    det = results["checks"]["list-append"]["details"]
+    det["anomaly_counts"]["G-single-item"] = 25
+    path.write_text(json.dumps(results), encoding="utf-8")
+    render_run_report(run_dir)
+    note = text(
+        (run_dir / "report.html")
+        .read_text(encoding="utf-8")
+        .split('id="cap-note">')[1]
+        .split("</p>")[0]
+    )
+    assert (
+        "list-append found 25 transactional anomalies and lists the first 20 of each kind (1)"
+        in note
+    )
