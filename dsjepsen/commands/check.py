@@ -114,6 +114,13 @@ def register(subparsers: Any) -> None:
                 "version orders from real-time order",
             }[flag],
         )
+    p.add_argument(
+        "--negative-balances",
+        action="store_true",
+        help="bank: the store lets balances go negative (Jepsen's :negative-balances?); the "
+        "total and the accounts come from --initial ({account: balance} or the total), else "
+        "from the history's init-accounts op, else inferred from the reads",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
     p.set_defaults(func=run)
@@ -200,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         consistency=consistency if consistency is not None else LINEARIZABLE,
         extra={
             "progress": _progress,
+            "negative_balances": bool(getattr(args, "negative_balances", False)),
             **{
                 f.replace("-", "_"): getattr(args, f.replace("-", "_"), False)
                 for f in RW_ASSUMPTIONS
@@ -347,6 +355,13 @@ def render_other(history: History, result: CheckResult) -> str:
                 f"{c.get('pending', 0)} pending; latency p50 {lat.get('p50', 0)} ms, "
                 f"p99 {lat.get('p99', 0)} ms"
             )
+    if "total_from" in result.details:  # bank: where its invariant came from
+        d = result.details
+        lines.append(
+            f"  accounts: {', '.join(map(str, d.get('accounts') or [])) or 'none'}; total "
+            f"{d.get('total')} (from {d.get('total_from') or 'nowhere'}); "
+            f"{d.get('read_count')} ok reads"
+        )
     if result.reason:
         lines.append(f"  reason: {result.reason}")
     for a in result.anomalies:

@@ -52,6 +52,14 @@ INVARIANTS = {
         "Strong eventual consistency: after the faults heal and the nodes exchange state, "
         "every node ends with the same value of every key."
     ),
+    "wrong-total": (
+        "Jepsen's bank: transfers move money between accounts, never create or destroy it, so "
+        "every read of all accounts (one transaction) sums to the total put in at the start."
+    ),
+    "negative-balance": "Jepsen's bank: a transfer that would overdraw its account fails, so no "
+    "read shows a negative balance.",
+    "missing-account": "Jepsen's bank: every read of all accounts has a balance for each account.",
+    "unexpected-account": "Jepsen's bank: reads show only the accounts the bank was set up with.",
     "replica-lost-element": (
         "Monotonic reads per replica: a node never loses an element of a grow-only set it "
         "has already returned."
