@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_cdp import CHROMIUM, first_anomaly_ops, launch, show
 from synthetic_runs import build_txn_run_dir
 
 from dsjepsen.formats.jsonl import read_jsonl
@@ -136,6 +140,7 @@ def test_rca_markdown_has_the_story_and_a_hypothesis_from_the_fault_records(txn_
     assert "T2 (op" in first and "through n4, on the minority side {n4, n5}" in first
     assert "through n1, on the majority side {n1, n2, n3}" in first
     summary = md.split("## Impact", 1)[0]
+    assert "| on which nodes | n1 (T1), n4 (T2) |" in summary
     assert "| isolation | G-single-item violates strict-serializable" in summary
 
 
@@ -169,3 +174,83 @@ def test_the_page_says_when_the_checker_lists_fewer_than_it_found(tmp_path: Path
         "list-append found 25 transactional anomalies and lists the first 20 of each kind (1)"
         in note
     )
+
+
+# -- in headless Chromium ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_the_story_in_a_browser(txn_run: Path, tmp_path: Path) -> None:
+    """One first anomaly everywhere on the page; the story's table fits its section at
+    1,400 and at 800 px (no sideways scrolling to read a transaction's node or fault); the
+    page's own script reports nothing."""
+    report = txn_run / "report.html"
+    with launch(tmp_path / "profile") as cdp:
+        show(cdp, report.as_uri())
+        firsts = first_anomaly_ops(cdp)
+        assert firsts["summary"] is not None and len(set(firsts.values())) == 1, firsts
+        for width in (1400, 800):
+            cdp.set_width(width)
+            fit = cdp.evaluate(
+                "(function(){var t=document.querySelector('#first-anomaly table.story-txns');"
+                "var s=document.getElementById('first-anomaly').getBoundingClientRect();"
+                "var r=t.getBoundingClientRect();"
+                "return {visible: r.height > 0, left: r.left - s.left, right: s.right - r.right,"
+                " rows: t.querySelectorAll('tr[data-txn]').length,"
+                " node: t.querySelector('tr[data-txn=T2] td:nth-child(4)').textContent}})()"
+            )
+            assert fit["visible"] and fit["rows"] == 2 and fit["node"] == "n4", fit
+            assert fit["left"] >= 0 and fit["right"] >= 0, (width, fit)
+            cdp.screenshot(tmp_path / f"txn-story-{width}.png", full_page=False)
+        assert cdp.problems() == []
+
+
+# -- a real raft-kv run with transactions (the lead's txn endpoint and its bugs) ------------
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_real_raft_kv_txn_run_tells_its_story(tmp_path: Path) -> None:
+    from dsjepsen.cluster import localnet
+    from dsjepsen.targets.raft_kv.bugs import BUGS
+
+    if "txn-no-isolation" not in BUGS:
+        pytest.skip("raft-kv has no txn endpoint with bug txn-no-isolation yet")
+    reason = localnet.unsupported_reason()
+    if reason:
+        pytest.skip(reason)
+    name = "bt" + os.urandom(2).hex()
+    argv = [
+        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--workload",
+        "list-append", "--bug", "txn-no-isolation", "--nemesis", "partition-leader",
+        "--node-count", "3", "--time-limit", "15", "--nemesis-interval", "3",
+        "--cluster-name", name, "--store", str(tmp_path), "--seed", "7",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=400, check=False)
+    finally:
+        localnet.down(name)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    [run_dir] = [p for p in tmp_path.glob("*/2*") if p.is_dir() and not p.parent.is_symlink()]
+    page, md, results, ops = load(run_dir)
+    check = results["checks"]["list-append"]
+    listed = [a for c in results["checks"].values() if c["valid"] is False for a in c["anomalies"]]
+    card = re.search(r'<div class="v">(\d+)</div><div class="k">anomalies', page)
+    assert card is not None and int(card.group(1)) == len(listed)
+    cycles = [a for a in check["anomalies"] if "cycle" in a]
+    assert cycles, check["reason"]
+    # every cycle's transactions: on the page with the node and times of their ops
+    for n, a in enumerate(sorted(cycles, key=lambda a: ops[a["op_id"]].invoke.time)):
+        row_id = next(
+            m for m in re.findall(r'id="(anomaly-\d+)"', page)
+            if all(f'href="#op-{t["op_id"]}"' in page.split(f'id="{m}"', 1)[1].split("</details>", 1)[0] for t in a["cycle"])
+        )  # fmt: skip
+        rows = story_rows(page, row_id)
+        for t in a["cycle"]:
+            o = ops[t["op_id"]]
+            cells = rows[t["name"]]
+            assert cells[3] == (o.node or "–")
+            assert cells[4].startswith(rel(o.invoke.time))
+        if n >= 5:
+            break
+    assert "## Evidence" in md and "   - step: " in md and "   - isolation: " in md

@@ -658,7 +658,11 @@ def build(
             headline.append(("isolation", told[a0.n].isolation.sentence(a0.type)))
         if a0.t is not None:
             headline.append(("when (first)", run.fmt_t(a0.t)))
-        headline.append(("on which node", a0.node or "not recorded"))
+        if a0.n in told:  # a cycle happened on every node its transactions went through
+            where = ", ".join(f"{t.node or 'not recorded'} ({t.name})" for t in told[a0.n].txns)
+            headline.append(("on which nodes", where))
+        else:
+            headline.append(("on which node", a0.node or "not recorded"))
         headline.append(("fault active", a0.fault or f"none ({a0.phase})"))
     return Rca(
         headline=headline,

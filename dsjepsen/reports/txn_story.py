@@ -115,8 +115,7 @@ class Isolation:
             )
         if self.standing:
             parts.append(
-                "the strongest models the history still leaves standing: "
-                + ", ".join(self.standing)
+                "the strongest models nothing in the history rules out: " + ", ".join(self.standing)
             )
         return "; ".join(parts) + "." if parts else ""
 
