@@ -78,6 +78,9 @@ class Hypothesis:
     suggests: str
     #: how many anomalies this hypothesis explains (the ranking key); set from the evidence
     support: int = 0
+    #: ranked above every hypothesis that is not (a cause the others only show: a lost
+    #: acknowledged write explains the reads that miss it, whatever their count)
+    cause: bool = False
 
 
 @dataclass
@@ -275,6 +278,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 "it was no longer the leader a quorum follows): the entry was later truncated "
                 "or never replicated, so the acknowledged value is lost for every later read.",
                 support=lost_support,
+                cause=True,
             ),
         )
     # a read already explained by a lost write is not also a stale read: the write was lost
@@ -311,8 +315,9 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     out += cycle_hypotheses(run, anomalies)
     for h in out:
         h.support = h.support or len(h.evidence)
-    # ranked by how many anomalies each explains; ties keep the order above (most specific)
-    return sorted(out, key=lambda h: -h.support)
+    # causes first, then by how many anomalies each explains; ties keep the order above (most
+    # specific first)
+    return sorted(out, key=lambda h: (not h.cause, -h.support))
 
 
 def cycle_hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
