@@ -516,13 +516,13 @@ def build_txn_run_dir(
             (
                 part_s + 3_000_000,
                 1,
-                Op(0, part_s + 3_000_000, "nemesis", "info", "start-partition", done),
+                Op(0, part_s + 3_000_000, "nemesis", "ok", "start-partition", done),
             ),
             (part_e, 0, Op(0, part_e, "nemesis", "invoke", "stop-partition", None)),
             (
                 part_e + 2_000_000,
                 1,
-                Op(0, part_e + 2_000_000, "nemesis", "info", "stop-partition", heal),
+                Op(0, part_e + 2_000_000, "nemesis", "ok", "stop-partition", heal),
             ),
         ]
     )

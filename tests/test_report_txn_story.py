@@ -96,7 +96,7 @@ def test_the_first_anomaly_is_told_as_the_checkers_cycle_placed_in_the_run(txn_r
         assert mops.startswith(" ".join("[" + " ".join(
             "nil" if x is None else ("[" + " ".join(map(str, x)) + "]" if isinstance(x, list) else str(x))
             for x in m) + "]" for m in o.complete.value))  # fmt: skip
-    assert rows["T2"][3] == "n4" and "minority side {n4, n5}" in rows["T2"][6]
+    assert rows["T2"][3] == "n4" and "minority side {n4, n5}, throughout" in rows["T2"][6]
     # the isolation level: what was checked, what this anomaly rules out, what still stands
     iso = text(first.split('class="isolation"', 1)[1].split("</p>", 1)[0])
     det = check["details"]
@@ -249,7 +249,10 @@ def test_a_real_raft_kv_txn_run_tells_its_story(tmp_path: Path) -> None:
         for t in a["cycle"]:
             o = ops[t["op_id"]]
             cells = rows[t["name"]]
-            assert cells[3] == (o.node or "–")
+            # the node that served it, "n1 via n3" when it was sent to another
+            sent = o.bound_node
+            label = f"{o.node} via {sent}" if o.node and sent and sent != o.node else o.node
+            assert cells[3] == (label or "–")
             assert cells[4].startswith(rel(o.invoke.time))
         if n >= 5:
             break

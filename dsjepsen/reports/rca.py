@@ -321,48 +321,51 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
 
 
 def cycle_hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
-    """For transactional cycles whose transactions ran while a partition was in effect: the
-    nodes they went through and the side each was on, as the fault records give them. A cycle
-    with a transaction served on a minority side is one hypothesis (that node answered
-    without its quorum); a cycle all of whose transactions went through the majority side is
-    another (the partition did not cut them off: the bug is on the majority's own path). No
-    record with sides, no hypothesis."""
+    """For transactional cycles whose transactions ran while a partition was surely in
+    effect (from its start's completion to its stop's invocation, for the whole transaction):
+    the nodes they went through and the side each was on, as the fault records give them. A
+    cycle with a transaction served on a minority side throughout is one hypothesis per
+    serving node (it completed without its quorum); a cycle all of whose transactions ran on
+    the majority side throughout is another (the partition did not cut them off: the bug is on
+    the majority's own path). No record with sides, or a partition that only overlapped a
+    transaction's start or end, no hypothesis."""
     minority: dict[str, list[str]] = {}  # node -> evidence
     majority: list[str] = []
     majority_nodes: list[str] = []
     for n, st in stories(run, anomalies).items():
-        placed = [t for t in st.txns if t.sides]
+        placed = [t for t in st.txns if any(whole for *_, whole in t.sides)]
         if not placed:
             continue
         said = f"{st.kind} #{n} (keys {', '.join(st.keys) or '?'}): " + "; ".join(
             _placed(t) for t in st.txns
         )
-        cut = [t for t in placed if any(m for _, _, m in t.sides)]
+        cut = [t for t in placed if any(m and whole for _, _, m, whole in t.sides)]
         for t in cut:
-            minority.setdefault(t.node, []).append(said)
+            minority.setdefault(t.served or t.node, []).append(said)
         if not cut and len(placed) == len(st.txns):
             majority.append(said)
-            majority_nodes += [t.node for t in st.txns if t.node not in majority_nodes]
+            majority_nodes += [t.served or t.node for t in st.txns]
     out = []
     for node, ev in minority.items():
         ev = list(dict.fromkeys(ev))
         out.append(
             Hypothesis(
                 f"A transaction of the cycle was served by {node}, on the minority side of a "
-                "partition",
+                "partition from its invocation to its completion",
                 ev,
-                f"{node} could not reach a quorum while it served the transaction, yet "
-                "completed it: its reads (or its commit) did not go through the majority, so "
-                "it missed writes the majority had committed. A transaction must be ordered "
-                "by the quorum (the leader's log, a read index) before it answers.",
+                f"{node} was cut off from the majority for the whole transaction, yet completed "
+                "it ok: it cannot have ordered it through a quorum, so its reads (or its "
+                "commit) bypassed the majority and could miss writes the majority had "
+                "committed. A transaction must be ordered by the quorum (the leader's log, a "
+                "read index) before it answers.",
                 support=len(ev),
             )
         )
     if majority:
         out.append(
             Hypothesis(
-                "Every transaction of the cycle went through the majority side of the "
-                f"partition ({', '.join(majority_nodes)})",
+                "Every transaction of the cycle ran on the majority side of the partition "
+                f"throughout ({', '.join(dict.fromkeys(majority_nodes))})",
                 majority,
                 "The partition did not cut these transactions off from the quorum: look for "
                 "the isolation bug on the majority's own commit path (concurrency control, "
@@ -378,9 +381,10 @@ def _placed(t: StoryTxn) -> str:
     """`T2 (op 212, [r 101 [1]]) through n4, minority side {n4, n5} of "cut ..."`."""
     op = f"op {t.op_id}" if t.op_id is not None else f"index {t.index}"
     where = f"{t.name} ({op}, {t.mops_text}) through {t.node or 'an unrecorded node'}"
-    for desc, side, minor in t.sides:
+    for desc, side, minor, whole in t.sides:
         which = "minority" if minor else "majority"
-        where += f", on the {which} side {{{', '.join(side)}}} of \u201c{desc}\u201d"
+        span = "" if whole else " (for part of it at most)"
+        where += f", on the {which} side {{{', '.join(side)}}} of \u201c{desc}\u201d{span}"
     return where + (f", invoked {t.invoked}" if t.invoked else "")
 
 

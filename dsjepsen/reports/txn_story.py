@@ -79,6 +79,7 @@ class StoryTxn:
     index: Any  # its completion's history index
     process: Any
     node: str  # the node that served it ("n3 via n1", as the page writes it); "" unknown
+    served: str  # the node that served it, alone (the one a partition side is matched on)
     type: str  # ok, info, fail
     mops: Any
     mops_text: str  # the micro-ops as Elle writes them: [append 100 2] [r 101 [1]]
@@ -86,8 +87,9 @@ class StoryTxn:
     completed: str | None  # None: it never completed (info) or the history has no clock
     #: each fault in effect while it ran, with its node's side when the record has sides
     faults: list[str] = field(default_factory=list)
-    #: (partition description, the side its node was on, minority?) per partition in effect
-    sides: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    #: per partition overlapping it: (description, the side its node was on, minority?,
+    #: surely in effect from its invocation to its completion?)
+    sides: list[tuple[str, list[str], bool, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -196,6 +198,7 @@ def story(run: RunData, a: Anomaly) -> Story | None:
             index=t.get("index"),
             process=t.get("process"),
             node=(node_label(o) if o is not None else "") or str(t.get("node") or ""),
+            served=(o.node if o is not None else None) or str(t.get("node") or ""),
             type=str(t.get("type")),
             mops=t.get("mops"),
             mops_text=mops_text(t.get("mops")),
@@ -214,10 +217,19 @@ def story(run: RunData, a: Anomaly) -> Story | None:
                 side = next((c for c in comps or [] if served in c), None)
                 if comps is not None and side is not None:
                     minority = len(side) < majority
-                    row.sides.append((w.description, side, minority))
+                    # the fault's narrow span (its start done, its stop not yet begun) held
+                    # the whole transaction: only then did it surely run on that side
+                    whole = (
+                        o.complete is not None
+                        and w.in_effect(o.invoke.index)
+                        and w.in_effect(o.complete.index)
+                    )
+                    row.sides.append((w.description, side, minority, whole))
                     which = "minority" if minority else "majority"
+                    span = "throughout" if whole else "for part of it at most"
                     row.faults.append(
-                        f"{w.description} ({served} on the {which} side {{{', '.join(side)}}})"
+                        f"{w.description} ({served} on the {which} side "
+                        f"{{{', '.join(side)}}}, {span})"
                     )
                 else:
                     row.faults.append(w.description)
