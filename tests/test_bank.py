@@ -202,8 +202,9 @@ def test_jepsen_edn_histories_infer_the_total_and_say_so(tmp_path: Path) -> None
     bad.write_text(
         EDN.replace("{0 5, 1 95}, :process 2", "{0 5, 1 96}, :process 2"), encoding="utf-8"
     )
-    proc = dsj("check", str(bad), "--checker", "bank")
+    proc = dsj("check", str(bad))  # the checker inferred from the ops
     assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith(f"{bad}: INVALID (bank)")
     assert "total 100 (from inferred" in proc.stdout
     assert "wrong-total: read op 4 (process 2" in proc.stdout and "sums to 101" in proc.stdout
     # the total given: the two reads that sum to 100 are wrong against a total of 101

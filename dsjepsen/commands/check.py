@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from dsjepsen import plugins
+from dsjepsen.checkers.bank import INIT, TRANSFER, BankChecker
+from dsjepsen.checkers.bank import READS as BANK_READS
 from dsjepsen.checkers.base import (
     DEFAULT_TIME_LIMIT,
     MAX_TIME_LIMIT,
@@ -24,6 +26,7 @@ from dsjepsen.checkers.base import (
 )
 from dsjepsen.checkers.consistency import (
     DEFAULT_TXN_MODEL,
+    INFER_TXNS,
     LIST_APPEND,
     RW_REGISTER,
     TXN_MODELS,
@@ -39,7 +42,7 @@ from dsjepsen.checkers.vacuous import without_client_ops
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
 from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
-from dsjepsen.history import History, printable
+from dsjepsen.history import NEMESIS, History, printable
 from dsjepsen.options import add_renamed
 
 #: the single-object values of --consistency; each names the checker that decides it
@@ -273,9 +276,13 @@ def infer_checker(
     linearizable checker with the multi-register model, as before, unless a transactional
     model is asked for (then rw-register, which reads that spelling too). `--model`, or
     `--consistency linearizable` / `sequential`, keeps any history with the single-object
-    checkers. Everything else: linearizable."""
+    checkers. Jepsen's bank histories (transfers and reads of all accounts, nothing else)
+    -> bank. Everything else: linearizable."""
     if model is not None or consistency in CONSISTENCIES:
         return LINEARIZABLE
+    fs = {op.f for op in history.ops[:INFER_TXNS] if op.process != NEMESIS}
+    if "transfer" in fs and fs & set(BANK_READS) and fs <= {INIT, TRANSFER, *BANK_READS}:
+        return BankChecker.name
     kind = txn_kind(history)
     if kind == LIST_APPEND:
         return LIST_APPEND
