@@ -152,6 +152,12 @@ def test_negative_balances_unless_allowed() -> None:
     assert r.valid is False and [a["type"] for a in r.anomalies] == ["negative-balance"]
     assert r.anomalies[0]["negative"] == {1: -3}
     assert check(bad, negative_balances=True).valid is True
+    # a read wrong two ways is one bad read with two errors
+    value["2"] += 1
+    both = check(replace_value(ops, reads[5], value))
+    assert sorted(a["type"] for a in both.anomalies) == ["negative-balance", "wrong-total"]
+    assert both.details["bad_read_count"] == 1 and both.details["error_count"] == 2
+    assert both.reason.startswith("1 bad read of ")
 
 
 def test_a_read_missing_an_account_or_with_a_stranger() -> None:
@@ -336,3 +342,29 @@ def test_bank_history_round_trips_through_jsonl(tmp_path: Path) -> None:
     proc = dsj("check", str(tmp_path / "h.jsonl"), "--checker", "bank", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["details"]["total_from"] == "the init-accounts op (op 0)"
+
+
+def test_a_bad_read_on_the_report_and_in_the_rca(tmp_path: Path) -> None:
+    """The report places a bank violation like any anomaly: its read op, the node, the time
+    and the fault in effect, and the RCA states the bank's invariant."""
+    from dsjepsen.reports.html import render_check_report
+
+    ops, reads = bank_history()
+    start = next(o.index for o in ops if o.f == "start-partition" and o.type == "info")
+    bad = next(i for i in reads if i > start and ops[i].node == "n4")
+    value = dict(ops[bad].value)
+    value["3"] -= 2
+    history = History(replace_value(ops, bad, value), "bank.jsonl")
+    result = check(history.ops)
+    out = render_check_report(history, result, tmp_path / "report.html")
+    page = out.read_text(encoding="utf-8")
+    first = page.split('id="first-anomaly"', 1)[1].split("</section>", 1)[0]
+    op_id = result.anomalies[0]["op_id"]
+    assert f'data-op="{op_id}"' in first and "wrong-total" in first
+    assert "sums to 98, not the total 100 (-2)" in first
+    row = page.split('id="anomaly-1"', 1)[1].split("</summary>", 1)[0]
+    assert "n4" in row and "cut n4 off from n1, n2, n3" in row
+    assert "every read of all accounts (one transaction) sums to the total" in page
+    assert "anomaly on no keys" not in page and "checker bank: 1 anomaly<" in page.replace(
+        "</td>", "<"
+    )

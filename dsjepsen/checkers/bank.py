@@ -171,6 +171,7 @@ class BankChecker(Checker):
         faults, _events = windows(history.ops)
         known = set(accounts)
         counts: Counter[str] = Counter()
+        bad_reads = 0
         anomalies: list[dict[str, Any]] = []
         first: dict[str, int] = {}
         strict_accounts = not facts["total_from"].startswith("inferred")
@@ -222,6 +223,7 @@ class BankChecker(Checker):
                         {"negative": negative},
                     )
                 )
+            bad_reads += 1 if found else 0
             for kind, what, extra_fields in found:
                 counts[kind] += 1
                 first.setdefault(kind, o.id)
@@ -235,6 +237,7 @@ class BankChecker(Checker):
             "total_from": facts["total_from"],
             "negative_balances": allow_negative,
             "read_count": len(reads),
+            "bad_read_count": bad_reads,
             "error_count": sum(counts.values()),
             "errors": {k: {"count": n, "first_op": first[k]} for k, n in sorted(counts.items())},
             "transfers": {t: transfers.get(t, 0) for t in ("ok", "fail", "info")},
@@ -245,8 +248,7 @@ class BankChecker(Checker):
             return CheckResult(
                 self.name,
                 False,
-                f"{sum(counts.values())} bad read{'' if sum(counts.values()) == 1 else 's'} of "
-                f"{len(reads)}: {kinds}",
+                f"{bad_reads} bad read{'' if bad_reads == 1 else 's'} of {len(reads)}: {kinds}",
                 anomalies,
                 details,
             )

@@ -658,8 +658,9 @@ def build(
             (
                 "what failed",
                 f"checker {', '.join(failed)}: {len(anomalies)} anomal"
-                f"{'y' if len(anomalies) == 1 else 'ies'} on {len(keys) or 'no'} key"
-                f"{'' if len(keys) == 1 else 's'}",
+                f"{'y' if len(anomalies) == 1 else 'ies'}"
+                # a bank read spans every account, not keys: no "on no keys"
+                + (f" on {len(keys)} key{'' if len(keys) == 1 else 's'}" if keys else ""),
             )
         )
         headline.append(("invariant", invariants[0] if invariants else a0.type))
