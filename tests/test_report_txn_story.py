@@ -119,6 +119,7 @@ def test_counts_on_the_page_agree_with_results_json(txn_run: Path) -> None:
     # the anomaly row's key column names the cycle's keys
     row = page.split('id="anomaly-1"', 1)[1].split("</summary>", 1)[0]
     assert all(k in text(row) for k in keys)
+    assert 'data-node="n1, n4"' in page  # the row names every node of the cycle
 
 
 def test_rca_markdown_has_the_story_and_a_hypothesis_from_the_fault_records(txn_run: Path) -> None:

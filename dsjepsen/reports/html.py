@@ -393,6 +393,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
     # Maelstrom runs: the relays' message logs as a Lamport diagram around the first anomaly
     msg_diagram = messages_mod.diagram(run, first.t if first is not None else None)
     seed = run.test.get("seed", _opt(run.test, "seed"))
+    stories = txn_story.stories(run, anomalies)
     ctx = {
         "run": run,
         "title": run.title,
@@ -430,8 +431,10 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
         # the checkers' caps, stated where the anomalies are listed
         "cap_note": crdt.cap_note(crdt.tallies(run, anomalies) + txn_story.tallies(run)),
         # each transactional cycle placed in the run: nodes, times, faults, isolation
-        "stories": txn_story.stories(run, anomalies),
+        "stories": stories,
         "akeys": lambda a: ", ".join(txn_story.anomaly_keys(a)),
+        # the nodes an anomaly happened on: a cycle's, every node its transactions went through
+        "anodes": lambda a: ", ".join(txn_story.anomaly_nodes(a, stories)) or a.node or "",
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "rca_md": rca_md,

@@ -153,6 +153,13 @@ def anomaly_keys(a: Anomaly) -> list[str]:
     return keys
 
 
+def anomaly_nodes(a: Anomaly, told: Mapping[int, Story]) -> list[str]:
+    """The nodes a cycle's transactions went through, in cycle order, each once ([] for an
+    anomaly that is not a told cycle)."""
+    st = told.get(a.n)
+    return list(dict.fromkeys(t.served for t in st.txns if t.served)) if st else []
+
+
 def _check_details(run: RunData, checker: str) -> Mapping[str, Any]:
     checks = (run.results or {}).get("checks")
     check = checks.get(checker) if isinstance(checks, Mapping) else None
