@@ -85,15 +85,21 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
                         found.append((str(name), {**u, "located_only": True}))
     for a in results.get("anomalies") or []:
         found.append(("results", a))
+    # an anomaly another source already listed is dropped (the composed result repeats its
+    # checks'); within one checker's list every entry stays, so the page counts what
+    # results.json lists even when a checker lists one case twice
     seen: set[tuple[str, str, str]] = set()
+    source_seen: dict[str, set[tuple[str, str, str]]] = {}
     out: list[Anomaly] = []
     for checker, a in found:
         if not isinstance(a, dict):
             a = {"type": "anomaly", "message": str(a)}
         sig = (str(a.get("type")), short(a.get("key")), str(a.get("message")))
-        if sig in seen:
+        mine = source_seen.setdefault(checker, set())
+        if sig in seen and sig not in mine:
             continue
         seen.add(sig)
+        mine.add(sig)
         op = _norm(a["op"]) if isinstance(a.get("op"), dict) else None
         out.append(
             Anomaly(
