@@ -95,6 +95,29 @@ RECIPES: tuple[Recipe, ...] = (
         ("--serializable-reads",),
         ("--nemesis", "partition-majority", "--node-count", "3"),
     ),
+    # transactions (docs/transactions.md): each bug under the fault its anomalies need least,
+    # the correct store under the same faults as the control
+    Recipe(
+        "txn-no-isolation",
+        "raft-kv",
+        ("--bug", "txn-no-isolation"),
+        ("--workload", "list-append", "--nemesis", "partition-leader"),
+        source="docs/transactions.md Running",
+    ),
+    Recipe(
+        "txn-read-uncommitted",
+        "raft-kv",
+        ("--bug", "txn-read-uncommitted"),
+        ("--workload", "rw-register", "--nemesis", "partition-leader"),
+        source="docs/transactions.md Running",
+    ),
+    Recipe(
+        "txn-stale-snapshot",
+        "raft-kv",
+        ("--bug", "txn-stale-snapshot"),
+        ("--workload", "rw-register", "--nemesis", "partition-majority"),
+        source="docs/transactions.md Running",
+    ),
     Recipe(
         "crdt-lww-set",
         "crdt-kv",

@@ -123,14 +123,16 @@ def test_an_interactive_transaction_reads_no_write_intent_when_correct():
 # -- real runs ---------------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, *args: str, time_limit: int = 12) -> dict:
+def run(
+    tmp_path: Path, *args: str, target: str = "raft-kv", nodes: int = 3, time_limit: int = 12
+) -> dict:
     from dsjepsen.cluster import localnet
 
     if not localnet.has_net_admin() or shutil.which("iptables") is None:
         pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
     name = "tx" + os.urandom(2).hex()
     argv = [
-        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--node-count", "3",
+        sys.executable, "-m", "dsjepsen", "test", "--target", target, "--node-count", str(nodes),
         "--time-limit", str(time_limit), "--cluster-name", name, "--store", str(tmp_path),
         "--seed", "7", "--json", *args,
     ]  # fmt: skip
@@ -170,3 +172,20 @@ def test_the_correct_store_is_strict_serializable_under_partitions(tmp_path):
     assert out["valid"] is True, out["reason"]
     assert out["checks"]["list-append"]["valid"] is True
     assert out["stats"]["by_f"]["txn"]["ok"] > 100
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "txn_server.py"
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.parametrize(("flags", "valid"), [("", True), ("--unsafe", False)])
+def test_a_students_txn_store_runs_through_the_http_contract(tmp_path, flags, valid):
+    """The documented example server (one file, POST /txn only) through http-kv: applying each
+    transaction under one lock is valid; taking the lock per micro-op is not."""
+    cmd = f"python3 {EXAMPLE} --port {{port}} {flags}".strip()
+    out = run(tmp_path, "--workload", "list-append", "--server-cmd", cmd, target="http-kv",
+              nodes=1, time_limit=8)  # fmt: skip
+    assert out["valid"] is valid, out["reason"]
+    if not valid:
+        assert {"G1c", "internal"} & set(out["checks"]["list-append"]["details"]["anomaly_types"])

@@ -34,6 +34,7 @@ from dsjepsen.checkers.consistency import (
     txn_kind,
 )
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
+from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
@@ -123,6 +124,12 @@ def register(subparsers: Any) -> None:
         help="bank: the store lets balances go negative (Jepsen's :negative-balances?); the "
         "total and the accounts come from --initial ({account: balance} or the total), else "
         "from the history's init-accounts op, else inferred from the reads",
+    )
+    p.add_argument(
+        "--minimize",
+        action="store_true",
+        help="for a history that is not linearizable: also find its minimal core, the fewest "
+        "ops of the first failing key that are still not linearizable (printed first)",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
@@ -220,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
     for checker in checkers:
         checker.validate_input(history, context)
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
+    if getattr(args, "minimize", False):
+        for r in results:
+            attach_minimal_core(r, history.operations(), time_limit, initial)
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -408,6 +418,8 @@ def render_text(history: History, result: CheckResult) -> str:
     if d.get("failing_keys"):
         keys = sorted(d["failing_keys"], key=_key_order)
         lines.append("  failing keys: " + _key_list(keys))
+    if d.get("minimal"):
+        lines.extend(_minimal_lines(d["minimal"]))
     if d.get("unexplained_keys"):
         # the explanation work is capped (linearizable.EXPLAIN_KEYS): say which keys went
         # without, so that nobody reads the explanations below as the only failures
@@ -448,6 +460,23 @@ def render_text(history: History, result: CheckResult) -> str:
         if a["states"]:
             lines.append("  possible states: " + ", ".join(a["states"]))
     return "\n".join(lines)
+
+
+def _minimal_lines(m: dict[str, Any]) -> list[str]:
+    """The minimal core, first: the anomaly a person can check by hand."""
+    key = "" if m["key"] is None else f" of key {show(m['key'])}"
+    how = (
+        "removing any one op (a read goes with the write it returned) makes it linearizable"
+        if m["one_minimal"]
+        else m.get("note") or "not shown to be minimal"
+    )
+    out = [
+        "",
+        f"Minimal history{key}: {len(m['ops'])} of its {m['of']} ops are still not "
+        f"linearizable; {how} ({m['checks']} checks, {m['seconds']:.2f} s):",
+    ]
+    out.extend(f"  op {o['id']}: {_opline(o)}" for o in m["ops"])
+    return out
 
 
 def render_sequential(history: History, result: CheckResult) -> str:

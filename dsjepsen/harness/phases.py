@@ -25,6 +25,7 @@ from typing import Any
 
 from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.daemon import fetch_files
 from dsjepsen.errors import HarnessError
@@ -520,6 +521,8 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     else:
         problem = None
     composed, results = run_checkers(checkers, history, context)
+    for r in results:  # the report shows the fewest ops that still fail first
+        attach_minimal_core(r, history.operations(), minimize_budget(ctx.config.check_time_limit))
     log.info("checks took %.2fs", time.monotonic() - t0)
     stats = next((r for r in results if r.checker == "stats"), None)
     out: dict[str, Any] = {
@@ -541,6 +544,14 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
         out["target"] = facts
         distrust(out, facts)
     return out
+
+
+#: at most this long for a run's minimal history (the check's time limit when shorter)
+MINIMIZE_SECONDS = 20.0
+
+
+def minimize_budget(check_time_limit: float | None) -> float:
+    return min(MINIMIZE_SECONDS, check_time_limit or MINIMIZE_SECONDS)
 
 
 def distrust(results: dict[str, Any], facts: Any) -> None:

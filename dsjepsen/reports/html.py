@@ -438,6 +438,9 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "rca_md": rca_md,
+        "minimal": rca.minimal_core(run),
+        "minimal_rows": rca.minimal_rows(run),
+        "minimal_how": rca.minimal_how,
         # where the page offers the Markdown: the run directory's file, else a data URL
         "rca_href": "rca.md"
         if rca_file is not None and rca_file.parent == Path(out_path).parent

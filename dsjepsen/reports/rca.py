@@ -767,6 +767,7 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
             lines.append(f"   - isolation: {_md(st.isolation.sentence(st.kind))}")
     if len(anomalies) > MARKDOWN_EVIDENCE:
         lines.append(f"\n... and {len(anomalies) - MARKDOWN_EVIDENCE} more anomalies (report.html)")
+    lines += minimal_history_markdown(run)
     lines += ["", "## Faults", ""]
     for w in run.faults:
         state = "not applied" if w.failed else f"{run.fmt_t(w.start)} to {run.fmt_t(w.end)}"
@@ -786,6 +787,59 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
     if r.reproduction:
         lines += ["", "## Reproduction", "", "```", r.reproduction, "```"]
     return "\n".join(lines) + "\n"
+
+
+def minimal_core(run: RunData) -> dict[str, Any] | None:
+    """The linearizability check's minimal core (checkers.minimize), when the run has one."""
+    checks = (run.results or {}).get("checks") or {}
+    minimal = (checks.get("linearizable") or {}).get("details", {}).get("minimal")
+    return minimal if isinstance(minimal, dict) and minimal.get("ops") else None
+
+
+def minimal_rows(run: RunData) -> list[dict[str, Any]]:
+    """The minimal core's ops as the page and the Markdown show them: op id, history position,
+    process, the node that served it, its text, and its interval as times."""
+    m = minimal_core(run)
+    rows = []
+    for i in m["op_ids"] if m else ():
+        if i < len(run.operations):
+            o = run.operations[i]
+            s, e = _interval(o, run.end_time)
+            rows.append(
+                {"id": o.id, "call": o.call, "process": o.process, "node": node_label(o),
+                 "text": op_text(_d(o)), "start": run.fmt_t(s), "end": run.fmt_t(e),
+                 "type": o.type}
+            )  # fmt: skip
+    return rows
+
+
+def minimal_how(m: dict[str, Any]) -> str:
+    """Why the core is minimal, in words (or why it is not known to be)."""
+    if m.get("one_minimal"):
+        return "removing any one of them (a read goes with the write it returned) makes it linearizable"
+    return str(m.get("note") or "not shown to be minimal")
+
+
+def minimal_history_markdown(run: RunData) -> list[str]:
+    """The "Minimal history" section: the fewest ops of the first failing key that are still
+    not linearizable, each with its node and time (empty without a core)."""
+    m = minimal_core(run)
+    if m is None:
+        return []
+    lines = [
+        "",
+        "## Minimal history",
+        "",
+        f"{len(m['ops'])} of the {m['of']} ops of key {short(m['key'])} are still not "
+        f"linearizable; {minimal_how(m)}:",
+        "",
+    ]
+    for r in minimal_rows(run):
+        lines.append(
+            f"- op {r['id']} `{r['text']}` ({r['type']}), process {r['process']}, node "
+            f"{r['node'] or '?'}, {r['start']} to {r['end']}"
+        )
+    return lines
 
 
 def _md(text: object) -> str:
