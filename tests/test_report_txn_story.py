@@ -242,10 +242,17 @@ def test_a_real_raft_kv_txn_run_tells_its_story(tmp_path: Path) -> None:
     assert cycles, check["reason"]
     # every cycle's transactions: on the page with the node and times of their ops
     for n, a in enumerate(sorted(cycles, key=lambda a: ops[a["op_id"]].invoke.time)):
+        # the row whose sentence is this anomaly's (a bigger cycle may hold the same ops)
+        sentence = f"{a['type']}: {a['message']}"
         row_id = next(
-            m for m in re.findall(r'id="(anomaly-\d+)"', page)
-            if all(f'href="#op-{t["op_id"]}"' in page.split(f'id="{m}"', 1)[1].split("</details>", 1)[0] for t in a["cycle"])
-        )  # fmt: skip
+            m
+            for m, said in re.findall(
+                r'<details class="arow" id="(anomaly-\d+)".*?<span class="sentence">(.*?)</span>',
+                page,
+                re.S,
+            )
+            if text(said) == " ".join(sentence.split())
+        )
         rows = story_rows(page, row_id)
         for t in a["cycle"]:
             o = ops[t["op_id"]]
