@@ -265,3 +265,33 @@ def test_a_real_raft_kv_txn_run_tells_its_story(tmp_path: Path) -> None:
         if n >= 5:
             break
     assert "## Evidence" in md and "   - step: " in md and "   - isolation: " in md
+
+
+def test_an_aborted_read_is_told_with_its_reader_and_its_failed_writer(tmp_path: Path) -> None:
+    """Not every transactional anomaly is a cycle: a G1a names the transaction that read and
+    the failed one it read from; both are placed in the run like a cycle's."""
+    from dsjepsen.checkers.list_append import check_list_append
+    from dsjepsen.history import History, Op
+    from dsjepsen.reports.html import render_check_report
+
+    ms = 1_000_000
+    ops = [
+        Op(0, 1 * ms, 0, "invoke", "txn", [["append", "x", 1]], node="n1"),
+        Op(1, 2 * ms, 0, "fail", "txn", [["append", "x", 1]], node="n1", error="aborted"),
+        Op(2, 3 * ms, 1, "invoke", "txn", [["r", "x", None]], node="n2"),
+        Op(3, 4 * ms, 1, "ok", "txn", [["r", "x", [1]]], node="n2"),
+    ]
+    history = History(ops, "g1a.jsonl")
+    result = check_list_append(history)
+    [g1a] = [a for a in result.anomalies if a["type"] == "G1a"]
+    page = render_check_report(history, result, tmp_path / "r.html").read_text(encoding="utf-8")
+    rows = story_rows(page)
+    assert rows["the txn"][1:6] == ["op 1", "1", "n2", "t+0.003s", "t+0.004s"]
+    assert rows["its writer"][1:6] == ["op 0", "0", "n1", "t+0.001s", "t+0.002s"]
+    assert rows["its writer"][7] == "[append x 1] fail"
+    assert g1a["txn"]["op_id"] == 1 and g1a["writer"]["op_id"] == 0
+    first = page.split('id="first-anomaly"', 1)[1].split("</section>", 1)[0]
+    assert "aborted read" in text(first) and "on key x" in text(first)
+    assert "G1a violates strict-serializable" in text(first)
+    assert "rules out read-committed and every stronger model" in text(first)
+    assert 'class="steps"' not in first  # no cycle, no steps

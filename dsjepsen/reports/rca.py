@@ -333,6 +333,8 @@ def cycle_hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]
     majority: list[str] = []
     majority_nodes: list[str] = []
     for n, st in stories(run, anomalies).items():
+        if not st.cycle:
+            continue
         placed = [t for t in st.txns if any(whole for *_, whole in t.sides)]
         if not placed:
             continue
@@ -762,7 +764,7 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
         lines.append(f"{a.n}. **{a.type}** ({', '.join(where)}): {_md(a.message)}")
         st = told.get(a.n)
         if st is not None:
-            lines += [f"   - step: {_md(step)}" for step in st.steps]
+            lines += [f"   - step: {_md(step)}" for step in st.steps] if st.cycle else []
             lines += [f"   - {_md(txn_line(t))}" for t in st.txns]
             lines.append(f"   - isolation: {_md(st.isolation.sentence(st.kind))}")
     if len(anomalies) > MARKDOWN_EVIDENCE:

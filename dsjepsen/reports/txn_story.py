@@ -3,7 +3,8 @@
 The transactional checkers (list-append, rw-register) explain each cycle as steps between
 transactions T1, T2, ... ("T2's read of key 101 saw T1's append of 1, so T1 < T2 (wr)"). The
 checker knows nothing of nodes, clocks or faults; this module joins its words to what the run
-recorded: for each transaction of the cycle, the op, the process, the node that served it,
+recorded: for each transaction of the cycle (or, for an anomaly that is no cycle, the
+transaction it names and the writer it read from), the op, the process, the node that served it,
 when it was invoked and completed (relative to the test's start, as the rest of the report),
 the fault in effect meanwhile and, for a partition, the side its node was on; and for the
 anomaly, which isolation levels it rules out (`consistency.boundary`, Elle's `:not` /
@@ -124,7 +125,8 @@ class Isolation:
 
 @dataclass
 class Story:
-    """One cycle anomaly: its steps in words, its transactions in the run, the isolation."""
+    """One transactional anomaly: its steps in words (a cycle's; otherwise the checker's
+    sentence), its transactions placed in the run, the isolation levels it rules out."""
 
     n: int
     kind: str
@@ -133,6 +135,7 @@ class Story:
     txns: list[StoryTxn]
     keys: list[str]
     isolation: Isolation
+    cycle: bool = True  # a dependency cycle (else an aborted / intermediate read, ...)
 
 
 def is_cycle(a: Anomaly) -> bool:
@@ -183,16 +186,32 @@ def _faults_during(run: RunData, s: int, e: int) -> list[FaultWindow]:
     return [w for w in run.faults if not w.failed and w.start <= e and w.end >= s]
 
 
+def involved(a: Anomaly) -> list[tuple[str, Mapping[str, Any]]]:
+    """The transactions a transactional anomaly names, as (name, the checker's description
+    of it): a cycle's T1, T2, ...; else its `txn` ("the txn"), the `writer` of what it read
+    ("its writer"), or the `txns` it lists (T1, T2, ...). [] for any other anomaly."""
+    raw = a.raw
+    if is_cycle(a):
+        return [(str(t.get("name")), t) for t in raw["cycle"] if isinstance(t, Mapping)]
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    for field_, name in (("txn", "the txn"), ("writer", "its writer")):
+        t = raw.get(field_)
+        if isinstance(t, Mapping) and "mops" in t:
+            out.append((name, t))
+    listed = [t for t in raw.get("txns") or [] if isinstance(t, Mapping) and "mops" in t]
+    out += [(f"T{i + 1}", t) for i, t in enumerate(listed)]
+    return out
+
+
 def story(run: RunData, a: Anomaly) -> Story | None:
-    """The story of one cycle anomaly; None when `a` is not a cycle."""
-    if not is_cycle(a):
+    """The story of one transactional anomaly; None when `a` names no transaction."""
+    named = involved(a)
+    if not named:
         return None
     nodes = run.nodes
     majority = len(nodes) // 2 + 1 if nodes else 0
     txns: list[StoryTxn] = []
-    for t in a.raw["cycle"]:
-        if not isinstance(t, Mapping):
-            continue
+    for name, t in named:
         op_id = t.get("op_id")
         o = (
             run.operations[op_id]
@@ -200,7 +219,7 @@ def story(run: RunData, a: Anomaly) -> Story | None:
             else None
         )
         row = StoryTxn(
-            name=str(t.get("name")),
+            name=name,
             op_id=op_id if isinstance(op_id, int) else None,
             index=t.get("index"),
             process=t.get("process"),
@@ -241,8 +260,14 @@ def story(run: RunData, a: Anomaly) -> Story | None:
                 else:
                     row.faults.append(w.description)
         txns.append(row)
-    steps = [str(s.get("text")) for s in a.raw["steps"] if isinstance(s, Mapping)]
-    return Story(a.n, a.type, meaning(a.type), steps, txns, anomaly_keys(a), isolation(run, a))
+    cycle = is_cycle(a)
+    if cycle:
+        steps = [str(s.get("text")) for s in a.raw["steps"] if isinstance(s, Mapping)]
+    else:
+        steps = [a.message]
+    return Story(
+        a.n, a.type, meaning(a.type), steps, txns, anomaly_keys(a), isolation(run, a), cycle
+    )
 
 
 def stories(run: RunData, anomalies: list[Anomaly]) -> dict[int, Story]:
