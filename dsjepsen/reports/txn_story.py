@@ -102,6 +102,9 @@ class Isolation:
     weakest_ruled_out: list[str]  # the weakest models this anomaly rules out (Elle's :not)
     also_ruled_out: list[str]  # every stronger one it rules out (:also-not)
     standing: list[str]  # the strongest models the whole history leaves standing
+    #: the checker said what stands (an older result may not have): an empty `standing` then
+    #: means every model of Elle's lattice is ruled out
+    standing_known: bool = False
 
     def sentence(self, kind: str) -> str:
         parts = []
@@ -120,6 +123,8 @@ class Isolation:
             parts.append(
                 "the strongest models nothing in the history rules out: " + ", ".join(self.standing)
             )
+        elif self.standing_known:
+            parts.append("the history rules out every model of Elle's (none is left standing)")
         return "; ".join(parts) + "." if parts else ""
 
 
@@ -179,7 +184,8 @@ def isolation(run: RunData, a: Anomaly) -> Isolation:
     violated = [m for m in checked if a.type in (forbidden.get(m) or [])]
     is_not, also_not = cm.boundary([a.type])
     standing = [str(m) for m in det.get("strongest_possible") or []]
-    return Isolation(checked, violated, is_not, also_not, standing)
+    known = isinstance(det.get("strongest_possible"), list)
+    return Isolation(checked, violated, is_not, also_not, standing, known)
 
 
 def _faults_during(run: RunData, s: int, e: int) -> list[FaultWindow]:
