@@ -508,6 +508,7 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
         final_from_index=ctx.final_start_index,
         healed_at=ctx.healed_at,
         required_ok=ctx.workload.required_ok,
+        extra=ctx.workload.check_extra,
     )
     t0 = time.monotonic()
     try:

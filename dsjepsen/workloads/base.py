@@ -102,3 +102,9 @@ class Workload(ABC):
     @abstractmethod
     def checkers(self) -> list[Checker]:
         """The workload's own correctness checkers (the run adds stats and vacuous)."""
+
+    @property
+    def check_extra(self) -> dict[str, Any]:
+        """What the checkers may assume beyond the history (CheckContext.extra: e.g.
+        rw-register's wfr_keys), as the workload's options say; none by default."""
+        return {}
