@@ -417,6 +417,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             option_argv += o.argv(parsed[o.name])
             recorded[o.name] = o.recorded(parsed[o.name])
     target.check_options(**kwargs(target.options, values["target"]))
+    workload.check_options(**kwargs(workload.options, values["workload"]))
     nodes = NodeFacts()  # what the node options say decides some faults (clock, packet)
     if fault_names:
         from dsjepsen.cluster.nodes import own_kernels  # here: it loads the SSH client
