@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from dsjepsen import plugins
+from dsjepsen.checkers.bank import INIT, TRANSFER, BankChecker
+from dsjepsen.checkers.bank import READS as BANK_READS
 from dsjepsen.checkers.base import (
     DEFAULT_TIME_LIMIT,
     MAX_TIME_LIMIT,
@@ -24,6 +26,7 @@ from dsjepsen.checkers.base import (
 )
 from dsjepsen.checkers.consistency import (
     DEFAULT_TXN_MODEL,
+    INFER_TXNS,
     LIST_APPEND,
     RW_REGISTER,
     TXN_MODELS,
@@ -40,7 +43,7 @@ from dsjepsen.checkers.vacuous import without_client_ops
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
 from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
-from dsjepsen.history import History, printable
+from dsjepsen.history import NEMESIS, History, printable
 from dsjepsen.options import add_renamed
 
 #: the single-object values of --consistency; each names the checker that decides it
@@ -115,6 +118,13 @@ def register(subparsers: Any) -> None:
                 "version orders from real-time order",
             }[flag],
         )
+    p.add_argument(
+        "--negative-balances",
+        action="store_true",
+        help="bank: the store lets balances go negative (Jepsen's :negative-balances?); the "
+        "total and the accounts come from --initial ({account: balance} or the total), else "
+        "from the history's init-accounts op, else inferred from the reads",
+    )
     p.add_argument(
         "--minimize",
         action="store_true",
@@ -207,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         consistency=consistency if consistency is not None else LINEARIZABLE,
         extra={
             "progress": _progress,
+            "negative_balances": bool(getattr(args, "negative_balances", False)),
             **{
                 f.replace("-", "_"): getattr(args, f.replace("-", "_"), False)
                 for f in RW_ASSUMPTIONS
@@ -275,9 +286,13 @@ def infer_checker(
     linearizable checker with the multi-register model, as before, unless a transactional
     model is asked for (then rw-register, which reads that spelling too). `--model`, or
     `--consistency linearizable` / `sequential`, keeps any history with the single-object
-    checkers. Everything else: linearizable."""
+    checkers. Jepsen's bank histories (transfers and reads of all accounts, nothing else)
+    -> bank. Everything else: linearizable."""
     if model is not None or consistency in CONSISTENCIES:
         return LINEARIZABLE
+    fs = {op.f for op in history.ops[:INFER_TXNS] if op.process != NEMESIS}
+    if "transfer" in fs and fs & set(BANK_READS) and fs <= {INIT, TRANSFER, *BANK_READS}:
+        return BankChecker.name
     kind = txn_kind(history)
     if kind == LIST_APPEND:
         return LIST_APPEND
@@ -357,6 +372,13 @@ def render_other(history: History, result: CheckResult) -> str:
                 f"{c.get('pending', 0)} pending; latency p50 {lat.get('p50', 0)} ms, "
                 f"p99 {lat.get('p99', 0)} ms"
             )
+    if "total_from" in result.details:  # bank: where its invariant came from
+        d = result.details
+        lines.append(
+            f"  accounts: {', '.join(map(str, d.get('accounts') or [])) or 'none'}; total "
+            f"{d.get('total')} (from {d.get('total_from') or 'nowhere'}); "
+            f"{d.get('read_count')} ok reads"
+        )
     if result.reason:
         lines.append(f"  reason: {result.reason}")
     for a in result.anomalies:

@@ -85,8 +85,6 @@ def recorded_test_argv(test: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsjepsen.cluster import localnet
-    from dsjepsen.commands.campaign import run_test_process
     from dsjepsen.harness.campaign import signature_key, signature_of
 
     if not 1 <= args.times <= MAX_TIMES:
@@ -122,34 +120,13 @@ def run(args: argparse.Namespace) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="dsj-repro-logs-"))
     try:
         for i in range(1, args.times + 1):
-            name = localnet.random_name("rp") if local else None
-            node_argv = ["--cluster-name", name] if name else []
-            t0 = time.monotonic()
-            summary, rerun_dir, error, _ = run_test_process(
-                test_argv, str(store), node_argv, log_dir / f"{i}.log", limit
-            )
-            if name:
-                localnet.down(name)
-            sig = signature_of(summary, Path(rerun_dir)) if summary and rerun_dir else None
-            verdict = "error" if summary is None else str(summary.get("valid"))
-            same = (
-                sig is not None and {k: sig[k] for k in SAME} == want
-                if want
-                else verdict == "False"
-            )
-            row = {
-                "run": i,
-                "verdict": verdict,
-                "same": same,
-                "signature": sig,
-                "error": error,
-                "seconds": round(time.monotonic() - t0, 1),
-            }
+            row = {"run": i, **attempt(test_argv, want, local, limit, store, log_dir / f"{i}.log")}
+            sig = row["signature"]
             outcomes.append(row)
             with open(run_dir / "repro.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-            what = error or (signature_key(sig) if sig else verdict_word(verdict))
-            mark = "SAME" if same else "different" if sig else "-"
+            what = row["error"] or (signature_key(sig) if sig else verdict_word(row["verdict"]))
+            mark = "SAME" if row["same"] else "different" if sig else "-"
             print(f"[{i}/{args.times}] {mark}: {what} ({row['seconds']}s)", flush=True)
     except KeyboardInterrupt:
         print("interrupted: the runs so far are in repro.jsonl", file=sys.stderr)
@@ -165,6 +142,45 @@ def run(args: argparse.Namespace) -> int:
     if hits:
         return EXIT_REPRODUCED
     return EXIT_NOT_REPRODUCED if decided else EXIT_NO_VERDICT
+
+
+def attempt(
+    test_argv: list[str],
+    want: dict[str, str] | None,
+    local: bool,
+    limit: float,
+    store: Path,
+    log: Path,
+) -> dict[str, Any]:
+    """One `dsjepsen test` run of test_argv (on a fresh local cluster when `local`, removed
+    afterwards): its verdict, whether it gave the anomaly `want` (None: whether it was
+    invalid at all), its signature, the error when it gave no verdict, its seconds."""
+    from dsjepsen.cluster import localnet
+    from dsjepsen.commands.campaign import run_test_process
+    from dsjepsen.harness.campaign import signature_of
+
+    name = localnet.random_name("rp") if local else None
+    t0 = time.monotonic()
+    try:
+        summary, run_dir, error, _ = run_test_process(
+            test_argv, str(store), ["--cluster-name", name] if name else [], log, limit
+        )
+    finally:
+        if name:
+            localnet.down(name)
+    sig = signature_of(summary, Path(run_dir)) if summary and run_dir else None
+    verdict = "error" if summary is None else str(summary.get("valid"))
+    if want is not None:
+        same = sig is not None and {k: sig[k] for k in SAME} == want
+    else:
+        same = verdict == "False"
+    return {
+        "verdict": verdict,
+        "same": same,
+        "signature": sig,
+        "error": error,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
 
 
 def verdict_word(verdict: str) -> str:

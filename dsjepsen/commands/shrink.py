@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsjepsen.commands.repro import SAME, recorded_test_argv
+from dsjepsen.commands.repro import SAME, attempt, recorded_test_argv
 from dsjepsen.errors import ConfigError, InputError
 
 #: the dimensions, in the order they are shrunk
@@ -249,10 +249,6 @@ def _try(
     test: dict[str, Any],
     deadline: float,
 ) -> Step:
-    from dsjepsen.cluster import localnet
-    from dsjepsen.commands.campaign import run_test_process
-    from dsjepsen.harness.campaign import signature_of
-
     local = (test.get("cluster") or {}).get("kind", "local") == "local"
     limit = float(option(argv, "time-limit") or 60)
     same = done = 0
@@ -260,19 +256,12 @@ def _try(
     for _ in range(tries):
         if done and time.monotonic() >= deadline:
             break
-        name = localnet.random_name("sk") if local else None
-        log = store / f"try-{time.monotonic_ns()}.log"
-        summary, run_dir, error, _ = run_test_process(
-            argv, str(store), ["--cluster-name", name] if name else [], log, limit
-        )
-        if name:
-            localnet.down(name)
+        row = attempt(argv, want, local, limit, store, store / f"try-{time.monotonic_ns()}.log")
         done += 1
-        if summary is None:
-            refused = error  # e.g. a configuration the test refuses: rejected at once
+        if row["verdict"] == "error":
+            refused = row["error"]  # e.g. a configuration the test refuses: rejected at once
             break
-        sig = signature_of(summary, Path(run_dir)) if run_dir else None
-        if sig is not None and {k: sig[k] for k in SAME} == want:
+        if row["same"]:
             same += 1
             break
     return Step(change, argv, done, same, same > 0, refused)

@@ -26,6 +26,7 @@ from typing import Any
 from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
 from dsjepsen.checkers.minimize import attach_minimal_core
+from dsjepsen.checkers.slo import SloChecker
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.daemon import fetch_files
 from dsjepsen.errors import HarnessError
@@ -231,6 +232,7 @@ def run_clients(ctx: RunContext) -> None:
     names = ctx.cluster.names
     ctx.workers = [ClientWorker(ctx, i, names[i % len(names)], limiter) for i in range(ctx.clients)]
     ctx._next_process = ctx.clients
+    setup_ops(ctx)  # on the history's clock, before any worker or fault
     ctx.progress = Progress(
         ctx.recorder, cfg.time_limit, lambda: ctx.active_fault, stream=ctx.progress_stream
     )
@@ -247,6 +249,34 @@ def run_clients(ctx: RunContext) -> None:
     log.info("time limit reached: stopping clients")
     ctx.progress.phase = "stopping"
     stop_workers(ctx)
+
+
+def setup_ops(ctx: RunContext) -> None:
+    """The workload's setup ops (`Workload.setup_ops`: bank's initial balances), in order,
+    through one client on the first node and a process of their own, recorded like any op.
+    One that does not end ok stops the run (HarnessError: the runner heals, tears down and
+    writes verdict unknown): the workers would test a state the workload never established."""
+    assert ctx.workload is not None
+    specs = ctx.workload.setup_ops()
+    if not specs:
+        return
+    node = ctx.cluster.names[0]
+    process = ctx.new_process()
+    log.info("setup ops: %d through %s", len(specs), node)
+    client = ctx.target.client(ctx.cluster, node)
+    try:
+        for spec in specs:
+            done = ctx.interpreter.perform(
+                spec.f, spec.value, client.invoke, process=process, key=spec.key, node=node
+            )
+            if done.type != "ok":
+                why = f" ({done.error})" if done.error else ""
+                raise HarnessError(
+                    f"setup op {spec.f} through {node} ended {done.type}{why}: the workload's "
+                    "starting state was not established, so the test did not run"
+                )
+    finally:
+        close_client(client)
 
 
 def stop_workers(ctx: RunContext) -> None:
@@ -485,6 +515,8 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     try:
         history.validate()
         checkers = [*ctx.workload.checkers(), *generic_checkers()]
+        if ctx.config.slo:
+            checkers.append(SloChecker(ctx.config.slo))
     except Exception as e:  # noqa: BLE001 - an unreadable history is unknown, never a pass
         log.error("cannot check: %s", describe(e))
         log.debug("%s", traceback.format_exc())

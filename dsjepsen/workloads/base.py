@@ -75,9 +75,23 @@ class Workload(ABC):
     def __init__(self, *, seed: int, **options: Any) -> None:
         self.seed = seed
 
+    @classmethod
+    def check_options(cls, **values: Any) -> None:
+        """Validate option values together (keywords as the constructor takes them) before
+        anything touches a node; raise ConfigError naming the options. Most workloads need
+        nothing beyond each option's own bounds."""
+        return None
+
     @abstractmethod
     def next_op(self) -> OpSpec:
         """The next client op. Not thread-safe: the runner serialises calls."""
+
+    def setup_ops(self) -> list[OpSpec]:
+        """Ops that establish the state the test starts from (bank's initial balances): run
+        once, in order, through one client on the first node, after the target is set up and
+        before the workers and the nemesis start; recorded like any op. Each must end ok, or
+        the run stops with verdict unknown. [] (the default): nothing to establish."""
+        return []
 
     @abstractmethod
     def final_ops(self) -> list[OpSpec]:
