@@ -78,8 +78,18 @@ def test_each_fault_is_probed_on_the_node_and_healed(raftkv_on_disk):
             assert started.value["stall_ms"] == 250
         else:
             assert probe["errno"] == err, probe
+        if err is None:  # writes the stalled node must persist before it can commit them
+            client = target.client(cluster, target.leader(cluster) or cluster.names[0])
+            try:
+                for i in range(10):
+                    client.invoke(Op(0, 0, 0, "invoke", "write", i, key=1))
+            finally:
+                client.close()
         stopped = nem.invoke(cluster, _op("stop-disk", name))
         assert stopped.type == "ok", stopped.value
+        if err is None:
+            lag = stopped.value["commit_lag"]
+            assert set(lag) == set(cluster.names) and min(lag.values()) == 0, lag
         after = stopped.value["probe"][node]
         assert "errno" not in after and after["fsync_ms"] < 200, after
 

@@ -239,6 +239,8 @@ class DiskNemesis(Nemesis):
         nodes = list(self.faulted)
         if not nodes:
             return done(op, fault, [], "nothing to undo: no disk is faulted")
+        # measured while the stall still holds: how far it has put its node behind
+        lag = self._commit_lag(cluster) if self.kind == "disk-stall" else {}
         outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
         undone = [n for n in nodes if outcome[n] is None]
         for n in undone:
@@ -248,9 +250,34 @@ class DiskNemesis(Nemesis):
         if errors:
             return maybe_done(op, fault, nodes, f"{verb} {', '.join(nodes)}", "; ".join(errors))
         data: dict[str, Any] = {}
+        what = f"{verb} {', '.join(undone)}"
+        if lag:
+            data["commit_lag"] = lag
+            shown = ", ".join(f"{n} {lag[n]}" for n in undone if n in lag)
+            what += f" (entries behind the most advanced node when the stall ended: {shown})"
         if self.kind != "power-failure":
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
-        return done(op, fault, undone, f"{verb} {', '.join(undone)}", **data)
+        return done(op, fault, undone, what, **data)
+
+    def _commit_lag(self, cluster: Cluster) -> dict[str, int]:
+        """How far each node's commit index is behind the most advanced node's, from the
+        HTTP contract's GET /status (`commit_index`): what a stalled disk did to a follower.
+        Empty when the target has no such status."""
+        status = getattr(self.target, "status", None)
+        if not callable(status):
+            return {}
+        got: dict[str, int] = {}
+
+        def one(node: str) -> None:
+            st = status(cluster, node)
+            if isinstance(st, dict) and isinstance(st.get("commit_index"), int):
+                got[node] = st["commit_index"]
+
+        on_nodes(cluster.names, one)
+        if not got:
+            return {}
+        top = max(got.values())
+        return {n: top - c for n, c in got.items()}
 
     def heal(self, cluster: Cluster) -> None:
         with self._lock:
