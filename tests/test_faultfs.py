@@ -87,6 +87,30 @@ def test_fsync_of_a_file_keeps_it_and_commits_names(fs):
     assert "meta.tmp" not in os.listdir(fs.mount)
 
 
+def test_everyday_operations_pass_through(fs):
+    d = os.path.join(fs.mount, "sub")
+    os.mkdir(d)
+    path = os.path.join(d, "f")
+    write(path, b"abc", sync=True)
+    os.utime(path)  # touch
+    os.utime(path, ns=(1_000_000_000, 2_000_000_000))
+    assert os.stat(path).st_mtime_ns == 2_000_000_000
+    os.chmod(path, 0o640)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    os.symlink("f", os.path.join(d, "link"))
+    assert os.readlink(os.path.join(d, "link")) == "f"
+    os.link(path, os.path.join(d, "hard"))
+    assert os.stat(path).st_nlink == 2
+    assert sorted(os.listdir(d)) == ["f", "hard", "link"]
+    assert os.statvfs(fs.mount).f_bsize > 0
+    os.unlink(os.path.join(d, "hard"))
+    os.unlink(os.path.join(d, "link"))
+    os.unlink(path)
+    os.rmdir(d)
+    sync_dir(fs.mount)
+    assert "sub" not in os.listdir(fs.mount)
+
+
 def test_truncate_is_undone(fs):
     path = os.path.join(fs.mount, "t")
     write(path, b"0123456789", sync=True)
@@ -145,3 +169,18 @@ def test_a_crashed_file_system_leaves_no_hung_mount(fs):
     assert f"unmounted {fs.mount}" in done
     assert not faultfs.is_mounted(fs.mount)
     assert Path(fs.backing, "before").read_bytes() == b"there before the mount"
+
+
+def test_directories_made_or_removed_since_the_last_fsync_come_back_as_they_were(fs):
+    kept = os.path.join(fs.mount, "kept")
+    os.mkdir(kept)
+    sync_dir(fs.mount)
+    fresh = os.path.join(fs.mount, "fresh")
+    os.mkdir(fresh)
+    write(os.path.join(fresh, "f"), b"x", sync=False)
+    os.rmdir(kept)
+    os.rename(os.path.join(fs.mount, "before"), os.path.join(fs.mount, "moved"))
+    dropped = fs.command("drop-unsynced")
+    assert dropped["entries_undone"] == 4  # the mkdir, the create, the rmdir and the rename
+    assert sorted(os.listdir(fs.mount)) == ["before", "kept"]
+    assert os.path.isdir(kept)

@@ -316,7 +316,10 @@ def _build_operations(state: FaultState) -> Any:
 
         @oserror
         def utimens(self, path, times=None):
-            os.utime(self._full(path), ns=times, follow_symlinks=False)
+            if times is None:  # now (touch)
+                os.utime(self._full(path), follow_symlinks=False)
+            else:
+                os.utime(self._full(path), ns=times, follow_symlinks=False)
             return 0
 
         # -- names ---------------------------------------------------------------------------
