@@ -200,3 +200,37 @@ def test_cluster_heal_after_the_controller_dies_during_a_disk_fault(
         backing = faultfs.FaultMount.beside(m).backing
         assert (Path(backing) / "meta.json").exists()
         assert os.listdir(m) == []  # the mount point is a plain directory again
+
+
+@pytest.mark.parametrize("fault", ["error", "full"])
+def test_raft_kv_storage_stops_when_its_disk_fails(tmp_path: Path, fault: str) -> None:
+    """EIO or ENOSPC from write or fsync: the node exits (fail-stop) instead of acknowledging
+    an entry its disk refused, or retrying an fsync whose pages may be gone."""
+    mount = faultfs.FaultMount.beside(str(tmp_path / "data"))
+    mount.start()
+    script = (
+        "import sys\n"
+        "from dsjepsen.targets.raft_kv.storage import Entry, Storage\n"
+        f"s = Storage({mount.mount!r})\n"
+        "s.append([Entry(1, {'op': 'put'})])\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "s.sync()\n"
+        "print('acknowledged', flush=True)\n"
+    )
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        mount.command(fault)
+        out, err = proc.communicate("\n", timeout=60)
+        assert proc.returncode == 70, (out, err)
+        assert "acknowledged" not in out
+        assert "storage failed in sync" in err
+    finally:
+        mount.stop()

@@ -135,6 +135,7 @@ class DiskNemesis(Nemesis):
             raise ValueError(f"disk: no fault {name!r}")
         self.scope = scope
         self.faulted: list[str] = []
+        self.restarted: list[str] = []  # nodes whose target had exited when the disk healed
         self._lock = threading.Lock()
 
     def invoke(self, cluster: Cluster, op: Op) -> Op:
@@ -232,8 +233,13 @@ class DiskNemesis(Nemesis):
     def _undo(self, cluster: Cluster, node: str) -> None:
         if self.kind == "power-failure":
             self.target.start(cluster, node)  # the power is back
-        else:
-            self.control.command(node, "heal")
+            return
+        self.control.command(node, "heal")
+        # A store may stop itself when its disk fails it (the safe answer to EIO or ENOSPC);
+        # the disk is whole again, so it is brought back, as an operator would, and said so.
+        if self.target.pid(cluster, node) is None:
+            self.target.start(cluster, node)
+            self.restarted.append(node)
 
     def _stop(self, cluster: Cluster, op: Op, fault: str) -> Op:
         nodes = list(self.faulted)
@@ -241,6 +247,7 @@ class DiskNemesis(Nemesis):
             return done(op, fault, [], "nothing to undo: no disk is faulted")
         # measured while the stall still holds: how far it has put its node behind
         lag = self._commit_lag(cluster) if self.kind == "disk-stall" else {}
+        self.restarted = []
         outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
         undone = [n for n in nodes if outcome[n] is None]
         for n in undone:
@@ -255,6 +262,10 @@ class DiskNemesis(Nemesis):
             data["commit_lag"] = lag
             shown = ", ".join(f"{n} {lag[n]}" for n in undone if n in lag)
             what += f" (entries behind the most advanced node when the stall ended: {shown})"
+        if self.restarted:
+            data["restarted"] = sorted(self.restarted)
+            what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
+            what += "which had exited while its disk failed"
         if self.kind != "power-failure":
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
         return done(op, fault, undone, what, **data)

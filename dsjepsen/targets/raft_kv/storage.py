@@ -10,16 +10,44 @@ simulates that loss: the file system does it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .httpio import serverkit
 
+T = TypeVar("T")
+
 META = "meta.json"
 LOG = "log.jsonl"
+#: the exit status of a node whose disk failed it
+EXIT_DISK = 70
+
+
+def fail_stop(fn: Callable[..., T]) -> Callable[..., T]:
+    """Exit the process when the disk fails a write or an fsync (EIO, ENOSPC, ...).
+
+    After a failed write or fsync nobody knows what is on disk: the kernel may have dropped
+    the dirty pages it could not write, so a retried fsync can report success for data that
+    is gone (PostgreSQL's "fsyncgate", 2018), and a node that carries on may acknowledge what
+    it never persisted. Stopping is what Raft tolerates: the node comes back, recovers from
+    what its disk really holds, and catches up from the others."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as e:
+            print(f"raft-kv: storage failed in {fn.__name__}: {e}; exiting", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(EXIT_DISK)
+
+    return guarded
 
 
 @dataclass
@@ -77,6 +105,7 @@ class Storage:
 
     # -- term and vote ------------------------------------------------------------------------
 
+    @fail_stop
     def save_meta(self, term: int, voted_for: str | None) -> None:
         self.term = term
         self.voted_for = voted_for
@@ -96,6 +125,7 @@ class Storage:
         """Add entries in memory; they are durable only after `sync`."""
         self.entries.extend(entries)
 
+    @fail_stop
     def truncate(self, from_index: int) -> None:
         """Drop entries from `from_index` on, on disk too (the file is rewritten atomically)."""
         with self._lock:
@@ -109,6 +139,7 @@ class Storage:
                 self._fh = open(os.path.join(self.dir, LOG), "ab")  # noqa: SIM115
                 self.durable = from_index - 1
 
+    @fail_stop
     def sync(self) -> None:
         """Write the in-memory tail and fsync it. Under no-fsync the fsync is left out, which
         is the bug: the node then counts the entries durable (and acknowledges them) once
