@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.cluster import faultfs
-from dsjepsen.cluster.faultfs import FaultMount
+from dsjepsen.cluster import faultmount
+from dsjepsen.cluster.faultmount import FaultMount
 
 pytestmark = pytest.mark.skipif(
-    faultfs.available() is not None or os.geteuid() != 0,
-    reason=f"fault file system unavailable: {faultfs.available()}",
+    faultmount.available() is not None or os.geteuid() != 0,
+    reason=f"fault file system unavailable: {faultmount.available()}",
 )
 
 
@@ -29,7 +29,7 @@ def fs(tmp_path):
     m.start()
     yield m
     m.stop()
-    assert not faultfs.is_mounted(m.mount)
+    assert not faultmount.is_mounted(m.mount)
 
 
 def write(path: str, data: bytes, *, sync: bool, mode: str = "ab") -> None:
@@ -50,7 +50,7 @@ def sync_dir(path: str) -> None:
 def test_existing_data_moves_to_the_backing_directory(fs):
     assert Path(fs.mount, "before").read_bytes() == b"there before the mount"
     assert Path(fs.backing, "before").read_bytes() == b"there before the mount"
-    assert faultfs.mounts_under(os.path.dirname(fs.mount)) == [fs.mount]
+    assert faultmount.mounts_under(os.path.dirname(fs.mount)) == [fs.mount]
 
 
 def test_power_failure_drops_exactly_what_was_not_fsynced(fs):
@@ -160,14 +160,14 @@ def test_a_crashed_file_system_leaves_no_hung_mount(fs):
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while faultfs.alive(pid) and time.monotonic() < deadline:
+    while faultmount.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert faultfs.is_mounted(fs.mount)  # dead: "Transport endpoint is not connected"
+    assert faultmount.is_mounted(fs.mount)  # dead: "Transport endpoint is not connected"
     with pytest.raises(OSError):
         os.listdir(fs.mount)
-    done = faultfs.heal_under(os.path.dirname(fs.mount))
+    done = faultmount.heal_under(os.path.dirname(fs.mount))
     assert f"unmounted {fs.mount}" in done
-    assert not faultfs.is_mounted(fs.mount)
+    assert not faultmount.is_mounted(fs.mount)
     assert Path(fs.backing, "before").read_bytes() == b"there before the mount"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.cluster import faultfs, localnet
+from dsjepsen.cluster import faultmount, localnet
 from dsjepsen.history import Op
 from dsjepsen.nemesis.disk import DiskControl, DiskFaults
 from dsjepsen.targets.raft_kv.target import RaftKvTarget
@@ -25,7 +25,7 @@ from dsjepsen.targets.raft_kv.target import RaftKvTarget
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(
-        faultfs.available() is not None, reason=f"no fault file system: {faultfs.available()}"
+        faultmount.available() is not None, reason=f"no fault file system: {faultmount.available()}"
     ),
 ]
 
@@ -56,14 +56,14 @@ def raftkv_on_disk(pooled_cluster) -> Iterator[tuple]:
                 nem.heal(cluster)
         target.teardown(cluster)
         for node in cluster.nodes:
-            assert not faultfs.mounts_under(node.workdir), "teardown left a mount"
+            assert not faultmount.mounts_under(node.workdir), "teardown left a mount"
 
 
 def test_each_fault_is_probed_on_the_node_and_healed(raftkv_on_disk):
     cluster, target, package, nemeses = raftkv_on_disk
     for node in cluster.names:
         (mount,) = target.disk_control.of(node)
-        assert faultfs.is_mounted(mount.mount)
+        assert faultmount.is_mounted(mount.mount)
         assert mount.mount == target.data_dir(cluster.node(node))
     expected = {"disk-stall": None, "disk-error": "EIO", "disk-full": "ENOSPC"}
     for name, err in expected.items():
@@ -188,16 +188,16 @@ def test_cluster_heal_after_the_controller_dies_during_a_disk_fault(
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     root = str(localnet.state_root() / named_cluster)
-    mounts = faultfs.mounts_under(root)
+    mounts = faultmount.mounts_under(root)
     assert len(mounts) == 3, mounts  # the dead controller left every node's mount behind
-    pids = [faultfs.FaultMount.beside(m).pid() for m in mounts]
+    pids = [faultmount.FaultMount.beside(m).pid() for m in mounts]
     healed = _dsj("cluster", "heal", "--cluster-name", named_cluster)
     assert healed.returncode == 0, healed.stderr
-    assert faultfs.mounts_under(root) == []
+    assert faultmount.mounts_under(root) == []
     for pid in pids:
-        assert pid is not None and not faultfs.alive(pid), pid
+        assert pid is not None and not faultmount.alive(pid), pid
     for m in mounts:  # the data is in the backing directory, whole and readable
-        backing = faultfs.FaultMount.beside(m).backing
+        backing = faultmount.FaultMount.beside(m).backing
         assert (Path(backing) / "meta.json").exists()
         assert os.listdir(m) == []  # the mount point is a plain directory again
 
@@ -206,7 +206,7 @@ def test_cluster_heal_after_the_controller_dies_during_a_disk_fault(
 def test_raft_kv_storage_stops_when_its_disk_fails(tmp_path: Path, fault: str) -> None:
     """EIO or ENOSPC from write or fsync: the node exits (fail-stop) instead of acknowledging
     an entry its disk refused, or retrying an fsync whose pages may be gone."""
-    mount = faultfs.FaultMount.beside(str(tmp_path / "data"))
+    mount = faultmount.FaultMount.beside(str(tmp_path / "data"))
     mount.start()
     script = (
         "import sys\n"

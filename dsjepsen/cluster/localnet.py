@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsjepsen import machine
-from dsjepsen.cluster import faketime, faultfs
+from dsjepsen.cluster import faketime, faultmount
 from dsjepsen.cluster.backend import Backend
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
@@ -591,7 +591,7 @@ def _teardown(name: str, keep_data: bool) -> list[str]:
         _host(["iptables", "-w", "-X", chain], check=False)
         removed.append(f"iptables chain {chain}")
     base = state_root() / name
-    removed += faultfs.heal_under(str(base))  # a mount would keep its directory from going
+    removed += faultmount.heal_under(str(base))  # a mount would keep its directory from going
     if keep_data:
         _state_path(name).unlink(missing_ok=True)
     elif base.exists():
@@ -723,7 +723,7 @@ def heal(name: str = DEFAULT_NAME, stop_processes: bool = False) -> dict[str, di
             # A disk fault's file system runs on the controller, not in the namespace, and a
             # run's own heal keeps it (the target still serves from it): only here, with the
             # target gone, is it stopped and its mount detached.
-            report[n.name]["disk"] = faultfs.heal_under(n.workdir)
+            report[n.name]["disk"] = faultmount.heal_under(n.workdir)
             shown = {p: f"{p} {_command_line(p)}" for p in netns_pids(n.netns)}
             killed = _kill_all(n.netns)
             report[n.name]["stopped"] = [shown.get(p, str(p)) for p in killed]

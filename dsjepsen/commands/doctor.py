@@ -24,7 +24,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 
-from dsjepsen.cluster import faultfs, localnet
+from dsjepsen.cluster import faultmount, localnet
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
@@ -367,7 +367,7 @@ def _faketime() -> Check:
 def _faultfs() -> Check:
     """The disk faults' file system, mounted and power-cut for real in a temporary directory
     (they run on this machine for the local cluster's nodes, which share its mounts)."""
-    works, detail = faultfs.self_test()
+    works, detail = faultmount.self_test()
     return Check(
         "fault file system", works, detail, "disk faults (install fuse3 libfuse3-3, mfusepy)"
     )

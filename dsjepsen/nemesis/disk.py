@@ -1,4 +1,4 @@
-"""Disk faults through the fault file system (cluster/faultfs.py): power failures that lose
+"""Disk faults through the fault file system (cluster/faultfs.py, mounted by cluster/faultmount.py): power failures that lose
 what was never fsynced, stalled disks, disks that fail writes (EIO) or are full (ENOSPC).
 
 When a run asks for one of these, the package gives the target a `disk_control` before setup,
@@ -31,8 +31,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dsjepsen.cluster import faultfs
-from dsjepsen.cluster.faultfs import FaultMount
+from dsjepsen.cluster import faultmount
+from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
@@ -76,7 +76,7 @@ class DiskControl:
         return lines
 
     def log_files(self, node: str) -> list[str]:
-        return [os.path.join(m.state, faultfs.LOGFILE) for m in self.of(node)]
+        return [os.path.join(m.state, LOGFILE) for m in self.of(node)]
 
     def of(self, node: str) -> list[FaultMount]:
         with self._lock:
@@ -362,7 +362,7 @@ class DiskFaults(FaultPackage):
                 f"{tname} does not start its processes with a disk control (disk_control), "
                 "so its data directory cannot be put on the fault file system"
             )
-        why = faultfs.available()
+        why = faultmount.available()
         if why:
             return f"disk faults need the fault file system: {why}"
         if nodes.cluster is not None and not nodes.cluster.shares_controller_files:

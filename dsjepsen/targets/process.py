@@ -36,7 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dsjepsen.cluster import faultfs
+from dsjepsen.cluster import faultmount
 from dsjepsen.cluster.daemon import (
     clear_leftovers,
     daemon_pid,
@@ -224,8 +224,8 @@ class ProcessTarget(Target):
             unmounted: list[str] = []
             if cluster.shares_controller_files:
                 # a fault file system a crashed run left mounted (a dead one cannot be removed)
-                unmounted = faultfs.heal_under(self.home(node))
-            layout = faultfs.FaultMount.beside(self.data_dir(node))
+                unmounted = faultmount.heal_under(self.home(node))
+            layout = faultmount.FaultMount.beside(self.data_dir(node))
             got = clear_leftovers(
                 cluster.remote(node.name),
                 node.workdir,
@@ -324,7 +324,7 @@ class ProcessTarget(Target):
             stop_daemon(remote, self.pid_file(node))
             if self.disk_control is not None:  # the data is in the backing directory
                 self.disk_control.unmount(cluster, node.name)
-            layout = faultfs.FaultMount.beside(self.data_dir(node))
+            layout = faultmount.FaultMount.beside(self.data_dir(node))
             remote.run(
                 ["rm", "-rf", "--", self.data_dir(node), layout.backing, layout.state],
                 timeout=60.0,
