@@ -85,8 +85,22 @@ def test_each_fault_is_probed_on_the_node_and_healed(raftkv_on_disk):
                     client.invoke(Op(0, 0, 0, "invoke", "write", i, key=1))
             finally:
                 client.close()
+        else:  # a write every node must persist: the fail-stop store exits on the error
+            other = next(n for n in cluster.names if n != node)
+            client = target.client(cluster, other)
+            deadline = time.monotonic() + 20
+            try:  # writes (through another node) until one reaches the failed disk
+                while faultmount.alive(target.pid(cluster, node) or 0):
+                    assert time.monotonic() < deadline, f"{node} still runs on a failed disk"
+                    client.invoke(Op(0, 0, 0, "invoke", "write", 1, key=2))
+                    time.sleep(0.1)
+            finally:
+                client.close()
         stopped = nem.invoke(cluster, _op("stop-disk", name))
         assert stopped.type == "ok", stopped.value
+        if err is not None:  # the disk is whole again, and the node back
+            assert stopped.value["restarted"] == [node], stopped.value
+            assert faultmount.alive(target.pid(cluster, node) or 0)
         if err is None:
             lag = stopped.value["commit_lag"]
             assert set(lag) == set(cluster.names) and min(lag.values()) == 0, lag

@@ -237,7 +237,9 @@ class DiskNemesis(Nemesis):
         self.control.command(node, "heal")
         # A store may stop itself when its disk fails it (the safe answer to EIO or ENOSPC);
         # the disk is whole again, so it is brought back, as an operator would, and said so.
-        if self.target.pid(cluster, node) is None:
+        # (the nodes share this machine's processes: disk faults need them to)
+        pid = self.target.pid(cluster, node)
+        if pid is None or not faultmount.alive(pid):
             self.target.start(cluster, node)
             self.restarted.append(node)
 
