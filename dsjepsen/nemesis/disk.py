@@ -262,7 +262,9 @@ class DiskNemesis(Nemesis):
         what = f"{verb} {', '.join(undone)}"
         if lag:
             data["commit_lag"] = lag
-            shown = ", ".join(f"{n} {lag[n]}" for n in undone if n in lag)
+            shown = ", ".join(
+                f"{n} {lag[n]}" if n in lag else f"{n} did not answer its status" for n in undone
+            )
             what += f" (entries behind the most advanced node when the stall ended: {shown})"
         if self.restarted:
             data["restarted"] = sorted(self.restarted)
