@@ -213,7 +213,7 @@ def available() -> str | None:
     try:
         import mfusepy  # noqa: F401
     except (ImportError, OSError) as e:
-        return f"mfusepy does not load: {e} (pip install mfusepy; apt-get install libfuse3-3)"
+        return f"mfusepy does not load: {e} (pip install mfusepy; apt-get install fuse3)"
     return None
 
 

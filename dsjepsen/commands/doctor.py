@@ -368,9 +368,7 @@ def _faultfs() -> Check:
     """The disk faults' file system, mounted and power-cut for real in a temporary directory
     (they run on this machine for the local cluster's nodes, which share its mounts)."""
     works, detail = faultmount.self_test()
-    return Check(
-        "fault file system", works, detail, "disk faults (install fuse3 libfuse3-3, mfusepy)"
-    )
+    return Check("fault file system", works, detail, "disk faults (install fuse3 and mfusepy)")
 
 
 def _sshd() -> Check:
