@@ -116,6 +116,10 @@ def probe(mount: FaultMount) -> dict[str, Any]:
 
 
 class DiskNemesis(Nemesis):
+    """One disk fault of a run. It remembers which nodes it faulted, so that stop undoes
+    exactly those (restarts the power-failed, heals the others) and heal after a failed stop
+    still finds them."""
+
     def __init__(
         self, name: str, target: Target, control: DiskControl, rng: random.Random, stall_ms: int
     ) -> None:
