@@ -36,13 +36,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.cluster.daemon import (
-    clear_leftovers,
-    daemon_pid,
-    find_leftovers,
-    signal_daemon,
-    wait_for_port,
-)
+from dsjepsen.cluster.daemon import clear_leftovers, daemon_pid, wait_for_port
 from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
@@ -51,7 +45,7 @@ from dsjepsen.targets.process import ProcessTarget, port_open
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
-    from dsjepsen.cluster.control.base import Node, Remote
+    from dsjepsen.cluster.control.base import Node
     from dsjepsen.history import Op
 
 log = logging.getLogger("dsjepsen.target")
@@ -185,8 +179,11 @@ class PostgresClient(Client):
             dbname=DATABASE,
             connect_timeout=max(2, int(self.timeout)),
             autocommit=False,
-            # the server ends a statement or an idle transaction we lost track of
-            options=f"-c statement_timeout={ms} -c idle_in_transaction_session_timeout={2 * ms}",
+            # the server ends a statement or an idle transaction we gave up on; later than our
+            # own deadline, so that what a client records is always its own timeout
+            options=(
+                f"-c statement_timeout={2 * ms} -c idle_in_transaction_session_timeout={2 * ms}"
+            ),
             application_name="dsjepsen",
         )
         check_no_retries(conn, "psycopg")
@@ -378,6 +375,52 @@ p=$(command -v postgres 2>/dev/null) && [ -x "$(dirname "$p")/initdb" ] && dirna
 """
 
 
+# The server's processes: the postmaster (the daemon's pidfile) and its children. Children are
+# found by their parent, not by the daemon marker: PostgreSQL writes each child's process
+# title over the memory /proc/PID/environ shows, so the marker is gone from them.
+_SERVER = """alive() {
+  kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+pf=$1; sig=$2
+[ -s "$pf" ] || exit 0
+pm=$(cat "$pf")
+case $pm in ''|*[!0-9]*) exit 0;; esac
+alive "$pm" || exit 0
+"""
+
+# A crash: the postmaster stopped first (it forks nothing more and restarts no child), then it
+# and every child SIGKILLed at once; waits until all are gone, then forgets the pidfile and
+# PostgreSQL's own lock file ($3): where no init reaps orphans (a container's), the killed
+# postmaster stays a zombie, whose pid PostgreSQL takes for a live postmaster and refuses to
+# start; with every process dead the lock stands only for what a reboot would have cleared.
+_CRASH = (
+    _SERVER
+    + """kill -s STOP "$pm"
+all="$pm $(pgrep -P "$pm" | tr '\\n' ' ')"
+kill -s KILL $all 2>/dev/null
+i=0
+while [ "$i" -lt 100 ]; do
+  left=""; for p in $all; do alive "$p" && left="$left $p"; done
+  [ -z "$left" ] && { rm -f -- "$pf" "$3"; exit 0; }
+  sleep 0.1; i=$((i+1))
+done
+echo "survived SIGKILL:$left" >&2; exit 1
+"""
+)
+
+# STOP: the postmaster first, then its children; CONT: the children first, then the postmaster
+# (it never sees a child in the other state). Prints the pids signalled.
+_SIGNAL_ALL = (
+    _SERVER
+    + """if [ "$sig" = STOP ]; then kill -s STOP "$pm"; fi
+kids=$(pgrep -P "$pm" | tr '\\n' ' ')
+[ -n "$kids" ] && kill -s "$sig" $kids 2>/dev/null
+if [ "$sig" = CONT ]; then kill -s CONT "$pm"; fi
+echo "$pm $kids"
+"""
+)
+
+
 class PostgresTarget(ProcessTarget):
     """PostgreSQL on n1, every client connected to it (see the module docstring): the
     system user, initdb, the configuration, the crash-style kill, the pause of every backend,
@@ -475,16 +518,14 @@ class PostgresTarget(ProcessTarget):
         """The node that runs the database: the first."""
         return cluster.nodes[0]
 
-    def socket_dir(self, node: Node) -> str:
-        return f"{self.home(node)}/run"
-
     # -- command line ----------------------------------------------------------------------
 
     def argv(self, cluster: Cluster, node: Node) -> list[str]:
         settings = {
             "listen_addresses": node.address,
             "port": str(self.port),
-            "unix_socket_directories": self.socket_dir(node),
+            # TCP only: a Unix socket's lock file would outlive a crash like postmaster.pid
+            "unix_socket_directories": "",
             **SERVER_SETTINGS,
         }
         argv = [*self.as_user, f"{self.bin_dir}/postgres", "-D", self.data_dir(node)]
@@ -536,15 +577,12 @@ class PostgresTarget(ProcessTarget):
         pg_hba trusts the nodes' and the controller's addresses only."""
         remote = cluster.remote(node.name)
         home, data = self.home(node), self.data_dir(node)
-        remote.run(["mkdir", "-p", "--", home, self.socket_dir(node)], timeout=30)
+        remote.run(["mkdir", "-p", "--", home], timeout=30)
         if self.as_user:
             # the node's workdir and its parents may be root's alone: let the user through
             parents = _parents(home)
             remote.run(["chmod", "o+x", "--", *parents], timeout=30)
-            remote.run(
-                ["chown", f"{SYSTEM_USER}:{SYSTEM_USER}", "--", home, self.socket_dir(node)],
-                timeout=30,
-            )
+            remote.run(["chown", f"{SYSTEM_USER}:{SYSTEM_USER}", "--", home], timeout=30)
         res = remote.run(
             [*self.as_user, f"{self.bin_dir}/initdb", "-D", data, "-U", ROLE,
              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
@@ -562,14 +600,13 @@ class PostgresTarget(ProcessTarget):
         )
 
     def hba(self, cluster: Cluster) -> str:
-        """pg_hba.conf: trust (a test database) for the local socket, every node's address
-        and the address the controller reaches the database from; nothing else."""
+        """pg_hba.conf: trust (a test database) for every node's address and the address the
+        controller reaches the database from; nothing else."""
         addresses = [n.address for n in cluster.nodes]
         mine = _source_address(self.db_node(cluster).address, self.port)
         if mine and mine not in addresses:
             addresses.append(mine)
-        lines = ["# written by dsjepsen: a test database, trusted from the cluster only",
-                 "local all all trust"]  # fmt: skip
+        lines = ["# written by dsjepsen: a test database, trusted from the cluster only"]
         for a in addresses:
             mask = "128" if ":" in a else "32"
             lines.append(f"host all all {a}/{mask} trust")
@@ -633,54 +670,40 @@ class PostgresTarget(ProcessTarget):
             self.launch(cluster, db)
             wait_for_port(db.address, self.port, timeout=self.ready_timeout)
 
-    def _processes(self, cluster: Cluster) -> tuple[Remote, list[int]]:
-        """n1's Remote and the live pids of the server: the postmaster and every process it
-        forked (they carry the daemon marker of our pidfile)."""
+    def server_pids(self, cluster: Cluster) -> list[int]:
+        """The live pids of the server on n1: the postmaster and its children ([] when it is
+        not running)."""
+        return self._on_server(cluster, _SIGNAL_ALL, "0")
+
+    def _on_server(self, cluster: Cluster, script: str, sig: str) -> list[int]:
         db = self.db_node(cluster)
         remote = cluster.remote(db.name)
-        found = find_leftovers(remote, self.home(db), [self.pid_file(db)])
-        return remote, [p["pid"] for p in found]
+        lock = f"{self.data_dir(db)}/postmaster.pid"
+        argv = ["sh", "-c", script, "dsj-postgres", self.pid_file(db), sig, lock]
+        res = remote.run(argv, timeout=30, check=False)
+        if res.exit != 0:
+            raise HarnessError(f"node {db.name}: {res.stderr.strip()[-300:]}")
+        return [int(p) for p in res.stdout.split() if p.isdigit()]
 
     def kill(self, cluster: Cluster, node: str) -> None:
-        """A crash of the server on n1: the postmaster stopped, then it and all its children
-        SIGKILLed; returns once every one is gone."""
-        db = self.db_node(cluster)
+        """A crash of the server on n1 (whatever node was named): the postmaster and all its
+        children SIGKILLed; returns once every one is gone."""
         with self._lock:
-            remote = cluster.remote(db.name)
-            signal_daemon(remote, self.pid_file(db), "STOP")  # it forks nothing more
-            clear_leftovers(remote, self.home(db), pidfiles=[self.pid_file(db)])
-            left = find_leftovers(remote, self.home(db), [self.pid_file(db)])
-            if left:
-                raise HarnessError(
-                    f"node {db.name}: server processes survived SIGKILL: "
-                    + ", ".join(str(p["pid"]) for p in left)
-                )
-
-    def _signal_all(self, cluster: Cluster, sig: str) -> None:
-        with self._lock:
-            remote, pids = self._processes(cluster)
-            if not pids:
-                return
-            pidfile = self.pid_file(self.db_node(cluster))
-            postmaster = daemon_pid(remote, pidfile)
-            # stop the postmaster first and resume it last, so that it never sees a child
-            # it has just forked in the other state
-            order = sorted(pids, key=lambda p: p != postmaster)
-            if sig == "CONT":
-                order.reverse()
-            remote.run(["kill", "-s", sig, "--", *map(str, order)], timeout=30, check=False)
+            self._on_server(cluster, _CRASH, "KILL")
 
     def pause(self, cluster: Cluster, node: str) -> None:
         """SIGSTOP the server on n1: the postmaster and every backend."""
-        self._signal_all(cluster, "STOP")
+        with self._lock:
+            self._on_server(cluster, _SIGNAL_ALL, "STOP")
 
     def resume(self, cluster: Cluster, node: str) -> None:
         """SIGCONT the server on n1 (idempotent: not paused, not running are fine)."""
-        self._signal_all(cluster, "CONT")
+        with self._lock:
+            self._on_server(cluster, _SIGNAL_ALL, "CONT")
 
     def teardown(self, cluster: Cluster) -> None:
-        """Every server process gone (as in a kill: a smart shutdown would wait for the
-        clients) and the data removed, on every node."""
+        """The server crashed as by `kill` (a smart shutdown would wait for the clients), then
+        whatever else an earlier run left and the data removed, on every node."""
 
         def one(node: Node) -> None:
             clear_leftovers(
@@ -691,6 +714,7 @@ class PostgresTarget(ProcessTarget):
             )
 
         with self._lock:
+            self._on_server(cluster, _CRASH, "KILL")
             self.each(cluster, one)
 
     def log_files(self, cluster: Cluster, node: str) -> list[str]:
