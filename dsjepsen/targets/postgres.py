@@ -36,7 +36,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from dsjepsen.cluster.daemon import clear_leftovers, daemon_pid, wait_for_port
+from dsjepsen.cluster.daemon import clear_leftovers, daemon_pid, daemon_running, wait_for_port
 from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
@@ -667,7 +667,9 @@ class PostgresTarget(ProcessTarget):
         which is `fail`)."""
         db = self.db_node(cluster)
         with self._lock:
-            self.launch(cluster, db)
+            # a fault on several nodes restarts the one server once
+            if not daemon_running(cluster.remote(db.name), self.pid_file(db)):
+                self.launch(cluster, db)
             wait_for_port(db.address, self.port, timeout=self.ready_timeout)
 
     def server_pids(self, cluster: Cluster) -> list[int]:
