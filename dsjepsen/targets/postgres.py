@@ -92,10 +92,6 @@ READ_ACCOUNTS = "read-accounts"
 TXN = "txn"
 
 
-def _level_sql(isolation: str) -> str:
-    return isolation.replace("-", " ").upper()
-
-
 class _Watchdog:
     """Ends a blocked exchange with the server after `timeout` seconds.
 
