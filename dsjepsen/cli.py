@@ -23,6 +23,8 @@ COMMANDS = (
     "maelstrom",
     "campaign",
     "check",
+    "repro",
+    "shrink",
     "export",
     "report",
     "serve",

@@ -371,3 +371,226 @@ def _write_logs(run_dir, nodes, start, duration, faults, unstamped, evil, rng):
             lines.append(f"{stamp}INFO raft[{node}] term={term} {msg}")
             t += rng.randrange(100_000_000, 400_000_000)
         (d / "node.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# A transactional run: list-append transactions, one partition, a planted G-single
+
+
+@dataclass
+class _Txn:
+    process: int
+    node: str
+    mops: list[list[Any]]
+    start: int
+    end: int
+    type: str = "ok"
+
+
+#: the keys of the planted anomaly (the background uses 0..keys-1)
+PLANTED_KEYS = (100, 101)
+
+
+def build_txn_run_dir(
+    root: str | Path,
+    *,
+    n_txns: int = 300,
+    processes: int = 5,
+    node_count: int = 5,
+    keys: int = 4,
+    seed: int = 11,
+    name: str = "synthetic-txn",
+    consistency: str = "strict-serializable",
+    partition: bool = True,
+) -> Path:
+    """A list-append run directory judged by the real list-append checker (results.json is
+    its verdict, not a hand-written one).
+
+    Background: each process is bound to node n(p+1); its transactions take effect atomically
+    at a point inside their interval, in that order, so they are strictly serializable. One
+    partition cuts the last two nodes off (from 1 s to 3 s); transactions through them fail
+    half the time then (no effect). Planted inside the partition: T1 through n1 appends 2 to
+    key 100 and 1 to key 101; then T2 through n4 (the minority side) reads key 101 = [1] and
+    key 100 = [1]: it saw T1's append to 101 (T1 < T2, wr) and missed its append to 100
+    (T2 < T1, rw): a G-single, read skew. Final reads of every key close the run. With
+    `partition=False` the same history runs without any fault."""
+    rng = random.Random(seed)
+    nodes = [f"n{i + 1}" for i in range(node_count)]
+    minority = nodes[-2:]
+    majority = nodes[:-2]
+    start_wall = datetime(2024, 5, 2, 9, 30, 0, tzinfo=UTC)
+    run_dir = Path(root) / name / start_wall.strftime("%Y%m%dT%H%M%S")
+    (run_dir / "nodes").mkdir(parents=True, exist_ok=True)
+    part_s, part_e = 1 * NS, 3 * NS
+    duration = 4 * NS
+    gap = max(duration * processes // max(n_txns, 1), 1_000_000)
+    txns: list[tuple[int, _Txn]] = []  # (linearization point, txn)
+    clock = {p: rng.randrange(0, gap) for p in range(processes)}
+    counters: dict[int, int] = {}
+    for i in range(n_txns):
+        p = i % processes
+        node = nodes[p % node_count]
+        s = clock[p]
+        if s >= duration:
+            continue
+        e = s + rng.randrange(200_000, 3_000_000)
+        mops: list[list[Any]] = []
+        for _ in range(rng.randint(1, 3)):
+            k = rng.randrange(keys)
+            if rng.random() < 0.5:
+                mops.append(["r", k, None])
+            else:
+                counters[k] = counters.get(k, 0) + 1
+                mops.append(["append", k, counters[k]])
+        cut = partition and part_s <= s <= part_e and node in minority
+        t = _Txn(p, node, mops, s, e, "fail" if cut and rng.random() < 0.5 else "ok")
+        txns.append((rng.randrange(s + 1, e), t))
+        clock[p] = e + rng.randrange(1, gap)
+    # the planted pair, on processes of their own (no background op runs beside them)
+    k1, k2 = PLANTED_KEYS
+    at = part_s + NS // 2
+    planted = [
+        (at + 50_000, _Txn(processes, nodes[0], [["append", k1, 1]], at, at + 100_000)),
+        (
+            at + 250_000,
+            _Txn(
+                processes,
+                nodes[0],
+                [["append", k1, 2], ["append", k2, 1]],
+                at + 200_000,
+                at + 300_000,
+            ),
+        ),
+        (
+            at + 450_000,
+            _Txn(
+                processes + 1,
+                minority[0],
+                [["r", k2, None], ["r", k1, None]],
+                at + 400_000,
+                at + 500_000,
+            ),
+        ),
+    ]
+    txns += planted
+    state: dict[int, list[int]] = {}
+    for _, t in sorted(txns, key=lambda x: x[0]):
+        if t.type != "ok":
+            continue
+        done = []
+        for f, k, v in t.mops:
+            if f == "append":
+                state.setdefault(k, []).append(v)
+                done.append([f, k, v])
+            else:
+                done.append([f, k, list(state.get(k, []))])
+        t.mops = done
+    # the planted read skew: T2's read of key 100 misses T1's append
+    planted[2][1].mops[1][2] = [1]
+    # final reads through every node, after the heal, on fresh processes
+    final_t = duration + NS // 2
+    all_keys = sorted({*range(keys), *PLANTED_KEYS})
+    finals = []
+    for i, node in enumerate(nodes):
+        s = final_t + i * 2_000_000
+        mops = [["r", k, list(state.get(k, []))] for k in all_keys]
+        finals.append(_Txn(processes + 2 + i, node, mops, s, s + 1_000_000))
+    events: list[tuple[int, int, Op]] = []
+    for _, t in txns:
+        invoked = [[f, k, None if f == "r" else v] for f, k, v in t.mops]
+        events.append(
+            (t.start, 0, Op(0, t.start, t.process, "invoke", "txn", invoked, None, t.node))
+        )
+        value = t.mops if t.type == "ok" else invoked
+        err = "not leader" if t.type == "fail" else None
+        events.append((t.end, 1, Op(0, t.end, t.process, t.type, "txn", value, None, t.node, err)))
+    grudge = {n: majority for n in minority} | {n: minority for n in majority}
+    desc = f"cut {', '.join(minority)} off from {', '.join(majority)}"
+    done = {"fault": "partition-majority", "nodes": minority, "description": desc, "grudge": grudge}
+    heal = {"fault": "partition-majority", "nodes": [], "description": "healed the network"}
+    events += (
+        []
+        if not partition
+        else [
+            (part_s, 0, Op(0, part_s, "nemesis", "invoke", "start-partition", None)),
+            (
+                part_s + 3_000_000,
+                1,
+                Op(0, part_s + 3_000_000, "nemesis", "ok", "start-partition", done),
+            ),
+            (part_e, 0, Op(0, part_e, "nemesis", "invoke", "stop-partition", None)),
+            (
+                part_e + 2_000_000,
+                1,
+                Op(0, part_e + 2_000_000, "nemesis", "ok", "stop-partition", heal),
+            ),
+        ]
+    )
+    final_events = []
+    for t in finals:
+        invoked = [["r", k, None] for _, k, _ in t.mops]
+        final_events.append(
+            (t.start, 0, Op(0, t.start, t.process, "invoke", "txn", invoked, None, t.node))
+        )
+        final_events.append((t.end, 1, Op(0, t.end, t.process, "ok", "txn", t.mops, None, t.node)))
+    events.sort(key=lambda x: (x[0], x[1]))
+    ops = [op for _, _, op in events]
+    final_from = len(ops)
+    ops += [op for _, _, op in sorted(final_events, key=lambda x: (x[0], x[1]))]
+    for i, op in enumerate(ops):
+        op.index = i
+    write_jsonl(ops, run_dir / "history.jsonl")
+    test = {
+        "name": name,
+        "argv": [
+            "dsjepsen",
+            "test",
+            "--target",
+            "raft-kv",
+            "--workload",
+            "list-append",
+            "--bug",
+            "txn-no-isolation",
+            "--nemesis",
+            "partition-majority",
+            "--time-limit",
+            "4",
+        ],
+        "options": {
+            "target": "raft-kv",
+            "bugs": ["txn-no-isolation"],
+            "workload": "list-append",
+            "nemesis": ["partition-majority"] if partition else [],
+            "consistency": consistency,
+        },
+        "seed": seed,
+        "nodes": nodes,
+        "versions": {"dsjepsen": "0.1.0", "target": "raft-kv 0.1 (synthetic)"},
+        "start_time": start_wall.isoformat(),
+        "history_start_time": start_wall.isoformat(),
+    }
+    (run_dir / "test.json").write_text(json.dumps(test, indent=1), encoding="utf-8")
+    (run_dir / "results.json").write_text(
+        json.dumps(txn_results(run_dir / "history.jsonl", consistency, final_from), indent=1),
+        encoding="utf-8",
+    )
+    return run_dir
+
+
+def txn_results(history_path: Path, consistency: str, final_from: int | None) -> dict[str, Any]:
+    """results.json as a run writes it: the real list-append checker composed with stats."""
+    from dsjepsen import plugins
+    from dsjepsen.checkers.base import CheckContext, run_checkers
+    from dsjepsen.formats.jsonl import read_jsonl
+
+    history = read_jsonl(history_path)
+    context = CheckContext(consistency=consistency, final_from_index=final_from)
+    checkers = [plugins.get("checkers", n)() for n in ("list-append", "stats")]
+    composed, results = run_checkers(checkers, history, context)
+    return {
+        "valid": composed.valid,
+        "reason": composed.reason,
+        "checks": {r.checker: r.to_dict() for r in results},
+        "stats": {},
+        "final_reads_from_index": final_from,
+    }

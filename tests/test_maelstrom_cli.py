@@ -41,6 +41,16 @@ GLOMERS = {
     "--time-limit 20 --rate 1000",
     "5b": "test -w kafka --bin ~/go/bin/maelstrom-kafka --node-count 2 --concurrency 2n "
     "--time-limit 20 --rate 1000",
+    "6a": "test -w txn-rw-register --bin ~/go/bin/maelstrom-txn --node-count 1 --time-limit 20 "
+    "--rate 1000 --concurrency 2n --consistency-models read-uncommitted --availability total",
+    "6b": "test -w txn-rw-register --bin ~/go/bin/maelstrom-txn --node-count 2 --concurrency 2n "
+    "--time-limit 20 --rate 1000 --consistency-models read-uncommitted --availability total "
+    "--nemesis partition",
+    # as published: an en dash starts `–-nemesis`, so Maelstrom takes it and `partition` for
+    # the node's arguments and runs without a nemesis; so does dsjepsen
+    "6c": "test -w txn-rw-register --bin ~/go/bin/maelstrom-txn --node-count 2 --concurrency 2n "
+    "--time-limit 20 --rate 1000 --consistency-models read-committed --availability total "
+    "\u2013-nemesis partition",
 }
 
 
@@ -60,7 +70,8 @@ def test_gossip_glomers_command_lines_translate_unchanged(challenge: str) -> Non
     args = parse(GLOMERS[challenge])
     argv = translate(args)
     line = shlex.split(GLOMERS[challenge])
-    assert opt(argv, "--workload") == opt(line, "-w")
+    dsj = {"txn-rw-register": "rw-register"}
+    assert opt(argv, "--workload") == dsj.get(opt(line, "-w"), opt(line, "-w"))
     n = int(opt(line, "--node-count"))
     assert opt(argv, "--node-ids") == ",".join(f"n{i}" for i in range(n))
     assert float(opt(argv, "--time-limit")) == float(opt(line, "--time-limit"))
@@ -71,8 +82,40 @@ def test_gossip_glomers_command_lines_translate_unchanged(challenge: str) -> Non
         assert opt(argv, "--latency-dist") == "constant"  # Maelstrom's default
     if "--nemesis" in line:
         assert opt(argv, "--nemesis") == "partition-majority"
+    else:
+        assert "--nemesis" not in argv
     if "--concurrency" in line:
         assert opt(argv, "--concurrency") == "2n"
+    if "--consistency-models" in line:
+        assert opt(argv, "--consistency") == opt(line, "--consistency-models")
+        assert opt(argv, "--max-txn-length") == "4"  # Maelstrom's defaults
+        assert opt(argv, "--max-writes-per-key") == "16"
+        assert opt(argv, "--key-count") == "10"
+        assert "--wfr-keys" in argv  # Maelstrom's txn-rw-register infers versions so
+
+
+def test_6c_en_dash_words_go_to_the_node_as_in_maelstrom() -> None:
+    argv = translate(parse(GLOMERS["6c"]))
+    assert opt(argv, "--bin").endswith("maelstrom-txn '\u2013-nemesis' partition")
+
+
+def test_txn_options_translate_with_maelstrom_meanings() -> None:
+    line = (
+        "test -w txn-list-append --bin ./n --consistency-models 'serializable , read-committed' "
+        "--max-txn-length 2 --key-count 3 --max-writes-per-key 5"
+    )
+    argv = translate(parse(line))
+    assert opt(argv, "--workload") == "list-append"
+    assert opt(argv, "--consistency") == "serializable,read-committed"
+    assert (opt(argv, "--max-txn-length"), opt(argv, "--key-count")) == ("2", "3")
+    assert opt(argv, "--max-writes-per-key") == "5"
+    assert "--wfr-keys" not in argv  # Maelstrom's txn-list-append takes Elle's defaults
+    # Maelstrom's default model for its txn workloads
+    argv = translate(parse("test -w txn-rw-register --bin ./n"))
+    assert opt(argv, "--consistency") == "strict-serializable"
+    # the txn options mean nothing to other workloads, as in Maelstrom
+    argv = translate(parse("test -w lin-kv --bin ./n --consistency-models read-committed"))
+    assert "--consistency" not in argv and "--max-txn-length" not in argv
 
 
 def test_every_maelstrom_option_is_accepted_with_its_value() -> None:
@@ -121,8 +164,13 @@ def test_words_that_are_not_options_are_the_node_programs_arguments() -> None:
 
 
 REFUSED = [
-    ("-w txn-rw-register", "-w txn-rw-register: not supported yet (transactions"),
-    ("-w txn-list-append", "-w txn-list-append: not supported yet"),
+    (
+        "-w txn-rw-register --consistency-models read-comitted",
+        "--consistency-models: 'read-comitted' is not one of Elle's transactional models "
+        "(did you mean read-committed?",
+    ),
+    ("-w txn-list-append --consistency-models ,", "--consistency-models: no model named"),
+    ("-w txn-list-append --max-txn-length 0", "--max-txn-length: must be at least 1"),
     ("-w datomic", "-w: unknown Maelstrom workload 'datomic'"),
     ("-w echo --nemesis clock", "--nemesis: unknown Maelstrom nemesis 'clock'"),
     ("-w echo --rate 0", "--rate 0: Maelstrom then sends no client requests"),

@@ -109,3 +109,16 @@ def test_completions_name_the_node_that_served_them(early_ack_run: Path):
     assert forwarded, "no write was forwarded to the leader"
     # the lost write is blamed on the node that acknowledged it, as the page says
     assert " via " in (early_ack_run / "report.html").read_text()
+
+
+def test_the_minimal_history_is_shown_first_and_in_the_rca(early_ack_run: Path):
+    """Issue 30: the run's check finds the fewest ops of the first failing key that are still
+    not linearizable; the page shows them in the first anomaly, rca.md in its own section."""
+    results = json.loads((early_ack_run / "results.json").read_text())
+    minimal = results["checks"]["linearizable"]["details"]["minimal"]
+    assert minimal["one_minimal"] and 1 <= len(minimal["ops"]) <= 10 < minimal["of"]
+    md = (early_ack_run / "rca.md").read_text()
+    section = md.split("## Minimal history", 1)[1].split("\n## ", 1)[0]
+    assert [int(i) for i in re.findall(r"^- op (\d+) ", section, re.M)] == minimal["op_ids"]
+    page = (early_ack_run / "report.html").read_text()
+    assert page.index('id="minimal-history"') < page.index('id="rca"')

@@ -146,9 +146,17 @@ def test_names(cells: list[Any]) -> dict[str, str]:
 def run_one(
     cell: Any, store: str, node_argv: list[str], log_path: Path, time_limit: float
 ) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
-    """One cell as a `dsjepsen test --json` process: (results, run_dir, error, seconds).
-    Its log lines go to log_path; its stdout carries only the JSON summary."""
-    argv = [sys.executable, "-m", "dsjepsen", "test", *cell.test_argv(), "--store", store]
+    """One cell as a `dsjepsen test --json` process (run_test_process)."""
+    return run_test_process(cell.test_argv(), store, node_argv, log_path, time_limit)
+
+
+def run_test_process(
+    test_argv: list[str], store: str, node_argv: list[str], log_path: Path, time_limit: float
+) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
+    """`dsjepsen test TEST_ARGV --store STORE --json NODE_ARGV` as a process: (results,
+    run_dir, error, seconds). Its log lines go to log_path; its stdout carries only the JSON
+    summary. Past time_limit plus RUN_SLACK it gets SIGTERM (it heals and tears down)."""
+    argv = [sys.executable, "-m", "dsjepsen", "test", *test_argv, "--store", store]
     argv += ["--json", *node_argv]
     t0 = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as err:

@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from dsjepsen import plugins
+from dsjepsen.checkers.bank import INIT, TRANSFER, BankChecker
+from dsjepsen.checkers.bank import READS as BANK_READS
 from dsjepsen.checkers.base import (
     DEFAULT_TIME_LIMIT,
     MAX_TIME_LIMIT,
@@ -24,6 +26,7 @@ from dsjepsen.checkers.base import (
 )
 from dsjepsen.checkers.consistency import (
     DEFAULT_TXN_MODEL,
+    INFER_TXNS,
     LIST_APPEND,
     RW_REGISTER,
     TXN_MODELS,
@@ -31,6 +34,7 @@ from dsjepsen.checkers.consistency import (
     txn_kind,
 )
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
+from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
@@ -39,7 +43,7 @@ from dsjepsen.checkers.vacuous import without_client_ops
 from dsjepsen.errors import EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID, ConfigError
 from dsjepsen.files import check_output_file
 from dsjepsen.formats import format_names, read_history
-from dsjepsen.history import History, printable
+from dsjepsen.history import NEMESIS, History, printable
 from dsjepsen.options import add_renamed
 
 #: the single-object values of --consistency; each names the checker that decides it
@@ -114,6 +118,19 @@ def register(subparsers: Any) -> None:
                 "version orders from real-time order",
             }[flag],
         )
+    p.add_argument(
+        "--negative-balances",
+        action="store_true",
+        help="bank: the store lets balances go negative (Jepsen's :negative-balances?); the "
+        "total and the accounts come from --initial ({account: balance} or the total), else "
+        "from the history's init-accounts op, else inferred from the reads",
+    )
+    p.add_argument(
+        "--minimize",
+        action="store_true",
+        help="for a history that is not linearizable: also find its minimal core, the fewest "
+        "ops of the first failing key that are still not linearizable (printed first)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--report", metavar="OUT.html", help="also write an HTML report")
     p.set_defaults(func=run)
@@ -200,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         consistency=consistency if consistency is not None else LINEARIZABLE,
         extra={
             "progress": _progress,
+            "negative_balances": bool(getattr(args, "negative_balances", False)),
             **{
                 f.replace("-", "_"): getattr(args, f.replace("-", "_"), False)
                 for f in RW_ASSUMPTIONS
@@ -209,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
     for checker in checkers:
         checker.validate_input(history, context)
     composed, results = run_checkers(checkers, history, context, name="dsjepsen")
+    if getattr(args, "minimize", False):
+        for r in results:
+            attach_minimal_core(r, history.operations(), time_limit, initial)
     for r in (composed, *results):
         r.details["source"] = history.source
         r.details["parse_seconds"] = round(parse_s, 6)
@@ -265,9 +286,13 @@ def infer_checker(
     linearizable checker with the multi-register model, as before, unless a transactional
     model is asked for (then rw-register, which reads that spelling too). `--model`, or
     `--consistency linearizable` / `sequential`, keeps any history with the single-object
-    checkers. Everything else: linearizable."""
+    checkers. Jepsen's bank histories (transfers and reads of all accounts, nothing else)
+    -> bank. Everything else: linearizable."""
     if model is not None or consistency in CONSISTENCIES:
         return LINEARIZABLE
+    fs = {op.f for op in history.ops[:INFER_TXNS] if op.process != NEMESIS}
+    if "transfer" in fs and fs & set(BANK_READS) and fs <= {INIT, TRANSFER, *BANK_READS}:
+        return BankChecker.name
     kind = txn_kind(history)
     if kind == LIST_APPEND:
         return LIST_APPEND
@@ -347,6 +372,13 @@ def render_other(history: History, result: CheckResult) -> str:
                 f"{c.get('pending', 0)} pending; latency p50 {lat.get('p50', 0)} ms, "
                 f"p99 {lat.get('p99', 0)} ms"
             )
+    if "total_from" in result.details:  # bank: where its invariant came from
+        d = result.details
+        lines.append(
+            f"  accounts: {', '.join(map(str, d.get('accounts') or [])) or 'none'}; total "
+            f"{d.get('total')} (from {d.get('total_from') or 'nowhere'}); "
+            f"{d.get('read_count')} ok reads"
+        )
     if result.reason:
         lines.append(f"  reason: {result.reason}")
     for a in result.anomalies:
@@ -386,6 +418,8 @@ def render_text(history: History, result: CheckResult) -> str:
     if d.get("failing_keys"):
         keys = sorted(d["failing_keys"], key=_key_order)
         lines.append("  failing keys: " + _key_list(keys))
+    if d.get("minimal"):
+        lines.extend(_minimal_lines(d["minimal"]))
     if d.get("unexplained_keys"):
         # the explanation work is capped (linearizable.EXPLAIN_KEYS): say which keys went
         # without, so that nobody reads the explanations below as the only failures
@@ -426,6 +460,23 @@ def render_text(history: History, result: CheckResult) -> str:
         if a["states"]:
             lines.append("  possible states: " + ", ".join(a["states"]))
     return "\n".join(lines)
+
+
+def _minimal_lines(m: dict[str, Any]) -> list[str]:
+    """The minimal core, first: the anomaly a person can check by hand."""
+    key = "" if m["key"] is None else f" of key {show(m['key'])}"
+    how = (
+        "removing any one op (a read goes with the write it returned) makes it linearizable"
+        if m["one_minimal"]
+        else m.get("note") or "not shown to be minimal"
+    )
+    out = [
+        "",
+        f"Minimal history{key}: {len(m['ops'])} of its {m['of']} ops are still not "
+        f"linearizable; {how} ({m['checks']} checks, {m['seconds']:.2f} s):",
+    ]
+    out.extend(f"  op {o['id']}: {_opline(o)}" for o in m["ops"])
+    return out
 
 
 def render_sequential(history: History, result: CheckResult) -> str:

@@ -8,8 +8,8 @@ program's arguments, as in Maelstrom. The command translates the line into the o
 `dsjepsen test --target maelstrom` (the same TestConfig, the same Runner: there is no second
 runner), runs it on the local namespace cluster by default (`--hosts` for SSH hosts or
 containers: `--nodes` is Maelstrom's, it names node ids), and prints Maelstrom-style results
-(network statistics, stable latencies, availability, each check's `:valid?`) before dsjepsen's
-verdict and report.
+(network statistics, stable latencies, availability, each check's `:valid?`, the transactional
+anomalies in Elle's keys) before dsjepsen's verdict and report.
 
 What is added after the run, here, because it is Maelstrom's and not every test's: the
 `--availability` gate (as the `availability` checker, folded into results.json and the exit
@@ -45,12 +45,18 @@ WORKLOADS: dict[str, list[str]] = {
     "pn-counter": ["--key-count", "1"],
     "lin-kv": [],
     "kafka": [],
+    # Maelstrom checks txn-rw-register with Elle's writes-follow-reads inference (its
+    # workload/txn_rw_register.clj: wfr-keys? true), txn-list-append with Elle's defaults
+    "txn-rw-register": ["--wfr-keys"],
+    "txn-list-append": [],
 }
-#: Maelstrom's workloads that are not here yet, and why
-LATER = {
-    "txn-rw-register": "transactions (Gossip Glomers 6) come with the transactional checker",
-    "txn-list-append": "transactions come with the transactional checker",
-}
+#: Maelstrom workloads that are dsjepsen workloads of another name
+DSJEPSEN_WORKLOAD = {"txn-rw-register": "rw-register", "txn-list-append": "list-append"}
+#: the transactional workloads, and Maelstrom's defaults for their options (its cli: 4
+#: micro-ops at most, 16 writes per key; no --key-count, so Elle's 10 for exponential keys)
+TXN_WORKLOADS = tuple(DSJEPSEN_WORKLOAD)
+TXN_DEFAULTS = {"consistency_models": "strict-serializable", "max_txn_length": "4",
+                "max_writes_per_key": "16", "key_count": "10"}  # fmt: skip
 #: workloads whose final reads repeat until the nodes agree
 CONVERGING = ("broadcast", "g-set", "g-counter", "pn-counter")
 #: Maelstrom's nemesis names -> dsjepsen faults (kill and pause are dsjepsen's additions)
@@ -66,17 +72,22 @@ SERVICE_IDS = ("lin-kv", "seq-kv", "lww-kv", "lin-tso")
 #: what dsjepsen does with it). docs/maelstrom.md prints the same table.
 MAELSTROM_OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("--bin", "FILE", None, "the node program; a bare name is the file in this directory"),
-    ("-w --workload", "NAME", "lin-kv", "the workload (txn-* refused: no transactions yet)"),
+    ("-w --workload", "NAME", "lin-kv", "the workload"),
     ("--availability", "EXPECTED", None, "total or a fraction: ok ops / invoked ops"),
-    ("--consistency-models", "MODELS", "strict-serializable", "txn-* workloads only"),
-    ("--key-count", "INT", None, "lin-kv and kafka: keys in use at once"),
+    (
+        "--consistency-models",
+        "MODELS",
+        "strict-serializable",
+        "txn-*: Elle's models the transactions must satisfy, comma-separated",
+    ),
+    ("--key-count", "INT", None, "lin-kv, kafka (10), txn-* (10): keys in use at once"),
     ("--latency", "MILLIS", "0", "mean node-to-node delay, added by the relays"),
     ("--latency-dist", "TYPE", "constant", "constant, uniform or exponential"),
     ("--log-net-send", None, None, "log every message a node sends (always in messages.jsonl)"),
     ("--log-net-recv", None, None, "log every message a node receives"),
     ("--log-stderr", None, None, "log the nodes' stderr (always in node.log per node)"),
-    ("--max-txn-length", "INT", "4", "txn-* workloads only"),
-    ("--max-writes-per-key", "INT", "16", "kafka: sends per key before a fresh key"),
+    ("--max-txn-length", "INT", "4", "txn-*: micro-ops per transaction, at most"),
+    ("--max-writes-per-key", "INT", "16", "kafka, txn-*: writes to a key before a fresh key"),
     ("--node-count", "NUM", None, "nodes n0 .. n{NUM-1}; overrides --nodes"),
     ("--nemesis", "FAULTS", None, "partition (and dsjepsen's kill, pause)"),
     ("--nemesis-interval", "SECONDS", "10", "seconds between fault start and stop"),
@@ -235,10 +246,8 @@ def translate(args: argparse.Namespace) -> list[str]:
     from dsjepsen.targets.maelstrom.program import bin_line
 
     w = args.workload or "lin-kv"
-    if w in LATER:
-        raise ConfigError(f"-w {w}: not supported yet ({LATER[w]})")
     if w not in WORKLOADS:
-        known = ", ".join([*WORKLOADS, *LATER])
+        known = ", ".join(WORKLOADS)
         raise ConfigError(f"-w: unknown Maelstrom workload {w!r} (Maelstrom's: {known})")
     if not args.bin:
         raise ConfigError("--bin: expected --bin PATH, the node program to test")
@@ -252,7 +261,8 @@ def translate(args: argparse.Namespace) -> list[str]:
     time_limit = _float(args.time_limit or "60", "--time-limit", minimum=0.001)
     latency = _float(args.latency or "0", "--latency", minimum=0)
     bin_ = bin_line(args.bin, node_args(args))
-    argv = ["--target", "maelstrom", "--workload", w, "--bin", bin_, *WORKLOADS[w]]
+    workload = DSJEPSEN_WORKLOAD.get(w, w)
+    argv = ["--target", "maelstrom", "--workload", workload, "--bin", bin_, *WORKLOADS[w]]
     argv += ["--node-ids", ",".join(ids)]
     argv += ["--time-limit", f"{time_limit:g}", "--rate", f"{rate:g}"]
     argv += ["--concurrency", args.concurrency or "1n", "--store", args.store]
@@ -283,6 +293,8 @@ def translate(args: argparse.Namespace) -> list[str]:
     if w == "kafka" and args.max_writes_per_key is not None:
         n = _int(args.max_writes_per_key, "--max-writes-per-key")
         argv += ["--max-writes-per-key", str(n)]
+    if w in TXN_WORKLOADS:
+        argv += txn_options(args)
     for opt in ("seed", "rpc_timeout", "check_time_limit"):
         if getattr(args, opt) is not None:
             argv += [f"--{opt.replace('_', '-')}", getattr(args, opt)]
@@ -291,6 +303,32 @@ def translate(args: argparse.Namespace) -> list[str]:
     if args.leave_running or args.leave_db_running:
         argv.append("--leave-running")
     return argv
+
+
+def txn_options(args: argparse.Namespace) -> list[str]:
+    """The transactional workload's options for Maelstrom's txn options, with Maelstrom's
+    defaults. --consistency-models is comma-separated as Maelstrom's (spaces around the
+    commas are taken too); every model must be one of Elle's transactional models."""
+    from dsjepsen.checkers.consistency import TXN_MODELS
+
+    given = {k: getattr(args, k) for k in TXN_DEFAULTS}
+    opts = {k: given[k] if given[k] is not None else v for k, v in TXN_DEFAULTS.items()}
+    models = [m.strip() for m in opts["consistency_models"].split(",") if m.strip()]
+    if not models:
+        raise ConfigError("--consistency-models: no model named (e.g. read-committed)")
+    for m in models:
+        if m not in TXN_MODELS:
+            close = difflib.get_close_matches(m, TXN_MODELS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"--consistency-models: {m!r} is not one of Elle's transactional models "
+                f"({hint}known: {', '.join(TXN_MODELS)})"
+            )
+    argv = ["--consistency", ",".join(dict.fromkeys(models))]
+    argv += ["--key-count", str(_int(opts["key_count"], "--key-count"))]
+    argv += ["--max-txn-length", str(_int(opts["max_txn_length"], "--max-txn-length"))]
+    n = _int(opts["max_writes_per_key"], "--max-writes-per-key")
+    return [*argv, "--max-writes-per-key", str(n)]
 
 
 def _node_options(args: argparse.Namespace, count: int) -> argparse.Namespace:
@@ -489,6 +527,29 @@ def _maelstrom_results(
     return out
 
 
+def _elle_entry(details: dict[str, Any]) -> dict[str, Any]:
+    """A transactional check's part of the printed results, in Elle's keys as Maelstrom
+    prints them: nothing beyond `:valid?` when no anomaly the models care about was found;
+    else the anomaly types, how many of each were found (Elle prints the cases themselves:
+    they are in results.json and the report), and the models every anomaly found rules out
+    (`:not` the weakest, `:also-not` every stronger one)."""
+    from dsjepsen.targets.maelstrom.netstats import Bare
+
+    def keywords(names: list[str], brackets: str) -> Bare:
+        return Bare(brackets[:-1] + " ".join(f":{n}" for n in names) + brackets[-1])
+
+    types = list(details.get("anomaly_types") or [])
+    if not types:
+        return {}
+    counts = details.get("anomaly_counts") or {}
+    return {
+        "anomaly-types": keywords(types, "[]"),
+        "anomalies": {Bare(f":{t}"): counts.get(t, 0) for t in types},
+        "not": keywords(list(details.get("not") or []), "#{}"),
+        "also-not": keywords(list(details.get("also_not") or []), "#{}"),
+    }
+
+
 def _maelstrom_text(results: dict[str, Any]) -> str:
     """The end of a Maelstrom run, as Maelstrom prints it (an EDN-ish map), then a verdict."""
     from dsjepsen.targets.maelstrom.netstats import Bare, edn
@@ -537,6 +598,8 @@ def _maelstrom_text(results: dict[str, Any]) -> str:
         for key in ("error_types", "bad_error_types"):
             if key in details:
                 entry[key.replace("_", "-")] = [Bare(f":{x}") for x in details[key]]
+        if "consistency_models" in details:  # Elle's result, as Maelstrom prints it
+            entry.update(_elle_entry(details))
         shown[name] = entry
     shown["valid?"] = results.get("valid")
     verdict = {

@@ -25,6 +25,7 @@ from typing import Any
 
 from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
+from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.daemon import fetch_files
 from dsjepsen.errors import HarnessError
@@ -230,6 +231,7 @@ def run_clients(ctx: RunContext) -> None:
     names = ctx.cluster.names
     ctx.workers = [ClientWorker(ctx, i, names[i % len(names)], limiter) for i in range(ctx.clients)]
     ctx._next_process = ctx.clients
+    setup_ops(ctx)  # on the history's clock, before any worker or fault
     ctx.progress = Progress(
         ctx.recorder, cfg.time_limit, lambda: ctx.active_fault, stream=ctx.progress_stream
     )
@@ -246,6 +248,34 @@ def run_clients(ctx: RunContext) -> None:
     log.info("time limit reached: stopping clients")
     ctx.progress.phase = "stopping"
     stop_workers(ctx)
+
+
+def setup_ops(ctx: RunContext) -> None:
+    """The workload's setup ops (`Workload.setup_ops`: bank's initial balances), in order,
+    through one client on the first node and a process of their own, recorded like any op.
+    One that does not end ok stops the run (HarnessError: the runner heals, tears down and
+    writes verdict unknown): the workers would test a state the workload never established."""
+    assert ctx.workload is not None
+    specs = ctx.workload.setup_ops()
+    if not specs:
+        return
+    node = ctx.cluster.names[0]
+    process = ctx.new_process()
+    log.info("setup ops: %d through %s", len(specs), node)
+    client = ctx.target.client(ctx.cluster, node)
+    try:
+        for spec in specs:
+            done = ctx.interpreter.perform(
+                spec.f, spec.value, client.invoke, process=process, key=spec.key, node=node
+            )
+            if done.type != "ok":
+                why = f" ({done.error})" if done.error else ""
+                raise HarnessError(
+                    f"setup op {spec.f} through {node} ended {done.type}{why}: the workload's "
+                    "starting state was not established, so the test did not run"
+                )
+    finally:
+        close_client(client)
 
 
 def stop_workers(ctx: RunContext) -> None:
@@ -478,6 +508,7 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
         final_from_index=ctx.final_start_index,
         healed_at=ctx.healed_at,
         required_ok=ctx.workload.required_ok,
+        extra=ctx.workload.check_extra,
     )
     t0 = time.monotonic()
     try:
@@ -491,6 +522,8 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     else:
         problem = None
     composed, results = run_checkers(checkers, history, context)
+    for r in results:  # the report shows the fewest ops that still fail first
+        attach_minimal_core(r, history.operations(), minimize_budget(ctx.config.check_time_limit))
     log.info("checks took %.2fs", time.monotonic() - t0)
     stats = next((r for r in results if r.checker == "stats"), None)
     out: dict[str, Any] = {
@@ -512,6 +545,14 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
         out["target"] = facts
         distrust(out, facts)
     return out
+
+
+#: at most this long for a run's minimal history (the check's time limit when shorter)
+MINIMIZE_SECONDS = 20.0
+
+
+def minimize_budget(check_time_limit: float | None) -> float:
+    return min(MINIMIZE_SECONDS, check_time_limit or MINIMIZE_SECONDS)
 
 
 def distrust(results: dict[str, Any], facts: Any) -> None:

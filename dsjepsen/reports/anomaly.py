@@ -85,15 +85,21 @@ def collect(results: dict[str, Any] | None) -> list[Anomaly]:
                         found.append((str(name), {**u, "located_only": True}))
     for a in results.get("anomalies") or []:
         found.append(("results", a))
+    # an anomaly another source already listed is dropped (the composed result repeats its
+    # checks'); within one checker's list every entry stays, so the page counts what
+    # results.json lists even when a checker lists one case twice
     seen: set[tuple[str, str, str]] = set()
+    source_seen: dict[str, set[tuple[str, str, str]]] = {}
     out: list[Anomaly] = []
     for checker, a in found:
         if not isinstance(a, dict):
             a = {"type": "anomaly", "message": str(a)}
         sig = (str(a.get("type")), short(a.get("key")), str(a.get("message")))
-        if sig in seen:
+        mine = source_seen.setdefault(checker, set())
+        if sig in seen and sig not in mine:
             continue
         seen.add(sig)
+        mine.add(sig)
         op = _norm(a["op"]) if isinstance(a.get("op"), dict) else None
         out.append(
             Anomaly(
@@ -267,11 +273,30 @@ def op_text(d: dict[str, Any], n: int = 40) -> str:
     shows them everywhere: nil for no value, "" for the empty string)."""
     f = str(d.get("f"))
     v, out = d.get("value"), d.get("output")
+    if f == "txn" and isinstance(v, list):  # a transaction: its micro-ops, as Elle writes them
+        return "txn " + mops_text(out if d.get("type") == "ok" and out else v, n * 3)
     if f in READ_FS or f.startswith("read"):
         return f"{f} → {value_text(out, n)}" if d.get("type") == "ok" else f"{f} → ?"
     if f == "cas" and isinstance(v, list) and len(v) == 2:
         return f"cas {value_text(v[0], n // 2)}→{value_text(v[1], n // 2)}"
     return f"{f} {value_text(v, n)}"
+
+
+def elle_text(x: Any) -> str:
+    """A key, value or micro-op as the checkers' sentences write them: nil, [1 2 3]."""
+    if x is None:
+        return "nil"
+    if isinstance(x, list | tuple):
+        return "[" + " ".join(elle_text(y) for y in x) + "]"
+    return short(x, 40)
+
+
+def mops_text(mops: Any, limit: int = 300) -> str:
+    """A transaction's micro-ops: `[append 100 2] [r 101 [1]]`, cut (with …) past limit."""
+    if not isinstance(mops, list | tuple):
+        return short(mops, limit)
+    text = " ".join(elle_text(m) for m in mops)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def value_text(v: Any, n: int = 40) -> str:

@@ -36,7 +36,17 @@ from dsjepsen.checkers.sequential import SCOPES
 from dsjepsen.files import FILE_MODE, write_whole
 from dsjepsen.history import History
 from dsjepsen.reports import anomaly as anomaly_mod
-from dsjepsen.reports import clock, crdt, crdt_ops, cycle, plots, rca, stats, timeline
+from dsjepsen.reports import (
+    clock,
+    crdt,
+    crdt_ops,
+    cycle,
+    plots,
+    rca,
+    stats,
+    timeline,
+    txn_story,
+)
 from dsjepsen.reports import logs as logs_mod
 from dsjepsen.reports import maelstrom as maelstrom_mod
 from dsjepsen.reports import messages as messages_mod
@@ -383,6 +393,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
     # Maelstrom runs: the relays' message logs as a Lamport diagram around the first anomaly
     msg_diagram = messages_mod.diagram(run, first.t if first is not None else None)
     seed = run.test.get("seed", _opt(run.test, "seed"))
+    stories = txn_story.stories(run, anomalies)
     ctx = {
         "run": run,
         "title": run.title,
@@ -418,10 +429,18 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
         "crdt_caption": crdt.caption,
         "facts": lambda raw: crdt.facts(run, raw),
         # the checkers' caps, stated where the anomalies are listed
-        "cap_note": crdt.cap_note(crdt.tallies(run, anomalies)),
+        "cap_note": crdt.cap_note(crdt.tallies(run, anomalies) + txn_story.tallies(run)),
+        # each transactional cycle placed in the run: nodes, times, faults, isolation
+        "stories": stories,
+        "akeys": lambda a: ", ".join(txn_story.anomaly_keys(a)),
+        # the nodes an anomaly happened on: a cycle's, every node its transactions went through
+        "anodes": lambda a: ", ".join(txn_story.anomaly_nodes(a, stories)) or a.node or "",
         "tid": {o.call: o.id for o in run.operations},
         "rca": rca_data,
         "rca_md": rca_md,
+        "minimal": rca.minimal_core(run),
+        "minimal_rows": rca.minimal_rows(run),
+        "minimal_how": rca.minimal_how,
         # where the page offers the Markdown: the run directory's file, else a data URL
         "rca_href": "rca.md"
         if rca_file is not None and rca_file.parent == Path(out_path).parent

@@ -21,6 +21,7 @@ from dsjepsen.history import Operation
 from dsjepsen.reports.anomaly import Anomaly, op_text, reason_head
 from dsjepsen.reports.rundata import NS, RunData, parse_log_time
 from dsjepsen.reports.timeline import node_label, short
+from dsjepsen.reports.txn_story import Story, StoryTxn, anomaly_keys, is_cycle, stories, txn_line
 
 MAX_EVIDENCE = 3
 INVARIANTS = {
@@ -51,6 +52,14 @@ INVARIANTS = {
         "Strong eventual consistency: after the faults heal and the nodes exchange state, "
         "every node ends with the same value of every key."
     ),
+    "wrong-total": (
+        "Jepsen's bank: transfers move money between accounts, never create or destroy it, so "
+        "every read of all accounts (one transaction) sums to the total put in at the start."
+    ),
+    "negative-balance": "Jepsen's bank: a transfer that would overdraw its account fails, so no "
+    "read shows a negative balance.",
+    "missing-account": "Jepsen's bank: every read of all accounts has a balance for each account.",
+    "unexpected-account": "Jepsen's bank: reads show only the accounts the bank was set up with.",
     "replica-lost-element": (
         "Monotonic reads per replica: a node never loses an element of a grow-only set it "
         "has already returned."
@@ -69,6 +78,9 @@ class Hypothesis:
     suggests: str
     #: how many anomalies this hypothesis explains (the ranking key); set from the evidence
     support: int = 0
+    #: ranked above every hypothesis that is not (a cause the others only show: a lost
+    #: acknowledged write explains the reads that miss it, whatever their count)
+    cause: bool = False
 
 
 @dataclass
@@ -197,7 +209,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
     on_node: dict[tuple[str, str], list[str]] = {}
     looks: dict[str, FaultLook] = {}
     quiet: list[str] = []
-    for _a, o in bad_ops:
+    for a_, o in bad_ops:
         node, label = o.node, node_label(o)  # the node that answered; how the page writes it
         s, e = _interval(o, run.end_time)
         if node:
@@ -216,7 +228,8 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
             look = look_of(run, w)
             comps = sides(w.value, nodes)  # any record with sides or a grudge is a partition
             if comps is not None:
-                if node and _is_read(o):
+                # a cycle's transactions are placed one by one (cycle_hypotheses)
+                if node and _is_read(o) and not is_cycle(a_):
                     side = next((c for c in comps if node in c), [node])
                     if len(side) < majority:
                         minority_hits.append(
@@ -265,6 +278,7 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 "it was no longer the leader a quorum follows): the entry was later truncated "
                 "or never replicated, so the acknowledged value is lost for every later read.",
                 support=lost_support,
+                cause=True,
             ),
         )
     # a read already explained by a lost write is not also a stale read: the write was lost
@@ -298,10 +312,82 @@ def hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
                 "depend on the fault at all, or state damaged during a fault persisted.",
             )
         )
+    out += cycle_hypotheses(run, anomalies)
     for h in out:
         h.support = h.support or len(h.evidence)
-    # ranked by how many anomalies each explains; ties keep the order above (most specific)
-    return sorted(out, key=lambda h: -h.support)
+    # causes first, then by how many anomalies each explains; ties keep the order above (most
+    # specific first)
+    return sorted(out, key=lambda h: (not h.cause, -h.support))
+
+
+def cycle_hypotheses(run: RunData, anomalies: list[Anomaly]) -> list[Hypothesis]:
+    """For transactional cycles whose transactions ran while a partition was surely in
+    effect (from its start's completion to its stop's invocation, for the whole transaction):
+    the nodes they went through and the side each was on, as the fault records give them. A
+    cycle with a transaction served on a minority side throughout is one hypothesis per
+    serving node (it completed without its quorum); a cycle all of whose transactions ran on
+    the majority side throughout is another (the partition did not cut them off: the bug is on
+    the majority's own path). No record with sides, or a partition that only overlapped a
+    transaction's start or end, no hypothesis."""
+    minority: dict[str, list[str]] = {}  # node -> evidence
+    majority: list[str] = []
+    majority_nodes: list[str] = []
+    for n, st in stories(run, anomalies).items():
+        if not st.cycle:
+            continue
+        placed = [t for t in st.txns if any(whole for *_, whole in t.sides)]
+        if not placed:
+            continue
+        said = f"{st.kind} #{n} (keys {', '.join(st.keys) or '?'}): " + "; ".join(
+            _placed(t) for t in st.txns
+        )
+        cut = [t for t in placed if any(m and whole for _, _, m, whole in t.sides)]
+        for t in cut:
+            minority.setdefault(t.served or t.node, []).append(said)
+        if not cut and len(placed) == len(st.txns):
+            majority.append(said)
+            majority_nodes += [t.served or t.node for t in st.txns]
+    out = []
+    for node, ev in minority.items():
+        ev = list(dict.fromkeys(ev))
+        out.append(
+            Hypothesis(
+                f"A transaction of the cycle was served by {node}, on the minority side of a "
+                "partition from its invocation to its completion",
+                ev,
+                f"{node} was cut off from the majority for the whole transaction, yet completed "
+                "it ok: it cannot have ordered it through a quorum, so its reads (or its "
+                "commit) bypassed the majority and could miss writes the majority had "
+                "committed. A transaction must be ordered by the quorum (the leader's log, a "
+                "read index) before it answers.",
+                support=len(ev),
+            )
+        )
+    if majority:
+        out.append(
+            Hypothesis(
+                "Every transaction of the cycle ran on the majority side of the partition "
+                f"throughout ({', '.join(dict.fromkeys(majority_nodes))})",
+                majority,
+                "The partition did not cut these transactions off from the quorum: look for "
+                "the isolation bug on the majority's own commit path (concurrency control, "
+                "reads outside the transaction's snapshot), which the partition's timing or "
+                "leader change may have exposed.",
+                support=len(majority),
+            )
+        )
+    return out
+
+
+def _placed(t: StoryTxn) -> str:
+    """`T2 (op 212, [r 101 [1]]) through n4, minority side {n4, n5} of "cut ..."`."""
+    op = f"op {t.op_id}" if t.op_id is not None else f"index {t.index}"
+    where = f"{t.name} ({op}, {t.mops_text}) through {t.node or 'an unrecorded node'}"
+    for desc, side, minor, whole in t.sides:
+        which = "minority" if minor else "majority"
+        span = "" if whole else " (for part of it at most)"
+        where += f", on the {which} side {{{', '.join(side)}}} of \u201c{desc}\u201d{span}"
+    return where + (f", invoked {t.invoked}" if t.invoked else "")
 
 
 def _d(o: Operation) -> dict[str, Any]:
@@ -489,7 +575,7 @@ def build(
 ) -> Rca:
     affected = set().union(*(a.op_ids for a in anomalies)) if anomalies else set()
     keys = sorted(
-        {short(a.key) for a in anomalies if a.key is not None},
+        {k for a in anomalies for k in anomaly_keys(a)},
         key=lambda k: (0, int(k), k) if k.lstrip("-").isdigit() else (1, 0, k),
     )
     impact = []
@@ -541,7 +627,7 @@ def build(
             TimelineRow(
                 o.invoke.time,
                 run.fmt_t(o.invoke.time),
-                f"first anomalous op {o.id} invoked ({op_text(_d(o))}, key {short(o.key)}, "
+                f"first anomalous op {o.id} invoked ({op_text(_d(o))}, {_keys_text(a, o)}, "
                 f"process {o.process}{', node ' + node_label(o) if node_label(o) else ''}): {a.message}",
                 "anomaly",
             )
@@ -550,8 +636,11 @@ def build(
     tl.sort(key=lambda r: r.t)
     hyps = hypotheses(run, anomalies)
     invariants = []
+    told = stories(run, anomalies)
     for a in anomalies:
         text = INVARIANTS.get(a.type, f"{a.checker}: no {a.type} anomalies")
+        if a.n in told:
+            text = _isolation_invariant(told[a.n])
         if text not in invariants:
             invariants.append(text)
     for h in hyps:
@@ -571,14 +660,21 @@ def build(
             (
                 "what failed",
                 f"checker {', '.join(failed)}: {len(anomalies)} anomal"
-                f"{'y' if len(anomalies) == 1 else 'ies'} on {len(keys) or 'no'} key"
-                f"{'' if len(keys) == 1 else 's'}",
+                f"{'y' if len(anomalies) == 1 else 'ies'}"
+                # a bank read spans every account, not keys: no "on no keys"
+                + (f" on {len(keys)} key{'' if len(keys) == 1 else 's'}" if keys else ""),
             )
         )
         headline.append(("invariant", invariants[0] if invariants else a0.type))
+        if a0.n in told:
+            headline.append(("isolation", told[a0.n].isolation.sentence(a0.type)))
         if a0.t is not None:
             headline.append(("when (first)", run.fmt_t(a0.t)))
-        headline.append(("on which node", a0.node or "not recorded"))
+        if a0.n in told:  # a cycle happened on every node its transactions went through
+            where = ", ".join(f"{t.node or 'not recorded'} ({t.name})" for t in told[a0.n].txns)
+            headline.append(("on which nodes", where))
+        else:
+            headline.append(("on which node", a0.node or "not recorded"))
         headline.append(("fault active", a0.fault or f"none ({a0.phase})"))
     return Rca(
         headline=headline,
@@ -591,6 +687,24 @@ def build(
         invariants=invariants,
         hypotheses=hyps,
         reproduction=reproduce,
+    )
+
+
+def _keys_text(a: Anomaly, o: Operation) -> str:
+    """`key 3`, or for an anomaly over several keys (a transactional cycle) `keys 100, 101`."""
+    keys = anomaly_keys(a) if a.key is None else []
+    if len(keys) > 1:
+        return f"keys {', '.join(keys)}"
+    return f"key {keys[0] if keys else short(o.key)}"
+
+
+def _isolation_invariant(st: Story) -> str:
+    """The invariant a cycle breaks, in the models the run was checked for."""
+    iso = st.isolation
+    checked = ", ".join(iso.violated or iso.checked) or "the checked isolation level"
+    return (
+        f"Isolation ({checked}): the committed transactions must be explainable by one "
+        f"order consistent with what each read saw; {st.kind} ({st.meaning}) is forbidden."
     )
 
 
@@ -633,6 +747,7 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
     lines += ["## Timeline", "", "| when | event |", "|---|---|"]
     lines += [f"| {r_.when} | {_md(r_.what)} |" for r_ in r.timeline] + [""]
     lines += ["## Evidence", ""]
+    told = stories(run, anomalies)
     for a in anomalies[:MARKDOWN_EVIDENCE]:
         where = []
         if a.anchor is not None and a.anchor < len(run.operations):
@@ -647,8 +762,14 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
             where.append(run.fmt_t(a.t))
         where.append(f"fault active: {a.fault}" if a.fault else a.phase or "no fault")
         lines.append(f"{a.n}. **{a.type}** ({', '.join(where)}): {_md(a.message)}")
+        st = told.get(a.n)
+        if st is not None:
+            lines += [f"   - step: {_md(step)}" for step in st.steps] if st.cycle else []
+            lines += [f"   - {_md(txn_line(t))}" for t in st.txns]
+            lines.append(f"   - isolation: {_md(st.isolation.sentence(st.kind))}")
     if len(anomalies) > MARKDOWN_EVIDENCE:
         lines.append(f"\n... and {len(anomalies) - MARKDOWN_EVIDENCE} more anomalies (report.html)")
+    lines += minimal_history_markdown(run)
     lines += ["", "## Faults", ""]
     for w in run.faults:
         state = "not applied" if w.failed else f"{run.fmt_t(w.start)} to {run.fmt_t(w.end)}"
@@ -668,6 +789,59 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
     if r.reproduction:
         lines += ["", "## Reproduction", "", "```", r.reproduction, "```"]
     return "\n".join(lines) + "\n"
+
+
+def minimal_core(run: RunData) -> dict[str, Any] | None:
+    """The linearizability check's minimal core (checkers.minimize), when the run has one."""
+    checks = (run.results or {}).get("checks") or {}
+    minimal = (checks.get("linearizable") or {}).get("details", {}).get("minimal")
+    return minimal if isinstance(minimal, dict) and minimal.get("ops") else None
+
+
+def minimal_rows(run: RunData) -> list[dict[str, Any]]:
+    """The minimal core's ops as the page and the Markdown show them: op id, history position,
+    process, the node that served it, its text, and its interval as times."""
+    m = minimal_core(run)
+    rows = []
+    for i in m["op_ids"] if m else ():
+        if i < len(run.operations):
+            o = run.operations[i]
+            s, e = _interval(o, run.end_time)
+            rows.append(
+                {"id": o.id, "call": o.call, "process": o.process, "node": node_label(o),
+                 "text": op_text(_d(o)), "start": run.fmt_t(s), "end": run.fmt_t(e),
+                 "type": o.type}
+            )  # fmt: skip
+    return rows
+
+
+def minimal_how(m: dict[str, Any]) -> str:
+    """Why the core is minimal, in words (or why it is not known to be)."""
+    if m.get("one_minimal"):
+        return "removing any one of them (a read goes with the write it returned) makes it linearizable"
+    return str(m.get("note") or "not shown to be minimal")
+
+
+def minimal_history_markdown(run: RunData) -> list[str]:
+    """The "Minimal history" section: the fewest ops of the first failing key that are still
+    not linearizable, each with its node and time (empty without a core)."""
+    m = minimal_core(run)
+    if m is None:
+        return []
+    lines = [
+        "",
+        "## Minimal history",
+        "",
+        f"{len(m['ops'])} of the {m['of']} ops of key {short(m['key'])} are still not "
+        f"linearizable; {minimal_how(m)}:",
+        "",
+    ]
+    for r in minimal_rows(run):
+        lines.append(
+            f"- op {r['id']} `{r['text']}` ({r['type']}), process {r['process']}, node "
+            f"{r['node'] or '?'}, {r['start']} to {r['end']}"
+        )
+    return lines
 
 
 def _md(text: object) -> str:

@@ -2,6 +2,10 @@
 registers, `ContractClient` for the whole contract, registers plus the set and counter
 endpoints that CRDT stores serve. Any server that speaks the contract can be tested with them.
 
+A transaction (`txn`, Elle's micro-ops) is `ok` only with an answer that has the same micro-ops
+in the same order, reads filled; `fail` when it certainly did not happen (nothing sent, 400,
+409 aborted, 503); otherwise `info`, unless it only reads (then `fail`: it changed nothing).
+
 The register fs (read, write, cas) follow Jepsen's honesty rule: `fail` only when the operation
 certainly did not and will not happen (nothing was sent, or the server said so with 503 / 409 /
 404 on cas), `info` whenever it may have happened (timeout, connection lost after sending, 504,
@@ -29,6 +33,7 @@ CONTRACT_FS: dict[str, str] = {
     "read-set": "GET /set/{key}: every element of the set",
     "increment": "POST /counter/{key} {delta}: add a delta (negative: a decrement)",
     "read-counter": "GET /counter/{key}: the counter's value",
+    "txn": "POST /txn {txn}: one transaction of Elle's micro-ops, its reads filled in the answer",
 }
 #: register fs served by HttpKvClient
 REGISTER_FS = frozenset({"read", "write", "cas"})
@@ -122,6 +127,8 @@ class ContractClient(HttpKvClient):
     def invoke(self, op: Op) -> Op:
         if op.f not in CONTRACT_FS:
             return super().invoke(op)
+        if op.f == "txn":
+            return self._txn(op)
         key = quote(str(op.key), safe="")
         if op.f == "add":
             method, path, body = "POST", f"/set/{key}", {"element": op.value}
@@ -145,6 +152,48 @@ class ContractClient(HttpKvClient):
                 op, "fail" if is_read else "info", error=f"connection lost: {describe(e)}"
             )
         return _complete(op, status, payload)
+
+    def _txn(self, op: Op) -> Op:
+        mops = op.value
+        if not isinstance(mops, list) or not all(isinstance(m, list) and len(m) == 3 for m in mops):
+            return completed(op, "fail", error=f"txn value must be [[f, k, v], ...], got {mops!r}")
+        read_only = all(m[0] == "r" for m in mops)
+        unknown = "fail" if read_only else "info"
+        try:
+            status, payload = self.request("POST", "/txn", {"txn": mops})
+        except NotSent as e:
+            return completed(op, "fail", error=f"not sent: {e}")
+        except TimeoutError:
+            return completed(op, unknown, error="timeout")
+        except (OSError, http.client.HTTPException) as e:
+            return completed(op, unknown, error=f"connection lost: {describe(e)}")
+        if status == 200:
+            done = payload.get("txn") if isinstance(payload, dict) else None
+            problem = txn_answer_problem(mops, done)
+            if problem is None:
+                return served_by(completed(op, "ok", value=done), payload)
+            return completed(op, unknown, error=f"malformed answer: {problem}")
+        if status in (400, 409, 503):
+            why = {400: "rejected", 409: "aborted", 503: "unavailable"}[status]
+            return served_by(
+                completed(op, "fail", error={why: True, "detail": _error_text(payload)}), payload
+            )
+        if status == 504:
+            return completed(op, unknown, error="server timeout: outcome unknown")
+        return completed(op, unknown, error=f"unexpected HTTP {status}: {payload}")
+
+
+def txn_answer_problem(sent: list[Any], answer: Any) -> str | None:
+    """Why a transaction's answer cannot be its completion (None: it can): it must be the
+    micro-ops sent, in order, with the same f and key, and every write's value unchanged."""
+    if not isinstance(answer, list) or len(answer) != len(sent):
+        return f"expected {len(sent)} micro-ops, got {str(answer)[:200]}"
+    for i, (m, a) in enumerate(zip(sent, answer, strict=True)):
+        if not isinstance(a, list) or len(a) != 3 or a[0] != m[0] or a[1] != m[1]:
+            return f"micro-op {i} is {str(a)[:100]}, sent {m}"
+        if m[0] != "r" and a[2] != m[2]:
+            return f"micro-op {i} writes {str(a[2])[:100]}, sent {m[2]}"
+    return None
 
 
 def _complete(op: Op, status: int, payload: Any) -> Op:
@@ -182,7 +231,7 @@ def _error_text(payload: Any) -> Any:
 
 def setup_round_trip(client: HttpKvClient, key: str = SETUP_KEY) -> str | None:
     """Does the server serve? None when it completed a write and then a read that shows it,
-    through one of the contract's endpoint families (register, set, counter: a store need only
+    through one of the contract's endpoint families (register, set, counter, txn: a store need only
     implement the ones its workloads use); otherwise one line saying what each family answered.
     Raises what the client raises when the node cannot be reached at all."""
     value = time.time_ns()
@@ -208,4 +257,13 @@ def setup_round_trip(client: HttpKvClient, key: str = SETUP_KEY) -> str | None:
         if status == 200 and isinstance(count, int) and not isinstance(count, bool) and count >= 1:
             return None
     answers.append(f"counter: {status} {body}")
+    for f in ("append", "w"):  # a list-append store, then an rw-register one
+        status, body = client.request("POST", "/txn", {"txn": [[f, key, value]]})
+        if status == 200:
+            status, body = client.request("POST", "/txn", {"txn": [["r", key, None]]})
+            done = body.get("txn") if isinstance(body, dict) else None
+            read = done[0][2] if isinstance(done, list) and done and len(done[0]) == 3 else None
+            if status == 200 and (read == value or (isinstance(read, list) and value in read)):
+                return None
+        answers.append(f"txn {f}: {status} {body}")
     return "; ".join(answers)

@@ -79,6 +79,13 @@ class Workload(ABC):
     def next_op(self) -> OpSpec:
         """The next client op. Not thread-safe: the runner serialises calls."""
 
+    def setup_ops(self) -> list[OpSpec]:
+        """Ops that establish the state the test starts from (bank's initial balances): run
+        once, in order, through one client on the first node, after the target is set up and
+        before the workers and the nemesis start; recorded like any op. Each must end ok, or
+        the run stops with verdict unknown. [] (the default): nothing to establish."""
+        return []
+
     @abstractmethod
     def final_ops(self) -> list[OpSpec]:
         """Ops to run through every node after faults are healed (e.g. a read of every key)."""
@@ -95,3 +102,9 @@ class Workload(ABC):
     @abstractmethod
     def checkers(self) -> list[Checker]:
         """The workload's own correctness checkers (the run adds stats and vacuous)."""
+
+    @property
+    def check_extra(self) -> dict[str, Any]:
+        """What the checkers may assume beyond the history (CheckContext.extra: e.g.
+        rw-register's wfr_keys), as the workload's options say; none by default."""
+        return {}

@@ -18,7 +18,9 @@ key's version order short (the checker's cost) and starts keys during faults.
 After healing, every key used is read once through every node (transactions of at most
 FINAL_READS_PER_TXN reads): lost appends and a node that never caught up show there. The
 history is judged by the list-append or rw-register checker for `--consistency` (Elle's model
-names; default strict-serializable). The op sequence is a function of the seed alone.
+names, comma-separated, all must hold; default strict-serializable); rw-register's
+`--wfr-keys` lets its checker infer version orders from writes following reads, as
+Maelstrom's txn-rw-register does. The op sequence is a function of the seed alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen import plugins
-from dsjepsen.checkers.consistency import DEFAULT_TXN_MODEL, TXN_MODELS
+from dsjepsen.checkers.consistency import DEFAULT_TXN_MODEL, TXN_MODELS, consistency_models
 from dsjepsen.options import Option
 from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
@@ -76,11 +78,20 @@ TXN_OPTIONS: tuple[Option, ...] = (
         "consistency",
         "str",
         DEFAULT_TXN_MODEL,
-        "the isolation model the transactions are checked for (Elle's names)",
-        choices=TXN_MODELS,
-        metavar="MODEL",
+        "the isolation models the transactions are checked for, comma-separated, all must "
+        f"hold (Elle's names: {', '.join(TXN_MODELS)})",
+        metavar="MODELS",
+        check=consistency_models,
         label="consistency",
     ),
+)
+#: rw-register only: Elle's writes-follow-reads inference of version orders
+WFR_KEYS = Option(
+    "wfr-keys",
+    "bool",
+    False,
+    "infer that a transaction's write of a key follows the version it read of it (Elle's "
+    "wfr-keys; sound for read committed and stronger; Maelstrom's txn-rw-register checks so)",
 )
 
 
@@ -166,3 +177,12 @@ class RwRegisterWorkload(TxnWorkload):
         "checked for --consistency (default strict-serializable)"
     )
     write_f = "w"
+    options = (*TXN_OPTIONS, WFR_KEYS)
+
+    def __init__(self, *, wfr_keys: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wfr_keys = wfr_keys
+
+    @property
+    def check_extra(self) -> dict[str, Any]:
+        return {"wfr_keys": self.wfr_keys}

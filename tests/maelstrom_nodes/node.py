@@ -45,6 +45,19 @@ class Node:
             self.callbacks[msg_id] = callback
         self.send(dest, {**body, "msg_id": msg_id})
 
+    def sync_rpc(self, dest: str, body: dict[str, Any], timeout: float = 5.0) -> Any:
+        """The reply to a request, or None after `timeout` seconds. Call it from a thread of
+        your own, never from a handler: replies arrive on the reading thread."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def got(msg: dict[str, Any]) -> None:
+            box["reply"] = msg
+            done.set()
+
+        self.rpc(dest, body, got)
+        return box.get("reply") if done.wait(timeout) else None
+
     def every(self, seconds: float, fn: Callable[[], None]) -> None:
         def loop() -> None:
             while not threading.Event().wait(seconds):

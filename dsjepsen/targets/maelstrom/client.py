@@ -14,6 +14,7 @@ The op vocabulary is dsjepsen's, so the generic workloads run unchanged on Maels
 | read-counter | `read` | `read_ok {value}` -> the integer |
 | read / write / cas (lin-kv) | `read {key}` / `write {key, value}` / `cas {key, from, to}` | `read_ok {value}` / `write_ok` / `cas_ok` |
 | send / poll / assign / crash (kafka) | see kafka.py | |
+| txn (txn-rw-register, txn-list-append) | `txn {txn}` | `txn_ok {txn}` -> the micro-ops with the reads filled |
 
 Errors follow Maelstrom's table: definite codes (1, 10, 11, 12, 14, 20, 21, 22, 30) are `fail`,
 indefinite ones (0, 13, any other) and timeouts `info`. One refinement: a lin-kv `read` answered
@@ -21,6 +22,13 @@ with 20 (key does not exist) is an `ok` read of nothing (None), which is what it
 request that could not be sent at all (the node is down) is `fail`. Maelstrom's g-set, counter
 and broadcast nodes hold one set or counter, so an op on any key but 0 (or none) is refused
 (`fail`, saying to run with `--keys 1`).
+
+A transaction's reply must be the request's micro-ops in order (same length, the same f and
+key each, writes and appends with the value sent), reads filled with null (a key never
+written, as Maelstrom's nodes answer it), a register's number or a list's numbers. Anything else is `info` with the reason: the node answered, but what it says it did
+cannot be recorded as what it did, so it may or may not have happened. Maelstrom takes the
+reply as it is, so a node that answers in another shape gets no verdict from dsjepsen where
+Maelstrom might judge what it sent; such a node breaks the protocol either way.
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ from typing import Any
 
 from dsjepsen.history import Op
 from dsjepsen.targets.base import Client
+from dsjepsen.targets.contract_client import txn_answer_problem
 from dsjepsen.targets.maelstrom.kafka import KAFKA_FS, KafkaSession
 from dsjepsen.targets.maelstrom.net import Network
 
+READ = "r"
 DEFINITE = frozenset({1, 10, 11, 12, 14, 20, 21, 22, 30})
 KEY_ABSENT = 20
 #: the f values whose nodes hold one object (no key in the protocol)
@@ -41,7 +51,8 @@ SINGLE = frozenset(
     {"echo", "generate", "broadcast", "read-messages", "add", "read-set", "increment",
      "read-counter"}
 )  # fmt: skip
-SPEAKS = SINGLE | {"read", "write", "cas"} | KAFKA_FS
+TXN = "txn"
+SPEAKS = SINGLE | {"read", "write", "cas", TXN} | KAFKA_FS
 #: request type and the reply type it expects, per f
 REQUEST = {
     "echo": ("echo", "echo_ok"),
@@ -55,6 +66,7 @@ REQUEST = {
     "read": ("read", "read_ok"),
     "write": ("write", "write_ok"),
     "cas": ("cas", "cas_ok"),
+    TXN: ("txn", "txn_ok"),
 }
 
 
@@ -77,6 +89,8 @@ def body_for(op: Op) -> dict[str, Any]:
     if op.f == "cas":
         old, new = v
         return {"type": kind, "key": op.key, "from": old, "to": new}
+    if op.f == TXN:
+        return {"type": kind, "txn": [list(m) for m in v]}
     return {"type": kind}
 
 
@@ -97,6 +111,40 @@ def value_from(op: Op, body: dict[str, Any]) -> tuple[bool, Any]:
     if f == "read":
         return "value" in body, body.get("value")
     return True, op.value
+
+
+def _number(x: Any) -> Any:
+    """A whole float (a node whose JSON library writes 3 as 3.0) as the int it stands for,
+    so that the checkers match it with the write of 3; anything else unchanged."""
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    if isinstance(x, list):
+        return [_number(e) for e in x]
+    return x
+
+
+def _readable(x: Any) -> bool:
+    """What a read may return: null (never written), a register's number, a list's numbers."""
+    if isinstance(x, list):
+        return all(_readable(e) and not isinstance(e, list) for e in x)
+    return x is None or (isinstance(x, int | float) and not isinstance(x, bool))
+
+
+def txn_from(sent: Any, got: Any) -> tuple[str | None, list[list[Any]] | None]:
+    """(None, the completed micro-ops) when `got`, a txn_ok's `txn`, completes the
+    transaction `sent` (the contract client's rule: the micro-ops sent, in order, the same f
+    and key, writes unchanged); else (what is wrong with it, None). Keys and written values
+    are the ones sent; reads carry what the node returned, whole numbers as ints."""
+    problem = txn_answer_problem(sent, got)
+    if problem is not None:
+        return problem, None
+    out: list[list[Any]] = []
+    for i, ((f, k, v), mop) in enumerate(zip(sent, got, strict=True)):
+        value = _number(mop[2]) if f == READ else v
+        if not _readable(value):
+            return f"micro-op {i} read {str(mop[2])[:40]}: not null, a number or a list", None
+        out.append([f, k, value])
+    return None, out
 
 
 class MaelstromClient(Client):
@@ -141,6 +189,11 @@ class MaelstromClient(Client):
         expected = REQUEST[op.f][1]
         if kind != expected:
             return replace(op, type="info", error=f"expected {expected}, got {kind!r}")
+        if op.f == TXN:
+            problem, mops = txn_from(op.value, reply.get("txn"))
+            if problem is not None:
+                return replace(op, type="info", error=f"malformed txn_ok: {problem}")
+            return replace(op, type="ok", value=mops)
         ok, value = value_from(op, reply)
         if not ok:
             return replace(op, type="info", error=f"malformed {kind}: {str(reply)[:200]}")

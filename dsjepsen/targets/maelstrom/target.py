@@ -64,7 +64,6 @@ INIT_SRC = "c0"  # the harness's own messages (init, topology)
 BOOKKEEPING = re.compile(r"^\d\d:\d\d:\d\d relay \S+: (node pid \d+|node exited with code)")
 #: stderr lines quoted in a start-up error
 LAST_WORDS = 6
-LATER = "txn-rw-register, txn-list-append and kafka may come later"
 
 
 def topology(ids: list[str], kind: str) -> dict[str, list[str]]:
@@ -105,7 +104,7 @@ class MaelstromTarget(Target):
     name = "maelstrom"
     description = (
         "any Maelstrom-protocol node program (--bin), with relays carrying its messages over "
-        f"the real network (docs/maelstrom.md); {LATER}"
+        "the real network (docs/maelstrom.md)"
     )
     speaks = SPEAKS
     default_workload = "echo"

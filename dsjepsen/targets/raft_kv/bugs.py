@@ -16,6 +16,18 @@ BUGS: dict[str, str] = {
         "the leader reads locally while it holds a lease timed by wall clocks (its own and its "
         "followers'); safe while clocks agree, stale reads when they jump or skew"
     ),
+    "txn-no-isolation": (
+        "transactions: each micro-op is its own log entry, so others interleave with it, and one "
+        "that fails halfway is answered failed with its first micro-ops applied"
+    ),
+    "txn-read-uncommitted": (
+        "transactions: run micro-op by micro-op on the leader, reading other running "
+        "transactions' uncommitted writes (and a write-write conflict aborts the later writer)"
+    ),
+    "txn-stale-snapshot": (
+        "transactions: reads come from the receiving node's own applied state, outside the log, "
+        "with no leadership check; only the writes go through the leader"
+    ),
 }
 
 #: linearizable (ReadIndex) is the default; sticky-follower is a correct but weaker design, not a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from typing import Any
@@ -18,9 +19,10 @@ from urllib.parse import unquote
 
 from .bugs import READ_MODES
 from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serverkit
-from .kv import ABSENT
+from .kv import ABSENT, READ, validate_txn
 from .node import BUGS, Config, Outcome, RaftNode
 from .storage import Storage
+from .txn import TxnExecutor
 
 ABSENT_BODY = {"error": "not found"}
 
@@ -73,6 +75,7 @@ class Server:
         self.addresses = addresses
         self.forward_timeout = forward_timeout
         self.read_mode = read_mode
+        self.txns = TxnExecutor(node)
         self._pools: dict[str, PeerPool] = {}
 
     def _not_leader(self, error: str = "not leader") -> Response:
@@ -87,7 +90,7 @@ class Server:
             resp = await self._route(req)
         except (ValueError, KeyError, TypeError) as e:
             resp = Response(400, {"error": f"bad request: {e}"})
-        if req.path.startswith("/kv/"):
+        if req.path.startswith("/kv/") or req.path == "/txn":
             # Which node served the request (the leader, for one forwarded to it), for the
             # client to record with the completion; and one debug line per client request,
             # so that the report's log windows show what each node served.
@@ -119,6 +122,10 @@ class Server:
             if req.method == "PUT":
                 return await self._put(key, req.json(), FORWARDED in req.headers)
             return Response(405, {"error": "use GET or PUT on /kv/{key}"})
+        if path == "/txn":
+            if req.method != "POST":
+                return Response(405, {"error": "use POST for /txn"})
+            return await self._txn(req)
         if path == "/status" and req.method == "GET":
             return Response(200, self.node.status())
         if path == "/raft/append" and req.method == "POST":
@@ -170,6 +177,38 @@ class Server:
                         504, {"error": f"committed at index {index}, not yet applied here"}
                     )
         return Response(status, payload)
+
+    async def _txn(self, req: Request) -> Response:
+        """One transaction (docs/http-kv-contract.md, `POST /txn`): 200 with the micro-ops
+        and what each read returned, 503 when it certainly did not happen, 409 when it was
+        aborted (only under txn-read-uncommitted), 504 when its outcome is unknown."""
+        body = req.json()
+        if not isinstance(body, dict) or "txn" not in body:
+            return Response(400, {"error": 'body must be {"txn": [[f, key, value], ...]}'})
+        txn = validate_txn(body["txn"])
+        forwarded = FORWARDED in req.headers
+        reads = body.get("reads") if forwarded else None
+        if reads is None and "txn-stale-snapshot" in self.node.bugs:
+            # BUG txn-stale-snapshot: reads from this node's state, outside the log
+            reads = self.txns.local_reads(txn)
+            if all(mop[0] == READ for mop in txn):
+                return Response(
+                    200, {"txn": [[f, k, r] for (f, k, _), r in zip(txn, reads, strict=True)]}
+                )
+            if self.node.role != "leader":
+                body = json.dumps({"txn": txn, "reads": reads}).encode()
+                return await self._forward(Request(req.method, req.path, req.headers, body))
+        elif self._should_forward(req):
+            return await self._forward(req)
+        outcome, result, index = await self.txns.run(txn, reads)
+        if outcome == "conflict":
+            return Response(409, {"error": "aborted: write-write conflict with another txn"})
+        if outcome == Outcome.OK and result[0] == "invalid":  # nothing of it applied
+            return Response(400, {"error": f"rejected: {result[1]}"})
+        written = self._written((outcome, result, index), forwarded)
+        if written.status == 200 and isinstance(written.payload, dict):
+            written.payload["txn"] = written.payload.pop("value")
+        return written
 
     async def _get(self, key: str) -> Response:
         outcome = (

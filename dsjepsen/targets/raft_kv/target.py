@@ -36,7 +36,7 @@ class RaftKvTarget(PackagedServerTarget):
     description = (
         "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"
     )
-    speaks = frozenset({"read", "write", "cas"})
+    speaks = frozenset({"read", "write", "cas", "txn"})
     default_workload = "register"
     options = (
         Option(

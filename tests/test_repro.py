@@ -1,0 +1,141 @@
+"""`dsjepsen repro RUN_DIR` (issue 30): the recorded test runs again, on a fresh cluster of the
+same kind, and the same anomaly is counted; a correct run's repetitions are not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsjepsen.commands.repro import recorded_test_argv
+from dsjepsen.errors import ConfigError
+
+
+def test_the_recorded_command_line_keeps_the_test_and_drops_the_run():
+    test = {
+        "argv": ["dsjepsen", "test", "--target", "raft-kv", "--cluster-name", "a1", "--json",
+                 "--store=/tmp/s", "--seed", "5", "--test-count", "3", "--nemesis", "kill"],
+        "seed": 5,
+    }  # fmt: skip
+    assert recorded_test_argv(test) == ["--target", "raft-kv", "--seed", "5", "--nemesis", "kill"]
+    # a command line recorded without its seed gets the run's
+    assert recorded_test_argv({"argv": ["dsjepsen", "test"], "seed": 9}) == ["--seed", "9"]
+    with pytest.raises(ConfigError):
+        recorded_test_argv({"argv": ["dsjepsen", "check", "x"]})
+
+
+def dsjepsen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dsjepsen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_missing_run_directory_is_one_line_and_254(tmp_path):
+    out = dsjepsen("repro", str(tmp_path / "nope"))
+    assert out.returncode == 254 and "not a directory" in out.stderr
+    (tmp_path / "d").mkdir()
+    out = dsjepsen("repro", str(tmp_path / "d"))
+    assert out.returncode == 254 and "not a readable run directory" in out.stderr
+    assert dsjepsen("repro", str(tmp_path / "d"), "--times", "0").returncode == 254
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.parametrize(("bug", "expected_exit", "expected"), [
+    ("txn-no-isolation", 1, "reproduced 2 of 2"),
+    (None, 0, "reproduced 0 of 1"),
+])  # fmt: skip
+def test_repro_counts_the_same_anomaly(tmp_path: Path, bug, expected_exit, expected):
+    from dsjepsen.cluster import localnet
+
+    if not localnet.has_net_admin() or shutil.which("iptables") is None:
+        pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
+    name = "rq" + os.urandom(2).hex()
+    store = tmp_path / "store"
+    args = ["test", "--target", "raft-kv", "--workload", "list-append", "--node-count", "3",
+            "--time-limit", "6", "--cluster-name", name, "--store", str(store)]  # fmt: skip
+    if bug:
+        args += ["--bug", bug]
+    try:
+        first = dsjepsen(*args)
+    finally:
+        localnet.down(name)
+    assert first.returncode == expected_exit, first.stderr[-2000:]
+    run_dir = (store / "latest").resolve()
+    times = "2" if bug else "1"
+    out = dsjepsen("repro", str(run_dir), "--times", times, "--store", str(tmp_path / "again"))
+    assert out.returncode == expected_exit, out.stdout + out.stderr[-2000:]
+    assert expected in out.stdout
+    rows = [json.loads(line) for line in (run_dir / "repro.jsonl").read_text().splitlines()]
+    assert len(rows) == int(times) and all(r["same"] is bool(bug) for r in rows)
+    # each repetition ran the recorded seed on its own cluster, and left no cluster behind
+    seed = json.loads((run_dir / "test.json").read_text())["seed"]
+    for d in (tmp_path / "again").glob("*/2*"):
+        assert json.loads((d / "test.json").read_text())["seed"] == seed
+    assert not [n for n in localnet.list_clusters() if n.startswith("rp")]
+
+
+def test_shrink_edits_one_option_at_a_time():
+    from dsjepsen.commands.shrink import candidates, option, with_option
+
+    argv = ["--target", "raft-kv", "--nemesis", "kill,partition-leader", "--keys", "4",
+            "--time-limit=20", "--node-count", "5"]  # fmt: skip
+    assert option(argv, "key-count") == "4" and option(argv, "time-limit") == "20"
+    assert with_option(argv, "time-limit", "10")[-2:] == ["--time-limit", "10"]
+    assert "--time-limit=20" not in with_option(argv, "time-limit", "10")
+    test = {"options": {"time_limit": 20.0, "rate": 100.0}, "clients": 10, "nodes": [1] * 5}
+    changes = [c for c, _ in candidates(argv, test, ["nemesis", "time-limit", "node-count",
+                                                     "concurrency", "key-count", "rate"])]  # fmt: skip
+    assert changes == [
+        "drop fault kill", "drop fault partition-leader", "no faults", "time limit 20 -> 10 s",
+        "nodes 5 -> 4", "workers 10 -> 5", "keys 4 -> 2", "rate 100 -> 50",
+    ]  # fmt: skip
+
+
+def test_shrink_refuses_a_run_that_did_not_fail(tmp_path):
+    (tmp_path / "test.json").write_text(json.dumps({"argv": ["dsjepsen", "test"], "seed": 1}))
+    (tmp_path / "results.json").write_text(json.dumps({"valid": True, "checks": {}}))
+    out = dsjepsen("shrink", str(tmp_path))
+    assert out.returncode == 254 and "did not fail" in out.stderr
+    assert dsjepsen("shrink", str(tmp_path), "--dimensions", "nodes").returncode == 254
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_shrink_drops_the_fault_and_halves_the_time_and_resumes(tmp_path: Path):
+    from dsjepsen.cluster import localnet
+
+    if not localnet.has_net_admin() or shutil.which("iptables") is None:
+        pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
+    name = "rs" + os.urandom(2).hex()
+    store = tmp_path / "store"
+    try:
+        first = dsjepsen("test", "--target", "raft-kv", "--workload", "list-append",
+                         "--bug", "txn-no-isolation", "--nemesis", "partition-leader",
+                         "--time-limit", "12", "--nemesis-interval", "5", "--node-count", "3",
+                         "--cluster-name", name, "--store", str(store))  # fmt: skip
+    finally:
+        localnet.down(name)
+    assert first.returncode == 1, first.stderr[-2000:]
+    run_dir = (store / "latest").resolve()
+    out = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit", "--tries", "2")
+    assert out.returncode == 1, out.stdout + out.stderr[-2000:]
+    assert "no faults: 1 of 1 tries failed the same way, accepted" in out.stdout
+    last = out.stdout.strip().splitlines()
+    assert last[-2].startswith("minimal: dsjepsen test ") and "--nemesis none" in last[-2]
+    assert "--time-limit 6" in last[-2]
+    state = json.loads((run_dir / "shrink.json").read_text())
+    assert state["done"] and [s["accepted"] for s in state["steps"]] == [True, True]
+    # resumed: a finished search runs nothing more and says the same
+    again = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit")
+    assert again.stdout.strip().splitlines()[-2] == last[-2]
+    assert "accepted" not in again.stdout
