@@ -144,7 +144,8 @@ def test_repeatable_read_allows_write_skew_and_is_snapshot_isolation(repeatable_
     assert set(found) <= {"G2-item", "G2-item-realtime"}, found
     case = next(a for a in repeatable_read_run["checks"]["list-append"]["anomalies"]
                 if a["type"] == "G2-item")  # fmt: skip
-    assert [s["type"] for s in case["steps"]] == ["rw", "rw"]
+    # write skew's shape: at least two anti-dependencies (reads that missed a write)
+    assert [s["type"] for s in case["steps"]].count("rw") >= 2, case["message"]
     as_si = check(repeatable_read_run["run_dir"] / "history.jsonl", "snapshot-isolation")
     assert as_si["valid"] is True, as_si.get("reason")
 
