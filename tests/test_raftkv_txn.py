@@ -189,3 +189,18 @@ def test_a_students_txn_store_runs_through_the_http_contract(tmp_path, flags, va
     assert out["valid"] is valid, out["reason"]
     if not valid:
         assert {"G1c", "internal"} & set(out["checks"]["list-append"]["details"]["anomaly_types"])
+
+
+def test_contradicting_transaction_lengths_are_refused_before_any_node(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--workload",
+         "list-append", "--min-txn-length", "5", "--max-txn-length", "2", "--cluster-name",
+         "txref", "--store", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 254
+    assert proc.stderr.strip().splitlines() == [
+        "dsjepsen: error: --max-txn-length (2) is below --min-txn-length (5): a transaction "
+        "has at least min and at most max micro-ops"
+    ]
+    assert not list(tmp_path.iterdir())  # no run directory: nothing started

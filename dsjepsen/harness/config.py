@@ -81,6 +81,8 @@ class TestConfig:
     json: bool = False
     recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT
     check_time_limit: float = DEFAULT_CHECK_TIME_LIMIT
+    #: service-level objectives the run must meet (checkers/slo.py), None: none
+    slo: str | None = None
     target_options: dict[str, Any] = field(default_factory=dict)
     workload_options: dict[str, Any] = field(default_factory=dict)
     nemesis_options: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +155,8 @@ class TestConfig:
             argv += ["--nemesis-mode", self.nemesis_mode]
         argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
         argv += ["--rate", f"{self.rate:g}", "--store", self.store]
+        if self.slo:
+            argv += ["--slo", self.slo]
         if self.leave_running:
             argv.append("--leave-running")
         return argv
@@ -179,6 +183,16 @@ class TestConfig:
         d["argv"] = list(self.argv)
         d["options"] = dict(self.recorded_options)
         return d
+
+
+def _slo(spec: Any) -> str | None:
+    """--slo as given, once its terms parse (ConfigError naming the first that does not)."""
+    if spec is None:
+        return None
+    from dsjepsen.checkers.slo import parse_slo
+
+    parse_slo(str(spec))
+    return str(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +364,14 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         help="budget of the checkers; past it the verdict is unknown (default 120)",
     )
     g.add_argument(
+        "--slo",
+        default=None,
+        metavar="OBJECTIVES",
+        help="service-level objectives that make the run invalid when missed, comma-separated: "
+        "p50..p999 / max latency with a unit, availability (ok / completed), throughput (ok "
+        "ops/s), optionally per f (read.p99<10ms); e.g. 'p99<10ms,availability>0.99'",
+    )
+    g.add_argument(
         "--store",
         default=DEFAULT_STORE,
         metavar="DIR",
@@ -417,6 +439,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             option_argv += o.argv(parsed[o.name])
             recorded[o.name] = o.recorded(parsed[o.name])
     target.check_options(**kwargs(target.options, values["target"]))
+    workload.check_options(**kwargs(workload.options, values["workload"]))
     nodes = NodeFacts()  # what the node options say decides some faults (clock, packet)
     if fault_names:
         from dsjepsen.cluster.nodes import own_kernels  # here: it loads the SSH client
@@ -499,6 +522,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
             minimum=0,
             maximum=MAX_CHECK_TIME_LIMIT,
         ),
+        slo=_slo(get("slo")),
         target_options=values["target"],
         workload_options=values["workload"],
         nemesis_options=values["nemesis"],

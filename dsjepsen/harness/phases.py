@@ -26,6 +26,7 @@ from typing import Any
 from dsjepsen import plugins
 from dsjepsen.checkers.base import CheckContext, Checker, run_checkers
 from dsjepsen.checkers.minimize import attach_minimal_core
+from dsjepsen.checkers.slo import SloChecker
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.daemon import fetch_files
 from dsjepsen.errors import HarnessError
@@ -514,6 +515,8 @@ def check(ctx: RunContext, history: History) -> dict[str, Any]:
     try:
         history.validate()
         checkers = [*ctx.workload.checkers(), *generic_checkers()]
+        if ctx.config.slo:
+            checkers.append(SloChecker(ctx.config.slo))
     except Exception as e:  # noqa: BLE001 - an unreadable history is unknown, never a pass
         log.error("cannot check: %s", describe(e))
         log.debug("%s", traceback.format_exc())

@@ -75,6 +75,13 @@ class Workload(ABC):
     def __init__(self, *, seed: int, **options: Any) -> None:
         self.seed = seed
 
+    @classmethod
+    def check_options(cls, **values: Any) -> None:
+        """Validate option values together (keywords as the constructor takes them) before
+        anything touches a node; raise ConfigError naming the options. Most workloads need
+        nothing beyond each option's own bounds."""
+        return None
+
     @abstractmethod
     def next_op(self) -> OpSpec:
         """The next client op. Not thread-safe: the runner serialises calls."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen import plugins
 from dsjepsen.checkers.consistency import DEFAULT_TXN_MODEL, TXN_MODELS, consistency_models
+from dsjepsen.errors import ConfigError
 from dsjepsen.options import Option
 from dsjepsen.workloads.base import KEYS, OpSpec, Workload
 
@@ -132,6 +133,15 @@ class TxnWorkload(Workload):
         self.writes: dict[int, int] = {}
         # Elle's exponential key distribution: active key i weighs 2^-i
         self.weights = [2.0**-i for i in range(keys)]
+
+    @classmethod
+    def check_options(cls, **values: Any) -> None:
+        low, high = values.get("min_txn_length", 1), values.get("max_txn_length", 4)
+        if high < low:
+            raise ConfigError(
+                f"--max-txn-length ({high}) is below --min-txn-length ({low}): a transaction "
+                "has at least min and at most max micro-ops"
+            )
 
     def next_op(self) -> OpSpec:
         n = self.rng.randint(self.min_len, self.max_len)
