@@ -79,6 +79,14 @@ def test_transactions_read_what_was_written_and_name_the_serving_node(pg):
         assert again.value == [["r", 1, [1, 2]], ["r", 7, 3]]
         bad = c.invoke(txn(["append", "x", 1]))
         assert bad.type == "fail" and "keys must be ints" in bad.error
+        # --postgres-list-type array keeps the list as int[]: the same answers
+        arrays = PostgresClient(cluster.node("n1").address, "n1", list_type="array")
+        done = arrays.invoke(txn(["append", 9, 1], ["append", 9, 2], ["r", 9, None]))
+        assert done.value == [["append", 9, 1], ["append", 9, 2], ["r", 9, [1, 2]]], done
+        arrays.close()
+        with raw(cluster, target) as conn:
+            row = conn.execute(f"SELECT val, vals FROM {TXN_TABLE} WHERE k = 9").fetchone()
+        assert row == (None, [1, 2])
     finally:
         c.close()
 
