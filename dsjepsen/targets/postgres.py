@@ -657,6 +657,10 @@ class PostgresTarget(ProcessTarget):
         """The node that runs the database: the one a fault aimed at the leader hits."""
         return self.db_node(cluster).name
 
+    def process_nodes(self, cluster: Cluster) -> list[str]:
+        """Only n1 runs a server: kill and pause faults act on it, and say so."""
+        return [self.db_node(cluster).name]
+
     def start(self, cluster: Cluster, node: str) -> None:
         """Start the server on n1 (whatever node a fault named) and wait until it accepts
         connections; crash recovery may go on a little longer (clients then fail to connect,
