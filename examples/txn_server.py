@@ -65,7 +65,7 @@ class Handler(BaseHTTPRequestHandler):
             for mop in txn:
                 with LOCK:
                     out.extend(apply([mop]))
-                time.sleep(0.002)
+                time.sleep(0.005)
         else:
             with LOCK:
                 out = apply(txn)

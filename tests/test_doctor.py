@@ -4,6 +4,7 @@ per-node list of packet faults is what the nodes themselves answer (local cluste
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -96,6 +97,10 @@ def test_doctor_matches_this_machine():
     )
     assert checks["docker engine"]["ok"] == (docker is not None and docker.returncode == 0)
     assert checks["etcd"]["ok"] == _has("etcd")
+    postgres = bool(glob.glob("/usr/lib/postgresql/*/bin/postgres")) or _has("postgres")
+    assert checks["postgres"]["ok"] == postgres
+    if postgres:
+        assert "PostgreSQL" in checks["postgres"]["detail"]
     assert not [ns for ns in localnet.list_netns() if ns.startswith("dsj-doctor-")]
     # the disk faults' file system: mounted, power-cut and unmounted for real
     disk = checks["fault file system"]

@@ -184,8 +184,8 @@ def test_a_students_txn_store_runs_through_the_http_contract(tmp_path, flags, va
     """The documented example server (one file, POST /txn only) through http-kv: applying each
     transaction under one lock is valid; taking the lock per micro-op is not."""
     cmd = f"python3 {EXAMPLE} --port {{port}} {flags}".strip()
-    out = run(tmp_path, "--workload", "list-append", "--server-cmd", cmd, target="http-kv",
-              nodes=1, time_limit=8)  # fmt: skip
+    out = run(tmp_path, "--workload", "list-append", "--server-cmd", cmd, "--concurrency", "8",
+              target="http-kv", nodes=1, time_limit=8)  # fmt: skip
     assert out["valid"] is valid, out["reason"]
     if not valid:
         assert {"G1c", "internal"} & set(out["checks"]["list-append"]["details"]["anomaly_types"])

@@ -135,6 +135,10 @@ def test_shrink_drops_the_fault_and_halves_the_time_and_resumes(tmp_path: Path):
     assert "--time-limit 6" in last[-2]
     state = json.loads((run_dir / "shrink.json").read_text())
     assert state["done"] and [s["accepted"] for s in state["steps"]] == [True, True]
+    # the run's RCA and report now carry the minimal reproduction
+    md = (run_dir / "rca.md").read_text()
+    assert "## Minimal reproduction" in md and last[-2].removeprefix("minimal: ") in md
+    assert 'id="minimal-repro"' in (run_dir / "report.html").read_text()
     # resumed: a finished search runs nothing more and says the same
     again = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit")
     assert again.stdout.strip().splitlines()[-2] == last[-2]

@@ -249,6 +249,7 @@ def _run_checks() -> tuple[list[Check], KernelProbe | None]:
     checks.append(_sshd())
     checks += _backends()
     checks.append(_etcd())
+    checks.append(_postgres())
     checks += _plugins()
     return checks, kernel
 
@@ -396,6 +397,27 @@ def _backends() -> list[Check]:
         for what, why, detail in problems:
             checks.append(Check(what, why is None, why or detail, f"the {name} backend"))
     return checks
+
+
+def _postgres() -> Check:
+    """PostgreSQL's server where Debian keeps it (off PATH), and psycopg for the client."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=_major, reverse=True)
+    path = found[0] if found else shutil.which("postgres")
+    detail = "not installed"
+    if path:
+        res = _run([path, "--version"])
+        detail = f"{path} ({res.stdout.strip() if res.stdout.strip() else _why(res)})"
+    try:
+        import psycopg  # noqa: F401 - only asked whether it imports
+    except ImportError as e:
+        return Check("postgres", False, f"psycopg does not import: {e}", "the postgres target")
+    return Check("postgres", path is not None, detail, "the postgres target (install postgresql)")
+
+
+def _major(path: str) -> int:
+    """The major version in /usr/lib/postgresql/<major>/bin/postgres (0 when not a number)."""
+    part = path.split("/")[-3]
+    return int(part) if part.isdigit() else 0
 
 
 def _etcd() -> Check:

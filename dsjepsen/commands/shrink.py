@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -231,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: resume with dsjepsen shrink {run_dir}", flush=True)
     finally:
         shutil.rmtree(store, ignore_errors=True)
+    _rerender(run_dir)
     end = "minimal" if state.done else "smallest so far (budget spent)"
     print(f"{end}: dsjepsen test {' '.join(state.current)}")
     if state.rate[1]:
@@ -265,6 +267,16 @@ def _try(
             same += 1
             break
     return Step(change, argv, done, same, same > 0, refused)
+
+
+def _rerender(run_dir: Path) -> None:
+    """The run's report and rca.md again, now with the minimal reproduction."""
+    try:
+        from dsjepsen.reports.html import render_run_report
+
+        render_run_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the search's result is printed and saved anyway
+        print(f"dsjepsen: warning: report not updated: {e}", file=sys.stderr)
 
 
 def _save(path: Path, state: State) -> None:

@@ -153,15 +153,24 @@ class DiskNemesis(Nemesis):
 
     # -- start --------------------------------------------------------------------------------
 
-    def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
-        free = [n for n in cluster.names if n not in self.faulted]
+    def _disks(self, cluster: Cluster) -> list[str]:
+        """The nodes whose data is on the fault file system: where the target runs (its
+        `process_nodes`: postgres names its one server) and has mounted it."""
         try:
-            nodes = choose(self.scope, cluster.names, free, self.rng)
+            mine = set(self.target.process_nodes(cluster))
+        except Exception:  # noqa: BLE001 - a target's answer must not stop the fault
+            mine = set(cluster.names)
+        return [n for n in cluster.names if n in mine and self.control.of(n)]
+
+    def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
+        disks = self._disks(cluster)
+        if not disks:
+            return not_done(op, fault, "no node has its data on the fault file system")
+        free = [n for n in disks if n not in self.faulted]
+        try:
+            nodes = choose(self.scope, disks, free, self.rng)
         except ValueError as e:
             return not_done(op, fault, str(e))
-        missing = [n for n in nodes if not self.control.of(n)]
-        if missing:
-            return not_done(op, fault, f"no fault file system on {', '.join(missing)}")
         if self.kind == "power-failure":
             return self._power_failure(cluster, op, fault, nodes)
         return self._set(cluster, op, fault, nodes)
@@ -190,7 +199,7 @@ class DiskNemesis(Nemesis):
             for n, d in dropped.items()
         )
         what = (
-            f"power failure on {share(len(nodes), len(cluster.names))}: killed "
+            f"power failure on {share(len(nodes), len(self._disks(cluster)))}: killed "
             f"{self.target.name} and dropped what it had not fsynced: {shown}"
         )
         return done(op, fault, nodes, what, **data)

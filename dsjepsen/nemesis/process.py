@@ -139,10 +139,11 @@ class ProcessNemesis(Nemesis):
 
     def _pick(self, cluster: Cluster) -> tuple[list[str], str, dict]:
         """(victims, "", extra) or ([], why not, extra)."""
-        free = [n for n in cluster.names if n not in self.faulted]
+        nodes = self._nodes(cluster)
+        free = [n for n in nodes if n not in self.faulted]
         if self.scope != "leader":
             try:
-                return choose(self.scope, cluster.names, free, self.rng), "", {}
+                return choose(self.scope, nodes, free, self.rng), "", {}
             except ValueError as e:
                 return [], str(e), {}
         leader, reason = find_leader(self.target, cluster)
@@ -151,6 +152,14 @@ class ProcessNemesis(Nemesis):
         if leader in self.faulted:
             return [], f"leader {leader} is already {self.action.verb}", {"leader": leader}
         return [leader], "", {"leader": leader}
+
+    def _nodes(self, cluster: Cluster) -> list[str]:
+        """The nodes the target runs a process on (all, unless it says otherwise)."""
+        try:
+            mine = [n for n in self.target.process_nodes(cluster) if n in cluster.names]
+        except Exception:  # noqa: BLE001 - a target's answer must not stop the fault
+            mine = []
+        return mine or list(cluster.names)
 
     def _pid(self, cluster: Cluster, node: str) -> int | None:
         try:
@@ -199,7 +208,7 @@ class ProcessNemesis(Nemesis):
         if self.scope == "leader":
             what += ", the leader"
         elif self.scope != "one":
-            what += f": {share(len(nodes), len(cluster.names))}"
+            what += f": {share(len(nodes), len(self._nodes(cluster)))}"
         return done(op, fault, nodes, what, **data)
 
     def _undo(self, cluster: Cluster, node: str) -> None:

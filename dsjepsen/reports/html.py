@@ -439,6 +439,7 @@ def render(run: RunData, out_path: Path, mode: int = 0o666, rca_file: Path | Non
         "rca": rca_data,
         "rca_md": rca_md,
         "minimal": rca.minimal_core(run),
+        "minimal_repro": rca.minimal_reproduction(run),
         "minimal_rows": rca.minimal_rows(run),
         "minimal_how": rca.minimal_how,
         # where the page offers the Markdown: the run directory's file, else a data URL

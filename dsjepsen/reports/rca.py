@@ -12,6 +12,8 @@ the same analysis as the built-in partitions, kills and pauses.
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -769,6 +771,7 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
             lines.append(f"   - isolation: {_md(st.isolation.sentence(st.kind))}")
     if len(anomalies) > MARKDOWN_EVIDENCE:
         lines.append(f"\n... and {len(anomalies) - MARKDOWN_EVIDENCE} more anomalies (report.html)")
+    lines += minimal_reproduction_markdown(run)
     lines += minimal_history_markdown(run)
     lines += ["", "## Faults", ""]
     for w in run.faults:
@@ -820,6 +823,47 @@ def minimal_how(m: dict[str, Any]) -> str:
     if m.get("one_minimal"):
         return "removing any one of them (a read goes with the write it returned) makes it linearizable"
     return str(m.get("note") or "not shown to be minimal")
+
+
+def minimal_reproduction(run: RunData) -> dict[str, Any] | None:
+    """What `dsjepsen shrink` found for this run (RUN_DIR/shrink.json): the smallest command
+    that failed the same way and in how many of its tries; None when shrink has not run or
+    found nothing smaller."""
+    path = run.run_dir / "shrink.json" if run.run_dir is not None else None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not state.get("current") or not state.get("rate"):
+        return None
+    failed, tries = state["rate"]
+    if not tries:
+        return None
+    return {
+        "command": shlex.join(["dsjepsen", "test", *map(str, state["current"])]),
+        "failed": failed,
+        "tries": tries,
+        "minimal": bool(state.get("done")),
+        "steps": len(state.get("steps") or []),
+    }
+
+
+def minimal_reproduction_markdown(run: RunData) -> list[str]:
+    m = minimal_reproduction(run)
+    if m is None:
+        return []
+    what = "minimal" if m["minimal"] else "smallest found so far (the search ran out of budget)"
+    return [
+        "",
+        "## Minimal reproduction",
+        "",
+        f"`dsjepsen shrink` ({m['steps']} candidates tried) found this {what} configuration; it "
+        f"failed the same way in {m['failed']} of {m['tries']} tries:",
+        "",
+        "```",
+        m["command"],
+        "```",
+    ]
 
 
 def minimal_history_markdown(run: RunData) -> list[str]:

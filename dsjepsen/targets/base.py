@@ -133,6 +133,13 @@ class Target(ABC):
         a failed verdict into unknown."""
         return None
 
+    def process_nodes(self, cluster: Cluster) -> list[str]:
+        """The nodes where the system runs a process: process faults (kill, pause) choose
+        among these. Default every node; a system that runs on some of them (one database
+        server, clients elsewhere) names those, so that a fault's record never says it
+        killed a process on a node that has none."""
+        return list(cluster.names)
+
     def pid(self, cluster: Cluster, node: str) -> int | None:
         """The system's process id on the node, when known: process faults record it."""
         return None

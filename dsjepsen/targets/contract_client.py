@@ -35,6 +35,8 @@ CONTRACT_FS: dict[str, str] = {
     "read-counter": "GET /counter/{key}: the counter's value",
     "txn": "POST /txn {txn}: one transaction of Elle's micro-ops, its reads filled in the answer",
 }
+#: the set and counter fs (CRDT stores serve these and nothing else of the contract)
+CRDT_FS = frozenset({"add", "read-set", "increment", "read-counter"})
 #: register fs served by HttpKvClient
 REGISTER_FS = frozenset({"read", "write", "cas"})
 READS = frozenset({"read-set", "read-counter"})

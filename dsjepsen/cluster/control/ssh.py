@@ -341,8 +341,13 @@ class SshRemote(Remote):
                         buf += read(1 << 16)
                         got = True
                 if not got:
-                    if channel.exit_status_ready() and not (
-                        channel.recv_ready() or channel.recv_stderr_ready()
+                    # done at end of data, not at the exit status: a server may send the exit
+                    # status before the last of the output (a loaded sshd did: 221,184 of
+                    # 300,000 bytes were read)
+                    if (
+                        channel.exit_status_ready()
+                        and (channel.eof_received or channel.closed)
+                        and not (channel.recv_ready() or channel.recv_stderr_ready())
                     ):
                         break
                     time.sleep(0.005)

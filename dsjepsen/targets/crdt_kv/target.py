@@ -19,7 +19,7 @@ from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import HarnessError
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
-from dsjepsen.targets.contract_client import CONTRACT_FS, ContractClient
+from dsjepsen.targets.contract_client import CRDT_FS, ContractClient
 from dsjepsen.targets.crdt_kv.bugs import BUGS
 from dsjepsen.targets.http_server import PackagedServerTarget
 
@@ -30,7 +30,7 @@ __all__ = ["BUGS", "CrdtKvTarget"]
 
 DEFAULT_PORT = 7070
 #: the f values of the set and counter endpoints (the register ones are not served)
-SPEAKS = frozenset(CONTRACT_FS)
+SPEAKS = CRDT_FS
 
 
 class CrdtKvTarget(PackagedServerTarget):
