@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -184,3 +187,41 @@ def test_directories_made_or_removed_since_the_last_fsync_come_back_as_they_were
     assert dropped["entries_undone"] == 4  # the mkdir, the create, the rmdir and the rename
     assert sorted(os.listdir(fs.mount)) == ["before", "kept"]
     assert os.path.isdir(kept)
+
+
+def test_another_user_reaches_it_and_owns_what_it_creates():
+    """A target that runs as its own user (postgres) works on the mount as on a disk."""
+    nobody = 65534
+    python = shutil.which("python3", path="/usr/bin:/bin")  # one that user may run
+    if python is None:
+        pytest.skip("no /usr/bin/python3 for another user to run")
+    top = tempfile.mkdtemp(prefix="dsj-faultfs-user-", dir="/tmp")
+    os.chmod(top, 0o755)  # reachable by that user, unlike pytest's own tmp directories
+    data = os.path.join(top, "data")
+    os.mkdir(data)
+    Path(data, "before").write_bytes(b"root's")
+    os.chown(data, nobody, nobody)  # its data directory is its own, as initdb makes it
+    fs = FaultMount.beside(data)
+    fs.start()
+    script = (
+        "import os\n"
+        f"os.setgid({nobody}); os.setuid({nobody})\n"
+        f"d = {fs.mount!r}\n"
+        "os.mkdir(os.path.join(d, 'sub'))\n"
+        "with open(os.path.join(d, 'sub', 'f'), 'wb') as fh:\n"
+        "    fh.write(b'mine'); fh.flush(); os.fsync(fh.fileno())\n"
+        "try:\n"
+        "    open(os.path.join(d, 'before'), 'ab')\n"
+        "    print('wrote a root file')\n"
+        "except PermissionError:\n"
+        "    print('refused')\n"
+    )
+    try:
+        out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and out.stdout.strip() == "refused", out
+        st = os.stat(os.path.join(fs.mount, "sub", "f"))
+        assert (st.st_uid, st.st_gid) == (nobody, nobody)
+        assert os.stat(os.path.join(fs.backing, "sub")).st_uid == nobody
+    finally:
+        fs.stop()
+        shutil.rmtree(top, ignore_errors=True)

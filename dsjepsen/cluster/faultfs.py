@@ -271,6 +271,14 @@ def _build_operations(state: FaultState) -> Any:
         def _full(self, path: str) -> str:
             return os.path.join(state.backing, path.lstrip("/"))
 
+        @staticmethod
+        def _own(full: str) -> None:
+            """Give a new file or directory to whoever made it: this process runs as root,
+            and a target that runs as its own user (postgres) must own what it creates."""
+            uid, gid, _pid = mfusepy.fuse_get_context()
+            if uid != os.geteuid() or gid != os.getegid():
+                os.lchown(full, uid, gid)
+
         @oserror
         def getattr(self, path, fh=None):
             # by path when there is one: libfuse 3 may hand over a handle it did not open
@@ -332,6 +340,7 @@ def _build_operations(state: FaultState) -> Any:
                 existed = os.path.lexists(full)
                 fd = os.open(full, os.O_RDWR | os.O_CREAT, mode)
                 if not existed:
+                    self._own(full)
                     state.names.append(NameUndo("remove", full))
             return fd
 
@@ -341,6 +350,7 @@ def _build_operations(state: FaultState) -> Any:
             full = self._full(path)
             with state.lock:
                 os.mknod(full, mode, dev)
+                self._own(full)
                 state.names.append(NameUndo("remove", full))
             return 0
 
@@ -350,6 +360,7 @@ def _build_operations(state: FaultState) -> Any:
             full = self._full(path)
             with state.lock:
                 os.mkdir(full, mode)
+                self._own(full)
                 state.names.append(NameUndo("rmtree", full))
             return 0
 
@@ -378,6 +389,7 @@ def _build_operations(state: FaultState) -> Any:
             full = self._full(target)
             with state.lock:
                 os.symlink(source, full)
+                self._own(full)
                 state.names.append(NameUndo("remove", full))
             return 0
 
@@ -555,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         args.mount,
         foreground=True,
         fsname=FSNAME,
+        # targets that run as their own user (postgres) reach it too, and the kernel checks
+        # their permissions against the backing files' owners and modes
+        allow_other=True,
+        default_permissions=True,
         # no kernel caching of names or attributes: a power failure changes the backing
         # directory underneath, and the next lookup must see it
         attr_timeout=0,
