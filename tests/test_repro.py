@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,9 +128,10 @@ def test_shrink_drops_the_fault_and_halves_the_time_and_resumes(tmp_path: Path):
         localnet.down(name)
     assert first.returncode == 1, first.stderr[-2000:]
     run_dir = (store / "latest").resolve()
-    out = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit", "--tries", "2")
+    out = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit", "--tries", "3")
     assert out.returncode == 1, out.stdout + out.stderr[-2000:]
-    assert "no faults: 1 of 1 tries failed the same way, accepted" in out.stdout
+    # a candidate is accepted at its first try that fails the same way (real runs differ)
+    assert re.search(r"no faults: 1 of [123] tries failed the same way, accepted", out.stdout)
     last = out.stdout.strip().splitlines()
     assert last[-2].startswith("minimal: dsjepsen test ") and "--nemesis none" in last[-2]
     assert "--time-limit 6" in last[-2]
