@@ -57,6 +57,17 @@ def maybe_done(op: Op, fault: str, nodes: list[str], tried: str, error: str, **d
     )
 
 
+def process_nodes(target: Target, cluster: Cluster) -> list[str]:
+    """The cluster's nodes where the target runs a process (`Target.process_nodes`), in the
+    cluster's order; every node when the target names none of them or its answer fails (a
+    target's answer must not stop a fault)."""
+    try:
+        mine = set(target.process_nodes(cluster))
+    except Exception:  # noqa: BLE001
+        mine = set()
+    return [n for n in cluster.names if n in mine] or list(cluster.names)
+
+
 def find_leader(target: Target, cluster: Cluster) -> tuple[str | None, str]:
     """(leader, "") when the target names a node of the cluster, else (None, reason)."""
     try:

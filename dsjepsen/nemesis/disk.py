@@ -36,7 +36,7 @@ from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
-from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done
+from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done, process_nodes
 from dsjepsen.nemesis.process import SCOPES, choose, on_nodes, share
 from dsjepsen.options import Option
 
@@ -156,11 +156,7 @@ class DiskNemesis(Nemesis):
     def _disks(self, cluster: Cluster) -> list[str]:
         """The nodes whose data is on the fault file system: where the target runs (its
         `process_nodes`: postgres names its one server) and has mounted it."""
-        try:
-            mine = set(self.target.process_nodes(cluster))
-        except Exception:  # noqa: BLE001 - a target's answer must not stop the fault
-            mine = set(cluster.names)
-        return [n for n in cluster.names if n in mine and self.control.of(n)]
+        return [n for n in process_nodes(self.target, cluster) if self.control.of(n)]
 
     def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
         disks = self._disks(cluster)

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import FaultPackage, Nemesis
-from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
+from dsjepsen.nemesis.common import (
+    done,
+    fault_name,
+    find_leader,
+    maybe_done,
+    not_done,
+    process_nodes,
+)
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -155,11 +162,7 @@ class ProcessNemesis(Nemesis):
 
     def _nodes(self, cluster: Cluster) -> list[str]:
         """The nodes the target runs a process on (all, unless it says otherwise)."""
-        try:
-            mine = [n for n in self.target.process_nodes(cluster) if n in cluster.names]
-        except Exception:  # noqa: BLE001 - a target's answer must not stop the fault
-            mine = []
-        return mine or list(cluster.names)
+        return process_nodes(self.target, cluster)
 
     def _pid(self, cluster: Cluster, node: str) -> int | None:
         try:
