@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cluster import localnet
+from dsjepsen.cluster.backend import REMOTE_WORKDIR
 
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
 
@@ -199,6 +200,9 @@ def test_a_plugin_backend_reaches_the_nodes_of_a_real_run(tmp_path: Path) -> Non
             assert "DSJ-" not in rules
     finally:
         localnet.down(name)
+        # the backend's nodes are this machine: their work directories are ours to remove
+        for ns in [localnet.netns_name(name, i) for i in (1, 2, 3)]:
+            shutil.rmtree(Path(REMOTE_WORKDIR) / ns, ignore_errors=True)
     assert not localnet.status(name)["exists"]
 
 
