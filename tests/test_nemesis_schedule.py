@@ -122,3 +122,35 @@ def test_check_fits_agrees_with_the_loop_and_its_advice_fits(
     assert all(stop <= time_limit + 1e-9 for _, stop in windows)
     assert all(start < time_limit for start, _ in windows)
     assert required_time(count, interval) <= time_limit + 1e-9
+
+
+@pytest.mark.parametrize("mode", ["classic", "combined"])
+def test_a_skipped_window_passes_with_no_op_and_the_others_keep_their_faults(mode: str) -> None:
+    names = ["partition-majority", "kill", "pause", "clock-bump"]
+
+    def ticks(skip: tuple[int, ...]) -> list[list[tuple[str, object]]]:
+        s = FaultSchedule(names, 1, random.Random("7:schedule"), mode=mode, skip=skip)
+        return [s.next_ops() for _ in range(12)]
+
+    full, skipped = ticks(()), ticks((2, 5))
+    assert all(full)  # every tick of the full schedule does something
+    # windows 2 and 5 are ticks 3-4 and 9-10 (0-based 2, 3, 8, 9): nothing there, the rest equal
+    for i, (a, b) in enumerate(zip(full, skipped, strict=True)):
+        assert b == ([] if i in (2, 3, 8, 9) else a), i
+    # the final heal after a skipped window's start stops nothing
+    s = FaultSchedule(names, 1, random.Random("7:schedule"), mode=mode, skip=(1,))
+    assert s.next_ops() == [] and s.stop_ops() == [] and s.next_ops() != []
+
+
+def test_shrink_leaves_out_one_window_at_a_time() -> None:
+    from dsjepsen.commands.shrink import candidates, windows
+
+    argv = ["--target", "raft-kv", "--nemesis", "partition-majority", "--nemesis-interval", "5",
+            "--time-limit", "60", "--nemesis-skip", "2"]  # fmt: skip
+    test = {"nemesis": ["partition-majority"], "time_limit": 60.0, "nemesis_interval": 5.0}
+    assert windows(argv, test) == 6  # ticks at 5, 10, ... 55 s: windows open at 5, 15, ... 55
+    got = [(c, argv[-1]) for c, argv in candidates(argv, test, ["windows"])]
+    assert got == [(f"drop fault window {w}", ",".join(sorted(["2", str(w)], key=int)))
+                   for w in (1, 3, 4, 5, 6)]  # fmt: skip
+    assert list(candidates([*argv[:-1], "1,2,3,4,5"], test, ["windows"])) == []  # one left
+    assert windows(["--nemesis", "none"], test) == 0

@@ -148,3 +148,30 @@ def test_shrink_drops_the_fault_and_halves_the_time_and_resumes(tmp_path: Path):
     again = dsjepsen("shrink", str(run_dir), "--dimensions", "nemesis,time-limit")
     assert again.stdout.strip().splitlines()[-2] == last[-2]
     assert "accepted" not in again.stdout
+
+
+@pytest.mark.cluster
+def test_a_skipped_fault_window_is_not_injected_and_the_next_keeps_its_time(tmp_path: Path):
+    """--nemesis-skip 2 on a 9 s run with a fault window every 4 s: the window at 2 s runs,
+    the one at 6 s does not (no nemesis op at all then), and test.json keeps the option so
+    repro and shrink run the same schedule."""
+    from dsjepsen.cluster import localnet
+
+    if not localnet.has_net_admin() or shutil.which("iptables") is None:
+        pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
+    name = "rk" + os.urandom(2).hex()
+    try:
+        out = dsjepsen("test", "--target", "raft-kv", "--node-count", "3", "--nemesis",
+                       "partition-majority", "--nemesis-interval", "2", "--time-limit", "9",
+                       "--nemesis-skip", "2", "--cluster-name", name, "--store", str(tmp_path),
+                       "--seed", "3")  # fmt: skip
+    finally:
+        localnet.down(name)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_dir = (tmp_path / "latest").resolve()
+    history = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    nemesis = [op for op in history if op["process"] == "nemesis" and op["type"] == "invoke"]
+    assert [op["f"] for op in nemesis] == ["start-partition", "stop-partition"]
+    assert 1.5e9 < nemesis[0]["time"] < 3.5e9 and nemesis[1]["time"] < 5.5e9
+    test = json.loads((run_dir / "test.json").read_text())
+    assert test["options"]["nemesis_skip"] == [2] and "--nemesis-skip" in test["options"]["argv"]

@@ -3,8 +3,9 @@
 A failing run of 5 nodes, 60 seconds and three fault families is rarely the smallest way to
 show a bug; the smallest way is what a fix is tested against, and what an RCA quotes. This
 searches, greedily, in the order that simplifies most: fewer faults (each fault name dropped in
-turn, then no faults at all), a shorter time limit (halved), fewer nodes, fewer client workers,
-fewer keys, a lower rate. Each candidate is a real `dsjepsen test` run with the recorded seed;
+turn, then no faults at all), then single fault windows left out (`--nemesis-skip`: the seed
+schedules the same faults at the same times, one window fewer), a shorter time limit (halved),
+fewer nodes, fewer client workers, fewer keys, a lower rate. Each candidate is a real `dsjepsen test` run with the recorded seed;
 real systems are not deterministic, so a candidate is tried up to --tries times and accepted
 as soon as one try shows the same anomaly as the original run (checker, anomaly kind, kind of
 op: `repro`'s rule). The search keeps the smallest accepted configuration and goes on from it
@@ -35,7 +36,9 @@ from dsjepsen.commands.repro import SAME, attempt, recorded_test_argv
 from dsjepsen.errors import ConfigError, InputError
 
 #: the dimensions, in the order they are shrunk
-DIMENSIONS = ("nemesis", "time-limit", "node-count", "concurrency", "key-count", "rate")
+DIMENSIONS = (
+    "nemesis", "windows", "time-limit", "node-count", "concurrency", "key-count", "rate",
+)  # fmt: skip
 #: the shortest time limit tried
 MIN_TIME_LIMIT = 5.0
 #: flags that mean the same option (old names are taken by `dsjepsen test` with a warning)
@@ -133,6 +136,8 @@ def candidates(
                     yield f"drop fault {f}", with_option(argv, "nemesis", rest)
             if faults:
                 yield "no faults", with_option(argv, "nemesis", "none")
+        elif dim == "windows":
+            yield from _window_candidates(argv, test)
         elif dim == "time-limit":
             t = float(option(argv, "time-limit") or opts.get("time_limit") or 60)
             if t / 2 >= MIN_TIME_LIMIT:
@@ -166,6 +171,31 @@ def candidates(
                     f"rate {r:g} -> {math.ceil(r / 2):g}",
                     with_option(argv, "rate", f"{math.ceil(r / 2):g}"),
                 )
+
+
+def windows(argv: list[str], test: dict[str, Any]) -> int:
+    """How many fault windows the schedule opens in this configuration: the nemesis ticks
+    every interval until the time limit, and every other tick opens one (1st, 3rd, ...)."""
+    opts = test.get("options") or {}
+    faults = option(argv, "nemesis") or ",".join(opts.get("nemesis") or test.get("nemesis") or [])
+    if not [f for f in faults.split(",") if f and f != "none"]:
+        return 0
+    t = float(option(argv, "time-limit") or test.get("time_limit") or opts.get("time_limit") or 60)
+    every = option(argv, "nemesis-interval") or test.get("nemesis_interval")
+    every = float(every or opts.get("nemesis_interval") or 10)
+    ticks = int(t / every - 1e-9) if every > 0 else 0
+    return (ticks + 1) // 2
+
+
+def _window_candidates(argv: list[str], test: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    """Each window still in the schedule left out in turn, while more than one is left."""
+    raw = option(argv, "nemesis-skip") or ""
+    skip = {int(w) for w in raw.split(",") if w.strip().isdigit()}
+    left = [w for w in range(1, windows(argv, test) + 1) if w not in skip]
+    if len(left) > 1:
+        for w in left:
+            rest = ",".join(str(x) for x in sorted(skip | {w}))
+            yield f"drop fault window {w}", with_option(argv, "nemesis-skip", rest)
 
 
 def run(args: argparse.Namespace) -> int:

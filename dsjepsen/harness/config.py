@@ -69,6 +69,11 @@ class TestConfig:
     nemesis: tuple[str, ...] = ()
     nemesis_interval: float = DEFAULT_NEMESIS_INTERVAL
     nemesis_mode: str = "classic"
+    #: windows of the fault schedule left out (1-based, in the order the seed schedules them):
+    #: `dsjepsen shrink` drops single windows with it; the others keep their fault and time
+    #: (a fault's own random choices, such as which nodes a partition cuts, come from the
+    #: nemesis's generator as each window starts, so those after a skipped one may differ)
+    nemesis_skip: tuple[int, ...] = ()
     time_limit: float = DEFAULT_TIME_LIMIT
     concurrency: int = 2
     concurrency_per_node: bool = True
@@ -153,6 +158,8 @@ class TestConfig:
         argv += ["--nemesis-interval", f"{self.nemesis_interval:g}"]
         if self.nemesis_mode != "classic":
             argv += ["--nemesis-mode", self.nemesis_mode]
+        if self.nemesis_skip:
+            argv += ["--nemesis-skip", ",".join(map(str, self.nemesis_skip))]
         argv += ["--time-limit", f"{self.time_limit:g}", "--concurrency", self.concurrency_spec]
         argv += ["--rate", f"{self.rate:g}", "--store", self.store]
         if self.slo:
@@ -299,6 +306,13 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
         metavar="classic|combined",
         help="classic: one fault at a time (default); combined: one fault of every fault "
         "package at once, in every window (Jepsen's combined packages)",
+    )
+    g.add_argument(
+        "--nemesis-skip",
+        default=None,
+        metavar="N1,N2",
+        help="leave out these fault windows (1-based, in schedule order); the others keep "
+        "their fault and time as the seed gives them (what `dsjepsen shrink` narrows)",
     )
     g = parser.add_argument_group("options of targets, workloads and faults")
     for opt in extension_options().values():
@@ -472,6 +486,17 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         )
     if fault_names:
         schedule.check_fits(faults, interval, time_limit, nemesis_mode)
+    skip_text = get("nemesis_skip")
+    nemesis_skip: tuple[int, ...] = ()
+    if skip_text:
+        if not fault_names:
+            raise ConfigError("--nemesis-skip leaves out fault windows, but --nemesis is none")
+        nemesis_skip = tuple(
+            sorted(
+                {_integer(w.strip(), "--nemesis-skip", minimum=1, maximum=1_000_000)
+                 for w in str(skip_text).split(",") if w.strip()}
+            )
+        )  # fmt: skip
     rate = _number(
         get("rate", DEFAULT_RATE), "--rate", minimum=0, maximum=MAX_RATE, allow_zero=True
     )
@@ -498,6 +523,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         fault_packages=faults,
         nemesis_interval=interval,
         nemesis_mode=nemesis_mode,
+        nemesis_skip=nemesis_skip,
         time_limit=time_limit,
         concurrency=concurrency,
         concurrency_per_node=per_node,

@@ -122,6 +122,7 @@ def build(ctx: RunContext) -> None:
             cfg.nemesis_interval,
             random.Random(f"{cfg.seed}:schedule"),
             mode=cfg.nemesis_mode,
+            skip=cfg.nemesis_skip,
         )
 
 

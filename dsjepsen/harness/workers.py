@@ -90,12 +90,12 @@ class NemesisWorker(threading.Thread):
 
     def run(self) -> None:
         ctx = self.ctx
+        if not ctx.schedule.enabled:
+            return
         while not self.stop_event.wait(ctx.config.nemesis_interval):
             try:
-                ops = ctx.schedule.next_ops()
-                if not ops:
-                    return
-                for op in ops:
+                # (no op at a tick of a window left out by --nemesis-skip)
+                for op in ctx.schedule.next_ops():
                     self.perform(*op)
             except Exception as e:  # noqa: BLE001 - the schedule itself broke: stop faulting
                 log.error("nemesis schedule failed, no more faults: %s", describe(e))

@@ -91,7 +91,9 @@ class FaultSchedule:
     the current round, then its stop, and so on; None when no fault was asked for.
 
     The ops come from each fault's package (`start_op` / `stop_op`), so a plugin's faults are
-    scheduled like the built-in ones. The same rng gives the same sequence.
+    scheduled like the built-in ones. The same rng gives the same sequence. The windows in
+    `skip` (1-based) are drawn as usual but neither started nor stopped: their ticks pass with
+    no op, so every other window keeps its fault and its time.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class FaultSchedule:
         interval: float,
         rng: random.Random,
         mode: str = "classic",
+        skip: Sequence[int] = (),
     ):
         if mode not in MODES:
             raise ConfigError(f"--nemesis-mode: one of {', '.join(MODES)}, got {mode!r}")
@@ -117,6 +120,9 @@ class FaultSchedule:
             self.groups.setdefault(self.packages[name].family, []).append(name)
         self._rounds: dict[str, list[str]] = {family: [] for family in self.groups}
         self.active_set: list[str] = []
+        self.skip = frozenset(skip)
+        self.window = 0  # windows drawn so far
+        self._skipping = False  # the window drawn last is left out: its stop is no op either
 
     @property
     def enabled(self) -> bool:
@@ -144,7 +150,22 @@ class FaultSchedule:
     def next_ops(self) -> list[tuple[str, dict[str, Any]]]:
         """The ops of the next tick: classic, the one op of `next_op`; combined, the start
         of one fault of every package (in an order shuffled by the seed), or, when a window
-        is open, the stops of all of them in heal order. [] when no fault was asked for."""
+        is open, the stops of all of them in heal order. [] when no fault was asked for, or
+        at the start and the stop of a window left out (`skip`)."""
+        if self._skipping:
+            self._skipping = False
+            self.active, self.active_set = None, []
+            return []
+        opening = self.active is None and not self.active_set
+        ops = self._next_ops()
+        if opening and ops:
+            self.window += 1
+            if self.window in self.skip:
+                self._skipping = True
+                return []
+        return ops
+
+    def _next_ops(self) -> list[tuple[str, dict[str, Any]]]:
         if self.mode != "combined":
             op = self.next_op()
             return [] if op is None else [op]
@@ -159,6 +180,10 @@ class FaultSchedule:
 
     def stop_ops(self) -> list[tuple[str, dict[str, Any]]]:
         """The ops that end every active fault, in heal order (the runner's final heal)."""
+        if self._skipping:
+            self._skipping = False
+            self.active, self.active_set = None, []
+            return []
         if self.mode != "combined":
             op = self.stop_op()
             return [] if op is None else [op]
