@@ -20,6 +20,11 @@ pairs, and every removal is a plain one.
 
 Operations keep their positions in the history (`call` / `ret`), so real-time order is exactly
 the original's: a core is a sub-history, not a rewritten one.
+
+The same search serves the sequential-consistency checker (`sequential_core`): a key that is
+not sequentially consistent on its own is cut down on that key; a cycle across keys, on the
+keys the cycle touches. (A transactional anomaly needs no search: the checker's cycle is
+already the few transactions that show it.)
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class Core:
     note: str | None = None
     #: op id -> the writes it observed (kept with it): groups of op ids, one per value
     sources: dict[int, list[list[int]]] = field(default_factory=dict)
+    #: what the core is not (the words the report and the check command use)
+    consistency: str = "linearizable"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,7 @@ class Core:
             "checks": self.checks,
             "seconds": round(self.seconds, 6),
             "note": self.note,
+            "consistency": self.consistency,
         }
 
 
@@ -231,21 +239,71 @@ def linearizable_core(
     return core
 
 
+def sequential_core(
+    operations: Sequence[Operation],
+    anomaly: dict[str, Any],
+    model: Any,
+    deadline: float,
+    initial: Any = NOT_GIVEN,
+) -> Core | None:
+    """The minimal core of a sequential-consistency violation: `anomaly` is the checker's
+    first (a key's, or a cycle across keys). None when the ops it names are not invalid
+    without the rest of the history (the search has nothing to start from)."""
+    from dsjepsen.checkers.models import show
+    from dsjepsen.checkers.sequential import check_sequential
+
+    def shown(o: Operation) -> str | None:
+        return None if o.key is None else show(o.key)
+
+    if anomaly.get("key") is not None:
+        keys = {anomaly["key"]}
+    else:  # a cycle: the keys of its ops
+        keys = {
+            step[end]["key"] if step[end].get("key") is None else show(step[end]["key"])
+            for step in anomaly.get("cycle") or []
+            for end in ("op", "then")
+            if isinstance(step.get(end), dict)
+        }
+    ops = [o for o in operations if shown(o) in keys] if keys else list(operations)
+
+    def invalid(subset: list[Operation]) -> bool:
+        left = max(0.05, deadline - time.monotonic())
+        result = check_sequential(subset, model=model, time_limit=left, initial=initial)
+        return result.valid is False
+
+    if not ops or not invalid(ops):
+        return None
+    core = minimize(ops, invalid, deadline, key=anomaly.get("key"))
+    core.of = len(operations) if not keys else len(ops)
+    core.consistency = "sequentially consistent"
+    return core
+
+
 def attach_minimal_core(
     result: Any,
     operations: Sequence[Operation],
     time_limit: float | None,
     initial: Any = NOT_GIVEN,
 ) -> None:
-    """details["minimal"] of an invalid linearizability result: the minimal core of its first
-    failing key (the one explained first), found within `time_limit` seconds (None: the
-    checker's default)."""
+    """details["minimal"] of an invalid linearizability or sequential-consistency result: the
+    minimal core of its first failing key (the one explained first), or of its cycle, found
+    within `time_limit` seconds (None: the checker's default)."""
     from dsjepsen.checkers.base import DEFAULT_TIME_LIMIT
     from dsjepsen.checkers.linearizable import CHECKER
+    from dsjepsen.checkers.sequential import CHECKER as SEQUENTIAL
 
-    if result.checker != CHECKER or result.valid is not False or not result.anomalies:
+    if result.valid is not False or not result.anomalies:
         return
     deadline = time.monotonic() + (time_limit if time_limit is not None else DEFAULT_TIME_LIMIT)
+    if result.checker == SEQUENTIAL:
+        found = sequential_core(
+            operations, result.anomalies[0], result.details["model"], deadline, initial
+        )
+        if found is not None:
+            result.details["minimal"] = found.to_dict()
+        return
+    if result.checker != CHECKER:
+        return
     first = result.anomalies[0]
     op = first.get("op") or {}
     upto = op.get("ret") if op.get("ret") is not None else op.get("call")

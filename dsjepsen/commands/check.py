@@ -465,15 +465,16 @@ def render_text(history: History, result: CheckResult) -> str:
 def _minimal_lines(m: dict[str, Any]) -> list[str]:
     """The minimal core, first: the anomaly a person can check by hand."""
     key = "" if m["key"] is None else f" of key {show(m['key'])}"
+    what = m.get("consistency") or "linearizable"
     how = (
-        "removing any one op (a read goes with the write it returned) makes it linearizable"
+        f"removing any one op (a read goes with the write it returned) makes it {what}"
         if m["one_minimal"]
         else m.get("note") or "not shown to be minimal"
     )
     out = [
         "",
         f"Minimal history{key}: {len(m['ops'])} of its {m['of']} ops are still not "
-        f"linearizable; {how} ({m['checks']} checks, {m['seconds']:.2f} s):",
+        f"{what}; {how} ({m['checks']} checks, {m['seconds']:.2f} s):",
     ]
     out.extend(f"  op {o['id']}: {_opline(o)}" for o in m["ops"])
     return out
@@ -496,6 +497,8 @@ def render_sequential(history: History, result: CheckResult) -> str:
         f"  ops: {d.get('ops')}  keys: {d.get('keys')}  processes: {d.get('processes')}  "
         f"decided by: {d.get('method')}  time: {d.get('seconds', 0) * 1000:.1f} ms",
     ]
+    if d.get("minimal"):
+        lines.extend(_minimal_lines(d["minimal"]))
     explained = any(a.get("type") != "cycle" for a in result.anomalies)
     if result.valid is not True and result.reason and not explained:
         lines.append(f"  reason: {result.reason}")  # a cycle, or why it is unknown

@@ -795,9 +795,17 @@ def to_markdown(run: RunData, r: Rca, anomalies: list[Anomaly], title: str) -> s
 
 
 def minimal_core(run: RunData) -> dict[str, Any] | None:
-    """The linearizability check's minimal core (checkers.minimize), when the run has one."""
+    """The linearizability (or sequential-consistency) check's minimal core
+    (checkers.minimize), when the run has one."""
     checks = (run.results or {}).get("checks") or {}
-    minimal = (checks.get("linearizable") or {}).get("details", {}).get("minimal")
+    minimal = next(
+        (
+            (checks.get(name) or {}).get("details", {}).get("minimal")
+            for name in ("linearizable", "sequential")
+            if (checks.get(name) or {}).get("details", {}).get("minimal")
+        ),
+        None,
+    )
     return minimal if isinstance(minimal, dict) and minimal.get("ops") else None
 
 
@@ -821,7 +829,8 @@ def minimal_rows(run: RunData) -> list[dict[str, Any]]:
 def minimal_how(m: dict[str, Any]) -> str:
     """Why the core is minimal, in words (or why it is not known to be)."""
     if m.get("one_minimal"):
-        return "removing any one of them (a read goes with the write it returned) makes it linearizable"
+        what = m.get("consistency") or "linearizable"
+        return f"removing any one of them (a read goes with the write it returned) makes it {what}"
     return str(m.get("note") or "not shown to be minimal")
 
 
@@ -877,7 +886,7 @@ def minimal_history_markdown(run: RunData) -> list[str]:
         "## Minimal history",
         "",
         f"{len(m['ops'])} of the {m['of']} ops of key {short(m['key'])} are still not "
-        f"linearizable; {minimal_how(m)}:",
+        f"{m.get('consistency') or 'linearizable'}; {minimal_how(m)}:",
         "",
     ]
     for r in minimal_rows(run):
