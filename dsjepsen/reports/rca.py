@@ -885,7 +885,9 @@ def minimal_history_markdown(run: RunData) -> list[str]:
         "",
         "## Minimal history",
         "",
-        f"{len(m['ops'])} of the {m['of']} ops of key {short(m['key'])} are still not "
+        f"{len(m['ops'])} of the {m['of']} ops "
+        + (f"of key {short(m['key'])}" if m["key"] is not None else "of the keys involved")
+        + " are still not "
         f"{m.get('consistency') or 'linearizable'}; {minimal_how(m)}:",
         "",
     ]
