@@ -225,3 +225,57 @@ def test_another_user_reaches_it_and_owns_what_it_creates():
     finally:
         fs.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_torn_write_keeps_some_parts_of_the_newest_unsynced_write_and_drops_the_rest(fs):
+    """LazyFS's torn-op: the newest un-fsynced write to the chosen file is split into equal
+    parts and a random non-empty proper subset of them persists; everything else is dropped."""
+    import random
+
+    log, other = os.path.join(fs.mount, "log"), os.path.join(fs.mount, "other")
+    write(log, b"durable|", sync=True)
+    sync_dir(fs.mount)
+    write(other, b"0123456789" * 10, sync=True)
+    write(log, b"older-unsynced|", sync=False)  # not the newest write: dropped whole
+    newest = b"AAAABBBBCCCC"  # 3 parts of 4 bytes
+    write(log, newest, sync=False)
+    write(other, b"zz", sync=False, mode="r+b")  # a write to a file the glob does not name
+    answer = fs.command("torn-write 7 3 lo*")
+    torn = answer["torn"]
+    offset = len(b"durable|older-unsynced|")
+    assert torn["file"] == "log" and torn["offset"] == offset and torn["length"] == 12
+    assert torn["parts"] == [[offset, 4], [offset + 4, 4], [offset + 8, 4]]
+    # the subset is the seed's, drawn as faultfs draws it: reproducible from the record
+    rng = random.Random(7)
+    expected_kept = sorted(rng.sample(range(3), rng.randint(1, 2)))
+    assert torn["persisted"] == expected_kept and 0 < len(expected_kept) < 3
+    # read back the exact bytes: the durable prefix, zeros where the dropped older write and
+    # the dropped parts were (past the file's durable end: a hole), the persisted parts
+    expected = bytearray(b"durable|" + b"\0" * (offset - 8 + 12))
+    for i in expected_kept:
+        expected[offset + 4 * i : offset + 4 * i + 4] = newest[4 * i : 4 * i + 4]
+    last = max(expected_kept)
+    assert Path(log).read_bytes() == bytes(expected[: offset + 4 * last + 4])
+    assert Path(other).read_bytes() == b"0123456789" * 10  # dropped as in a power failure
+    assert answer["bytes_dropped"] == len(b"older-unsynced|") + 12 + 2
+    assert fs.command("status")["unsynced_bytes"] == 0
+
+
+def test_torn_write_overwriting_durable_bytes_mixes_old_and_new(fs):
+    path = os.path.join(fs.mount, "page")
+    write(path, b"o" * 8, sync=True)
+    sync_dir(fs.mount)
+    write(path, b"NNNNNNNN", sync=False, mode="r+b")
+    torn = fs.command("torn-write 3 2")["torn"]  # no glob: the file with most unsynced bytes
+    assert torn["file"] == "page" and torn["parts"] == [[0, 4], [4, 4]]
+    got = Path(path).read_bytes()
+    assert got == (b"NNNNoooo" if torn["persisted"] == [0] else b"ooooNNNN")
+
+
+def test_torn_write_with_nothing_to_tear_is_a_plain_power_failure(fs):
+    write(os.path.join(fs.mount, "x"), b"unsynced", sync=False)  # its creation is undone
+    answer = fs.command("torn-write 1 3 *.db")
+    assert answer["torn"] is None and "*.db" in answer["torn_skipped"]
+    assert "x" not in os.listdir(fs.mount)
+    with pytest.raises(OSError, match="parts must be 2..64"):  # one part cannot tear
+        fs.command("torn-write 1 1")

@@ -25,7 +25,8 @@ wheel with no dependency of its own. pyfuse3 needs a C build against libfuse3-de
 fusepy is unmaintained and libfuse 2 only.
 
 The process serves a Unix socket beside its state (one JSON object per line each way):
-`drop-unsynced`, `stall MS`, `error`, `full`, `heal`, `status`, `ping`. A crash of this
+`drop-unsynced`, `torn-write SEED PARTS [GLOB]` (a power failure that tears the newest
+un-fsynced write to one file), `stall MS`, `error`, `full`, `heal`, `status`, `ping`. A crash of this
 process leaves a dead mount ("Transport endpoint is not connected"); faultmount.py, the
 controller's side (mounting, commanding, unmounting), detaches it on every heal path.
 
@@ -37,9 +38,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fnmatch
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import sys
@@ -68,6 +71,9 @@ class FileUndo:
     durable_size: int
     pre_images: list[tuple[int, bytes]] = field(default_factory=list)
     unsynced_bytes: int = 0  # bytes written or cut since the last fsync
+    #: the newest write since the last fsync (offset, bytes), when the newest change was a
+    #: write: what a torn write splits (a truncate after it clears it)
+    last_write: tuple[int, bytes] | None = None
 
 
 @dataclass
@@ -99,9 +105,9 @@ class FaultState:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def before_write(self, path: str, fd: int, offset: int, length: int) -> None:
+    def before_write(self, path: str, fd: int, offset: int, length: int) -> FileUndo:
         """Keep what a write of `length` bytes at `offset` (or a truncate: length -1, offset
-        the new size) is about to replace, if it was durable."""
+        the new size) is about to replace, if it was durable; the file's undo record."""
         st = os.fstat(fd)
         undo = self.files.get(st.st_ino)
         if undo is None:
@@ -111,11 +117,13 @@ class FaultState:
             if offset < end:
                 undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
             undo.unsynced_bytes += abs(st.st_size - offset)
-            return
+            undo.last_write = None
+            return undo
         end = min(offset + length, undo.durable_size, st.st_size)
         if offset < end:
             undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
         undo.unsynced_bytes += length
+        return undo
 
     def commit_file(self, fd: int) -> None:
         """An fsync: this file's data is durable, and (a journal commit) every name change."""
@@ -145,33 +153,73 @@ class FaultState:
     def drop_unsynced(self) -> dict[str, Any]:
         """Put every file and name back as it was at its last fsync; what was undone."""
         with self.lock:
-            names = len(self.names)
-            for n in reversed(self.names):
-                self._undo_name(n)
-            self.names.clear()
+            names = self._undo_names()
+            return self._roll_back(names, self._inodes())
+
+    def torn_write(self, seed: int, parts: int, pattern: str | None) -> dict[str, Any]:
+        """A power failure that tears one write (LazyFS's torn-op): every file and name goes
+        back to its last fsync, except that of the newest un-fsynced write to one file, split
+        into `parts` equal parts, a random non-empty proper subset (from `seed`) persists.
+        The file is the one whose path relative to the mount matches `pattern` (fnmatch; the
+        one with most un-fsynced bytes among several), or, with no pattern, the one with most
+        un-fsynced bytes. What was undone, plus "torn": the file, offset, length, parts and
+        which persisted (None, and "torn_skipped" saying why, when no write could be torn)."""
+        with self.lock:
+            names = self._undo_names()
             by_ino = self._inodes()
-            dropped = 0
-            files: list[str] = []
+            candidates = []
             for ino, undo in self.files.items():
-                dropped += undo.unsynced_bytes
                 path = by_ino.get(ino)
-                if path is None:  # its creation was undone, or its removal was durable
-                    files.append(os.path.relpath(undo.path, self.backing))
-                    continue
-                with open(path, "r+b") as fh:
-                    fd = fh.fileno()
-                    for offset, old in reversed(undo.pre_images):
-                        os.pwrite(fd, old, offset)
-                    os.ftruncate(fd, undo.durable_size)
-                    os.fsync(fd)
-                files.append(os.path.relpath(path, self.backing))
-            self.files.clear()
-            self.commit_names()  # the trash now holds only what stays removed
-            return {
-                "bytes_dropped": dropped,
-                "files_rolled_back": sorted(files),
-                "entries_undone": names,
-            }
+                if path is None or undo.last_write is None:
+                    continue  # gone at the power failure, or its newest change was no write
+                rel = os.path.relpath(path, self.backing)
+                if pattern is None or fnmatch.fnmatchcase(rel, pattern):
+                    candidates.append((undo.unsynced_bytes, rel, path, undo.last_write))
+            answer = self._roll_back(names, by_ino)
+            if not candidates:
+                answer["torn"] = None
+                answer["torn_skipped"] = (
+                    f"no file matching {pattern!r} had an un-fsynced write"
+                    if pattern is not None
+                    else "no file had an un-fsynced write"
+                )
+                return answer
+            _bytes, rel, path, (offset, data) = max(candidates)
+            answer["torn"] = tear(path, rel, offset, data, parts, random.Random(seed))
+            return answer
+
+    def _undo_names(self) -> int:
+        """Undo every name change made since the last journal commit, newest first; how many."""
+        names = len(self.names)
+        for n in reversed(self.names):
+            self._undo_name(n)
+        self.names.clear()
+        return names
+
+    def _roll_back(self, names: int, by_ino: dict[int, str]) -> dict[str, Any]:
+        """Put every file's un-fsynced bytes back (names already undone); what was undone."""
+        dropped = 0
+        files: list[str] = []
+        for ino, undo in self.files.items():
+            dropped += undo.unsynced_bytes
+            path = by_ino.get(ino)
+            if path is None:  # its creation was undone, or its removal was durable
+                files.append(os.path.relpath(undo.path, self.backing))
+                continue
+            with open(path, "r+b") as fh:
+                fd = fh.fileno()
+                for offset, old in reversed(undo.pre_images):
+                    os.pwrite(fd, old, offset)
+                os.ftruncate(fd, undo.durable_size)
+                os.fsync(fd)
+            files.append(os.path.relpath(path, self.backing))
+        self.files.clear()
+        self.commit_names()  # the trash now holds only what stays removed
+        return {
+            "bytes_dropped": dropped,
+            "files_rolled_back": sorted(files),
+            "entries_undone": names,
+        }
 
     def _inodes(self) -> dict[int, str]:
         found: dict[int, str] = {}
@@ -236,6 +284,13 @@ class FaultState:
             return {"ok": True, **self.status()}
         if cmd == "drop-unsynced":
             return {"ok": True, **self.drop_unsynced()}
+        if cmd == "torn-write":  # torn-write SEED PARTS [GLOB]
+            if len(args) < 2 or not args[0].isdigit() or not args[1].isdigit():
+                return {"ok": False, "error": "torn-write takes a seed, a part count, a glob"}
+            if not 2 <= int(args[1]) <= 64:
+                return {"ok": False, "error": "torn-write: parts must be 2..64"}
+            pattern = " ".join(args[2:]) or None
+            return {"ok": True, **self.torn_write(int(args[0]), int(args[1]), pattern)}
         if cmd == "stall":
             if len(args) != 1 or not args[0].isdigit():
                 return {"ok": False, "error": "stall takes one whole number of milliseconds"}
@@ -248,6 +303,34 @@ class FaultState:
             self.fault, self.stall_ms = None, 0
             return {"ok": True, "fault": None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def tear(
+    path: str, rel: str, offset: int, data: bytes, parts: int, rng: random.Random
+) -> dict[str, Any]:
+    """Write back a random non-empty proper subset of `data`'s `parts` equal parts (the last
+    takes the remainder) at `offset` in `path` (already rolled back to its last fsync), and
+    fsync it; what persisted. A part beyond the rolled-back end leaves a hole of zeros before
+    it, as a file system that persisted the size but not every block would. A write shorter
+    than `parts` bytes is split into bytes; a one-byte write cannot tear and is dropped."""
+    parts = max(1, min(parts, len(data)))
+    step = len(data) // parts
+    spans = [(i * step, (len(data) if i == parts - 1 else (i + 1) * step)) for i in range(parts)]
+    kept = sorted(rng.sample(range(parts), rng.randint(1, parts - 1))) if parts > 1 else []
+    if kept:
+        with open(path, "r+b") as fh:
+            for i in kept:
+                start, end = spans[i]
+                os.pwrite(fh.fileno(), data[start:end], offset + start)
+            os.fsync(fh.fileno())
+    return {
+        "file": rel,
+        "offset": offset,
+        "length": len(data),
+        "parts": [[offset + a, b - a] for a, b in spans],
+        "persisted": kept,
+        "persisted_bytes": sum(spans[i][1] - spans[i][0] for i in kept),
+    }
 
 
 def _build_operations(state: FaultState) -> Any:
@@ -444,7 +527,8 @@ def _build_operations(state: FaultState) -> Any:
         def write(self, path, data, offset, fh):
             state.gate("write")
             with state.lock:
-                state.before_write(self._full(path), fh, offset, len(data))
+                undo = state.before_write(self._full(path), fh, offset, len(data))
+                undo.last_write = (offset, bytes(data))
                 state.counters["writes"] += 1
                 return os.pwrite(fh, data, offset)
 

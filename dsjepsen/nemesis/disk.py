@@ -39,14 +39,16 @@ from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFac
 from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done, process_nodes
 from dsjepsen.nemesis.process import SCOPES, choose, on_nodes, share
 from dsjepsen.options import Option
+from dsjepsen.targets.base import Target
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
-    from dsjepsen.targets.base import Target
 
 FAMILY = "disk"
 DEFAULT_STALL_MS = 200
+#: torn-write: how many equal parts the torn write is split into (LazyFS's torn-op example)
+DEFAULT_TORN_PARTS = 3
 #: the probe's file, beside the target's own in its data directory (removed after)
 PROBE = ".dsj-disk-probe"
 
@@ -121,18 +123,27 @@ class DiskNemesis(Nemesis):
     still finds them."""
 
     def __init__(
-        self, name: str, target: Target, control: DiskControl, rng: random.Random, stall_ms: int
+        self,
+        name: str,
+        target: Target,
+        control: DiskControl,
+        rng: random.Random,
+        stall_ms: int,
+        torn_file: str | None = None,
+        torn_parts: int = DEFAULT_TORN_PARTS,
     ) -> None:
         self.name = name
         self.target = target
         self.control = control
         self.rng = rng
         self.stall_ms = stall_ms
+        self.torn_file = torn_file
+        self.torn_parts = torn_parts
         self.fs = (f"start-{FAMILY}", f"stop-{FAMILY}")
         self.kind, _, scope = name.partition("-")
-        if self.kind == "power":  # power-failure[-scope]
-            scope = name.removeprefix("power-failure").removeprefix("-") or "one"
-            self.kind = "power-failure"
+        if self.kind in ("power", "torn"):  # power-failure[-scope], torn-write[-scope]
+            self.kind = "power-failure" if self.kind == "power" else "torn-write"
+            scope = name.removeprefix(self.kind).removeprefix("-") or "one"
         else:
             self.kind, scope = name, "one"
         if scope not in SCOPES or scope == "leader":
@@ -167,21 +178,33 @@ class DiskNemesis(Nemesis):
             nodes = choose(self.scope, disks, free, self.rng)
         except ValueError as e:
             return not_done(op, fault, str(e))
-        if self.kind == "power-failure":
+        if self.kind in ("power-failure", "torn-write"):
             return self._power_failure(cluster, op, fault, nodes)
         return self._set(cluster, op, fault, nodes)
 
     def _power_failure(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
         dropped: dict[str, dict[str, Any]] = {}
 
+        seeds = {n: self.rng.randrange(2**31) for n in nodes}  # drawn here: reproducible
+
         def one(node: str) -> None:
             self.target.kill(cluster, node)  # dead first: nothing writes while we drop
-            answers = self.control.command(node, "drop-unsynced")
+            if self.kind == "torn-write":
+                answers = self._tear(node, seeds[node])
+            else:
+                answers = self.control.command(node, "drop-unsynced")
             dropped[node] = {
                 "bytes": sum(a["bytes_dropped"] for a in answers),
                 "files": sorted(f for a in answers for f in a["files_rolled_back"]),
                 "entries": sum(a["entries_undone"] for a in answers),
             }
+            if self.kind == "torn-write":
+                torn = [a["torn"] for a in answers if a.get("torn")]
+                dropped[node]["torn"] = torn[0] if torn else None
+                if not torn:
+                    dropped[node]["torn_skipped"] = next(
+                        (a["torn_skipped"] for a in answers if a.get("torn_skipped")), ""
+                    )
 
         outcome = on_nodes(nodes, one)
         self.faulted.extend(nodes)
@@ -191,14 +214,47 @@ class DiskNemesis(Nemesis):
             tried = f"cut the power of {', '.join(nodes)}"
             return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
         shown = ", ".join(
-            f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s))"
+            f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s)"
+            f"{self._torn_shown(d)})"
             for n, d in dropped.items()
         )
+        if self.kind == "torn-write":
+            data["torn_file"] = self.torn_file
+            data["verified"] = all(d.get("torn") for d in dropped.values())
         what = (
             f"power failure on {share(len(nodes), len(self._disks(cluster)))}: killed "
             f"{self.target.name} and dropped what it had not fsynced: {shown}"
         )
         return done(op, fault, nodes, what, **data)
+
+    def _tear(self, node: str, seed: int) -> list[dict[str, Any]]:
+        """A torn power failure on one node's fault file systems (the target is dead): the
+        first one, in order of un-fsynced bytes, that has a write to tear tears it; every
+        other is dropped whole, as in a power failure. Their answers."""
+        mounts = self.control.of(node)
+        if not mounts:
+            raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
+        mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
+        line = f"torn-write {seed} {self.torn_parts}"
+        if self.torn_file:
+            line += f" {self.torn_file}"
+        answers: list[dict[str, Any]] = []
+        for m in mounts:
+            done_already = any(a.get("torn") for a in answers)
+            answers.append(m.command("drop-unsynced" if done_already else line))
+        return answers
+
+    @staticmethod
+    def _torn_shown(d: dict[str, Any]) -> str:
+        torn = d.get("torn")
+        if torn is None:
+            return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
+        return (
+            f"; tore the newest un-fsynced write to {torn['file']} ({torn['length']} B at "
+            f"{torn['offset']}) into {len(torn['parts'])} parts, kept part(s) "
+            f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
+            f"({torn['persisted_bytes']} B)"
+        )
 
     def _set(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
         line = {"disk-stall": f"stall {self.stall_ms}", "disk-error": "error", "disk-full": "full"}
@@ -240,7 +296,7 @@ class DiskNemesis(Nemesis):
     # -- stop and heal ------------------------------------------------------------------------
 
     def _undo(self, cluster: Cluster, node: str) -> None:
-        if self.kind == "power-failure":
+        if self.kind in ("power-failure", "torn-write"):
             self.target.start(cluster, node)  # the power is back
             return
         self.control.command(node, "heal")
@@ -264,7 +320,8 @@ class DiskNemesis(Nemesis):
         for n in undone:
             self.faulted.remove(n)
         errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
-        verb = "power restored, restarted" if self.kind == "power-failure" else "healed disk of"
+        powered = self.kind in ("power-failure", "torn-write")
+        verb = "power restored, restarted" if powered else "healed disk of"
         if errors:
             return maybe_done(op, fault, nodes, f"{verb} {', '.join(nodes)}", "; ".join(errors))
         data: dict[str, Any] = {}
@@ -279,7 +336,7 @@ class DiskNemesis(Nemesis):
             data["restarted"] = sorted(self.restarted)
             what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
             what += "which had exited while its disk failed"
-        if self.kind != "power-failure":
+        if not powered:
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
         return done(op, fault, undone, what, **data)
 
@@ -336,6 +393,22 @@ class DiskFaults(FaultPackage):
             minimum=1,
             maximum=60_000,
         ),
+        Option(
+            "torn-file",
+            "str",
+            None,
+            "torn-write: which file's newest un-fsynced write is torn, a glob relative to the "
+            "target's data directory (default: the file with the most un-fsynced bytes)",
+            metavar="GLOB",
+        ),
+        Option(
+            "torn-parts",
+            "int",
+            DEFAULT_TORN_PARTS,
+            "torn-write: how many equal parts the write is split into (some, not all, persist)",
+            minimum=2,
+            maximum=64,
+        ),
     )
     look: ClassVar[FaultLook] = FaultLook(
         label="disk",
@@ -361,6 +434,13 @@ class DiskFaults(FaultPackage):
             "power failure on n//2+1 random nodes at once: SIGKILL, drop what was not fsynced"
         ),
         "power-failure-all": "power failure on every node: SIGKILL, drop what was not fsynced",
+        "torn-write": (
+            "power failure on one random node that tears its newest un-fsynced write to one "
+            "file (--torn-file): some of its --torn-parts parts persist, the rest is dropped"
+        ),
+        "torn-write-all": (
+            "torn-write on every node at once (each tears its own newest write to the file)"
+        ),
         "disk-stall": "every I/O on one random node waits --disk-stall-ms (200 ms)",
         "disk-error": "writes and fsyncs on one random node fail with EIO",
         "disk-full": "writes on one random node fail with ENOSPC (disk full)",
@@ -374,6 +454,12 @@ class DiskFaults(FaultPackage):
             return (
                 f"{tname} does not start its processes with a disk control (disk_control), "
                 "so its data directory cannot be put on the fault file system"
+            )
+        cls = target if isinstance(target, type) else type(target)
+        if getattr(cls, "data_dirs", Target.data_dirs) is Target.data_dirs:
+            return (
+                f"{tname} declares no data directory (data_dirs), so there is nothing on "
+                "its disk for a disk fault to act on"
             )
         why = faultmount.available()
         if why:
@@ -393,14 +479,18 @@ class DiskFaults(FaultPackage):
             control = DiskControl()
             target.disk_control = control  # type: ignore[attr-defined]
         stall = int(options.get("disk-stall-ms") or DEFAULT_STALL_MS)
-        return DiskNemesis(name, target, control, rng, stall)
+        torn_file = options.get("torn-file") or None
+        parts = int(options.get("torn-parts") or DEFAULT_TORN_PARTS)
+        return DiskNemesis(name, target, control, rng, stall, torn_file, parts)
 
     def took_effect(self, completion: Op) -> bool:
-        """An `ok` start that dropped on the chosen nodes (power failure) or whose probe saw
-        the fault on every chosen node."""
+        """An `ok` start that dropped on the chosen nodes (power failure), tore a write on
+        each (torn-write), or whose probe saw the fault on every chosen node."""
         value = completion.value
         if completion.type != "ok" or not isinstance(value, dict) or not value.get("nodes"):
             return False
+        if "torn_file" in value:
+            return value.get("verified") is True
         return "dropped" in value or value.get("verified") is True
 
 
