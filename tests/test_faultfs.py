@@ -279,3 +279,50 @@ def test_torn_write_with_nothing_to_tear_is_a_plain_power_failure(fs):
     assert "x" not in os.listdir(fs.mount)
     with pytest.raises(OSError, match="parts must be 2..64"):  # one part cannot tear
         fs.command("torn-write 1 1")
+
+
+def test_a_trapped_write_is_held_torn_and_what_waited_behind_it_fails(fs):
+    """torn-write's trap: the next write to a matching file is held before it returns (the
+    power is cut in the middle of it), and an operation queued behind it never runs."""
+    import threading
+
+    log = os.path.join(fs.mount, "wal")
+    write(log, b"durable\n", sync=True)
+    sync_dir(fs.mount)
+    fs.command("trap wal")
+    outcome: dict[str, object] = {}
+
+    def writer() -> None:
+        with open(log, "ab", buffering=0) as fh:
+            fh.write(b"0123456789AB")  # held here
+            outcome["write"] = "returned"
+
+    def syncer() -> None:  # another thread of the store, fsyncing another file meanwhile
+        with open(os.path.join(fs.mount, "before"), "r+b", buffering=0) as fh:
+            while not fs.command("status")["trapped"]:
+                time.sleep(0.01)
+            try:
+                os.fsync(fh.fileno())
+                outcome["fsync"] = "done"
+            except OSError as e:
+                outcome["fsync"] = e.errno
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (writer, syncer)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while not fs.command("status")["trapped"]:
+        assert time.monotonic() < deadline, "the write was never trapped"
+        time.sleep(0.01)
+    assert fs.command("status")["trapped"]["length"] == 12
+    time.sleep(0.3)
+    assert outcome == {}  # neither caller has an answer yet
+    torn = fs.command("torn-write 5 3")["torn"]
+    assert torn["held"] is True and torn["file"] == "wal" and torn["offset"] == 8
+    fs.command("release")
+    for t in threads:
+        t.join(5)
+    assert outcome["fsync"] == errno.EIO  # queued behind the held write: the power was gone
+    got = Path(log).read_bytes()
+    assert got.startswith(b"durable\n") and got != b"durable\n0123456789AB"
+    assert len(got) - 8 == 4 * (max(torn["persisted"]) + 1)

@@ -25,8 +25,10 @@ wheel with no dependency of its own. pyfuse3 needs a C build against libfuse3-de
 fusepy is unmaintained and libfuse 2 only.
 
 The process serves a Unix socket beside its state (one JSON object per line each way):
-`drop-unsynced`, `torn-write SEED PARTS [GLOB]` (a power failure that tears the newest
-un-fsynced write to one file), `stall MS`, `error`, `full`, `heal`, `status`, `ping`. A crash of this
+`drop-unsynced`, `trap GLOB` (hold the next write to a matching file: the power is cut in the
+middle of it), `torn-write SEED PARTS [GLOB]` (a power failure that tears the held write, or
+else the newest un-fsynced write to one file), `release`, `stall MS`, `error`, `full`, `heal`,
+`status`, `ping`. A crash of this
 process leaves a dead mount ("Transport endpoint is not connected"); faultmount.py, the
 controller's side (mounting, commanding, unmounting), detaches it on every heal path.
 
@@ -57,6 +59,10 @@ log = logging.getLogger("dsjepsen.faultfs")
 CONTROL = "control.sock"
 #: where unlinked or replaced files wait until their removal is durable
 TRASH = "trash"
+
+#: the longest a trapped write (and every operation after it) is held before it goes on: the
+#: controller cuts the power within this, and a lost controller never hangs the target
+TRAP_HOLD_S = 30.0
 
 #: the file system's name in /proc/mounts, by which heal finds every one left behind
 FSNAME = "dsj-faultfs"
@@ -100,6 +106,14 @@ class FaultState:
         self.names: list[NameUndo] = []
         self.fault: str | None = None
         self.stall_ms = 0
+        #: torn-write's trap: a glob; the next write to a file matching it is held (its bytes
+        #: written, its caller not answered) and every operation after it waits, so that the
+        #: controller can cut the power in the middle of that write
+        self.trap: str | None = None
+        self.trapped: dict[str, Any] | None = None  # the held write: file, inode, offset, length
+        self.released = threading.Event()
+        self.released.set()
+        self.power_failures = 0
         self._trash_seq = 0
         self.counters = {"fsyncs": 0, "writes": 0, "errors_injected": 0}
 
@@ -167,13 +181,17 @@ class FaultState:
         with self.lock:
             names = self._undo_names()
             by_ino = self._inodes()
+            held = self.trapped["inode"] if self.trapped else None
             candidates = []
             for ino, undo in self.files.items():
                 path = by_ino.get(ino)
                 if path is None or undo.last_write is None:
                     continue  # gone at the power failure, or its newest change was no write
                 rel = os.path.relpath(path, self.backing)
-                if pattern is None or fnmatch.fnmatchcase(rel, pattern):
+                if held is not None:
+                    if ino == held:
+                        candidates.append((undo.unsynced_bytes, rel, path, undo.last_write))
+                elif pattern is None or fnmatch.fnmatchcase(rel, pattern):
                     candidates.append((undo.unsynced_bytes, rel, path, undo.last_write))
             answer = self._roll_back(names, by_ino)
             if not candidates:
@@ -186,10 +204,13 @@ class FaultState:
                 return answer
             _bytes, rel, path, (offset, data) = max(candidates)
             answer["torn"] = tear(path, rel, offset, data, parts, random.Random(seed))
+            answer["torn"]["held"] = held is not None  # cut in the middle of the write
             return answer
 
     def _undo_names(self) -> int:
-        """Undo every name change made since the last journal commit, newest first; how many."""
+        """Undo every name change made since the last journal commit, newest first; how many.
+        (The first step of every power failure, so it counts them.)"""
+        self.power_failures += 1
         names = len(self.names)
         for n in reversed(self.names):
             self._undo_name(n)
@@ -251,6 +272,11 @@ class FaultState:
     def gate(self, kind: str) -> None:
         """Called before every operation: stall it, or fail it (kind: "read", "write",
         "sync", "meta") as the active fault says."""
+        if self.trapped is not None and not self.released.is_set():  # a write is held
+            epoch = self.power_failures
+            self.released.wait(TRAP_HOLD_S)
+            if self.power_failures != epoch:  # the caller died with the power: never done
+                raise OSError(errno.EIO, "the power failed before this operation ran")
         fault, ms = self.fault, self.stall_ms
         if fault == "stall" and ms > 0:
             time.sleep(ms / 1000.0)
@@ -261,6 +287,21 @@ class FaultState:
             self.counters["errors_injected"] += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    def hold(self, path: str, ino: int, offset: int, length: int) -> bool:
+        """After a write to `path` (relative): whether it springs the trap. The first write that
+        matches is the held one; the caller then waits on `released` outside the lock."""
+        with self.lock:
+            if self.trap is None:
+                return False
+            if self.trapped is None and fnmatch.fnmatchcase(path, self.trap):
+                self.trapped = {"file": path, "inode": ino, "offset": offset, "length": length}
+            return self.trapped is not None
+
+    def release(self) -> None:
+        with self.lock:
+            self.trap, self.trapped = None, None
+            self.released.set()
+
     def status(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -269,6 +310,8 @@ class FaultState:
                 "unsynced_files": len(self.files),
                 "unsynced_bytes": sum(u.unsynced_bytes for u in self.files.values()),
                 "unsynced_entries": len(self.names),
+                "trap": self.trap,
+                "trapped": self.trapped,
                 **self.counters,
             }
 
@@ -299,7 +342,18 @@ class FaultState:
         if cmd in ("error", "full"):
             self.fault = cmd
             return {"ok": True, "fault": cmd}
+        if cmd == "trap":  # trap GLOB
+            if not args:
+                return {"ok": False, "error": "trap takes a glob"}
+            with self.lock:
+                self.trap, self.trapped = " ".join(args), None
+                self.released.clear()
+            return {"ok": True, "trap": self.trap}
+        if cmd == "release":
+            self.release()
+            return {"ok": True, "trap": None}
         if cmd == "heal":
+            self.release()
             self.fault, self.stall_ms = None, 0
             return {"ok": True, "fault": None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -530,7 +584,10 @@ def _build_operations(state: FaultState) -> Any:
                 undo = state.before_write(self._full(path), fh, offset, len(data))
                 undo.last_write = (offset, bytes(data))
                 state.counters["writes"] += 1
-                return os.pwrite(fh, data, offset)
+                written = os.pwrite(fh, data, offset)
+            if state.hold(path.lstrip("/"), os.fstat(fh).st_ino, offset, len(data)):
+                state.released.wait(TRAP_HOLD_S)  # the power fails before this write returns
+            return written
 
         @oserror
         def truncate(self, path, length, fh=None):

@@ -11,6 +11,9 @@ Every fault is verified on the node and the record says what was measured:
 * `power-failure-<scope>`: SIGKILL the target on the chosen nodes at once (as process.py's
   kill does), then drop everything they had not fsynced (bytes, files rolled back, name
   changes undone, per node); stop restarts them, as power coming back would.
+* `torn-write[-all]`: a power failure in the middle of a write (LazyFS's torn-op): the next
+  write to a file matching `--torn-file` is held, the target SIGKILLed, and that write torn
+  into `--torn-parts` parts of which only some persist; the rest un-fsynced is dropped.
 * `disk-stall`: every I/O on one random node waits `--disk-stall-ms` (200 ms); a probe fsync
   through the mount is timed.
 * `disk-error`: writes, fsyncs and name changes on one random node fail with EIO; the probe's
@@ -29,6 +32,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.cluster import faultmount
@@ -49,6 +53,12 @@ FAMILY = "disk"
 DEFAULT_STALL_MS = 200
 #: torn-write: how many equal parts the torn write is split into (LazyFS's torn-op example)
 DEFAULT_TORN_PARTS = 3
+#: torn-write: how long to wait for the target's next write to tear before cutting the power
+TRAP_WAIT_S = 5.0
+#: torn-write: how long the held write's process is given to take its SIGKILL before the tear
+HELD_KILL_S = 1.0
+#: and how long its death is awaited after the release (the target's own kill waits 10 s)
+KILL_WAIT_S = 30.0
 #: the probe's file, beside the target's own in its data directory (removed after)
 PROBE = ".dsj-disk-probe"
 
@@ -115,6 +125,35 @@ def probe(mount: FaultMount) -> dict[str, Any]:
                 os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+class _Killer(threading.Thread):
+    """A target's kill, run in a thread; what it raised, if anything."""
+
+    def __init__(self, kill: Callable[[], None]) -> None:
+        super().__init__(daemon=True, name="torn-write-kill")
+        self.kill = kill
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.kill()
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            self.error = e
+
+
+def _fatal_signal_pending(pid: int | None) -> bool:
+    """Whether SIGKILL is pending on `pid` (/proc's ShdPnd or SigPnd, mask 0x100): it was sent."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & 0x100:
+                    return True
+    except (OSError, ValueError):
+        return True  # gone
+    return False
 
 
 class DiskNemesis(Nemesis):
@@ -188,10 +227,10 @@ class DiskNemesis(Nemesis):
         seeds = {n: self.rng.randrange(2**31) for n in nodes}  # drawn here: reproducible
 
         def one(node: str) -> None:
-            self.target.kill(cluster, node)  # dead first: nothing writes while we drop
             if self.kind == "torn-write":
-                answers = self._tear(node, seeds[node])
+                answers = self._tear(cluster, node, seeds[node])
             else:
+                self.target.kill(cluster, node)  # dead first: nothing writes while we drop
                 answers = self.control.command(node, "drop-unsynced")
             dropped[node] = {
                 "bytes": sum(a["bytes_dropped"] for a in answers),
@@ -227,22 +266,66 @@ class DiskNemesis(Nemesis):
         )
         return done(op, fault, nodes, what, **data)
 
-    def _tear(self, node: str, seed: int) -> list[dict[str, Any]]:
-        """A torn power failure on one node's fault file systems (the target is dead): the
-        first one, in order of un-fsynced bytes, that has a write to tear tears it; every
-        other is dropped whole, as in a power failure. Their answers."""
+    def _tear(self, cluster: Cluster, node: str, seed: int) -> list[dict[str, Any]]:
+        """A torn power failure on one node, as LazyFS cuts it: the next write to a file
+        matching --torn-file (any file by default) is held before it returns, the target is
+        killed in the middle of it, and that write is torn; every other un-fsynced byte is
+        dropped. A correct store fsyncs right after it writes, so waiting for a write is what
+        makes the tear land on one it has not yet made durable. When no write comes within
+        TRAP_WAIT_S, the newest un-fsynced write to a matching file is torn, if there is one.
+        The answers of the node's fault file systems, the tearing one first."""
         mounts = self.control.of(node)
         if not mounts:
             raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
-        mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
-        line = f"torn-write {seed} {self.torn_parts}"
-        if self.torn_file:
-            line += f" {self.torn_file}"
-        answers: list[dict[str, Any]] = []
-        for m in mounts:
-            done_already = any(a.get("torn") for a in answers)
-            answers.append(m.command("drop-unsynced" if done_already else line))
+        killer: _Killer | None = None
+        try:
+            for m in mounts:
+                m.command(f"trap {self.torn_file or '*'}")
+            held = None
+            deadline = time.monotonic() + TRAP_WAIT_S
+            while held is None and time.monotonic() < deadline:
+                held = next((m for m in mounts if m.command("status").get("trapped")), None)
+                if held is None:
+                    time.sleep(0.01)
+            killer = self._kill_in_flight(cluster, node) if held is not None else None
+            if killer is None:
+                self.target.kill(cluster, node)
+            if held is not None:
+                mounts.remove(held)
+                mounts.insert(0, held)
+            else:
+                mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
+            line = f"torn-write {seed} {self.torn_parts}"
+            if self.torn_file:
+                line += f" {self.torn_file}"
+            answers: list[dict[str, Any]] = []
+            for m in mounts:
+                done_already = any(a.get("torn") for a in answers)
+                answers.append(m.command("drop-unsynced" if done_already else line))
+        finally:
+            for m in mounts:  # what waited behind the held write fails: its caller is dead
+                with contextlib.suppress(OSError):
+                    m.command("release")
+        if killer is not None:
+            killer.join(KILL_WAIT_S)
+            if killer.is_alive() or killer.error is not None:
+                raise OSError(errno.EIO, f"{node}: killing {self.target.name}: {killer.error}")
         return answers
+
+    def _kill_in_flight(self, cluster: Cluster, node: str) -> _Killer:
+        """Kill the target while its write is held. Its threads that wait on the held write
+        (or on the file's lock behind it) cannot exit until the fault file system answers, so
+        the kill runs beside the tear: signalled now, its death awaited after the release.
+        Returns once the process is gone or has had HELD_KILL_S to take the signal."""
+        pid = self.target.pid(cluster, node)
+        killer = _Killer(lambda: self.target.kill(cluster, node))
+        killer.start()
+        deadline = time.monotonic() + HELD_KILL_S
+        while time.monotonic() < deadline and (pid is None or faultmount.alive(pid)):
+            if _fatal_signal_pending(pid):
+                break
+            time.sleep(0.01)
+        return killer
 
     @staticmethod
     def _torn_shown(d: dict[str, Any]) -> str:
@@ -250,7 +333,8 @@ class DiskNemesis(Nemesis):
         if torn is None:
             return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
         return (
-            f"; tore the newest un-fsynced write to {torn['file']} ({torn['length']} B at "
+            f"; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
+            f" to {torn['file']} ({torn['length']} B at "
             f"{torn['offset']}) into {len(torn['parts'])} parts, kept part(s) "
             f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
             f"({torn['persisted_bytes']} B)"
@@ -397,8 +481,8 @@ class DiskFaults(FaultPackage):
             "torn-file",
             "str",
             None,
-            "torn-write: which file's newest un-fsynced write is torn, a glob relative to the "
-            "target's data directory (default: the file with the most un-fsynced bytes)",
+            "torn-write: whose write is torn, a glob relative to the target's data directory "
+            "(default: any file; the next write is held and the power cut in the middle of it)",
             metavar="GLOB",
         ),
         Option(
