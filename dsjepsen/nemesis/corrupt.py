@@ -250,10 +250,10 @@ def _last_line(text: str) -> str:
 
 class FileFaults(FaultPackage):
     """Bit flips and truncation of a minority's data files while their target is stopped.
-    They heal with the process faults' order: a restart, after the network is whole."""
+    They heal last (a restart, after the network, the disks and the killed processes)."""
 
     family: ClassVar[str] = FAMILY
-    heal_order: ClassVar[int] = 30
+    heal_order: ClassVar[int] = 35
     options: ClassVar[tuple[Option, ...]] = (
         Option(
             "corrupt-file",
