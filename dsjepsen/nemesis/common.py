@@ -68,6 +68,42 @@ def process_nodes(target: Target, cluster: Cluster) -> list[str]:
     return [n for n in cluster.names if n in mine] or list(cluster.names)
 
 
+#: how long after a restart the target is looked at (`observe_restart`): long enough for a
+#: store that checks its files at start to have read them and stopped
+OBSERVE_S = 3.0
+
+
+def observe_restart(target: Target, cluster: Cluster, node: str) -> dict[str, Any]:
+    """Whether the target restarted on `node` runs, and if it has exited, its log's last lines:
+    what a store did about damage to its files (refused to start, crashed, carried on). Asked
+    OBSERVE_S after the restart; through the node's remote, so on any kind of node."""
+    remote = cluster.remote(node)
+    pid = target.pid(cluster, node)
+    running = pid is not None and (
+        remote.run(["test", "-d", f"/proc/{pid}"], timeout=30.0, check=False).exit == 0
+    )
+    seen: dict[str, Any] = {"running": running}
+    if not running:
+        logs = target.log_files(cluster, node)
+        if logs:
+            res = remote.run(["tail", "-n", "4", "--", logs[0]], timeout=30.0, check=False)
+            seen["log_tail"] = res.stdout.strip()[-800:]
+    return seen
+
+
+def restart_shown(after: dict[str, dict[str, Any]]) -> str:
+    """`observe_restart`'s findings in words: "n1 runs; n2 exited (its last log line)"."""
+
+    def last(text: str) -> str:
+        lines = [line for line in text.splitlines() if line.strip()]
+        return lines[-1][-300:] if lines else "no log"
+
+    return "; ".join(
+        f"{n} runs" if a["running"] else f"{n} exited ({last(a.get('log_tail', ''))})"
+        for n, a in after.items()
+    )
+
+
 def find_leader(target: Target, cluster: Cluster) -> tuple[str | None, str]:
     """(leader, "") when the target names a node of the cluster, else (None, reason)."""
     try:

@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
-from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done, process_nodes
+from dsjepsen.nemesis.common import (
+    OBSERVE_S,
+    done,
+    fault_name,
+    maybe_done,
+    not_done,
+    observe_restart,
+    process_nodes,
+    restart_shown,
+)
 from dsjepsen.nemesis.process import choose, on_nodes, share
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Target
@@ -45,10 +54,7 @@ if TYPE_CHECKING:
 FAMILY = "file"
 DEFAULT_BITFLIPS = 1
 DEFAULT_TRUNCATE_MAX = 4096
-#: how long after the restart the target is looked at: long enough for a store that checks
-#: its files at start to have read them and stopped
-OBSERVE_S = 3.0
-#: remote commands: listing a data directory, changing one file, reading a log's tail
+#: remote commands: listing a data directory, changing one file
 TIMEOUT_S = 30.0
 
 # Flips bits in place and fsyncs: argv[1] the file, then OFFSET:BIT pairs; prints
@@ -199,22 +205,6 @@ class FileNemesis(Nemesis):
     def _restart(self, cluster: Cluster, node: str) -> None:
         self.target.start(cluster, node)
 
-    def _observe(self, cluster: Cluster, node: str) -> dict[str, Any]:
-        """Whether the restarted target runs, and if it has exited, its log's last lines: what
-        the store did about the damage (refused to start, crashed, carried on)."""
-        remote = cluster.remote(node)
-        pid = self.target.pid(cluster, node)
-        running = pid is not None and (
-            remote.run(["test", "-d", f"/proc/{pid}"], timeout=TIMEOUT_S, check=False).exit == 0
-        )
-        seen: dict[str, Any] = {"running": running}
-        if not running:
-            logs = self.target.log_files(cluster, node)
-            if logs:
-                res = remote.run(["tail", "-n", "4", "--", logs[0]], timeout=TIMEOUT_S, check=False)
-                seen["log_tail"] = res.stdout.strip()[-800:]
-        return seen
-
     def _stop(self, cluster: Cluster, op: Op, fault: str) -> Op:
         nodes = list(self.faulted)
         if not nodes:
@@ -227,12 +217,8 @@ class FileNemesis(Nemesis):
         if errors:
             return maybe_done(op, fault, nodes, f"restart {', '.join(nodes)}", "; ".join(errors))
         time.sleep(OBSERVE_S)
-        after = {n: self._observe(cluster, n) for n in restarted}
-        shown = "; ".join(
-            f"{n} runs" if a["running"] else f"{n} exited ({_last_line(a.get('log_tail', ''))})"
-            for n, a in after.items()
-        )
-        what = f"restarted {self.target.name} on {', '.join(restarted)}: {shown}"
+        after = {n: observe_restart(self.target, cluster, n) for n in restarted}
+        what = f"restarted {self.target.name} on {', '.join(restarted)}: {restart_shown(after)}"
         return done(op, fault, restarted, what, after=after)
 
     def heal(self, cluster: Cluster) -> None:
@@ -241,11 +227,6 @@ class FileNemesis(Nemesis):
             for n, e in outcome.items():
                 if e is None:
                     self.faulted.remove(n)
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else "no log"
 
 
 class FileFaults(FaultPackage):

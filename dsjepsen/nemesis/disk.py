@@ -40,7 +40,16 @@ from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
-from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done, process_nodes
+from dsjepsen.nemesis.common import (
+    OBSERVE_S,
+    done,
+    fault_name,
+    maybe_done,
+    not_done,
+    observe_restart,
+    process_nodes,
+    restart_shown,
+)
 from dsjepsen.nemesis.process import SCOPES, choose, on_nodes, share
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Target
@@ -420,6 +429,10 @@ class DiskNemesis(Nemesis):
             data["restarted"] = sorted(self.restarted)
             what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
             what += "which had exited while its disk failed"
+        if self.kind == "torn-write":  # did the store come back from the tear, or not?
+            time.sleep(OBSERVE_S)
+            data["after"] = {n: observe_restart(self.target, cluster, n) for n in undone}
+            what += f": {restart_shown(data['after'])}"
         if not powered:
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
         return done(op, fault, undone, what, **data)
