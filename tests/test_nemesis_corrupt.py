@@ -68,7 +68,7 @@ def test_bitflip_flips_exactly_the_recorded_bits_and_raft_kv_refuses_the_log(raf
     assert stopped.type == "ok" and stopped.value["nodes"] == [node]
     seen = stopped.value["after"][node]
     if flip["offset"] == rec["size"] - 1:  # the last newline: a torn tail, cut (1 in ~2000)
-        assert seen["running"], seen
+        assert seen["serving"], seen
     else:
         assert not seen["running"], (seen, rec)
         assert "refusing to start" in seen["log_tail"] and "fails its checksum" in seen["log_tail"]
@@ -96,7 +96,7 @@ def test_truncate_cuts_the_recorded_bytes_and_raft_kv_cuts_its_tail(raftkv):
     path = os.path.join(target.data_dir(cluster.node(node)), "log.jsonl")
     assert os.path.getsize(path) == rec["truncated_to"]
     stopped = nem.invoke(cluster, _op("stop-file", "file-truncate"))
-    assert stopped.type == "ok" and stopped.value["after"][node]["running"], stopped.value
+    assert stopped.type == "ok" and stopped.value["after"][node]["serving"], stopped.value
     target.wait_ready(cluster)
 
 

@@ -164,7 +164,7 @@ def test_torn_write_cuts_the_power_in_the_middle_of_a_log_write(raftkv_on_disk):
     assert target.pid(cluster, node) is None, f"{node} still runs after its power failed"
     stopped = nem.invoke(cluster, _op("stop-disk", "torn-write"))
     assert stopped.type == "ok" and stopped.value["nodes"] == [node]
-    assert stopped.value["after"] == {node: {"running": True}}, stopped.value  # it recovered
+    assert stopped.value["after"] == {node: {"running": True, "serving": True}}, stopped.value
     target.wait_ready(cluster)
     assert acked, "no write was acknowledged"
     client = target.client(cluster, node)

@@ -28,13 +28,11 @@ from __future__ import annotations
 import fnmatch
 import random
 import threading
-import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import (
-    OBSERVE_S,
     done,
     fault_name,
     maybe_done,
@@ -216,7 +214,6 @@ class FileNemesis(Nemesis):
         errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
         if errors:
             return maybe_done(op, fault, nodes, f"restart {', '.join(nodes)}", "; ".join(errors))
-        time.sleep(OBSERVE_S)
         after = {n: observe_restart(self.target, cluster, n) for n in restarted}
         what = f"restarted {self.target.name} on {', '.join(restarted)}: {restart_shown(after)}"
         return done(op, fault, restarted, what, after=after)

@@ -41,7 +41,6 @@ from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
 from dsjepsen.nemesis.common import (
-    OBSERVE_S,
     done,
     fault_name,
     maybe_done,
@@ -430,7 +429,6 @@ class DiskNemesis(Nemesis):
             what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
             what += "which had exited while its disk failed"
         if self.kind == "torn-write":  # did the store come back from the tear, or not?
-            time.sleep(OBSERVE_S)
             data["after"] = {n: observe_restart(self.target, cluster, n) for n in undone}
             what += f": {restart_shown(data['after'])}"
         if not powered:
