@@ -295,8 +295,11 @@ class DiskNemesis(Nemesis):
                 held = next((m for m in mounts if m.command("status").get("trapped")), None)
                 if held is None:
                     time.sleep(0.01)
-            killer = self._kill_in_flight(cluster, node) if held is not None else None
-            if killer is None:
+            if held is not None:
+                killer = self._kill_in_flight(cluster, node)
+            else:  # nothing came: disarm first, so that no write is held while it dies
+                for m in mounts:
+                    m.command("release")
                 self.target.kill(cluster, node)
             if held is not None:
                 mounts.remove(held)
