@@ -223,6 +223,10 @@ def test_a_torn_tail_is_cut_and_a_hole_of_zeros_is_a_torn_tail(tmp_path, caplog)
     # the file ending inside a record (its last part never written): cut as well
     (tmp_path / "log.jsonl").write_bytes(raw[:-7])
     assert Storage(str(tmp_path)).last_index == 4
+    # a write torn at a sector boundary one byte into the last record: its first byte a hole
+    start = len(b"".join(lines[:4]))
+    (tmp_path / "log.jsonl").write_bytes(raw[:start] + b"\0" + raw[start + 1 :])
+    assert Storage(str(tmp_path)).last_index == 4
 
 
 def test_a_corrupted_term_or_vote_is_refused(tmp_path):

@@ -25,9 +25,9 @@ wheel with no dependency of its own. pyfuse3 needs a C build against libfuse3-de
 fusepy is unmaintained and libfuse 2 only.
 
 The process serves a Unix socket beside its state (one JSON object per line each way):
-`drop-unsynced`, `trap GLOB` (hold the next write to a matching file: the power is cut in the
-middle of it), `torn-write SEED PARTS [GLOB]` (a power failure that tears the held write, or
-else the newest un-fsynced write to one file), `release`, `stall MS`, `error`, `full`, `heal`,
+`drop-unsynced`, `trap SECTOR GLOB` (hold the next write to a matching file that spans two
+sectors: the power is cut in the middle of it), `torn-write SEED PARTS SECTOR [GLOB]` (a power
+failure that tears the held write, or else the newest un-fsynced write to one file), `release`, `stall MS`, `error`, `full`, `heal`,
 `status`, `ping`. A crash of this
 process leaves a dead mount ("Transport endpoint is not connected"); faultmount.py, the
 controller's side (mounting, commanding, unmounting), detaches it on every heal path.
@@ -110,6 +110,7 @@ class FaultState:
         #: written, its caller not answered) and every operation after it waits, so that the
         #: controller can cut the power in the middle of that write
         self.trap: str | None = None
+        self.trap_sector = 0
         self.trapped: dict[str, Any] | None = None  # the held write: file, inode, offset, length
         self.released = threading.Event()
         self.released.set()
@@ -170,10 +171,11 @@ class FaultState:
             names = self._undo_names()
             return self._roll_back(names, self._inodes())
 
-    def torn_write(self, seed: int, parts: int, pattern: str | None) -> dict[str, Any]:
+    def torn_write(self, seed: int, parts: int, sector: int, pattern: str | None) -> dict[str, Any]:
         """A power failure that tears one write (LazyFS's torn-op): every file and name goes
         back to its last fsync, except that of the newest un-fsynced write to one file, split
-        into `parts` equal parts, a random non-empty proper subset (from `seed`) persists.
+        at `sector` boundaries (or, with sector 0, into `parts` equal parts: `spans`), a
+        random non-empty proper subset (from `seed`) persists.
         The file is the one whose path relative to the mount matches `pattern` (fnmatch; the
         one with most un-fsynced bytes among several), or, with no pattern, the one with most
         un-fsynced bytes. What was undone, plus "torn": the file, offset, length, parts and
@@ -203,7 +205,7 @@ class FaultState:
                 )
                 return answer
             _bytes, rel, path, (offset, data) = max(candidates)
-            answer["torn"] = tear(path, rel, offset, data, parts, random.Random(seed))
+            answer["torn"] = tear(path, rel, offset, data, parts, sector, random.Random(seed))
             answer["torn"]["held"] = held is not None  # cut in the middle of the write
             return answer
 
@@ -289,11 +291,16 @@ class FaultState:
 
     def hold(self, path: str, ino: int, offset: int, length: int) -> bool:
         """After a write to `path` (relative): whether it springs the trap. The first write that
-        matches is the held one; the caller then waits on `released` outside the lock."""
+        matches and can tear (it spans two sectors) is the held one; the caller then waits on
+        `released` outside the lock."""
         with self.lock:
             if self.trap is None:
                 return False
-            if self.trapped is None and fnmatch.fnmatchcase(path, self.trap):
+            if (
+                self.trapped is None
+                and fnmatch.fnmatchcase(path, self.trap)
+                and len(spans(offset, length, 2, self.trap_sector)) > 1  # it can tear
+            ):
                 self.trapped = {"file": path, "inode": ino, "offset": offset, "length": length}
             return self.trapped is not None
 
@@ -327,13 +334,14 @@ class FaultState:
             return {"ok": True, **self.status()}
         if cmd == "drop-unsynced":
             return {"ok": True, **self.drop_unsynced()}
-        if cmd == "torn-write":  # torn-write SEED PARTS [GLOB]
-            if len(args) < 2 or not args[0].isdigit() or not args[1].isdigit():
-                return {"ok": False, "error": "torn-write takes a seed, a part count, a glob"}
+        if cmd == "torn-write":  # torn-write SEED PARTS SECTOR [GLOB]
+            if len(args) < 3 or not all(a.isdigit() for a in args[:3]):
+                return {"ok": False, "error": "torn-write takes a seed, parts, a sector, a glob"}
             if not 2 <= int(args[1]) <= 64:
                 return {"ok": False, "error": "torn-write: parts must be 2..64"}
-            pattern = " ".join(args[2:]) or None
-            return {"ok": True, **self.torn_write(int(args[0]), int(args[1]), pattern)}
+            pattern = " ".join(args[3:]) or None
+            seed, parts, sector = (int(a) for a in args[:3])
+            return {"ok": True, **self.torn_write(seed, parts, sector, pattern)}
         if cmd == "stall":
             if len(args) != 1 or not args[0].isdigit():
                 return {"ok": False, "error": "stall takes one whole number of milliseconds"}
@@ -342,11 +350,12 @@ class FaultState:
         if cmd in ("error", "full"):
             self.fault = cmd
             return {"ok": True, "fault": cmd}
-        if cmd == "trap":  # trap GLOB
-            if not args:
-                return {"ok": False, "error": "trap takes a glob"}
+        if cmd == "trap":  # trap SECTOR GLOB
+            if len(args) < 2 or not args[0].isdigit():
+                return {"ok": False, "error": "trap takes a sector size and a glob"}
             with self.lock:
-                self.trap, self.trapped = " ".join(args), None
+                self.trap, self.trapped = " ".join(args[1:]), None
+                self.trap_sector = int(args[0])
                 self.released.clear()
             return {"ok": True, "trap": self.trap}
         if cmd == "release":
@@ -359,31 +368,54 @@ class FaultState:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
+def spans(offset: int, length: int, parts: int, sector: int) -> list[tuple[int, int]]:
+    """How a write of `length` bytes at `offset` may tear, as (start, end) within it: at the
+    file's `sector` boundaries (a disk writes a sector whole or not at all: etcd's WAL and
+    PostgreSQL's full-page writes assume so), or, with sector 0, into `parts` equal parts at
+    any byte (LazyFS's torn-op, which such a disk never does; the last part takes the rest)."""
+    if sector > 0:
+        out, pos, end = [], offset, offset + length
+        while pos < end:
+            nxt = min(end, (pos // sector + 1) * sector)
+            out.append((pos - offset, nxt - offset))
+            pos = nxt
+        return out
+    parts = max(1, min(parts, length))
+    step = length // parts
+    return [(i * step, length if i == parts - 1 else (i + 1) * step) for i in range(parts)]
+
+
 def tear(
-    path: str, rel: str, offset: int, data: bytes, parts: int, rng: random.Random
+    path: str,
+    rel: str,
+    offset: int,
+    data: bytes,
+    parts: int,
+    sector: int,
+    rng: random.Random,
 ) -> dict[str, Any]:
-    """Write back a random non-empty proper subset of `data`'s `parts` equal parts (the last
-    takes the remainder) at `offset` in `path` (already rolled back to its last fsync), and
-    fsync it; what persisted. A part beyond the rolled-back end leaves a hole of zeros before
-    it, as a file system that persisted the size but not every block would. A write shorter
-    than `parts` bytes is split into bytes; a one-byte write cannot tear and is dropped."""
-    parts = max(1, min(parts, len(data)))
-    step = len(data) // parts
-    spans = [(i * step, (len(data) if i == parts - 1 else (i + 1) * step)) for i in range(parts)]
-    kept = sorted(rng.sample(range(parts), rng.randint(1, parts - 1))) if parts > 1 else []
+    """Write back a random non-empty proper subset of `data`'s parts (`spans`) at `offset` in
+    `path` (already rolled back to its last fsync), and fsync it; what persisted. A part
+    beyond the rolled-back end leaves a hole of zeros before it, as a file system that
+    persisted the size but not every block would. A write of one part cannot tear and is
+    dropped whole."""
+    cut = spans(offset, len(data), parts, sector)
+    n = len(cut)
+    kept = sorted(rng.sample(range(n), rng.randint(1, n - 1))) if n > 1 else []
     if kept:
         with open(path, "r+b") as fh:
             for i in kept:
-                start, end = spans[i]
+                start, end = cut[i]
                 os.pwrite(fh.fileno(), data[start:end], offset + start)
             os.fsync(fh.fileno())
     return {
         "file": rel,
         "offset": offset,
         "length": len(data),
-        "parts": [[offset + a, b - a] for a, b in spans],
+        "sector": sector,
+        "parts": [[offset + a, b - a] for a, b in cut],
         "persisted": kept,
-        "persisted_bytes": sum(spans[i][1] - spans[i][0] for i in kept),
+        "persisted_bytes": sum(cut[i][1] - cut[i][0] for i in kept),
     }
 
 

@@ -61,6 +61,9 @@ FAMILY = "disk"
 DEFAULT_STALL_MS = 200
 #: torn-write: how many equal parts the torn write is split into (LazyFS's torn-op example)
 DEFAULT_TORN_PARTS = 3
+#: torn-write: a disk writes a sector whole or not at all, so a write tears at the file's
+#: 512-byte boundaries (0: anywhere, into --torn-parts equal parts)
+DEFAULT_TORN_SECTOR = 512
 #: torn-write: how long to wait for the target's next write to tear before cutting the power
 TRAP_WAIT_S = 5.0
 #: torn-write: how long the held write's process is given to take its SIGKILL before the tear
@@ -178,6 +181,7 @@ class DiskNemesis(Nemesis):
         stall_ms: int,
         torn_file: str | None = None,
         torn_parts: int = DEFAULT_TORN_PARTS,
+        torn_sector: int = DEFAULT_TORN_SECTOR,
     ) -> None:
         self.name = name
         self.target = target
@@ -186,6 +190,7 @@ class DiskNemesis(Nemesis):
         self.stall_ms = stall_ms
         self.torn_file = torn_file
         self.torn_parts = torn_parts
+        self.torn_sector = torn_sector
         self.fs = (f"start-{FAMILY}", f"stop-{FAMILY}")
         self.kind, _, scope = name.partition("-")
         if self.kind in ("power", "torn"):  # power-failure[-scope], torn-write[-scope]
@@ -267,7 +272,9 @@ class DiskNemesis(Nemesis):
         )
         if self.kind == "torn-write":
             data["torn_file"] = self.torn_file
-            data["verified"] = all(d.get("torn") for d in dropped.values())
+            data["verified"] = all(
+                d.get("torn") and d["torn"]["persisted"] for d in dropped.values()
+            )
         what = (
             f"power failure on {share(len(nodes), len(self._disks(cluster)))}: killed "
             f"{self.target.name} and dropped what it had not fsynced: {shown}"
@@ -288,7 +295,7 @@ class DiskNemesis(Nemesis):
         killer: _Killer | None = None
         try:
             for m in mounts:
-                m.command(f"trap {self.torn_file or '*'}")
+                m.command(f"trap {self.torn_sector} {self.torn_file or '*'}")
             held = None
             deadline = time.monotonic() + TRAP_WAIT_S
             while held is None and time.monotonic() < deadline:
@@ -306,7 +313,7 @@ class DiskNemesis(Nemesis):
                 mounts.insert(0, held)
             else:
                 mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
-            line = f"torn-write {seed} {self.torn_parts}"
+            line = f"torn-write {seed} {self.torn_parts} {self.torn_sector}"
             if self.torn_file:
                 line += f" {self.torn_file}"
             answers: list[dict[str, Any]] = []
@@ -345,8 +352,8 @@ class DiskNemesis(Nemesis):
             return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
         return (
             f"; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
-            f" to {torn['file']} ({torn['length']} B at "
-            f"{torn['offset']}) into {len(torn['parts'])} parts, kept part(s) "
+            f" to {torn['file']} ({torn['length']} B at {torn['offset']}) into "
+            f"{len(torn['parts'])} {'sector ' if torn.get('sector') else ''}parts, kept part(s) "
             f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
             f"({torn['persisted_bytes']} B)"
         )
@@ -500,10 +507,20 @@ class DiskFaults(FaultPackage):
             metavar="GLOB",
         ),
         Option(
+            "torn-sector",
+            "int",
+            DEFAULT_TORN_SECTOR,
+            "torn-write: a write tears at the file's boundaries of this many bytes (a disk "
+            "writes a sector whole); 0: anywhere, into --torn-parts equal parts (LazyFS's "
+            "torn-op, which such a disk never does)",
+            minimum=0,
+            maximum=1 << 20,
+        ),
+        Option(
             "torn-parts",
             "int",
             DEFAULT_TORN_PARTS,
-            "torn-write: how many equal parts the write is split into (some, not all, persist)",
+            "torn-write with --torn-sector 0: how many equal parts the write is split into",
             minimum=2,
             maximum=64,
         ),
@@ -579,7 +596,9 @@ class DiskFaults(FaultPackage):
         stall = int(options.get("disk-stall-ms") or DEFAULT_STALL_MS)
         torn_file = options.get("torn-file") or None
         parts = int(options.get("torn-parts") or DEFAULT_TORN_PARTS)
-        return DiskNemesis(name, target, control, rng, stall, torn_file, parts)
+        sector = options.get("torn-sector")
+        sector = DEFAULT_TORN_SECTOR if sector is None else int(sector)
+        return DiskNemesis(name, target, control, rng, stall, torn_file, parts, sector)
 
     def took_effect(self, completion: Op) -> bool:
         """An `ok` start that dropped on the chosen nodes (power failure), tore a write on

@@ -11,8 +11,10 @@ Every log record and the metadata carry a CRC-32, so that recovery can tell the 
 record can be unreadable apart (the distinction of Alagappan et al., "Protocol-Aware Recovery
 for Consensus-Based Storage", FAST 2018, and of etcd's WAL):
 
-* a **torn tail**: the file ends inside the record, or the record holds a run of zero bytes
-  (a hole: blocks a power failure never wrote). It was never fsynced, so never acknowledged,
+* a **torn tail**: the file ends inside the record, or the record holds a zero byte (a hole:
+  sectors a power failure never wrote, as small as one byte of the record's first sector;
+  records are printable ASCII, and no single bit flip of the characters JSON and the
+  checksum use here makes a zero byte). It was never fsynced, so never acknowledged,
   and neither was anything written after it (an fsync would have made the hole durable too):
   the record and everything after it are cut off, and the node says so in its log.
 * **corruption**: a whole record (newline-terminated, no hole) whose checksum or JSON fails.
@@ -124,7 +126,7 @@ class Storage:
                 self.entries.append(entry)
                 good = end + 1
                 continue
-            if end >= 0 and b"\0\0" not in line:
+            if end >= 0 and b"\0" not in line:
                 raise CorruptLog(
                     f"{log_path}: record {len(self.entries) + 1} (bytes {good}..{end}) fails "
                     "its checksum and is no torn tail: the log is corrupt"
