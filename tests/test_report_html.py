@@ -258,3 +258,25 @@ def test_summary_says_which_consistency_was_checked_and_at_which_scope() -> None
     per_key_fail = {**per_key_pass, "valid": False}
     assert "a violation on one key is a violation of the whole history" in checked_for(per_key_fail)
     assert checked_for({"checks": {"stats": {"valid": True, "details": {}}}}) is None
+
+
+def test_what_was_tested_gives_each_fault_windows_ok_latency(tmp_path: Path) -> None:
+    """Per fault window: ops invoked under it, ok ones, and their p50 / p99 latency, which must
+    be those of the ok ops invoked inside the window."""
+    import numpy as np
+
+    from dsjepsen.reports.rundata import load_run_dir
+
+    run = build_run_dir(tmp_path / "store", n_ops=3000, verdict="valid")
+    page = render_run_report(run).read_text()
+    rows = re.findall(r"<tr><td class=\"n\">(\d+)</td>.*?</tr>", page.split('id="tested-table"')[1])
+    assert rows
+    data = load_run_dir(run)
+    w = [w for w in data.faults if w.id == int(rows[0]) - 1][0]
+    lat = [
+        (o.complete.time - o.invoke.time) / 1e6
+        for o in data.operations
+        if o.type == "ok" and w.start <= o.invoke.time <= w.end
+    ]
+    p50, p99 = np.percentile(lat, [50, 99])
+    assert f"{p50:.1f} / {p99:.1f} ms" in page

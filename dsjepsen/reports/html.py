@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 from markupsafe import Markup
 
 from dsjepsen import __version__
@@ -58,8 +59,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 #: the inline scripts and styles of report.html, in page order; the CSP allows exactly these
 REPORT_SCRIPTS = ("errors.js", "timeline.js")
 REPORT_STYLES = ("report.css",)
-#: the rest of the report's policy: nothing may be fetched, nothing framed or posted
-REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'"
+#: the rest of the report's policy: nothing framed or posted, nothing fetched but, for a page
+#: of a long run served by `dsjepsen serve`, the stretches it summarised, from the same server
+#: (report.html?window=A,B: connect-src 'self')
+REPORT_POLICY_BASE = (
+    "default-src 'none'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
 #: anomalies after the first get their diagram inside their (closed) table row; past this
 #: many the row shows the linearization table only (the page stays fast to render and open)
 MAX_DIAGRAMS = 60
@@ -310,20 +315,28 @@ def linearizations(run: RunData, anomalies: list[anomaly_mod.Anomaly]) -> dict[s
 
 
 def what_was_tested(run: RunData, df: Any) -> list[dict[str, Any]]:
-    """Per fault window that took effect: how many client ops ran under it and how many of
-    them succeeded: how hard the run pushed (a valid verdict under no load proves little)."""
+    """Per fault window that took effect: how many client ops ran under it, how many of
+    them succeeded and how fast (p50 / p99 latency of the ok ones, real clocks only): how hard
+    the run pushed (a valid verdict under no load proves little) and what the fault cost."""
     rows = []
     calls = df["call_t"].to_numpy()
     ok = (df["type"] == "ok").to_numpy()
+    lat = df["latency"].to_numpy()
     for w in run.faults:
         inside = (calls >= w.start) & (calls <= w.end)
         n = int(inside.sum())
+        done = lat[inside & ok]
+        latency = None
+        if len(done) and not run.logical_time:
+            p50, p99 = np.percentile(done, [50, 99])
+            latency = f"{p50:.1f} / {p99:.1f} ms"
         rows.append(
             {
                 "w": w,
                 "ops": n,
                 "ok": int((inside & ok).sum()),
                 "avail": (float((inside & ok).sum()) / n) if n else None,
+                "latency": latency,
             }
         )
     return rows
