@@ -283,7 +283,8 @@ class DiskNemesis(Nemesis):
 
     def _tear(self, cluster: Cluster, node: str, seed: int) -> list[dict[str, Any]]:
         """A torn power failure on one node, as LazyFS cuts it: the next write to a file
-        matching --torn-file (any file by default) is held before it returns, the target is
+        matching --torn-file (any file by default) that can tear (it spans two sectors) is
+        held before it returns, the target is
         killed in the middle of it, and that write is torn; every other un-fsynced byte is
         dropped. A correct store fsyncs right after it writes, so waiting for a write is what
         makes the tear land on one it has not yet made durable. When no write comes within
@@ -304,14 +305,12 @@ class DiskNemesis(Nemesis):
                     time.sleep(0.01)
             if held is not None:
                 killer = self._kill_in_flight(cluster, node)
+                mounts.remove(held)
+                mounts.insert(0, held)
             else:  # nothing came: disarm first, so that no write is held while it dies
                 for m in mounts:
                     m.command("release")
                 self.target.kill(cluster, node)
-            if held is not None:
-                mounts.remove(held)
-                mounts.insert(0, held)
-            else:
                 mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
             line = f"torn-write {seed} {self.torn_parts} {self.torn_sector}"
             if self.torn_file:
