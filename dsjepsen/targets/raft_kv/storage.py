@@ -49,12 +49,12 @@ LOG = "log.jsonl"
 #: the exit status of a node whose disk failed it
 EXIT_DISK = 70
 #: the exit status of a node that found its log or metadata corrupted
-EXIT_CORRUPT = 71
+EXIT_CORRUPT = serverkit.EXIT_CORRUPT
 
 log = logging.getLogger("raft-kv")
 
 
-class CorruptLog(Exception):
+class CorruptLog(serverkit.CorruptData):
     """The log or metadata holds a record that fails its checksum and is no torn tail."""
 
 
@@ -117,27 +117,22 @@ class Storage:
             return
         with open(log_path, "rb") as fh:
             raw = fh.read()
-        good = 0
-        while good < len(raw):
-            end = raw.find(b"\n", good)
-            line = raw[good:] if end < 0 else raw[good:end]
-            entry = _parse(line) if end >= 0 else None
-            if entry is not None:
-                self.entries.append(entry)
-                good = end + 1
-                continue
-            if end >= 0 and b"\0" not in line:
-                raise CorruptLog(
-                    f"{log_path}: record {len(self.entries) + 1} (bytes {good}..{end}) fails "
-                    "its checksum and is no torn tail: the log is corrupt"
-                )
+        try:
+            payloads, good = serverkit.read_records(raw, log_path)
+        except serverkit.CorruptData as e:
+            raise CorruptLog(f"{e}: the log is corrupt") from None
+        for payload in payloads:
+            entry = _parse(payload)
+            if entry is None:  # its checksum held: written so, not damaged since
+                raise CorruptLog(f"{log_path}: entry {len(self.entries) + 1} is not an entry")
+            self.entries.append(entry)
+        if good != len(raw):
             log.warning(
                 "log: cutting a torn tail at byte %d (%d B, never fsynced) after entry %d",
                 good,
                 len(raw) - good,
                 len(self.entries),
             )
-            break
         if good != len(raw):
             with open(log_path, "r+b") as fh:
                 fh.truncate(good)
@@ -200,20 +195,17 @@ class Storage:
 
     @staticmethod
     def _line(e: Entry) -> bytes:
-        """`<crc32 hex>:<json>\n`: one record, checked on recovery."""
+        """One sealed record (`<crc32 hex>:<json>\n`), checked on recovery."""
         payload = json.dumps({"t": e.term, "c": e.cmd}, separators=(",", ":")).encode()
-        return checksum(payload).encode() + b":" + payload + b"\n"
+        return serverkit.seal(payload) + b"\n"
 
     def close(self) -> None:
         with self._lock:
             self._fh.close()
 
 
-def _parse(line: bytes) -> Entry | None:
-    """One log record, or None when its checksum or JSON fails."""
-    crc, sep, payload = line.partition(b":")
-    if not sep or crc.decode("ascii", "replace") != checksum(payload):
-        return None
+def _parse(payload: bytes) -> Entry | None:
+    """One log entry from a record's verified payload, or None when it is not one."""
     try:
         d = json.loads(payload)
         return Entry(int(d["t"]), d["c"])
