@@ -208,13 +208,17 @@ class FileNemesis(Nemesis):
         if not nodes:
             return done(op, fault, [], "nothing to undo: no node is stopped")
         outcome = on_nodes(nodes, lambda n: self._restart(cluster, n))
-        restarted = [n for n in nodes if outcome[n] is None]
+        # A start that fails because the store exited at once is the store's answer to the
+        # damage (a refusal), not a failure to undo the fault: it is observed like the rest.
+        after = {n: observe_restart(self.target, cluster, n) for n in nodes}
+        restarted = [n for n in nodes if outcome[n] is None or not after[n]["running"]]
         for n in restarted:
             self.faulted.remove(n)
-        errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
+            if outcome[n] is not None:
+                after[n]["start_error"] = str(outcome[n])[-300:]
+        errors = [f"{n}: {outcome[n]}" for n in nodes if n not in restarted]
         if errors:
             return maybe_done(op, fault, nodes, f"restart {', '.join(nodes)}", "; ".join(errors))
-        after = {n: observe_restart(self.target, cluster, n) for n in restarted}
         what = f"restarted {self.target.name} on {', '.join(restarted)}: {restart_shown(after)}"
         return done(op, fault, restarted, what, after=after)
 

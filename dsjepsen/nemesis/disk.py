@@ -417,6 +417,15 @@ class DiskNemesis(Nemesis):
         lag = self._commit_lag(cluster) if self.kind == "disk-stall" else {}
         self.restarted = []
         outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
+        after: dict[str, dict[str, Any]] = {}
+        if self.kind == "torn-write":  # did the store come back from the tear, or not?
+            # a start that fails because the store exited at once is its answer to the tear
+            # (a refusal), not a failure to restore the power: observed like the rest
+            after = {n: observe_restart(self.target, cluster, n) for n in nodes}
+            for n in nodes:
+                if outcome[n] is not None and not after[n]["running"]:
+                    after[n]["start_error"] = str(outcome[n])[-300:]
+                    outcome[n] = None
         undone = [n for n in nodes if outcome[n] is None]
         for n in undone:
             self.faulted.remove(n)
@@ -437,8 +446,8 @@ class DiskNemesis(Nemesis):
             data["restarted"] = sorted(self.restarted)
             what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
             what += "which had exited while its disk failed"
-        if self.kind == "torn-write":  # did the store come back from the tear, or not?
-            data["after"] = {n: observe_restart(self.target, cluster, n) for n in undone}
+        if after:
+            data["after"] = {n: after[n] for n in undone}
             what += f": {restart_shown(data['after'])}"
         if not powered:
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
