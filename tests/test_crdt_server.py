@@ -314,3 +314,59 @@ def test_upload_runs_the_stdlib_only_copy_with_the_nodes_python3(tmp_path: Path)
     finally:
         target.teardown(cluster)
     assert not Path(target.data_dir(node)).exists()
+
+
+# -- corruption ---------------------------------------------------------------------------------
+
+
+def _journaled(tmp_path) -> bytes:
+    import asyncio
+
+    from dsjepsen.targets.crdt_kv.storage import Journal, Storage
+
+    st = Storage(str(tmp_path), "n1")
+
+    async def go() -> None:
+        j = Journal(st)
+        for i in range(3):
+            await j.append([{"t": "g-counter", "k": 1, "v": {st.replica_id: 20 + i}}], lambda: None)
+
+    asyncio.run(go())
+    st.close()
+    (journal,) = tmp_path.glob("journal-*.jsonl")
+    return journal.read_bytes()
+
+
+def test_a_flipped_count_in_the_journal_is_refused_and_a_torn_tail_is_cut(tmp_path):
+    """Without its checksums crdt-kv read a flipped digit as another count (a file-bitflip run
+    served 246 where at most 228 increments had happened); now the record is refused."""
+    from dsjepsen.targets.crdt_kv.storage import Storage
+    from dsjepsen.targets.serverkit import CorruptData
+
+    raw = _journaled(tmp_path)
+    (journal,) = tmp_path.glob("journal-*.jsonl")
+    assert [r["v"] for r in Storage(str(tmp_path), "n1").load()[1]][-1] == {
+        Storage(str(tmp_path), "n1").replica_id: 22
+    }
+    at = raw.index(b":21}") + 2  # '1' -> '3': still valid JSON, another count
+    journal.write_bytes(raw[:at] + bytes([raw[at] ^ 2]) + raw[at + 1 :])
+    with pytest.raises(CorruptData, match=r"record 2 \(bytes \d+\.\.\d+\) fails its checksum"):
+        Storage(str(tmp_path), "n1").load()
+    journal.write_bytes(raw[:-5])  # the file ends inside the last record: a torn tail
+    assert len(Storage(str(tmp_path), "n1").load()[1]) == 2
+
+
+def test_a_node_with_a_corrupt_replica_id_refuses_to_start(tmp_path):
+    import subprocess
+    import sys
+
+    _journaled(tmp_path)
+    rid = (tmp_path / "replica").read_bytes()
+    (tmp_path / "replica").write_bytes(rid[:-1] + bytes([rid[-1] ^ 1]))
+    res = subprocess.run(
+        [sys.executable, "-m", "dsjepsen.targets.crdt_kv.server", "--id", "n1",
+         "--listen", "127.0.0.1:0", "--peers", "", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 71, res.stderr
+    assert "refusing to start" in res.stderr and "replica id fails its checksum" in res.stderr

@@ -225,3 +225,127 @@ def test_another_user_reaches_it_and_owns_what_it_creates():
     finally:
         fs.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_torn_write_keeps_some_parts_of_the_newest_unsynced_write_and_drops_the_rest(fs):
+    """LazyFS's torn-op: the newest un-fsynced write to the chosen file is split into equal
+    parts and a random non-empty proper subset of them persists; everything else is dropped."""
+    import random
+
+    log, other = os.path.join(fs.mount, "log"), os.path.join(fs.mount, "other")
+    write(log, b"durable|", sync=True)
+    sync_dir(fs.mount)
+    write(other, b"0123456789" * 10, sync=True)
+    write(log, b"older-unsynced|", sync=False)  # not the newest write: dropped whole
+    newest = b"AAAABBBBCCCC"  # 3 parts of 4 bytes
+    write(log, newest, sync=False)
+    write(other, b"zz", sync=False, mode="r+b")  # a write to a file the glob does not name
+    answer = fs.command("torn-write 7 3 0 lo*")
+    torn = answer["torn"]
+    offset = len(b"durable|older-unsynced|")
+    assert torn["file"] == "log" and torn["offset"] == offset and torn["length"] == 12
+    assert torn["parts"] == [[offset, 4], [offset + 4, 4], [offset + 8, 4]]
+    # the subset is the seed's, drawn as faultfs draws it: reproducible from the record
+    rng = random.Random(7)
+    expected_kept = sorted(rng.sample(range(3), rng.randint(1, 2)))
+    assert torn["persisted"] == expected_kept and 0 < len(expected_kept) < 3
+    # read back the exact bytes: the durable prefix, zeros where the dropped older write and
+    # the dropped parts were (past the file's durable end: a hole), the persisted parts
+    expected = bytearray(b"durable|" + b"\0" * (offset - 8 + 12))
+    for i in expected_kept:
+        expected[offset + 4 * i : offset + 4 * i + 4] = newest[4 * i : 4 * i + 4]
+    last = max(expected_kept)
+    assert Path(log).read_bytes() == bytes(expected[: offset + 4 * last + 4])
+    assert Path(other).read_bytes() == b"0123456789" * 10  # dropped as in a power failure
+    assert answer["bytes_dropped"] == len(b"older-unsynced|") + 12 + 2
+    assert fs.command("status")["unsynced_bytes"] == 0
+
+
+def test_torn_write_overwriting_durable_bytes_mixes_old_and_new(fs):
+    path = os.path.join(fs.mount, "page")
+    write(path, b"o" * 8, sync=True)
+    sync_dir(fs.mount)
+    write(path, b"NNNNNNNN", sync=False, mode="r+b")
+    torn = fs.command("torn-write 3 2 0")["torn"]  # no glob: the file with most unsynced bytes
+    assert torn["file"] == "page" and torn["parts"] == [[0, 4], [4, 4]]
+    got = Path(path).read_bytes()
+    assert got == (b"NNNNoooo" if torn["persisted"] == [0] else b"ooooNNNN")
+
+
+def test_torn_write_with_nothing_to_tear_is_a_plain_power_failure(fs):
+    write(os.path.join(fs.mount, "x"), b"unsynced", sync=False)  # its creation is undone
+    answer = fs.command("torn-write 1 3 0 *.db")
+    assert answer["torn"] is None and "*.db" in answer["torn_skipped"]
+    assert "x" not in os.listdir(fs.mount)
+    with pytest.raises(OSError, match="parts must be 2..64"):  # one part cannot tear
+        fs.command("torn-write 1 1 0")
+
+
+def test_a_trapped_write_is_held_torn_and_what_waited_behind_it_fails(fs):
+    """torn-write's trap: the next write to a matching file is held before it returns (the
+    power is cut in the middle of it), and an operation queued behind it never runs."""
+    import threading
+
+    log = os.path.join(fs.mount, "wal")
+    write(log, b"durable\n", sync=True)
+    sync_dir(fs.mount)
+    fs.command("trap 0 wal")
+    outcome: dict[str, object] = {}
+
+    def writer() -> None:
+        with open(log, "ab", buffering=0) as fh:
+            fh.write(b"0123456789AB")  # held here
+            outcome["write"] = "returned"
+
+    def syncer() -> None:  # another thread of the store, fsyncing another file meanwhile
+        with open(os.path.join(fs.mount, "before"), "r+b", buffering=0) as fh:
+            while not fs.command("status")["trapped"]:
+                time.sleep(0.01)
+            try:
+                os.fsync(fh.fileno())
+                outcome["fsync"] = "done"
+            except OSError as e:
+                outcome["fsync"] = e.errno
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (writer, syncer)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while not fs.command("status")["trapped"]:
+        assert time.monotonic() < deadline, "the write was never trapped"
+        time.sleep(0.01)
+    assert fs.command("status")["trapped"]["length"] == 12
+    time.sleep(0.3)
+    assert outcome == {}  # neither caller has an answer yet
+    torn = fs.command("torn-write 5 3 0")["torn"]
+    assert torn["held"] is True and torn["file"] == "wal" and torn["offset"] == 8
+    fs.command("release")
+    for t in threads:
+        t.join(5)
+    assert outcome["fsync"] == errno.EIO  # queued behind the held write: the power was gone
+    got = Path(log).read_bytes()
+    assert got.startswith(b"durable\n") and got != b"durable\n0123456789AB"
+    assert len(got) - 8 == 4 * (max(torn["persisted"]) + 1)
+
+
+def test_a_torn_write_tears_at_sector_boundaries_and_a_write_within_one_sector_is_not_held(fs):
+    """A disk writes a 512-byte sector whole: by default a write tears only at the file's
+    sector boundaries, and the trap waits for a write that spans two sectors."""
+    path = os.path.join(fs.mount, "db")
+    write(path, b"o" * 2048, sync=True)
+    sync_dir(fs.mount)
+    fs.command("trap 512 db")
+    write(path, b"w" * 100, sync=False, mode="r+b")  # bytes 0..100: one sector, not held
+    assert fs.command("status")["trapped"] is None
+    fs.command("release")
+    with open(path, "r+b", buffering=0) as fh:
+        fh.seek(300)
+        fh.write(b"N" * 1000)  # bytes 300..1300: three sectors' worth, not synced
+    torn = fs.command("torn-write 9 3 512")["torn"]
+    assert torn["sector"] == 512 and torn["offset"] == 300
+    assert torn["parts"] == [[300, 212], [512, 512], [1024, 276]]
+    got = Path(path).read_bytes()
+    assert len(got) == 2048 and got[:300] == b"o" * 300  # the one-sector write was dropped
+    for i, (start, length) in enumerate(torn["parts"]):
+        want = b"N" if i in torn["persisted"] else b"o"
+        assert got[start : start + length] == want * length, i

@@ -124,6 +124,64 @@ def test_power_failure_kills_drops_and_restarts(raftkv_on_disk):
     target.wait_ready(cluster)
 
 
+def test_torn_write_cuts_the_power_in_the_middle_of_a_log_write(raftkv_on_disk):
+    """The trap holds raft-kv's next log write, the node dies in it, the write is torn; the
+    correct store then recovers (a torn tail is never-fsynced, so never acknowledged) and
+    every acknowledged write is still there."""
+    import threading
+
+    cluster, target, package, _ = raftkv_on_disk
+    nem = package.nemesis("torn-write", target, random.Random(5), {"torn-file": "log.*"})
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def writer() -> None:  # load, so that a log write comes while the trap is set
+        client = target.client(cluster, target.leader(cluster) or cluster.names[0])
+        try:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                done = client.invoke(Op(0, 0, 0, "invoke", "write", i, key=7))
+                if done.type == "ok":
+                    acked.append(i)
+        finally:
+            client.close()
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.5)
+        started = nem.invoke(cluster, _op("start-disk", "torn-write"))
+    finally:
+        stop.set()
+        t.join(10)
+    assert started.type == "ok" and package.took_effect(started), started.value
+    (node,) = started.value["nodes"]
+    torn = started.value["dropped"][node]["torn"]
+    assert torn["held"] is True and torn["file"] == "log.jsonl", torn
+    assert 0 < len(torn["persisted"]) < len(torn["parts"]) and torn["sector"] == 512
+    for start, length in torn["parts"]:  # each part within one 512-byte sector of the file
+        assert start // 512 == (start + length - 1) // 512, torn["parts"]
+    assert "tore the write in flight to log.jsonl" in started.value["description"]
+    assert target.pid(cluster, node) is None, f"{node} still runs after its power failed"
+    stopped = nem.invoke(cluster, _op("stop-disk", "torn-write"))
+    assert stopped.type == "ok" and stopped.value["nodes"] == [node]
+    assert stopped.value["after"] == {node: {"running": True, "serving": True}}, stopped.value
+    target.wait_ready(cluster)
+    assert acked, "no write was acknowledged"
+    client = target.client(cluster, node)
+    try:  # through the torn node: the newest acknowledged write (or one after it) is read
+        deadline = time.monotonic() + 20
+        while True:
+            got = client.invoke(Op(0, 0, 0, "invoke", "read", None, key=7))
+            if got.type == "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        client.close()
+    assert got.type == "ok" and got.value >= acked[-1], (got, acked[-3:])
+
+
 # -- end to end --------------------------------------------------------------------------------
 
 

@@ -211,3 +211,21 @@ def test_bad_options_are_refused_before_any_node():
         PostgresTarget.check_options(isolation="snapshot")
     with pytest.raises(ConfigError, match="--postgres-list-type"):
         PostgresTarget.check_options(list_type="json")
+    with pytest.raises(ConfigError, match="--postgres-synchronous-commit"):
+        PostgresTarget.check_options(synchronous_commit="local")
+
+
+def test_synchronous_commit_is_the_servers_and_its_data_is_on_n1_alone(pooled_cluster):
+    """--postgres-synchronous-commit reaches the server (SHOW says so), and the disk and file
+    faults' data directory is the database cluster's, on the one node that runs it."""
+    cluster = pooled_cluster(node_count=3)
+    target = PostgresTarget(synchronous_commit="off")
+    try:
+        target.setup(cluster)
+        with raw(cluster, target) as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+            assert conn.execute("SHOW fsync").fetchone()[0] == "on"
+        assert target.data_dirs(cluster, "n1") == [target.data_dir(cluster.node("n1"))]
+        assert target.data_dirs(cluster, "n2") == []
+    finally:
+        target.teardown(cluster)

@@ -166,7 +166,7 @@ def test_storage_survives_a_torn_tail_and_rewrites_on_truncate(tmp_path):
     st.sync()
     st.close()
     with open(tmp_path / "log.jsonl", "ab") as fh:
-        fh.write(b'{"t":1,"c":{"op":"pu')  # a crash in the middle of a write
+        fh.write(b'0badf00d:{"t":1,"c":{"op":"pu')  # a crash in the middle of a write
     st = Storage(str(tmp_path))
     assert (st.term, st.voted_for, st.last_index, st.durable) == (3, "n2", 5, 5)
     st.truncate(3)
@@ -176,6 +176,85 @@ def test_storage_survives_a_torn_tail_and_rewrites_on_truncate(tmp_path):
     st = Storage(str(tmp_path))
     assert [e.term for e in st.entries] == [1, 1, 2]
     st.close()
+
+
+def _five(tmp_path) -> bytes:
+    st = Storage(str(tmp_path))
+    st.save_meta(2, "n1")
+    st.append([Entry(1, {"f": "write", "key": 1, "value": 20 + i}) for i in range(5)])
+    st.sync()
+    st.close()
+    return (tmp_path / "log.jsonl").read_bytes()
+
+
+def test_a_bitflip_in_a_log_value_is_refused_not_read_as_another_value(tmp_path):
+    """The bug the checksum fixes: flipping bit 0 of the digit '2' makes it '3', and the record
+    is still valid JSON, so a store without checksums would apply a value nobody wrote (or,
+    for a flip that breaks the JSON, cut its log there, forgetting acknowledged entries)."""
+    import json
+
+    from dsjepsen.targets.raft_kv.storage import CorruptLog
+
+    raw = _five(tmp_path)
+    at = raw.index(b'"value":22') + len(b'"value":')
+    flipped = raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :]
+    line = flipped.splitlines()[2]
+    assert json.loads(line.partition(b":")[2])["c"]["value"] == 32  # silently another value
+    (tmp_path / "log.jsonl").write_bytes(flipped)
+    with pytest.raises(CorruptLog, match=r"record 3 \(bytes \d+\.\.\d+\) fails its checksum"):
+        Storage(str(tmp_path))
+    assert (tmp_path / "log.jsonl").read_bytes() == flipped  # nothing cut: the operator decides
+
+
+def test_a_torn_tail_is_cut_and_a_hole_of_zeros_is_a_torn_tail(tmp_path, caplog):
+    raw = _five(tmp_path)
+    lines = raw.splitlines(keepends=True)
+    # a write of records 4 and 5 torn: its middle third never reached the disk (zeros)
+    tail = b"".join(lines[3:])
+    third = len(tail) // 3
+    holed = b"".join(lines[:3]) + tail[:third] + b"\0" * third + tail[2 * third :]
+    (tmp_path / "log.jsonl").write_bytes(holed)
+    with caplog.at_level("WARNING", logger="raft-kv"):
+        st = Storage(str(tmp_path))
+    assert [e.cmd["value"] for e in st.entries] == [20, 21, 22]
+    assert "cutting a torn tail" in caplog.text
+    st.close()
+    assert (tmp_path / "log.jsonl").read_bytes() == b"".join(lines[:3])
+    # the file ending inside a record (its last part never written): cut as well
+    (tmp_path / "log.jsonl").write_bytes(raw[:-7])
+    assert Storage(str(tmp_path)).last_index == 4
+    # a write torn at a sector boundary one byte into the last record: its first byte a hole
+    start = len(b"".join(lines[:4]))
+    (tmp_path / "log.jsonl").write_bytes(raw[:start] + b"\0" + raw[start + 1 :])
+    assert Storage(str(tmp_path)).last_index == 4
+
+
+def test_a_corrupted_term_or_vote_is_refused(tmp_path):
+    from dsjepsen.targets.raft_kv.storage import CorruptLog
+
+    _five(tmp_path)
+    meta = (tmp_path / "meta.json").read_bytes()
+    assert Storage(str(tmp_path)).term == 2
+    at = meta.index(b'"term": 2') + len(b'"term": ')
+    (tmp_path / "meta.json").write_bytes(meta[:at] + b"3" + meta[at + 1 :])  # '2' -> '3'
+    with pytest.raises(CorruptLog, match="term and vote fail their checksum"):
+        Storage(str(tmp_path))
+
+
+def test_a_node_with_a_corrupt_log_refuses_to_start_with_one_log_line(tmp_path):
+    import subprocess
+    import sys
+
+    raw = _five(tmp_path)
+    at = raw.index(b'"value":21') + len(b'"value":')
+    (tmp_path / "log.jsonl").write_bytes(raw[:at] + bytes([raw[at] ^ 4]) + raw[at + 1 :])
+    res = subprocess.run(
+        [sys.executable, "-m", "dsjepsen.targets.raft_kv.server", "--id", "n1",
+         "--listen", "127.0.0.1:0", "--peers", "", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 71, res.stderr
+    assert "refusing to start" in res.stderr and "record 2" in res.stderr
 
 
 def test_storage_without_fsync_writes_the_log_but_never_fsyncs_it(tmp_path, monkeypatch):

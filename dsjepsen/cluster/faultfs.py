@@ -25,7 +25,10 @@ wheel with no dependency of its own. pyfuse3 needs a C build against libfuse3-de
 fusepy is unmaintained and libfuse 2 only.
 
 The process serves a Unix socket beside its state (one JSON object per line each way):
-`drop-unsynced`, `stall MS`, `error`, `full`, `heal`, `status`, `ping`. A crash of this
+`drop-unsynced`, `trap SECTOR GLOB` (hold the next write to a matching file that spans two
+sectors: the power is cut in the middle of it), `torn-write SEED PARTS SECTOR [GLOB]` (a power
+failure that tears the held write, or else the newest un-fsynced write to one file), `release`, `stall MS`, `error`, `full`, `heal`,
+`status`, `ping`. A crash of this
 process leaves a dead mount ("Transport endpoint is not connected"); faultmount.py, the
 controller's side (mounting, commanding, unmounting), detaches it on every heal path.
 
@@ -37,9 +40,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fnmatch
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import sys
@@ -55,6 +60,10 @@ CONTROL = "control.sock"
 #: where unlinked or replaced files wait until their removal is durable
 TRASH = "trash"
 
+#: the longest a trapped write (and every operation after it) is held before it goes on: the
+#: controller cuts the power within this, and a lost controller never hangs the target
+TRAP_HOLD_S = 30.0
+
 #: the file system's name in /proc/mounts, by which heal finds every one left behind
 FSNAME = "dsj-faultfs"
 
@@ -68,6 +77,9 @@ class FileUndo:
     durable_size: int
     pre_images: list[tuple[int, bytes]] = field(default_factory=list)
     unsynced_bytes: int = 0  # bytes written or cut since the last fsync
+    #: the newest write since the last fsync (offset, bytes), when the newest change was a
+    #: write: what a torn write splits (a truncate after it clears it)
+    last_write: tuple[int, bytes] | None = None
 
 
 @dataclass
@@ -94,14 +106,23 @@ class FaultState:
         self.names: list[NameUndo] = []
         self.fault: str | None = None
         self.stall_ms = 0
+        #: torn-write's trap: a glob; the next write to a file matching it is held (its bytes
+        #: written, its caller not answered) and every operation after it waits, so that the
+        #: controller can cut the power in the middle of that write
+        self.trap: str | None = None
+        self.trap_sector = 0
+        self.trapped: dict[str, Any] | None = None  # the held write: file, inode, offset, length
+        self.released = threading.Event()
+        self.released.set()
+        self.power_failures = 0
         self._trash_seq = 0
         self.counters = {"fsyncs": 0, "writes": 0, "errors_injected": 0}
 
     # -- recording ----------------------------------------------------------------------------
 
-    def before_write(self, path: str, fd: int, offset: int, length: int) -> None:
+    def before_write(self, path: str, fd: int, offset: int, length: int) -> FileUndo:
         """Keep what a write of `length` bytes at `offset` (or a truncate: length -1, offset
-        the new size) is about to replace, if it was durable."""
+        the new size) is about to replace, if it was durable; the file's undo record."""
         st = os.fstat(fd)
         undo = self.files.get(st.st_ino)
         if undo is None:
@@ -111,11 +132,13 @@ class FaultState:
             if offset < end:
                 undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
             undo.unsynced_bytes += abs(st.st_size - offset)
-            return
+            undo.last_write = None
+            return undo
         end = min(offset + length, undo.durable_size, st.st_size)
         if offset < end:
             undo.pre_images.append((offset, os.pread(fd, end - offset, offset)))
         undo.unsynced_bytes += length
+        return undo
 
     def commit_file(self, fd: int) -> None:
         """An fsync: this file's data is durable, and (a journal commit) every name change."""
@@ -145,33 +168,81 @@ class FaultState:
     def drop_unsynced(self) -> dict[str, Any]:
         """Put every file and name back as it was at its last fsync; what was undone."""
         with self.lock:
-            names = len(self.names)
-            for n in reversed(self.names):
-                self._undo_name(n)
-            self.names.clear()
+            names = self._undo_names()
+            return self._roll_back(names, self._inodes())
+
+    def torn_write(self, seed: int, parts: int, sector: int, pattern: str | None) -> dict[str, Any]:
+        """A power failure that tears one write (LazyFS's torn-op): every file and name goes
+        back to its last fsync, except that of the newest un-fsynced write to one file, split
+        at `sector` boundaries (or, with sector 0, into `parts` equal parts: `spans`), a
+        random non-empty proper subset (from `seed`) persists.
+        The file is the one whose path relative to the mount matches `pattern` (fnmatch; the
+        one with most un-fsynced bytes among several), or, with no pattern, the one with most
+        un-fsynced bytes. What was undone, plus "torn": the file, offset, length, parts and
+        which persisted (None, and "torn_skipped" saying why, when no write could be torn)."""
+        with self.lock:
+            names = self._undo_names()
             by_ino = self._inodes()
-            dropped = 0
-            files: list[str] = []
+            held = self.trapped["inode"] if self.trapped else None
+            candidates = []
             for ino, undo in self.files.items():
-                dropped += undo.unsynced_bytes
                 path = by_ino.get(ino)
-                if path is None:  # its creation was undone, or its removal was durable
-                    files.append(os.path.relpath(undo.path, self.backing))
-                    continue
-                with open(path, "r+b") as fh:
-                    fd = fh.fileno()
-                    for offset, old in reversed(undo.pre_images):
-                        os.pwrite(fd, old, offset)
-                    os.ftruncate(fd, undo.durable_size)
-                    os.fsync(fd)
-                files.append(os.path.relpath(path, self.backing))
-            self.files.clear()
-            self.commit_names()  # the trash now holds only what stays removed
-            return {
-                "bytes_dropped": dropped,
-                "files_rolled_back": sorted(files),
-                "entries_undone": names,
-            }
+                if path is None or undo.last_write is None:
+                    continue  # gone at the power failure, or its newest change was no write
+                rel = os.path.relpath(path, self.backing)
+                if held is not None:
+                    if ino == held:
+                        candidates.append((undo.unsynced_bytes, rel, path, undo.last_write))
+                elif pattern is None or fnmatch.fnmatchcase(rel, pattern):
+                    candidates.append((undo.unsynced_bytes, rel, path, undo.last_write))
+            answer = self._roll_back(names, by_ino)
+            if not candidates:
+                answer["torn"] = None
+                answer["torn_skipped"] = (
+                    f"no file matching {pattern!r} had an un-fsynced write"
+                    if pattern is not None
+                    else "no file had an un-fsynced write"
+                )
+                return answer
+            _bytes, rel, path, (offset, data) = max(candidates)
+            answer["torn"] = tear(path, rel, offset, data, parts, sector, random.Random(seed))
+            answer["torn"]["held"] = held is not None  # cut in the middle of the write
+            return answer
+
+    def _undo_names(self) -> int:
+        """Undo every name change made since the last journal commit, newest first; how many.
+        (The first step of every power failure, so it counts them.)"""
+        self.power_failures += 1
+        names = len(self.names)
+        for n in reversed(self.names):
+            self._undo_name(n)
+        self.names.clear()
+        return names
+
+    def _roll_back(self, names: int, by_ino: dict[int, str]) -> dict[str, Any]:
+        """Put every file's un-fsynced bytes back (names already undone); what was undone."""
+        dropped = 0
+        files: list[str] = []
+        for ino, undo in self.files.items():
+            dropped += undo.unsynced_bytes
+            path = by_ino.get(ino)
+            if path is None:  # its creation was undone, or its removal was durable
+                files.append(os.path.relpath(undo.path, self.backing))
+                continue
+            with open(path, "r+b") as fh:
+                fd = fh.fileno()
+                for offset, old in reversed(undo.pre_images):
+                    os.pwrite(fd, old, offset)
+                os.ftruncate(fd, undo.durable_size)
+                os.fsync(fd)
+            files.append(os.path.relpath(path, self.backing))
+        self.files.clear()
+        self.commit_names()  # the trash now holds only what stays removed
+        return {
+            "bytes_dropped": dropped,
+            "files_rolled_back": sorted(files),
+            "entries_undone": names,
+        }
 
     def _inodes(self) -> dict[int, str]:
         found: dict[int, str] = {}
@@ -203,6 +274,11 @@ class FaultState:
     def gate(self, kind: str) -> None:
         """Called before every operation: stall it, or fail it (kind: "read", "write",
         "sync", "meta") as the active fault says."""
+        if self.trapped is not None and not self.released.is_set():  # a write is held
+            epoch = self.power_failures
+            self.released.wait(TRAP_HOLD_S)
+            if self.power_failures != epoch:  # the caller died with the power: never done
+                raise OSError(errno.EIO, "the power failed before this operation ran")
         fault, ms = self.fault, self.stall_ms
         if fault == "stall" and ms > 0:
             time.sleep(ms / 1000.0)
@@ -213,6 +289,26 @@ class FaultState:
             self.counters["errors_injected"] += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    def hold(self, path: str, ino: int, offset: int, length: int) -> bool:
+        """After a write to `path` (relative): whether it springs the trap. The first write that
+        matches and can tear (it spans two sectors) is the held one; the caller then waits on
+        `released` outside the lock."""
+        with self.lock:
+            if self.trap is None:
+                return False
+            if (
+                self.trapped is None
+                and fnmatch.fnmatchcase(path, self.trap)
+                and len(spans(offset, length, 2, self.trap_sector)) > 1  # it can tear
+            ):
+                self.trapped = {"file": path, "inode": ino, "offset": offset, "length": length}
+            return self.trapped is not None
+
+    def release(self) -> None:
+        with self.lock:
+            self.trap, self.trapped = None, None
+            self.released.set()
+
     def status(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -221,6 +317,8 @@ class FaultState:
                 "unsynced_files": len(self.files),
                 "unsynced_bytes": sum(u.unsynced_bytes for u in self.files.values()),
                 "unsynced_entries": len(self.names),
+                "trap": self.trap,
+                "trapped": self.trapped,
                 **self.counters,
             }
 
@@ -236,6 +334,14 @@ class FaultState:
             return {"ok": True, **self.status()}
         if cmd == "drop-unsynced":
             return {"ok": True, **self.drop_unsynced()}
+        if cmd == "torn-write":  # torn-write SEED PARTS SECTOR [GLOB]
+            if len(args) < 3 or not all(a.isdigit() for a in args[:3]):
+                return {"ok": False, "error": "torn-write takes a seed, parts, a sector, a glob"}
+            if not 2 <= int(args[1]) <= 64:
+                return {"ok": False, "error": "torn-write: parts must be 2..64"}
+            pattern = " ".join(args[3:]) or None
+            seed, parts, sector = (int(a) for a in args[:3])
+            return {"ok": True, **self.torn_write(seed, parts, sector, pattern)}
         if cmd == "stall":
             if len(args) != 1 or not args[0].isdigit():
                 return {"ok": False, "error": "stall takes one whole number of milliseconds"}
@@ -244,10 +350,73 @@ class FaultState:
         if cmd in ("error", "full"):
             self.fault = cmd
             return {"ok": True, "fault": cmd}
+        if cmd == "trap":  # trap SECTOR GLOB
+            if len(args) < 2 or not args[0].isdigit():
+                return {"ok": False, "error": "trap takes a sector size and a glob"}
+            with self.lock:
+                self.trap, self.trapped = " ".join(args[1:]), None
+                self.trap_sector = int(args[0])
+                self.released.clear()
+            return {"ok": True, "trap": self.trap}
+        if cmd == "release":
+            self.release()
+            return {"ok": True, "trap": None}
         if cmd == "heal":
+            self.release()
             self.fault, self.stall_ms = None, 0
             return {"ok": True, "fault": None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def spans(offset: int, length: int, parts: int, sector: int) -> list[tuple[int, int]]:
+    """How a write of `length` bytes at `offset` may tear, as (start, end) within it: at the
+    file's `sector` boundaries (a disk writes a sector whole or not at all: etcd's WAL and
+    PostgreSQL's full-page writes assume so), or, with sector 0, into `parts` equal parts at
+    any byte (LazyFS's torn-op, which such a disk never does; the last part takes the rest)."""
+    if sector > 0:
+        out, pos, end = [], offset, offset + length
+        while pos < end:
+            nxt = min(end, (pos // sector + 1) * sector)
+            out.append((pos - offset, nxt - offset))
+            pos = nxt
+        return out
+    parts = max(1, min(parts, length))
+    step = length // parts
+    return [(i * step, length if i == parts - 1 else (i + 1) * step) for i in range(parts)]
+
+
+def tear(
+    path: str,
+    rel: str,
+    offset: int,
+    data: bytes,
+    parts: int,
+    sector: int,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Write back a random non-empty proper subset of `data`'s parts (`spans`) at `offset` in
+    `path` (already rolled back to its last fsync), and fsync it; what persisted. A part
+    beyond the rolled-back end leaves a hole of zeros before it, as a file system that
+    persisted the size but not every block would. A write of one part cannot tear and is
+    dropped whole."""
+    cut = spans(offset, len(data), parts, sector)
+    n = len(cut)
+    kept = sorted(rng.sample(range(n), rng.randint(1, n - 1))) if n > 1 else []
+    if kept:
+        with open(path, "r+b") as fh:
+            for i in kept:
+                start, end = cut[i]
+                os.pwrite(fh.fileno(), data[start:end], offset + start)
+            os.fsync(fh.fileno())
+    return {
+        "file": rel,
+        "offset": offset,
+        "length": len(data),
+        "sector": sector,
+        "parts": [[offset + a, b - a] for a, b in cut],
+        "persisted": kept,
+        "persisted_bytes": sum(cut[i][1] - cut[i][0] for i in kept),
+    }
 
 
 def _build_operations(state: FaultState) -> Any:
@@ -444,9 +613,13 @@ def _build_operations(state: FaultState) -> Any:
         def write(self, path, data, offset, fh):
             state.gate("write")
             with state.lock:
-                state.before_write(self._full(path), fh, offset, len(data))
+                undo = state.before_write(self._full(path), fh, offset, len(data))
+                undo.last_write = (offset, bytes(data))
                 state.counters["writes"] += 1
-                return os.pwrite(fh, data, offset)
+                written = os.pwrite(fh, data, offset)
+            if state.hold(path.lstrip("/"), os.fstat(fh).st_ino, offset, len(data)):
+                state.released.wait(TRAP_HOLD_S)  # the power fails before this write returns
+            return written
 
         @oserror
         def truncate(self, path, length, fh=None):

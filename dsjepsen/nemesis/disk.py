@@ -11,6 +11,9 @@ Every fault is verified on the node and the record says what was measured:
 * `power-failure-<scope>`: SIGKILL the target on the chosen nodes at once (as process.py's
   kill does), then drop everything they had not fsynced (bytes, files rolled back, name
   changes undone, per node); stop restarts them, as power coming back would.
+* `torn-write[-all]`: a power failure in the middle of a write (LazyFS's torn-op): the next
+  write to a file matching `--torn-file` is held, the target SIGKILLed, and that write torn
+  into `--torn-parts` parts of which only some persist; the rest un-fsynced is dropped.
 * `disk-stall`: every I/O on one random node waits `--disk-stall-ms` (200 ms); a probe fsync
   through the mount is timed.
 * `disk-error`: writes, fsyncs and name changes on one random node fail with EIO; the probe's
@@ -29,6 +32,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.cluster import faultmount
@@ -36,17 +40,36 @@ from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
-from dsjepsen.nemesis.common import done, fault_name, maybe_done, not_done, process_nodes
+from dsjepsen.nemesis.common import (
+    done,
+    fault_name,
+    maybe_done,
+    not_done,
+    observe_restart,
+    process_nodes,
+    restart_shown,
+)
 from dsjepsen.nemesis.process import SCOPES, choose, on_nodes, share
 from dsjepsen.options import Option
+from dsjepsen.targets.base import Target
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.history import Op
-    from dsjepsen.targets.base import Target
 
 FAMILY = "disk"
 DEFAULT_STALL_MS = 200
+#: torn-write: how many equal parts the torn write is split into (LazyFS's torn-op example)
+DEFAULT_TORN_PARTS = 3
+#: torn-write: a disk writes a sector whole or not at all, so a write tears at the file's
+#: 512-byte boundaries (0: anywhere, into --torn-parts equal parts)
+DEFAULT_TORN_SECTOR = 512
+#: torn-write: how long to wait for the target's next write to tear before cutting the power
+TRAP_WAIT_S = 5.0
+#: torn-write: how long the held write's process is given to take its SIGKILL before the tear
+HELD_KILL_S = 1.0
+#: and how long its death is awaited after the release (the target's own kill waits 10 s)
+KILL_WAIT_S = 30.0
 #: the probe's file, beside the target's own in its data directory (removed after)
 PROBE = ".dsj-disk-probe"
 
@@ -115,24 +138,64 @@ def probe(mount: FaultMount) -> dict[str, Any]:
             os.unlink(path)
 
 
+class _Killer(threading.Thread):
+    """A target's kill, run in a thread; what it raised, if anything."""
+
+    def __init__(self, kill: Callable[[], None]) -> None:
+        super().__init__(daemon=True, name="torn-write-kill")
+        self.kill = kill
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.kill()
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            self.error = e
+
+
+def _fatal_signal_pending(pid: int | None) -> bool:
+    """Whether SIGKILL is pending on `pid` (/proc's ShdPnd or SigPnd, mask 0x100): it was sent."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & 0x100:
+                    return True
+    except (OSError, ValueError):
+        return True  # gone
+    return False
+
+
 class DiskNemesis(Nemesis):
     """One disk fault of a run. It remembers which nodes it faulted, so that stop undoes
     exactly those (restarts the power-failed, heals the others) and heal after a failed stop
     still finds them."""
 
     def __init__(
-        self, name: str, target: Target, control: DiskControl, rng: random.Random, stall_ms: int
+        self,
+        name: str,
+        target: Target,
+        control: DiskControl,
+        rng: random.Random,
+        stall_ms: int,
+        torn_file: str | None = None,
+        torn_parts: int = DEFAULT_TORN_PARTS,
+        torn_sector: int = DEFAULT_TORN_SECTOR,
     ) -> None:
         self.name = name
         self.target = target
         self.control = control
         self.rng = rng
         self.stall_ms = stall_ms
+        self.torn_file = torn_file
+        self.torn_parts = torn_parts
+        self.torn_sector = torn_sector
         self.fs = (f"start-{FAMILY}", f"stop-{FAMILY}")
         self.kind, _, scope = name.partition("-")
-        if self.kind == "power":  # power-failure[-scope]
-            scope = name.removeprefix("power-failure").removeprefix("-") or "one"
-            self.kind = "power-failure"
+        if self.kind in ("power", "torn"):  # power-failure[-scope], torn-write[-scope]
+            self.kind = "power-failure" if self.kind == "power" else "torn-write"
+            scope = name.removeprefix(self.kind).removeprefix("-") or "one"
         else:
             self.kind, scope = name, "one"
         if scope not in SCOPES or scope == "leader":
@@ -167,21 +230,33 @@ class DiskNemesis(Nemesis):
             nodes = choose(self.scope, disks, free, self.rng)
         except ValueError as e:
             return not_done(op, fault, str(e))
-        if self.kind == "power-failure":
+        if self.kind in ("power-failure", "torn-write"):
             return self._power_failure(cluster, op, fault, nodes)
         return self._set(cluster, op, fault, nodes)
 
     def _power_failure(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
         dropped: dict[str, dict[str, Any]] = {}
 
+        seeds = {n: self.rng.randrange(2**31) for n in nodes}  # drawn here: reproducible
+
         def one(node: str) -> None:
-            self.target.kill(cluster, node)  # dead first: nothing writes while we drop
-            answers = self.control.command(node, "drop-unsynced")
+            if self.kind == "torn-write":
+                answers = self._tear(cluster, node, seeds[node])
+            else:
+                self.target.kill(cluster, node)  # dead first: nothing writes while we drop
+                answers = self.control.command(node, "drop-unsynced")
             dropped[node] = {
                 "bytes": sum(a["bytes_dropped"] for a in answers),
                 "files": sorted(f for a in answers for f in a["files_rolled_back"]),
                 "entries": sum(a["entries_undone"] for a in answers),
             }
+            if self.kind == "torn-write":
+                torn = [a["torn"] for a in answers if a.get("torn")]
+                dropped[node]["torn"] = torn[0] if torn else None
+                if not torn:
+                    dropped[node]["torn_skipped"] = next(
+                        (a["torn_skipped"] for a in answers if a.get("torn_skipped")), ""
+                    )
 
         outcome = on_nodes(nodes, one)
         self.faulted.extend(nodes)
@@ -191,14 +266,96 @@ class DiskNemesis(Nemesis):
             tried = f"cut the power of {', '.join(nodes)}"
             return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
         shown = ", ".join(
-            f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s))"
+            f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s)"
+            f"{self._torn_shown(d)})"
             for n, d in dropped.items()
         )
+        if self.kind == "torn-write":
+            data["torn_file"] = self.torn_file
+            data["verified"] = all(
+                d.get("torn") and d["torn"]["persisted"] for d in dropped.values()
+            )
         what = (
             f"power failure on {share(len(nodes), len(self._disks(cluster)))}: killed "
             f"{self.target.name} and dropped what it had not fsynced: {shown}"
         )
         return done(op, fault, nodes, what, **data)
+
+    def _tear(self, cluster: Cluster, node: str, seed: int) -> list[dict[str, Any]]:
+        """A torn power failure on one node, as LazyFS cuts it: the next write to a file
+        matching --torn-file (any file by default) that can tear (it spans two sectors) is
+        held before it returns, the target is
+        killed in the middle of it, and that write is torn; every other un-fsynced byte is
+        dropped. A correct store fsyncs right after it writes, so waiting for a write is what
+        makes the tear land on one it has not yet made durable. When no write comes within
+        TRAP_WAIT_S, the newest un-fsynced write to a matching file is torn, if there is one.
+        The answers of the node's fault file systems, the tearing one first."""
+        mounts = self.control.of(node)
+        if not mounts:
+            raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
+        killer: _Killer | None = None
+        try:
+            for m in mounts:
+                m.command(f"trap {self.torn_sector} {self.torn_file or '*'}")
+            held = None
+            deadline = time.monotonic() + TRAP_WAIT_S
+            while held is None and time.monotonic() < deadline:
+                held = next((m for m in mounts if m.command("status").get("trapped")), None)
+                if held is None:
+                    time.sleep(0.01)
+            if held is not None:
+                killer = self._kill_in_flight(cluster, node)
+                mounts.remove(held)
+                mounts.insert(0, held)
+            else:  # nothing came: disarm first, so that no write is held while it dies
+                for m in mounts:
+                    m.command("release")
+                self.target.kill(cluster, node)
+                mounts.sort(key=lambda m: -int(m.command("status").get("unsynced_bytes", 0)))
+            line = f"torn-write {seed} {self.torn_parts} {self.torn_sector}"
+            if self.torn_file:
+                line += f" {self.torn_file}"
+            answers: list[dict[str, Any]] = []
+            for m in mounts:
+                done_already = any(a.get("torn") for a in answers)
+                answers.append(m.command("drop-unsynced" if done_already else line))
+        finally:
+            for m in mounts:  # what waited behind the held write fails: its caller is dead
+                with contextlib.suppress(OSError):
+                    m.command("release")
+        if killer is not None:
+            killer.join(KILL_WAIT_S)
+            if killer.is_alive() or killer.error is not None:
+                raise OSError(errno.EIO, f"{node}: killing {self.target.name}: {killer.error}")
+        return answers
+
+    def _kill_in_flight(self, cluster: Cluster, node: str) -> _Killer:
+        """Kill the target while its write is held. Its threads that wait on the held write
+        (or on the file's lock behind it) cannot exit until the fault file system answers, so
+        the kill runs beside the tear: signalled now, its death awaited after the release.
+        Returns once the process is gone or has had HELD_KILL_S to take the signal."""
+        pid = self.target.pid(cluster, node)
+        killer = _Killer(lambda: self.target.kill(cluster, node))
+        killer.start()
+        deadline = time.monotonic() + HELD_KILL_S
+        while time.monotonic() < deadline and (pid is None or faultmount.alive(pid)):
+            if _fatal_signal_pending(pid):
+                break
+            time.sleep(0.01)
+        return killer
+
+    @staticmethod
+    def _torn_shown(d: dict[str, Any]) -> str:
+        torn = d.get("torn")
+        if torn is None:
+            return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
+        return (
+            f"; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
+            f" to {torn['file']} ({torn['length']} B at {torn['offset']}) into "
+            f"{len(torn['parts'])} {'sector ' if torn.get('sector') else ''}parts, kept part(s) "
+            f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
+            f"({torn['persisted_bytes']} B)"
+        )
 
     def _set(self, cluster: Cluster, op: Op, fault: str, nodes: list[str]) -> Op:
         line = {"disk-stall": f"stall {self.stall_ms}", "disk-error": "error", "disk-full": "full"}
@@ -240,7 +397,7 @@ class DiskNemesis(Nemesis):
     # -- stop and heal ------------------------------------------------------------------------
 
     def _undo(self, cluster: Cluster, node: str) -> None:
-        if self.kind == "power-failure":
+        if self.kind in ("power-failure", "torn-write"):
             self.target.start(cluster, node)  # the power is back
             return
         self.control.command(node, "heal")
@@ -260,11 +417,21 @@ class DiskNemesis(Nemesis):
         lag = self._commit_lag(cluster) if self.kind == "disk-stall" else {}
         self.restarted = []
         outcome = on_nodes(nodes, lambda n: self._undo(cluster, n))
+        after: dict[str, dict[str, Any]] = {}
+        if self.kind == "torn-write":  # did the store come back from the tear, or not?
+            # a start that fails because the store exited at once is its answer to the tear
+            # (a refusal), not a failure to restore the power: observed like the rest
+            after = {n: observe_restart(self.target, cluster, n) for n in nodes}
+            for n in nodes:
+                if outcome[n] is not None and not after[n]["running"]:
+                    after[n]["start_error"] = str(outcome[n])[-300:]
+                    outcome[n] = None
         undone = [n for n in nodes if outcome[n] is None]
         for n in undone:
             self.faulted.remove(n)
         errors = [f"{n}: {e}" for n, e in outcome.items() if e is not None]
-        verb = "power restored, restarted" if self.kind == "power-failure" else "healed disk of"
+        powered = self.kind in ("power-failure", "torn-write")
+        verb = "power restored, restarted" if powered else "healed disk of"
         if errors:
             return maybe_done(op, fault, nodes, f"{verb} {', '.join(nodes)}", "; ".join(errors))
         data: dict[str, Any] = {}
@@ -279,7 +446,10 @@ class DiskNemesis(Nemesis):
             data["restarted"] = sorted(self.restarted)
             what += f"; restarted {self.target.name} on {', '.join(data['restarted'])}, "
             what += "which had exited while its disk failed"
-        if self.kind != "power-failure":
+        if after:
+            data["after"] = {n: after[n] for n in undone}
+            what += f": {restart_shown(data['after'])}"
+        if not powered:
             data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
         return done(op, fault, undone, what, **data)
 
@@ -336,6 +506,32 @@ class DiskFaults(FaultPackage):
             minimum=1,
             maximum=60_000,
         ),
+        Option(
+            "torn-file",
+            "str",
+            None,
+            "torn-write: whose write is torn, a glob relative to the target's data directory "
+            "(default: any file; the next write is held and the power cut in the middle of it)",
+            metavar="GLOB",
+        ),
+        Option(
+            "torn-sector",
+            "int",
+            DEFAULT_TORN_SECTOR,
+            "torn-write: a write tears at the file's boundaries of this many bytes (a disk "
+            "writes a sector whole); 0: anywhere, into --torn-parts equal parts (LazyFS's "
+            "torn-op, which such a disk never does)",
+            minimum=0,
+            maximum=1 << 20,
+        ),
+        Option(
+            "torn-parts",
+            "int",
+            DEFAULT_TORN_PARTS,
+            "torn-write with --torn-sector 0: how many equal parts the write is split into",
+            minimum=2,
+            maximum=64,
+        ),
     )
     look: ClassVar[FaultLook] = FaultLook(
         label="disk",
@@ -361,6 +557,13 @@ class DiskFaults(FaultPackage):
             "power failure on n//2+1 random nodes at once: SIGKILL, drop what was not fsynced"
         ),
         "power-failure-all": "power failure on every node: SIGKILL, drop what was not fsynced",
+        "torn-write": (
+            "power failure on one random node that tears its newest un-fsynced write to one "
+            "file (--torn-file): some of its --torn-parts parts persist, the rest is dropped"
+        ),
+        "torn-write-all": (
+            "torn-write on every node at once (each tears its own newest write to the file)"
+        ),
         "disk-stall": "every I/O on one random node waits --disk-stall-ms (200 ms)",
         "disk-error": "writes and fsyncs on one random node fail with EIO",
         "disk-full": "writes on one random node fail with ENOSPC (disk full)",
@@ -374,6 +577,12 @@ class DiskFaults(FaultPackage):
             return (
                 f"{tname} does not start its processes with a disk control (disk_control), "
                 "so its data directory cannot be put on the fault file system"
+            )
+        cls = target if isinstance(target, type) else type(target)
+        if getattr(cls, "data_dirs", Target.data_dirs) is Target.data_dirs:
+            return (
+                f"{tname} declares no data directory (data_dirs), so there is nothing on "
+                "its disk for a disk fault to act on"
             )
         why = faultmount.available()
         if why:
@@ -393,14 +602,20 @@ class DiskFaults(FaultPackage):
             control = DiskControl()
             target.disk_control = control  # type: ignore[attr-defined]
         stall = int(options.get("disk-stall-ms") or DEFAULT_STALL_MS)
-        return DiskNemesis(name, target, control, rng, stall)
+        torn_file = options.get("torn-file") or None
+        parts = int(options.get("torn-parts") or DEFAULT_TORN_PARTS)
+        sector = options.get("torn-sector")
+        sector = DEFAULT_TORN_SECTOR if sector is None else int(sector)
+        return DiskNemesis(name, target, control, rng, stall, torn_file, parts, sector)
 
     def took_effect(self, completion: Op) -> bool:
-        """An `ok` start that dropped on the chosen nodes (power failure) or whose probe saw
-        the fault on every chosen node."""
+        """An `ok` start that dropped on the chosen nodes (power failure), tore a write on
+        each (torn-write), or whose probe saw the fault on every chosen node."""
         value = completion.value
         if completion.type != "ok" or not isinstance(value, dict) or not value.get("nodes"):
             return False
+        if "torn_file" in value:
+            return value.get("verified") is True
         return "dropped" in value or value.get("verified") is True
 
 

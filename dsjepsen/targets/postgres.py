@@ -60,6 +60,9 @@ ROLE = "postgres"
 DATABASE = "postgres"
 ISOLATION_LEVELS = ("read-committed", "repeatable-read", "serializable")
 LIST_TYPES = ("text", "array")
+#: the values of --postgres-synchronous-commit (PostgreSQL has more: local, remote_write and
+#: remote_apply differ from on only with a standby, which this target does not run)
+SYNCHRONOUS_COMMIT = ("on", "off")
 #: SQLSTATEs after which PostgreSQL has certainly rolled the transaction back
 ROLLED_BACK = {"40001": "serialization failure", "40P01": "deadlock detected"}
 #: the transactional workloads' table: list-append keeps each key's list in `val` as text
@@ -448,6 +451,16 @@ class PostgresTarget(ProcessTarget):
             label="list",
         ),
         Option(
+            "postgres-synchronous-commit",
+            "str",
+            "on",
+            "PostgreSQL's synchronous_commit: on (a commit returns once its WAL is flushed) or "
+            "off (it returns before; a crash loses the last ~0.6 s of acknowledged commits)",
+            choices=SYNCHRONOUS_COMMIT,
+            keyword="synchronous_commit",
+            label="sync-commit",
+        ),
+        Option(
             "postgres-port",
             "int",
             PORT,
@@ -476,11 +489,19 @@ class PostgresTarget(ProcessTarget):
         list_type: str = "text",
         port: int = PORT,
         client_timeout: float = 5.0,
+        synchronous_commit: str = "on",
     ) -> None:
         super().__init__(
-            isolation=isolation, list_type=list_type, port=port, client_timeout=client_timeout
+            isolation=isolation,
+            list_type=list_type,
+            port=port,
+            client_timeout=client_timeout,
+            synchronous_commit=synchronous_commit,
         )
-        self.check_options(isolation=isolation, list_type=list_type)
+        self.check_options(
+            isolation=isolation, list_type=list_type, synchronous_commit=synchronous_commit
+        )
+        self.synchronous_commit = synchronous_commit
         self.isolation = isolation
         self.list_type = list_type
         self.port = port
@@ -507,6 +528,9 @@ class PostgresTarget(ProcessTarget):
             raise ConfigError(
                 f"--postgres-list-type: must be one of {', '.join(LIST_TYPES)}, got {list_type!r}"
             )
+        sync = values.get("synchronous_commit", "on")
+        if sync not in SYNCHRONOUS_COMMIT:
+            raise ConfigError(f"--postgres-synchronous-commit: must be on or off, got {sync!r}")
 
     # -- where ---------------------------------------------------------------------------
 
@@ -524,6 +548,7 @@ class PostgresTarget(ProcessTarget):
             # TCP only: a Unix socket's lock file would outlive a crash like postmaster.pid
             "unix_socket_directories": "",
             **SERVER_SETTINGS,
+            "synchronous_commit": self.synchronous_commit,
         }
         argv = [*self.as_user, f"{self.bin_dir}/postgres", "-D", self.data_dir(node)]
         for name, value in settings.items():
@@ -722,6 +747,12 @@ class PostgresTarget(ProcessTarget):
         with self._lock:
             self._on_server(cluster, _CRASH, "KILL")
             self.each(cluster, one)
+
+    def data_dirs(self, cluster: Cluster, node: str) -> list[str]:
+        """The database cluster's directory (its WAL in pg_wal/ inside), on n1 alone: what the
+        disk and file faults act on."""
+        db = self.db_node(cluster)
+        return [self.data_dir(db)] if node == db.name else []
 
     def log_files(self, cluster: Cluster, node: str) -> list[str]:
         db = self.db_node(cluster)

@@ -108,10 +108,16 @@ async def amain(args: argparse.Namespace) -> None:
         snapshot_interval=args.snapshot_interval,
         bugs=bugs,
     )
-    storage = Storage(args.data_dir, args.id)
-    journal = Journal(storage, durable="volatile" not in bugs, flush_interval=args.flush_interval)
-    replica = Replica(cfg, storage, journal, log)
-    replayed = replica.recover()
+    try:
+        storage = Storage(args.data_dir, args.id)
+        journal = Journal(
+            storage, durable="volatile" not in bugs, flush_interval=args.flush_interval
+        )
+        replica = Replica(cfg, storage, journal, log)
+        replayed = replica.recover()
+    except serverkit.CorruptData as e:  # never serve damaged counts
+        log.error("refusing to start: %s (exit %d)", e, serverkit.EXIT_CORRUPT)
+        sys.exit(serverkit.EXIT_CORRUPT)
     server = Server(replica)
     srv = await serverkit.listen(host, port, server.handle, MAX_BODY)
     replica.start()

@@ -7,6 +7,9 @@ Files in the data directory:
   belongs to a replica id, not to a node name, so a node whose data was wiped starts a fresh
   entry instead of counting again from zero under its old one (which the max-merge would
   swallow).
+Every record, the snapshot and the replica id are sealed with a CRC-32 (serverkit.seal):
+recovery cuts a journal's torn tail and refuses to start (exit 71) on anything corrupted.
+
 - `journal-<seq>.jsonl`: every change to the state, one JSON record per line: this node's own
   updates, and what it merged from peers. Each is fsync'd before it is applied, so before an
   update is acknowledged and before a read can return it (several concurrent changes share one
@@ -51,15 +54,16 @@ class Storage:
     def _replica_id(self, node_id: str) -> str:
         path = os.path.join(self.dir, REPLICA)
         try:
-            with open(path, encoding="utf-8") as fh:
-                rid = fh.read().strip()
-            if rid:
-                return rid
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
-            pass
-        rid = f"{node_id}-{secrets.token_hex(4)}"
-        serverkit.write_atomic(path, rid.encode())
-        return rid
+            rid = f"{node_id}-{secrets.token_hex(4)}"
+            serverkit.write_atomic(path, serverkit.seal(rid.encode()))
+            return rid
+        payload = serverkit.unseal(raw)  # written atomically: never torn, so damage is
+        if payload is None:  # corruption, and another id would count under a stranger's name
+            raise serverkit.CorruptData(f"{path}: the replica id fails its checksum")
+        return payload.decode("ascii")
 
     def _journal(self, seq: int) -> str:
         return os.path.join(self.dir, f"{JOURNAL_PREFIX}{seq:08d}{JOURNAL_SUFFIX}")
@@ -76,24 +80,28 @@ class Storage:
     # -- recovery -----------------------------------------------------------------------------
 
     def load(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """(snapshot or None, journal records in order). A torn last line (a crash mid-write)
-        is skipped: it was never acknowledged."""
+        """(snapshot or None, journal records in order). A torn tail (a crash mid-write) is
+        skipped: it was never acknowledged. A record or snapshot that fails its checksum is
+        corruption: serverkit.CorruptData (read as data it would be a count nobody made, and
+        skipped it would forget acknowledged updates)."""
         snapshot = None
+        path = os.path.join(self.dir, SNAPSHOT)
         try:
-            with open(os.path.join(self.dir, SNAPSHOT), "rb") as fh:
-                snapshot = json.loads(fh.read())
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
-            pass
+            raw = None
+        if raw is not None:
+            payload = serverkit.unseal(raw)  # written atomically: any damage is corruption
+            if payload is None:
+                raise serverkit.CorruptData(f"{path}: the snapshot fails its checksum")
+            snapshot = json.loads(payload)
         records: list[dict[str, Any]] = []
         for seq in self._journal_seqs():
-            with open(self._journal(seq), "rb") as fh:
-                for line in fh.read().split(b"\n"):
-                    if not line:
-                        continue
-                    try:
-                        records.append(json.loads(line))
-                    except ValueError:
-                        break
+            journal = self._journal(seq)
+            with open(journal, "rb") as fh:
+                payloads, _ = serverkit.read_records(fh.read(), journal)
+            records.extend(json.loads(p) for p in payloads)
         return snapshot, records
 
     # -- writing ------------------------------------------------------------------------------
@@ -114,7 +122,7 @@ class Storage:
 
     def write_snapshot(self, data: bytes, keep_from: int) -> None:
         """Write the snapshot durably, then delete the journals before `keep_from`."""
-        serverkit.write_atomic(os.path.join(self.dir, SNAPSHOT), data)
+        serverkit.write_atomic(os.path.join(self.dir, SNAPSHOT), serverkit.seal(data))
         for seq in self._journal_seqs():
             if seq < keep_from:
                 os.remove(self._journal(seq))
@@ -152,7 +160,9 @@ class Journal:
     async def append(self, records: list[dict[str, Any]], apply: Callable[[], None]) -> None:
         """Journal records; `apply` (which changes the in-memory state) runs once they are
         durable, before anything else can observe the state."""
-        line = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+        line = b"".join(
+            serverkit.seal(json.dumps(r, separators=(",", ":")).encode()) + b"\n" for r in records
+        )
         if not self.durable:
             apply()
             self._pending.append((line, _nothing, None))

@@ -21,7 +21,7 @@ from .bugs import READ_MODES
 from .httpio import NotSent, PeerPool, ProtocolError, Request, Response, serverkit
 from .kv import ABSENT, READ, validate_txn
 from .node import BUGS, Config, Outcome, RaftNode
-from .storage import Storage
+from .storage import EXIT_CORRUPT, CorruptLog, Storage
 from .txn import TxnExecutor
 
 ABSENT_BODY = {"error": "not found"}
@@ -264,7 +264,11 @@ async def amain(args: argparse.Namespace) -> None:
         rpc_timeout=max(args.election_timeout / 2000.0, 2 * args.heartbeat / 1000.0),
         bugs=frozenset(args.bug),
     )
-    storage = Storage(args.data_dir, fsync="no-fsync" not in cfg.bugs)
+    try:
+        storage = Storage(args.data_dir, fsync="no-fsync" not in cfg.bugs)
+    except CorruptLog as e:  # never serve damaged data, never forget acknowledged entries
+        log.error("refusing to start: %s (exit %d)", e, EXIT_CORRUPT)
+        sys.exit(EXIT_CORRUPT)
     node = RaftNode(cfg, storage, log)
     addresses = {name: f"{h}:{p}" for name, (h, p) in peers.items()}
     addresses[args.id] = advertise

@@ -6,15 +6,36 @@ file is renamed into place). The `no-fsync` bug writes the log but never fsyncs 
 reach the kernel's page cache, so a SIGKILL loses nothing, but a power failure (the disk faults'
 fault file system) loses every entry written since the last fsync, which is none. Nothing here
 simulates that loss: the file system does it.
+
+Every log record and the metadata carry a CRC-32, so that recovery can tell the two ways a
+record can be unreadable apart (the distinction of Alagappan et al., "Protocol-Aware Recovery
+for Consensus-Based Storage", FAST 2018, and of etcd's WAL):
+
+* a **torn tail**: the file ends inside the record, or the record holds a zero byte (a hole:
+  sectors a power failure never wrote, as small as one byte of the record's first sector;
+  records are printable ASCII, and no single bit flip of the characters JSON and the
+  checksum use here makes a zero byte). It was never fsynced, so never acknowledged,
+  and neither was anything written after it (an fsync would have made the hole durable too):
+  the record and everything after it are cut off, and the node says so in its log.
+* **corruption**: a whole record (newline-terminated, no hole) whose checksum or JSON fails.
+  It may have been acknowledged; reading it as data would serve a different value, and
+  cutting the log there would forget acknowledged entries. The node refuses to start
+  (`CorruptLog`, exit status 71) and an operator must replace its data from a peer.
+
+What a checksum cannot see: a file cut (`file-truncate`) exactly between two records is a
+valid shorter log, and one cut inside a record looks like a torn tail; the node then forgets
+entries it may have acknowledged, as etcd and the FAST paper's model do for a truncated tail.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +48,18 @@ META = "meta.json"
 LOG = "log.jsonl"
 #: the exit status of a node whose disk failed it
 EXIT_DISK = 70
+#: the exit status of a node that found its log or metadata corrupted
+EXIT_CORRUPT = serverkit.EXIT_CORRUPT
+
+log = logging.getLogger("raft-kv")
+
+
+class CorruptLog(serverkit.CorruptData):
+    """The log or metadata holds a record that fails its checksum and is no torn tail."""
+
+
+def checksum(payload: bytes) -> str:
+    return f"{zlib.crc32(payload):08x}"
 
 
 def fail_stop(fn: Callable[..., T]) -> Callable[..., T]:
@@ -78,25 +111,28 @@ class Storage:
     def _load(self) -> None:
         meta_path = os.path.join(self.dir, META)
         if os.path.exists(meta_path):
-            with open(meta_path, "rb") as fh:
-                meta = json.loads(fh.read())
-            self.term = int(meta["term"])
-            self.voted_for = meta.get("voted_for")
+            self.term, self.voted_for = _read_meta(meta_path)
         log_path = os.path.join(self.dir, LOG)
         if not os.path.exists(log_path):
             return
         with open(log_path, "rb") as fh:
             raw = fh.read()
-        good = 0
-        for line in raw.split(b"\n"):
-            if not line:
-                break
-            try:
-                d = json.loads(line)
-            except ValueError:
-                break  # a torn write from a crash: nothing after it was acknowledged
-            self.entries.append(Entry(int(d["t"]), d["c"]))
-            good += len(line) + 1
+        try:
+            payloads, good = serverkit.read_records(raw, log_path)
+        except serverkit.CorruptData as e:
+            raise CorruptLog(f"{e}: the log is corrupt") from None
+        for payload in payloads:
+            entry = _parse(payload)
+            if entry is None:  # its checksum held: written so, not damaged since
+                raise CorruptLog(f"{log_path}: entry {len(self.entries) + 1} is not an entry")
+            self.entries.append(entry)
+        if good != len(raw):
+            log.warning(
+                "log: cutting a torn tail at byte %d (%d B, never fsynced) after entry %d",
+                good,
+                len(raw) - good,
+                len(self.entries),
+            )
         if good != len(raw):
             with open(log_path, "r+b") as fh:
                 fh.truncate(good)
@@ -109,7 +145,9 @@ class Storage:
     def save_meta(self, term: int, voted_for: str | None) -> None:
         self.term = term
         self.voted_for = voted_for
-        payload = json.dumps({"term": term, "voted_for": voted_for}).encode()
+        body = {"term": term, "voted_for": voted_for}
+        crc = checksum(json.dumps(body, sort_keys=True).encode())
+        payload = json.dumps({**body, "crc": crc}).encode()
         serverkit.write_atomic(os.path.join(self.dir, META), payload)
 
     # -- log ----------------------------------------------------------------------------------
@@ -157,8 +195,34 @@ class Storage:
 
     @staticmethod
     def _line(e: Entry) -> bytes:
-        return json.dumps({"t": e.term, "c": e.cmd}, separators=(",", ":")).encode() + b"\n"
+        """One sealed record (`<crc32 hex>:<json>\n`), checked on recovery."""
+        payload = json.dumps({"t": e.term, "c": e.cmd}, separators=(",", ":")).encode()
+        return serverkit.seal(payload) + b"\n"
 
     def close(self) -> None:
         with self._lock:
             self._fh.close()
+
+
+def _parse(payload: bytes) -> Entry | None:
+    """One log entry from a record's verified payload, or None when it is not one."""
+    try:
+        d = json.loads(payload)
+        return Entry(int(d["t"]), d["c"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_meta(path: str) -> tuple[int, str | None]:
+    """Term and vote; CorruptLog when the file fails its checksum (it is written atomically,
+    so it is never torn: any damage is corruption, and a wrong term or vote breaks Raft)."""
+    try:
+        with open(path, "rb") as fh:
+            meta = json.loads(fh.read())
+        body = {"term": int(meta["term"]), "voted_for": meta.get("voted_for")}
+        ok = meta.get("crc") == checksum(json.dumps(body, sort_keys=True).encode())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise CorruptLog(f"{path}: the term and vote fail their checksum: metadata corrupt")
+    return body["term"], body["voted_for"]
