@@ -179,3 +179,70 @@ class LockClient(Client):
 
 def _served(comp: Op, node: str | None) -> Op:
     return served_by(comp, {"node": node})
+
+
+class ContractLockClient(LockClient):
+    """The lease lock of the HTTP contract (`POST /lock/acquire`, `POST /lock/release`, served
+    by raft-kv; docs/locks.md), one lock named "lock"."""
+
+    LOCK = "lock"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        resource: tuple[str, int],
+        timeout: float = 2.0,
+        node: str | None = None,
+    ) -> None:
+        super().__init__(resource, timeout, node)
+        self.http = HttpJson(host, port, timeout)
+
+    def close_lock(self) -> None:
+        self.http.close()
+
+    def _ask(self, path: str, body: dict[str, Any]) -> tuple[int, Any] | Answer:
+        try:
+            return self.http.request("POST", path, body)
+        except NotSent as e:
+            return Answer("fail", error=f"not sent: {e}")
+        except TimeoutError:
+            return Answer("info", error="timeout")
+        except (OSError, http.client.HTTPException) as e:
+            return Answer("info", error=f"connection lost: {describe(e)}")
+
+    def try_acquire(self, holder: str, lease_ms: int) -> Answer:
+        got = self._ask(
+            "/lock/acquire", {"lock": self.LOCK, "holder": holder, "lease-ms": lease_ms}
+        )
+        if isinstance(got, Answer):
+            return got
+        status, payload = got
+        node = payload.get("node") if isinstance(payload, dict) else None
+        if status == 200 and isinstance(payload, dict):
+            token = payload.get("token")
+            token = token if isinstance(token, int) and not isinstance(token, bool) else None
+            return Answer("ok", token=token, node=node)
+        return _refusal(status, payload, node)
+
+    def try_release(self, holder: str, token: int | None) -> Answer:
+        got = self._ask("/lock/release", {"lock": self.LOCK, "holder": holder, "token": token})
+        if isinstance(got, Answer):
+            return got
+        status, payload = got
+        node = payload.get("node") if isinstance(payload, dict) else None
+        if status == 200:
+            return Answer("ok", node=node)
+        return _refusal(status, payload, node)
+
+
+def _refusal(status: int, payload: Any, node: str | None) -> Answer:
+    """A lock answer other than 200: fail when it certainly did not take effect (409 held or
+    not the holder, 400, 503 not leader), info otherwise (504 and anything unexpected)."""
+    error = payload.get("error") if isinstance(payload, dict) else payload
+    if status == 409:
+        holder = payload.get("holder") if isinstance(payload, dict) else None
+        return Answer("fail", error={"refused": error, "holder": holder}, node=node)
+    if status in (400, 503):
+        return Answer("fail", error={"status": status, "error": error}, node=node)
+    return Answer("info", error={"status": status, "error": error}, node=node)

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
+from dsjepsen.targets.fenced.resource import FencedResource
 from dsjepsen.targets.http_server import PackagedServerTarget
+from dsjepsen.targets.lock_client import LOCK_FS, ContractLockClient
 from dsjepsen.targets.raft_kv.bugs import BUGS, READ_MODES
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.cluster.control.base import Node
+    from dsjepsen.targets.base import Client
 
 __all__ = ["BUGS", "RaftKvTarget"]
 
@@ -36,7 +39,7 @@ class RaftKvTarget(PackagedServerTarget):
     description = (
         "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"
     )
-    speaks = frozenset({"read", "write", "cas", "txn"})
+    speaks = frozenset({"read", "write", "cas", "txn"}) | LOCK_FS
     default_workload = "register"
     options = (
         Option(
@@ -87,6 +90,33 @@ class RaftKvTarget(PackagedServerTarget):
         if read_mode not in READ_MODES:
             raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
         self.read_mode = read_mode
+        #: the lock workload's fenced resource, when the run's workload is the lock's
+        self.resource: FencedResource | None = None
+
+    def expect_ops(self, fs: frozenset[str]) -> None:
+        if "acquire" in fs:
+            self.resource = FencedResource(
+                False, client_timeout=self.client_timeout, python=self.python
+            )
+
+    def client(self, cluster: Cluster, node: str) -> Client:
+        if self.resource is None:
+            return super().client(cluster, node)
+        n = cluster.node(node)
+        return ContractLockClient(
+            n.address, self.port, self.resource.address(cluster), self.client_timeout, node
+        )
+
+    def teardown(self, cluster: Cluster) -> None:
+        if self.resource is not None:
+            self.resource.teardown(cluster)
+        super().teardown(cluster)
+
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        logs = super().log_files(cluster, node)
+        if self.resource is not None and node == self.resource.where(cluster).name:
+            logs.append(self.resource.log_file(cluster.node(node)))
+        return logs
 
     # -- process control ----------------------------------------------------------------------
 
@@ -118,3 +148,5 @@ class RaftKvTarget(PackagedServerTarget):
                     f"see {self.log_file(cluster.nodes[0])} on the nodes"
                 )
             time.sleep(0.1)
+        if self.resource is not None:
+            self.resource.setup(cluster)
