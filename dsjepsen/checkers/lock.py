@@ -17,9 +17,12 @@ record of every write in arrival order. Three questions, one checker each:
   certain holds of different processes that overlap are two holders at once. With the
   resource fencing and both holds carrying tokens, the overlap is the lease's known limit and
   the fence's job: it is listed (`absorbed`), and the resource's view judges.
-- **lock-resource**: what the resource accepted, in arrival order: no hold's writes may land
-  after another hold's writes and then again (holders interleaved), and no accepted token may
-  be older than one accepted before it (a stale holder's write landed after a newer holder's).
+- **lock-resource**: what the resource accepted, in arrival order: no accepted token may be
+  older than one accepted before it (`stale-token-accepted`); no write of a hold may land
+  after a write of a hold that began (its acquire invoked) after the first one's acquire had
+  completed: the first holder was superseded, by the lock's own real-time order, whatever it
+  believed (`superseded-holder-write`: the paused holder's late write, which only a fence
+  stops); and no hold's writes may land after another hold's and then again (`interleaved`).
 - **lock-fencing**: the tokens the lock handed out grow with real time: an acquire that
   completed before another was invoked has the smaller token, and no two holds share one.
 
@@ -280,24 +283,42 @@ class ResourceChecker(Checker):
             if o.f == WRITE and isinstance(o.value, dict)
         }
         faults = _fault_windows(history)
+        by_holder = {h.holder: h for h in holds(history, _int(context.extra.get("lease_ms")))}
         anomalies: list[dict[str, Any]] = []
-        counts = {"interleaved": 0, "stale-token-accepted": 0}
+        counts = {"stale-token-accepted": 0, "superseded-holder-write": 0, "interleaved": 0}
         last_of: dict[str, dict[str, Any]] = {}  # hold -> its latest accepted write
         previous: dict[str, Any] | None = None
         newest: dict[str, Any] | None = None  # the accepted write with the newest token
+        latest: tuple[Hold, dict[str, Any]] | None = None  # the latest-begun hold that wrote
         for w in accepted:
             hold = str(w.get("hold"))
-            if previous is not None and str(previous.get("hold")) != hold and hold in last_of:
-                counts["interleaved"] += 1
-                if len(anomalies) < MAX_LISTED:
-                    anomalies.append(self._interleaved(last_of[hold], previous, w, ops, faults))
+            mine = by_holder.get(hold)
             token = _int(w.get("token"))
+            found: tuple[str, dict[str, Any]] | None = None
             if token is not None and newest is not None and token < newest["token"]:
-                counts["stale-token-accepted"] += 1
+                found = ("stale-token-accepted", self._stale(newest, w, ops, faults))
+            elif (
+                mine is not None
+                and latest is not None
+                and latest[0] is not mine
+                and mine.start < latest[0].acquire.invoke.time
+            ):
+                found = (
+                    "superseded-holder-write",
+                    self._superseded(mine, latest[0], latest[1], w, ops, faults),
+                )
+            elif previous is not None and str(previous.get("hold")) != hold and hold in last_of:
+                found = ("interleaved", self._interleaved(last_of[hold], previous, w, ops, faults))
+            if found is not None:
+                counts[found[0]] += 1
                 if len(anomalies) < MAX_LISTED:
-                    anomalies.append(self._stale(newest, w, ops, faults))
+                    anomalies.append(found[1])
             if token is not None and (newest is None or token > newest["token"]):
                 newest = w
+            if mine is not None and (
+                latest is None or mine.acquire.invoke.time > latest[0].acquire.invoke.time
+            ):
+                latest = (mine, w)
             last_of[hold] = w
             previous = w
         details = {
@@ -356,6 +377,31 @@ class ResourceChecker(Checker):
             ),
             "op_id": o.id if o is not None else None,
             "writes": [before, other, w],
+            "faults": active,
+        }
+
+    def _superseded(
+        self,
+        old: Hold,
+        new: Hold,
+        new_write: dict[str, Any],
+        w: dict[str, Any],
+        ops: dict[Any, Operation],
+        faults: list[FaultWindow],
+    ) -> dict[str, Any]:
+        active = self._span_faults(new_write, w, ops, faults)
+        o = ops.get(_value_key({"value": w.get("value")}))
+        return {
+            "type": "superseded-holder-write",
+            "message": (
+                f"a superseded holder's write landed after the next holder's: "
+                f"{self._where(w, ops)} arrived after {self._where(new_write, ops)}; "
+                f"{old.describe()}, and the lock was granted again after that: "
+                f"{new.describe()}; {_during(active)}"
+            ),
+            "op_id": o.id if o is not None else None,
+            "writes": [new_write, w],
+            "holds": [_hold_dict(old), _hold_dict(new)],
             "faults": active,
         }
 

@@ -64,10 +64,20 @@ class Hold:
 class LockClient(Client):
     """A holder of one lock at a time, bound to one node; writes to the fenced resource."""
 
-    def __init__(self, resource: tuple[str, int], timeout: float, node: str | None = None):
+    def __init__(
+        self,
+        writes_to: tuple[str, int],
+        timeout: float,
+        node: str | None = None,
+        direct: tuple[str, int] | None = None,
+    ):
+        """`writes_to`: where the guarded writes go (the resource, or the agent on this
+        client's node that passes them on); `direct`: the resource itself, for the setup op
+        and the final read (default: `writes_to`)."""
         self.timeout = timeout
         self.node = node
-        self.resource = HttpJson(resource[0], resource[1], timeout)
+        self.writes = HttpJson(writes_to[0], writes_to[1], timeout)
+        self.resource = HttpJson(*(direct or writes_to), timeout)
         self.hold: Hold | None = None
 
     @abstractmethod
@@ -82,6 +92,7 @@ class LockClient(Client):
         """Release the lock service's connections."""
 
     def close(self) -> None:
+        self.writes.close()
         self.resource.close()
         self.close_lock()
 
@@ -126,7 +137,7 @@ class LockClient(Client):
             )
         body = {"client": op.process, "hold": hold.holder, "token": hold.token, "value": value}
         try:
-            status, payload = self.resource.request("POST", "/write", body)
+            status, payload = self.writes.request("POST", "/write", body)
         except NotSent as e:
             return completed(op, "fail", value=out, error=f"resource: not sent: {e}")
         except TimeoutError:
@@ -140,7 +151,8 @@ class LockClient(Client):
         if status == 409:
             error = payload.get("error") if isinstance(payload, dict) else payload
             return completed(op, "fail", value=out, error=f"fenced: {error}")
-        if status in (400, 503):  # refused before anything was recorded
+        if status in (400, 503):  # refused before anything was recorded (503: the agent
+            # could not connect to the resource)
             return completed(op, "fail", value=out, error=f"resource: {status} {payload}")
         return completed(op, "info", value=out, error=f"resource: unexpected {status} {payload}")
 
@@ -191,11 +203,12 @@ class ContractLockClient(LockClient):
         self,
         host: str,
         port: int,
-        resource: tuple[str, int],
+        writes_to: tuple[str, int],
         timeout: float = 2.0,
         node: str | None = None,
+        direct: tuple[str, int] | None = None,
     ) -> None:
-        super().__init__(resource, timeout, node)
+        super().__init__(writes_to, timeout, node, direct)
         self.http = HttpJson(host, port, timeout)
 
     def close_lock(self) -> None:

@@ -11,7 +11,8 @@ if "." in (__package__ or ""):  # installed: dsjepsen.targets.fenced
 else:  # uploaded: <home>/code/fenced beside <home>/code/serverkit.py
     import serverkit  # type: ignore[no-redef,import-not-found]
 
-__all__ = ["Request", "Response", "serverkit"]
+__all__ = ["PeerPool", "Request", "Response", "serverkit"]
 
+PeerPool = serverkit.PeerPool
 Request = serverkit.Request
 Response = serverkit.Response

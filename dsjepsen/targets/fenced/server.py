@@ -16,6 +16,13 @@ defenceless, which is what the checkers then show. `GET /writes` returns the who
 `POST /configure {"fencing"}`, before the first write, switches fencing (the lock workload's
 setup op, so that the history itself says whether the resource fenced).
 
+With `--relay-to HOST:PORT` the same program is a holder's agent instead: it runs on every
+node and passes each `POST /write` on to the resource, so that a lock holder's writes leave
+from the node it is bound to. When the node is paused (the pause fault stops the target's
+server and this agent with it, as a VM or process pause would stop an application), a write
+sent meanwhile waits in the agent's socket and reaches the resource after the pause, however
+long the holder's lease has been over by then: Kleppmann's paused client.
+
 Standard library only (see the package docstring).
 """
 
@@ -29,7 +36,7 @@ import sys
 import time
 from typing import Any
 
-from .httpio import Request, Response, serverkit
+from .httpio import PeerPool, Request, Response, serverkit
 
 #: writes recorded at most: a run at the largest rate for hours stays far below it
 MAX_WRITES = 2_000_000
@@ -42,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "The fenced resource of dsjepsen's lock workload.",
         "directory for the journal",
         (),
+    )
+    p.add_argument(
+        "--relay-to",
+        metavar="HOST:PORT",
+        help="be a holder's agent: pass each POST /write on to the resource there",
     )
     p.add_argument(
         "--fencing",
@@ -151,8 +163,35 @@ class Server:
         return Response(400, {"error": f"no endpoint {req.method} {req.path}"})
 
 
+class Relay:
+    """A holder's agent: `POST /write` passed on to the resource, its answer passed back."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+        self.pool = PeerPool(host, port)
+        self.timeout = timeout
+
+    async def handle(self, req: Request) -> Response:
+        if req.path != "/write" or req.method != "POST":
+            return Response(400, {"error": f"a relay passes on POST /write only, not {req.path}"})
+        try:
+            status, payload = await self.pool.request("POST", "/write", req.body, self.timeout, {})
+        except serverkit.NotSent as e:  # connecting failed: the resource never saw it
+            return Response(503, {"error": f"resource unreachable: {e}"})
+        except Exception as e:  # noqa: BLE001 - whatever happened, the outcome is unknown
+            log.debug("relay: write not answered: %r", e)
+            return Response(504, {"error": f"resource did not answer: {e!r}"})
+        log.debug("relay: write -> %d", status)
+        return Response(status, payload)
+
+
 async def amain(args: argparse.Namespace) -> None:
     host, port, _peers = serverkit.addresses(args, "fenced")
+    if args.relay_to:
+        to_host, to_port = serverkit.hostport(args.relay_to, "--relay-to")
+        srv = await serverkit.listen(host, port, Relay(to_host, to_port).handle)
+        log.info("relaying writes from %s:%d to %s", host, port, args.relay_to)
+        await serverkit.until_signalled(srv)
+        return
     resource = Resource(args.fencing, os.path.join(args.data_dir, "writes.jsonl"))
     srv = await serverkit.listen(host, port, Server(resource).handle)
     log.info("listening on %s:%d, fencing %s", host, port, "on" if args.fencing else "off")

@@ -104,8 +104,23 @@ class RaftKvTarget(PackagedServerTarget):
             return super().client(cluster, node)
         n = cluster.node(node)
         return ContractLockClient(
-            n.address, self.port, self.resource.address(cluster), self.client_timeout, node
+            n.address,
+            self.port,
+            self.resource.agent(cluster, node),
+            self.client_timeout,
+            node,
+            direct=self.resource.address(cluster),
         )
+
+    def pause(self, cluster: Cluster, node: str) -> None:
+        super().pause(cluster, node)
+        if self.resource is not None:  # the node's lock holders pause with it
+            self.resource.pause_agent(cluster, node)
+
+    def resume(self, cluster: Cluster, node: str) -> None:
+        super().resume(cluster, node)
+        if self.resource is not None:
+            self.resource.resume_agent(cluster, node)
 
     def teardown(self, cluster: Cluster) -> None:
         if self.resource is not None:
@@ -114,8 +129,8 @@ class RaftKvTarget(PackagedServerTarget):
 
     def log_files(self, cluster: Cluster, node: str) -> list[str]:
         logs = super().log_files(cluster, node)
-        if self.resource is not None and node == self.resource.where(cluster).name:
-            logs.append(self.resource.log_file(cluster.node(node)))
+        if self.resource is not None:
+            logs += self.resource.log_files(cluster, node)
         return logs
 
     # -- process control ----------------------------------------------------------------------
