@@ -73,7 +73,8 @@ class Hold:
 
     def describe(self) -> str:
         token = f"token {self.token}" if self.token is not None else "no token"
-        node = f" via {self.acquire.node}" if self.acquire.node else ""
+        bound = self.acquire.bound_node
+        node = f", bound to {bound}" if bound else ""
         return (
             f"process {self.process} (hold {self.holder}, {token}{node}) held it from "
             f"{_t(self.start)} to {_t(self.end)} ({self.ended_by})"
