@@ -159,6 +159,21 @@ RECIPES: tuple[Recipe, ...] = (
         ("--workload", "g-set", "--nemesis", "kill-all"),
         source="docs/crdt.md Bugs",
     ),
+    # locks (docs/locks.md): a holder paused past its lease lands a superseded write that only a
+    # fence stops; the bug gives no tokens, the control has them, both run with --fencing. A
+    # pause catches the holder on one of the two paused nodes of five (40%) with a write still
+    # to send (5 of its 6 ops): short leases and frequent pauses give a run many chances
+
+    Recipe(
+        "lease-no-fencing",
+        "raft-kv",
+        ("--bug", "lease-no-fencing"),
+        (
+            "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
+            "--node-count", "5", "--nemesis", "pause-minority", "--nemesis-interval", "2.5",
+        ),
+        source="docs/locks.md",
+    ),  # fmt: skip
     # PostgreSQL's weaker isolation levels are its documented "bugs": each is checked for the
     # model it does not provide, while the control (serializable, the default) is checked for
     # strict-serializable under the same crashes (one server: its serializable is strict)
