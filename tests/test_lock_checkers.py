@@ -249,3 +249,28 @@ def test_tokens_must_grow_with_real_time() -> None:
     h3.acquire(0, 50, 1, 9)
     h3.acquire(10, 40, 2, 9)
     assert check(FencingChecker(), h3).valid is False
+
+
+def test_a_superseded_holders_late_write_is_found_even_at_its_first_write() -> None:
+    h = H()
+    h.pause(5, 3000, "n2")
+    h.acquire(0, 10, 1, None)
+    h.write(20, 2020, 1, 1, typ="info")  # sent while p1 held it; stuck in a paused node
+    h.acquire(2100, 2110, 2, None)  # p1's lease was over: the lock was rightly granted again
+    h.write(2120, 2130, 2, 2)
+    h.release(2140, 2150, 2)
+    # the resource saw p2's write first, then p1's late one
+    h.resource(4000, [("h2-2100", None, 2, True), ("h1-0", None, 1, True)], False)
+    assert check(MutexChecker(), h).valid is True  # no two certain holds overlapped
+    r = check(ResourceChecker(), h)
+    assert r.valid is False and r.details["errors"]["superseded-holder-write"] == 1
+    message = r.anomalies[0]["message"]
+    assert "value 1 of hold h1-0" in message and "paused the process on n2" in message
+    # with tokens and a fence the late write is rejected: valid
+    h2 = H()
+    h2.acquire(0, 10, 1, 3)
+    h2.write(20, 2020, 1, 1, typ="info")
+    h2.acquire(2100, 2110, 2, 4)
+    h2.write(2120, 2130, 2, 2)
+    h2.resource(4000, [("h2-2100", 4, 2, True), ("h1-0", 3, 1, False)], True)
+    assert check(ResourceChecker(), h2).valid is True

@@ -152,15 +152,19 @@ def test_each_process_acquires_writes_while_holding_and_releases():
 # -- real runs ---------------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, *args: str, time_limit: int = 30) -> dict:
+def run(tmp_path: Path, *args: str, time_limit: int = 60) -> dict:
+    """The detection recipe's run (bench/detection.py LOCK_COMMON): a pause catches the
+    holder on one of the two paused nodes with a write still to send about one time in three,
+    and 60 s hold about twelve pauses."""
     from dsjepsen.cluster import localnet
 
     if not localnet.has_net_admin() or shutil.which("iptables") is None:
         pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
     name = "lk" + os.urandom(2).hex()
     argv = [
-        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--node-count", "3",
-        "--workload", "lock", "--fencing", "--nemesis", "pause", "--nemesis-interval", "3",
+        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--node-count", "5",
+        "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
+        "--nemesis", "pause-minority", "--nemesis-interval", "2.5",
         "--time-limit", str(time_limit), "--cluster-name", name, "--store", str(tmp_path),
         "--json", *args,
     ]  # fmt: skip
