@@ -180,3 +180,54 @@ class FencedResource(PackagedServerTarget):
 
     def client(self, cluster: Cluster, node: str) -> Client:
         raise HarnessError("the fenced resource has no client of its own: lock clients write to it")
+
+
+class FencedLockTarget:
+    """What a target whose clients speak the lock workload adds to its ProcessTarget base
+    (mixed in first: `class RaftKvTarget(FencedLockTarget, PackagedServerTarget)`): the
+    resource and the agents for a lock run (told by `expect_ops`), started by the target's
+    setup through `start_resource`, paused and resumed with the target's own process on a
+    node, torn down and logged with it. For any other workload it changes nothing."""
+
+    resource: FencedResource | None = None
+    client_timeout: float = 2.0
+
+    def expect_ops(self, fs: frozenset[str]) -> None:
+        if "acquire" in fs:
+            self.resource = FencedResource(
+                False,
+                client_timeout=self.client_timeout,
+                python=getattr(self, "python", "python3"),
+            )
+        super().expect_ops(fs)  # type: ignore[misc]
+
+    def start_resource(self, cluster: Cluster) -> None:
+        """The last step of the target's setup (after its own clean slate and start)."""
+        if self.resource is not None:
+            self.resource.setup(cluster)
+
+    def lock_routes(self, cluster: Cluster, node: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        """(where a client bound to `node` sends its writes: that node's agent, the resource)."""
+        assert self.resource is not None
+        return self.resource.agent(cluster, node), self.resource.address(cluster)
+
+    def pause(self, cluster: Cluster, node: str) -> None:
+        super().pause(cluster, node)  # type: ignore[misc]
+        if self.resource is not None:  # the node's lock holders pause with it
+            self.resource.pause_agent(cluster, node)
+
+    def resume(self, cluster: Cluster, node: str) -> None:
+        super().resume(cluster, node)  # type: ignore[misc]
+        if self.resource is not None:
+            self.resource.resume_agent(cluster, node)
+
+    def teardown(self, cluster: Cluster) -> None:
+        if self.resource is not None:
+            self.resource.teardown(cluster)
+        super().teardown(cluster)  # type: ignore[misc]
+
+    def log_files(self, cluster: Cluster, node: str) -> list[str]:
+        logs: list[str] = super().log_files(cluster, node)  # type: ignore[misc]
+        if self.resource is not None:
+            logs += self.resource.log_files(cluster, node)
+        return logs

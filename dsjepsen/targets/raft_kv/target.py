@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
-from dsjepsen.targets.fenced.resource import FencedResource
+from dsjepsen.targets.fenced.resource import FencedLockTarget
 from dsjepsen.targets.http_server import PackagedServerTarget
 from dsjepsen.targets.lock_client import LOCK_FS, ContractLockClient
 from dsjepsen.targets.raft_kv.bugs import BUGS, READ_MODES
@@ -31,7 +31,7 @@ __all__ = ["BUGS", "RaftKvTarget"]
 DEFAULT_PORT = 7070
 
 
-class RaftKvTarget(PackagedServerTarget):
+class RaftKvTarget(FencedLockTarget, PackagedServerTarget):
     package = "raft_kv"
     package_dir = os.path.dirname(os.path.abspath(__file__))
     harness_only = frozenset({"target.py"})
@@ -90,48 +90,15 @@ class RaftKvTarget(PackagedServerTarget):
         if read_mode not in READ_MODES:
             raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
         self.read_mode = read_mode
-        #: the lock workload's fenced resource, when the run's workload is the lock's
-        self.resource: FencedResource | None = None
-
-    def expect_ops(self, fs: frozenset[str]) -> None:
-        if "acquire" in fs:
-            self.resource = FencedResource(
-                False, client_timeout=self.client_timeout, python=self.python
-            )
 
     def client(self, cluster: Cluster, node: str) -> Client:
         if self.resource is None:
             return super().client(cluster, node)
+        writes_to, direct = self.lock_routes(cluster, node)
         n = cluster.node(node)
         return ContractLockClient(
-            n.address,
-            self.port,
-            self.resource.agent(cluster, node),
-            self.client_timeout,
-            node,
-            direct=self.resource.address(cluster),
+            n.address, self.port, writes_to, self.client_timeout, node, direct=direct
         )
-
-    def pause(self, cluster: Cluster, node: str) -> None:
-        super().pause(cluster, node)
-        if self.resource is not None:  # the node's lock holders pause with it
-            self.resource.pause_agent(cluster, node)
-
-    def resume(self, cluster: Cluster, node: str) -> None:
-        super().resume(cluster, node)
-        if self.resource is not None:
-            self.resource.resume_agent(cluster, node)
-
-    def teardown(self, cluster: Cluster) -> None:
-        if self.resource is not None:
-            self.resource.teardown(cluster)
-        super().teardown(cluster)
-
-    def log_files(self, cluster: Cluster, node: str) -> list[str]:
-        logs = super().log_files(cluster, node)
-        if self.resource is not None:
-            logs += self.resource.log_files(cluster, node)
-        return logs
 
     # -- process control ----------------------------------------------------------------------
 
@@ -163,5 +130,4 @@ class RaftKvTarget(PackagedServerTarget):
                     f"see {self.log_file(cluster.nodes[0])} on the nodes"
                 )
             time.sleep(0.1)
-        if self.resource is not None:
-            self.resource.setup(cluster)
+        self.start_resource(cluster)
