@@ -152,7 +152,7 @@ def test_each_process_acquires_writes_while_holding_and_releases():
 # -- real runs ---------------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, *args: str, time_limit: int = 60) -> dict:
+def run(tmp_path: Path, *args: str, time_limit: int = 60, target: str = "raft-kv") -> dict:
     """The detection recipe's run (bench/detection.py LOCK_COMMON): a pause catches the
     holder on one of the two paused nodes with a write still to send about one time in three,
     and 60 s hold about twelve pauses."""
@@ -162,7 +162,7 @@ def run(tmp_path: Path, *args: str, time_limit: int = 60) -> dict:
         pytest.skip("needs root (CAP_NET_ADMIN), ip and iptables for namespace clusters")
     name = "lk" + os.urandom(2).hex()
     argv = [
-        sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--node-count", "5",
+        sys.executable, "-m", "dsjepsen", "test", "--target", target, "--node-count", "5",
         "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
         "--nemesis", "pause-minority", "--nemesis-interval", "2.5",
         "--time-limit", str(time_limit), "--cluster-name", name, "--store", str(tmp_path),
@@ -196,3 +196,13 @@ def test_the_lock_with_tokens_and_a_fence_stays_valid_under_pauses(tmp_path):
     assert out["valid"] is True, out["reason"]
     assert out["checks"]["lock-resource"]["details"]["accepted"] > 100
     assert out["checks"]["lock-fencing"]["details"]["with_token"] > 30
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_etcds_lock_with_revision_fencing_stays_valid_under_pauses(tmp_path):
+    if shutil.which("etcd") is None:
+        pytest.skip("needs etcd (Debian's etcd-server)")
+    out = run(tmp_path, "--seed", "3", target="etcd", time_limit=30)
+    assert out["valid"] is True, out["reason"]
+    assert out["checks"]["lock-fencing"]["details"]["with_token"] > 10
