@@ -274,3 +274,31 @@ def test_a_superseded_holders_late_write_is_found_even_at_its_first_write() -> N
     h2.write(2120, 2130, 2, 2)
     h2.resource(4000, [("h2-2100", 4, 2, True), ("h1-0", 3, 1, False)], True)
     assert check(ResourceChecker(), h2).valid is True
+
+
+def test_dsjepsen_check_infers_the_lock_checkers_and_exits_1_on_a_violation(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from dsjepsen.history import write_jsonl
+
+    h = H()
+    h.op(-5, 0, "invoke", "configure-resource", {"fencing": False})
+    h.op(-4, 0, "ok", "configure-resource", {"fencing": False})
+    h.acquire(0, 10, 1, 3)
+    h.acquire(200, 210, 2, 4)  # inside p1's hold
+    h.release(300, 310, 2)
+    h.release(400, 410, 1)
+    h.resource(500, [], False)
+    path = tmp_path / "lock.jsonl"
+    write_jsonl(h.history().ops, path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "INVALID (lock-mutex)" in proc.stdout
+    assert "checkers: lock-mutex, lock-resource, lock-fencing" in proc.stdout

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from dsjepsen.checkers.base import CheckContext, Checker
 from dsjepsen.checkers.result import CheckResult
 from dsjepsen.faults import FaultWindow, windows
-from dsjepsen.history import History, Operation
+from dsjepsen.history import NEMESIS, History, Operation
 
 ACQUIRE, RELEASE, WRITE = "acquire", "release", "write"
 READ_RESOURCE, CONFIGURE = "read-resource", "configure-resource"
@@ -173,6 +173,16 @@ def fencing_on(history: History) -> bool | None:
             f = o.value.get("fencing")
             return f if isinstance(f, bool) else None
     return None
+
+
+def lock_checkers(history: History) -> list[str]:
+    """The checkers `dsjepsen check` runs on a history of the lock workload (it has the
+    resource's setup or final op beside its acquires): all three. A lock history without
+    them (Jepsen's acquire / release) is Knossos's mutex, for the linearizable checker."""
+    fs = {op.f for op in history.ops if op.process != NEMESIS}
+    if ACQUIRE in fs and fs & {READ_RESOURCE, CONFIGURE}:
+        return [MutexChecker.name, ResourceChecker.name, FencingChecker.name]
+    return []
 
 
 class MutexChecker(Checker):
