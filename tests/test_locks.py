@@ -206,3 +206,21 @@ def test_etcds_lock_with_revision_fencing_stays_valid_under_pauses(tmp_path):
     out = run(tmp_path, "--seed", "3", target="etcd", time_limit=30)
     assert out["valid"] is True, out["reason"]
     assert out["checks"]["lock-fencing"]["details"]["with_token"] > 10
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.parametrize(("lock", "valid"), [("setnx", False), ("fenced", True)])
+def test_redis_setnx_has_no_token_to_fence_with_and_its_fenced_variant_does(tmp_path, lock, valid):
+    """SET NX PX, Redis's documented lock: a holder paused past its lease writes after the
+    next holder and no fence can tell; the same SET with an INCR token (one Lua script) lets
+    --fencing reject it."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (scripts/setup installs it)")
+    out = run(tmp_path, "--redis-lock", lock, "--seed", "3", target="redis")
+    assert out["valid"] is valid, out["reason"]
+    if not valid:
+        assert out["checks"]["lock-resource"]["anomalies"][0]["type"] in (
+            "superseded-holder-write",
+            "interleaved",
+        )
