@@ -51,6 +51,9 @@ class Answer:
     token: int | None = None
     error: Any = None
     node: str | None = None
+    #: seconds from the acquire's sending that the lock promises, when it says less than the
+    #: lease (Redlock's validity: the lease less the time taking it took and the clock drift)
+    valid_for: float | None = None
 
 
 @dataclass
@@ -122,7 +125,10 @@ class LockClient(Client):
         out = {"lease-ms": lease_ms, "holder": holder, "token": answer.token}
         comp = completed(op, answer.type, value=out, error=answer.error)
         if answer.type == "ok":
-            self.hold = Hold(holder, answer.token, sent + lease_ms / 1000.0)
+            valid = lease_ms / 1000.0
+            if answer.valid_for is not None:
+                valid = min(valid, answer.valid_for)
+            self.hold = Hold(holder, answer.token, sent + valid)
         return _served(comp, answer.node)
 
     def _write(self, op: Op) -> Op:

@@ -14,7 +14,9 @@ so no retries behind the history's back: targets/clients.py says why), keeping J
   single-instance lock, released by compare-and-delete (a Lua script): no fencing token, so a
   holder paused past its lease writes after the next one and no fence can stop it. With
   `--redis-lock fenced` the same SET runs in a Lua script that also INCRs a token counter,
-  atomically on the primary, and hands that number out as the fencing token.
+  atomically on the primary, and hands that number out as the fencing token. With
+  `--redis-lock redlock` every node is an independent primary and the lock is Redlock over
+  them (`RedlockClient`): no token either, and each instance expires the key by its own clock.
 
 `--redis-persistence`: `aof-always` (the default: every write fsynced before the answer, a
 kill loses nothing acknowledged), `aof-everysec` (up to a second lost), `none`.
@@ -23,6 +25,7 @@ kill loses nothing acknowledged), `aof-everysec` (up to a second lost), `none`.
 from __future__ import annotations
 
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from dsjepsen.options import Option
@@ -58,7 +61,9 @@ PERSISTENCE = {
     "aof-everysec": ["--appendonly", "yes", "--appendfsync", "everysec"],
     "none": ["--appendonly", "no"],
 }
-LOCKS = ("setnx", "fenced")
+LOCKS = ("setnx", "fenced", "redlock")
+#: Redlock's allowance for clock drift: 1% of the lease plus 2 ms (antirez's reference)
+DRIFT_FACTOR, DRIFT_MS = 0.01, 2
 
 
 class RespError(Exception):
@@ -222,6 +227,71 @@ class RedisLockClient(LockClient):
         return Answer("fail", error={"refused": "not the holder (the lease ran out)"})
 
 
+class RedlockClient(LockClient):
+    """Redlock (antirez, "Distributed locks with Redis") over independent primaries, one per
+    node: SET NX PX on every one in turn; held when a majority said OK and the lease, less the
+    time that took and the clock drift allowance, is still positive (that remainder is what the
+    holder believes: `Answer.valid_for`). Otherwise every instance is asked to release. An
+    acquire whose instances did not all answer may have taken a majority: info, not fail."""
+
+    def __init__(
+        self,
+        instances: list[str],
+        timeout: float,
+        writes_to: tuple[str, int],
+        direct: tuple[str, int],
+        node: str | None = None,
+    ) -> None:
+        super().__init__(writes_to, timeout, node, direct)
+        # each instance gets a share of the client's time, as Redlock asks (a short timeout
+        # per instance, so that one that is down does not use up the lease)
+        share = max(0.05, timeout / (2 * max(1, len(instances))))
+        self.instances = [Resp(a, PORT, share) for a in instances]
+
+    def close_lock(self) -> None:
+        for r in self.instances:
+            r.close()
+
+    def _each(self, *args: Any) -> tuple[list[Any], int]:
+        """Every instance's answer (None when it gave none) and how many gave none."""
+        answers: list[Any] = []
+        unknown = 0
+        for r in self.instances:
+            try:
+                answers.append(r.call(*args))
+            except NotSent:
+                answers.append(None)
+            except RespError:
+                answers.append(None)
+            except OSError:
+                answers.append(None)
+                unknown += 1
+        return answers, unknown
+
+    def try_acquire(self, holder: str, lease_ms: int) -> Answer:
+        start = time.monotonic()
+        answers, unknown = self._each("SET", LOCK_KEY, holder, "NX", "PX", lease_ms)
+        took = time.monotonic() - start
+        oks = sum(1 for a in answers if a == "OK")
+        quorum = len(self.instances) // 2 + 1
+        valid = lease_ms / 1000.0 - took - (lease_ms * DRIFT_FACTOR + DRIFT_MS) / 1000.0
+        if oks >= quorum and valid > 0:
+            return Answer("ok", valid_for=took + valid)
+        self._each("EVAL", RELEASE, 1, LOCK_KEY, holder)
+        detail = {"refused": f"{oks} of {len(self.instances)} instances", "unanswered": unknown}
+        if unknown and oks + unknown >= quorum:
+            return Answer("info", error=detail)
+        return Answer("fail", error=detail)
+
+    def try_release(self, holder: str, token: int | None) -> Answer:
+        answers, unknown = self._each("EVAL", RELEASE, 1, LOCK_KEY, holder)
+        if sum(1 for a in answers if a == 1) >= len(self.instances) // 2 + 1:
+            return Answer("ok")
+        if unknown:
+            return Answer("info", error={"released on": answers, "unanswered": unknown})
+        return Answer("fail", error={"refused": "not the holder on a majority", "answers": answers})
+
+
 class RedisTarget(FencedLockTarget, ProcessTarget):
     name = "redis"
     description = "Redis (Debian's redis-server): n1 the primary, the other nodes its replicas"
@@ -253,8 +323,9 @@ class RedisTarget(FencedLockTarget, ProcessTarget):
             "redis-lock",
             "str",
             "setnx",
-            "redis, lock workload: setnx (SET NX PX, no fencing token) or fenced (the same "
-            "in a Lua script that also hands out an INCR counter as the token)",
+            "redis, lock workload: setnx (SET NX PX, no fencing token), fenced (the same "
+            "in a Lua script that also hands out an INCR counter as the token), or redlock "
+            "(every node an independent primary, a majority of them held)",
             choices=LOCKS,
             label="lock",
         ),
@@ -282,9 +353,14 @@ class RedisTarget(FencedLockTarget, ProcessTarget):
             *PERSISTENCE[self.persistence], "--daemonize", "no",
         ]  # fmt: skip
         primary = cluster.nodes[0]
-        if node.name != primary.name:
+        if node.name != primary.name and not self.independent:
             argv += ["--replicaof", primary.address, str(PORT)]
         return argv
+
+    @property
+    def independent(self) -> bool:
+        """Redlock's instances are independent primaries: no replication at all."""
+        return self.lock == "redlock" and self.resource is not None
 
     def cwd(self, cluster: Cluster, node: Node) -> str:
         return self.data_dir(node)  # made by the daemon helper before the server starts
@@ -316,6 +392,8 @@ class RedisTarget(FencedLockTarget, ProcessTarget):
     def ready_for_final_reads(self, cluster: Cluster) -> bool:
         """Every replica linked to the primary and caught up with its replication offset:
         before that a replica read is stale by design, not by a bug."""
+        if self.independent:
+            return all(self.ready(cluster, n) for n in cluster.nodes)
         try:
             primary = self._info(cluster.nodes[0])
             offset = int(primary.get("master_repl_offset", "0"))
@@ -335,6 +413,10 @@ class RedisTarget(FencedLockTarget, ProcessTarget):
 
     def client(self, cluster: Cluster, node: str) -> Client:
         primary = cluster.nodes[0].address
+        if self.resource is not None and self.independent:
+            writes_to, direct = self.lock_routes(cluster, node)
+            instances = [n.address for n in cluster.nodes]
+            return RedlockClient(instances, self.client_timeout, writes_to, direct, node)
         if self.resource is not None:
             writes_to, direct = self.lock_routes(cluster, node)
             return RedisLockClient(
