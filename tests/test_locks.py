@@ -224,3 +224,74 @@ def test_redis_setnx_has_no_token_to_fence_with_and_its_fenced_variant_does(tmp_
             "superseded-holder-write",
             "interleaved",
         )
+
+
+@pytest.fixture
+def redis_servers(tmp_path):
+    """Three real redis-server processes on loopback (independent primaries): their ports."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (scripts/setup installs it)")
+    from dsjepsen.cluster.daemon import wait_for_port
+
+    procs, ports = [], []
+    for i in range(3):
+        port = free_port()
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d)]
+        argv += ["--save", "", "--appendonly", "no"]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        ports.append(port)
+    for port in ports:
+        wait_for_port("127.0.0.1", port, timeout=20)
+    yield ports
+    for p in procs:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced, monkeypatch):
+    from dsjepsen.targets import redis
+
+    res = ("127.0.0.1", fenced)
+    monkeypatch.setattr(redis, "PORT", redis_servers[0])
+    a = redis.RedisLockClient("127.0.0.1", 2.0, res, res)
+    b = redis.RedisLockClient("127.0.0.1", 2.0, res, res, fenced=True)
+    try:
+        got = a.invoke(lock_op("acquire", {"lease-ms": 300}, process=0, index=1))
+        assert got.type == "ok" and got.value["token"] is None  # SET NX PX gives no token
+        assert b.invoke(lock_op("acquire", {"lease-ms": 300}, process=1, index=2)).type == "fail"
+        time.sleep(0.4)  # the key expired on Redis's own clock
+        first = b.invoke(lock_op("acquire", {"lease-ms": 5000}, process=1, index=3))
+        assert first.type == "ok" and first.value["token"] == 1
+        assert a.invoke(lock_op("release", process=0)).type == "fail"  # not a's any more
+        assert b.invoke(lock_op("release", process=1)).type == "ok"
+        again = b.invoke(lock_op("acquire", {"lease-ms": 5000}, process=1, index=4))
+        assert again.value["token"] == 2  # the counter only grows
+        b.invoke(lock_op("release", process=1))
+    finally:
+        a.close()
+        b.close()
+    # Redlock: a majority of independent instances; one of three down still leaves one
+    instances = []
+    for port in redis_servers:
+        monkeypatch.setattr(redis, "PORT", port)
+        instances.append(redis.Resp("127.0.0.1", port, 1.0))
+    r = redis.RedlockClient([], 2.0, res, res)
+    r.instances = instances
+    other = redis.RedlockClient([], 2.0, res, res)
+    other.instances = [redis.Resp("127.0.0.1", p, 1.0) for p in redis_servers]
+    try:
+        got = r.invoke(lock_op("acquire", {"lease-ms": 2000}, process=2, index=5))
+        assert got.type == "ok"
+        assert r.hold is not None and r.hold.deadline < time.monotonic() + 2.0  # less the drift
+        assert other.invoke(lock_op("acquire", {"lease-ms": 2000}, process=3, index=6)).type == (
+            "fail"
+        )
+        assert r.invoke(lock_op("release", process=2)).type == "ok"
+        assert other.invoke(lock_op("acquire", {"lease-ms": 2000}, process=3, index=7)).type == (
+            "ok"
+        )
+    finally:
+        r.close()
+        other.close()
