@@ -177,6 +177,20 @@ RECIPES: tuple[Recipe, ...] = (
         LOCK_COMMON,
         source="docs/locks.md",
     ),
+    # Redis (README Targets): replicas answer reads from asynchronously replicated state
+    Recipe(
+        "redis-replica-reads",
+        "redis",
+        ("--redis-reads", "any"),
+        ("--nemesis", "partition-majority", "--node-count", "3"),
+    ),
+    # a primary without persistence restarts empty, and its replicas follow it
+    Recipe(
+        "redis-no-persistence",
+        "redis",
+        ("--redis-persistence", "none"),
+        ("--nemesis", "kill-leader", "--nemesis-interval", "3", "--node-count", "3"),
+    ),
     # PostgreSQL's weaker isolation levels are its documented "bugs": each is checked for the
     # model it does not provide, while the control (serializable, the default) is checked for
     # strict-serializable under the same crashes (one server: its serializable is strict)
