@@ -375,3 +375,26 @@ def test_line_per_op_fast_path_agrees_with_the_general_reader(tmp_path: Path) ->
         assert [o.line for o in read_edn(p).ops] == [o.line for o in general]
         covered += edn_lines_fast(text) is not None
     assert covered == 4
+
+
+def test_jsonl_transactions_share_what_they_repeat(tmp_path: Path) -> None:
+    """A completion's write micro-ops are its invocation's own lists and every micro-op on a
+    key holds one key object (a million-transaction history's memory); values read, failed
+    and interleaved processes come out exactly as written."""
+    lines = [
+        '{"type":"invoke","process":0,"f":"txn","value":[["append",1000,1],["r",1000,null]]}',
+        '{"type":"invoke","process":1,"f":"txn","value":[["w",2000,5],["r",1000,null]]}',
+        '{"type":"ok","process":0,"f":"txn","value":[["append",1000,1],["r",1000,[1]]]}',
+        '{"type":"fail","process":1,"f":"txn","value":[["w",2000,6],["r",1000,null]]}',
+    ]
+    ops = read_history(write(tmp_path, "h.jsonl", "\n".join(lines) + "\n")).ops
+    assert [o.value for o in ops] == [
+        [["append", 1000, 1], ["r", 1000, None]],
+        [["w", 2000, 5], ["r", 1000, None]],
+        [["append", 1000, 1], ["r", 1000, [1]]],
+        [["w", 2000, 6], ["r", 1000, None]],
+    ]
+    inv0, inv1, ok0, fail1 = (o.value for o in ops)
+    assert ok0[0] is inv0[0] and ok0[1] is not inv0[1]  # the write shared, the read its own
+    assert fail1[0] is not inv1[0] and fail1[1] is inv1[1]  # unequal micro-ops stay apart
+    assert ok0[1][1] is inv1[1][1] is inv0[0][1]  # key 1000: one object

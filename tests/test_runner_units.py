@@ -75,6 +75,26 @@ def test_recorder_stamps_index_and_monotonic_time(tmp_path) -> None:
     assert rec.dropped == 1
 
 
+def test_the_recorder_keeps_no_op_in_memory_and_reads_them_back(tmp_path) -> None:
+    """An hour at 1,000 ops/s is millions of ops: recording them must not grow the
+    controller's memory; what a final phase asks for is read back from the file."""
+    import tracemalloc
+
+    rec = Recorder(tmp_path / "h.jsonl")
+    rec.record(Op(0, 0, 0, "invoke", "write", 0, key=1))
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for i in range(1, 20_000):
+        rec.record(Op(0, 0, i % 7, "invoke" if i % 2 == 0 else "ok", "write", i, key=1))
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert grown < 200_000, grown  # a list of the ops would hold about 4 MB
+    seen = rec.ops  # read back once, when first looked at
+    assert rec.next_index == len(seen) == 20_000 and seen[0].index == 0
+    assert [op.value for op in seen[19_998:]] == [19_998, 19_999]
+    rec.close()
+
+
 def test_partial_history_of_a_killed_writer_is_readable(tmp_path) -> None:
     rec = Recorder(tmp_path / "h.jsonl")
     rec.record(Op(0, 0, 0, "invoke", "read", None, key=1))

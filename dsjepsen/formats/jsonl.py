@@ -34,18 +34,57 @@ WORDS = {
 }
 
 
-def op_from_dict(d: dict[str, Any], source: str, line: int, index: int) -> Op:
+class TxnSharing:
+    """What the transactions of one file can share, read in file order: one string per
+    micro-op name, one object per key, and a completion's write micro-ops are its
+    invocation's own lists (they are equal: only reads are filled in). On a million-transaction
+    history that is a quarter of the history's memory; nothing mutates a micro-op once read."""
+
+    __slots__ = ("keys", "invoked")
+
+    def __init__(self) -> None:
+        self.keys: dict[Any, Any] = {}
+        self.invoked: dict[Any, list[Any]] = {}
+
+    def share(self, process: Any, typ: str, value: Any) -> None:
+        if type(value) is not list:
+            return
+        words = WORDS.get
+        keys = self.keys
+        for m in value:
+            if type(m) is list and len(m) > 1:
+                f, k = m[0], m[1]
+                m[0] = words(f, f)
+                if type(k) is int or type(k) is str:
+                    m[1] = keys.setdefault(k, k)
+        if typ == "invoke":
+            self.invoked[process] = value
+            return
+        inv = self.invoked.pop(process, None)
+        if inv is not None and len(inv) == len(value):
+            for i, m in enumerate(value):
+                if type(m) is list and m == inv[i]:
+                    value[i] = inv[i]
+
+
+def op_from_dict(
+    d: dict[str, Any], source: str, line: int, index: int, sharing: TxnSharing | None = None
+) -> Op:
     """Build an Op from one decoded JSON object, naming the line on any missing field.
 
     `process` may be left out (Elle's histories of one client do: it is then None, one
-    process), and so may `f` when the value is a list of micro-ops (it is then "txn")."""
+    process), and so may `f` when the value is a list of micro-ops (it is then "txn").
+    `sharing`, one per file, lets its transactions share what they repeat."""
     typ, f, process, t = d.get("type"), d.get("f"), d.get("process"), d.get("time", index)
     plain = type(process) is int or type(process) is str  # (a bool's type is not int)
     if plain and type(typ) is str and type(f) is str and type(t) is int:
         get = d.get
         words = WORDS.get
         if f == "txn":
-            _share_words(get("value"))
+            if sharing is not None:
+                sharing.share(process, typ, get("value"))
+            else:
+                _share_words(get("value"))
         return Op(
             index,
             t,
@@ -124,6 +163,7 @@ def parse_jsonl(text: str, source: str) -> History:
     decoded again line by line, which is also where every error message comes from."""
     ops: list[Op] = []
     warnings: list[str] = []
+    sharing = TxnSharing()
     lines = split_lines(text, source)
     last = len(lines)
     if last and lines[-1] == "":
@@ -137,7 +177,7 @@ def parse_jsonl(text: str, source: str) -> History:
         decoded = decode_json_objects([s for _n, s in batch])
         if decoded is not None:
             for (n, _s), d in zip(batch, decoded, strict=True):
-                ops.append(op_from_dict(d, source, n, len(ops)))
+                ops.append(op_from_dict(d, source, n, len(ops), sharing))
             continue
         for n, line in batch:
             d, problem = decode_json_line(line, source, n)
@@ -152,7 +192,7 @@ def parse_jsonl(text: str, source: str) -> History:
                 raise InputError(f"invalid JSON: {problem}", source, n)
             if not isinstance(d, dict):
                 raise InputError("each line must be a JSON object", source, n)
-            ops.append(op_from_dict(d, source, n, len(ops)))
+            ops.append(op_from_dict(d, source, n, len(ops), sharing))
     require_processes(ops, source, "op is missing field 'process'")
     return History(ops, source, warnings)
 

@@ -58,8 +58,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 #: the inline scripts and styles of report.html, in page order; the CSP allows exactly these
 REPORT_SCRIPTS = ("errors.js", "timeline.js")
 REPORT_STYLES = ("report.css",)
-#: the rest of the report's policy: nothing may be fetched, nothing framed or posted
-REPORT_POLICY_BASE = "default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'"
+#: the rest of the report's policy: nothing framed or posted, nothing fetched but, for a page
+#: of a long run served by `dsjepsen serve`, the stretches it summarised, from the same server
+#: (report.html?window=A,B: connect-src 'self')
+REPORT_POLICY_BASE = (
+    "default-src 'none'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
 #: anomalies after the first get their diagram inside their (closed) table row; past this
 #: many the row shows the linearization table only (the page stays fast to render and open)
 MAX_DIAGRAMS = 60

@@ -2,7 +2,10 @@
 
 The latency plot shows every op, but ops that would land on the same pixel with the same f and
 outcome are drawn once: at 100,000 ops that keeps the file small without changing a single
-visible pixel. All markers of one (f, outcome) series form one <path>, which browsers draw fast.
+visible pixel. Past MAX_MARKERS distinct positions (a run of millions of ops) the markers snap
+to a 2 px, then 4 px grid: each moves at most 2 px, a quarter of its own width, and the plot
+stays a few MB. All markers of one (f, outcome) series form one <path>, which browsers draw
+fast.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ WIDTH = 880
 OUTCOME_LABEL = {"ok": "ok", "fail": "fail", "info": "info (indeterminate)"}
 # marker shapes per f, as a path fragment drawn at (x, y)
 SHAPES = ("circle", "square", "triangle", "diamond", "plus", "cross")
+#: distinct marker positions past which the markers snap to a coarser grid (about 25 bytes each)
+MAX_MARKERS = 60_000
 
 
 def _marker(shape: str, x: int, y: int) -> str:
@@ -164,8 +169,15 @@ def latency_svg(
         ys = np.rint(fr.top + (1 - frac) * fr.ph).astype(np.int64)
         fcodes = done["f"].cat.codes.to_numpy()
         tcodes = done["type"].cat.codes.to_numpy()
-        key = ((xs * 4096 + ys) * 64 + fcodes) * 4 + tcodes
-        _, first = np.unique(key, return_index=True)
+        grid = 1
+        while True:
+            key = ((xs // grid * 4096 + ys // grid) * 64 + fcodes) * 4 + tcodes
+            _, first = np.unique(key, return_index=True)
+            if len(first) <= MAX_MARKERS or grid >= 4:
+                break
+            grid *= 2
+        if grid > 1:  # each marker at its grid cell's centre
+            xs, ys = xs // grid * grid + grid // 2, ys // grid * grid + grid // 2
         for ti, t in enumerate(OUTCOMES):
             for fi, f in enumerate(fs):
                 sel = first[(tcodes[first] == ti) & (fcodes[first] == fi)]

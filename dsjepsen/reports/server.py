@@ -7,6 +7,8 @@ elsewhere. Only a file named report.html is served as HTML, under the report's o
 network fetches, no inline script or style but the report's own, allowed by hash); everything
 else, node logs included, is text/plain in a sandbox, so a log containing markup is shown, not
 run. The index and directory pages allow their one stylesheet by hash and no script at all.
+A report page of a long run carries only part of its ops; `report.html?window=A,B` answers the
+ops of that stretch as JSON (`timeline.window`), which is all the page itself may fetch.
 
 It faces whatever can reach its port, so no request may cost it a thread for long or a
 traceback: a path segment longer than any file name (255 bytes) is 404 and a path longer than
@@ -17,6 +19,7 @@ sends nothing is dropped after IDLE_TIMEOUT seconds; errors are answered as text
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -36,7 +39,10 @@ import jinja2
 from markupsafe import Markup
 
 from dsjepsen import __version__
+from dsjepsen.errors import InputError
 from dsjepsen.faults import START, read_op
+from dsjepsen.reports import timeline
+from dsjepsen.reports.rundata import RunData, load_run_dir
 
 TEMPLATES = Path(__file__).with_name("templates")
 RUN_NAME = re.compile(r"^\d{8}T\d{6}")
@@ -52,6 +58,37 @@ MAX_PATH = 4096
 #: seconds a connection may stay silent before it is dropped (each one holds a thread)
 IDLE_TIMEOUT = 30.0
 CONTENT_TYPES = {".json": "application/json", ".jsonl": "text/plain", ".edn": "text/plain"}
+
+
+class WindowSource:
+    """The run whose stretches a page asks for, read once: a long run takes seconds to read and
+    its page asks for one stretch per zoom. One run is kept (the one asked for last); a run
+    whose history changed since is read again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: tuple[str, int] | None = None
+        self._run: RunData | None = None
+
+    def ops(self, run_dir: Path, query: str) -> dict[str, Any] | None:
+        """The ops of the stretch `window=A,B` asks for, or None when the query is not two
+        finite numbers A <= B or the run cannot be read."""
+        raw = urllib.parse.parse_qs(query).get("window", [""])[0]
+        try:
+            a, b = (float(x) for x in raw.split(","))
+        except ValueError:
+            return None
+        if not (math.isfinite(a) and math.isfinite(b) and a <= b):
+            return None
+        try:
+            stamp = (str(run_dir), (run_dir / "history.jsonl").stat().st_mtime_ns)
+            with self._lock:
+                if self._stamp != stamp or self._run is None:
+                    self._run, self._stamp = load_run_dir(run_dir), stamp
+                run = self._run
+        except (OSError, InputError, ValueError):
+            return None
+        return timeline.window(run, a, b)
 
 
 @dataclass
@@ -248,6 +285,7 @@ class StoreHandler(BaseHTTPRequestHandler):
     #: socket timeout of every connection (StreamRequestHandler applies it in setup())
     timeout: float | None = IDLE_TIMEOUT
     report_csp = PLAIN_CSP  # the policies are computed by make_server
+    windows = WindowSource()  # make_server gives each server its own
     index_csp = PLAIN_CSP
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -326,6 +364,21 @@ class StoreHandler(BaseHTTPRequestHandler):
             return
         if not target.is_file():
             self._send_text(HTTPStatus.NOT_FOUND, "not found\n", head)
+            return
+        query = urllib.parse.urlsplit(self.path).query
+        if target.name == "report.html" and query.startswith("window="):
+            found = self.windows.ops(target.parent, query)
+            if found is None:
+                self._send_text(HTTPStatus.NOT_FOUND, "no such window of this run\n", head)
+                return
+            body = json.dumps(found, separators=(",", ":")).encode()
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self._security_headers(PLAIN_CSP)
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
             return
         if target.name == "report.html":
             ctype, csp = "text/html; charset=utf-8", self.report_csp
@@ -469,6 +522,7 @@ def make_server(
             "store": real,
             "quiet": quiet,
             "timeout": idle_timeout,
+            "windows": WindowSource(),
             "report_csp": f"{report_policy()}; {HEADER_ONLY}",
             "index_csp": content_policy(
                 [], [_index_css()], base=f"{INDEX_POLICY_BASE}; {HEADER_ONLY}"

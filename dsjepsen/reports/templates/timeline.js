@@ -4,7 +4,11 @@
  * ops, the longest linearization drawn with its steps, the op that cannot be placed in red).
  * All text from the run is written with textContent / setAttribute, never as markup.
  * Also: sorting of the anomaly table (its rows are <details>, which work without script), and
- * fitting each anomaly diagram to its box, or scrolling it to the op that cannot be placed. */
+ * fitting each anomaly diagram to its box, or scrolling it to the op that cannot be placed.
+ * A page of a very long run carries only some of its ops (an "id" column then gives each op's
+ * position in the run, which is what anomalies, links and the detail panel name) and a count
+ * per time bucket of the rest: those stretches are drawn shaded, and when the page comes from
+ * `dsjepsen serve` zooming into one loads its ops. */
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
@@ -18,6 +22,14 @@
   var data = JSON.parse(holder.textContent);
   var ops = data.ops;
   var nOps = ops.s.length;
+  // op ids (positions in the run) and the page's own indices: the same unless ops were left out
+  var ids = ops.id || null, loc = {};
+  if (ids) { for (var q = 0; q < nOps; q++) { loc[ids[q]] = q; } }
+  function gid(i) { return ids ? ids[i] : i; }
+  function lid(g) { return ids ? loc[g] : (g >= 0 && g < nOps ? g : undefined); }
+  var omitted = data.omitted || null, loaded = [], loading = false;
+  var canLoad = !!(omitted && ids && /^https?:$/.test(window.location.protocol));
+  var LOAD_MAX = 60000;
   var nLanes = Math.max(1, data.lanes.length);
   var LH = nLanes <= 40 ? 16 : (nLanes <= 120 ? 9 : 6);
   var allLanes = nLanes, allLH = LH;
@@ -25,9 +37,16 @@
   var laneRow = null;      // per-key view: process lane -> row
   var keyOps = null;       // per-key view: the ops of that key
   var steps = {};          // per-key view: op -> [step n, state before, state after]
-  var lin = data.lin || {};
+  var lin = {};
+  Object.keys(data.lin || {}).forEach(function (k) {  // to the page's indices; steps left out are not drawn
+    var L = data.lin[k], bad = lid(L.bad);
+    if (bad === undefined) { return; }
+    var st = [];
+    L.steps.forEach(function (s) { var i = lid(s[0]); if (i !== undefined) { st.push([i, s[1], s[2], s[3]]); } });
+    lin[k] = { bad: bad, steps: st, states: L.states, msg: L.msg };
+  });
   var anomalies = {};
-  data.anomalies.forEach(function (i) { anomalies[i] = true; });
+  data.anomalies.forEach(function (g) { var i = lid(g); if (i !== undefined) { anomalies[i] = true; } });
   var view = { a: 0, b: Math.max(data.end, 1) };
   var selected = -1;
 
@@ -73,9 +92,9 @@
   button("\u25C0", "pan left", function () { pan(-0.5); });
   button("\u25B6", "pan right", function () { pan(0.5); });
   button("whole run", "show the whole run", function () { view.a = 0; view.b = Math.max(data.end, 1); render(); });
-  if (data.first !== null && data.first !== undefined) {
+  if (data.first !== null && data.first !== undefined && lid(data.first) !== undefined) {
     button("first anomaly", "zoom to the op of the first anomaly (the one the summary names)", function () {
-      focusOp(data.first);
+      focusOp(lid(data.first));
     });
   }
   if (data.keys && data.keys.length) {
@@ -196,6 +215,18 @@
       el("title", {}, ln, ev.d);
     });
 
+    var shown = omittedIn(view.a, view.b);
+    if (shown) {
+      var mg = el("g", { "class": "tl-omitted-bands" }, svg), most = 1, nb = omitted.ok.length;
+      for (var b0 = 0; b0 < nb; b0++) { most = Math.max(most, omittedAt(b0)); }
+      for (var b = 0; b < nb; b++) {
+        var cnt = omittedAt(b), ba = b * omitted.w, bb = ba + omitted.w;
+        if (!cnt || bb < view.a || ba > view.b || isLoaded(ba, bb)) { continue; }
+        var bx0 = Math.max(X(ba), LABEL_W), bx1 = Math.min(X(bb), W - RIGHT);
+        var band = el("rect", { "class": "tl-omitted", x: bx0, y: top, width: Math.max(bx1 - bx0, 1), height: H - top - 4, "fill-opacity": (0.08 + 0.25 * cnt / most).toFixed(3) }, mg);
+        el("title", {}, band, cnt + " ops not in this page (" + omitted.ok[b] + " ok, " + omitted.fail[b] + " fail, " + omitted.info[b] + " info) between " + fmtT(ba) + " and " + fmtT(bb) + (canLoad ? ": zoom in to load them" : ": `dsjepsen serve` loads them when you zoom in"));
+      }
+    }
     var vis = [];
     var pool = keyOps || null, n = pool ? pool.length : nOps;
     for (var j = 0; j < n; j++) {
@@ -228,7 +259,7 @@
       var cls = "tl-op t-" + TYPES[ops.t[i]] + (ops.e[i] < 0 ? " open" : "") + (anomalies[i] ? " anomalous" : "") + (steps[i] ? " lin" : "") + (i === selected ? " selected" : "");
       var y = AXIS_H + FAULT_H + rowOf(i) * LH + (LH - bh) / 2;
       var minW = mode ? (anomalies[i] ? 10 : 4) : 1.5;  // per key: the op that cannot be placed stays visible
-      var r = el("rect", { id: "op-" + i, "class": cls, x: x0, y: y, width: Math.max(x1 - x0, minW), height: bh, "data-i": i }, og);
+      var r = el("rect", { id: "op-" + gid(i), "class": cls, x: x0, y: y, width: Math.max(x1 - x0, minW), height: bh, "data-i": i }, og);
       if (groups && groups[i] && groups[i].n > 1) { r.setAttribute("data-merged", String(groups[i].n)); }
       if (mode) {
         var text = label(i).replace(" " + mode + " ", " ");
@@ -253,24 +284,79 @@
         el("text", { "class": "tl-step-n", x: p[0], y: p[1] + 3, "text-anchor": "middle" }, og, String(p[2] % 1000));
       });
     }
-    status.textContent = (mode ? "key " + mode + " \u00B7 " : "") + fmtT(view.a) + " \u2013 " + fmtT(view.b) + " \u00B7 " + vis.length + " of " + (keyOps ? keyOps.length : nOps) + " ops in view" + (merged ? ", " + merged + " merged into shared pixels (zoom in to separate them)" : "");
+    status.textContent = (mode ? "key " + mode + " \u00B7 " : "") + fmtT(view.a) + " \u2013 " + fmtT(view.b) + " \u00B7 " + vis.length + " of " + (keyOps ? keyOps.length : nOps) + " ops in view" + (merged ? ", " + merged + " merged into shared pixels (zoom in to separate them)" : "") +
+      (shown ? " \u00B7 " + shown + " more in shaded quiet stretches, not in this page" + (canLoad ? (shown <= LOAD_MAX ? " (loading)" : " (zoom in to load them)") : " (open the report with `dsjepsen serve` and zoom in to load them)") : "");
+    wrap.setAttribute("data-omitted", String(shown));
+    maybeLoad(shown);
     wrap.setAttribute("data-rendered", "1");
     wrap.setAttribute("data-drawn", String(draw.length));
+  }
+
+  // the summarised stretches: what is left out, and loading it from `dsjepsen serve`
+  function omittedAt(b) { return omitted.ok[b] + omitted.fail[b] + omitted.info[b]; }
+  function isLoaded(a, b) {
+    return loaded.some(function (w) { return w[0] <= a && w[1] >= b; });
+  }
+  function omittedIn(a, b) {
+    if (!omitted) { return 0; }
+    var n = 0, b0 = Math.max(0, Math.floor(a / omitted.w)), b1 = Math.min(omitted.ok.length - 1, Math.floor(b / omitted.w));
+    for (var k = b0; k <= b1; k++) {
+      if (!isLoaded(k * omitted.w, (k + 1) * omitted.w)) { n += omittedAt(k); }
+    }
+    return n;
+  }
+  function code(names, name) {
+    var c = names.indexOf(name);
+    if (c < 0) { names.push(name); c = names.length - 1; }
+    return c;
+  }
+  function merge(w) {
+    var wo = w.ops, cols = ["s", "e", "t", "k", "v", "o"];
+    for (var j = 0; j < wo.id.length; j++) {
+      var g = wo.id[j];
+      if (loc[g] !== undefined) { continue; }
+      cols.forEach(function (c) { ops[c].push(wo[c][j]); });
+      ops.l.push(code(data.lanes, w.lanes[wo.l[j]]));
+      ops.f.push(code(data.fs, w.fs[wo.f[j]]));
+      ops.n.push(code(data.nodes, w.nodes[wo.n[j]]));
+      ids.push(g); loc[g] = ids.length - 1;
+      if (w.errors[String(g)] !== undefined) { data.errors[String(g)] = w.errors[String(g)]; }
+    }
+    nOps = ops.s.length;
+    allLanes = Math.max(1, data.lanes.length);
+    if (!mode) { nLanes = allLanes; }
+  }
+  function maybeLoad(shown) {
+    if (!canLoad || loading || !shown || shown > LOAD_MAX) { return; }
+    // whole buckets: a bucket the view cuts is then loaded whole and is not asked for again
+    var a = Math.floor(view.a / omitted.w) * omitted.w, b = Math.ceil(view.b / omitted.w) * omitted.w;
+    loading = true;
+    fetch("report.html?window=" + a.toFixed(3) + "," + b.toFixed(3), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (w) {
+        loading = false;
+        if (!w || !w.ops || !w.ops.id) { canLoad = false; render(); return; }
+        merge(w);
+        loaded.push([a, b]);
+        if (mode) { var keep = { a: view.a, b: view.b }; setMode(mode); view.a = keep.a; view.b = keep.b; }
+        render();
+      })
+      .catch(function () { loading = false; canLoad = false; render(); });
   }
 
   function describe(i) {
     var lines = [];
     var node = data.nodes[ops.n[i]];
-    lines.push("op " + i + " \u00B7 process " + data.lanes[ops.l[i]] + (node ? " \u00B7 node " + node : ""));
+    lines.push("op " + gid(i) + " \u00B7 process " + data.lanes[ops.l[i]] + (node ? " \u00B7 node " + node : ""));
     lines.push(data.fs[ops.f[i]] + (ops.k[i] !== "" ? " key " + ops.k[i] : "") + " value " + ops.v[i] + (ops.e[i] >= 0 ? " \u2192 " + ops.o[i] : ""));
     var L = lin[ops.k[i]];
     lines.push(TYPES[ops.t[i]] + (ops.e[i] < 0 ? " (never completed)" : "") + (anomalies[i] ? " \u00B7 the op an anomaly is about" + (L && L.bad === i ? ": it cannot be placed" : "") : ""));
-    var why = (data.why || {})[String(i)];
+    var why = (data.why || {})[String(gid(i))];
     if (why) { lines.push("anomaly " + why); }
     if (steps[i]) { lines.push("linearization step " + steps[i][1] + ": state before " + steps[i][2] + ", after " + steps[i][3]); }
     if (L && L.bad === i) { lines.push("state before: " + (L.states.join(" or ") || "?") + " \u00B7 " + L.msg); }
     lines.push("invoked " + fmtT(ops.s[i]) + (ops.e[i] >= 0 ? ", completed " + fmtT(ops.e[i]) + " (" + fmtDur(ops.e[i] - ops.s[i]) + ")" : ""));
-    if (data.errors[String(i)] !== undefined) { lines.push("error: " + data.errors[String(i)]); }
+    if (data.errors[String(gid(i))] !== undefined) { lines.push("error: " + data.errors[String(gid(i))]); }
     return lines;
   }
   function showDetail(i) {
@@ -279,7 +365,7 @@
     describe(i).forEach(function (line) { html("div", "", panel, line); });
     var prev = svg.querySelector(".tl-op.selected");
     if (prev) { prev.setAttribute("class", prev.getAttribute("class").replace(" selected", "")); }
-    var r = document.getElementById("op-" + i);
+    var r = document.getElementById("op-" + gid(i));
     if (r) { r.setAttribute("class", r.getAttribute("class") + " selected"); }
   }
   function focusOp(i) {
@@ -289,7 +375,7 @@
     view.a = Math.max(0, s - pad); view.b = Math.min(Math.max(data.end, 1), e + pad);
     render();
     showDetail(i);
-    var r = document.getElementById("op-" + i);
+    var r = document.getElementById("op-" + gid(i));
     if (r) {
       wrap.scrollIntoView({ block: "start" });
       scroller.scrollTop = Math.max(0, AXIS_H + FAULT_H + rowOf(i) * LH - scroller.clientHeight / 2);
@@ -306,7 +392,7 @@
     var m = t.getAttribute("data-merged");
     var ii = Number(i), st = steps[ii], LL = lin[ops.k[ii]];
     var nd = data.nodes[ops.n[ii]];
-    tip.textContent = "op " + ii + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (nd ? " \u00B7 node " + nd : "") + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
+    tip.textContent = "op " + gid(ii) + ": " + label(ii) + " \u00B7 " + TYPES[ops.t[ii]] + (nd ? " \u00B7 node " + nd : "") + (m ? " (+" + (Number(m) - 1) + " more ops in this pixel)" : "") +
       (st ? " \u00B7 step " + st[1] + ": " + st[2] + " \u2192 " + st[3] : "") +
       (LL && LL.bad === ii ? " \u00B7 cannot be placed: state before is " + (LL.states.join(" or ") || "?") : "");
     tip.style.display = "block";
@@ -337,7 +423,11 @@
   });
   function fromHash() {
     var m = /^#op-(\d+)$/.exec(window.location.hash);
-    if (m) { focusOp(Number(m[1])); return true; }
+    if (m) {
+      var i = lid(Number(m[1]));
+      if (i === undefined) { status.textContent = "op " + m[1] + " is in a quiet stretch this page leaves out"; return false; }
+      focusOp(i); return true;
+    }
     return false;
   }
   window.addEventListener("hashchange", fromHash);
