@@ -141,6 +141,19 @@ def _faults_between(faults: list[FaultWindow], start: int, end: int) -> list[str
     return [w.description for w in faults if not w.failed and w.start <= end and w.end >= start]
 
 
+def _on_node(faults: list[FaultWindow], node: str | None, start: int, end: int) -> str:
+    """ ", its node n2 then under: <fault>" for the faults that hit the node itself in [start,
+    end] (a paused node pauses the holders bound to it), or ""."""
+    if not node:
+        return ""
+    hit = [
+        w.description
+        for w in faults
+        if not w.failed and node in w.nodes and w.start <= end and w.end >= start
+    ]
+    return f"; its node {node} was then under: {'; '.join(hit)}" if hit else ""
+
+
 def _during(active: list[str]) -> str:
     return "during " + "; ".join(active) if active else "with no fault active"
 
@@ -407,7 +420,9 @@ class ResourceChecker(Checker):
             "message": (
                 f"a superseded holder's write landed after the next holder's: "
                 f"{self._where(w, ops)} arrived after {self._where(new_write, ops)}; "
-                f"{old.describe()}, and the lock was granted again after that: "
+                f"{old.describe()}"
+                f"{_on_node(faults, old.acquire.bound_node, old.end, new.start)}, and the lock "
+                "was granted again after that: "
                 f"{new.describe()}; {_during(active)}"
             ),
             "op_id": o.id if o is not None else None,
