@@ -250,13 +250,13 @@ def redis_servers(tmp_path):
         p.wait(timeout=10)
 
 
-def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced, monkeypatch):
+def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced):
     from dsjepsen.targets import redis
 
     res = ("127.0.0.1", fenced)
-    monkeypatch.setattr(redis, "PORT", redis_servers[0])
-    a = redis.RedisLockClient("127.0.0.1", 2.0, res, res)
-    b = redis.RedisLockClient("127.0.0.1", 2.0, res, res, fenced=True)
+    port = redis_servers[0]
+    a = redis.RedisLockClient("127.0.0.1", 2.0, res, res, port=port)
+    b = redis.RedisLockClient("127.0.0.1", 2.0, res, res, fenced=True, port=port)
     try:
         got = a.invoke(lock_op("acquire", {"lease-ms": 300}, process=0, index=1))
         assert got.type == "ok" and got.value["token"] is None  # SET NX PX gives no token
@@ -273,14 +273,9 @@ def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced, monkeypatch
         a.close()
         b.close()
     # Redlock: a majority of independent instances; one of three down still leaves one
-    instances = []
-    for port in redis_servers:
-        monkeypatch.setattr(redis, "PORT", port)
-        instances.append(redis.Resp("127.0.0.1", port, 1.0))
-    r = redis.RedlockClient([], 2.0, res, res)
-    r.instances = instances
-    other = redis.RedlockClient([], 2.0, res, res)
-    other.instances = [redis.Resp("127.0.0.1", p, 1.0) for p in redis_servers]
+    instances = [("127.0.0.1", p) for p in redis_servers]
+    r = redis.RedlockClient(instances, 2.0, res, res)
+    other = redis.RedlockClient(instances, 2.0, res, res)
     try:
         got = r.invoke(lock_op("acquire", {"lease-ms": 2000}, process=2, index=5))
         assert got.type == "ok"

@@ -185,9 +185,10 @@ class RedisLockClient(LockClient):
         direct: tuple[str, int],
         node: str | None = None,
         fenced: bool = False,
+        port: int = PORT,
     ) -> None:
         super().__init__(writes_to, timeout, node, direct)
-        self.resp = Resp(primary, PORT, timeout)
+        self.resp = Resp(primary, port, timeout)
         self.fenced = fenced
 
     def close_lock(self) -> None:
@@ -236,7 +237,7 @@ class RedlockClient(LockClient):
 
     def __init__(
         self,
-        instances: list[str],
+        instances: list[tuple[str, int]],
         timeout: float,
         writes_to: tuple[str, int],
         direct: tuple[str, int],
@@ -246,7 +247,7 @@ class RedlockClient(LockClient):
         # each instance gets a share of the client's time, as Redlock asks (a short timeout
         # per instance, so that one that is down does not use up the lease)
         share = max(0.05, timeout / (2 * max(1, len(instances))))
-        self.instances = [Resp(a, PORT, share) for a in instances]
+        self.instances = [Resp(host, port, share) for host, port in instances]
 
     def close_lock(self) -> None:
         for r in self.instances:
@@ -415,7 +416,7 @@ class RedisTarget(FencedLockTarget, ProcessTarget):
         primary = cluster.nodes[0].address
         if self.resource is not None and self.independent:
             writes_to, direct = self.lock_routes(cluster, node)
-            instances = [n.address for n in cluster.nodes]
+            instances = [(n.address, PORT) for n in cluster.nodes]
             return RedlockClient(instances, self.client_timeout, writes_to, direct, node)
         if self.resource is not None:
             writes_to, direct = self.lock_routes(cluster, node)
