@@ -288,8 +288,8 @@ class ResourceChecker(Checker):
 
     name: ClassVar[str] = "lock-resource"
     description: ClassVar[str] = (
-        "the fenced resource's view: holders' writes never interleave, accepted tokens never "
-        "go backwards"
+        "the fenced resource's view: no write lands after a newer holder's, holders' writes "
+        "never interleave, accepted tokens never go backwards"
     )
     needs: ClassVar[tuple[frozenset[str], ...]] = (frozenset({READ_RESOURCE}),)
 

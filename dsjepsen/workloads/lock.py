@@ -90,7 +90,8 @@ class LockWorkload(Workload):
             "bool",
             False,
             "the resource rejects a write whose fencing token is older than the newest it "
-            "accepted (then the resource's view is the verdict, not mutual exclusion)",
+            "accepted (two holders at once, both with tokens, are then the fence's to absorb: "
+            "the resource's view is the verdict)",
         ),
     )
 
