@@ -80,6 +80,13 @@ PG_POWER_COMMON = (
     "--nemesis-interval", "5",
 )  # fmt: skip
 
+#: what the lock recipe shares with its control (docs/locks.md): both with --fencing; short
+#: leases, five writes a hold and a pause of two nodes of five every 2.5 s
+LOCK_COMMON = (
+    "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
+    "--node-count", "5", "--nemesis", "pause-minority", "--nemesis-interval", "2.5",
+)  # fmt: skip
+
 #: every seeded bug of every reference target, with the recipe that is documented to find it
 RECIPES: tuple[Recipe, ...] = (
     Recipe("stale-read", "raft-kv", ("--bug", "stale-read"), ("--nemesis", "partition-majority")),
@@ -166,6 +173,31 @@ RECIPES: tuple[Recipe, ...] = (
         ("--bug", "volatile"),
         ("--workload", "g-set", "--nemesis", "kill-all"),
         source="docs/crdt.md Bugs",
+    ),
+    # locks (docs/locks.md): a holder paused past its lease lands a superseded write that only a
+    # fence stops; the bug gives no tokens, the control has them, both run with --fencing. A
+    # pause catches the holder on one of the two paused nodes of five (40%) with a write still
+    # to send (5 of its 6 ops): short leases and frequent pauses give a run many chances
+    Recipe(
+        "lease-no-fencing",
+        "raft-kv",
+        ("--bug", "lease-no-fencing"),
+        LOCK_COMMON,
+        source="docs/locks.md",
+    ),
+    # Redis (README Targets): replicas answer reads from asynchronously replicated state
+    Recipe(
+        "redis-replica-reads",
+        "redis",
+        ("--redis-reads", "any"),
+        ("--nemesis", "partition-majority", "--node-count", "3"),
+    ),
+    # a primary without persistence restarts empty, and its replicas follow it
+    Recipe(
+        "redis-no-persistence",
+        "redis",
+        ("--redis-persistence", "none"),
+        ("--nemesis", "kill-leader", "--nemesis-interval", "3", "--node-count", "3"),
     ),
     # PostgreSQL's weaker isolation levels are its documented "bugs": each is checked for the
     # model it does not provide, while the control (serializable, the default) is checked for

@@ -217,7 +217,7 @@ def test_a_plugin_target_started_from_its_own_binary(tmp_path: Path) -> None:
     name = "pr" + os.urandom(2).hex()
     try:
         p = dsjepsen(
-            "test", "--target", "redis", "--node-count", "3", "--cluster-name", name,
+            "test", "--target", "example-redis", "--node-count", "3", "--cluster-name", name,
             "--nemesis", "kill", "--nemesis-interval", "2", "--time-limit", "8",
             "--store", str(tmp_path), "--rate", "50", "--seed", "3", "--json",
         )  # fmt: skip

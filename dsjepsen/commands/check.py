@@ -34,6 +34,7 @@ from dsjepsen.checkers.consistency import (
     txn_kind,
 )
 from dsjepsen.checkers.linearizable import CHECKER as LINEARIZABLE
+from dsjepsen.checkers.lock import lock_checkers
 from dsjepsen.checkers.minimize import attach_minimal_core
 from dsjepsen.checkers.models import NOT_GIVEN, get_model, show
 from dsjepsen.checkers.result import CheckResult
@@ -182,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     for warning in history.warnings:
         print(f"dsjepsen: warning: {printable(warning)}", file=sys.stderr)
     if not names:
-        names = [infer_checker(history, consistency, args.model, txn_models)]
+        names = lock_checkers(history) if args.model is None else []
+        names = names or [infer_checker(history, consistency, args.model, txn_models)]
     if consistency == SEQUENTIAL:
         names = [SEQUENTIAL if n == LINEARIZABLE else n for n in names]
     checkers = checkers_named(names)

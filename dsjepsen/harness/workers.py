@@ -60,11 +60,13 @@ class ClientWorker(threading.Thread):
                 with ctx.recorder.lock:  # same seed, same op sequence in the history
                     if ctx.stop_clients.is_set():
                         break
-                    spec = ctx.workload.next_op()
+                    spec = ctx.workload.next_op_for(self.process)
                     inv = ctx.interpreter.invocation(
                         spec.f, spec.value, process=self.process, key=spec.key, node=self.node
                     )
                 comp = ctx.interpreter.complete(inv, client.invoke)
+                with ctx.recorder.lock:
+                    ctx.workload.observe(comp)
                 if comp.type == "info":
                     self.process += ctx.clients
                     close_client(client)

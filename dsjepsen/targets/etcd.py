@@ -23,6 +23,8 @@ from dsjepsen.cluster import daemon
 from dsjepsen.options import Option
 from dsjepsen.targets.base import Client
 from dsjepsen.targets.clients import HttpJson, NotSent
+from dsjepsen.targets.fenced.resource import FencedLockTarget
+from dsjepsen.targets.lock_client import LOCK_FS, Answer, LockClient
 from dsjepsen.targets.process import ProcessTarget, require_binary
 
 if TYPE_CHECKING:
@@ -181,14 +183,110 @@ class EtcdClient(Client):
         return dataclasses.replace(op, type="fail", error=f"cas compare failed: {why}")
 
 
-class EtcdTarget(ProcessTarget):
+class EtcdLockClient(LockClient):
+    """The lock workload on etcd (docs/locks.md): a lease (`/lease/grant`, the TTL rounded up
+    to whole seconds: a longer lease than asked, never a shorter one) and a transaction that
+    creates the lock key with that lease only if the key does not exist, the mechanism of
+    etcd's own lock API without its queue of waiters (a waiter blocks until it holds the
+    lock, which no client timeout can tell from a lost answer). The token is the revision of
+    the transaction that created the key: etcd's revisions only grow. Release deletes the key
+    if it still holds this holder's name at that revision."""
+
+    KEY = _b64("dsj-lock/lock")
+
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        writes_to: tuple[str, int],
+        direct: tuple[str, int],
+        node: str | None = None,
+        port: int = CLIENT_PORT,
+    ):
+        super().__init__(writes_to, timeout, node, direct)
+        self.http = HttpJson(address, port, timeout)
+
+    def close_lock(self) -> None:
+        self.http.close()
+
+    def _call(self, path: str, body: dict[str, Any], unsure: str) -> dict[str, Any] | Answer:
+        """The gateway's answer, or the Answer its failure means (`unsure`: what an unknown
+        outcome is for this call)."""
+        try:
+            return post(self.http, path, body)
+        except NotSent as e:
+            return Answer("fail", error=f"not sent: {e}")
+        except GatewayError as e:
+            definite = e.code == _GRPC_INVALID_ARGUMENT or bool(_DEFINITE.search(e.message))
+            return Answer("fail" if definite else unsure, error=e.message)
+        except (OSError, http.client.HTTPException) as e:
+            what = "timeout" if isinstance(e, socket.timeout | TimeoutError) else str(e)
+            return Answer(unsure, error=what or type(e).__name__)
+
+    def try_acquire(self, holder: str, lease_ms: int) -> Answer:
+        # a lease nobody attached the key to takes nothing: its failure is the acquire's fail
+        lease = self._call("/lease/grant", {"TTL": -(-lease_ms // 1000)}, "fail")
+        if isinstance(lease, Answer):
+            return lease
+        lease_id = lease.get("ID")
+        if not lease_id:
+            return Answer("fail", error=f"lease grant without an ID: {str(lease)[:200]}")
+        doc = self._call(
+            "/kv/txn",
+            {
+                "compare": [
+                    {"key": self.KEY, "target": "CREATE", "result": "EQUAL", "create_revision": 0}
+                ],
+                "success": [
+                    {"request_put": {"key": self.KEY, "value": _b64(holder), "lease": lease_id}}
+                ],
+                "failure": [{"request_range": {"key": self.KEY}}],
+            },
+            "info",
+        )
+        if isinstance(doc, Answer):
+            return doc
+        if doc.get("succeeded"):
+            revision = (doc.get("header") or {}).get("revision")
+            try:
+                return Answer("ok", token=int(revision))
+            except (TypeError, ValueError):
+                return Answer("info", error=f"granted without a revision: {str(doc)[:200]}")
+        held = None
+        for r in doc.get("responses") or []:
+            kvs = (r.get("response_range") or {}).get("kvs") or []
+            if kvs:
+                held = _unb64(kvs[0].get("value", ""))
+        return Answer("fail", error={"refused": "held", "holder": held})
+
+    def try_release(self, holder: str, token: int | None) -> Answer:
+        compare: list[dict[str, Any]] = [
+            {"key": self.KEY, "target": "VALUE", "result": "EQUAL", "value": _b64(holder)}
+        ]
+        if token is not None:
+            compare.append(
+                {"key": self.KEY, "target": "MOD", "result": "EQUAL", "mod_revision": token}
+            )
+        doc = self._call(
+            "/kv/txn",
+            {"compare": compare, "success": [{"request_delete_range": {"key": self.KEY}}]},
+            "info",
+        )
+        if isinstance(doc, Answer):
+            return doc
+        if doc.get("succeeded"):
+            return Answer("ok")
+        return Answer("fail", error={"refused": "not the holder (the lease ran out)"})
+
+
+class EtcdTarget(FencedLockTarget, ProcessTarget):
     """etcd, one member per node: the command line, the readiness check (a linearizable read
     answers: a leader and a quorum), the client and the leader; the process lifecycle is
     ProcessTarget's."""
 
     name = "etcd"
     description = "etcd (Debian's etcd-server) through its v3 JSON gateway"
-    speaks = frozenset({"read", "write", "cas"})
+    speaks = frozenset({"read", "write", "cas"}) | LOCK_FS
     default_workload = "register"
     elects_leader = True
     options = (
@@ -257,7 +355,16 @@ class EtcdTarget(ProcessTarget):
         super().start(cluster, node)
         daemon.wait_for_port(cluster.node(node).address, CLIENT_PORT, timeout=30.0)
 
+    def setup(self, cluster: Cluster) -> None:
+        super().setup(cluster)
+        self.start_resource(cluster)
+
     def client(self, cluster: Cluster, node: str) -> Client:
+        if self.resource is not None:
+            writes_to, direct = self.lock_routes(cluster, node)
+            return EtcdLockClient(
+                cluster.node(node).address, self.client_timeout, writes_to, direct, node
+            )
         return EtcdClient(cluster.node(node).address, self.client_timeout, self.serializable_reads)
 
     # -- leader --------------------------------------------------------------------------

@@ -86,6 +86,19 @@ class Workload(ABC):
     def next_op(self) -> OpSpec:
         """The next client op. Not thread-safe: the runner serialises calls."""
 
+    def next_op_for(self, process: int) -> OpSpec:
+        """The next op of one client process. A workload whose ops follow one another within
+        a process (the lock workload: acquire, then writes while holding, then release; like
+        Jepsen's per-thread generators) overrides this and `observe`; by default every process
+        draws from the one sequence of `next_op`. Not thread-safe: the runner serialises
+        calls."""
+        return self.next_op()
+
+    def observe(self, completion: Op) -> None:  # noqa: B027 - most workloads need nothing
+        """Told every client op's completion (under the same lock as `next_op_for`), so that a
+        per-process workload knows what its process's last op did. Nothing by default."""
+        return None
+
     def setup_ops(self) -> list[OpSpec]:
         """Ops that establish the state the test starts from (bank's initial balances): run
         once, in order, through one client on the first node, after the target is set up and

@@ -31,6 +31,10 @@ BUGS: dict[str, str] = {
         "transactions: reads come from the receiving node's own applied state, outside the log, "
         "with no leadership check; only the writes go through the leader"
     ),
+    "lease-no-fencing": (
+        "lease locks (/lock/acquire) are granted without their fencing token, so a resource "
+        "cannot tell a holder whose lease ran out from the one that has the lock now"
+    ),
 }
 
 #: linearizable (ReadIndex) is the default; sticky-follower is a correct but weaker design, not a

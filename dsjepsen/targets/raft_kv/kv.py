@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .lease import Leases
+
 ABSENT = object()
 #: Elle's micro-op names: read, write (rw-register), append (list-append)
 READ, WRITE, APPEND = "r", "w", "append"
@@ -35,14 +37,18 @@ def validate_txn(txn: Any) -> list[list[Any]]:
 class KV:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+        self.leases = Leases()
 
     def get(self, key: str) -> Any:
         return self.data.get(key, ABSENT)
 
-    def apply(self, cmd: dict[str, Any]) -> tuple[str, Any]:
-        """Apply one command; returns (outcome, current value): outcome is "ok", "mismatch"
-        (cas saw another value) or "absent" (cas on a missing key)."""
+    def apply(self, cmd: dict[str, Any], index: int = 0) -> tuple[str, Any]:
+        """Apply one command, the log's entry `index`; returns (outcome, current value):
+        outcome is "ok", "mismatch" (cas saw another value, a lease someone else holds) or
+        "absent" (cas on a missing key)."""
         op = cmd.get("op")
+        if op in ("lock-grant", "lock-release"):
+            return self.leases.apply(cmd, index)
         if op == "put":
             self.data[cmd["key"]] = cmd["value"]
             return "ok", cmd["value"]

@@ -406,7 +406,7 @@ class RaftNode:
         while self.last_applied < self.commit_index:
             i = self.last_applied + 1
             e = self.st.entries[i - 1]
-            result = self.kv.apply(e.cmd)
+            result = self.kv.apply(e.cmd, i)
             self.last_applied = i
             for term, fut in self._waiters.pop(i, ()):
                 if not fut.done():

@@ -89,7 +89,7 @@ class Server:
             resp = await self._route(req)
         except (ValueError, KeyError, TypeError) as e:
             resp = Response(400, {"error": f"bad request: {e}"})
-        if req.path.startswith("/kv/") or req.path == "/txn":
+        if req.path.startswith(("/kv/", "/lock/")) or req.path == "/txn":
             # Which node served the request (the leader, for one forwarded to it), for the
             # client to record with the completion; and one debug line per client request,
             # so that the report's log windows show what each node served.
@@ -125,6 +125,14 @@ class Server:
             if req.method != "POST":
                 return Response(405, {"error": "use POST for /txn"})
             return await self._txn(req)
+        if path in ("/lock/acquire", "/lock/release"):
+            if req.method != "POST":
+                return Response(405, {"error": f"use POST for {path}"})
+            if self._should_forward(req):
+                return await self._forward(req)
+            if path == "/lock/acquire":
+                return await self._lock_acquire(req.json())
+            return await self._lock_release(req.json())
         if path == "/status" and req.method == "GET":
             return Response(200, self.node.status())
         if path == "/raft/append" and req.method == "POST":
@@ -208,6 +216,52 @@ class Server:
         if written.status == 200 and isinstance(written.payload, dict):
             written.payload["txn"] = written.payload.pop("value")
         return written
+
+    async def _lock_acquire(self, body: Any) -> Response:
+        """A lease on a named lock (docs/locks.md, raft_kv/lease.py): 200 {"token"} when
+        granted (the grant's log index; null under lease-no-fencing), 409 while another holds
+        an unexpired lease, 503 when it certainly was not granted, 504 when it may have been."""
+        if not isinstance(body, dict) or not isinstance(body.get("holder"), str):
+            return Response(400, {"error": 'body must be {"lock", "holder", "lease-ms"}'})
+        ttl = body.get("lease-ms")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 86_400_000:
+            return Response(400, {"error": "lease-ms must be an integer of 1..86400000"})
+        lock, holder = str(body.get("lock", "lock")), body["holder"]
+        free, cur = self.node.kv.leases.free_for(lock, holder)
+        if not free:
+            return Response(409, {"error": "held", "holder": cur.holder if cur else None})
+        cmd = {
+            "op": "lock-grant",
+            "lock": lock,
+            "holder": holder,
+            "ttl_ms": ttl,
+            "prev": cur.token if cur is not None else None,
+        }
+        outcome, result, index = await self.node.propose(cmd)
+        if outcome == Outcome.OK and result[0] == "mismatch":
+            return Response(409, {"error": "held", "holder": result[1]})
+        written = self._written((outcome, result, index))
+        if written.status == 200:
+            # BUG lease-no-fencing: the grant's token is not handed out
+            token = None if "lease-no-fencing" in self.node.bugs else result[1]
+            return Response(200, {"token": token})
+        return written
+
+    async def _lock_release(self, body: Any) -> Response:
+        """Give a lease back: 200 when it was this holder's, 409 when it was not (any more)."""
+        if not isinstance(body, dict) or not isinstance(body.get("holder"), str):
+            return Response(400, {"error": 'body must be {"lock", "holder", "token"}'})
+        cmd = {
+            "op": "lock-release",
+            "lock": str(body.get("lock", "lock")),
+            "holder": body["holder"],
+            "token": body.get("token"),
+        }
+        outcome, result, index = await self.node.propose(cmd)
+        if outcome == Outcome.OK and result[0] == "mismatch":
+            return Response(409, {"error": "not the holder", "holder": result[1]})
+        written = self._written((outcome, result, index))
+        return Response(200, {}) if written.status == 200 else written
 
     async def _get(self, key: str) -> Response:
         outcome = (

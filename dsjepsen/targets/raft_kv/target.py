@@ -16,19 +16,22 @@ from typing import TYPE_CHECKING
 from dsjepsen.cluster.daemon import wait_for_port
 from dsjepsen.errors import ConfigError, HarnessError
 from dsjepsen.options import Option
+from dsjepsen.targets.fenced.resource import FencedLockTarget
 from dsjepsen.targets.http_server import PackagedServerTarget
+from dsjepsen.targets.lock_client import LOCK_FS, ContractLockClient
 from dsjepsen.targets.raft_kv.bugs import BUGS, READ_MODES
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
     from dsjepsen.cluster.control.base import Node
+    from dsjepsen.targets.base import Client
 
 __all__ = ["BUGS", "RaftKvTarget"]
 
 DEFAULT_PORT = 7070
 
 
-class RaftKvTarget(PackagedServerTarget):
+class RaftKvTarget(FencedLockTarget, PackagedServerTarget):
     package = "raft_kv"
     package_dir = os.path.dirname(os.path.abspath(__file__))
     harness_only = frozenset({"target.py"})
@@ -36,7 +39,7 @@ class RaftKvTarget(PackagedServerTarget):
     description = (
         "the reference Raft key-value store shipped with dsjepsen (HTTP contract, switchable bugs)"
     )
-    speaks = frozenset({"read", "write", "cas", "txn"})
+    speaks = frozenset({"read", "write", "cas", "txn"}) | LOCK_FS
     default_workload = "register"
     options = (
         Option(
@@ -88,6 +91,15 @@ class RaftKvTarget(PackagedServerTarget):
             raise ConfigError(f"--read-mode: one of {', '.join(READ_MODES)}, got {read_mode!r}")
         self.read_mode = read_mode
 
+    def client(self, cluster: Cluster, node: str) -> Client:
+        if self.resource is None:
+            return super().client(cluster, node)
+        writes_to, direct = self.lock_routes(cluster, node)
+        n = cluster.node(node)
+        return ContractLockClient(
+            n.address, self.port, writes_to, self.client_timeout, node, direct=direct
+        )
+
     # -- process control ----------------------------------------------------------------------
 
     def address_flags(self, node: Node) -> list[str]:
@@ -118,3 +130,4 @@ class RaftKvTarget(PackagedServerTarget):
                     f"see {self.log_file(cluster.nodes[0])} on the nodes"
                 )
             time.sleep(0.1)
+        self.start_resource(cluster)

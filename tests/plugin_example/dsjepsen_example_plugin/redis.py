@@ -142,7 +142,7 @@ class RedisClient(Client):
 
 
 class RedisTarget(ProcessTarget):
-    name = "redis"
+    name = "example-redis"
     description = "Redis from its own binary: n1 primary, the others its replicas (example plugin)"
     speaks = frozenset({"read", "write", "cas"})
     default_workload = "register"
