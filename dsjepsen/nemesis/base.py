@@ -14,11 +14,13 @@ effect. It is registered in the `dsjepsen.nemeses` entry-point group (docs/exten
 from __future__ import annotations
 
 import random
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.faults import FaultLook
+from dsjepsen.nemesis.common import fault_name, not_done
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -62,6 +64,30 @@ class Nemesis(ABC):
     @abstractmethod
     def heal(self, cluster: Cluster) -> None:
         """Undo every fault of this kind on every node. Idempotent."""
+
+
+class StartStopNemesis(Nemesis):
+    """A nemesis whose faults are a start op and a stop op (`fs[0]`, `fs[1]`), one op at a
+    time: `invoke` holds the nemesis's lock (a subclass's heal takes the same `_lock`) and
+    hands the op to `_start` or `_stop` with the fault name it asks for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def invoke(self, cluster: Cluster, op: Op) -> Op:
+        fault = fault_name(op, self.name)
+        with self._lock:
+            if op.f == self.fs[0]:
+                return self._start(cluster, op, fault)
+            if op.f == self.fs[1]:
+                return self._stop(cluster, op, fault)
+            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+
+    @abstractmethod
+    def _start(self, cluster: Cluster, op: Op, fault: str) -> Op: ...
+
+    @abstractmethod
+    def _stop(self, cluster: Cluster, op: Op, fault: str) -> Op: ...
 
 
 class FaultPackage(ABC):

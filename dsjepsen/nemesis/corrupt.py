@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import fnmatch
 import random
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.faults import FaultLook
-from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts, StartStopNemesis
 from dsjepsen.nemesis.common import (
     done,
-    fault_name,
     maybe_done,
     not_done,
     observe_restart,
@@ -71,7 +69,7 @@ with open(sys.argv[1], "r+b") as f:
 """
 
 
-class FileNemesis(Nemesis):
+class FileNemesis(StartStopNemesis):
     """One corruption fault of a run; it remembers the nodes it stopped, so that stop (or heal
     after a failed stop) restarts exactly those."""
 
@@ -96,16 +94,7 @@ class FileNemesis(Nemesis):
         self.faulted: list[str] = []
         #: the minority drawn at the first start, corrupted again at every later one
         self.victims: list[str] = []
-        self._lock = threading.Lock()
-
-    def invoke(self, cluster: Cluster, op: Op) -> Op:
-        fault = fault_name(op, self.name)
-        with self._lock:
-            if op.f == self.fs[0]:
-                return self._start(cluster, op, fault)
-            if op.f == self.fs[1]:
-                return self._stop(cluster, op, fault)
-            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+        super().__init__()  # the lock invoke and heal share
 
     # -- start --------------------------------------------------------------------------------
 

@@ -39,10 +39,9 @@ from dsjepsen.cluster import faultmount
 from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
-from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts
+from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts, StartStopNemesis
 from dsjepsen.nemesis.common import (
     done,
-    fault_name,
     maybe_done,
     not_done,
     observe_restart,
@@ -167,7 +166,7 @@ def _fatal_signal_pending(pid: int | None) -> bool:
     return False
 
 
-class DiskNemesis(Nemesis):
+class DiskNemesis(StartStopNemesis):
     """One disk fault of a run. It remembers which nodes it faulted, so that stop undoes
     exactly those (restarts the power-failed, heals the others) and heal after a failed stop
     still finds them."""
@@ -203,16 +202,7 @@ class DiskNemesis(Nemesis):
         self.scope = scope
         self.faulted: list[str] = []
         self.restarted: list[str] = []  # nodes whose target had exited when the disk healed
-        self._lock = threading.Lock()
-
-    def invoke(self, cluster: Cluster, op: Op) -> Op:
-        fault = fault_name(op, self.name)
-        with self._lock:
-            if op.f == self.fs[0]:
-                return self._start(cluster, op, fault)
-            if op.f == self.fs[1]:
-                return self._stop(cluster, op, fault)
-            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+        super().__init__()  # the lock invoke and heal share
 
     # -- start --------------------------------------------------------------------------------
 

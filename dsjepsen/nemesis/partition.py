@@ -9,15 +9,14 @@ the shapes to `--nemesis` (entry point `partition` in the `dsjepsen.nemeses` gro
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis import grudge as g
 from dsjepsen.nemesis import netfilter
-from dsjepsen.nemesis.base import FaultPackage, Nemesis
-from dsjepsen.nemesis.common import done, fault_name, find_leader, maybe_done, not_done
+from dsjepsen.nemesis.base import FaultPackage, Nemesis, StartStopNemesis
+from dsjepsen.nemesis.common import done, find_leader, maybe_done, not_done
 
 if TYPE_CHECKING:
     from dsjepsen.cluster.cluster import Cluster
@@ -73,7 +72,7 @@ SHAPES: dict[str, Shape] = {
 }
 
 
-class PartitionNemesis(Nemesis):
+class PartitionNemesis(StartStopNemesis):
     fs = (START, STOP)
 
     def __init__(self, name: str, target: Target, rng: random.Random):
@@ -82,16 +81,7 @@ class PartitionNemesis(Nemesis):
         self.name = name
         self.target = target
         self.rng = rng
-        self._lock = threading.Lock()
-
-    def invoke(self, cluster: Cluster, op: Op) -> Op:
-        fault = fault_name(op, self.name)
-        with self._lock:
-            if op.f == START:
-                return self._start(cluster, op, fault)
-            if op.f == STOP:
-                return self._stop(cluster, op, fault)
-            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+        super().__init__()  # the lock invoke and heal share
 
     def _start(self, cluster: Cluster, op: Op, fault: str) -> Op:
         nodes = cluster.names

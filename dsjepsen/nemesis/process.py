@@ -18,7 +18,6 @@ cluster keeps acknowledging writes (that is what loses an unsynced tail on every
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
-from dsjepsen.nemesis.base import FaultPackage, Nemesis
+from dsjepsen.nemesis.base import FaultPackage, Nemesis, StartStopNemesis
 from dsjepsen.nemesis.common import (
     done,
-    fault_name,
     find_leader,
     maybe_done,
     not_done,
@@ -120,7 +118,7 @@ def _node_error(node: str, e: BaseException) -> str:
     return str(e) if node in str(e) else f"node {node}: {e}"
 
 
-class ProcessNemesis(Nemesis):
+class ProcessNemesis(StartStopNemesis):
     def __init__(
         self, name: str, action: str, scope: str, target: Target, rng: random.Random
     ) -> None:
@@ -133,16 +131,7 @@ class ProcessNemesis(Nemesis):
         self.rng = rng
         self.fs = (f"start-{action}", f"stop-{action}")
         self.faulted: list[str] = []  # nodes we signalled and have not undone yet
-        self._lock = threading.Lock()
-
-    def invoke(self, cluster: Cluster, op: Op) -> Op:
-        fault = fault_name(op, self.name)
-        with self._lock:
-            if op.f == self.fs[0]:
-                return self._start(cluster, op, fault)
-            if op.f == self.fs[1]:
-                return self._stop(cluster, op, fault)
-            return not_done(op, fault, f"{self.name} does not handle f={op.f!r}")
+        super().__init__()  # the lock invoke and heal share
 
     def _pick(self, cluster: Cluster) -> tuple[list[str], str, dict]:
         """(victims, "", extra) or ([], why not, extra)."""
