@@ -8,12 +8,12 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving import serving
 from synthetic_runs import build_run_dir
 
 from dsjepsen.commands.serve import is_loopback, url_host
@@ -168,15 +168,8 @@ def test_loopback_rule() -> None:
 @pytest.fixture
 def quick_server(store: Path) -> Iterator[tuple[str, int]]:
     """In-process, with a 1 s idle timeout instead of IDLE_TIMEOUT, so the test is quick."""
-    srv = make_server(store, "127.0.0.1", 0, quiet=True, idle_timeout=1.0)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv.server_address[:2]
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(timeout=10)
+    with serving(store, idle_timeout=1.0) as addr:
+        yield addr
 
 
 @pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: x\r\n"], ids=["silent", "partial"])

@@ -12,19 +12,18 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from browser_cdp import CHROMIUM, launch, show
+from serving import serving
 from synthetic_runs import build_run_dir
 
 from dsjepsen.reports import timeline
 from dsjepsen.reports.html import render_run_report
 from dsjepsen.reports.rundata import NS, load_run_dir
-from dsjepsen.reports.server import make_server
 
 BUDGET = 600
 
@@ -100,15 +99,8 @@ def test_window_answers_the_ops_of_a_stretch(long_run: Path) -> None:
 
 @pytest.fixture
 def served(long_run: Path) -> Iterator[tuple[str, int]]:
-    srv = make_server(long_run.parents[1], "127.0.0.1", 0, quiet=True)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv.server_address[:2]
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(timeout=10)
+    with serving(long_run.parents[1]) as addr:
+        yield addr
 
 
 def get(addr: tuple[str, int], path: str) -> tuple[int, dict[str, str], bytes]:

@@ -8,17 +8,17 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serving import serving
 from synthetic_runs import build_run_dir
 
 from dsjepsen.cli import main
 from dsjepsen.reports.html import render_run_report
-from dsjepsen.reports.server import make_server, resolve
+from dsjepsen.reports.server import resolve
 
 
 @pytest.fixture
@@ -44,15 +44,8 @@ def store(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(store: Path) -> Iterator[tuple[str, int]]:
-    srv = make_server(store, "127.0.0.1", 0, quiet=True)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv.server_address[:2]
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(timeout=10)
+    with serving(store) as addr:
+        yield addr
 
 
 def get(addr: tuple[str, int], path: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
