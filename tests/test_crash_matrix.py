@@ -6,8 +6,9 @@ Each killed run switches on raft-kv's `stale-read` bug; each run after it asks f
 correct server. Before the clean slate, the second run found the first one's servers alive,
 left them alone and tested them (and their data) instead: a verdict about the wrong system.
 Here every run is a real `python -m dsjepsen test` subprocess on one named local cluster made
-with `dsjepsen cluster up`, killed when its history, log or run directory shows the phase. Heal
-and check last a fraction of a second, too short to land in by watching, so those runs set the
+with `dsjepsen cluster up`, killed when its history, log or run directory shows the phase. Heal,
+the final reads and check last a fraction of a second, too short to land in by watching (a kill
+meant for the final reads once landed in the teardown after them), so those runs set the
 harness's testing aid DSJEPSEN_TEST_HOLD, which makes the phase log that it holds and wait;
 rendering the report takes about a second of its own and is caught as it is.
 
@@ -202,7 +203,11 @@ PHASES: dict[str, KillPoint] = {
         hold="heal",
     ),
     "final reads": KillPoint(
-        ["--nemesis", "partition-one"], _log_says("final reads:"), time=_late_time()
+        ["--nemesis", "partition-one"],
+        _log_says("holding final-reads for"),
+        hold="final-reads",
+        unfinished=_log_between("final reads:", "tearing down"),
+        time=_late_time(),
     ),
     "check": _late(
         [],

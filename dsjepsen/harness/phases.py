@@ -9,7 +9,8 @@ everything and give the target time to recover before reading every key through 
 whatever happened; check last, from the history file alone.
 
 A testing aid, not an option: with DSJEPSEN_TEST_HOLD=<phase>:<seconds> in the environment the
-heal after the test, or the check, waits that long at its start, after logging so (see `hold`).
+heal after the test, the final reads or the check waits that long at its start, after logging
+so (see `hold`).
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def build(ctx: RunContext) -> None:
 
 
 def hold(phase: str) -> None:
-    """Wait at the start of `phase` when HOLD_ENV names it: a testing aid. Heal and check take
-    a fraction of a second, too short for a test that kills the controller to land inside them
+    """Wait at the start of `phase` when HOLD_ENV names it: a testing aid. Heal, the final
+    reads and check take a fraction of a second, too short for a test that kills the controller to land inside them
     by watching the log; with the variable set, the phase logs that it holds and waits, so the
     kill lands in it every time. Unset (always, outside such tests), it does nothing."""
     named, _, seconds = os.environ.get(HOLD_ENV, "").partition(":")
@@ -337,6 +338,7 @@ def final_reads(ctx: RunContext) -> None:
         return
     nodes = ctx.cluster.names
     log.info("final reads: %d ops through each of %d nodes", len(specs), len(nodes))
+    hold("final-reads")
     if not ctx.workload.converges:
         deadline = time.monotonic() + max(30.0, ctx.config.recovery_timeout) + 0.05 * len(specs)
         _round(ctx, specs, deadline)
