@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,13 @@ def test_a_paused_holder_without_tokens_lands_a_superseded_write(tmp_path):
     assert found["type"] in ("superseded-holder-write", "interleaved")
     assert "paused raft-kv on" in found["message"]
     assert out["checks"]["lock-fencing"]["details"]["with_token"] == 0
+    # the RCA counts the ops the lock checkers name (by op id), not only the register ones
+    rca = (tmp_path / "latest" / "rca.md").read_text()
+    impact = re.search(r"(\d+) anomal(?:y|ies) involving (\d+) of (\d+) client ops", rca)
+    assert impact is not None, rca[:2000]
+    named = {a["op_id"] for c in out["checks"].values() for a in c.get("anomalies") or []
+             if isinstance(a.get("op_id"), int)}  # fmt: skip
+    assert int(impact.group(2)) >= len(named) > 0, impact.group(0)
 
 
 @pytest.mark.cluster
