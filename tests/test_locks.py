@@ -263,8 +263,10 @@ def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced):
 
     res = ("127.0.0.1", fenced)
     port = redis_servers[0]
-    a = redis.RedisLockClient("127.0.0.1", 2.0, res, res, port=port)
-    b = redis.RedisLockClient("127.0.0.1", 2.0, res, res, fenced=True, port=port)
+    a = redis.RedisLockClient(redis.FixedPrimary("127.0.0.1", "n1", 2.0, port), 2.0, res, res)
+    b = redis.RedisLockClient(
+        redis.FixedPrimary("127.0.0.1", "n1", 2.0, port), 2.0, res, res, fenced=True
+    )
     try:
         got = a.invoke(lock_op("acquire", {"lease-ms": 300}, process=0, index=1))
         assert got.type == "ok" and got.value["token"] is None  # SET NX PX gives no token
