@@ -1,5 +1,6 @@
-"""Clocks of nodes: libfaketime for nodes that share this machine's kernel, and the facts that
-decide which nodes those are.
+"""Clocks of nodes: libfaketime (or, for servers libfaketime hangs, the project's own clock
+shim, `clockshim.py`) for nodes that share this machine's kernel, and the facts that decide
+which nodes those are.
 
 A node that runs on this machine's kernel (a local namespace, a docker container, an SSH
 "node" that is in fact this host) shares this machine's CLOCK_REALTIME: setting its clock would
@@ -25,6 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsjepsen.cluster import clockshim
 from dsjepsen.cluster.cluster import Cluster
 from dsjepsen.cluster.control.base import Node, Remote
 
@@ -55,7 +57,8 @@ def shares_controller_kernel(remote: Remote, timeout: float = TIMEOUT) -> bool:
 
 
 def format_offset(seconds: float) -> str:
-    """libfaketime's relative offset syntax, e.g. "+12.345000" or "-0.250000"."""
+    """libfaketime's relative offset syntax, e.g. "+12.345000" or "-0.250000" (the clock shim
+    reads the same)."""
     return f"{seconds:+.6f}"
 
 
@@ -85,9 +88,14 @@ class FaketimeControl:
     """Where each node's libfaketime control file lives and the env that makes a process
     read it. Targets ask `env(cluster, node)` when they start a daemon (HttpServerTarget does
     when its `clock_control` is set); nodes that do not share this machine's kernel get no env
-    (their real clock is set instead), and the answer is cached per node name."""
+    (their real clock is set instead), and the answer is cached per node name.
+
+    `shim` chooses the preloaded library: the project's clock shim (`clockshim.py`) for a
+    target whose server libfaketime cannot start (`Target.clock_shim`), else libfaketime. Both
+    read the same control file, so everything that writes offsets is the same for both."""
 
     lib: str = LIBFAKETIME
+    shim: bool = False
     _shared: dict[str, bool] = field(default_factory=dict)
     _lib_on_node: dict[str, str] = field(default_factory=dict)
 
@@ -100,19 +108,26 @@ class FaketimeControl:
             self._shared[node] = shares_controller_kernel(cluster.remote(node))
         return self._shared[node]
 
+    @property
+    def kind(self) -> str:
+        """What moves the clocks of processes on shared-kernel nodes: "shim" or "faketime"."""
+        return "shim" if self.shim else "faketime"
+
     def library(self, cluster: Cluster, node: str) -> str:
-        """The libfaketime path on the node, uploading this machine's copy when the node
-        (a container) has none."""
+        """The preloaded library's path on the node, uploading this machine's copy when the
+        node (a container) cannot read it. The shim is compiled here first if need be."""
         if node in self._lib_on_node:
             return self._lib_on_node[node]
         remote = cluster.remote(node)
-        path = self.lib
+        here = str(clockshim.build()) if self.shim else self.lib
+        name = clockshim.NODE_NAME if self.shim else "libfaketime.so.1"
+        path = here
         if remote.run(["test", "-r", path], timeout=TIMEOUT, check=False).exit != 0:
-            if not os.path.exists(self.lib):
-                raise FileNotFoundError(f"libfaketime is not installed here ({self.lib})")
-            path = f"{cluster.node(node).workdir.rstrip('/')}/dsj-clock/libfaketime.so.1"
+            if not os.path.exists(here):
+                raise FileNotFoundError(f"libfaketime is not installed here ({here})")
+            path = f"{cluster.node(node).workdir.rstrip('/')}/dsj-clock/{name}"
             remote.run(["mkdir", "-p", os.path.dirname(path)], timeout=TIMEOUT)
-            remote.put(self.lib, path, timeout=60.0)
+            remote.put(here, path, timeout=60.0)
         self._lib_on_node[node] = path
         return path
 
@@ -152,6 +167,11 @@ class FaketimeControl:
             ],
             timeout=TIMEOUT,
         )
+        if self.shim:
+            return {
+                "LD_PRELOAD": self.library(cluster, node),
+                clockshim.OFFSET_FILE_ENV: path,
+            }
         return {
             "LD_PRELOAD": self.library(cluster, node),
             "FAKETIME_TIMESTAMP_FILE": path,

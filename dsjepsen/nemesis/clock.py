@@ -7,7 +7,9 @@ Two ways to move a node's clock, chosen per node by a fact, never by the kind of
   controller's, which must never change. The target's processes run under libfaketime
   (the package sets `target.clock_control`, which `HttpServerTarget.start` asks for the
   environment), reading their offset from a per-node control file that this nemesis
-  rewrites while they run;
+  rewrites while they run. A target whose server libfaketime cannot start (`clock_shim`,
+  Redis) runs under the project's own clock shim instead (`cluster/clockshim.py`), which
+  reads the same file;
 - the node has its own kernel (a real machine over SSH): time synchronisation is stopped
   (`timedatectl set-ntp false`, `systemctl stop` of chrony / ntp / systemd-timesyncd) and
   CLOCK_REALTIME is set with the node's own `date -u -s @EPOCH.NNN`, computed from the
@@ -39,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dsjepsen.cluster import clockshim
 from dsjepsen.cluster.daemon import start_daemon, stop_daemon
 from dsjepsen.cluster.faketime import (
     LIBFAKETIME,
@@ -150,12 +153,12 @@ class SystemClock:
 
 
 class FaketimeClock:
-    """A node on the controller's kernel: its target processes read a libfaketime file."""
-
-    path = "faketime"
+    """A node on the controller's kernel: its target processes read a libfaketime file
+    (through libfaketime or the clock shim: `path` says which)."""
 
     def __init__(self, cluster: Cluster, node: str, control: FaketimeControl) -> None:
         self.cluster, self.node, self.control = cluster, node, control
+        self.path = control.kind
 
     def set(self, offset: float) -> None:
         self.control.write(self.cluster, self.node, offset)
@@ -195,10 +198,10 @@ def measure(remote: Remote, argv: list[str]) -> tuple[float, float]:
 class ClockState:
     """What every clock nemesis of one run shares: each node's intended offset, how its clock
     is moved, the strobes running. Set as the target's `clock_control`, so it also gives the
-    target's daemons their libfaketime environment (`env`)."""
+    target's daemons their libfaketime (or clock shim) environment (`env`)."""
 
-    def __init__(self) -> None:
-        self.control = FaketimeControl()
+    def __init__(self, shim: bool = False) -> None:
+        self.control = FaketimeControl(shim=shim)
         self.offsets: dict[str, float] = {}
         self.clocks: dict[str, NodeClock] = {}
         self.strobing: dict[str, float] = {}  # node -> delta of a running strobe
@@ -496,6 +499,8 @@ class ClockFaults(FaultPackage):
                 f"{tname} does not start its processes with a clock control (clock_control), "
                 "so its clock cannot be moved without moving this machine's"
             )
+        if getattr(target, "clock_shim", False):
+            return clockshim.problem()
         if not os.path.exists(LIBFAKETIME):
             return f"libfaketime is not installed ({LIBFAKETIME}; apt-get install libfaketime)"
         return None
@@ -505,7 +510,7 @@ class ClockFaults(FaultPackage):
     ) -> Nemesis:
         state = getattr(target, "clock_control", None)
         if not isinstance(state, ClockState):
-            state = ClockState()
+            state = ClockState(shim=bool(getattr(target, "clock_shim", False)))
             target.clock_control = state  # type: ignore[attr-defined]
         return ClockNemesis(name, state, rng)
 

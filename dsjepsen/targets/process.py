@@ -34,7 +34,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dsjepsen.cluster import faultmount
 from dsjepsen.cluster.daemon import (
@@ -135,6 +135,10 @@ class ProcessTarget(Target):
     #: object whose `env(cluster, node)` gives the environment (libfaketime) a server needs
     #: so that its clock can be moved without touching the machine's (cluster/faketime.py)
     clock_control: Any = None
+    #: True when the server cannot start under libfaketime (Redis: jemalloc reads the clock
+    #: while libfaketime initialises, and it hangs): clock faults then preload the project's
+    #: own clock shim instead (cluster/clockshim.py), which moves the clock the same way
+    clock_shim: ClassVar[bool] = False
     #: set by the disk fault package before setup when the run asks for disk faults: an object
     #: whose `mount(cluster, node, path)` puts the fault file system over a data directory
     #: before the server starts and `unmount(cluster, node)` takes it away at teardown
