@@ -89,6 +89,12 @@ LOCK_COMMON = (
     "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
     "--node-count", "5", "--nemesis", "pause-minority", "--nemesis-interval", "2.5",
 )  # fmt: skip
+#: Redlock (and its control) under clock bumps: three instances, a bump every 2 s
+REDLOCK_CLOCK_COMMON = (
+    "--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
+    "--node-count", "3", "--nemesis", "clock-bump", "--nemesis-interval", "1",
+)  # fmt: skip
+
 
 #: every seeded bug of every reference target, with the recipe that is documented to find it
 RECIPES: tuple[Recipe, ...] = (
@@ -198,11 +204,10 @@ RECIPES: tuple[Recipe, ...] = (
         "redis-redlock-clock",
         "redis",
         ("--redis-lock", "redlock"),
-        ("--workload", "lock", "--fencing", "--lease-ms", "1000", "--writes-per-hold", "5",
-         "--node-count", "3", "--nemesis", "clock-bump", "--nemesis-interval", "1"),
+        REDLOCK_CLOCK_COMMON,
         source="docs/analyses/redis.md",
         control_args=("--redis-lock", "fenced"),
-    ),  # fmt: skip
+    ),
     # Redis (README Targets): replicas answer reads from asynchronously replicated state
     Recipe(
         "redis-replica-reads",
