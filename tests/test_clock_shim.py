@@ -21,6 +21,7 @@ import pytest
 
 from dsjepsen.cluster import clockshim
 from dsjepsen.cluster.faketime import FaketimeControl, format_offset
+from dsjepsen.errors import HarnessError
 from dsjepsen.nemesis.clock import ClockFaults
 from dsjepsen.targets.redis import RedisTarget
 from tests.test_raftkv_server import free_port
@@ -131,10 +132,28 @@ def test_redis_runs_under_the_shim_and_expires_keys_by_the_shifted_clock(tmp_pat
 
 
 def test_redis_asks_for_the_shim_and_the_clock_control_gives_its_environment():
+    _shim()
     assert RedisTarget.clock_shim is True
     assert ClockFaults().unsupported("clock-bump", RedisTarget) is None
     control = FaketimeControl(shim=True)
     assert control.kind == "shim" and FaketimeControl().kind == "faketime"
+    works, detail = clockshim.self_test()  # what `dsjepsen doctor` shows
+    assert works, detail
+
+
+def test_without_gcc_and_without_a_built_shim_redis_clock_faults_are_refused_naming_gcc(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DSJEPSEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CC", "dsj-no-such-compiler")
+    why = ClockFaults().unsupported("clock-bump", RedisTarget)
+    assert why is not None and "gcc" in why and "\n" not in why
+    with pytest.raises(HarnessError, match="gcc"):
+        clockshim.build()
+    # targets that run under libfaketime do not need it
+    from dsjepsen.targets.raft_kv.target import RaftKvTarget
+
+    assert ClockFaults().unsupported("clock-bump", RaftKvTarget) is None
 
 
 # -- Redlock under clock-bump, on a namespace cluster --------------------------------------------

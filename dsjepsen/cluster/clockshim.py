@@ -90,3 +90,29 @@ def build() -> Path:
             raise HarnessError(f"compiling the clock shim failed ({cc}): {first}")
         os.replace(tmp, dest)
         return dest
+
+
+def self_test(timeout: float = 30.0) -> tuple[bool, str]:
+    """(works, what was seen): the shim built (or found) and `date` run under it with an
+    offset of one hour, read back; for `dsjepsen doctor`."""
+    import tempfile
+    import time
+
+    try:
+        lib = build()
+    except HarnessError as e:
+        return False, str(e)
+    with tempfile.TemporaryDirectory(prefix="dsj-clockshim-") as d:
+        path = Path(d) / "offset"
+        path.write_text("+3600.000000\n")
+        env = {**os.environ, "LD_PRELOAD": str(lib), OFFSET_FILE_ENV: str(path)}
+        t0 = time.time()
+        try:
+            res = subprocess.run(["date", "+%s.%N"], env=env, capture_output=True, text=True,
+                                 timeout=timeout, check=False)  # fmt: skip
+            seen = float(res.stdout.strip()) - (t0 + time.time()) / 2
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            return False, f"date under {lib} did not answer: {e}"
+    if abs(seen - 3600.0) > 5.0:
+        return False, f"date under {lib} is off by {seen:+.3f}s, not +3600s"
+    return True, f"{lib} (date under it: {seen:+.1f}s for an offset of +3600s)"

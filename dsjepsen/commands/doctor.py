@@ -24,7 +24,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 
-from dsjepsen.cluster import faultmount, localnet
+from dsjepsen.cluster import clockshim, faultmount, localnet
 from dsjepsen.cluster.control.base import Node, RemoteError, Result
 from dsjepsen.cluster.control.local import LocalRemote, run_argv
 from dsjepsen.cluster.nodes import add_node_options, open_nodes
@@ -245,6 +245,7 @@ def _run_checks() -> tuple[list[Check], KernelProbe | None]:
     if tc is None:
         checks.append(Check("tc", False, "not installed", "packet faults (delay, loss, rate)"))
     checks.append(_faketime())
+    checks.append(_clock_shim())
     checks.append(_faultfs())
     checks.append(_sshd())
     checks += _backends()
@@ -363,6 +364,13 @@ def _faketime() -> Check:
         found[0] if found else "libfaketime.so.1 not found",
         "clock faults (install libfaketime)",
     )
+
+
+def _clock_shim() -> Check:
+    """The project's clock shim, built and tried on `date` (clock faults on servers that hang
+    under libfaketime, Redis)."""
+    works, detail = clockshim.self_test()
+    return Check("clock shim", works, detail, "clock faults on redis (install gcc)")
 
 
 def _faultfs() -> Check:
