@@ -12,11 +12,13 @@ import os
 from typing import Any
 
 from dsjepsen.errors import InputError
+from dsjepsen.formats import fast
 from dsjepsen.formats.source import (
     decode_json_line,
     decode_json_objects,
+    decode_part,
     implied_f,
-    load,
+    load_bytes,
     require_processes,
     split_lines,
 )
@@ -157,21 +159,88 @@ BATCH_LINES = 4096
 
 
 def parse_jsonl(text: str, source: str) -> History:
-    """Parse JSONL text (see the module docstring for what is forgiven).
+    """Parse JSONL text (see the module docstring for what is forgiven): the general reader,
+    line by line (`read_lines`)."""
+    ops: list[Op] = []
+    warnings: list[str] = []
+    read_lines(split_lines(text, source), 1, True, source, ops, warnings, TxnSharing())
+    require_processes(ops, source, "op is missing field 'process'")
+    return History(ops, source, warnings)
 
-    Lines go to the decoder in batches (`decode_json_objects`); a batch with anything unusual in it is
-    decoded again line by line, which is also where every error message comes from."""
+
+def parse_jsonl_bytes(data: bytes | bytearray, source: str) -> History:
+    """Parse a JSONL file's bytes: what `parse_jsonl` gives for their text, faster.
+
+    The file is read a chunk of whole lines at a time (formats.fast): a chunk of ordinary
+    lines is decoded in C into typed records and only the Ops are built here; any other chunk
+    (a blank line, a CRLF, a line the records do not take, an error, a truncated last line) is
+    read by the general reader, with its messages and line numbers, as part of the same file."""
     ops: list[Op] = []
     warnings: list[str] = []
     sharing = TxnSharing()
-    lines = split_lines(text, source)
+    words = WORDS.get
+    nodes: dict[Any, Any] = {}
+    unset = fast.UNSET
+    for first, start, stop in fast.line_chunks(data, 0, len(data)):
+        records = fast.jsonl_records(data[start:stop])
+        if records is None:
+            lines = split_lines(decode_part(data, start, stop, source), source)
+            if read_lines(lines, first, stop == len(data), source, ops, warnings, sharing):
+                break
+            continue
+        line = first
+        append = ops.append
+        for r in records:
+            index = len(ops)
+            t = r.time
+            typ = r.type
+            f = r.f
+            value = r.value
+            node = r.node
+            if f == "txn":
+                sharing.share(r.process, typ, value)
+            if type(node) is str:
+                node = nodes.setdefault(node, node)  # a few names, millions of times
+            append(
+                Op(
+                    index,
+                    index if t is unset else t,
+                    r.process,
+                    words(typ, typ),
+                    words(f, f),
+                    value,
+                    r.key,
+                    node,
+                    r.error,
+                    line,
+                )
+            )
+            line += 1
+    require_processes(ops, source, "op is missing field 'process'")
+    return History(ops, source, warnings)
+
+
+def read_lines(
+    lines: list[str],
+    first: int,
+    file_end: bool,
+    source: str,
+    ops: list[Op],
+    warnings: list[str],
+    sharing: TxnSharing,
+) -> bool:
+    """Read `lines` (line `first` onwards; `file_end`: they end the file) into `ops`; True
+    when the last was a truncated line, dropped with a warning (then nothing follows it).
+
+    Lines go to the decoder in batches (`decode_json_objects`); a batch with anything unusual
+    in it is decoded again line by line, which is also where every error message comes from."""
     last = len(lines)
     if last and lines[-1] == "":
         last -= 1  # the text ends with a newline: its last line is whole
     for start in range(0, len(lines), BATCH_LINES):
         batch = [
             (n, s)
-            for n, raw in enumerate(lines[start : start + BATCH_LINES], start=start + 1)
+            for n, raw in enumerate(lines[start : start + BATCH_LINES], start=start + first)
             if (s := raw.strip())
         ]
         decoded = decode_json_objects([s for _n, s in batch])
@@ -182,24 +251,23 @@ def parse_jsonl(text: str, source: str) -> History:
         for n, line in batch:
             d, problem = decode_json_line(line, source, n)
             if problem is not None:
-                if n == last == len(lines) and ops:
+                if file_end and n - first + 1 == last == len(lines) and ops:
                     # the harness died mid-write: everything before is intact
                     warnings.append(
                         f"{source}:{n}: dropped a truncated last line ({problem}); the writer "
                         "was probably killed mid-line"
                     )
-                    break
+                    return True
                 raise InputError(f"invalid JSON: {problem}", source, n)
             if not isinstance(d, dict):
                 raise InputError("each line must be a JSON object", source, n)
             ops.append(op_from_dict(d, source, n, len(ops), sharing))
-    require_processes(ops, source, "op is missing field 'process'")
-    return History(ops, source, warnings)
+    return False
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> History:
     """Read a JSONL history file."""
-    return load(path, parse_jsonl)
+    return load_bytes(path, parse_jsonl_bytes)
 
 
 def sniff_first(line: str) -> bool:
@@ -207,4 +275,4 @@ def sniff_first(line: str) -> bool:
     return line.startswith('{"') or line.startswith('{ "')
 
 
-__all__ = ["op_from_dict", "parse_jsonl", "read_jsonl", "write_jsonl"]
+__all__ = ["op_from_dict", "parse_jsonl", "parse_jsonl_bytes", "read_jsonl", "write_jsonl"]

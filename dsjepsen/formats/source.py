@@ -19,7 +19,7 @@ from typing import Any
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
 from dsjepsen.files import read_bytes
-from dsjepsen.history import History, Op, time_regressions
+from dsjepsen.history import History, Op, gc_paused, time_regressions
 from dsjepsen.machine import memory_available
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
@@ -32,14 +32,26 @@ MAX_LINE_CHARS = 16 << 20
 
 
 def read_source(path: str | os.PathLike[str]) -> str:
-    """The text of a history file, or InputError naming it.
+    """The text of a history file, or InputError naming it: `decode_source(read_source_bytes(
+    path))`."""
+    return decode_source(read_source_bytes(path), str(path))
+
+
+def read_source_bytes(path: str | os.PathLike[str]) -> bytearray:
+    """The bytes of a history file, or InputError naming it.
 
     `files.read_bytes` refuses what is not a regular file before reading (a FIFO never blocks,
     /dev/zero never streams), stops at a NUL byte, and reads at most `history_cap()` bytes.
-    A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to the
-    last whole character, so that the reader drops it with a warning like any cut-off line."""
-    source = str(path)
-    data = read_bytes(path, "history", history_cap())
+    Readers that decode JSON straight from bytes (formats.fast) start here and never hold the
+    file as text; every other reader takes `decode_source` of these bytes."""
+    return read_bytes(path, "history", history_cap())
+
+
+def decode_source(data: bytes | bytearray, source: str) -> str:
+    """The bytes of a history file as text: strict UTF-8, or InputError naming the byte and
+    line. A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to
+    the last whole character, so that the reader drops it with a warning like any cut-off
+    line."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -50,6 +62,17 @@ def read_source(path: str | os.PathLike[str]) -> str:
         raise InputError(
             f"not UTF-8 text ({e.reason} at byte {e.start}, line {line})", source
         ) from None
+
+
+def decode_part(data: bytes | bytearray, start: int, end: int, source: str) -> str:
+    """`data[start:end]` as text, with the error (or the forgiveness of a cut last character)
+    `decode_source` gives the whole file: a reader that decodes a file part by part reports
+    what one that decoded it whole would."""
+    try:
+        return data[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        whole = decode_source(data, source)  # raises, unless the last character is cut
+        return whole[len(data[:start].decode("utf-8")) :]
 
 
 def history_cap() -> int:
@@ -211,8 +234,18 @@ def finish(history: History) -> History:
 
 
 def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> History:
-    """Read `path` safely and parse it with `parse(text, source)`."""
-    return finish(parse(read_source(path), str(path)))
+    """Read `path` safely and parse it with `parse(text, source)`, the collector paused
+    (`history.gc_paused`: it would otherwise walk the history being built, again and again)."""
+    with gc_paused():
+        return finish(parse(read_source(path), str(path)))
+
+
+def load_bytes(
+    path: str | os.PathLike[str], parse: Callable[[bytes | bytearray, str], History]
+) -> History:
+    """`load` for a reader that parses the file's bytes (`parse(data, source)`)."""
+    with gc_paused():
+        return finish(parse(read_source_bytes(path), str(path)))
 
 
 __all__ = [
@@ -226,7 +259,11 @@ __all__ = [
     "decode_json_line",
     "decode_json_objects",
     "finish",
+    "decode_part",
+    "decode_source",
     "load",
+    "load_bytes",
     "read_source",
+    "read_source_bytes",
     "split_lines",
 ]
