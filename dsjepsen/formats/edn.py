@@ -29,7 +29,7 @@ DESCRIPTION = "Jepsen / Knossos history.edn: a vector or list of op maps, or map
 _TUPLE_TAGS = ("jepsen.independent.Tuple", "independent.Tuple")
 
 
-def _is_independent(maps: list[tuple[int, dict[Any, Any]]]) -> bool:
+def _is_independent(maps: list[tuple[int, Any]]) -> bool:
     """Does this EDN history use jepsen.independent `[k v]` tuples as values?
 
     Jepsen writes an independent tuple (a MapEntry) exactly like a 2-vector, so it is inferred:
@@ -38,12 +38,16 @@ def _is_independent(maps: list[tuple[int, dict[Any, Any]]]) -> bool:
     """
     seen = False
     for _, m in maps:
-        if m.get(_K_PROCESS) == NEMESIS or m.get(_K_TYPE) != "invoke" or _K_KEY in m:
+        if type(m) is Op:  # a map without :key, read by parse_edn_bytes
+            process, typ, f, v, keyed = m.process, m.type, m.f, m.value, False
+        else:
+            process, typ, f, v = m.get(_K_PROCESS), m.get(_K_TYPE), m.get(_K_F), m.get(_K_VALUE)
+            keyed = _K_KEY in m
+        if process == NEMESIS or typ != "invoke" or keyed:
             continue
-        v = m.get(_K_VALUE)
         if not isinstance(v, list) or len(v) != 2 or isinstance(v[0], (list, dict, frozenset)):
             return False
-        if m.get(_K_F) == "cas" and not (isinstance(v[1], list) and len(v[1]) == 2):
+        if f == "cas" and not (isinstance(v[1], list) and len(v[1]) == 2):
             return False
         seen = True
     return seen
@@ -63,6 +67,9 @@ def edn_ops(forms: Iterable[tuple[int, Any]], source: str, independent: bool | N
     """Ops from (line, EDN form) pairs; see `parse_edn` for the shapes understood."""
     maps: list[tuple[int, dict[Any, Any]]] = []
     for line, form in forms:
+        if type(form) is Op:  # built by parse_edn_bytes from a plain op map
+            maps.append((line, form))
+            continue
         # Jepsen >= 0.3 prints each op as a record: #jepsen.history.Op{...}
         if isinstance(form, edn.Tagged) and isinstance(form.value, dict):
             form = form.value
@@ -72,13 +79,19 @@ def edn_ops(forms: Iterable[tuple[int, Any]], source: str, independent: bool | N
     split = _is_independent(maps) if independent is None else independent
     # Elle's histories have no :process at all (one client); a file where only some ops lack
     # it is broken, and the first such op is named
-    missing = next((line for line, m in maps if _K_PROCESS not in m), None)
-    if missing is not None and any(_K_PROCESS in m for _line, m in maps):
+    missing = next((line for line, m in maps if type(m) is not Op and _K_PROCESS not in m), None)
+    if missing is not None and any(type(m) is Op or _K_PROCESS in m for _line, m in maps):
         raise InputError("op is missing :process", source, missing)
     ops: list[Op] = []
     plain = _plain
     for line, m in maps:
         i = len(ops)
+        if type(m) is Op:  # all checked; (a map with a :key field is never made an Op)
+            v = m.value
+            if split and m.process != NEMESIS and type(v) is list and len(v) == 2:
+                m.key, m.value = v
+            ops.append(m)
+            continue
         if type(m) is PlainMap:
             # read by formats.fast: plain values, string keys; the common case in short
             get = m.get
@@ -241,19 +254,42 @@ def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
     for line, a, b in fast.line_chunks(data, start, end):
         if b - a > fast.MAX_CHUNK_BYTES:
             return None  # it may hold a line over the cap: parse_edn refuses it
-        maps = fast.edn_maps(data[a:b], keywords)
+        maps = fast.edn_ops(data[a:b], keywords)
+        if maps is not None and maps and type(maps[0]) is not dict:
+            append = forms.append
+            i = len(forms)
+            for r in maps:
+                typ, f, process, value = words(r.type, r.type), words(r.f, r.f), r.process, r.value
+                if f == "txn":
+                    sharing.share(process, typ, value)
+                append((line, Op(i, r.time, process, typ, f, value, None, None, None, line)))
+                i += 1
+                line += 1
+            continue
         if maps is not None:
+            append = forms.append
             for m in maps:
-                # one string per keyword name, and a completion's writes its invocation's
-                # (the EDN reader shares its atoms the same way): a third of the memory
-                typ, f = m.get("type"), m.get("f")
-                if type(typ) is str:
-                    m["type"] = typ = words(typ, typ)
-                if type(f) is str:
-                    m["f"] = f = words(f, f)
+                # the common op becomes its Op here, the map dropped (a third of the memory)
+                get = m.get
+                i = len(forms)
+                typ, f, process, t = get("type"), get("f"), get("process"), get("time", i)
+                if (
+                    type(typ) is str
+                    and type(f) is str
+                    and type(t) is int
+                    and (type(process) is int or type(process) is str)
+                    and "key" not in m
+                ):
+                    # one string per keyword name, and a completion's writes its
+                    # invocation's, as the EDN reader shares its atoms
+                    typ, f, value = words(typ, typ), words(f, f), get("value")
                     if f == "txn":
-                        sharing.share(m.get("process"), typ, m.get("value"))
-            forms.extend(zip(range(line, line + len(maps)), maps, strict=True))
+                        sharing.share(process, typ, value)
+                    op = Op(i, t, process, typ, f, value, None, get("node"), get("error"), line)
+                    append((line, op))
+                else:
+                    append((line, PlainMap(m)))
+                line += 1
             continue
         try:
             text = data[a:b].decode("utf-8")

@@ -110,7 +110,20 @@ if msgspec is not None:
         error: Any = None
 
     _JSONL = msgspec.json.Decoder(list[JsonlRecord])
-    _EDN = msgspec.json.Decoder(list[list[Any]])
+
+    class EdnRecord(msgspec.Struct, gc=False):
+        """The six fields of an op as Jepsen >= 0.3 writes it (`:index` renumbered anyway),
+        typed as `formats.edn.edn_ops` takes them without question."""
+
+        index: Any
+        time: int
+        type: str
+        process: int | str
+        f: str
+        value: Any
+
+    _EDN_RECORDS = msgspec.json.Decoder(list[EdnRecord])
+    _EDN = msgspec.json.Decoder(list[dict[str, Any]])
     UNSET: Any = msgspec.UNSET
     _FAILED: tuple[type[Exception], ...] = (msgspec.MsgspecError, ValueError, RecursionError)
     DECODER: Any = msgspec
@@ -143,10 +156,14 @@ def jsonl_records(chunk: bytes | bytearray) -> list[Any] | None:
 #: brackets and braces, blanks and commas. No string, character, tag, set, list, comment,
 #: reader macro, tab or carriage return: those lines go to the general reader.
 _EDN_PLAIN = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.*+!?<>=/[]{} ,\n"
-#: maps become arrays (paired into dicts after decoding), blanks and newlines separators; a
-#: comma becomes a blank, so that Jepsen's `, ` between entries is ` ,`, one separator
-_EDN_TO_JSON = bytes.maketrans(b"{} \n,", b"[],, ")
-_KEYWORD = re.compile(rb":[^\s,\[\]{}]+")
+#: what a key's colon is until every keyword is replaced: no byte an accepted line holds
+_KEY_COLON = b"\x01"
+#: blanks (between vector elements, once keys are JSON) and newlines (between maps) separators
+_EDN_TO_JSON = bytes.maketrans(b" \n" + _KEY_COLON, b",,:")
+#: a key as Jepsen prints it: first in its map, or after `, `; then one blank
+_KEY = re.compile(rb"(\{|, ):([^\s,\[\]{}:]+) ")
+#: a keyword that is not a key (once the keys are replaced)
+_VALUE_KEYWORD = re.compile(rb":[^\s,\[\]{}:\x01]+")
 #: a bare word JSON reads as a value the EDN reader would not give: EDN's `null` is a symbol
 _JSON_ONLY_WORDS = (b"null",)
 
@@ -160,76 +177,99 @@ class PlainMap(dict):  # type: ignore[type-arg]
 
 
 class EdnKeywords:
-    """The keywords of one file, each with the JSON string it becomes (the keyword's name, as
-    the EDN reader reads it), longest first so that no keyword is replaced inside a longer one.
-    Learnt as the chunks come: a history repeats a dozen keywords a million times."""
+    """The keywords of one file, learnt as the chunks come (a history repeats a dozen keywords
+    a million times), with what each becomes in JSON: a key `, :time ` becomes `,"time":`
+    (as long, so the replacement is a fast copy), a keyword value `:invoke` the string
+    `"invoke"` (its name, as the EDN reader reads it). Values are replaced longest first, so
+    that none is replaced inside a longer one."""
 
-    __slots__ = ("pairs",)
+    __slots__ = ("keys", "values")
 
     def __init__(self) -> None:
-        self.pairs: list[tuple[bytes, bytes]] = []
+        self.keys: dict[bytes, bytes] = {}
+        self.values: dict[bytes, bytes] = {}
 
     def learn(self, chunk: bytes | bytearray) -> bool:
         """Add the keywords of `chunk` not known yet; False when there were none to add."""
-        known = {k for k, _ in self.pairs}
-        new = set(_KEYWORD.findall(chunk)) - known
-        for k in new:
-            name = k[2:] if k[1:2] == b":" else k[1:]
-            if not name or b":" in name:
-                return False  # `::`, `:a:b`...: the general reader says what they are
-            self.pairs.append((bytes(k), b'"' + name + b'"'))
-        self.pairs.sort(key=lambda p: -len(p[0]))
-        return bool(new)
+        before = len(self.keys) + len(self.values)
+        for sep, name in _KEY.findall(chunk):
+            opener = b"{" if sep == b"{" else b","
+            key = opener + b'"' + name + b'"' + _KEY_COLON
+            self.keys.setdefault(bytes(sep + b":" + name + b" "), key)
+        rest = self._replace_keys(chunk)
+        for k in _VALUE_KEYWORD.findall(rest):
+            self.values.setdefault(bytes(k), b'"' + k[1:] + b'"')
+        self.values = dict(sorted(self.values.items(), key=lambda kv: -len(kv[0])))
+        return len(self.keys) + len(self.values) > before
 
-    def replace(self, chunk: bytes | bytearray) -> bytes | bytearray:
-        for k, s in self.pairs:
+    def _replace_keys(self, chunk: bytes | bytearray) -> bytes | bytearray:
+        for k, s in self.keys.items():
             chunk = chunk.replace(k, s)
         return chunk
 
+    def to_json(self, chunk: bytes | bytearray) -> bytes | bytearray | None:
+        """The chunk with every keyword replaced, or None when one is not known."""
+        text = self._replace_keys(chunk)
+        for k, s in self.values.items():
+            text = text.replace(k, s)
+        return None if b":" in text else text
 
-def edn_maps(chunk: bytes | bytearray, keywords: EdnKeywords) -> list[PlainMap] | None:
-    """One dict per line of a chunk of Jepsen EDN op maps, or None (see the module docstring).
+
+def edn_ops(chunk: bytes | bytearray, keywords: EdnKeywords) -> list[Any] | None:
+    """One EdnRecord (Jepsen's six fields, each once, no other) or else one dict per line of a
+    chunk of Jepsen EDN op maps; None when the chunk is not such lines (see the module
+    docstring).
 
     Accepted: every line is one map (`{` ... `}`, none nested) of keywords, integers, decimals,
     nil, true, false and vectors of those, with keywords as keys, separated as Jepsen prints
     them (`, ` between entries, one blank between a key and its value and between elements).
     The values are what the EDN reader gives after `to_plain` (keywords as their names), and
-    keys compare equal to its Keyword keys."""
+    the keys (their names) compare equal to its Keyword keys."""
     if DECODER is None or len(chunk) > MAX_CHUNK_BYTES:
         return None
     if b"#" in chunk:
         chunk = chunk.replace(b"#jepsen.history.Op{", b"{")  # Jepsen >= 0.3's op records
     if b"\n " in chunk:
         chunk = chunk.replace(b"\n ", b"\n")  # one blank of indent, as in a vector of ops
+    if chunk[:1] == b" ":
+        chunk = chunk[1:]
     n = _whole_lines(chunk, b"{", b"}")
     if n is None or chunk.count(b"{") != n or chunk.translate(None, _EDN_PLAIN):
         return None
     if any(w in chunk for w in _JSON_ONLY_WORDS) or _too_deep(chunk, n):
         return None
-    text = keywords.replace(chunk)
-    if b":" in text:
-        if not keywords.learn(chunk):
-            return None
-        text = keywords.replace(chunk)
-        if b":" in text:
-            return None
+    got = _decode(chunk, n, keywords)
+    if got is None and keywords.learn(chunk):
+        got = _decode(chunk, n, keywords)
+    return got
+
+
+def _decode(chunk: bytes | bytearray, n: int, keywords: EdnKeywords) -> list[Any] | None:
+    text = keywords.to_json(chunk)
+    if text is None:
+        return None
     text = text.translate(_EDN_TO_JSON)
     if b"nil" in text:
-        text = text.replace(b",nil", b",null").replace(b"[nil", b"[null")
+        text = text.replace(b",nil", b",null")
+        if b"[nil" in text:
+            text = text.replace(b"[nil", b"[null")
+        if b'":nil' in text:  # (key colons are colons again)
+            text = text.replace(b'":nil', b'":null')
+    text = b"[" + text + b"]"
+    keys = text.count(b'":')
+    if keys == len(EdnRecord.__struct_fields__) * n:
+        # every line has each of the record's fields (they are required) and no other key,
+        # so none twice: the EDN reader refuses a key given twice, JSON keeps the last
+        try:
+            records = _EDN_RECORDS.decode(text)
+        except _FAILED:
+            pass
+        else:
+            return records if len(records) == n else None
     try:
-        flat = _EDN.decode(b"[" + text + b"]")
+        maps = _EDN.decode(text)
     except _FAILED:
         return None
-    if len(flat) != n:
+    if len(maps) != n or sum(map(len, maps)) != keys:  # one map a line; no key twice
         return None
-    maps: list[PlainMap] = []
-    for kv in flat:
-        it = iter(kv)
-        try:
-            m = PlainMap(zip(it, it, strict=True))
-        except (TypeError, ValueError):  # a key that is a vector; an odd number of forms
-            return None
-        if 2 * len(m) != len(kv):  # a key given twice: the EDN reader refuses it
-            return None
-        maps.append(m)
     return maps
