@@ -246,6 +246,9 @@ def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
             last -= 1
         if data[last : last + 1] != (b"]" if opener == b"[" else b")"):
             return None
+        tail = data[data.rfind(b"\n", 0, last) + 1 : last]
+        if any(c in tail for c in (b";", b'"', b"\\")):
+            return None  # the closer may be in a comment, a string or a character
         start, end = start + 1, last
     keywords = fast.EdnKeywords()
     sharing = TxnSharing()

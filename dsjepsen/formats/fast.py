@@ -46,11 +46,12 @@ MAX_CHUNK_BYTES = 16 << 20
 
 
 def line_chunks(
-    data: bytes | bytearray, start: int, end: int, size: int = CHUNK_BYTES
+    data: bytes | bytearray, start: int, end: int, size: int | None = None
 ) -> Iterator[tuple[int, int, int]]:
     """(first line number, start, end) of consecutive runs of whole lines of `data[start:end]`,
-    each about `size` bytes, `end` excluding the newline that ends the run. Line numbers count
-    from the start of `data`."""
+    each about `size` bytes (CHUNK_BYTES), `end` excluding the newline that ends the run. Line
+    numbers count from the start of `data`."""
+    size = size or CHUNK_BYTES
     line = data.count(b"\n", 0, start) + 1
     pos = start
     while pos < end:
