@@ -345,3 +345,32 @@ def test_fast_paths_are_taken_on_ordinary_lines() -> None:
     assert recs is not None and type(recs[0]).__name__ == "EdnRecord"
     maps = fast.edn_ops("\n".join(JEPSEN).encode(), fast.EdnKeywords())
     assert maps is not None and maps[4]["error"] == "conflict"
+
+
+def test_streamed_jsonl_errors_and_cuts_read_as_whole_files_do(tmp_path: Path) -> None:
+    """read_history and read_jsonl stream a large history.jsonl a megabyte at a time: a line
+    cut inside a UTF-8 character at the end is dropped with the same warning, a bad byte in the
+    middle is the same error (byte offset and line), as when the file is decoded whole."""
+    from dsjepsen.formats.jsonl import read_jsonl
+    from dsjepsen.formats.source import decode_source
+
+    body = "\n".join(REGISTER[:2] * 12_000) + "\n"  # over two megabytes: three blocks
+    cases = {
+        "cut.jsonl": (body + '{"time":1,"process":0,"type":"invoke","f":"w","value":"caf').encode()
+        + "\u00e9".encode()[:1],
+        "bad.jsonl": body.encode()[:1_500_000] + b"\xff" + body.encode()[1_500_000:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+
+        def whole(data: bytes = data, path: Path = path) -> History:
+            return parse_jsonl(decode_source(data, str(path)), str(path))
+
+        want = outcome(whole)
+        assert outcome(lambda path=path: read_jsonl(path))[:2] == want[:2], name
+        assert outcome(lambda path=path: read_history(path))[:2] == want[:2], name
+    assert "truncated last line" in outcome(lambda: read_jsonl(tmp_path / "cut.jsonl"))[2][0]
+    assert "not UTF-8 text (invalid start byte at byte 1500000" in str(
+        outcome(lambda: read_jsonl(tmp_path / "bad.jsonl"))
+    )

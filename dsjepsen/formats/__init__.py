@@ -15,8 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dsjepsen.errors import InputError
+from dsjepsen.files import read_blocks
 from dsjepsen.formats import edn, jepsen_log, json_array, jsonl, kv_log
-from dsjepsen.formats.source import decode_source, finish, read_source, read_source_bytes
+from dsjepsen.formats.source import (
+    decode_source,
+    finish,
+    history_cap,
+    read_source,
+    read_source_bytes,
+    read_source_chunks,
+)
 from dsjepsen.history import History, gc_paused
 
 
@@ -141,10 +149,13 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
             f"unknown history format {format!r} (known: auto, {', '.join(format_names())})",
             source,
         )
+    fmt = _detect_by_head(path, source) if format == "auto" else format
+    if fmt == jsonl.NAME:  # the file is never held whole
+        with gc_paused():
+            return finish(jsonl.parse_jsonl_chunks(read_source_chunks(path), source))
     data = read_source_bytes(path)
-    fmt = format
-    if fmt == "auto":
-        fmt = _detect_by_head(data, source) or detect_text(decode_source(data, source), source)
+    if fmt is None:
+        fmt = detect_text(decode_source(data, source), source)
     parse_bytes = FORMATS[fmt].parse_bytes
     with gc_paused():
         if parse_bytes is not None:
@@ -152,17 +163,22 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
         return finish(FORMATS[fmt].parse(decode_source(data, source), source))
 
 
-#: how much of the file detection by its head decodes
+#: how much of the file detection by its head reads
 HEAD_BYTES = 1 << 20
 
 
-def _detect_by_head(data: bytes | bytearray, source: str) -> str | None:
-    """The format `detect_text` gives the whole text, when its first megabyte (cut at a line's
-    end) decides it: it does whenever the first line that is not blank or a comment is in
-    it and some format claims that line or the head; None otherwise (then the whole text is
-    decoded and asked)."""
-    cut = data.rfind(b"\n", 0, HEAD_BYTES)
-    if cut < 0 or len(data) <= HEAD_BYTES:
+def _detect_by_head(path: str | os.PathLike[str], source: str) -> str | None:
+    """The format `detect_text` gives the whole text, when the file's first megabyte (cut at a
+    line's end) decides it: it does whenever the first line that is not blank or a comment is
+    in it and some format claims that line or the head; None otherwise, and for a file that
+    fits in the head (then the whole text is decoded and asked)."""
+    blocks = read_blocks(path, "history", history_cap(), HEAD_BYTES)
+    try:
+        data = next(blocks, b"")
+    finally:
+        blocks.close()
+    cut = data.rfind(b"\n")
+    if len(data) < HEAD_BYTES or cut < 0:
         return None
     try:
         head = data[:cut].decode("utf-8")

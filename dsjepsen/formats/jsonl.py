@@ -9,16 +9,17 @@ history that passed.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from dsjepsen.errors import InputError
 from dsjepsen.formats import fast
 from dsjepsen.formats.source import (
+    decode_chunk,
     decode_json_line,
     decode_json_objects,
-    decode_part,
     implied_f,
-    load_bytes,
+    load_chunks,
     require_processes,
     split_lines,
 )
@@ -169,23 +170,34 @@ def parse_jsonl(text: str, source: str) -> History:
 
 
 def parse_jsonl_bytes(data: bytes | bytearray, source: str) -> History:
-    """Parse a JSONL file's bytes: what `parse_jsonl` gives for their text, faster.
+    """Parse a JSONL file's bytes: what `parse_jsonl` gives for their text, faster (see
+    `parse_jsonl_chunks`)."""
+    end = len(data)
+    chunks = (
+        (line, a, bytes(data[a:b]), b == end) for line, a, b in fast.line_chunks(data, 0, end)
+    )
+    return parse_jsonl_chunks(chunks, source)
 
-    The file is read a chunk of whole lines at a time (formats.fast): a chunk of ordinary
-    lines is decoded in C into typed records and only the Ops are built here; any other chunk
-    (a blank line, a CRLF, a line the records do not take, an error, a truncated last line) is
-    read by the general reader, with its messages and line numbers, as part of the same file."""
+
+def parse_jsonl_chunks(chunks: Iterable[tuple[int, int, bytes, bool]], source: str) -> History:
+    """Parse a JSONL file given as runs of whole lines (`source.read_source_chunks`' tuples):
+    what `parse_jsonl` gives for its text.
+
+    A run of ordinary lines is decoded in C into typed records (formats.fast) and only the Ops
+    are built here; any other run (a blank line, a CRLF, a line the records do not take, an
+    error, a truncated last line) is read by the general reader, with its messages and line
+    numbers, as part of the same file."""
     ops: list[Op] = []
     warnings: list[str] = []
     sharing = TxnSharing()
     words = WORDS.get
     nodes: dict[Any, Any] = {}
     unset = fast.UNSET
-    for first, start, stop in fast.line_chunks(data, 0, len(data)):
-        records = fast.jsonl_records(data[start:stop])
+    for first, offset, chunk, at_end in chunks:
+        records = fast.jsonl_records(chunk)
         if records is None:
-            lines = split_lines(decode_part(data, start, stop, source), source)
-            if read_lines(lines, first, stop == len(data), source, ops, warnings, sharing):
+            text = decode_chunk(chunk, offset, first, at_end, source)
+            if read_lines(split_lines(text, source), first, at_end, source, ops, warnings, sharing):
                 break
             continue
         line = first
@@ -267,7 +279,7 @@ def read_lines(
 
 def read_jsonl(path: str | os.PathLike[str]) -> History:
     """Read a JSONL history file."""
-    return load_bytes(path, parse_jsonl_bytes)
+    return load_chunks(path, parse_jsonl_chunks)
 
 
 def sniff_first(line: str) -> bool:
@@ -275,4 +287,11 @@ def sniff_first(line: str) -> bool:
     return line.startswith('{"') or line.startswith('{ "')
 
 
-__all__ = ["op_from_dict", "parse_jsonl", "parse_jsonl_bytes", "read_jsonl", "write_jsonl"]
+__all__ = [
+    "op_from_dict",
+    "parse_jsonl",
+    "parse_jsonl_bytes",
+    "parse_jsonl_chunks",
+    "read_jsonl",
+    "write_jsonl",
+]

@@ -13,12 +13,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
-from dsjepsen.files import read_bytes
+from dsjepsen.files import read_blocks, read_bytes
 from dsjepsen.history import History, Op, gc_paused, time_regressions
 from dsjepsen.machine import memory_available
 
@@ -64,15 +64,43 @@ def decode_source(data: bytes | bytearray, source: str) -> str:
         ) from None
 
 
-def decode_part(data: bytes | bytearray, start: int, end: int, source: str) -> str:
-    """`data[start:end]` as text, with the error (or the forgiveness of a cut last character)
-    `decode_source` gives the whole file: a reader that decodes a file part by part reports
-    what one that decoded it whole would."""
+def read_source_chunks(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, bytes, bool]]:
+    """A history file a run of whole lines at a time, never whole (`files.read_blocks`: the
+    same refusals as read_source_bytes): (first line number, byte offset, the lines without
+    the newline that ends them, whether they end the file with no newline after them)."""
+    line = 1
+    offset = 0
+    pending: list[bytes] = []
+    for block in read_blocks(path, "history", history_cap()):
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            pending.append(block)  # (joined once a newline comes: a long line costs no more)
+            continue
+        pending.append(block[:cut])
+        chunk = b"".join(pending)
+        yield line, offset, chunk, False
+        line += chunk.count(b"\n") + 1
+        offset += len(chunk) + 1
+        pending = [block[cut + 1 :]]
+    rest = b"".join(pending)
+    if rest:
+        yield line, offset, rest, True
+
+
+def decode_chunk(chunk: bytes, offset: int, line: int, at_end: bool, source: str) -> str:
+    """A run of lines of a history file (at byte `offset`, line `line`; `at_end`: it ends the
+    file) as text, with the error or the forgiveness `decode_source` gives the whole file at
+    that place."""
     try:
-        return data[start:end].decode("utf-8")
-    except UnicodeDecodeError:
-        whole = decode_source(data, source)  # raises, unless the last character is cut
-        return whole[len(data[:start].decode("utf-8")) :]
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError as e:
+        cut_last_line = at_end and e.end == len(chunk) and b"\n" not in chunk[e.start :]
+        if cut_last_line and e.reason == "unexpected end of data":
+            return chunk[: e.start].decode("utf-8")
+        at = line + chunk.count(b"\n", 0, e.start)
+        raise InputError(
+            f"not UTF-8 text ({e.reason} at byte {offset + e.start}, line {at})", source
+        ) from None
 
 
 def history_cap() -> int:
@@ -240,6 +268,16 @@ def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> 
         return finish(parse(read_source(path), str(path)))
 
 
+def load_chunks(
+    path: str | os.PathLike[str],
+    parse: Callable[[Iterable[tuple[int, int, bytes, bool]], str], History],
+) -> History:
+    """`load` for a reader that parses the file a run of lines at a time
+    (`read_source_chunks`), so that it is never held whole."""
+    with gc_paused():
+        return finish(parse(read_source_chunks(path), str(path)))
+
+
 def load_bytes(
     path: str | os.PathLike[str], parse: Callable[[bytes | bytearray, str], History]
 ) -> History:
@@ -259,10 +297,12 @@ __all__ = [
     "decode_json_line",
     "decode_json_objects",
     "finish",
-    "decode_part",
+    "decode_chunk",
     "decode_source",
     "load",
     "load_bytes",
+    "load_chunks",
+    "read_source_chunks",
     "read_source",
     "read_source_bytes",
     "split_lines",
