@@ -189,7 +189,7 @@ def report(label: str, path: Path, repeats: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jsonl-ops", type=int, default=3_600_000)
-    ap.add_argument("--edn-txns", type=int, default=400_000)
+    ap.add_argument("--edn-txns", type=int, default=360_000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="write the histories here and keep them")
     args = ap.parse_args()
