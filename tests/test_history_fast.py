@@ -374,3 +374,24 @@ def test_streamed_jsonl_errors_and_cuts_read_as_whole_files_do(tmp_path: Path) -
     assert "not UTF-8 text (invalid start byte at byte 1500000" in str(
         outcome(lambda: read_jsonl(tmp_path / "bad.jsonl"))
     )
+
+
+def test_numbers_decode_as_pythons_json_does() -> None:
+    """Every decimal the C decoder reads is the float Python's own reader makes of its text
+    (shortest repr, many digits, exponents, subnormals), and integers of any size stay exact."""
+    rng = random.Random(5)
+    texts = [repr(rng.uniform(-1e6, 1e6)) for _ in range(2000)]
+    texts += [f"{rng.random():.25f}" for _ in range(500)]
+    texts += [
+        f"{rng.randrange(1, 10)}.{rng.randrange(10**8)}e{rng.randrange(-320, 308)}"
+        for _ in range(500)
+    ]
+    texts += ["5e-324", "2.2250738585072014e-308", "1.7976931348623157e308", "-0.0", "0.1"]
+    texts += [str(rng.randrange(-(10**40), 10**40)) for _ in range(200)]
+    lines = [
+        f'{{"time":{i},"process":0,"type":"invoke","f":"w","value":{t}}}'
+        for i, t in enumerate(texts)
+    ]
+    h = parse_jsonl_bytes("\n".join(lines).encode(), "n.jsonl")
+    assert [op.value for op in h.ops] == [json.loads(t) for t in texts]
+    assert [repr(op.value) for op in h.ops] == [repr(json.loads(t)) for t in texts]
