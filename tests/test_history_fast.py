@@ -341,9 +341,9 @@ def test_fast_paths_are_taken_on_ordinary_lines() -> None:
     """Not a benchmark: the lines the harness and Jepsen write are the fast paths' (a reader
     that handed everything to the general one would pass every test above)."""
     assert fast.jsonl_records("\n".join(REGISTER[:4]).encode()) is not None
-    recs = fast.edn_ops("\n".join(JEPSEN[:2] + JEPSEN[3:4]).encode(), fast.EdnKeywords())
+    recs = fast.edn_records("\n".join(JEPSEN[:2] + JEPSEN[3:4]).encode(), fast.EdnKeywords())
     assert recs is not None and type(recs[0]).__name__ == "EdnRecord"
-    maps = fast.edn_ops("\n".join(JEPSEN).encode(), fast.EdnKeywords())
+    maps = fast.edn_records("\n".join(JEPSEN).encode(), fast.EdnKeywords())
     assert maps is not None and maps[4]["error"] == "conflict"
 
 

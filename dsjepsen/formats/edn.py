@@ -257,7 +257,7 @@ def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
     for line, a, b in fast.line_chunks(data, start, end):
         if b - a > fast.MAX_CHUNK_BYTES:
             return None  # it may hold a line over the cap: parse_edn refuses it
-        maps = fast.edn_ops(data[a:b], keywords)
+        maps = fast.edn_records(data[a:b], keywords)
         if maps is not None and maps and type(maps[0]) is not dict:
             append = forms.append
             i = len(forms)
