@@ -54,20 +54,21 @@ class TxnSharing:
             return
         words = WORDS.get
         keys = self.keys
-        for m in value:
-            if type(m) is list and len(m) > 1:
+        inv = self.invoked.pop(process, None) if typ != "invoke" else None
+        same = inv is not None and len(inv) == len(value)
+        for i, m in enumerate(value):
+            if type(m) is not list:
+                continue
+            if same and m == inv[i]:  # type: ignore[index]
+                value[i] = inv[i]  # type: ignore[index]
+                continue
+            if len(m) > 1:
                 f, k = m[0], m[1]
                 m[0] = words(f, f)
                 if type(k) is int or type(k) is str:
                     m[1] = keys.setdefault(k, k)
         if typ == "invoke":
             self.invoked[process] = value
-            return
-        inv = self.invoked.pop(process, None)
-        if inv is not None and len(inv) == len(value):
-            for i, m in enumerate(value):
-                if type(m) is list and m == inv[i]:
-                    value[i] = inv[i]
 
 
 def op_from_dict(
