@@ -194,7 +194,7 @@ exit 0
 #: what is missing, or "ok". A FUSE mount needs the device, root (or fusermount3 with
 #: user_allow_other), CAP_SYS_ADMIN (bit 21 of the effective set: a container has it only when
 #: made for disk faults) and libfuse 3, which mfusepy loads with ctypes.
-_CHECK_SH = r"""[ -c /dev/fuse ] || { echo "/dev/fuse is missing (a container needs --device /dev/fuse)"; exit 0; }
+_CHECK_SH = r"""[ -c /dev/fuse ] || { echo "/dev/fuse is missing (a container needs --device /dev/fuse and --cap-add SYS_ADMIN: dsjepsen docker up --disk-faults)"; exit 0; }
 [ "$(id -u)" = 0 ] || { echo "not root on the node"; exit 0; }
 cap=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
 [ $(( (0x$cap >> 21) & 1 )) = 1 ] || { echo "no CAP_SYS_ADMIN (a container needs --cap-add SYS_ADMIN)"; exit 0; }

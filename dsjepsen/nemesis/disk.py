@@ -198,8 +198,9 @@ class DiskNemesis(StartStopNemesis):
         seeds = {n: self.rng.randrange(2**31) for n in nodes}  # drawn here: reproducible
 
         def one(node: str) -> None:
+            held = True
             if self.kind == "torn-write":
-                answers = self._tear(cluster, node, seeds[node])
+                answers, held = self._tear(cluster, node, seeds[node])
             else:
                 self.target.kill(cluster, node)  # dead first: nothing writes while we drop
                 answers = self.control.command(node, "drop-unsynced")
@@ -211,6 +212,11 @@ class DiskNemesis(StartStopNemesis):
             if self.kind == "torn-write":
                 torn = [a["torn"] for a in answers if a.get("torn")]
                 dropped[node]["torn"] = torn[0] if torn else None
+                # the trap's wait, said either way: a store that wrote nothing to the file in
+                # it leaves only the fallback (its newest un-fsynced write), or nothing to tear
+                dropped[node]["write_held"] = held
+                if not held:
+                    dropped[node]["no_write_within_s"] = TRAP_WAIT_S
                 if not torn:
                     dropped[node]["torn_skipped"] = next(
                         (a["torn_skipped"] for a in answers if a.get("torn_skipped")), ""
@@ -225,7 +231,7 @@ class DiskNemesis(StartStopNemesis):
             return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
         shown = ", ".join(
             f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s)"
-            f"{self._torn_shown(d)})"
+            f"{self._torn_shown(d, self.torn_file or '*')})"
             for n, d in dropped.items()
         )
         if self.kind == "torn-write":
@@ -239,7 +245,7 @@ class DiskNemesis(StartStopNemesis):
         )
         return done(op, fault, nodes, what, **data)
 
-    def _tear(self, cluster: Cluster, node: str, seed: int) -> list[dict[str, Any]]:
+    def _tear(self, cluster: Cluster, node: str, seed: int) -> tuple[list[dict[str, Any]], bool]:
         """A torn power failure on one node, as LazyFS cuts it: the next write to a file
         matching --torn-file (any file by default) that can tear (it spans two sectors) is
         held before it returns, the target is
@@ -247,7 +253,8 @@ class DiskNemesis(StartStopNemesis):
         dropped. A correct store fsyncs right after it writes, so waiting for a write is what
         makes the tear land on one it has not yet made durable. When no write comes within
         TRAP_WAIT_S, the newest un-fsynced write to a matching file is torn, if there is one.
-        The answers of the node's fault file systems, the tearing one first."""
+        The answers of the node's fault file systems, the tearing one first, and whether a
+        write was held."""
         mounts = self.control.of(node)
         if not mounts:
             raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
@@ -285,7 +292,7 @@ class DiskNemesis(StartStopNemesis):
             killer.join(KILL_WAIT_S)
             if killer.is_alive() or killer.error is not None:
                 raise OSError(errno.EIO, f"{node}: killing {self.target.name}: {killer.error}")
-        return answers
+        return answers, held is not None
 
     def _kill_in_flight(self, cluster: Cluster, node: str) -> _Killer:
         """Kill the target while its write is held. Its threads that wait on the held write
@@ -304,12 +311,17 @@ class DiskNemesis(StartStopNemesis):
         return killer
 
     @staticmethod
-    def _torn_shown(d: dict[str, Any]) -> str:
+    def _torn_shown(d: dict[str, Any], glob: str) -> str:
+        waited = (
+            f"; no write to {glob} came within {d['no_write_within_s']:g} s"
+            if "no_write_within_s" in d
+            else ""
+        )
         torn = d.get("torn")
         if torn is None:
-            return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
+            return waited + (f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else "")
         return (
-            f"; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
+            f"{waited}; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
             f" to {torn['file']} ({torn['length']} B at {torn['offset']}) into "
             f"{len(torn['parts'])} {'sector ' if torn.get('sector') else ''}parts, kept part(s) "
             f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
