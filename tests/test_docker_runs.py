@@ -192,7 +192,7 @@ def test_disk_faults_run_the_fault_file_system_in_the_containers(make_docker_clu
 
     (plain,) = make_docker_cluster(1)
     refused = dsjepsen(tmp_path, "test", "--docker", "--nodes", plain, "--target", "raft-kv",
-                       "--nemesis", "disk-stall", "--time-limit", "5",
+                       "--nemesis", "disk-stall", "--nemesis-interval", "1", "--time-limit", "5",
                        "--store", str(tmp_path / "refused"))  # fmt: skip
     assert refused.returncode == 254, refused.stderr[-2000:]
     assert f"node {plain}:" in refused.stderr and "--disk-faults" in refused.stderr
