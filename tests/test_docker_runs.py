@@ -196,3 +196,12 @@ def test_disk_faults_run_the_fault_file_system_in_the_containers(make_docker_clu
                        "--store", str(tmp_path / "refused"))  # fmt: skip
     assert refused.returncode == 254, refused.stderr[-2000:]
     assert f"node {plain}:" in refused.stderr and "--disk-faults" in refused.stderr
+
+    # doctor says it per node, tried on each: mounted and power-cut there, or why not
+    doctor = dsjepsen(tmp_path, "doctor", "--json", "--docker", "--nodes", f"{names[0]},{plain}")
+    said = {c["node"]: c for c in json.loads(doctor.stdout) if c["name"].startswith("disk faults")}
+    assert said[names[0]]["ok"] is True, said
+    assert "a power failure dropped 5 B" in said[names[0]]["detail"]
+    assert said[plain]["ok"] is False and "/dev/fuse is missing" in said[plain]["detail"], said
+    for c in (names[0], plain):
+        assert "dsj-faultfs" not in _mounts(c)

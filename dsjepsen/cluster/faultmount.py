@@ -353,6 +353,38 @@ def node_problem(remote: Remote, python: str = "python3", timeout: float = 30.0)
     return said[-1] if said else f"the check did not run ({res.stderr.strip()[-200:]})"
 
 
+#: through the mount: 4 bytes written and fsynced, 5 more written and never fsynced
+_WRITE_PY = (
+    "import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); "
+    "os.write(fd, b'kept'); os.fsync(fd); os.write(fd, b' lost'); os.close(fd)"
+)
+
+
+def node_self_test(remote: Remote, python: str = "python3") -> tuple[bool, str]:
+    """`self_test` on a node that runs its own fault file system (SSH, docker), through its
+    Remote: mounted in a scratch directory under the node's workdir, a power failure cut, and
+    everything removed again. (works, what was seen). What `dsjepsen doctor` says per node."""
+    why = node_problem(remote, python)
+    if why:
+        return False, why
+    scratch = f"{remote.node.workdir.rstrip('/')}/dsj-doctor-faultfs"
+    m = NodeFaultMount.beside(remote, f"{scratch}/data", python)
+    try:
+        m.start()
+        path = f"{m.mount}/probe"
+        remote.run([python, "-c", _WRITE_PY, path], timeout=30.0)
+        dropped = m.command("drop-unsynced")["bytes_dropped"]
+        got = remote.run(["cat", path], timeout=30.0).stdout
+        if got != "kept" or dropped != 5:
+            return False, f"a power failure kept {got!r} (dropped {dropped} B)"
+        return True, f"mounted on the node, a power failure dropped {dropped} B"
+    except (OSError, RemoteError) as e:
+        return False, str(e)
+    finally:
+        m.stop()
+        remote.run(["rm", "-rf", "--", scratch], timeout=30.0, check=False)
+
+
 def alive_on(remote: Remote, pid: int | None) -> bool:
     """Whether `pid` runs on the node (a zombie does not): asked through its Remote, so it
     holds in a container's process table as in this machine's."""
