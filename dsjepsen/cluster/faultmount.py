@@ -26,12 +26,15 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsjepsen.cluster import faultfs
 from dsjepsen.cluster.control.base import Remote, RemoteError
 from dsjepsen.cluster.daemon import start_daemon
 from dsjepsen.cluster.faultfs import CONTROL, FSNAME, control
+
+if TYPE_CHECKING:
+    from dsjepsen.cluster.cluster import Cluster
 
 #: one rule for what "mounted" means, read where the mount table is (faultfs.py runs on nodes)
 is_mounted = faultfs.is_mounted
@@ -410,7 +413,7 @@ def fatal_signal_pending(remote: Remote, pid: int | None) -> bool:
     return False
 
 
-def for_node(cluster: Any, node: str, data_dir: str) -> FaultMount | NodeFaultMount:
+def for_node(cluster: Cluster, node: str, data_dir: str) -> FaultMount | NodeFaultMount:
     """The fault file system over `data_dir` on `node`: on the controller when the nodes share
     its files and mounts, else on the node (see the module docstring)."""
     if cluster.shares_controller_files:
@@ -418,7 +421,7 @@ def for_node(cluster: Any, node: str, data_dir: str) -> FaultMount | NodeFaultMo
     return NodeFaultMount.beside(cluster.remote(node), data_dir)
 
 
-def heal_for(cluster: Any, node: str, root: str) -> list[str]:
+def heal_for(cluster: Cluster, node: str, root: str) -> list[str]:
     """Stop and unmount every fault file system under `root` of `node`, wherever it runs."""
     if cluster.shares_controller_files:
         return heal_under(root)
