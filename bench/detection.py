@@ -199,6 +199,16 @@ RECIPES: tuple[Recipe, ...] = (
         ("--redis-persistence", "none"),
         ("--nemesis", "kill-leader", "--nemesis-interval", "3", "--node-count", "3"),
     ),
+    # Jepsen's 2013 Redis result: Sentinel promotes a replica while the cut-off primary still
+    # acknowledges the writes of every client that reaches it, then drops them when it rejoins
+    # as a replica. The control is the same deployment without failover (n1 stays the primary)
+    Recipe(
+        "redis-sentinel-failover",
+        "redis",
+        ("--redis-failover", "sentinel"),
+        ("--workload", "g-set", "--nemesis", "partition-leader", "--node-count", "5"),
+        source="docs/analyses/redis.md",
+    ),
     # PostgreSQL's weaker isolation levels are its documented "bugs": each is checked for the
     # model it does not provide, while the control (serializable, the default) is checked for
     # strict-serializable under the same crashes (one server: its serializable is strict)

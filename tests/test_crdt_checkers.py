@@ -50,6 +50,27 @@ def test_an_ok_add_missing_from_every_final_read_is_lost_naming_element_key_and_
     assert "lost by n3" in a["message"]
 
 
+def test_a_lost_add_acknowledged_by_another_node_is_blamed_on_the_node_that_acknowledged_it() -> (
+    None
+):
+    """A Redis client bound to n2 sent its add to the primary its Sentinel named, n1, which
+    acknowledged it (the completion names n1) and later, demoted, dropped it; a client bound
+    to n4 had read it from n1 meanwhile. The loss is n1's, not n4's."""
+    b = Builder()
+    b.invoke(0, "add", 3, 489, "n2")
+    b.complete(0, "ok", "add", 3, 489, "n1")
+    b.op(1, "read-set", 3, out=[489], node="n4")
+    final = b.index
+    b.op(2, "read-set", 3, out=[], node="n4")
+    b.op(3, "read-set", 3, out=[], node="n1")
+    r = SetFullChecker().check(b.history(), CheckContext(final_from_index=final))
+    [a] = r.anomalies
+    assert a["type"] == "lost" and a["node"] == "n1" and a["add"]["acked_by"] == "n1"
+    assert "its add through n2, acknowledged by n1, completed ok" in a["message"]
+    assert "last returned at" in a["message"] and "through n4" in a["message"]
+    assert a["message"].endswith("lost by n1.")
+
+
 def test_an_element_seen_then_gone_from_every_final_read_names_the_replica_that_had_it() -> None:
     b = Builder()
     b.op(0, "add", 0, 5, node="n2")

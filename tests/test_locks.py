@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,13 @@ def test_a_paused_holder_without_tokens_lands_a_superseded_write(tmp_path):
     assert found["type"] in ("superseded-holder-write", "interleaved")
     assert "paused raft-kv on" in found["message"]
     assert out["checks"]["lock-fencing"]["details"]["with_token"] == 0
+    # the RCA counts the ops the lock checkers name (by op id), not only the register ones
+    rca = (tmp_path / "latest" / "rca.md").read_text()
+    impact = re.search(r"(\d+) anomal(?:y|ies) involving (\d+) of (\d+) client ops", rca)
+    assert impact is not None, rca[:2000]
+    named = {a["op_id"] for c in out["checks"].values() for a in c.get("anomalies") or []
+             if isinstance(a.get("op_id"), int)}  # fmt: skip
+    assert int(impact.group(2)) >= len(named) > 0, impact.group(0)
 
 
 @pytest.mark.cluster
@@ -255,8 +263,10 @@ def test_redis_locks_setnx_fenced_and_redlock(redis_servers, fenced):
 
     res = ("127.0.0.1", fenced)
     port = redis_servers[0]
-    a = redis.RedisLockClient("127.0.0.1", 2.0, res, res, port=port)
-    b = redis.RedisLockClient("127.0.0.1", 2.0, res, res, fenced=True, port=port)
+    a = redis.RedisLockClient(redis.FixedPrimary("127.0.0.1", "n1", 2.0, port), 2.0, res, res)
+    b = redis.RedisLockClient(
+        redis.FixedPrimary("127.0.0.1", "n1", 2.0, port), 2.0, res, res, fenced=True
+    )
     try:
         got = a.invoke(lock_op("acquire", {"lease-ms": 300}, process=0, index=1))
         assert got.type == "ok" and got.value["token"] is None  # SET NX PX gives no token

@@ -82,10 +82,15 @@ def test_repro_counts_the_same_anomaly(tmp_path: Path, bug, expected_exit, expec
     rows = [json.loads(line) for line in (run_dir / "repro.jsonl").read_text().splitlines()]
     assert len(rows) == int(times) and all(r["same"] is bool(bug) for r in rows)
     # each repetition ran the recorded seed on its own cluster, and left no cluster behind
+    # (its own: the other parametrization may be repeating its run on another worker now)
     seed = json.loads((run_dir / "test.json").read_text())["seed"]
+    made = []
     for d in (tmp_path / "again").glob("*/2*"):
-        assert json.loads((d / "test.json").read_text())["seed"] == seed
-    assert not [n for n in localnet.list_clusters() if n.startswith("rp")]
+        test = json.loads((d / "test.json").read_text())
+        assert test["seed"] == seed
+        made.append(test["cluster"]["name"])
+    assert len(set(made)) == int(times) and all(n.startswith("rp") for n in made), made
+    assert not set(made) & set(localnet.list_clusters())
 
 
 def test_shrink_edits_one_option_at_a_time():

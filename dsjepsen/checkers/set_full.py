@@ -161,6 +161,9 @@ class Add:
     type: str = "info"  # ok / fail / info (never completed is info)
     ret: int | None = None
     ret_time: int | None = None
+    #: the node that acknowledged it, when the completion names another than the client's
+    #: (a write forwarded to a leader, a Redis client sent to the primary its Sentinel named)
+    acked_by: str | None = None
 
 
 @dataclass
@@ -203,6 +206,8 @@ def collect(
             add.type = op.type
             if op.type == "ok":
                 add.ret, add.ret_time = pos, op.time
+                if op.node and op.node != add.node:
+                    add.acked_by = op.node
         elif op.type == "ok":
             value = op.value
             if type(value) is not list:
@@ -457,7 +462,8 @@ def _lost_anomaly(
 ) -> dict[str, Any]:
     key, e, add = res.key, res.element, res.add
     if add is not None and add.type == "ok":
-        origin = f"its add through {_node(add.node)} completed ok at {_s(add.ret_time)}"
+        acked = f", acknowledged by {add.acked_by}," if add.acked_by else ""
+        origin = f"its add through {_node(add.node)}{acked} completed ok at {_s(add.ret_time)}"
     elif add is not None and add.type == "fail":
         origin = f"its add through {_node(add.node)} failed, yet a read returned it"
     else:
@@ -473,6 +479,8 @@ def _lost_anomaly(
     else:
         lost_by = _node(add.node) if add is not None else None
         seen_text = "no read ever returned it"
+    if add is not None and add.type == "ok" and add.acked_by:
+        lost_by = add.acked_by  # it acknowledged the element, then did not keep it
     if finals:
         gone = f"absent from the final reads of every node ({final_nodes})"
     else:
@@ -515,6 +523,7 @@ def _add_dict(add: Add | None) -> dict[str, Any] | None:
     return {
         "type": add.type,
         "node": add.node,
+        "acked_by": add.acked_by,
         "call_time": add.call_time,
         "ret_time": add.ret_time,
     }

@@ -168,8 +168,9 @@ def link_ops(run: RunData, anomalies: list[Anomaly]) -> list[Anomaly]:
                 ids.add(by_call[w])
             elif w in by_ret:
                 ids.add(by_ret[w])
-        # the transactions of a cycle, by their op id
-        for t in a.raw.get("cycle") or []:
+        # the op a checker names by its id (a lock's second holder, a bank read, a txn), and
+        # the transactions of a cycle, by theirs
+        for t in [a.raw, *(a.raw.get("cycle") or [])]:
             op_id = t.get("op_id") if isinstance(t, dict) else None
             if isinstance(op_id, int) and 0 <= op_id < len(run.operations):
                 ids.add(op_id)
