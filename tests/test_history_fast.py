@@ -395,3 +395,31 @@ def test_numbers_decode_as_pythons_json_does() -> None:
     h = parse_jsonl_bytes("\n".join(lines).encode(), "n.jsonl")
     assert [op.value for op in h.ops] == [json.loads(t) for t in texts]
     assert [repr(op.value) for op in h.ops] == [repr(json.loads(t)) for t in texts]
+
+
+def test_streamed_edn_reads_as_whole_files_do(tmp_path: Path) -> None:
+    """read_history and read_edn stream a large history.edn: one vector of ops whose closer
+    ends the last line, or stands on a line of its own, or hides in a comment; a byte that is
+    not UTF-8; all as when the file is decoded and read whole."""
+    from dsjepsen.formats.edn import read_edn
+    from dsjepsen.formats.source import decode_source
+
+    body = "\n ".join(JEPSEN[:2] * 9_000)  # over a megabyte: two blocks
+    cases = {
+        "vector.edn": ("[" + body + "]\n").encode(),
+        "alone.edn": ("[" + body + "\n]\n\n").encode(),
+        "comment.edn": ("[" + body + " ; ]\n").encode(),
+        "list.edn": ("(" + body + ")").encode(),
+        "bad.edn": ("[" + body + "]").encode()[:1_200_000] + b"\xff" + body.encode()[1_200_000:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+
+        def whole(data: bytes = data, path: Path = path) -> History:
+            return parse_edn(decode_source(data, str(path)), str(path))
+
+        want = outcome(whole)
+        assert outcome(lambda path=path: read_edn(path))[:2] == want[:2], name
+        assert outcome(lambda path=path: read_history(path))[:2] == want[:2], name
+        assert (want[0] == "ok") == (name in ("vector.edn", "alone.edn", "list.edn")), name

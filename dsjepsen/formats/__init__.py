@@ -23,7 +23,6 @@ from dsjepsen.formats.source import (
     history_cap,
     read_source,
     read_source_bytes,
-    read_source_chunks,
 )
 from dsjepsen.history import History, gc_paused
 
@@ -33,7 +32,8 @@ class Format:
     """A history format.
 
     `parse(text, source)` reads it (`parse_bytes(data, source)`, when given, reads the file's
-    bytes to the same History: the file is then never held as text). Detection first asks each format's `sniff_head` about the
+    bytes to the same History: the file is then never held as text; `read_path(path)`, when
+    given, reads a large file, found by its head, a run of lines at a time). Detection first asks each format's `sniff_head` about the
     start of the text (a JSON array may open on a line of its own); then it looks at the first
     line that is not blank or a `;` comment and asks each format's `sniff_first`, in FORMATS
     order; failing that, it asks `sniff_any` of each of the first DETECT_LINES lines (a Jepsen
@@ -48,6 +48,8 @@ class Format:
     sniff_head: Callable[[str], bool] | None = None
     #: the same reader over the file's bytes, for formats that decode them faster than text
     parse_bytes: Callable[[bytes | bytearray, str], History] | None = None
+    #: the same reader given the path, reading the file a run of lines at a time (never whole)
+    read_path: Callable[[str | os.PathLike[str]], History] | None = None
 
 
 def _register(*formats: Format) -> dict[str, Format]:
@@ -63,6 +65,7 @@ FORMATS: dict[str, Format] = _register(
         jsonl.parse_jsonl,
         sniff_first=jsonl.sniff_first,
         parse_bytes=jsonl.parse_jsonl_bytes,
+        read_path=jsonl.read_jsonl,
     ),
     Format(
         json_array.NAME,
@@ -77,6 +80,7 @@ FORMATS: dict[str, Format] = _register(
         edn.parse_edn,
         sniff_first=edn.sniff_first,
         parse_bytes=edn.parse_edn_bytes,
+        read_path=edn.read_edn,
     ),
     Format(
         jepsen_log.NAME,
@@ -150,9 +154,9 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
             source,
         )
     fmt = _detect_by_head(path, source) if format == "auto" else format
-    if fmt == jsonl.NAME:  # the file is never held whole
-        with gc_paused():
-            return finish(jsonl.parse_jsonl_chunks(read_source_chunks(path), source))
+    read_path = FORMATS[fmt].read_path if fmt is not None else None
+    if read_path is not None:  # the file is never held whole
+        return read_path(path)
     data = read_source_bytes(path)
     if fmt is None:
         fmt = detect_text(decode_source(data, source), source)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dsjepsen import edn
@@ -19,7 +19,13 @@ from dsjepsen.errors import InputError
 from dsjepsen.formats import fast
 from dsjepsen.formats.fast import PlainMap
 from dsjepsen.formats.jsonl import WORDS, TxnSharing
-from dsjepsen.formats.source import decode_source, implied_f, load_bytes, split_lines
+from dsjepsen.formats.source import (
+    decode_source,
+    implied_f,
+    load_chunks,
+    read_source,
+    split_lines,
+)
 from dsjepsen.history import NEMESIS, History, Op, printable
 
 NAME = "edn"
@@ -210,54 +216,70 @@ def parse_edn(text: str, source: str, independent: bool | None = None) -> Histor
 def parse_edn_bytes(
     data: bytes | bytearray, source: str, independent: bool | None = None
 ) -> History:
-    """`parse_edn` of a file's bytes, faster on Jepsen's layout: op maps one per line.
+    """`parse_edn` of a file's bytes, faster on Jepsen's layout (see `parse_edn_chunks`)."""
+    end = len(data)
+    chunks = ((line, a, data[a:b], b == end) for line, a, b in fast.line_chunks(data, 0, end))
+    return parse_edn_chunks(chunks, source, lambda: decode_source(data, source), independent)
+
+
+def parse_edn_chunks(
+    chunks: Iterable[tuple[int, int, bytes | bytearray, bool]],
+    source: str,
+    whole: Callable[[], str],
+    independent: bool | None = None,
+) -> History:
+    """`parse_edn` of a file given as runs of whole lines (`source.read_source_chunks`'
+    tuples), faster on Jepsen's layout: op maps one per line.
 
     Chunks of such lines are translated to JSON and decoded in C (formats.fast); a chunk that
     holds anything else is read by the line-anchored reader or the general one, on its own.
     A file that is not forms one after another, in lines, or one vector or list of them, or
-    that any reader finds an error in, is read by `parse_edn` whole, which gives the errors."""
-    forms = _forms_by_chunk(data)
+    that any reader finds an error in, is read by `parse_edn` of `whole()` (its text), which
+    gives the errors."""
+    forms = _forms_by_chunk(chunks)
     if forms is not None:
         try:
             return History(edn_ops(forms, source, independent), source)
         except _Reread:
             pass
-    return parse_edn(decode_source(data, source), source, independent)
+    return parse_edn(whole(), source, independent)
 
 
 _EDN_BLANK = b" \t\r\n,"
 _FIRST_FORM = re.compile(rb"[^ \t\r\n,]")
 
 
-def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
+def _forms_by_chunk(
+    chunks: Iterable[tuple[int, int, bytes | bytearray, bool]],
+) -> list[tuple[int, Any]] | None:
     """(line, form) of every op of the file, read a chunk of lines at a time; None when the
-    file must be read whole (see parse_edn_bytes)."""
+    file must be read whole (see parse_edn_chunks)."""
     if fast.DECODER is None:
         return None
-    m = _FIRST_FORM.search(data)
-    if m is None or m.group() == b";":  # empty, or a comment first: read whole
+    it = iter(chunks)
+    head = next(it, None)
+    if head is None:
         return None
-    start, end = m.start(), len(data)
-    opener = data[start : start + 1]
-    if opener in (b"[", b"("):
+    line, _, chunk, _ = head
+    m = _FIRST_FORM.search(chunk)
+    if m is None or m.group() == b";":  # blank, or a comment first: read whole
+        return None
+    closer: bytes | None = None
+    if m.group() in (b"[", b"("):
         # one vector or list of ops (iter_forms' unwrap): its elements are the forms
-        last = end - 1
-        while data[last] in _EDN_BLANK:
-            last -= 1
-        if data[last : last + 1] != (b"]" if opener == b"[" else b")"):
-            return None
-        tail = data[data.rfind(b"\n", 0, last) + 1 : last]
-        if any(c in tail for c in (b";", b'"', b"\\")):
-            return None  # the closer may be in a comment, a string or a character
-        start, end = start + 1, last
+        closer = b"]" if m.group() == b"[" else b")"
+        line += chunk.count(b"\n", 0, m.start())
+        chunk = chunk[m.start() + 1 :]
     keywords = fast.EdnKeywords()
     sharing = TxnSharing()
     words = WORDS.get
     forms: list[tuple[int, Any]] = []
-    for line, a, b in fast.line_chunks(data, start, end):
-        if b - a > fast.MAX_CHUNK_BYTES:
-            return None  # it may hold a line over the cap: parse_edn refuses it
-        maps = fast.edn_records(data[a:b], keywords)
+
+    def take(line: int, chunk: bytes | bytearray) -> bool:
+        """Read one chunk into `forms`; False when the file must be read whole."""
+        if len(chunk) > fast.MAX_CHUNK_BYTES:
+            return False  # it may hold a line over the cap: parse_edn refuses it
+        maps = fast.edn_records(chunk, keywords)
         if maps is not None and maps and type(maps[0]) is not dict:
             append = forms.append
             i = len(forms)
@@ -268,7 +290,7 @@ def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
                 append((line, Op(i, r.time, process, typ, f, value, None, None, None, line)))
                 i += 1
                 line += 1
-            continue
+            return True
         if maps is not None:
             append = forms.append
             for m in maps:
@@ -293,25 +315,46 @@ def _forms_by_chunk(data: bytes | bytearray) -> list[tuple[int, Any]] | None:
                 else:
                     append((line, PlainMap(m)))
                 line += 1
-            continue
+            return True
         try:
-            text = data[a:b].decode("utf-8")
+            text = chunk.decode("utf-8")
         except UnicodeDecodeError:
-            return None
+            return False
         head = text.lstrip(" \t\r\n,")
         got = edn_lines_fast(text) if head[:1] not in ("[", "(") else None
         if got is None:
             try:
                 got = list(edn.iter_forms(text, finite=True))
             except edn.EdnError:
-                return None
+                return False
         forms.extend((n + line - 1, form) for n, form in got)
+        return True
+
+    for nxt in it:
+        if not take(line, chunk):
+            return None
+        line, _, chunk, _ = nxt
+    if closer is not None:
+        chunk = chunk.rstrip(_EDN_BLANK)
+        if not chunk.endswith(closer):
+            return None
+        tail = chunk[chunk.rfind(b"\n") + 1 : -1]
+        if any(c in tail for c in (b";", b'"', b"\\")):
+            return None  # the closer may be in a comment, a string or a character
+        chunk = chunk[:-1]
+    if chunk.strip(_EDN_BLANK) and not take(line, chunk):
+        return None
     return forms
 
 
 def read_edn(path: str | os.PathLike[str], independent: bool | None = None) -> History:
     """Read a history.edn file (see `parse_edn`)."""
-    return load_bytes(path, lambda data, source: parse_edn_bytes(data, source, independent))
+    return load_chunks(
+        path,
+        lambda chunks, source: parse_edn_chunks(
+            chunks, source, lambda: read_source(path), independent
+        ),
+    )
 
 
 def sniff_first(line: str) -> bool:
