@@ -64,7 +64,9 @@ class EdnError(ValueError):
 _DELIMS = r"\s,\[\](){}\"#;"
 # One token per match; blanks, commas and comments are skipped inside the pattern, but a newline
 # is a token of its own so the parser can count lines without knowing positions. findall runs
-# the whole scan in C, and the parser only loops over the tokens.
+# the whole scan in C, and the parser only loops over the tokens. The skip is atomic: at the
+# end of a text that does not end with a newline, trailing blanks or a comment are skipped and
+# match nothing, rather than being given back to make a token of their last character.
 _TOKEN_ALTS = (
     r"\n"
     r'|"(?:[^"\\]|\\.)*"'
@@ -77,7 +79,7 @@ _TOKEN_ALTS = (
     r"|[^" + _DELIMS + r"\\][^" + _DELIMS + r"]*"
     r"|."
 )
-_TOKENS = re.compile(r"(?:[^\S\n]+|,|;[^\n]*)*(" + _TOKEN_ALTS + r")", re.DOTALL)
+_TOKENS = re.compile(r"(?>(?:[^\S\n]+|,|;[^\n]*)*)(" + _TOKEN_ALTS + r")", re.DOTALL)
 _INT = re.compile(r"[+-]?[0-9]+N?")
 _FLOAT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?M?")
 _RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+")
@@ -193,8 +195,14 @@ def iter_forms(
     instead, each with its own starting line; this is how a history.edn written as one vector
     still gets a line number per op. `finite`: see the module docstring.
     """
-    for line, value, _ in _parse(_TOKENS.findall(text), unwrap, finite):
+    for line, value, _ in _parse(_TOKENS.findall(_ended(text)), unwrap, finite):
         yield line, value
+
+
+def _ended(text: str) -> str:
+    """The text ending with a newline: findall tries every position, so a comment that ends
+    the text without one would be scanned again from inside and read as tokens."""
+    return text if text.endswith("\n") else text + "\n"
 
 
 _OUTER = "outer"
@@ -343,7 +351,7 @@ def loads(text: str, *, finite: bool = False) -> Any:
 
 def read_prefix(text: str, *, finite: bool = False) -> tuple[Any, str]:
     """Parse the first EDN value of `text`; return it and the unparsed rest (stripped)."""
-    matches = list(_TOKENS.finditer(text))
+    matches = list(_TOKENS.finditer(_ended(text)))
     for _, value, used in _parse([m.group(1) for m in matches], False, finite):
         return value, text[matches[used - 1].end() :].strip()
     raise EdnError("no EDN value", 1)

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from dsjepsen.errors import ConfigError, HarnessError, InputError
@@ -59,7 +60,19 @@ def kind_of(mode: int) -> str:
 
 def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int) -> bytearray:
     """The bytes of a regular text file of at most `max_bytes`, or InputError naming it
-    ("cannot read nodes file: a character device, not a regular file").
+    ("cannot read nodes file: a character device, not a regular file"): `read_blocks`,
+    joined."""
+    data = bytearray()
+    for block in read_blocks(path, what, max_bytes):
+        data += block
+    return data
+
+
+def read_blocks(
+    path: str | os.PathLike[str], what: str, max_bytes: int, size: int = _CHUNK
+) -> Iterator[bytes]:
+    """The bytes of a regular text file of at most `max_bytes`, `size` at a time (the last
+    block may be shorter), or InputError naming it, for readers that never hold a whole file.
 
     The type is checked with stat before the open, and again with fstat after a non-blocking
     open (the path may have changed in between); at most max_bytes + 1 bytes are ever read,
@@ -84,28 +97,28 @@ def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int) -> bytea
             )
         if st.st_size > max_bytes:
             raise InputError(too_big(what, st.st_size, max_bytes), source)
-        data = bytearray()
-        while len(data) <= max_bytes:
-            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - len(data)))
-            if not chunk:
+        done = lines = 0
+        while done <= max_bytes:
+            block = os.read(fd, min(size, max_bytes + 1 - done))
+            if not block:
                 break
-            nul = chunk.find(b"\x00")
+            nul = block.find(b"\x00")
             if nul >= 0:
-                at = len(data) + nul
-                line = data.count(b"\n") + chunk.count(b"\n", 0, nul) + 1
+                line = lines + block.count(b"\n", 0, nul) + 1
                 raise InputError(
-                    f"cannot read {what}: a NUL byte at byte {at}, line {line} (binary data or "
-                    "a sparse file, not text)",
+                    f"cannot read {what}: a NUL byte at byte {done + nul}, line {line} (binary "
+                    "data or a sparse file, not text)",
                     source,
                 )
-            data += chunk
-        if len(data) > max_bytes:  # it grew while we read it
-            raise InputError(too_big(what, len(data), max_bytes), source)
+            done += len(block)
+            if done > max_bytes:  # it grew while we read it
+                raise InputError(too_big(what, done, max_bytes), source)
+            lines += block.count(b"\n")
+            yield block
     except OSError as e:
         raise InputError(f"cannot read {what}: {e.strerror}", source) from None
     finally:
         os.close(fd)
-    return data
 
 
 def too_big(what: str, size: int, max_bytes: int) -> str:

@@ -314,16 +314,17 @@ def docker_image(docker_engine: DockerEngine) -> str:
 
 @pytest.fixture
 def make_docker_cluster(docker_image: str) -> Iterator[Callable[..., list[str]]]:
-    """`make_docker_cluster(count=3) -> [container names]`: a uniquely named cluster of
-    containers on a network of its own, removed and verified gone after the test."""
+    """`make_docker_cluster(count=3, disk_faults=False) -> [container names]`: a uniquely named
+    cluster of containers on a network of its own (with disk_faults, able to mount the disk
+    faults' file system), removed and verified gone after the test."""
     from dsjepsen.cluster import docker_cluster
 
     made: list[str] = []
 
-    def make(count: int = 3) -> list[str]:
+    def make(count: int = 3, disk_faults: bool = False) -> list[str]:
         name = "dsj-t" + secrets.token_hex(3)
         made.append(name)
-        return docker_cluster.up(name, count, image=docker_image)
+        return docker_cluster.up(name, count, image=docker_image, disk_faults=disk_faults)
 
     yield make
     problems = []

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from dsjepsen.cluster import localnet
+from dsjepsen.cluster import faultmount, localnet
 from dsjepsen.formats.jsonl import read_jsonl
 from dsjepsen.harness import phases
 from dsjepsen.harness.phases import HOLD_ENV
@@ -196,6 +196,9 @@ PHASES: dict[str, KillPoint] = {
         ["--nemesis", "partition-majority"], _nemesis_ok("start-partition")
     ),
     "pause active": KillPoint(["--nemesis", "pause"], _nemesis_ok("start-pause")),
+    # the fault file system under every node's data, its stall active: the controller that
+    # mounted it is gone, the mounts stay, and the next run's clean slate must take them away
+    "disk stall active": KillPoint(["--nemesis", "disk-stall"], _nemesis_ok("start-disk")),
     "heal": _late(
         ["--nemesis", "partition-one"],
         _log_says("holding heal for"),
@@ -310,6 +313,12 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _faultfs_mounts() -> list[str]:
+    """Every fault file system mounted on this machine (`mount | grep faultfs`)."""
+    res = subprocess.run(["mount"], capture_output=True, text=True, timeout=30, check=True)
+    return [line for line in res.stdout.splitlines() if "faultfs" in line]
+
+
 def _namespace_pids(cluster: str) -> list[int]:
     return [p for i in range(1, NODES + 1) for p in localnet.netns_pids(f"dsj-{cluster}-n{i}")]
 
@@ -318,6 +327,7 @@ def test_a_killed_controller_never_falsifies_the_next_verdict(
     named_cluster: str, tmp_path: Path
 ) -> None:
     cluster = named_cluster
+    root = str(localnet.state_root() / cluster)
     for k, (phase, point) in enumerate(PHASES.items()):
         killed = _kill_at(cluster, tmp_path / f"killed{k}", point)
         history = _assert_recorded(killed, point)
@@ -327,6 +337,8 @@ def test_a_killed_controller_never_falsifies_the_next_verdict(
             _assert_checkable(killed, history)
         elif phase != "setup":  # a dead controller leaves its servers running
             assert left, phase
+        if phase == "disk stall active":  # and its fault file systems mounted
+            assert len(faultmount.mounts_under(root)) == NODES, faultmount.mounts_under(root)
         store = tmp_path / f"next{k}"
         res = _dsj(
             "test", "--target", "raft-kv", "--nemesis", "partition-majority",
@@ -348,6 +360,11 @@ def test_a_killed_controller_never_falsifies_the_next_verdict(
                 kept = localnet.state_root() / cluster / f"n{node}" / "raft-kv" / "server.log"
                 assert "bugs: stale-read" in _read(kept.with_name("server.log.previous")), node
         assert killed != run_dir
+        # nothing of a disk fault outlives the run that cleared it (`mount | grep faultfs`)
+        assert _faultfs_mounts() == [], (phase, _faultfs_mounts())
+        if phase == "disk stall active":
+            # (a fault file system that takes its TERM unmounts itself on the way out)
+            assert log.count("cleared stopped fault file system pid") == NODES, phase
 
     # the last word: a run killed with a fault active, then only the CLI cleans up
     _kill_at(cluster, tmp_path / "last", PHASES["pause active"])

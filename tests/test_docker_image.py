@@ -104,10 +104,12 @@ def test_node_image_builds_from_nothing_and_runs_a_container(docker_engine, tmp_
         res = docker_cluster.docker_cmd(
             "docker", "exec", "--", names[0], "sh", "-c",
             "python3 -c 'import sys; print(sys.version_info >= (3, 11))' && "
-            "ip -4 -o addr show eth0 && iptables -S && ps -o pid= -p 1",
+            "ip -4 -o addr show eth0 && iptables -S && ps -o pid= -p 1 && "
+            "command -v fusermount3",
         )  # fmt: skip
         lines = res.stdout.splitlines()
         assert lines[0] == "True", res.stdout
+        assert lines[-1].endswith("/fusermount3"), res.stdout  # the disk faults' file system
         assert " inet " in lines[1], res.stdout
         assert "-P INPUT ACCEPT" in res.stdout, res.stdout
     finally:

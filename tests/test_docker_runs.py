@@ -9,6 +9,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,73 @@ def test_cluster_heal_command_over_docker(make_docker_cluster, tmp_path):
     assert f"{names[1]}: killed" in healed.stdout
     assert "DSJ-" not in r.run(["iptables", "-w", "-S"]).stdout
     assert not daemon_running(r, pidfile)
+
+
+def _mounts(container: str) -> str:
+    """The container's own mount table (its mount namespace is not the controller's)."""
+    return docker_cluster.docker_cmd(
+        "docker", "exec", "--", container, "cat", "/proc/self/mounts"
+    ).stdout
+
+
+def _history(store: Path) -> list[dict]:
+    return [json.loads(line) for line in (store / "latest" / "history.jsonl").open()]
+
+
+def test_disk_faults_run_the_fault_file_system_in_the_containers(make_docker_cluster, tmp_path):
+    """Containers made for disk faults mount the fault file system inside themselves: a power
+    failure drops on the node what raft-kv had not fsynced (nothing: it fsyncs first), a run
+    killed during a stall leaves its mounts, which `cluster heal` takes away; containers made
+    without --disk-faults are refused before the run, naming the node."""
+    names = make_docker_cluster(3, disk_faults=True)
+    common = ["test", "--docker", "--nodes", ",".join(names), "--target", "raft-kv", "--json",
+              "--nemesis-interval", "2"]  # fmt: skip
+    store = tmp_path / "store"
+    run = dsjepsen(tmp_path, *common, "--store", str(store), "--nemesis",
+                   "power-failure-majority", "--time-limit", "12")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    starts = [o for o in _history(store) if o.get("f") == "start-disk" and o["type"] == "ok"]
+    assert starts, run.stderr[-2000:]
+    for start in starts:
+        assert len(start["value"]["nodes"]) == 2 and start["value"]["signal"] == "SIGKILL"
+        assert set(start["value"]["dropped"]) == set(start["value"]["nodes"]), start["value"]
+    for c in names:
+        assert "dsj-faultfs" not in _mounts(c), c
+
+    killed = tmp_path / "killed"
+    argv = [sys.executable, "-m", "dsjepsen", *common, "--store", str(killed), "--nemesis",
+            "disk-stall", "--nemesis-interval", "1", "--time-limit", "60"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    try:
+        while not any(
+            o.get("f") == "start-disk" and o["type"] == "ok"
+            for o in (_history(killed) if (killed / "latest" / "history.jsonl").exists() else [])
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, "no disk fault came"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert all("dsj-faultfs" in _mounts(c) for c in names)  # the dead controller left them
+    healed = dsjepsen(tmp_path, "cluster", "heal", "--docker", "--nodes", ",".join(names))
+    assert healed.returncode == 0, healed.stderr
+    assert "unmounted" in healed.stdout and "stopped fault file system" not in healed.stderr
+    for c in names:
+        assert "dsj-faultfs" not in _mounts(c), (c, healed.stdout)
+
+    (plain,) = make_docker_cluster(1)
+    refused = dsjepsen(tmp_path, "test", "--docker", "--nodes", plain, "--target", "raft-kv",
+                       "--nemesis", "disk-stall", "--nemesis-interval", "1", "--time-limit", "5",
+                       "--store", str(tmp_path / "refused"))  # fmt: skip
+    assert refused.returncode == 254, refused.stderr[-2000:]
+    assert f"node {plain}:" in refused.stderr and "--disk-faults" in refused.stderr
+
+    # doctor says it per node, tried on each: mounted and power-cut there, or why not
+    doctor = dsjepsen(tmp_path, "doctor", "--json", "--docker", "--nodes", f"{names[0]},{plain}")
+    said = {c["node"]: c for c in json.loads(doctor.stdout) if c["name"].startswith("disk faults")}
+    assert said[names[0]]["ok"] is True, said
+    assert "a power failure dropped 5 B" in said[names[0]]["detail"]
+    assert said[plain]["ok"] is False and "/dev/fuse is missing" in said[plain]["detail"], said
+    for c in (names[0], plain):
+        assert "dsj-faultfs" not in _mounts(c)

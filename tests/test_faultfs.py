@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from dsjepsen.cluster import faultmount
-from dsjepsen.cluster.faultmount import FaultMount
+from dsjepsen.cluster.control.base import Node
+from dsjepsen.cluster.control.local import LocalRemote
+from dsjepsen.cluster.faultmount import FaultMount, NodeFaultMount
 
 pytestmark = pytest.mark.skipif(
     faultmount.available() is not None or os.geteuid() != 0,
@@ -349,3 +351,59 @@ def test_a_torn_write_tears_at_sector_boundaries_and_a_write_within_one_sector_i
     for i, (start, length) in enumerate(torn["parts"]):
         want = b"N" if i in torn["persisted"] else b"o"
         assert got[start : start + length] == want * length, i
+
+
+# -- on the node, through its Remote (SSH and docker nodes) ------------------------------------
+
+
+def test_node_fault_mount_runs_and_heals_through_a_remote(tmp_path):
+    """The node-side kind over a Remote whose commands run on this machine: mounted by a
+    daemon started through the Remote (the data moved to the backing directory), commanded,
+    probed and power-cut by one-shots, and a SIGKILLed one's dead mount detached by the heal
+    script, which reads the node's own mount table."""
+    workdir = tmp_path / "node"
+    data = workdir / "t" / "data"
+    data.mkdir(parents=True)
+    (data / "before").write_bytes(b"kept from before")
+    remote = LocalRemote(Node("nx", "127.0.0.1", str(workdir)), None)
+    assert faultmount.node_problem(remote) is None
+    m = NodeFaultMount.beside(remote, str(data))
+    try:
+        pid = m.start()
+        assert pid > 0 and faultmount.is_mounted(m.mount) and m.running()
+        assert (Path(m.backing) / "before").read_bytes() == b"kept from before"
+        assert (Path(m.state) / "faultfs.py").exists() and (Path(m.state) / "mfusepy.py").exists()
+        write(str(data / "log"), b"durable", sync=True)
+        write(str(data / "log"), b" lost", sync=False)
+        assert m.command("drop-unsynced")["bytes_dropped"] == 5
+        assert (data / "log").read_bytes() == b"durable"
+        assert m.command("stall 120")["stall_ms"] == 120
+        assert m.probe()["fsync_ms"] >= 0.9 * 120
+        m.command("error")
+        assert m.probe() == {"errno": "EIO", "failed_at": "create"}
+        m.command("heal")
+        with pytest.raises(OSError, match="unknown command"):
+            m.command("no-such-command")
+        os.kill(pid, signal.SIGKILL)  # a crash: the mount is left dead
+        deadline = time.monotonic() + 10
+        while faultmount.alive_on(remote, pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert faultmount.is_mounted(m.mount) and not m.running()
+        with pytest.raises(OSError, match="fault file system"):
+            m.command("status")
+        done = faultmount.heal_node_under(remote, str(workdir))
+        assert done == [f"unmounted {m.mount}"], done
+        assert not faultmount.is_mounted(m.mount)
+        assert faultmount.heal_node_under(remote, str(workdir)) == []  # idempotent
+    finally:
+        m.stop()
+    assert not faultmount.is_mounted(m.mount)
+
+
+def test_node_self_test_mounts_cuts_and_removes_its_scratch(tmp_path):
+    remote = LocalRemote(Node("nx", "127.0.0.1", str(tmp_path)), None)
+    works, detail = faultmount.node_self_test(remote)
+    assert works, detail
+    assert detail == "mounted on the node, a power failure dropped 5 B"
+    assert list(tmp_path.iterdir()) == []
+    assert not faultmount.mounts_under(str(tmp_path))

@@ -13,13 +13,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from dsjepsen.checkers.vacuous import check_vacuous
 from dsjepsen.cluster import faultmount, localnet
-from dsjepsen.history import Op
-from dsjepsen.nemesis.disk import DiskControl, DiskFaults
+from dsjepsen.faults import windows
+from dsjepsen.history import History, Op
+from dsjepsen.nemesis.disk import TRAP_WAIT_S, DiskControl, DiskFaults
 from dsjepsen.targets.raft_kv.target import RaftKvTarget
 
 pytestmark = [
@@ -180,6 +183,44 @@ def test_torn_write_cuts_the_power_in_the_middle_of_a_log_write(raftkv_on_disk):
     finally:
         client.close()
     assert got.type == "ok" and got.value >= acked[-1], (got, acked[-3:])
+
+
+def test_torn_write_with_no_write_to_its_file_within_the_wait_says_so(raftkv_on_disk):
+    """No write to the chosen file comes within the trap's wait (5 s): the power is still cut,
+    and the record, its sentence (what the report shows of the fault) and the vacuous check
+    all say that nothing was torn and why, instead of a silent nothing."""
+    cluster, target, package, _ = raftkv_on_disk
+    glob = "no-such-file*"
+    nem = package.nemesis("torn-write", target, random.Random(5), {"torn-file": glob})
+    t0 = time.monotonic()
+    started = nem.invoke(cluster, _op("start-disk", "torn-write"))
+    waited = time.monotonic() - t0
+    assert started.type == "ok", started.value
+    assert waited >= TRAP_WAIT_S, waited
+    (node,) = started.value["nodes"]
+    d = started.value["dropped"][node]
+    assert d["torn"] is None and d["write_held"] is False, d
+    assert d["no_write_within_s"] == TRAP_WAIT_S
+    assert d["torn_skipped"] == f"no file matching {glob!r} had an un-fsynced write", d
+    said = f"no write to {glob} came within {TRAP_WAIT_S:g} s; nothing torn: {d['torn_skipped']}"
+    assert said in started.value["description"], started.value["description"]
+    assert started.value["verified"] is False and not package.took_effect(started)
+    assert target.pid(cluster, node) is None, "the power was cut all the same"
+    invoked = _op("start-disk", "torn-write")
+    history = History([invoked, replace(started, index=1, time=int(waited * 1e9))])
+    (window,), _ = windows(history.ops)
+    assert said in window.description
+    verdict = check_vacuous(
+        history,
+        required_ok={},
+        faults=["torn-write"],
+        took_effect=lambda _f, op: package.took_effect(op),
+    )
+    assert verdict.valid == "unknown"
+    assert "fault torn-write was requested but never took effect" in verdict.reason
+    stopped = nem.invoke(cluster, _op("stop-disk", "torn-write"))
+    assert stopped.type == "ok" and stopped.value["after"][node]["running"], stopped.value
+    target.wait_ready(cluster)
 
 
 # -- end to end --------------------------------------------------------------------------------

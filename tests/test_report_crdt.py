@@ -223,3 +223,20 @@ def test_correct_g_set_report(pooled_cluster, tmp_path: Path) -> None:
         assert cdp.evaluate("document.documentElement.scrollHeight") < 8000
         assert cdp.evaluate(CLIPPED_JS) == []
         assert cdp.problems() == []
+
+
+def test_a_time_tick_at_the_right_edge_of_a_diagram_is_written_leftwards() -> None:
+    """A CRDT diagram whose panel ends on a tick (here 2.5 s) once drew that tick's label
+    centred on the edge, half of it outside the picture (a browser test caught '2.5s')."""
+    from types import SimpleNamespace
+
+    from dsjepsen.reports import crdt
+    from dsjepsen.reports.plots import WIDTH
+
+    panel = crdt._Panel(0, 2_500_000_000, crdt.LEFT, WIDTH - 12, "around the anomaly")
+    frame = "".join(crdt._panel_frame(SimpleNamespace(faults=[]), panel, 200))  # type: ignore[arg-type]
+    ticks = re.findall(
+        r'<text class="tick" x="([\d.]+)" [^>]*text-anchor="(\w+)">([^<]+)</text>', frame
+    )
+    assert ticks[-1] == (f"{WIDTH - 12:.1f}", "end", "2.5s")
+    assert all(a == "middle" for _, a, _ in ticks[:-1]), ticks

@@ -187,3 +187,39 @@ def test_unknown_host_key_stops_the_run_before_it_starts(ssh_nodes, tmp_path):
     )  # fmt: skip
     assert code == 254, err
     assert "unknown SSH host key" in err
+
+
+def _node_mounts(nodes: Path, node: str) -> str:
+    """The node's own mount table, read over SSH (each sshd here has a mount namespace of its
+    own, as a real host has its own: the controller cannot see it)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "dsjepsen", "cluster", "exec", "--nodes-file", str(nodes), node,
+         "--", "cat", "/proc/self/mounts"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-1000:]
+    return res.stdout
+
+
+def test_disk_stall_runs_the_fault_file_system_on_ssh_nodes(ssh_nodes, tmp_path):
+    """The fault file system runs on each node (started over SSH, n2 through sudo), the stall
+    is measured there by the fault record's probe, and no mount is left after the run."""
+    nodes = ssh_nodes.nodes_file(tmp_path / "nodes.toml")
+    code, results, err = dsjepsen_test(
+        tmp_path, "--nodes-file", str(nodes), "--target", "raft-kv",
+        "--nemesis", "disk-stall", "--disk-stall-ms", "150", "--time-limit", "12",
+    )  # fmt: skip
+    assert code == 0, err
+    history = [
+        json.loads(line) for line in (tmp_path / "store" / "latest" / "history.jsonl").open()
+    ]
+    starts = [o for o in history if o.get("f") == "start-disk" and o["type"] == "ok"]
+    assert starts, err
+    for start in starts:
+        assert start["value"]["verified"] is True, start["value"]
+        ((node, probe),) = start["value"]["probe"].items()
+        assert probe["fsync_ms"] >= 0.9 * 150, probe
+    stops = [o for o in history if o.get("f") == "stop-disk" and o["type"] == "ok"]
+    assert stops and all(p["fsync_ms"] < 150 for s in stops for p in s["value"]["probe"].values())
+    for n in ssh_nodes.cluster.names:
+        assert "dsj-faultfs" not in _node_mounts(nodes, n), n

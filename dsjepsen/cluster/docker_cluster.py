@@ -4,7 +4,8 @@ containers, and removing them again.
 For a user who has a docker engine but no root network namespaces (`dsjepsen docker up 3`),
 and for the test suite. No registry is used: the node image is a minimal Debian root file
 system built from Debian's packages (mmdebstrap, else debootstrap; python3 for raft-kv,
-iproute2 and iptables for partitions, procps for process faults), cached as a tar file in
+iproute2 and iptables for partitions, procps for process faults, fuse3 for disk faults),
+cached as a tar file in
 `/var/cache/dsjepsen` and loaded with `docker import`. Each cluster gets a user-defined bridge
 network of its own, so the containers reach each other and the controller by address, and
 NET_ADMIN, so the iptables partitions inside them are real. Every container runs `sleep
@@ -19,6 +20,7 @@ cleans up after a crash half-way through `up`.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -34,10 +36,14 @@ from dsjepsen.cluster.control.base import RemoteError, Result
 from dsjepsen.cluster.control.local import run_argv
 from dsjepsen.errors import ConfigError, HarnessError
 
-IMAGE = "dsjepsen-node:bookworm"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("python3", "iproute2", "iptables", "procps")
+#: fuse3 (fusermount3, libfuse3) for the disk faults' file system, which runs in the container
+PACKAGES = ("python3", "iproute2", "iptables", "procps", "fuse3")
+#: the image's tag and the cached tar's name carry a digest of the package list, so that an
+#: image built from an older list is never taken for the current one
+FLAVOUR = f"{SUITE}-{hashlib.sha256(','.join(PACKAGES).encode()).hexdigest()[:8]}"
+IMAGE = f"dsjepsen-node:{FLAVOUR}"
 LABEL = "dsjepsen.cluster"
 DEFAULT_NAME = "dsj"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
@@ -52,7 +58,7 @@ def cache_dir() -> Path:
 
 
 def rootfs_path() -> Path:
-    return cache_dir() / f"node-rootfs-{SUITE}.tar"
+    return cache_dir() / f"node-rootfs-{FLAVOUR}.tar"
 
 
 def docker_cmd(docker: str, *args: str, timeout: float = 120.0, check: bool = True) -> Result:
@@ -249,10 +255,12 @@ def up(
     count: int = 3,
     image: str | None = None,
     docker: str = "docker",
+    disk_faults: bool = False,
 ) -> list[str]:
     """Create the network and `count` running containers; returns the container names.
     An existing complete cluster of that name is returned as is; when `up` fails, what it made
-    is removed again."""
+    is removed again. `disk_faults`: the containers get what the disk faults' file system
+    needs to mount inside them (`disk_fault_flags`), and nothing more without it."""
     check_name(name)
     if not 1 <= count <= MAX_NODES:
         raise ConfigError(f"docker cluster: node count {count}: must be 1-{MAX_NODES}")
@@ -275,12 +283,27 @@ def up(
             docker_cmd(
                 docker, "run", "-d", "--init", "--name", c, "--hostname", f"n{i}",
                 "--network", network_name(name), "--cap-add", "NET_ADMIN",
+                *(disk_fault_flags() if disk_faults else []),
                 "--label", f"{LABEL}={name}", image, "sleep", "infinity",
             )  # fmt: skip
     except BaseException:
         down(name, docker)
         raise
     return names
+
+
+def disk_fault_flags() -> list[str]:
+    """What a container needs for a FUSE mount of its own: the fuse device and CAP_SYS_ADMIN
+    (mount(2)), and where AppArmor confines containers, no profile (docker's default one denies
+    mount). Given only when a cluster is made for disk faults: SYS_ADMIN is a wide capability."""
+    flags = ["--device", "/dev/fuse", "--cap-add", "SYS_ADMIN"]
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as fh:
+            if fh.read().strip() == "Y":
+                flags += ["--security-opt", "apparmor=unconfined"]
+    except OSError:
+        pass
+    return flags
 
 
 def _listed(docker: str, *args: str) -> list[str]:

@@ -33,6 +33,8 @@ process leaves a dead mount ("Transport endpoint is not connected"); faultmount.
 controller's side (mounting, commanding, unmounting), detaches it on every heal path.
 
 Run one with `python -m dsjepsen.cluster.faultfs serve --backing DIR --mount DIR --state DIR`.
+This file imports nothing of dsjepsen (and mfusepy only to serve), so that it runs as a plain
+script on a node that has only python3 and libfuse 3: see `main`.
 """
 
 from __future__ import annotations
@@ -714,7 +716,66 @@ def control(sock_path: str, command: str, timeout: float = 10.0) -> dict[str, An
     return answer
 
 
+def is_mounted(mount: str) -> bool:
+    """Whether anything is mounted at `mount` in this process's mount table (also a dead FUSE
+    mount, which os.path.ismount cannot stat)."""
+    target = os.path.realpath(mount)
+    try:
+        with open("/proc/self/mounts") as fh:
+            return any(line.split()[1] == target for line in fh if len(line.split()) > 1)
+    except OSError:
+        return False
+
+
+#: the probe's file, beside the target's own in its data directory (removed after)
+PROBE = ".dsj-disk-probe"
+
+
+def probe(directory: str) -> dict[str, Any]:
+    """Write and fsync a small file in `directory` (a mount), timing the fsync: what the
+    target's own I/O meets now ({"fsync_ms"} or {"errno", "failed_at"}). Run where the target
+    runs: in the controller for a local node, as `probe DIR` on any other node."""
+    path = os.path.join(directory, PROBE)
+    step = "create"
+    fd = -1
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        step = "write"
+        os.write(fd, b"dsjepsen disk probe\n")
+        step = "fsync"
+        t = time.monotonic()
+        os.fsync(fd)
+        return {"fsync_ms": round((time.monotonic() - t) * 1000.0, 1)}
+    except OSError as e:
+        return {"errno": errno.errorcode.get(e.errno or 0, str(e.errno)), "failed_at": step}
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def wait_mounted(state: str, mount: str, timeout: float) -> dict[str, Any]:
+    """Until the file system at `mount` answers `ping` on its socket in `state`: its answer,
+    or {"ok": False, "error"} when it did not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = "not mounted"
+    while time.monotonic() < deadline:
+        if is_mounted(mount):
+            try:
+                return control(os.path.join(state, CONTROL), "ping", timeout=2.0)
+            except (OSError, ValueError) as e:
+                last = str(e)
+        time.sleep(0.05)
+    return {"ok": False, "error": f"{mount} did not mount within {timeout:g} s ({last})"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The fault file system's command line. On a node that is not the controller's (SSH,
+    docker) the harness uploads this file with mfusepy beside it and runs each subcommand as
+    a one-shot through the node's Remote: `serve` as a daemon, `control` / `wait` / `probe`
+    printing one JSON answer (exit 1 when it says "ok": false)."""
     p = argparse.ArgumentParser(prog="python -m dsjepsen.cluster.faultfs")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="mount the fault file system (foreground)")
@@ -724,10 +785,25 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("control", help="send one command to a running one")
     c.add_argument("--state", required=True)
     c.add_argument("command", nargs="+")
+    w = sub.add_parser("wait", help="wait until one is mounted and answers")
+    w.add_argument("--state", required=True)
+    w.add_argument("--mount", required=True)
+    w.add_argument("--timeout", type=float, default=15.0)
+    pr = sub.add_parser("probe", help="write and fsync a small file in DIR, timed")
+    pr.add_argument("dir")
     args = p.parse_args(argv)
-    if args.cmd == "control":
-        print(json.dumps(control(os.path.join(args.state, CONTROL), " ".join(args.command))))
-        return 0
+    if args.cmd in ("control", "wait", "probe"):
+        if args.cmd == "probe":
+            answer: dict[str, Any] = {"ok": True, **probe(args.dir)}
+        elif args.cmd == "wait":
+            answer = wait_mounted(args.state, args.mount, args.timeout)
+        else:
+            try:
+                answer = control(os.path.join(args.state, CONTROL), " ".join(args.command))
+            except (OSError, ValueError) as e:  # not running, or dead: said, not a traceback
+                answer = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer))
+        return 0 if answer.get("ok") else 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s faultfs %(message)s")
     import mfusepy
 

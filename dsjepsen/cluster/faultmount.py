@@ -6,32 +6,38 @@ run's clean slate) ends here, so a crashed FUSE process or a killed controller n
 mount that hangs whoever touches it: the process is stopped by its pidfile (checked to be a
 fault file system, since pids are reused) and the mount detached with `fusermount3 -u -z`,
 then `umount -l`. `self_test` is what `dsjepsen doctor` reports for the disk faults.
+
+Two kinds, one protocol: `FaultMount` runs the process on the controller, for nodes that share
+its files and mount table (local namespaces); `NodeFaultMount` runs it on the node through the
+node's Remote (SSH hosts, docker containers), reaching the same control commands by a one-shot
+`faultfs.py control` there. Both answer `start`, `command`, `probe`, `stop` and `log_file`;
+`for_node` picks the kind from what the cluster shares (`shares_controller_files`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from dsjepsen.cluster import faultfs
+from dsjepsen.cluster.control.base import Remote, RemoteError
+from dsjepsen.cluster.daemon import start_daemon
 from dsjepsen.cluster.faultfs import CONTROL, FSNAME, control
 
+if TYPE_CHECKING:
+    from dsjepsen.cluster.cluster import Cluster
 
-def is_mounted(mount: str) -> bool:
-    """Whether anything is mounted at `mount` (also a dead FUSE mount, which os.path.ismount
-    cannot stat)."""
-    target = os.path.realpath(mount)
-    try:
-        with open("/proc/self/mounts") as fh:
-            return any(line.split()[1] == target for line in fh if len(line.split()) > 1)
-    except OSError:
-        return False
+#: one rule for what "mounted" means, read where the mount table is (faultfs.py runs on nodes)
+is_mounted = faultfs.is_mounted
 
 
 def unmount(mount: str, timeout: float = 15.0) -> bool:
@@ -76,6 +82,15 @@ class FaultMount:
     @property
     def socket(self) -> str:
         return os.path.join(self.state, CONTROL)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.state, LOGFILE)
+
+    def probe(self) -> dict[str, Any]:
+        """Write and fsync a file through the mount, timed (faultfs.probe): here, since the
+        controller and the node see the same mount."""
+        return faultfs.probe(self.mount)
 
     def pid(self) -> int | None:
         try:
@@ -151,6 +166,266 @@ class FaultMount:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.state, PIDFILE))
         return done
+
+
+#: Stop every fault file system mounted at or under $1 on a node and detach its mount, also a
+#: dead one: the process by its pidfile (checked to be a fault file system: pids are reused),
+#: TERM then KILL, then `fusermount3 -u -z`, else `umount -l`. One `KIND WHAT` line per thing
+#: done. Read from the node's own mount table, so it finds what that node's mount namespace
+#: holds (a container's, an SSH host's).
+_HEAL_SH = r"""top=${1%/}/
+awk -v top="$top" '$1 == "dsj-faultfs" && index($2 "/", top) == 1 { print $2 }' /proc/self/mounts |
+while IFS= read -r m; do
+  pf="$m.faultfs/faultfs.pid"
+  p=$(cat -- "$pf" 2>/dev/null)
+  case $p in ''|*[!0-9]*) p= ;; esac
+  if [ -n "$p" ] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q faultfs; then
+    kill -s TERM "$p" 2>/dev/null
+    n=0
+    while [ -d "/proc/$p" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    [ -d "/proc/$p" ] && kill -s KILL "$p" 2>/dev/null
+    echo "stopped fault file system pid $p"
+  fi
+  rm -f -- "$pf"
+  fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  awk -v m="$m" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts || echo "unmounted $m"
+done
+exit 0
+"""
+
+#: What a node needs for a fault file system of its own, tried there: prints one line saying
+#: what is missing, or "ok". A FUSE mount needs the device, root (or fusermount3 with
+#: user_allow_other), CAP_SYS_ADMIN (bit 21 of the effective set: a container has it only when
+#: made for disk faults) and libfuse 3, which mfusepy loads with ctypes.
+_CHECK_SH = r"""[ -c /dev/fuse ] || { echo "/dev/fuse is missing (a container needs --device /dev/fuse and --cap-add SYS_ADMIN: dsjepsen docker up --disk-faults)"; exit 0; }
+[ "$(id -u)" = 0 ] || { echo "not root on the node"; exit 0; }
+cap=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+[ $(( (0x$cap >> 21) & 1 )) = 1 ] || { echo "no CAP_SYS_ADMIN (a container needs --cap-add SYS_ADMIN)"; exit 0; }
+command -v fusermount3 >/dev/null 2>&1 || { echo "fusermount3 is not installed (apt-get install fuse3)"; exit 0; }
+"$1" -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("fuse3") else 1)' 2>/dev/null ||
+  { echo "libfuse 3 is not installed (apt-get install fuse3) or $1 does not run"; exit 0; }
+echo ok
+"""
+
+
+def _mfusepy_file() -> str:
+    """mfusepy's one module file, found without importing it (importing loads libfuse, which
+    the controller of SSH or docker nodes need not have)."""
+    spec = importlib.util.find_spec("mfusepy")
+    if spec is None or not spec.origin:
+        raise OSError(
+            errno.ENOENT, "mfusepy is not installed on the controller (pip install mfusepy)"
+        )
+    return spec.origin
+
+
+@dataclass(frozen=True)
+class NodeFaultMount:
+    """A fault file system that runs ON its node, started and commanded through the node's
+    Remote: for nodes that do not share the controller's files and mount table (SSH hosts,
+    docker containers), where a mount made by the controller would not be seen.
+
+    faultfs.py (which imports nothing of dsjepsen) and mfusepy's single module are uploaded
+    into the state directory and run with the node's python3: `serve` as a daemon (marked as
+    every dsjepsen daemon is, so `cluster heal` and the next run's clean slate stop it),
+    `control` for each command (the same line protocol the controller speaks to a local one
+    over its socket), `probe` for the probe. The node needs python3, fuse3 and root."""
+
+    remote: Remote = field(compare=False, repr=False)
+    node: str
+    mount: str
+    backing: str
+    state: str
+    python: str = "python3"
+
+    @classmethod
+    def beside(cls, remote: Remote, data_dir: str, python: str = "python3") -> NodeFaultMount:
+        local = FaultMount.beside(data_dir)
+        return cls(remote, remote.node.name, local.mount, local.backing, local.state, python)
+
+    @property
+    def script(self) -> str:
+        return f"{self.state}/faultfs.py"
+
+    @property
+    def log_file(self) -> str:
+        return f"{self.state}/{LOGFILE}"
+
+    def _json(self, argv: list[str], timeout: float) -> dict[str, Any]:
+        """One faultfs one-shot on the node; its JSON answer (OSError when there is none)."""
+        try:
+            res = self.remote.run([self.python, self.script, *argv], timeout=timeout, check=False)
+        except RemoteError as e:
+            raise OSError(errno.EIO, str(e)) from None
+        try:
+            answer = json.loads(res.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            why = (res.stderr.strip() or res.stdout.strip())[-300:]
+            raise OSError(errno.EIO, f"node {self.node}: faultfs {argv[0]}: {why}") from None
+        if not isinstance(answer, dict):
+            raise OSError(errno.EPROTO, f"node {self.node}: faultfs answered {answer!r:.100}")
+        return answer
+
+    def start(self, timeout: float = 15.0) -> int:
+        """Mount it on the node (what `mount` held moves to `backing` first); its pid there.
+        One already running is kept; a dead one is detached first."""
+        if self.running():
+            return self.pid() or 0
+        self.stop()
+        prepare = (
+            'mkdir -p -- "$1" "$3" && { [ -d "$2" ] || { mv -- "$1" "$2" && mkdir -- "$1"; }; }'
+        )
+        self.remote.run(["sh", "-c", prepare, "dsj-faultfs", self.mount, self.backing,
+                         self.state], timeout=30.0)  # fmt: skip
+        self.remote.put(faultfs.__file__, self.script, timeout=60.0)
+        self.remote.put(_mfusepy_file(), f"{self.state}/mfusepy.py", timeout=60.0)
+        argv = [self.python, self.script, "serve", "--backing", self.backing,
+                "--mount", self.mount, "--state", self.state]  # fmt: skip
+        try:
+            start_daemon(self.remote, argv, pidfile=f"{self.state}/{PIDFILE}",
+                         logfile=self.log_file, cwd=self.state)  # fmt: skip
+        except RemoteError as e:
+            self.stop()
+            raise OSError(
+                errno.EIO, f"fault file system did not start on {self.node}: {e}"
+            ) from None
+        answer = self._json(
+            ["wait", "--state", self.state, "--mount", self.mount, "--timeout", str(timeout)],
+            timeout + 15.0,
+        )
+        if not answer.get("ok"):
+            tail = self.remote.run(["tail", "-c", "300", self.log_file], timeout=10.0,
+                                   check=False).stdout  # fmt: skip
+            self.stop()
+            raise OSError(
+                errno.EIO,
+                f"fault file system did not mount {self.mount} on {self.node}: "
+                f"{answer.get('error')} | {tail.strip().replace(chr(10), ' | ')}",
+            )
+        return int(answer.get("pid") or 0)
+
+    def pid(self) -> int | None:
+        res = self.remote.run(["cat", f"{self.state}/{PIDFILE}"], timeout=10.0, check=False)
+        text = res.stdout.strip()
+        return int(text) if res.exit == 0 and text.isdigit() else None
+
+    def running(self) -> bool:
+        """Mounted on the node, and its process answers."""
+        try:
+            return bool(self._json(["control", "--state", self.state, "ping"], 15.0).get("ok"))
+        except OSError:
+            return False
+
+    def command(self, line: str, timeout: float = 10.0) -> dict[str, Any]:
+        """A control command, sent by a one-shot on the node; OSError as FaultMount.command."""
+        answer = self._json(["control", "--state", self.state, *line.split()], timeout + 15.0)
+        if not answer.get("ok"):
+            raise OSError(errno.EIO, f"fault file system {self.mount} on {self.node}: "
+                                     f"{answer.get('error')}")  # fmt: skip
+        return answer
+
+    def probe(self) -> dict[str, Any]:
+        answer = self._json(["probe", self.mount], 60.0)
+        answer.pop("ok", None)
+        return answer
+
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop its process and detach the mount on the node, whatever state they are in."""
+        return heal_node_under(self.remote, self.mount, timeout + 20.0)
+
+
+def heal_node_under(remote: Remote, root: str, timeout: float = 60.0) -> list[str]:
+    """Stop and unmount every fault file system at or under `root` on a node, through its
+    Remote (`cluster heal` and the clean slate on SSH and docker nodes); one line per thing
+    done. Needs only sh and awk there."""
+    res = remote.run(["sh", "-c", _HEAL_SH, "dsj-faultfs-heal", root], timeout=timeout,
+                     check=False)  # fmt: skip
+    return [line for line in res.stdout.splitlines() if line.strip()]
+
+
+def node_problem(remote: Remote, python: str = "python3", timeout: float = 30.0) -> str | None:
+    """Why a fault file system cannot run on this node, tried there; None when it can."""
+    try:
+        res = remote.run(["sh", "-c", _CHECK_SH, "dsj-faultfs-check", python], timeout=timeout,
+                         check=False)  # fmt: skip
+    except RemoteError as e:
+        return str(e)
+    said = res.stdout.strip().splitlines()
+    if said and said[-1] == "ok":
+        return None
+    return said[-1] if said else f"the check did not run ({res.stderr.strip()[-200:]})"
+
+
+#: through the mount: 4 bytes written and fsynced, 5 more written and never fsynced
+_WRITE_PY = (
+    "import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); "
+    "os.write(fd, b'kept'); os.fsync(fd); os.write(fd, b' lost'); os.close(fd)"
+)
+
+
+def node_self_test(remote: Remote, python: str = "python3") -> tuple[bool, str]:
+    """`self_test` on a node that runs its own fault file system (SSH, docker), through its
+    Remote: mounted in a scratch directory under the node's workdir, a power failure cut, and
+    everything removed again. (works, what was seen). What `dsjepsen doctor` says per node."""
+    why = node_problem(remote, python)
+    if why:
+        return False, why
+    scratch = f"{remote.node.workdir.rstrip('/')}/dsj-doctor-faultfs"
+    m = NodeFaultMount.beside(remote, f"{scratch}/data", python)
+    try:
+        m.start()
+        path = f"{m.mount}/probe"
+        remote.run([python, "-c", _WRITE_PY, path], timeout=30.0)
+        dropped = m.command("drop-unsynced")["bytes_dropped"]
+        got = remote.run(["cat", path], timeout=30.0).stdout
+        if got != "kept" or dropped != 5:
+            return False, f"a power failure kept {got!r} (dropped {dropped} B)"
+        return True, f"mounted on the node, a power failure dropped {dropped} B"
+    except (OSError, RemoteError) as e:
+        return False, str(e)
+    finally:
+        m.stop()
+        remote.run(["rm", "-rf", "--", scratch], timeout=30.0, check=False)
+
+
+def alive_on(remote: Remote, pid: int | None) -> bool:
+    """Whether `pid` runs on the node (a zombie does not): asked through its Remote, so it
+    holds in a container's process table as in this machine's."""
+    if pid is None:
+        return False
+    res = remote.run(["cat", f"/proc/{pid}/stat"], timeout=10.0, check=False)
+    return res.exit == 0 and res.stdout.split(") ")[-1][:1] not in ("Z", "X", "")
+
+
+def fatal_signal_pending(remote: Remote, pid: int | None) -> bool:
+    """Whether SIGKILL is pending on `pid` on the node (/proc's ShdPnd or SigPnd, mask 0x100):
+    it was sent. True when it is gone."""
+    if pid is None:
+        return False
+    res = remote.run(["cat", f"/proc/{pid}/status"], timeout=10.0, check=False)
+    if res.exit != 0:
+        return True
+    for line in res.stdout.splitlines():
+        if line.startswith(("ShdPnd:", "SigPnd:")):
+            with contextlib.suppress(ValueError, IndexError):
+                if int(line.split()[1], 16) & 0x100:
+                    return True
+    return False
+
+
+def for_node(cluster: Cluster, node: str, data_dir: str) -> FaultMount | NodeFaultMount:
+    """The fault file system over `data_dir` on `node`: on the controller when the nodes share
+    its files and mounts, else on the node (see the module docstring)."""
+    if cluster.shares_controller_files:
+        return FaultMount.beside(data_dir)
+    return NodeFaultMount.beside(cluster.remote(node), data_dir)
+
+
+def heal_for(cluster: Cluster, node: str, root: str) -> list[str]:
+    """Stop and unmount every fault file system under `root` of `node`, wherever it runs."""
+    if cluster.shares_controller_files:
+        return heal_under(root)
+    return heal_node_under(cluster.remote(node), root)
 
 
 def alive(pid: int) -> bool:

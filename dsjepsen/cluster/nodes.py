@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from dsjepsen.cluster import faultmount
 from dsjepsen.cluster.backend import (
     REMOTE_WORKDIR,
     Backend,
@@ -549,7 +550,8 @@ exit 0
 
 
 def heal_node(remote: Remote, stop_processes: bool = False, timeout: float = 60.0) -> list[str]:
-    """Undo dsjepsen's leftovers on one listed node (see _HEAL); what was undone."""
+    """Undo dsjepsen's leftovers on one listed node (see _HEAL, and with stop_processes the
+    fault file systems' mounts: faultmount.heal_node_under); what was undone."""
     argv = [
         "sh",
         "-c",
@@ -558,7 +560,10 @@ def heal_node(remote: Remote, stop_processes: bool = False, timeout: float = 60.
         "stop" if stop_processes else "cont",
         remote.node.workdir,
     ]
-    return remote.run(argv, timeout=timeout).stdout.splitlines()
+    done = remote.run(argv, timeout=timeout).stdout.splitlines()
+    if stop_processes:  # the fault file systems were stopped with the rest: detach the mounts
+        done += faultmount.heal_node_under(remote, remote.node.workdir, timeout)
+    return done
 
 
 def heal_nodes(cluster: Cluster, stop_processes: bool = False) -> dict[str, list[str]]:

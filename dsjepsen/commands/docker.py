@@ -19,8 +19,9 @@ def register(subparsers: Any) -> None:
         "docker",
         help="make or remove a cluster of docker containers to test on",
         description="Containers of dsjepsen's node image (Debian with python3, iproute2, "
-        "iptables, procps; built from Debian's packages and cached, no registry) on a network "
-        "of their own: NAME-n1..NAME-nN, for `dsjepsen test --docker --nodes ...`.",
+        "iptables, procps, fuse3; built from Debian's packages and cached, no registry) on a network "
+        "of their own: NAME-n1..NAME-nN, for `dsjepsen test --docker --nodes ...` "
+        "(with --disk-faults, ready for the disk faults too).",
         epilog="example: dsjepsen docker up 3",
     )
     sub = parser.add_subparsers(dest="docker_command", metavar="ACTION", required=True)
@@ -46,6 +47,12 @@ def register(subparsers: Any) -> None:
     # `docker up 3`, the former way: taken for one release, with a warning
     p.add_argument("count", type=int, nargs="?", default=None, help=argparse.SUPPRESS)
     p.add_argument("--image", help=f"use this image instead of building {docker_cluster.IMAGE}")
+    p.add_argument(
+        "--disk-faults",
+        action="store_true",
+        help="give the containers the fuse device and CAP_SYS_ADMIN, which the disk faults' "
+        "file system needs to mount inside them (not given otherwise)",
+    )
     add("down", "remove the containers (and what runs in them) and the network", run_down)
     add("status", "list the cluster's containers and their addresses", run_status)
 
@@ -62,7 +69,9 @@ def run_up(args: argparse.Namespace) -> int:
     progress = logging.getLogger(docker_cluster.log.name)
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
-    names = docker_cluster.up(args.name, count, image=args.image, docker=args.docker_cli)
+    names = docker_cluster.up(
+        args.name, count, image=args.image, docker=args.docker_cli, disk_faults=args.disk_faults
+    )
     addresses = docker_cluster.addresses(names, docker=args.docker_cli)
     print(
         f"docker cluster {args.name}: {len(names)} containers on {docker_cluster.network_name(args.name)}"

@@ -12,7 +12,9 @@ Packet faults are then listed per node: which of them works on each node and how
 iptables statistic, tbf), or why it is refused, tried on the nodes themselves with the same
 probe the packet nemesis uses to choose its method (`nemesis.packet.probe_kernel`). The nodes
 are the ones `--nodes` / `--nodes-file` select (SSH or docker), else the local cluster when one
-is up, else this machine's kernel, which any local cluster's nodes would share.
+is up, else this machine's kernel, which any local cluster's nodes would share. Nodes named by
+`--nodes` / `--nodes-file` are also asked whether the disk faults work there, by mounting the
+fault file system on each and cutting its power (`faultmount.node_self_test`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import glob
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from dsjepsen.cluster import clockshim, faultmount, localnet
@@ -78,12 +81,16 @@ def register(subparsers) -> None:
 def run(args) -> int:
     checks, kernel = _run_checks()
     packet = packet_faults(args, kernel)
+    disk = disk_faults(args)
     if args.json:
-        print(json.dumps([asdict(c) for c in checks + packet.checks()], indent=2))
+        print(json.dumps([asdict(c) for c in checks + packet.checks() + disk], indent=2))
     else:
         print(render(checks))
         print()
         print(packet.render())
+        if disk:
+            print()
+            print(render_disk(disk))
     usable = can_run_local(checks)
     broken = [c for c in checks if c.name.startswith("extension ") and not c.ok]
     if not args.json:
@@ -207,6 +214,43 @@ def packet_faults(args, kernel: KernelProbe | None) -> PacketSupport:
     if kernel is None:
         return PacketSupport(where, {}, "not tried (needs root, ip and iptables)")
     return PacketSupport(where, {"this kernel": kernel})
+
+
+def disk_faults(args) -> list[Check]:
+    """Whether the disk faults work on each node --nodes / --nodes-file select, tried there:
+    those nodes run the fault file system themselves (`faultmount.node_self_test`). Without
+    node options, nothing: the local cluster's nodes use this machine's, the "fault file
+    system" check above."""
+    if not (getattr(args, "nodes", None) or getattr(args, "nodes_file", None)):
+        return []
+    disables = "disk faults on {}"
+    try:
+        with open_nodes(args, create=False) as cluster:
+            if cluster.shares_controller_files:  # this machine's own fault file system
+                works, detail = faultmount.self_test()
+                return [
+                    Check(f"disk faults on {n}", works, detail, disables.format(n), node=n)
+                    for n in cluster.names
+                ]
+            with ThreadPoolExecutor(max_workers=max(1, len(cluster.names))) as pool:
+                futures = {
+                    n: pool.submit(faultmount.node_self_test, cluster.remote(n))
+                    for n in cluster.names
+                }
+            return [
+                Check(f"disk faults on {n}", *f.result(), disables.format(n), node=n)
+                for n, f in futures.items()
+            ]
+    except DsjError as e:
+        return [Check("disk faults", False, str(e).splitlines()[0], "disk faults", node="-")]
+
+
+def render_disk(checks: list[Check]) -> str:
+    """One line per node: whether disk faults work there, and what was seen or why not."""
+    lines = ["disk faults on the selected nodes:"]
+    for c in checks:
+        lines.append(f"  {c.node}: {'works' if c.ok else 'refused'}: {c.detail}")
+    return "\n".join(lines)
 
 
 def run_checks() -> list[Check]:

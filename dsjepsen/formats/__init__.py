@@ -15,8 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dsjepsen.errors import InputError
+from dsjepsen.files import read_blocks
 from dsjepsen.formats import edn, jepsen_log, json_array, jsonl, kv_log
-from dsjepsen.formats.source import finish, read_source
+from dsjepsen.formats.source import (
+    decode_source,
+    finish,
+    history_cap,
+    read_source,
+    read_source_bytes,
+)
 from dsjepsen.history import History, gc_paused
 
 
@@ -24,7 +31,9 @@ from dsjepsen.history import History, gc_paused
 class Format:
     """A history format.
 
-    `parse(text, source)` reads it. Detection first asks each format's `sniff_head` about the
+    `parse(text, source)` reads it (`parse_bytes(data, source)`, when given, reads the file's
+    bytes to the same History: the file is then never held as text; `read_path(path)`, when
+    given, reads a large file, found by its head, a run of lines at a time). Detection first asks each format's `sniff_head` about the
     start of the text (a JSON array may open on a line of its own); then it looks at the first
     line that is not blank or a `;` comment and asks each format's `sniff_first`, in FORMATS
     order; failing that, it asks `sniff_any` of each of the first DETECT_LINES lines (a Jepsen
@@ -37,6 +46,10 @@ class Format:
     sniff_first: Callable[[str], bool] | None = None
     sniff_any: Callable[[str], bool] | None = None
     sniff_head: Callable[[str], bool] | None = None
+    #: the same reader over the file's bytes, for formats that decode them faster than text
+    parse_bytes: Callable[[bytes | bytearray, str], History] | None = None
+    #: the same reader given the path, reading the file a run of lines at a time (never whole)
+    read_path: Callable[[str | os.PathLike[str]], History] | None = None
 
 
 def _register(*formats: Format) -> dict[str, Format]:
@@ -46,7 +59,14 @@ def _register(*formats: Format) -> dict[str, Format]:
 #: name -> Format, in detection order (kv lines are EDN maps too: they are tried first; a
 #: JSON array would read as an EDN vector's start: it is told apart by its head)
 FORMATS: dict[str, Format] = _register(
-    Format(jsonl.NAME, jsonl.DESCRIPTION, jsonl.parse_jsonl, sniff_first=jsonl.sniff_first),
+    Format(
+        jsonl.NAME,
+        jsonl.DESCRIPTION,
+        jsonl.parse_jsonl,
+        sniff_first=jsonl.sniff_first,
+        parse_bytes=jsonl.parse_jsonl_bytes,
+        read_path=jsonl.read_jsonl,
+    ),
     Format(
         json_array.NAME,
         json_array.DESCRIPTION,
@@ -54,7 +74,14 @@ FORMATS: dict[str, Format] = _register(
         sniff_head=json_array.sniff_head,
     ),
     Format(kv_log.NAME, kv_log.DESCRIPTION, kv_log.parse_kv_log, sniff_first=kv_log.sniff_first),
-    Format(edn.NAME, edn.DESCRIPTION, edn.parse_edn, sniff_first=edn.sniff_first),
+    Format(
+        edn.NAME,
+        edn.DESCRIPTION,
+        edn.parse_edn,
+        sniff_first=edn.sniff_first,
+        parse_bytes=edn.parse_edn_bytes,
+        read_path=edn.read_edn,
+    ),
     Format(
         jepsen_log.NAME,
         jepsen_log.DESCRIPTION,
@@ -126,10 +153,47 @@ def read_history(path: str | os.PathLike[str], format: str = "auto") -> History:
             f"unknown history format {format!r} (known: auto, {', '.join(format_names())})",
             source,
         )
-    text = read_source(path)
-    fmt = detect_text(text, source) if format == "auto" else format
+    fmt = _detect_by_head(path, source) if format == "auto" else format
+    read_path = FORMATS[fmt].read_path if fmt is not None else None
+    if read_path is not None:  # the file is never held whole
+        return read_path(path)
+    data = read_source_bytes(path)
+    if fmt is None:
+        fmt = detect_text(decode_source(data, source), source)
+    parse_bytes = FORMATS[fmt].parse_bytes
     with gc_paused():
-        return finish(FORMATS[fmt].parse(text, source))
+        if parse_bytes is not None:
+            return finish(parse_bytes(data, source))
+        return finish(FORMATS[fmt].parse(decode_source(data, source), source))
+
+
+#: how much of the file detection by its head reads
+HEAD_BYTES = 1 << 20
+
+
+def _detect_by_head(path: str | os.PathLike[str], source: str) -> str | None:
+    """The format `detect_text` gives the whole text, when the file's first megabyte (cut at a
+    line's end) decides it: it does whenever the first line that is not blank or a comment is
+    in it and some format claims that line or the head; None otherwise, and for a file that
+    fits in the head (then the whole text is decoded and asked)."""
+    blocks = read_blocks(path, "history", history_cap(), HEAD_BYTES)
+    try:
+        data = next(blocks, b"")
+    finally:
+        blocks.close()
+    cut = data.rfind(b"\n")
+    if len(data) < HEAD_BYTES or cut < 0:
+        return None
+    try:
+        head = data[:cut].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(head) < 4096:  # sniff_head looks at the first 4096 characters
+        return None
+    try:
+        return detect_text(head, source)
+    except InputError:
+        return None
 
 
 __all__ = [

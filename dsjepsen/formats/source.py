@@ -13,13 +13,13 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from dsjepsen.edn import MAX_DEPTH
 from dsjepsen.errors import InputError
-from dsjepsen.files import read_bytes
-from dsjepsen.history import History, Op, time_regressions
+from dsjepsen.files import read_blocks, read_bytes
+from dsjepsen.history import History, Op, gc_paused, time_regressions
 from dsjepsen.machine import memory_available
 
 #: largest history file read (a 10-million-op Jepsen history is under 1 GiB)
@@ -32,14 +32,26 @@ MAX_LINE_CHARS = 16 << 20
 
 
 def read_source(path: str | os.PathLike[str]) -> str:
-    """The text of a history file, or InputError naming it.
+    """The text of a history file, or InputError naming it: `decode_source(read_source_bytes(
+    path))`."""
+    return decode_source(read_source_bytes(path), str(path))
+
+
+def read_source_bytes(path: str | os.PathLike[str]) -> bytearray:
+    """The bytes of a history file, or InputError naming it.
 
     `files.read_bytes` refuses what is not a regular file before reading (a FIFO never blocks,
     /dev/zero never streams), stops at a NUL byte, and reads at most `history_cap()` bytes.
-    A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to the
-    last whole character, so that the reader drops it with a warning like any cut-off line."""
-    source = str(path)
-    data = read_bytes(path, "history", history_cap())
+    Readers that decode JSON straight from bytes (formats.fast) start here and never hold the
+    file as text; every other reader takes `decode_source` of these bytes."""
+    return read_bytes(path, "history", history_cap())
+
+
+def decode_source(data: bytes | bytearray, source: str) -> str:
+    """The bytes of a history file as text: strict UTF-8, or InputError naming the byte and
+    line. A last line cut inside a UTF-8 character (a harness killed mid-write) is cut back to
+    the last whole character, so that the reader drops it with a warning like any cut-off
+    line."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -49,6 +61,45 @@ def read_source(path: str | os.PathLike[str]) -> str:
         line = data.count(b"\n", 0, e.start) + 1
         raise InputError(
             f"not UTF-8 text ({e.reason} at byte {e.start}, line {line})", source
+        ) from None
+
+
+def read_source_chunks(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, bytes, bool]]:
+    """A history file a run of whole lines at a time, never whole (`files.read_blocks`: the
+    same refusals as read_source_bytes): (first line number, byte offset, the lines without
+    the newline that ends them, whether they end the file with no newline after them)."""
+    line = 1
+    offset = 0
+    pending: list[bytes] = []
+    for block in read_blocks(path, "history", history_cap()):
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            pending.append(block)  # (joined once a newline comes: a long line costs no more)
+            continue
+        pending.append(block[:cut])
+        chunk = b"".join(pending)
+        yield line, offset, chunk, False
+        line += chunk.count(b"\n") + 1
+        offset += len(chunk) + 1
+        pending = [block[cut + 1 :]]
+    rest = b"".join(pending)
+    if rest:
+        yield line, offset, rest, True
+
+
+def decode_chunk(chunk: bytes, offset: int, line: int, at_end: bool, source: str) -> str:
+    """A run of lines of a history file (at byte `offset`, line `line`; `at_end`: it ends the
+    file) as text, with the error or the forgiveness `decode_source` gives the whole file at
+    that place."""
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError as e:
+        cut_last_line = at_end and e.end == len(chunk) and b"\n" not in chunk[e.start :]
+        if cut_last_line and e.reason == "unexpected end of data":
+            return chunk[: e.start].decode("utf-8")
+        at = line + chunk.count(b"\n", 0, e.start)
+        raise InputError(
+            f"not UTF-8 text ({e.reason} at byte {offset + e.start}, line {at})", source
         ) from None
 
 
@@ -211,8 +262,28 @@ def finish(history: History) -> History:
 
 
 def load(path: str | os.PathLike[str], parse: Callable[[str, str], History]) -> History:
-    """Read `path` safely and parse it with `parse(text, source)`."""
-    return finish(parse(read_source(path), str(path)))
+    """Read `path` safely and parse it with `parse(text, source)`, the collector paused
+    (`history.gc_paused`: it would otherwise walk the history being built, again and again)."""
+    with gc_paused():
+        return finish(parse(read_source(path), str(path)))
+
+
+def load_chunks(
+    path: str | os.PathLike[str],
+    parse: Callable[[Iterable[tuple[int, int, bytes, bool]], str], History],
+) -> History:
+    """`load` for a reader that parses the file a run of lines at a time
+    (`read_source_chunks`), so that it is never held whole."""
+    with gc_paused():
+        return finish(parse(read_source_chunks(path), str(path)))
+
+
+def load_bytes(
+    path: str | os.PathLike[str], parse: Callable[[bytes | bytearray, str], History]
+) -> History:
+    """`load` for a reader that parses the file's bytes (`parse(data, source)`)."""
+    with gc_paused():
+        return finish(parse(read_source_bytes(path), str(path)))
 
 
 __all__ = [
@@ -226,7 +297,13 @@ __all__ = [
     "decode_json_line",
     "decode_json_objects",
     "finish",
+    "decode_chunk",
+    "decode_source",
     "load",
+    "load_bytes",
+    "load_chunks",
+    "read_source_chunks",
     "read_source",
+    "read_source_bytes",
     "split_lines",
 ]

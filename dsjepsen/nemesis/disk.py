@@ -20,15 +20,16 @@ Every fault is verified on the node and the record says what was measured:
   write must fail so.
 * `disk-full`: writes and name changes on one random node fail with ENOSPC; likewise probed.
 
-The fault file system runs on the controller (see FaultMount), so these need nodes that
-share the controller's files and mount table: the local namespace cluster.
+The fault file system runs on the controller for nodes that share its files and mount table
+(the local namespace cluster: FaultMount) and on the node itself elsewhere (SSH hosts, docker
+containers made with `dsjepsen docker up --disk-faults`: NodeFaultMount), commanded through the
+node's Remote; each node is asked before the run whether it can (faultmount.node_problem).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import random
 import threading
 import time
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dsjepsen.cluster import faultmount
-from dsjepsen.cluster.faultmount import LOGFILE, FaultMount
+from dsjepsen.cluster.faultmount import FaultMount, NodeFaultMount
 from dsjepsen.errors import HarnessError
 from dsjepsen.faults import FaultLook
 from dsjepsen.nemesis.base import ON_THIS_KERNEL, FaultPackage, Nemesis, NodeFacts, StartStopNemesis
@@ -69,8 +70,6 @@ TRAP_WAIT_S = 5.0
 HELD_KILL_S = 1.0
 #: and how long its death is awaited after the release (the target's own kill waits 10 s)
 KILL_WAIT_S = 30.0
-#: the probe's file, beside the target's own in its data directory (removed after)
-PROBE = ".dsj-disk-probe"
 
 
 class DiskControl:
@@ -78,11 +77,11 @@ class DiskControl:
     `disk_control`, which mounts them before a server starts and unmounts them at teardown."""
 
     def __init__(self) -> None:
-        self.mounts: dict[str, list[FaultMount]] = {}
+        self.mounts: dict[str, list[FaultMount | NodeFaultMount]] = {}
         self._lock = threading.Lock()
 
     def mount(self, cluster: Cluster, node: str, path: str) -> None:
-        m = FaultMount.beside(path)
+        m = faultmount.for_node(cluster, node, path)
         m.start()
         with self._lock:
             have = self.mounts.setdefault(node, [])
@@ -98,9 +97,9 @@ class DiskControl:
         return lines
 
     def log_files(self, node: str) -> list[str]:
-        return [os.path.join(m.state, LOGFILE) for m in self.of(node)]
+        return [m.log_file for m in self.of(node)]
 
-    def of(self, node: str) -> list[FaultMount]:
+    def of(self, node: str) -> list[FaultMount | NodeFaultMount]:
         with self._lock:
             return list(self.mounts.get(node, []))
 
@@ -113,28 +112,11 @@ class DiskControl:
         return [m.command(line) for m in mounts]
 
 
-def probe(mount: FaultMount) -> dict[str, Any]:
-    """Write and fsync a small file through the mount, timing the fsync: what the target's
-    own I/O meets now ({"fsync_ms"} or {"errno", "error"} and where it failed)."""
-    path = os.path.join(mount.mount, PROBE)
-    step = "create"
-    fd = -1
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        step = "write"
-        os.write(fd, b"dsjepsen disk probe\n")
-        step = "fsync"
-        t = time.monotonic()
-        os.fsync(fd)
-        return {"fsync_ms": round((time.monotonic() - t) * 1000.0, 1)}
-    except OSError as e:
-        return {"errno": errno.errorcode.get(e.errno or 0, str(e.errno)), "failed_at": step}
-    finally:
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+def probe(mount: FaultMount | NodeFaultMount) -> dict[str, Any]:
+    """Write and fsync a small file through the mount, timing the fsync, where the target's
+    own I/O goes (faultfs.probe, on the node when the file system runs there): what that I/O
+    meets now ({"fsync_ms"} or {"errno", "failed_at"})."""
+    return mount.probe()
 
 
 class _Killer(threading.Thread):
@@ -150,20 +132,6 @@ class _Killer(threading.Thread):
             self.kill()
         except BaseException as e:  # noqa: BLE001 - reported by the caller
             self.error = e
-
-
-def _fatal_signal_pending(pid: int | None) -> bool:
-    """Whether SIGKILL is pending on `pid` (/proc's ShdPnd or SigPnd, mask 0x100): it was sent."""
-    if pid is None:
-        return False
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & 0x100:
-                    return True
-    except (OSError, ValueError):
-        return True  # gone
-    return False
 
 
 class DiskNemesis(StartStopNemesis):
@@ -230,8 +198,9 @@ class DiskNemesis(StartStopNemesis):
         seeds = {n: self.rng.randrange(2**31) for n in nodes}  # drawn here: reproducible
 
         def one(node: str) -> None:
+            held = True
             if self.kind == "torn-write":
-                answers = self._tear(cluster, node, seeds[node])
+                answers, held = self._tear(cluster, node, seeds[node])
             else:
                 self.target.kill(cluster, node)  # dead first: nothing writes while we drop
                 answers = self.control.command(node, "drop-unsynced")
@@ -243,6 +212,11 @@ class DiskNemesis(StartStopNemesis):
             if self.kind == "torn-write":
                 torn = [a["torn"] for a in answers if a.get("torn")]
                 dropped[node]["torn"] = torn[0] if torn else None
+                # the trap's wait, said either way: a store that wrote nothing to the file in
+                # it leaves only the fallback (its newest un-fsynced write), or nothing to tear
+                dropped[node]["write_held"] = held
+                if not held:
+                    dropped[node]["no_write_within_s"] = TRAP_WAIT_S
                 if not torn:
                     dropped[node]["torn_skipped"] = next(
                         (a["torn_skipped"] for a in answers if a.get("torn_skipped")), ""
@@ -257,7 +231,7 @@ class DiskNemesis(StartStopNemesis):
             return maybe_done(op, fault, nodes, tried, "; ".join(errors), **data)
         shown = ", ".join(
             f"{n} ({d['bytes']} B in {len(d['files'])} file(s), {d['entries']} name change(s)"
-            f"{self._torn_shown(d)})"
+            f"{self._torn_shown(d, self.torn_file or '*')})"
             for n, d in dropped.items()
         )
         if self.kind == "torn-write":
@@ -271,7 +245,7 @@ class DiskNemesis(StartStopNemesis):
         )
         return done(op, fault, nodes, what, **data)
 
-    def _tear(self, cluster: Cluster, node: str, seed: int) -> list[dict[str, Any]]:
+    def _tear(self, cluster: Cluster, node: str, seed: int) -> tuple[list[dict[str, Any]], bool]:
         """A torn power failure on one node, as LazyFS cuts it: the next write to a file
         matching --torn-file (any file by default) that can tear (it spans two sectors) is
         held before it returns, the target is
@@ -279,7 +253,8 @@ class DiskNemesis(StartStopNemesis):
         dropped. A correct store fsyncs right after it writes, so waiting for a write is what
         makes the tear land on one it has not yet made durable. When no write comes within
         TRAP_WAIT_S, the newest un-fsynced write to a matching file is torn, if there is one.
-        The answers of the node's fault file systems, the tearing one first."""
+        The answers of the node's fault file systems, the tearing one first, and whether a
+        write was held."""
         mounts = self.control.of(node)
         if not mounts:
             raise OSError(errno.ENOENT, f"node {node}: no fault file system is mounted")
@@ -317,7 +292,7 @@ class DiskNemesis(StartStopNemesis):
             killer.join(KILL_WAIT_S)
             if killer.is_alive() or killer.error is not None:
                 raise OSError(errno.EIO, f"{node}: killing {self.target.name}: {killer.error}")
-        return answers
+        return answers, held is not None
 
     def _kill_in_flight(self, cluster: Cluster, node: str) -> _Killer:
         """Kill the target while its write is held. Its threads that wait on the held write
@@ -325,22 +300,28 @@ class DiskNemesis(StartStopNemesis):
         the kill runs beside the tear: signalled now, its death awaited after the release.
         Returns once the process is gone or has had HELD_KILL_S to take the signal."""
         pid = self.target.pid(cluster, node)
+        remote = cluster.remote(node)
         killer = _Killer(lambda: self.target.kill(cluster, node))
         killer.start()
         deadline = time.monotonic() + HELD_KILL_S
-        while time.monotonic() < deadline and (pid is None or faultmount.alive(pid)):
-            if _fatal_signal_pending(pid):
+        while time.monotonic() < deadline and (pid is None or faultmount.alive_on(remote, pid)):
+            if faultmount.fatal_signal_pending(remote, pid):
                 break
             time.sleep(0.01)
         return killer
 
     @staticmethod
-    def _torn_shown(d: dict[str, Any]) -> str:
+    def _torn_shown(d: dict[str, Any], glob: str) -> str:
+        waited = (
+            f"; no write to {glob} came within {d['no_write_within_s']:g} s"
+            if "no_write_within_s" in d
+            else ""
+        )
         torn = d.get("torn")
         if torn is None:
-            return f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else ""
+            return waited + (f"; nothing torn: {d['torn_skipped']}" if "torn_skipped" in d else "")
         return (
-            f"; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
+            f"{waited}; tore {'the write in flight' if torn.get('held') else 'the newest un-fsynced write'}"
             f" to {torn['file']} ({torn['length']} B at {torn['offset']}) into "
             f"{len(torn['parts'])} {'sector ' if torn.get('sector') else ''}parts, kept part(s) "
             f"{', '.join(str(i + 1) for i in torn['persisted']) or 'none'} "
@@ -353,7 +334,7 @@ class DiskNemesis(StartStopNemesis):
 
         def one(node: str) -> None:
             self.control.command(node, line[self.kind])
-            probes[node] = probe(self.control.of(node)[0])
+            probes[node] = self.control.of(node)[0].probe()
 
         outcome = on_nodes(nodes, one)
         self.faulted.extend(nodes)
@@ -393,9 +374,8 @@ class DiskNemesis(StartStopNemesis):
         self.control.command(node, "heal")
         # A store may stop itself when its disk fails it (the safe answer to EIO or ENOSPC);
         # the disk is whole again, so it is brought back, as an operator would, and said so.
-        # (the nodes share this machine's processes: disk faults need them to)
         pid = self.target.pid(cluster, node)
-        if pid is None or not faultmount.alive(pid):
+        if not faultmount.alive_on(cluster.remote(node), pid):
             self.target.start(cluster, node)
             self.restarted.append(node)
 
@@ -440,7 +420,7 @@ class DiskNemesis(StartStopNemesis):
             data["after"] = {n: after[n] for n in undone}
             what += f": {restart_shown(data['after'])}"
         if not powered:
-            data["probe"] = {n: probe(self.control.of(n)[0]) for n in undone}
+            data["probe"] = {n: self.control.of(n)[0].probe() for n in undone}
         return done(op, fault, undone, what, **data)
 
     def _commit_lag(self, cluster: Cluster) -> dict[str, int]:
@@ -574,15 +554,37 @@ class DiskFaults(FaultPackage):
                 f"{tname} declares no data directory (data_dirs), so there is nothing on "
                 "its disk for a disk fault to act on"
             )
-        why = faultmount.available()
-        if why:
-            return f"disk faults need the fault file system: {why}"
-        if nodes.cluster is not None and not nodes.cluster.shares_controller_files:
-            return (
-                "disk faults run the fault file system on the controller, so they need nodes "
-                "that share its files and mounts (the local namespace cluster)"
+        cluster = nodes.cluster
+        if cluster is None or cluster.shares_controller_files:
+            # on the controller (and before the nodes are open: the local cluster's case,
+            # checked again per node once they are)
+            why = faultmount.available()
+            if why and (cluster is not None or not nodes.own_kernels):
+                return f"disk faults need the fault file system: {why}"
+            return None
+        return self._node_problems(cluster, target)
+
+    @staticmethod
+    def _node_problems(cluster: Cluster, target: Target) -> str | None:
+        """Each node that does not share the controller's files runs its own fault file
+        system: asked of every node at once, the first that cannot named."""
+        python = getattr(target, "python", "python3")
+        problems: dict[str, str] = {}
+
+        def ask(node: str) -> None:
+            why = faultmount.node_problem(cluster.remote(node), python)
+            if why is not None:
+                problems[node] = why
+
+        on_nodes(cluster.names, ask)
+        return (
+            "; ".join(
+                f"node {n}: disk faults need a fault file system there: {problems[n]}"
+                for n in cluster.names
+                if n in problems
             )
-        return None
+            or None
+        )
 
     def nemesis(
         self, name: str, target: Target, rng: random.Random, options: dict[str, Any]

@@ -350,6 +350,7 @@ TOP = 30
 AXIS_H = 34
 GAP = 34  # between the two panels
 MAX_READS = 300  # bars per diagram: the nearest to the ops it cites
+TICK_CHAR_W = 8.5  # a tick label's character at .tick's 14 px, a little wide to be safe
 
 #: how to read a set anomaly's diagram (CAPTIONS["counter"]: a counter's)
 CAPTIONS = {
@@ -564,10 +565,13 @@ def _panel_frame(run: RunData, p: _Panel, bottom: int) -> list[str]:
     for t in ticks:
         x = p.x(int(t * NS))
         if p.x0 - 1 <= x <= p.x1 + 1:
+            label = f"{fmt_num(t)}s"
+            # a tick by the right edge is written leftwards from it, never past the picture
+            anchor = "end" if x + TICK_CHAR_W * len(label) / 2 > WIDTH - 2 else "middle"
             out.append(
                 f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{bottom}"/>'
-                f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" text-anchor="middle">'
-                f"{esc(fmt_num(t))}s</text>"
+                f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" text-anchor="{anchor}">'
+                f"{esc(label)}</text>"
             )
     out.append(f'<text class="cr-panel" x="{p.x0:.1f}" y="{TOP - 12}">{esc(p.label)}</text>')
     return out

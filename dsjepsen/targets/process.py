@@ -225,10 +225,8 @@ class ProcessTarget(Target):
         (also kept in `leftovers`)."""
 
         def clear(node: Node) -> dict[str, Any]:
-            unmounted: list[str] = []
-            if cluster.shares_controller_files:
-                # a fault file system a crashed run left mounted (a dead one cannot be removed)
-                unmounted = faultmount.heal_under(self.home(node))
+            # a fault file system a crashed run left mounted (a dead one cannot be removed)
+            unmounted = faultmount.heal_for(cluster, node.name, self.home(node))
             layout = faultmount.FaultMount.beside(self.data_dir(node))
             got = clear_leftovers(
                 cluster.remote(node.name),
