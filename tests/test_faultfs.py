@@ -401,9 +401,13 @@ def test_node_fault_mount_runs_and_heals_through_a_remote(tmp_path):
 
 
 def test_node_self_test_mounts_cuts_and_removes_its_scratch(tmp_path):
-    remote = LocalRemote(Node("nx", "127.0.0.1", str(tmp_path)), None)
+    # a deep workdir: the control socket's path is longer than a Unix socket address holds
+    # (108 bytes), as it was by chance under some pytest temporary directories
+    workdir = tmp_path / ("deep-" + "d" * 60)
+    workdir.mkdir()
+    remote = LocalRemote(Node("nx", "127.0.0.1", str(workdir)), None)
     works, detail = faultmount.node_self_test(remote)
     assert works, detail
     assert detail == "mounted on the node, a power failure dropped 5 B"
-    assert list(tmp_path.iterdir()) == []
-    assert not faultmount.mounts_under(str(tmp_path))
+    assert list(workdir.iterdir()) == []
+    assert not faultmount.mounts_under(str(workdir))

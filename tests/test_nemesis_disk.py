@@ -272,8 +272,13 @@ def test_power_failure_all_finds_no_fsync_and_passes_the_correct_store(
     history = [json.loads(line) for line in (tmp_path / "latest" / "history.jsonl").open()]
     starts = [o for o in history if o.get("f") == "start-disk" and o.get("type") == "ok"]
     assert starts
-    dropped = sum(d["bytes"] for o in starts for d in o["value"]["dropped"].values())
-    assert (dropped > 0) is bug, dropped
+    per_node = [d["bytes"] for o in starts for d in o["value"]["dropped"].values()]
+    if bug:  # the log is written and acknowledged, never fsynced: the power failures drop it
+        assert sum(per_node) > 0, per_node
+    else:
+        # the correct store fsyncs before it acknowledges: a power failure drops at most the
+        # record being written at that instant (once 55 B, one entry), never a backlog
+        assert max(per_node) <= 2048, per_node
 
 
 @pytest.mark.slow

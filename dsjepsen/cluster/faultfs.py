@@ -52,6 +52,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -668,12 +669,32 @@ def _build_operations(state: FaultState) -> Any:
 # -- the control channel ----------------------------------------------------------------------
 
 
+#: a Unix socket's path holds at most 107 bytes; a longer one is reached through its directory
+SHORT_SOCKET_PATH = 100
+
+
+@contextlib.contextmanager
+def reachable(sock_path: str) -> Iterator[str]:
+    """A name for `sock_path` that bind and connect accept: itself when short enough, else
+    /proc/self/fd/N/<name> through a descriptor of its directory (the same file, so the socket
+    still lives in the state directory and goes with it; a node's workdir can be deep)."""
+    if len(os.fsencode(sock_path)) <= SHORT_SOCKET_PATH:
+        yield sock_path
+        return
+    fd = os.open(os.path.dirname(sock_path) or ".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{os.path.basename(sock_path)}"
+    finally:
+        os.close(fd)
+
+
 def serve_control(state: FaultState, sock_path: str) -> threading.Thread:
     """Answer control commands on a Unix socket, in a daemon thread."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(sock_path)
+    with reachable(sock_path) as name:
+        server.bind(name)
     os.chmod(sock_path, 0o600)
     server.listen(8)
 
@@ -702,7 +723,8 @@ def control(sock_path: str, command: str, timeout: float = 10.0) -> dict[str, An
     answer (not running, or dead)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(sock_path)
+        with reachable(sock_path) as name:
+            s.connect(name)
         s.sendall(command.encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
