@@ -76,6 +76,20 @@ class Harness:
 
         return str(poll(find, f"a leader among {nodes} (excluding {list(exclude)})"))
 
+    def rejoined(self, node: str, majority: list[str]) -> str:
+        """Wait until `node`, back from a partition or a restart, follows a leader from
+        `majority`. Not necessarily the leader it left: without pre-vote the returning node's
+        higher term may depose that one, but only a node whose log holds the committed
+        writes, one of the majority, can win the next election."""
+
+        def settled() -> str | None:
+            now = self.leader()
+            return (
+                now if now in majority and (self.status(node) or {}).get("leader") == now else None
+            )
+
+        return str(poll(settled, f"{node} to follow a leader from {majority}"))
+
     def write(self, node: str, key: int, value: int) -> Op:
         """Write through `node` until acknowledged: failures (e.g. just after an election) and
         timeouts of a slow machine are retried; writing the same value again is harmless."""
@@ -196,7 +210,7 @@ def test_killing_the_leader_elects_another_and_loses_no_committed_write(raftkv, 
     h.write(new, 9, 9)
     # the old leader comes back as a follower and catches up, including the new write
     h.t.start(h.cluster, old)
-    poll(lambda: (h.status(old) or {}).get("leader") == new, f"{old} to follow {new}")
+    h.rejoined(old, [n for n in h.cluster.names if n != old])
     assert h.read(old, 9) == 9
 
 
@@ -218,7 +232,7 @@ def test_minority_cannot_commit_while_majority_can(raftkv, nodes):
         done = h.call(n, "write", 3, 3)
         assert done.type in ("info", "fail"), f"{n} (minority) acknowledged a write: {done}"
     h.heal()
-    poll(lambda: (h.status(old) or {}).get("leader") == new, f"{old} to follow {new} after heal")
+    h.rejoined(old, majority)
     for n in h.cluster.names:
         assert h.read(n, 1) == 2, n
         assert h.read(n, 3) is None, n
@@ -310,7 +324,7 @@ def test_early_ack_acknowledges_a_write_that_is_then_lost(raftkv, bug):
     assert h.read(new, 1) == 1  # the acknowledged 2 is nowhere in the committed log
     h.write(new, 1, 3)
     h.heal()
-    poll(lambda: (h.status(old) or {}).get("leader") == new, f"{old} to follow {new} after heal")
+    h.rejoined(old, majority)
     for n in h.cluster.names:
         assert h.read(n, 1) == 3, n
 

@@ -89,6 +89,9 @@ class Relay:
         self.expect: dict[str, tuple[int, float]] = {}
         self.controller: socket.socket | None = None
         self.controller_lock = threading.Lock()
+        #: the node's exit code once it has exited: a controller that connects after that
+        #: (a node that dies at startup) is told at once, not left with a closed connection
+        self.exit_code: int | None = None
         self.inbox: queue.Queue[bytes | None] = queue.Queue()
         self.initialised = threading.Event()
         self.waiting: list[bytes] = []  # peer messages that arrived before init_ok
@@ -365,8 +368,11 @@ class Relay:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.controller_lock:
                 old, self.controller = self.controller, conn
+                exited = self.exit_code
             if old is not None:
                 _close(old)
+            if exited is not None:
+                self.to_controller({"event": "exit", "node": self.id, "code": exited})
             threading.Thread(target=self.from_controller, args=(conn,), daemon=True).start()
 
     def from_controller(self, conn: socket.socket) -> None:
@@ -392,7 +398,10 @@ class Relay:
         self.say(f"relay {self.id}: node exited with code {code}")
         self.record("exit", None, code=code)
         self.flush_log()
+        with self.controller_lock:
+            self.exit_code = code
         self.to_controller({"event": "exit", "node": self.id, "code": code})
+        time.sleep(0.05)  # a controller connecting just now still hears why (see accept)
         return code if code >= 0 else 128 - code
 
 

@@ -383,6 +383,8 @@ class MaelstromTarget(Target):
                 why = f"answered init with {str(reply)[:200]}"
             elif link.exit_code is not None:
                 why = f"the node program exited with code {link.exit_code} before init_ok"
+            elif not daemon_running(cluster.remote(node), self.pid_file(n)):
+                why = f"the node program exited before init_ok ({why})"
             raise HarnessError(
                 f"node {node} (maelstrom {mid}): no init_ok ({why}){self._last_words(cluster, n)}"
             )
