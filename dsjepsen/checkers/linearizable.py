@@ -77,6 +77,7 @@ verdict's time, except the rerun a key only the search refuted needs (EXPLAIN_SE
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -98,7 +99,7 @@ from dsjepsen.checkers.models import (
 )
 from dsjepsen.checkers.result import CheckResult, merge_validity
 from dsjepsen.errors import ConfigError, InputError
-from dsjepsen.history import History, Operation
+from dsjepsen.history import History, Operation, gc_paused
 
 CHECKER = "linearizable"
 DEFAULT_MAX_CONFIGS = 2_000_000
@@ -124,6 +125,11 @@ MIN_EXPLAIN_SECONDS = 0.5
 FIRST_SLICE = 0.05
 #: without a time limit, how long undecided keys still run once another key has failed
 AFTER_FAILURE_SECONDS = 1.5
+#: from this many operations on, the check runs with the cyclic garbage collector paused
+#: (history.gc_paused): the search allocates a tuple or two per configuration and a frame per
+#: return, none of them in a cycle, and the collector's passes over them cost as much as the
+#: search itself on a million-op history; below it, the pause's own collection is the larger cost
+GC_PAUSE_OPS = 20_000
 
 ProgressFn = Callable[[Any, int, float], None]
 
@@ -509,10 +515,17 @@ def _closure(
     # number of indeterminate ops used, fewest first (so dominators usually come first)
     stack = [cfg]
     later: list[tuple[Any, int, int]] = []
+    #: configurations popped in this bucket whose indeterminate successors are not made yet
+    unexpanded: list[tuple[Any, int, int]] = []
     size = 1
     try:
         while True:
             if not stack:
+                if unexpanded:
+                    size += _expand_indeterminate(
+                        unexpanded, active, seen, later, nodes if trace else None, op_of_info_bit
+                    )
+                    unexpanded = []
                 if not later:
                     break
                 stack, later = later[::-1], []
@@ -562,29 +575,58 @@ def _closure(
                 if s2 is not ILLEGAL:
                     stack.append((s2, lin, used, node))
             marked = False
-            for tr, mask in active:
-                avail = mask & ~used
-                if avail:
-                    s2 = tr(s)
-                    if s2 is not ILLEGAL and s2 != s:
-                        low = avail & -avail
-                        u2 = used | low
-                        sk = (s2, lin)
-                        us = seen.get(sk)
-                        if us is None:
-                            seen[sk] = [u2]
-                        elif any(u & ~u2 == 0 for u in us):
-                            continue
-                        else:
-                            us.append(u2)
-                        c2 = (s2, lin, u2)
-                        if trace:
-                            nodes[c2] = _node(op_of_info_bit[low], s2, node)
-                        later.append(c2)
-                        size += 1
+            if active:
+                unexpanded.append(c)
     finally:
         if size > counters[1]:
             counters[1] = size
+
+
+def _expand_indeterminate(
+    configs: list[tuple[Any, int, int]],
+    active: tuple[tuple[Callable[[Any], Any], int], ...],
+    seen: dict[tuple[Any, int], list[int]],
+    later: list[tuple[Any, int, int]],
+    nodes: dict[Any, Any] | None,
+    op_of_info_bit: dict[int, int],
+) -> int:
+    """Put in `later` the successors of `configs` by one more indeterminate op each (the
+    first unused instance of each class: pruning a), skipping dominated ones (b) and no-op
+    steps (c); returns how many were added.
+
+    The closure calls this only once its bucket of determinate steps is exhausted, not when
+    each configuration is popped: the depth-first search above usually takes the first
+    configuration the closure yields and never comes back, so the successors by indeterminate
+    ops (one per class, at every return) would mostly be made for nothing. Deferring them
+    changes no verdict: a bucket's configurations are still all expanded, in the same order,
+    before the next bucket is popped; and the determinate configurations of the bucket now
+    all enter `seen` before these, which can only prune more configurations that some
+    configuration already seen dominates (b).
+    """
+    added = 0
+    for c in configs:
+        s, lin, used = c
+        for tr, mask in active:
+            avail = mask & ~used
+            if avail:
+                s2 = tr(s)
+                if s2 is not ILLEGAL and s2 != s:
+                    low = avail & -avail
+                    u2 = used | low
+                    sk = (s2, lin)
+                    us = seen.get(sk)
+                    if us is None:
+                        seen[sk] = [u2]
+                    elif any(u & ~u2 == 0 for u in us):
+                        continue
+                    else:
+                        us.append(u2)
+                    c2 = (s2, lin, u2)
+                    if nodes is not None:
+                        nodes[c2] = _node(op_of_info_bit[low], s2, nodes[c])
+                    later.append(c2)
+                    added += 1
+    return added
 
 
 def _depth(node: Any) -> int:
@@ -879,7 +921,38 @@ def check_linearizable(
     started = time.monotonic()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     operations, found_source = _operations(history)
-    source = source or found_source
+    with gc_paused() if len(operations) >= GC_PAUSE_OPS else contextlib.nullcontext():
+        return _check(
+            operations,
+            source or found_source,
+            model,
+            time_limit,
+            max_configs,
+            progress,
+            explain,
+            all_keys,
+            after_failure,
+            initial,
+            started,
+            rss_before,
+        )
+
+
+def _check(
+    operations: list[Operation],
+    source: str,
+    model: Model | str | None,
+    time_limit: float | None,
+    max_configs: int,
+    progress: ProgressFn | None,
+    explain: bool,
+    all_keys: bool,
+    after_failure: float | None,
+    initial: Any,
+    started: float,
+    rss_before: int,
+) -> CheckResult:
+    """check_linearizable on paired operations."""
     m = resolve_model(model, operations, initial)
     if after_failure is None:
         after_failure = AFTER_FAILURE_SECONDS
