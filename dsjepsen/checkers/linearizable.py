@@ -142,9 +142,10 @@ class _OutOfBudget(Exception):
         self.memory = memory
 
 
-@dataclass
+@dataclass(slots=True)
 class _Op:
-    """One op of a partition, ready for the search."""
+    """One op of a partition, ready for the search (slots: a million-op history has one per
+    op)."""
 
     op: Operation
     f: str
@@ -179,29 +180,65 @@ class _Outcome:
 # Preparing a partition
 
 
+_PLAIN = (int, str)
+
+
+def _plain(v: Any) -> Any:
+    """`v` itself (or as a tuple, for a list) when it is None, an int, a string, or a short
+    list of those: values whose equality means they are the same JSON value, so that an op's
+    prepared value and transition can be shared by every op with an equal (f, value, output).
+    None for anything else (floats, where 1 == 1.0; booleans; nested values)."""
+    t = type(v)
+    if v is None or t in _PLAIN:
+        return v
+    if (t is list or t is tuple) and len(v) <= 4:
+        for x in v:
+            if x is not None and type(x) not in _PLAIN:
+                return None
+        return (t.__name__, *v)
+    return None
+
+
 def _prepare(ops: Iterable[Operation], model: Model, source: str) -> list[_Op]:
     out: list[_Op] = []
+    # (f, value, output) -> (prepared value, prepared output, transition), for plain values
+    # (`_plain`): a register history repeats a few values, and one closure per op cost about
+    # 100 bytes each and a third of the preparation's time on a million ops
+    shared: dict[tuple[Any, ...], tuple[Any, Any, Callable[[Any], Any]]] = {}
     for o in ops:
         if o.type == "fail":
             continue
         det = o.ret is not None
-        if not det and o.f in model.read_fs:
+        f = o.f
+        if not det and f in model.read_fs:
             continue
-        if o.f not in model.fs:
+        if f not in model.fs:
             line = o.invoke.line if o.invoke.line is not None else o.call + 1
             raise InputError(
-                f"model {model.name} has no operation {o.f!r} (it knows "
+                f"model {model.name} has no operation {f!r} (it knows "
                 f"{', '.join(sorted(model.fs))}); pass another --model",
                 source,
                 line,
             )
         output = o.output if det else UNKNOWN
+        vk = _plain(o.value)
+        ok = output if output is UNKNOWN else _plain(output)
+        key = None
+        if (vk is not None or o.value is None) and (ok is not None or output is None):
+            key = (f, vk, ok)
+            hit = shared.get(key)
+            if hit is not None:
+                out.append(_Op(o, f, hit[0], hit[1], hit[2], o.call, o.ret))
+                continue
         try:
-            value, output = model.prepare(o.f, o.value, output)
+            value, output = model.prepare(f, o.value, output)
         except (ValueError, TypeError) as e:
             line = o.invoke.line if o.invoke.line is not None else o.call + 1
-            raise InputError(f"{o.f} op: {e}", source, line) from None
-        out.append(_Op(o, o.f, value, output, model.transition(o.f, value, output), o.call, o.ret))
+            raise InputError(f"{f} op: {e}", source, line) from None
+        trans = model.transition(f, value, output)
+        if key is not None:
+            shared[key] = (value, output, trans)
+        out.append(_Op(o, f, value, output, trans, o.call, o.ret))
     out.sort(key=lambda p: p.call)
     return out
 
@@ -258,8 +295,9 @@ def _prune_unobservable(ops: list[_Op], model: Model) -> list[_Op]:
 def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
     """Precompute, for every return event, what the search needs there.
 
-    A level is (op index, op's slot bit, op's transition, pending determinate ops other than
-    it as (bit, transition, index), invoked indeterminate classes as (transition, mask)). Slots
+    A level is (op index, op's slot bit, op's transition, invoked indeterminate classes as
+    (transition, mask), pending determinate ops other than it as (bit, transition, index,
+    invoked before it), latest-invoked first). Slots
     are reused after a return, so L stays as small as the concurrency.
     """
     CALL, RET, INFO = 0, 1, 2
@@ -312,13 +350,15 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
             # the closure's push order, precomputed: latest-invoked first, each with
             # whether it was invoked before op i (those are popped first, WGL's order)
             rpending = tuple((b, tr, j, ops[j].call < p.call) for b, tr, j in reversed(pending))
-            levels.append((i, obit, p.trans, tuple(pending), active, rpending))
+            levels.append((i, obit, p.trans, active, rpending))
             free_bits.append(obit)
     return levels, op_of_info_bit
 
 
 #: yielded by a paused search (its time slice is over); the driver resumes it later
 PAUSE: Any = object()
+#: a level of the search's path with no other configuration to try
+DONE: Any = object()
 
 
 class _Budget:
@@ -429,8 +469,9 @@ def _search(
     levels, op_of_info_bit = levels_info
     nlevels = len(levels)
     init = model.start()
-    # failed[(level, state, L)] = used-sets already exhausted there (pruning b on failures)
-    failed: dict[tuple[int, Any, int], list[int]] = {}
+    # failed[(level, state, L)] = used-set, or list of used-sets, already exhausted there
+    # (pruning b on failures); a single one is stored bare, which is the common case
+    failed: dict[tuple[int, Any, int], Any] = {}
     counters = budget.counters
     mask = budget.mask
     # deepest level reached, and (trace mode) what was seen there
@@ -438,45 +479,87 @@ def _search(
     deep_probe: list[Any] = [set(), None]  # states tried there, (config, node) furthest in
     steps = 0
 
-    stack: list[Any] = [iter([((init, 0, 0), None)])]
-    while stack:
-        nxt = next(stack[-1], None)
-        if nxt is None:
-            stack.pop()
-            continue
-        if nxt is PAUSE:
-            yield
-            continue
+    # stack[r] makes the other configurations of level r, tried when the current one fails:
+    # DONE (there are none), a _closure generator, or (cfg, node) for a closure not started
+    # yet, whose first configuration is being tried (see below). One entry per level of the
+    # current path, so what it holds per level is most of the search's memory.
+    stack: list[Any] = [DONE]
+    nxt: Any = ((init, 0, 0), None)
+    while True:
+        if nxt is None:  # the current configuration failed: the next one of the deepest level
+            if not stack:
+                break
+            top = stack[-1]
+            if top is DONE:
+                stack.pop()
+                continue
+            if type(top) is tuple:
+                r = len(stack) - 2
+                top = stack[-1] = _closure(
+                    levels[r], top[0], top[1], op_of_info_bit, budget, trace, None
+                )
+            nxt = next(top, None)
+            if nxt is None:
+                stack.pop()
+                continue
+            if nxt is PAUSE:
+                nxt = None
+                yield
+                continue
         r = len(stack) - 1
         if r == nlevels:
             return _Outcome(True, counters[0], max(counters[1], budget.n_failed), ops=ops)
         cfg, node = nxt
+        nxt = None
         s, lin, used = cfg
         fk = (r, s, lin)
         prev = failed.get(fk)
         if prev is not None:
             # skip only when an exhausted used-set is a subset of this one: fewer used
             # indeterminate ops can do everything more can (b), never the other way round
-            if any(u & ~used == 0 for u in prev):
+            if type(prev) is int:
+                if prev & ~used == 0:
+                    continue
+                failed[fk] = [prev, used]
+            elif any(u & ~used == 0 for u in prev):
                 continue
-            prev.append(used)
+            else:
+                prev.append(used)
         else:
-            failed[fk] = [used]
+            failed[fk] = used
         budget.n_failed += 1
         budget.pool[0] += 1
         steps += 1
         if not steps & mask and budget.tick(0):
             yield
-        obit = levels[r][1]
+        level = levels[r]
+        obit = level[1]
         if r > deep:
             deep = r
             if trace:
                 deep_probe = [set(), None]
         if lin & obit:
-            stack.append(iter([((s, lin ^ obit, used), node)]))
-        else:
-            probe = deep_probe if (trace and r == deep) else None
-            stack.append(_closure(levels[r], cfg, node, op_of_info_bit, budget, trace, probe))
+            stack.append(DONE)
+            nxt = ((s, lin ^ obit, used), node)
+            continue
+        if not trace:
+            # The closure's first configuration, without starting it, in the common case
+            # where it is the returning op alone: no pending op invoked before it can step
+            # from s (the closure tries those first) and the op itself can. The closure is
+            # made only if the search comes back here; it then yields this configuration
+            # again, which the memo above skips.
+            s2 = level[2](s)
+            if s2 is not ILLEGAL:
+                for bit, tr, _j, before in level[4]:
+                    if before and not lin & bit and tr(s) is not ILLEGAL:
+                        break
+                else:
+                    counters[0] += 1
+                    stack.append((cfg, node))
+                    nxt = ((s2, lin, used), node)
+                    continue
+        probe = deep_probe if (trace and r == deep) else None
+        stack.append(_closure(level, cfg, node, op_of_info_bit, budget, trace, probe))
     out = _Outcome(False, counters[0], max(counters[1], budget.n_failed), ops=ops)
     if deep >= 0:
         out.deepest = ops[levels[deep][0]]
@@ -504,7 +587,7 @@ def _closure(
     """
     counters = budget.counters
     mask = budget.mask
-    i, _obit, otrans, _pending, active, rpending = level
+    i, _obit, otrans, active, rpending = level
     marked = False
     emitted: set[Any] = set()
     # (state, L) -> used-sets reached; breadth-first order reaches a smaller used-set for the
@@ -654,14 +737,14 @@ def _failure(
     tried: set[Any],
     op_of_info_bit: dict[int, int],
 ) -> _Failure:
-    i, _obit, _otrans, pending, active, _rpending = level
+    i, _obit, _otrans, active, rpending = level
     prefix: list[tuple[int, Any]] = []
     lin = used = 0
     if best is not None:
         (_s, lin, used), node = best
         prefix = _unwind(node)
     in_prefix = {j for j, _ in prefix}
-    still = [ops[j] for bit, _t, j in pending if not lin & bit and j not in in_prefix]
+    still = [ops[j] for bit, _t, j, _b in rpending if not lin & bit and j not in in_prefix]
     for _tr, mask in active:
         avail = mask & ~used
         while avail:
