@@ -14,6 +14,9 @@ reversing the closure's dominance test for indeterminate steps (its breadth-firs
 always insert the smaller used-set first, so only the superset check ever fires), and not
 counting the initial value as observed in pruning (d) (an unread initial value is as
 unobservable as any other unread value, so dropping an info write of it is sound too).
+So is any change to the condition under which the search tries a closure's first
+configuration before making the closure (it only changes the order: the closure, made when
+the search comes back, yields that configuration again and all the others).
 """
 
 from __future__ import annotations
@@ -86,11 +89,39 @@ MUTATIONS = [
         "if used == 0 or any(u & ~used == 0 for u in prev):",
     ),
     Mutation(
-        "noop-against-start-state",
+        "failed-memo-by-count-single",
+        "(b) dominance, memo of exhausted configurations (one used-set, stored bare)",
+        "linearizable.py",
+        "if prev & ~used == 0:",
+        "if prev.bit_count() <= used.bit_count():",
+    ),
+    Mutation(
+        "failed-memo-skips-empty-used-single",
+        "(b) dominance, memo of exhausted configurations (one used-set, stored bare)",
+        "linearizable.py",
+        "if prev & ~used == 0:",
+        "if used == 0 or prev & ~used == 0:",
+    ),
+    Mutation(
+        "noop-against-bucket-start-state",
         "(c) no-op indeterminate steps",
         "linearizable.py",
         "if s2 is not ILLEGAL and s2 != s:",
-        "if s2 is not ILLEGAL and s2 != cfg[0]:",
+        "if s2 is not ILLEGAL and s2 != configs[0][0]:",
+    ),
+    Mutation(
+        "indeterminate-successors-never-made",
+        "closure: deferred indeterminate successors",
+        "linearizable.py",
+        "            if active:\n                unexpanded.append(c)",
+        "            pass",
+    ),
+    Mutation(
+        "first-configuration-illegal-step",
+        "search: the closure's first configuration tried without it",
+        "linearizable.py",
+        "            if s2 is not ILLEGAL:\n                for bit, tr, _j, before",
+        "            if True:\n                for bit, tr, _j, before",
     ),
     Mutation(
         "unobservable-forgets-info-cas-old",
@@ -115,6 +146,13 @@ MUTATIONS = [
         "    roles = model.register_roles\n",
         '    roles = model.register_roles if model.name in ("register", "cas-register", "kv") '
         "else {}\n",
+    ),
+    Mutation(
+        "prepared-sharing-by-str",
+        "equal plain ops share a prepared transition",
+        "linearizable.py",
+        "    if v is None or t in _PLAIN:\n        return v\n",
+        "    if v is None or t in _PLAIN:\n        return str(v)\n",
     ),
     Mutation(
         "json-true-is-one",

@@ -109,6 +109,91 @@ def test_same_state_by_different_info_ops_then_a_determinate_step(first: str) ->
     assert agree(h) is True
 
 
+@pytest.mark.parametrize("then_read_2", [False, True])
+def test_first_configuration_tried_before_its_closure(then_read_2: bool) -> None:
+    """The search tries the returning op alone before it makes the closure of its return (no
+    op invoked before it is pending): write 1 returns while write 2, invoked after it, is
+    pending, so the search first takes "write 1" alone, then write 2 at its own return. The
+    read of 1 after both needs write 2 before write 1: the search must come back to write 1's
+    return and make the closure (valid). A read of 2 after that read is possible in neither
+    order (invalid). The cas keeps the key off the zone test."""
+    entries = [
+        W0,
+        ("cas", [0, 3], [0, 3], "ok", 2, 3),
+        ("write", 1, 1, "ok", 4, 7),
+        ("write", 2, 2, "ok", 5, 8),
+        ("read", None, 1, "ok", 9, 10),
+    ]
+    if then_read_2:
+        entries.append(("read", None, 2, "ok", 11, 12))
+    h = timeline(entries)
+    assert verdict(h) is (not then_read_2)
+    assert agree(h) is (not then_read_2)
+
+
+@pytest.mark.parametrize("output", [1, "1", [1, 2], None])
+def test_ops_sharing_a_prepared_transition_keep_json_types(output: Any) -> None:
+    """Ops with equal plain (f, value, output) share one prepared value and transition: the
+    key of that sharing must keep JSON's types apart (1 is not "1", a list is not a number),
+    in both orders of first appearance."""
+    for first in (1, output):
+        ops = [
+            ("write", first, first, "ok", 0, 1),
+            ("read", None, first, "ok", 2, 3),
+            ("write", 1, 1, "ok", 4, 5),
+            ("read", None, output, "ok", 6, 7),
+            ("cas", [1, 1], [1, 1], "ok", 8, 9),
+        ]
+        h = timeline(ops)
+        assert verdict(h) is (output == 1 and type(output) is int)
+        assert agree(h) is (output == 1 and type(output) is int)
+
+
+def _long_sequential(n: int, corrupt: int | None = None) -> History:
+    """n ops on two keys, each invoked and completed in turn: reads, writes and cas over 0-9
+    (so the search, not the zone test, decides), with read `corrupt` returning a value the
+    register did not hold."""
+    specs, order = [], []
+    state: dict[int, Any] = {0: None, 1: None}
+    for i in range(n):
+        key = i % 2
+        kind = i % 5
+        if kind in (0, 3):
+            out = state[key]
+            if i == corrupt:
+                out = 11
+            spec = {"f": "read", "value": None, "output": out, "type": "ok"}
+        elif kind in (1, 4):
+            state[key] = i % 10
+            spec = {"f": "write", "value": i % 10, "output": i % 10, "type": "ok"}
+        else:
+            cas = [state[key], (i * 7) % 10]
+            state[key] = cas[1]
+            spec = {"f": "cas", "value": cas, "output": cas, "type": "ok"}
+        specs.append({**spec, "key": key})
+        order += [(i, "call"), (i, "ret")]
+    return build_history(specs, order)
+
+
+@pytest.mark.parametrize("corrupt", [None, 15_003])
+def test_large_history_checked_with_the_collector_paused(corrupt: int | None) -> None:
+    """From GC_PAUSE_OPS operations on, the check runs with the cyclic collector paused: the
+    verdicts stay (a read of a value never held, deep in the history, is found and
+    explained), and the collector is enabled again afterwards."""
+    import gc
+
+    from dsjepsen.checkers.linearizable import GC_PAUSE_OPS
+
+    h = _long_sequential(GC_PAUSE_OPS + 1000, corrupt)
+    assert gc.isenabled()
+    r = check_linearizable(h.operations(), "cas-register")
+    assert gc.isenabled()
+    assert r.valid is (corrupt is None)
+    if corrupt is not None:
+        assert r.details["failing_keys"] == [str(corrupt % 2)]
+        assert r.anomalies[0]["op"]["id"] == corrupt
+
+
 def test_exhausted_configuration_does_not_hide_one_with_fewer_info_ops() -> None:
     """(b) memo of exhausted configurations: (level, state, L) first fails with the info
     write spent early (the write 1 linearized before the write 2 needs it to read 1), then is
