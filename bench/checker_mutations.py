@@ -89,20 +89,6 @@ MUTATIONS = [
         "if used == 0 or any(u & ~used == 0 for u in prev):",
     ),
     Mutation(
-        "failed-memo-by-count-single",
-        "(b) dominance, memo of exhausted configurations (one used-set, stored bare)",
-        "linearizable.py",
-        "if prev & ~used == 0:",
-        "if prev.bit_count() <= used.bit_count():",
-    ),
-    Mutation(
-        "failed-memo-skips-empty-used-single",
-        "(b) dominance, memo of exhausted configurations (one used-set, stored bare)",
-        "linearizable.py",
-        "if prev & ~used == 0:",
-        "if used == 0 or prev & ~used == 0:",
-    ),
-    Mutation(
         "noop-against-bucket-start-state",
         "(c) no-op indeterminate steps",
         "linearizable.py",

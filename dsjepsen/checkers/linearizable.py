@@ -297,17 +297,20 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
 
     A level is (op index, op's slot bit, op's transition, invoked indeterminate classes as
     (transition, mask), pending determinate ops other than it as (bit, transition, index,
-    invoked before it), latest-invoked first). Slots
-    are reused after a return, so L stays as small as the concurrency.
+    invoked before it), latest-invoked first). Slots are reused after a return, so L stays
+    as small as the concurrency.
     """
     CALL, RET, INFO = 0, 1, 2
-    events: list[tuple[int, int, int]] = []
+    # events as ints (position, kind, op index < 2**32) packed so that their order is the
+    # tuples' (call before return at one position, as an orphan has them): sorting ints is
+    # several times faster than sorting tuples, and a million-op history has two events per op
+    events: list[int] = []
     for i, p in enumerate(ops):
         if p.ret is None:
-            events.append((p.call, INFO, i))
+            events.append(p.call << 34 | INFO << 32 | i)
         else:
-            events.append((p.call, CALL, i))
-            events.append((p.ret, RET, i))
+            events.append(p.call << 34 | CALL << 32 | i)
+            events.append(p.ret << 34 | RET << 32 | i)
     events.sort()
     # indeterminate classes: same f and value -> interchangeable (pruning a)
     class_index: dict[tuple[str, Any], int] = {}
@@ -317,12 +320,14 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
     active: tuple[tuple[Callable[[Any], Any], int], ...] = ()
     order: list[int] = []  # active class ids in first-invocation order
     levels: list[tuple[Any, ...]] = []
-    pending: list[tuple[int, Callable[[Any], Any], int]] = []
+    pending: list[tuple[int, Callable[[Any], Any], int, int]] = []  # bit, trans, index, call
     slot_bit: dict[int, int] = {}
     free_bits: list[int] = []
     next_bit = 1
     nbits = 0
-    for _pos, kind, i in events:
+    for e in events:
+        i = e & 0xFFFFFFFF
+        kind = e >> 32 & 3
         p = ops[i]
         if kind == CALL:
             if free_bits:
@@ -331,7 +336,7 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
                 bit = next_bit
                 next_bit <<= 1
             slot_bit[i] = bit
-            pending.append((bit, p.trans, i))
+            pending.append((bit, p.trans, i, p.call))
         elif kind == INFO:
             k = class_index.get((p.f, p.value))
             if k is None:
@@ -349,7 +354,8 @@ def _levels(ops: list[_Op]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
             pending = [e for e in pending if e[2] != i]
             # the closure's push order, precomputed: latest-invoked first, each with
             # whether it was invoked before op i (those are popped first, WGL's order)
-            rpending = tuple((b, tr, j, ops[j].call < p.call) for b, tr, j in reversed(pending))
+            call = p.call
+            rpending = tuple([(b, tr, j, c < call) for b, tr, j, c in reversed(pending)])
             levels.append((i, obit, p.trans, active, rpending))
             free_bits.append(obit)
     return levels, op_of_info_bit
@@ -515,16 +521,14 @@ def _search(
         fk = (r, s, lin)
         prev = failed.get(fk)
         if prev is not None:
+            if type(prev) is int:
+                prev = [prev]
             # skip only when an exhausted used-set is a subset of this one: fewer used
             # indeterminate ops can do everything more can (b), never the other way round
-            if type(prev) is int:
-                if prev & ~used == 0:
-                    continue
-                failed[fk] = [prev, used]
-            elif any(u & ~used == 0 for u in prev):
+            if any(u & ~used == 0 for u in prev):
                 continue
-            else:
-                prev.append(used)
+            prev.append(used)
+            failed[fk] = prev
         else:
             failed[fk] = used
         budget.n_failed += 1
