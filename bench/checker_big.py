@@ -1,10 +1,20 @@
-"""A generated 100,000-op register history (10 keys, 20 concurrent processes, some info and
-fail ops), checked for linearizability: prints the time and the peak memory (max RSS).
+"""A generated register history (default 100,000 ops; 10 keys, 20 concurrent processes, some
+info and fail ops), checked for linearizability: prints the generation time, the check's time
+(wall and CPU) and the peak memory (max RSS, before the check and after it).
 
 Usage: python bench/checker_big.py [--ops N] [--keys K] [--concurrency C] [--seed S] [--runs R]
-The history is produced by a simulated linearizable register per key, so the verdict must be
-valid; values are drawn from a small range (0-9) so that the search, not only the unique-value
-fast path, is exercised. Goal: under 10 s and under 1 GB.
+The history is produced by a simulated linearizable cas-register per key, so the verdict must
+be valid; values are drawn from a small range (0-9) so that the search, not only the
+unique-value fast path, is exercised; about 0.9% of the ops are indeterminate writes.
+
+Goal (issue 31): less CPU and memory than Porcupine (Go) on the same history kind
+(../shared/reference/anchors.md). Measured on this 2-vCPU machine, shared with other runs
+(check CPU: median of the runs; RSS: the whole process, the history itself included):
+
+| ops | before (2026-12-07) | after | Porcupine |
+|---|---|---|---|
+| 300,000 | 12.6 s CPU, 752 MiB | TBD | 4.9 s CPU, 1.7 GB |
+| 1,000,000 | 43.4 s CPU, 2,483 MiB | TBD | 15.8 s CPU, 17.7 GB |
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ import time
 
 from dsjepsen.checkers.linearizable import check_linearizable
 from dsjepsen.history import History, Op
+
+#: ../shared/reference/anchors.md, measured on this machine kind
+PORCUPINE = "300,000 ops 4.9 s CPU, 1.7 GB; 1,000,000 ops at most 15.8 s CPU, 17.7 GB"
 
 
 def generate(n_ops: int, keys: int, concurrency: int, seed: int) -> History:
@@ -99,14 +112,17 @@ def main() -> None:
     print(f"operations: {len(ops)} ({counts}), keys {args.keys}, concurrency {args.concurrency}")
     print(f"generate + pair: {gen_s:.2f} s")
     print(
-        f"check: {check_s:.2f} s wall, {cpu_s:.2f} s CPU (median of {args.runs})  "
-        f"verdict {r.valid}  goal < 10 s"
+        f"check: {check_s:.2f} s wall, {cpu_s:.2f} s CPU (median of {args.runs})  verdict {r.valid}"
     )
     print(
         f"configurations explored {r.details['configurations_explored']}, peak "
         f"{r.details['peak_configurations']}"
     )
-    print(f"max RSS: {rss1 / 1024:.0f} MiB (before check {rss0 / 1024:.0f} MiB)  goal < 1024 MiB")
+    print(
+        f"max RSS: {rss1 / 1024:.0f} MiB (before check {rss0 / 1024:.0f} MiB: the history; "
+        f"the check added {(rss1 - rss0) / 1024:.0f} MiB)"
+    )
+    print(f"Porcupine on this history kind: {PORCUPINE}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ the model?
 The engine is Lowe's "just-in-time" linearization (G. Lowe, *Testing for linearizability*,
 2017), the breadth-first sibling of the Wing-Gong/Lowe (WGL) depth-first search that Porcupine
 implements, run per key (P-compositionality, Horn & Kroening 2015), with Jepsen's meaning of
-indeterminate ops and a few extra prunings. We chose it over a WGL port because it streams:
-it walks the history once, holds only the configurations alive at the current point (so memory
-is bounded by concurrency, not history length), and the point where it fails is exactly "the op
-that cannot be linearized", which is what the explanation needs.
+indeterminate ops and a few extra prunings. We chose it over a WGL port because it walks the
+history once, return after return, and the point where it fails is exactly "the op that cannot
+be linearized", which is what the explanation needs. It is run depth-first (below), so its
+memory grows with the history: one entry per return on the current path, and the memo of
+exhausted configurations (a few hundred bytes per return in all).
 
 Definitions (per key). An op is *determinate* if it completed `ok` (it has a return position),
 *indeterminate* if it completed `info` or never completed. `fail` ops are dropped (they did not
@@ -68,6 +69,18 @@ explored at one return; about 150-250 bytes each) turn into verdict "unknown" wi
 the number of configurations explored. Memory reported: the peak configuration count, the
 estimate in bytes, and the process's max RSS before and after (resource.getrusage; the delta is
 zero when the check never exceeded an earlier peak).
+
+Cost on large histories (bench/checker_big.py; none of these changes a verdict):
+* from GC_PAUSE_OPS operations on, the cyclic garbage collector is paused (history.gc_paused):
+  its passes over the search's tuples cost as much as the search did;
+* ops with equal plain (f, value, output) share one prepared value and transition (`_plain`);
+* a level whose returning op can go alone, with no pending op invoked before it able to step
+  (what the closure would yield first), is stepped without making its closure; the closure is
+  made only if the search comes back (it yields that configuration again, which the memo
+  skips). The search's path then holds a pair per level, not a generator;
+* a closure makes the successors by indeterminate ops only once its bucket of determinate
+  steps is exhausted (`_expand_indeterminate` says why that prunes no less);
+* the failed memo stores a lone used-set bare, and `_levels` sorts events packed as ints.
 
 Explanations are capped so that the explained verdict costs at most about twice the plain one
 (bench/checker_corpus.py prints the ratio): the first EXPLAIN_KEYS failing keys are explained,
