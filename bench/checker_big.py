@@ -9,12 +9,13 @@ unique-value fast path, is exercised; about 0.9% of the ops are indeterminate wr
 
 Goal (issue 31): less CPU and memory than Porcupine (Go) on the same history kind
 (../shared/reference/anchors.md). Measured on this 2-vCPU machine, shared with other runs
-(check CPU: median of the runs; RSS: the whole process, the history itself included):
+(check CPU: median of the runs; RSS: the whole process, the history itself included; load
+5-9; docs/checker.md has the details):
 
 | ops | before (2026-12-07) | after | Porcupine |
 |---|---|---|---|
-| 300,000 | 12.6 s CPU, 752 MiB | TBD | 4.9 s CPU, 1.7 GB |
-| 1,000,000 | 43.4 s CPU, 2,483 MiB | TBD | 15.8 s CPU, 17.7 GB |
+| 300,000 | 12.6-13.2 s CPU, 755 MiB | 1.8-2.3 s CPU, 385 MiB | 4.9 s CPU, 1.7 GB |
+| 1,000,000 | 43.4 s CPU, 2,483 MiB | 7.1-8.2 s CPU, 1,214 MiB | 15.8 s CPU, 17.7 GB |
 """
 
 from __future__ import annotations
