@@ -58,6 +58,9 @@ class Recipe:
     #: what the control runs instead of the bug's options, when the target's default is not
     #: the correct configuration to compare with (Redlock's control is Redis's fenced lock)
     control_args: tuple[str, ...] = ()
+    #: a system that has no bug to find here and must stay safe under the recipe's faults
+    #: (etcd's lock): only its control runs are made, and a bench counts their false alarms
+    control_only: bool = False
 
     def bug_argv(self) -> list[str]:
         return ["--target", self.target, *self.bug_args, *self.common]
@@ -209,6 +212,27 @@ RECIPES: tuple[Recipe, ...] = (
         control_args=("--redis-lock", "fenced"),
     ),
     # Redis (README Targets): replicas answer reads from asynchronously replicated state
+    # Redis's documented single-instance lock, SET NX PX with a random value (docs/locks.md):
+    # no token, so a holder paused past its lease writes after the next holder and the fence
+    # cannot tell; the control is the same lock with an INCR token (`--redis-lock fenced`)
+    Recipe(
+        "redis-setnx-pause",
+        "redis",
+        ("--redis-lock", "setnx"),
+        LOCK_COMMON,
+        source="docs/analyses/locks.md",
+        control_args=("--redis-lock", "fenced"),
+    ),
+    # etcd's lease + lock, fenced by the revision of the txn that took it: safe under the same
+    # pauses (no bug to find: only the control runs)
+    Recipe(
+        "etcd-lock-pause",
+        "etcd",
+        (),
+        LOCK_COMMON,
+        source="docs/analyses/locks.md",
+        control_only=True,
+    ),
     Recipe(
         "redis-replica-reads",
         "redis",
@@ -340,7 +364,7 @@ def plan(
     seen: set[tuple[tuple[str, ...], int]] = set()
     for seed in seeds:
         for r in recipes:
-            if bug:
+            if bug and not r.control_only:
                 jobs.append(Job(r.name, "bug", r.bug_argv(), seed))
             if control and (tuple(r.control_argv()), seed) not in seen:
                 seen.add((tuple(r.control_argv()), seed))
@@ -422,11 +446,12 @@ def table(recipes: Sequence[Recipe], outcomes: list[Outcome], time_limit: float)
         b = bug[r.name]
         c = ctl.get(tuple(r.control_argv()), Tally())
         lines.append(
-            f"{r.name:<24} {time_limit:>5g} {b.seeds:>5} {b.invalid:>8} {b.unknown:>7} "
-            f"{b.errors:>6} {c.seeds:>9} {c.invalid:>12}"
+            f"{r.name:<24} {time_limit:>5g} {b.seeds:>5} {'-' if r.control_only else b.invalid:>8} "
+            f"{b.unknown:>7} {b.errors:>6} {c.seeds:>9} {c.invalid:>12}"
         )
     for r in recipes:
-        lines.append(f"  {r.name}: dsjepsen test {' '.join(r.bug_argv())}   [{r.source}]")
+        argv = r.control_argv() if r.control_only else r.bug_argv()
+        lines.append(f"  {r.name}: dsjepsen test {' '.join(argv)}   [{r.source}]")
     return "\n".join(lines)
 
 
@@ -482,7 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if args.list:
         for r in recipes:
-            print(f"{r.name:<24} dsjepsen test {' '.join(r.bug_argv())}   [{r.source}]")
+            argv = r.control_argv() if r.control_only else r.bug_argv()
+            print(f"{r.name:<24} dsjepsen test {' '.join(argv)}   [{r.source}]")
         return 0
     available = installed_targets()
     skipped = [r.name for r in recipes if r.target not in available]

@@ -30,18 +30,30 @@ DOCKER_FIXTURES = frozenset({"docker_engine", "docker_image", "make_docker_clust
 DOCKER_FILES = frozenset({"test_control_docker.py", "test_docker_runs.py", "test_docker_image.py"})
 
 
+#: A test that starts real clusters asserts what a real run did, and a real run on two shared
+#: cores is at the mercy of timing: an election that takes a second longer, a kill that lands
+#: after the phase it aimed at. Such a test is tried once more when it fails; the summary lists
+#: it as RERUN (pyproject's `-r fER`), so a test that needed it is seen and made sturdier. A
+#: test that fails twice fails the suite. Pure-logic tests are never retried.
+RERUNS = 1
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The suite runs on two workers (pyproject's addopts: most of its time is spent waiting
     on real clusters, not computing). Tests stay with the others of their file (they share
     module fixtures and clusters), and every test that needs the docker engine goes to one
-    worker, so that one session starts it, uses it and stops it."""
+    worker, so that one session starts it, uses it and stops it. Tests marked `cluster` get
+    one retry (RERUNS)."""
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
         docker = DOCKER_FIXTURES & set(getattr(item, "fixturenames", ()))
         group = "docker" if docker or item.path.name in DOCKER_FILES else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
+    for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("flaky"):
+            item.add_marker(pytest.mark.flaky(reruns=RERUNS, reruns_delay=2))
 
 
 # the helpers live in localnet so that test modules import them whether or not tests/ is a
