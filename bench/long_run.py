@@ -47,6 +47,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--nemesis", default="partition-majority")
+    ap.add_argument(
+        "--concurrency",
+        default="20",
+        help="clients (a client waiting on a cut-off node takes no new op until it times out)",
+    )
     ap.add_argument("--sample", type=float, default=60.0, help="seconds between RSS samples")
     ap.add_argument("--store", help="keep the run here (default: a temporary directory)")
     a = ap.parse_args()
@@ -55,7 +60,7 @@ def main() -> None:
     argv = [
         sys.executable, "-m", "dsjepsen", "test", "--target", "raft-kv", "--rate", str(a.rate),
         "--time-limit", str(a.minutes * 60), "--nemesis", a.nemesis, "--cluster-name", name,
-        "--store", str(store), "--concurrency", "20",
+        "--store", str(store), "--concurrency", a.concurrency,
     ]  # fmt: skip
     print("running:", " ".join(argv[2:]), flush=True)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -88,6 +93,8 @@ def main() -> None:
     page = run / "report.html"
     report = datetime.fromtimestamp(page.stat().st_mtime) if page.exists() else None
     print(f"exit {proc.returncode}, verdict valid={results.get('valid')}")
+    count = total.get("count", 0) if isinstance(total, dict) else 0
+    print(f"client ops: {count / (a.minutes * 60):.0f} a second ({a.rate:.0f} asked)")
     print(f"client ops {total} in {a.minutes * 60:.0f} s, asked {a.rate:.0f} ops/s; ok ops/s "
           f"{stats.get('throughput_ok_per_s', '?')}; by f: {json.dumps(stats.get('by_f'))}")  # fmt: skip
     if samples:
