@@ -8,6 +8,7 @@ timestamps at all cannot be aligned, and the page says so instead of guessing.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -165,11 +166,40 @@ def excerpts(run: RunData, anomaly_times: list[tuple[int, int, int]]) -> LogSect
     return section
 
 
+class MomentIndex:
+    """Which moments hold an instant, found by bisection over the moments' edges.
+
+    A long run's server logs hold a million lines and its report a hundred moments; testing
+    every moment against every line was most of the report's time (81 of 116 s after a
+    10-minute run). Between two consecutive edges, and at each edge, the set of moments that
+    hold an instant is fixed, so it is computed once per piece. Moments are closed intervals
+    and may overlap or be empty (start after end): the answer is exactly the moments m with
+    m.start <= t <= m.end, in their order."""
+
+    def __init__(self, ms: list[Moment]) -> None:
+        self.edges = sorted({p for m in ms for p in (m.start, m.end)})
+        self.at = [[i for i, m in enumerate(ms) if m.start <= p <= m.end] for p in self.edges]
+        self.between = [
+            [i for i, m in enumerate(ms) if m.start <= a and b <= m.end]
+            for a, b in zip(self.edges, self.edges[1:], strict=False)
+        ]
+
+    def holding(self, t: datetime) -> list[int]:
+        j = bisect_left(self.edges, t)
+        if j < len(self.edges) and self.edges[j] == t:
+            return self.at[j]
+        if j == 0 or j == len(self.edges):
+            return []
+        return self.between[j - 1]
+
+
 def _scan(path: Path, ms: list[Moment]) -> tuple[bool, list[Excerpt | None]]:
     """One pass over a log: which lines fall in which moment. Returns (has timestamps, ...)."""
     buckets: list[Excerpt | None] = [None for _ in ms]
+    index = MomentIndex(ms)
     found = False
     current: datetime | None = None
+    holding: list[int] = []
     read = 0
     try:
         fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -183,21 +213,22 @@ def _scan(path: Path, ms: list[Moment]) -> tuple[bool, list[Excerpt | None]]:
             t = parse_log_time(line)
             if t is not None:
                 found = True
+                if t != current:
+                    holding = index.holding(t)
                 current = t
             elif not found and n >= SNIFF_LINES:
                 break  # no timestamps in the first lines: treat as unstamped
             if current is None or not ms:
                 continue
-            for i, m in enumerate(ms):
-                if m.start <= current <= m.end:
-                    ex = buckets[i]
-                    if ex is None:
-                        ex = buckets[i] = Excerpt("", "")
-                    if len(ex.lines) < MAX_LINES:
-                        text = line.rstrip("\n")
-                        if len(text) > MAX_LINE_CHARS:
-                            text = text[:MAX_LINE_CHARS] + " …"
-                        ex.lines.append(text)
-                    else:
-                        ex.more += 1
+            for i in holding:
+                ex = buckets[i]
+                if ex is None:
+                    ex = buckets[i] = Excerpt("", "")
+                if len(ex.lines) < MAX_LINES:
+                    text = line.rstrip("\n")
+                    if len(text) > MAX_LINE_CHARS:
+                        text = text[:MAX_LINE_CHARS] + " …"
+                    ex.lines.append(text)
+                else:
+                    ex.more += 1
     return found, buckets

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -214,8 +214,17 @@ _TS_RE = re.compile(
 _EPOCH_RE = re.compile(r'"(?:ts|time|timestamp)"\s*:\s*(?P<epoch>1\d{9}(?:\.\d+)?)')
 
 
+#: the local UTC offset of each hour a log's zone-less timestamps fall in (see parse_log_time)
+_LOCAL_OFFSETS: dict[str, tzinfo] = {}
+
+
 def parse_log_time(line: str) -> datetime | None:
-    """The wall-clock timestamp at the start of a log line (ISO-ish, or a JSON epoch `ts`)."""
+    """The wall-clock timestamp at the start of a log line (ISO-ish, or a JSON epoch `ts`).
+
+    A timestamp without a zone is the machine's local time. Asking the system for the local
+    offset of every line was a quarter of reading a long run's logs, so it is asked once per
+    hour of timestamps; only an hour in which the local offset changes (a daylight-saving
+    switch) can then be off by that change for the lines after it."""
     m = _TS_RE.search(line, 0, 80)
     if m:
         frac = m.group("time").replace(",", ".")
@@ -231,7 +240,15 @@ def parse_log_time(line: str) -> datetime | None:
             d = datetime.fromisoformat(f"{m.group('date')}T{frac}{tz}")
         except ValueError:
             return None
-        return d if d.tzinfo else d.astimezone()
+        if d.tzinfo:
+            return d
+        hour = f"{m.group('date')}T{frac[:2]}"
+        zone = _LOCAL_OFFSETS.get(hour)
+        if zone is None:
+            if len(_LOCAL_OFFSETS) > 100_000:
+                _LOCAL_OFFSETS.clear()
+            zone = _LOCAL_OFFSETS[hour] = d.astimezone().tzinfo  # type: ignore[assignment]
+        return d.replace(tzinfo=zone)
     m2 = _EPOCH_RE.search(line, 0, 200)
     if m2:
         return datetime.fromtimestamp(float(m2.group("epoch")), tz=UTC)
